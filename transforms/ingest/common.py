@@ -1,0 +1,225 @@
+"""The shared shape of every parser's output, and the one place rows are judged.
+
+A parser turns raw records into a *parsed* frame: the contract's columns (null where
+unreadable) plus four bookkeeping columns:
+
+- `_source_file` (str): the raw file, relative to the raw directory;
+- `_source_row` (Int64): 1-based line or data row in that file;
+- `_reason` (str | null): why the row cannot be accepted, a code from `REASONS`;
+- `_detail` (str | null): what was wrong and how to fix it, for a person.
+
+`classify` adds the contract-level judgements (required fields, partition day,
+duplicates). `accepted`, `quarantined` and `audit` then split one classified frame
+three ways, so `rows_read = rows_accepted + rows_quarantined` holds by construction.
+"""
+
+from datetime import date, datetime, timedelta, timezone
+
+import polars as pl
+
+from transforms.contracts import INGEST_AUDIT, QUARANTINE, UTC_US, Contract
+
+BOOKKEEPING = ["_source_file", "_source_row", "_reason", "_detail"]
+
+# Reason codes. Parsers may only use these; docs/data-contracts.md explains each.
+REASONS = {
+    "malformed_record": "The line or row could not be read as a record of its format (invalid JSON, wrong field count).",
+    "missing_required_field": "A field the contract requires is absent or empty.",
+    "invalid_value": "A field holds a value of the wrong type or outside its allowed set.",
+    "negative_value": "A count, size or amount that cannot be negative is negative.",
+    "end_before_start": "The record ends before it starts.",
+    "bad_timestamp": "A timestamp could not be parsed, or has no UTC offset where the format requires one.",
+    "outside_partition_day": "The record belongs to another UTC day than the raw folder it was delivered in.",
+    "unknown_node": "The node (or host) is not in the inventory.",
+    "unknown_meter": "The meter is not in the inventory.",
+    "unknown_site": "The site is not in the inventory.",
+    "unknown_tier": "The tier is not in the inventory.",
+    "unknown_currency": "The currency is not an ISO 4217 code this product accepts.",
+    "sensor_not_supported": "The device reported a 'not supported' / blank sentinel instead of a reading.",
+    "sensor_no_reading": "The sensor gave no reading (BMC did not answer, 'no reading', 'Not Readable').",
+    "exact_duplicate": "An identical copy of an accepted record (collapsed; the first copy is kept).",
+    "conflicting_duplicate": "Several records share a key with different values; none is kept until the source is corrected.",
+}
+
+# ISO 4217 codes accepted in bills and the register (active codes that matter to operators;
+# extend here when an operator bills in another currency).
+ISO_CURRENCIES = frozenset(
+    "USD EUR GBP JPY CNY CHF CAD AUD NZD SEK NOK DKK PLN CZK HUF INR KRW SGD HKD TWD BRL MXN ZAR AED SAR ILS TRY".split()
+)
+
+
+def reject(reason: str, detail: pl.Expr | str) -> tuple[pl.Expr, pl.Expr]:
+    """Literal helpers for parsers: `(reason_expr, detail_expr)`."""
+    assert reason in REASONS, reason
+    return pl.lit(reason), detail if isinstance(detail, pl.Expr) else pl.lit(detail)
+
+
+def first_reason(checks: list[tuple[pl.Expr, str, pl.Expr | str]]) -> list[pl.Expr]:
+    """Given `(condition, reason, detail)` checks in priority order, return expressions that set
+    `_reason`/`_detail` to the first failing check, keeping any reason already set."""
+    reason = pl.col("_reason")
+    detail = pl.col("_detail")
+    for cond, code, msg in reversed(checks):
+        assert code in REASONS, code
+        msg_expr = msg if isinstance(msg, pl.Expr) else pl.lit(msg)
+        reason = pl.when(pl.col("_reason").is_null() & cond.fill_null(False)).then(pl.lit(code)).otherwise(reason)
+        detail = pl.when(pl.col("_reason").is_null() & cond.fill_null(False)).then(msg_expr).otherwise(detail)
+    return [reason.alias("_reason"), detail.alias("_detail")]
+
+
+def parse_utc(expr: pl.Expr, *, naive_is_utc: bool = False) -> pl.Expr:
+    """RFC 3339 / ISO 8601 strings to UTC microseconds. Offsets (`Z`, `+01:00`) are converted;
+    a space instead of `T` is accepted. Strings without an offset become null unless
+    `naive_is_utc` (formats whose specification says UTC, e.g. FOCUS)."""
+    s = expr.str.strip_chars().str.replace(r"^(\d{4}-\d\d-\d\d)[ ]", "${1}T").str.replace(r"[zZ]$", "+00:00")
+    aware = s.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", time_unit="us", strict=False)
+    if not naive_is_utc:
+        return aware
+    naive = s.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False).dt.replace_time_zone("UTC")
+    return pl.coalesce(aware, naive)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def empty_parsed(contract: Contract) -> pl.LazyFrame:
+    return pl.LazyFrame(schema={**contract.schema, "_source_file": pl.String, "_source_row": pl.Int64,
+                                "_reason": pl.String, "_detail": pl.String})
+
+
+def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column: str | None = None) -> pl.LazyFrame:
+    """Add the contract's judgements to a parser's output, in this order: required fields present;
+    `day_column` inside the partition's UTC day; then, among rows still valid, duplicates of the
+    contract key: identical copies after the first become `exact_duplicate`, keys with differing
+    copies become `conflicting_duplicate` (every copy)."""
+    start, end = day_bounds(day)
+    checks = [(pl.col(c).is_null(), "missing_required_field",
+               f"required field `{c}` is empty; fill it in the source or fix the exporter") for c in contract.required]
+    if day_column:
+        checks.append((~pl.col(day_column).is_between(pl.lit(start, UTC_US), pl.lit(end, UTC_US), closed="left"),
+                       "outside_partition_day",
+                       pl.format(f"`{day_column}` {{}} is not on {day.isoformat()} UTC; deliver it in the raw folder of its own day",
+                                 pl.col(day_column).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))))
+    flagged = parsed.with_columns(first_reason(checks))
+
+    # A parser whose records each carry one measure of a wide row (DCGM: power and energy samples
+    # of one GPU at one instant) adds `_measure`; it is part of the duplicate key, and `accepted`
+    # joins the measures of one key into one row.
+    key = [*contract.key, *(["_measure"] if "_measure" in parsed.collect_schema() else [])]
+    row_hash = pl.struct(contract.names).hash(seed=0)
+    order = ["_source_file", "_source_row"]
+    ok = pl.col("_reason").is_null()
+    variants = pl.when(ok).then(row_hash).n_unique().over([*key, ok])
+    nth = pl.int_range(pl.len()).over([*key, ok], order_by=order)
+    key_text = pl.concat_str([pl.col(k).cast(pl.String) for k in contract.key], separator="|")
+    dup_checks = [
+        (ok & (variants > 1), "conflicting_duplicate",
+         pl.format("key {} appears with different values; correct the source so one version remains", key_text)),
+        (ok & (nth > 0), "exact_duplicate", pl.format("identical copy of key {} collapsed", key_text)),
+    ]
+    return flagged.with_columns(first_reason(dup_checks))
+
+
+def accepted(classified: pl.LazyFrame, contract: Contract) -> pl.LazyFrame:
+    """Canonical rows, in the contract's column order and types, sorted by key for stable files.
+    Records carrying one `_measure` each are joined into one row per key (first non-null value
+    of every column)."""
+    rows = classified.filter(pl.col("_reason").is_null())
+    if "_measure" in classified.collect_schema():
+        rest = [c for c in contract.names if c not in contract.key]
+        rows = rows.group_by(list(contract.key)).agg(pl.col(rest).drop_nulls().first())
+    rows = contract.conform(rows).sort(list(contract.key))
+    if contract.name == "power_readings":
+        # A cumulative counter that falls restarted (reboot): flag it so attribution starts a new
+        # segment. Judged against the meter's previous sample of the same day.
+        prev = pl.col("energy_j").forward_fill().shift(1).over("meter_id", order_by="ts")
+        rows = rows.with_columns(
+            (pl.col("counter_reset") | (pl.col("energy_j") < prev).fill_null(False)).alias("counter_reset"))
+    return rows
+
+
+def quarantined(classified: pl.LazyFrame, contract: Contract) -> pl.LazyFrame:
+    """Rejected rows: where they came from and why; never the raw text."""
+    key_text = pl.concat_str([pl.col(k).cast(pl.String) for k in contract.key], separator="|")
+    return (
+        classified.filter(pl.col("_reason").is_not_null())
+        .select(
+            pl.lit(contract.name).alias("dataset"),
+            pl.col("_source_file").alias("source_file"),
+            pl.col("_source_row").cast(pl.Int64).alias("source_row"),
+            key_text.alias("record_key"),
+            pl.col("_reason").alias("reason"),
+            pl.col("_detail").fill_null(pl.col("_reason")).alias("detail"),
+        )
+        .sort(["source_file", "source_row", "reason"])
+        .pipe(QUARANTINE.conform)
+    )
+
+
+def audit(classified: pl.LazyFrame, contract: Contract) -> pl.LazyFrame:
+    """Rows read, accepted and quarantined per raw file."""
+    ok = pl.col("_reason").is_null()
+    return (
+        classified.group_by(pl.col("_source_file").alias("source_file"))
+        .agg(pl.len().cast(pl.Int64).alias("rows_read"),
+             ok.sum().cast(pl.Int64).alias("rows_accepted"),
+             (~ok).sum().cast(pl.Int64).alias("rows_quarantined"))
+        .with_columns(pl.lit(contract.name).alias("dataset"))
+        .sort("source_file")
+        .pipe(INGEST_AUDIT.conform)
+    )
+
+
+def _typed(name: str, dtype: pl.DataType, source_dtype: pl.DataType) -> pl.Expr:
+    """Column `name` of any incoming type as `dtype`; unreadable values become null."""
+    col = pl.col(name)
+    if source_dtype == pl.Null:
+        return pl.lit(None, dtype).alias(name)
+    if source_dtype != pl.String:
+        if isinstance(dtype, pl.Datetime) and isinstance(source_dtype, pl.Datetime):
+            tz = col.dt.replace_time_zone("UTC") if source_dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+            return tz.dt.cast_time_unit("us").alias(name)
+        return col.cast(dtype, strict=False).alias(name)
+    if isinstance(dtype, pl.Datetime):
+        return parse_utc(col).alias(name)
+    if dtype == pl.Date:
+        return col.str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias(name)
+    if dtype == pl.Boolean:
+        return col.str.strip_chars().str.to_lowercase().replace_strict(
+            {"true": True, "1": True, "false": False, "0": False}, default=None, return_dtype=pl.Boolean).alias(name)
+    if dtype == pl.String:
+        return pl.when(col.str.strip_chars() != "").then(col.str.strip_chars()).alias(name)
+    return col.str.strip_chars().cast(dtype, strict=False).alias(name)
+
+
+def parse_canonical(raw: pl.LazyFrame, contract: Contract, *, defaults: dict[str, pl.Expr] | None = None) -> pl.LazyFrame:
+    """The canonical CSV/Parquet form of a contract (its own column names) to a parsed frame.
+
+    Text columns are parsed to their contract type (timestamps must carry an offset); a value
+    present but unreadable rejects the row as `bad_timestamp` or `invalid_value`. Columns the
+    file lacks are null, unless `defaults` fills them (e.g. `site_id` from the inventory)."""
+    schema = raw.collect_schema()
+    defaults = defaults or {}
+    cols, checks = [], []
+    for c in contract.columns:
+        if c.name in schema:
+            cols.append(_typed(c.name, c.dtype, schema[c.name]))
+            present = pl.col(c.name).is_not_null() & (pl.col(c.name).cast(pl.String).str.strip_chars() != "")
+            code = "bad_timestamp" if isinstance(c.dtype, pl.Datetime) else "invalid_value"
+            checks.append((present, code, c.name, c.dtype))
+        elif c.name in defaults:
+            cols.append(defaults[c.name].alias(c.name))
+        else:
+            cols.append(pl.lit(None, c.dtype).alias(c.name))
+    flags = [(p.alias(f"_present_{n}")) for p, _, n, _ in checks]
+    parsed = raw.with_columns(flags).with_columns(cols)
+    parsed = parsed.with_columns(pl.lit(None, pl.String).alias("_reason"), pl.lit(None, pl.String).alias("_detail"))
+    parsed = parsed.with_columns(first_reason([
+        (pl.col(f"_present_{n}") & pl.col(n).is_null(), code,
+         f"`{n}` is not a valid {'RFC 3339 timestamp with offset' if code == 'bad_timestamp' else str(dt)}; "
+         f"write it as the contract in docs/data-contracts.md says")
+        for _, code, n, dt in checks
+    ]))
+    return parsed.select(*contract.names, "_source_file", pl.col("_source_row").cast(pl.Int64), "_reason", "_detail")

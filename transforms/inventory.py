@@ -1,0 +1,251 @@
+"""Inventory and rate cards: sites, pools, nodes, meters, tariffs, tiers and models.
+
+One YAML file, validated on load. Every mistake is reported at once, each with its
+place in the file (`nodes[3].pool`) and what to do, so an operator fixes the file in
+one pass. Frames of the inventory (`nodes_frame`, `meters_frame`) feed the ingest
+joins (node -> site/pool, meter -> scope).
+"""
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class InventoryError(ValueError):
+    """The inventory file is invalid; the message lists every problem found."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Site(_Strict):
+    id: str
+    kind: Literal["metro", "remote", "cloud"]
+    cooling: Literal["liquid", "air", "provider"]
+    design_pue: float = Field(ge=1.0, le=3.0, description="Facility energy / IT energy when no facility meter exists.")
+    timezone: str
+    tariff: str | None = Field(None, description="Tariff id pricing this site's energy; null for cloud sites (energy is in the bill).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {v!r} (use e.g. 'America/New_York' or 'UTC')") from None
+        return v
+
+
+class Pool(_Strict):
+    id: str
+    site: str
+    gpu_model: str
+    tiers: list[str] = Field(description="Tiers this pool serves.")
+
+
+class Node(_Strict):
+    id: str
+    pool: str
+    gpus: int = Field(ge=1, le=64)
+    gpu_tdp_w: float = Field(gt=0, description="Nameplate power of one GPU, W.")
+    idle_w: float = Field(ge=0, description="Node power when idle (whole node), W; used to estimate long meter gaps.")
+    nameplate_w: float = Field(gt=0, description="Node nameplate power (whole node), W.")
+    reserved_kw: float = Field(0.0, ge=0, description="Power reserved for the node in its colocation contract, kW.")
+    cloud_resource_id: str | None = Field(None, description="FOCUS ResourceId of a rented node.")
+    gpu_telemetry: Literal["dcgm", "none"] = "dcgm"
+
+
+class Meter(_Strict):
+    id: str
+    scope: Literal["node", "pdu", "facility"]
+    site: str
+    source: Literal["ipmi", "redfish", "facility_csv", "canonical"]
+    node: str | None = None
+    sensor: str | None = Field(None, description="IPMI sensor name or Redfish sensor Id read as node power.")
+
+    @model_validator(mode="after")
+    def _node_scope_has_node(self):
+        if self.scope == "node" and not self.node:
+            raise ValueError("a meter of scope 'node' needs `node:` (the node it measures)")
+        return self
+
+
+class TouPeriod(_Strict):
+    name: str
+    days: Literal["weekdays", "weekends", "all"] = "all"
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local start time HH:MM (inclusive).")
+    end: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="Local end time HH:MM (exclusive); 24:00 for midnight.")
+    price_per_kwh: float = Field(ge=-5, le=5)
+
+
+class Tariff(_Strict):
+    id: str
+    kind: Literal["time_of_use", "market"]
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    periods: list[TouPeriod] = []
+    market_price_file: str | None = Field(None, description="Hourly price CSV (hour_utc, price_per_kwh), relative to the raw directory.")
+    adder_per_kwh: float = Field(0.0, description="Fixed adder on market prices (network fees, taxes), per kWh.")
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.kind == "time_of_use" and not self.periods:
+            raise ValueError("a time_of_use tariff needs `periods:`")
+        if self.kind == "market" and not self.market_price_file:
+            raise ValueError("a market tariff needs `market_price_file:`")
+        return self
+
+
+class Tier(_Strict):
+    id: str
+    ttft_p95_s: float = Field(gt=0, description="Latency objective: 95th percentile time to first token, s.")
+    e2e_p95_s: float = Field(gt=0, description="Latency objective: 95th percentile end-to-end latency, s.")
+    price_per_m_input_tokens: float = Field(ge=0)
+    price_per_m_output_tokens: float = Field(ge=0)
+    idle_policy: Literal["pro_rata", "reserved"]
+    reserved_pools: list[str] = []
+
+
+class Model(_Strict):
+    id: str
+    params_b: float = Field(gt=0, description="Parameters, billions.")
+
+
+class Inventory(_Strict):
+    version: int = 1
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="Reporting currency (ISO 4217).")
+    valid_from: date
+    valid_to: date | None = None
+    sites: list[Site]
+    pools: list[Pool]
+    nodes: list[Node]
+    meters: list[Meter] = []
+    tariffs: list[Tariff] = []
+    tiers: list[Tier]
+    models: list[Model]
+
+    @model_validator(mode="after")
+    def _references(self):
+        problems: list[str] = []
+
+        def unique(kind, items):
+            seen = set()
+            for i, it in enumerate(items):
+                if it.id in seen:
+                    problems.append(f"{kind}[{i}].id: duplicate id {it.id!r}; ids must be unique")
+                seen.add(it.id)
+            return seen
+
+        sites, pools, nodes = unique("sites", self.sites), unique("pools", self.pools), unique("nodes", self.nodes)
+        unique("meters", self.meters)
+        tariffs, tiers = unique("tariffs", self.tariffs), unique("tiers", self.tiers)
+        unique("models", self.models)
+
+        def ref(where, value, known, kind):
+            if value is not None and value not in known:
+                problems.append(f"{where}: unknown {kind} {value!r}; known: {', '.join(sorted(known)) or 'none'}")
+
+        for i, s in enumerate(self.sites):
+            ref(f"sites[{i}].tariff", s.tariff, tariffs, "tariff")
+            if s.kind != "cloud" and s.tariff is None:
+                problems.append(f"sites[{i}].tariff: site {s.id!r} is not a cloud site and needs a tariff")
+        for i, p in enumerate(self.pools):
+            ref(f"pools[{i}].site", p.site, sites, "site")
+            for t in p.tiers:
+                ref(f"pools[{i}].tiers", t, tiers, "tier")
+        for i, n in enumerate(self.nodes):
+            ref(f"nodes[{i}].pool", n.pool, pools, "pool")
+            if n.gpus * n.gpu_tdp_w > n.nameplate_w:
+                problems.append(f"nodes[{i}].nameplate_w: {n.nameplate_w} W is below its GPUs' TDP ({n.gpus} x {n.gpu_tdp_w} W)")
+        for i, m in enumerate(self.meters):
+            ref(f"meters[{i}].site", m.site, sites, "site")
+            ref(f"meters[{i}].node", m.node, nodes, "node")
+        for i, t in enumerate(self.tiers):
+            for p in t.reserved_pools:
+                ref(f"tiers[{i}].reserved_pools", p, pools, "pool")
+        if self.valid_to is not None and self.valid_to < self.valid_from:
+            problems.append("valid_to: earlier than valid_from")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # --- lookups ---------------------------------------------------------------
+    def site(self, site_id: str) -> Site:
+        return next(s for s in self.sites if s.id == site_id)
+
+    def nodes_frame(self) -> pl.LazyFrame:
+        """node_id, pool_id, site_id, gpus, gpu_tdp_w, idle_w, nameplate_w, reserved_kw, cloud_resource_id."""
+        pool_site = {p.id: p.site for p in self.pools}
+        return pl.LazyFrame(
+            {
+                "node_id": [n.id for n in self.nodes],
+                "pool_id": [n.pool for n in self.nodes],
+                "site_id": [pool_site[n.pool] for n in self.nodes],
+                "gpus": [n.gpus for n in self.nodes],
+                "gpu_tdp_w": [n.gpu_tdp_w for n in self.nodes],
+                "idle_w": [n.idle_w for n in self.nodes],
+                "nameplate_w": [n.nameplate_w for n in self.nodes],
+                "reserved_kw": [n.reserved_kw for n in self.nodes],
+                "cloud_resource_id": [n.cloud_resource_id for n in self.nodes],
+            },
+            schema_overrides={"gpus": pl.Int16, "cloud_resource_id": pl.String},
+        )
+
+    def meters_frame(self) -> pl.LazyFrame:
+        """meter_id, scope, site_id, node_id, gpu_index, source, sensor: declared meters plus one
+        implicit GPU meter `<node>/gpu<i>` per GPU of every node with DCGM telemetry."""
+        pool_site = {p.id: p.site for p in self.pools}
+        rows = [(m.id, m.scope, m.site, m.node, None, m.source, m.sensor) for m in self.meters]
+        rows += [(f"{n.id}/gpu{i}", "gpu", pool_site[n.pool], n.id, i, "dcgm", None)
+                 for n in self.nodes if n.gpu_telemetry == "dcgm" for i in range(n.gpus)]
+        cols = ["meter_id", "scope", "site_id", "node_id", "gpu_index", "source", "sensor"]
+        return pl.LazyFrame(rows, schema={c: (pl.Int16 if c == "gpu_index" else pl.String) for c in cols}, orient="row")
+
+    @property
+    def site_ids(self) -> list[str]:
+        return [s.id for s in self.sites]
+
+    @property
+    def tier_ids(self) -> list[str]:
+        return [t.id for t in self.tiers]
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ""
+        for part in e["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against docs/inventory.md)"
+        for m in msg.split("\n"):
+            lines.append(f"  - {loc + ': ' if loc and not m.startswith(loc) else ''}{m}")
+    return f"{path}: {len(lines)} problem(s) in the inventory:\n" + "\n".join(lines)
+
+
+def parse_inventory(text: str, path: Path | str = "<inventory>") -> Inventory:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InventoryError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise InventoryError(f"{path}: expected a mapping with sites, pools, nodes, tiers and models at the top")
+    try:
+        return Inventory.model_validate(data)
+    except ValidationError as e:
+        raise InventoryError(_format_errors(path, e)) from None
+
+
+def load_inventory(path: Path | str) -> Inventory:
+    """Read and validate the inventory YAML; raises InventoryError naming every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InventoryError(f"{path}: inventory file not found (set INFERLEDGER_INVENTORY or put inventory.yaml in the raw directory)")
+    return parse_inventory(path.read_text(), path)
