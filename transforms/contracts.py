@@ -186,27 +186,3 @@ INGEST_AUDIT = Contract(
 
 CANONICAL = {c.name: c for c in (REQUESTS, POWER_READINGS, COST_LINES, ASSETS)}
 ALL_CONTRACTS = {**CANONICAL, QUARANTINE.name: QUARANTINE, INGEST_AUDIT.name: INGEST_AUDIT}
-
-
-def _type_name(dtype: pl.DataType) -> str:
-    if dtype == UTC_US:
-        return "timestamp[us, UTC]"
-    return {pl.String: "string", pl.Float64: "float64", pl.Int64: "int64", pl.Int32: "int32",
-            pl.Int16: "int16", pl.Boolean: "bool", pl.Date: "date"}.get(dtype, str(dtype))
-
-
-def contracts_markdown() -> str:
-    """The column tables of docs/data-contracts.md, generated from the declarations above."""
-    out = []
-    for c in ALL_CONTRACTS.values():
-        out += [f"### `{c.name}`", "", c.description, "",
-                f"Key: `{', '.join(c.key)}`. Lake partitions: `{'/'.join(p + '=' for p in c.partition_by)}`.", "",
-                "| column | type | unit | null | meaning |", "|---|---|---|---|---|"]
-        out += [f"| `{col.name}` | {_type_name(col.dtype)} | {col.unit} | {'yes' if col.nullable else 'no'} | {col.description} |"
-                for col in c.columns]
-        out.append("")
-    return "\n".join(out)
-
-
-if __name__ == "__main__":
-    print(contracts_markdown())

@@ -1,0 +1,36 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The Dagster instance lives here (dagster.yaml), its storage under .dagster_home/.
+export DAGSTER_HOME := $(CURDIR)
+
+.PHONY: demo test setup defs clean docs
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+setup: $(VENV)/.installed
+
+## Simulate the default fleet's demo day and run the pipeline on it.
+demo: $(VENV)/.installed
+	$(VENV)/bin/inferledger demo
+
+## The test suite (unit, real samples, Dagster materializations, definitions check).
+test: $(VENV)/.installed
+	$(PY) -m pytest -n 2 --dist loadfile
+
+## Validate the Dagster definitions as the UI would load them.
+defs: $(VENV)/.installed
+	$(VENV)/bin/dg check defs
+
+## Regenerate the column tables of docs/data-contracts.md from transforms/contracts.py.
+docs: $(VENV)/.installed
+	$(PY) -m transforms.docs
+
+clean:
+	rm -rf data .dagster_home .pytest_cache

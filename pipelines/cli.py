@@ -1,0 +1,179 @@
+"""`inferledger`: the command line.
+
+    inferledger simulate --date D [--out DIR] [--requests N] [--seed S]
+    inferledger ingest   --date D [--raw DIR] [--lake DIR] [--inventory FILE]
+    inferledger demo     [--date D] [--requests N]
+
+`ingest` materializes the real Dagster ingest assets for one day (every site of the
+inventory, then the fleet-wide asset register) in-process, without the UI, and exits
+non-zero naming the failed step. Runs are recorded in the instance of $DAGSTER_HOME when
+it is set (the Makefile sets it), so `dg dev` shows them.
+"""
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+DEMO_DAY = date(2026, 11, 24)
+
+
+@dataclass
+class StepResult:
+    asset: str
+    partition: str
+    metadata: dict
+
+
+def _instance():
+    import dagster as dg
+
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def _value(v):
+    return getattr(v, "value", getattr(v, "data", v))
+
+
+def run_ingest(day: date, raw: Path, lake: Path, inventory: Path | None = None, *, console=None) -> list[StepResult]:
+    """Materialize the ingest assets for `day`; raises SystemExit(1) naming the failed step."""
+    import dagster as dg
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.defs.ingest.assets import asset_register, cost_lines, power_readings, requests
+    from pipelines.partitions import register_sites
+    from pipelines.resources import ParquetLake, RawInputs, Warehouse
+
+    console = console or Console(stderr=True)
+    raw_res = RawInputs(root=str(raw), inventory_path=str(inventory or ""))
+    try:
+        inv = raw_res.inventory()
+    except ValueError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise SystemExit(2) from None
+    if not (raw / day.isoformat()).is_dir():
+        console.print(f"[red]error:[/red] no raw folder {raw / day.isoformat()}: nothing delivered for {day}. "
+                      f"Simulate one with `inferledger simulate --date {day} --out {raw}`.")
+        raise SystemExit(2)
+    resources = {"raw": raw_res, "lake": ParquetLake(root=str(lake)), "warehouse": Warehouse()}
+    instance = _instance()
+    register_sites(instance, inv.site_ids)
+
+    steps = [([requests, power_readings, cost_lines], f"{day.isoformat()}|{s}") for s in inv.site_ids]
+    steps.append(([asset_register], day.isoformat()))
+    results: list[StepResult] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task(f"ingest {day}", total=len(steps))
+        for assets, key in steps:
+            progress.update(task, description=f"ingest {key}")
+            res = dg.materialize(assets, partition_key=key, resources=resources, instance=instance,
+                                 raise_on_error=False, tags={"inferledger/command": "ingest"})
+            if not res.success:
+                for ev in res.get_step_failure_events():
+                    err = ev.event_specific_data.error
+                    console.print(f"[red]failed:[/red] step {ev.step_key} of partition {key}: "
+                                  f"{err.message.strip() if err else 'see the run log'}")
+                console.print(f"run id {res.run_id}; inspect it with `dg dev` (DAGSTER_HOME={os.environ.get('DAGSTER_HOME', 'ephemeral')})")
+                raise SystemExit(1)
+            for ev in res.get_asset_materialization_events():
+                mat = ev.event_specific_data.materialization
+                results.append(StepResult(mat.asset_key.to_user_string(), key,
+                                          {k: _value(v) for k, v in mat.metadata.items()}))
+            progress.advance(task)
+    return results
+
+
+def print_ingest_table(results: list[StepResult], lake: Path, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title="Ingest: rows per input (read = accepted + quarantined)")
+    for col in ("input", "partition", "files", "read", "accepted", "quarantined", "canonical rows", "quarantine reasons"):
+        table.add_column(col, justify="right" if col in ("files", "read", "accepted", "quarantined", "canonical rows") else "left")
+    for r in results:
+        m = r.metadata
+        reasons = ", ".join(f"{k} {v}" for k, v in (m.get("quarantined_by_reason") or {}).items())
+        table.add_row(r.asset, r.partition, f"{m['raw_files']:,}", f"{m['rows_read']:,}", f"{m['rows_accepted']:,}",
+                      f"{m['rows_quarantined']:,}", f"{m['dagster/row_count']:,}", reasons or "-")
+    console.print(table)
+    console.print(f"Lake: {lake.resolve()}")
+
+
+def cmd_simulate(args) -> int:
+    import fleetsim
+
+    started = time.perf_counter()
+    summary = fleetsim.simulate(Path(args.out), args.date, requests=args.requests, seed=args.seed)
+    print(summary.describe() if hasattr(summary, "describe") else summary)
+    print(f"simulated {args.date} into {Path(args.out).resolve()} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    results = run_ingest(args.date, Path(args.raw), Path(args.lake), Path(args.inventory) if args.inventory else None)
+    print_ingest_table(results, Path(args.lake))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import fleetsim
+    from rich.console import Console
+
+    console = Console()
+    raw, lake = Path(args.raw), Path(args.lake)
+    console.rule(f"inferledger demo: the default fleet, {args.date}")
+    started = time.perf_counter()
+    summary = fleetsim.simulate(raw, args.date, requests=args.requests, seed=args.seed)
+    console.print(summary.describe() if hasattr(summary, "describe") else summary)
+    console.print(f"simulated in {time.perf_counter() - started:.1f} s -> {raw.resolve()}")
+    results = run_ingest(args.date, raw, lake, console=console)
+    print_ingest_table(results, lake, console)
+    return 0
+
+
+def _day(s: str) -> date:
+    try:
+        return date.fromisoformat(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a date; write YYYY-MM-DD") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="inferledger", description="Per-query cost of AI inference.")
+    sub = p.add_subparsers(dest="command", required=True)
+    env = os.environ.get
+
+    s = sub.add_parser("simulate", help="write raw exports of the demo fleet for a day")
+    s.add_argument("--date", type=_day, default=DEMO_DAY)
+    s.add_argument("--out", default=env("INFERLEDGER_RAW", "data/raw"))
+    s.add_argument("--requests", type=int, default=50_000)
+    s.add_argument("--seed", type=int, default=7)
+    s.set_defaults(func=cmd_simulate)
+
+    i = sub.add_parser("ingest", help="ingest one day's raw files into the Parquet lake")
+    i.add_argument("--date", type=_day, required=True)
+    i.add_argument("--raw", default=env("INFERLEDGER_RAW", "data/raw"))
+    i.add_argument("--lake", default=env("INFERLEDGER_LAKE", "data/lake"))
+    i.add_argument("--inventory", default=env("INFERLEDGER_INVENTORY"))
+    i.set_defaults(func=cmd_ingest)
+
+    d = sub.add_parser("demo", help="simulate the default fleet's day and run the pipeline on it")
+    d.add_argument("--date", type=_day, default=DEMO_DAY)
+    d.add_argument("--requests", type=int, default=50_000)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--raw", default=env("INFERLEDGER_RAW", "data/raw"))
+    d.add_argument("--lake", default=env("INFERLEDGER_LAKE", "data/lake"))
+    d.set_defaults(func=cmd_demo)
+
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

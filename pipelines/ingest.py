@@ -1,0 +1,138 @@
+"""Ingest of one dataset for one day (and site): raw files -> canonical, quarantine, audit.
+
+Plain Python, no Dagster: the assets in `pipelines.defs.ingest` and the CLI both call
+`ingest_partition`. Which raw folders feed which dataset, through which reader and parser,
+is the table `SOURCES` below, and nowhere else.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.lake import FLEET, Lake
+from pipelines.readers import scan_csv_text, scan_parquet_files, scan_text_lines
+from transforms.contracts import CANONICAL, Contract
+from transforms.ingest import assets as assets_parsers
+from transforms.ingest import bills, power, requests
+from transforms.ingest.common import accepted, audit, classify, empty_parsed, quarantined
+from transforms.inventory import Inventory
+
+Reader = Callable[[list[Path], Path], pl.LazyFrame]
+
+
+def _csv_with_literal_nulls(paths: list[Path], root: Path) -> pl.LazyFrame:
+    return scan_csv_text(paths, root, null_values=["NULL"])
+
+
+@dataclass(frozen=True)
+class Source:
+    """A raw format feeding a canonical dataset: `<raw>/<day>/<site>/<folder>/<pattern>`."""
+
+    dataset: str
+    folder: str
+    patterns: tuple[str, ...]
+    reader: Reader
+    parser: Callable[..., pl.LazyFrame]
+
+
+SOURCES: tuple[Source, ...] = (
+    Source("requests", "requests", ("*.jsonl",), scan_text_lines, requests.parse_otel_jsonl),
+    Source("requests", "canonical", ("requests*.csv",), scan_csv_text, requests.parse_canonical_requests),
+    Source("requests", "canonical", ("requests*.parquet",), scan_parquet_files, requests.parse_canonical_requests),
+    Source("power_readings", "dcgm", ("*.prom",), scan_text_lines, power.parse_dcgm_prometheus),
+    Source("power_readings", "ipmi", ("*.txt",), scan_text_lines, power.parse_ipmi_sdr),
+    Source("power_readings", "redfish", ("*.jsonl",), scan_text_lines, power.parse_redfish_sensors),
+    Source("power_readings", "facility", ("*.csv",), scan_csv_text, power.parse_facility_csv),
+    Source("power_readings", "canonical", ("power_readings*.csv",), scan_csv_text, power.parse_canonical_power),
+    Source("power_readings", "canonical", ("power_readings*.parquet",), scan_parquet_files, power.parse_canonical_power),
+    Source("cost_lines", "focus", ("*.csv",), _csv_with_literal_nulls, bills.parse_focus),
+    Source("cost_lines", "electricity", ("*.csv",), scan_csv_text, bills.parse_electricity_invoice),
+    Source("cost_lines", "colocation", ("*.csv",), scan_csv_text, bills.parse_colocation_invoice),
+    Source("cost_lines", "canonical", ("cost_lines*.csv",), scan_csv_text, bills.parse_canonical_cost_lines),
+    Source("cost_lines", "canonical", ("cost_lines*.parquet",), scan_parquet_files, bills.parse_canonical_cost_lines),
+    Source("assets", "assets", ("*.csv",), scan_csv_text, assets_parsers.parse_asset_register),
+    Source("assets", "canonical", ("assets*.csv",), scan_csv_text, assets_parsers.parse_canonical_assets),
+    Source("assets", "canonical", ("assets*.parquet",), scan_parquet_files, assets_parsers.parse_canonical_assets),
+)
+
+# The column of each dataset whose UTC date must be the partition's day (bills and the
+# register carry their own periods and are partitioned by delivery day).
+DAY_COLUMN = {"requests": "completed_at", "power_readings": "ts", "cost_lines": None, "assets": None}
+
+
+@dataclass
+class IngestOutcome:
+    dataset: str
+    day: date
+    site: str | None
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    canonical_rows: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+def raw_folder(raw_root: Path, day: date, site: str | None) -> Path:
+    return Path(raw_root) / day.isoformat() / (site if site is not None else FLEET)
+
+
+def _parsed_inputs(contract: Contract, raw_root: Path, day: date, site: str | None,
+                   inventory: Inventory) -> tuple[pl.LazyFrame, list[str]]:
+    base = raw_folder(raw_root, day, site)
+    frames, files = [], []
+    for src in SOURCES:
+        if src.dataset != contract.name:
+            continue
+        paths = sorted({p for pat in src.patterns for p in (base / src.folder).glob(pat) if p.is_file()})
+        if not paths:
+            continue
+        files += [p.relative_to(raw_root).as_posix() for p in paths]
+        frames.append(src.parser(src.reader(paths, raw_root), inventory, site))
+    if not frames:
+        return empty_parsed(contract), files
+    return pl.concat(frames, how="diagonal_relaxed"), files
+
+
+def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, lake: Lake,
+                     inventory: Inventory) -> IngestOutcome:
+    """Read every raw file of `dataset` for `day` (and `site`), write the canonical partition,
+    its quarantine and its audit atomically, and return the counts. A partition with no raw
+    files is written empty, so a rerun after files were withdrawn replaces the old data."""
+    started = time.perf_counter()
+    contract = CANONICAL[dataset]
+    parsed, files = _parsed_inputs(contract, Path(raw_root), day, site, inventory)
+    classified = classify(parsed, contract, day, day_column=DAY_COLUMN[dataset])
+
+    # Parse and judge once, into a scratch file; the three outputs are read from it.
+    scratch = lake.scratch()
+    try:
+        classified.sink_parquet(scratch)
+        judged = pl.scan_parquet(scratch)
+        part_site = site if "site" in contract.partition_by else None
+        qa_site = site if site is not None else FLEET
+        out = IngestOutcome(dataset, day, site, files)
+        out.paths["canonical"] = str(lake.write(accepted(judged, contract), dataset, day, part_site))
+        out.paths["quarantine"] = str(lake.write(quarantined(judged, contract), "quarantine", day, qa_site, name=dataset))
+        out.paths["ingest_audit"] = str(lake.write(audit(judged, contract), "ingest_audit", day, qa_site, name=dataset))
+        counts = judged.group_by("_reason").agg(pl.len()).collect()
+    finally:
+        scratch.unlink(missing_ok=True)
+
+    for reason, n in counts.iter_rows():
+        if reason is None:
+            out.rows_accepted = n
+        else:
+            out.by_reason[reason] = n
+    out.by_reason = dict(sorted(out.by_reason.items()))
+    out.rows_quarantined = sum(out.by_reason.values())
+    out.rows_read = out.rows_accepted + out.rows_quarantined
+    out.canonical_rows = pl.scan_parquet(out.paths["canonical"]).select(pl.len()).collect().item()
+    out.seconds = time.perf_counter() - started
+    return out

@@ -1,0 +1,53 @@
+"""The Parquet lake: hive-partitioned directories, written atomically.
+
+`<lake>/<dataset>/date=YYYY-MM-DD[/site=SITE]/<file>.parquet`. Every file is written to a
+temporary name in its final directory and renamed over the old one (`os.replace`), so a
+reader sees the previous file or the new one, never half of one; a rerun of a partition
+replaces it.
+"""
+
+import os
+import uuid
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+FLEET = "_fleet"  # site value of fleet-wide partitions (the asset register's quarantine and audit)
+
+
+class Lake:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def partition_dir(self, dataset: str, day: date, site: str | None = None) -> Path:
+        d = self.root / dataset / f"date={day.isoformat()}"
+        return d / f"site={site}" if site is not None else d
+
+    def write(self, lf: pl.LazyFrame | pl.DataFrame, dataset: str, day: date, site: str | None = None,
+              name: str = "part-0") -> Path:
+        """Stream `lf` into `<partition>/<name>.parquet` atomically; returns the path."""
+        target = self.partition_dir(dataset, day, site) / f"{name}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            if isinstance(lf, pl.DataFrame):
+                lf.write_parquet(tmp, compression="zstd", statistics=True)
+            else:
+                lf.sink_parquet(tmp, compression="zstd", statistics=True)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
+
+    def scratch(self) -> Path:
+        """A private scratch file path under the lake (same file system, removed by the caller)."""
+        d = self.root / "_scratch"
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{uuid.uuid4().hex}.parquet"
+
+    def scan(self, dataset: str) -> pl.LazyFrame:
+        """All partitions of a dataset, with `date` (and `site`) from the hive path."""
+        return pl.scan_parquet(self.root / dataset / "**" / "*.parquet", hive_partitioning=True)
