@@ -129,7 +129,7 @@ def cmd_demo(args) -> int:
     raw, lake = Path(args.raw), Path(args.lake)
     console.rule(f"inferledger demo: the default fleet, {args.date}")
     started = time.perf_counter()
-    summary = fleetsim.simulate(raw, args.date, requests=args.requests, seed=args.seed)
+    summary = fleetsim.simulate(raw, args.date, requests=args.requests, seed=args.seed, invoices=True)
     console.print(summary.describe() if hasattr(summary, "describe") else summary)
     console.print(f"simulated in {time.perf_counter() - started:.1f} s -> {raw.resolve()}")
     results = run_ingest(args.date, raw, lake, console=console)

@@ -120,7 +120,7 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
         out = IngestOutcome(dataset, day, site, files)
         out.paths["canonical"] = str(lake.write(accepted(judged, contract), dataset, day, part_site))
         out.paths["quarantine"] = str(lake.write(quarantined(judged, contract), "quarantine", day, qa_site, name=dataset))
-        out.paths["ingest_audit"] = str(lake.write(audit(judged, contract), "ingest_audit", day, qa_site, name=dataset))
+        out.paths["ingest_audit"] = str(lake.write(audit(judged, contract, files), "ingest_audit", day, qa_site, name=dataset))
         counts = judged.group_by("_reason").agg(pl.len()).collect()
     finally:
         scratch.unlink(missing_ok=True)

@@ -37,7 +37,8 @@ def scan_csv_text(paths: list[Path], raw_root: Path, *, separator: str = ",",
                   null_values: list[str] | None = None) -> pl.LazyFrame:
     """Every column as text (parsers cast and judge), plus `_source_file` and `_source_row`
     (1-based data row, the header not counted). Files with different headers are aligned
-    by column name; a column missing from a file is null there. A UTF-8 BOM is stripped."""
+    by column name; a column missing from a file is null there. A UTF-8 BOM is stripped.
+    Blank lines are not records (their row numbers are kept for the rows after them)."""
     frames = []
     for p in sorted(paths):
         lf = pl.scan_csv(p, separator=separator, infer_schema=False, null_values=null_values,
@@ -45,6 +46,8 @@ def scan_csv_text(paths: list[Path], raw_root: Path, *, separator: str = ",",
                          missing_columns="insert", encoding="utf8-lossy")
         names = lf.collect_schema().names()
         lf = lf.rename({n: n.lstrip("\ufeff").strip() for n in names if n != n.lstrip("\ufeff").strip()})
+        # A blank line comes back as an all-null row: it is not a record.
+        lf = lf.filter(pl.any_horizontal(pl.exclude("_source_row").is_not_null()))
         frames.append(lf.with_columns(pl.col("_source_row").cast(pl.Int64),
                                       pl.lit(relative_name(p, raw_root)).alias("_source_file")))
     if not frames:

@@ -176,7 +176,10 @@ class Inventory(_Strict):
 
     # --- lookups ---------------------------------------------------------------
     def site(self, site_id: str) -> Site:
-        return next(s for s in self.sites if s.id == site_id)
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        raise KeyError(f"site {site_id!r} is not in the inventory; known: {', '.join(self.site_ids)}")
 
     def nodes_frame(self) -> pl.LazyFrame:
         """node_id, pool_id, site_id, gpus, gpu_tdp_w, idle_w, nameplate_w, reserved_kw, cloud_resource_id."""

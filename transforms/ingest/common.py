@@ -158,18 +158,20 @@ def quarantined(classified: pl.LazyFrame, contract: Contract) -> pl.LazyFrame:
     )
 
 
-def audit(classified: pl.LazyFrame, contract: Contract) -> pl.LazyFrame:
-    """Rows read, accepted and quarantined per raw file."""
+def audit(classified: pl.LazyFrame, contract: Contract, files: list[str] | None = None) -> pl.LazyFrame:
+    """Rows read, accepted and quarantined per raw file; `files` adds a zero row for every
+    file read that held no record, so each delivered file is accounted for."""
     ok = pl.col("_reason").is_null()
-    return (
-        classified.group_by(pl.col("_source_file").alias("source_file"))
-        .agg(pl.len().cast(pl.Int64).alias("rows_read"),
-             ok.sum().cast(pl.Int64).alias("rows_accepted"),
-             (~ok).sum().cast(pl.Int64).alias("rows_quarantined"))
-        .with_columns(pl.lit(contract.name).alias("dataset"))
-        .sort("source_file")
-        .pipe(INGEST_AUDIT.conform)
-    )
+    counts = classified.group_by(pl.col("_source_file").alias("source_file")).agg(
+        pl.len().cast(pl.Int64).alias("rows_read"),
+        ok.sum().cast(pl.Int64).alias("rows_accepted"),
+        (~ok).sum().cast(pl.Int64).alias("rows_quarantined"))
+    if files:
+        counts = (pl.LazyFrame({"source_file": sorted(set(files))}, schema={"source_file": pl.String})
+                  .join(counts, on="source_file", how="full", coalesce=True)
+                  .with_columns(pl.col("rows_read", "rows_accepted", "rows_quarantined").fill_null(0)))
+    return (counts.with_columns(pl.lit(contract.name).alias("dataset"))
+            .sort("source_file").pipe(INGEST_AUDIT.conform))
 
 
 def _typed(name: str, dtype: pl.DataType, source_dtype: pl.DataType) -> pl.Expr:

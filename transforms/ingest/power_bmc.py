@@ -1,0 +1,158 @@
+"""Node power from the BMC: `ipmitool sdr` text dumps and Redfish Sensor polls, one file per host."""
+
+import duckdb
+import polars as pl
+
+from transforms.ingest.common import first_reason, parse_utc
+from transforms.ingest.power_meters import J_PER_KWH, finish, host_checks, host_from_file, node_meters, unjudged
+from transforms.inventory import Inventory
+
+# Node power sensors read when the meter names none, in order of preference (first present wins).
+IPMI_DEFAULT_SENSORS = ("Sys Power", "Total Power", "Pwr Consumption", "Chassis Power", "PSU Power")
+REDFISH_POWER_SENSOR = "TotalPower"
+REDFISH_ENERGY_SENSOR = "TotalEnergy"
+
+
+def _sensor_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """`name | value unit | status` lines: `_sensor`, `_value` (text) and `_watts` (a Watts reading)."""
+    return lines.select(
+        "_source_file", "_block",
+        pl.col("line").str.extract(r"^([^|]*)\|", 1).str.strip_chars().alias("_sensor"),
+        pl.col("line").str.extract(r"^[^|]*\|([^|]*)", 1).str.strip_chars().alias("_value"),
+    ).with_columns(
+        pl.col("_value").str.extract(r"^([-+]?\d+(?:\.\d+)?)\s+Watts$", 1).cast(pl.Float64).alias("_watts"))
+
+
+def parse_ipmi_sdr(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.LazyFrame:
+    """Parse `scan_text_lines` of `ipmitool sdr` dumps (`ipmi_sdr_<host>_*.txt`) into node power readings.
+
+    A record is one `Timestamp: YYYY-MM-DD HH:MM:SS UTC` block (`_source_row` is the line of
+    `Timestamp:`; lines before the first one form one malformed record). The host's meter is
+    its node meter with source ipmi; its `sensor:` names the power sensor read (W -> `power_w`),
+    by default the first of IPMI_DEFAULT_SENSORS with a Watts reading in the file. A block
+    without a reading of that sensor is `sensor_no_reading` (BMC silent, `no reading`)."""
+    lines = raw.with_columns(
+        pl.col("line").str.strip_chars_start().str.starts_with("Timestamp:").alias("_is_ts")
+    ).with_columns(pl.col("_is_ts").cast(pl.Int64).cum_sum().over("_source_file", order_by="_source_row").alias("_block"))
+    sensors = _sensor_lines(lines.filter(~pl.col("_is_ts")))
+    rank = pl.col("_sensor").replace_strict({s: i for i, s in enumerate(IPMI_DEFAULT_SENSORS)}, default=None,
+                                            return_dtype=pl.Int32)
+    default_sensor = (
+        sensors.filter(pl.col("_watts").is_not_null()).with_columns(rank.alias("_rank"))
+        .filter(pl.col("_rank").is_not_null())
+        .group_by("_source_file").agg(pl.col("_sensor").sort_by("_rank").first().alias("_default_sensor"))
+    )
+    readings = sensors.unique(["_source_file", "_block", "_sensor"], keep="first", maintain_order=True)
+    blocks = (
+        lines.group_by("_source_file", "_block")
+        .agg(pl.col("_source_row").min(), pl.col("line").filter(pl.col("_is_ts")).first().alias("_ts_line"))
+        .with_columns(host_from_file("ipmi_sdr_", "txt").alias("_host"))
+        .join(node_meters(inventory, "ipmi"), on="_host", how="left")
+        .join(default_sensor, on="_source_file", how="left")
+        .with_columns(pl.coalesce("_sensor", "_default_sensor").alias("_sensor"))
+        .join(readings, on=["_source_file", "_block", "_sensor"], how="left")
+    )
+    stamp = pl.col("_ts_line").str.extract(r"^\s*Timestamp:\s*(.*?)\s*$", 1).str.replace(r"\s*(?:UTC|GMT)$", "+00:00")
+    blocks = blocks.with_columns(parse_utc(stamp).alias("ts"))
+    checks = [
+        (pl.col("_block") == 0, "malformed_record",
+         "lines before the first `Timestamp:` line; every sample of an sdr dump starts with one"),
+        *host_checks("ipmi", site_id, "ipmi_sdr_<host>_<anything>.txt"),
+        (pl.col("ts").is_null(), "bad_timestamp",
+         "the `Timestamp:` line is not `Timestamp: YYYY-MM-DD HH:MM:SS UTC`; fix the collector"),
+        (pl.col("_sensor").is_null(), "sensor_no_reading",
+         pl.format(f"no default power sensor ({', '.join(IPMI_DEFAULT_SENSORS)}) has a Watts reading in this file; "
+                   "set `sensor:` on meter {}", "meter_id")),
+        (pl.col("_watts").is_null(), "sensor_no_reading",
+         pl.format("sensor `{}` gave no Watts reading in this sample ({})", "_sensor",
+                   pl.col("_value").str.slice(0, 40).fill_null("no line"))),
+        (pl.col("_watts") < 0, "negative_value", pl.format("sensor `{}` reads {}", "_sensor", "_value")),
+    ]
+    parsed = unjudged(blocks).with_columns(first_reason(checks)).with_columns(
+        pl.lit(None, pl.Int16).alias("gpu_index"),
+        pl.col("_watts").alias("power_w"),
+        pl.lit(None, pl.Float64).alias("energy_j"),
+        pl.lit(None, pl.Float64).alias("interval_energy_j"),
+        pl.lit(None, pl.Float64).alias("interval_s"),
+        pl.lit(False).alias("counter_reset"),
+        pl.lit("ipmi").alias("source"),
+    )
+    return finish(parsed)
+
+
+# DuckDB reads the JSON: Polars' `str.json_decode` raises on the first invalid line, and on a
+# valid line whose field has an unexpected type; `json_valid` lets every line be judged instead.
+_SENSOR_FIELDS = pl.Struct({"_json_ok": pl.Boolean, "_id": pl.String, "_reading": pl.String,
+                            "_units": pl.String, "_time": pl.String})
+_SENSOR_SQL = """
+select ok as _json_ok,
+       case when ok then json_extract_string(line, '$.Id') end as _id,
+       case when ok then json_extract(line, '$.Reading')::varchar end as _reading,
+       case when ok then json_extract_string(line, '$.ReadingUnits') end as _units,
+       case when ok then json_extract_string(line, '$.ReadingTime') end as _time
+from (select line, coalesce(case when json_valid(line) then json_type(line) = 'OBJECT' end, false) as ok
+      from raw_lines)
+"""
+
+
+def _sensor_fields(lines: pl.Series) -> pl.Series:
+    """One struct per JSON line: is it a JSON object, and its Sensor fields as text
+    (`_reading` is JSON text: `374`, `null`, `"abc"`)."""
+    con = duckdb.connect()
+    try:
+        con.register("raw_lines", pl.DataFrame({"line": lines}).to_arrow())
+        return con.sql(_SENSOR_SQL).pl().cast(_SENSOR_FIELDS.to_schema()).to_struct(lines.name)
+    finally:
+        con.close()
+
+
+def parse_redfish_sensors(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.LazyFrame:
+    """Parse `scan_text_lines` of Redfish Sensor polls (`redfish_<host>_*.jsonl`) into node power readings.
+
+    A record is a line whose `Id` is the host meter's power sensor (`sensor:`, default
+    TotalPower; `ReadingUnits` W -> `power_w`, `_measure` "power") or TotalEnergy (kW.h,
+    cumulative -> `energy_j` in J, `_measure` "energy"), and any line that is not a JSON object
+    with an `Id`. Other sensors of the host are not records and are not counted; every line of
+    a host without a redfish meter is one (`unknown_node` / `unknown_meter`). `ReadingTime` must
+    carry a UTC offset; it is converted to UTC."""
+    power_sensor = pl.coalesce("_sensor", pl.lit(REDFISH_POWER_SENSOR))
+    is_power, is_energy = pl.col("_id") == power_sensor, pl.col("_id") == REDFISH_ENERGY_SENSOR
+    polls = (
+        raw.with_columns(pl.col("line").map_batches(_sensor_fields, return_dtype=_SENSOR_FIELDS,
+                                                    is_elementwise=True).alias("_fields"))
+        .unnest("_fields")
+        .with_columns(host_from_file("redfish_", "jsonl").alias("_host"))
+        .join(node_meters(inventory, "redfish"), on="_host", how="left")
+        .filter(~pl.col("_json_ok") | pl.col("_id").is_null() | pl.col("meter_id").is_null() | is_power | is_energy)
+        .with_columns(pl.when(is_energy & ~is_power).then(pl.lit("energy")).otherwise(pl.lit("power")).alias("_measure"),
+                      pl.col("_reading").cast(pl.Float64, strict=False).alias("_v"),
+                      parse_utc(pl.col("_time")).alias("ts"))
+    )
+    v, power = pl.col("_v"), pl.col("_measure") == "power"
+    unit = pl.when(power).then(pl.lit("W")).otherwise(pl.lit("kW.h"))
+    checks = [
+        (~pl.col("_json_ok") | pl.col("_id").is_null(), "malformed_record",
+         "not a JSON object with an `Id`; each line must be one Redfish Sensor resource"),
+        *host_checks("redfish", site_id, "redfish_<host>_<anything>.jsonl"),
+        (pl.col("_time").is_null(), "missing_required_field",
+         pl.format("sensor {} has no `ReadingTime`; the poller must keep the BMC's reading time", "_id")),
+        (pl.col("ts").is_null(), "bad_timestamp",
+         pl.format("`ReadingTime` {} is not RFC 3339 with a UTC offset", pl.col("_time").str.slice(0, 40))),
+        (pl.col("_reading").is_null() | (pl.col("_reading") == "null"), "sensor_no_reading",
+         pl.format("sensor {} has no `Reading`", "_id")),
+        (v.is_null() | v.is_nan() | v.is_infinite(), "invalid_value",
+         pl.format("sensor {} `Reading` {} is not a finite number", "_id", pl.col("_reading").str.slice(0, 40))),
+        (pl.col("_units").fill_null("") != unit, "invalid_value",
+         pl.format("sensor {} reads in `{}`, expected `{}`", "_id", pl.col("_units").fill_null("none"), unit)),
+        (v < 0, "negative_value", pl.format("sensor {} reads {}", "_id", "_reading")),
+    ]
+    parsed = unjudged(polls).with_columns(first_reason(checks)).with_columns(
+        pl.lit(None, pl.Int16).alias("gpu_index"),
+        pl.when(power).then(v).alias("power_w"),
+        pl.when(~power).then(v * J_PER_KWH).alias("energy_j"),
+        pl.lit(None, pl.Float64).alias("interval_energy_j"),
+        pl.lit(None, pl.Float64).alias("interval_s"),
+        pl.lit(False).alias("counter_reset"),
+        pl.lit("redfish").alias("source"),
+    )
+    return finish(parsed, measure=True)
