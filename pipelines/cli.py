@@ -19,6 +19,9 @@ from datetime import date
 from pathlib import Path
 
 DEMO_DAY = date(2026, 11, 24)
+# Dagster's console logger at WARNING: the CLI shows its own progress; the full event log is
+# in the instance (`dg dev`).
+QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass
@@ -26,6 +29,13 @@ class StepResult:
     asset: str
     partition: str
     metadata: dict
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    c = Console(stderr=stderr)
+    return c if c.is_terminal else Console(stderr=stderr, width=140)
 
 
 def _instance():
@@ -41,14 +51,13 @@ def _value(v):
 def run_ingest(day: date, raw: Path, lake: Path, inventory: Path | None = None, *, console=None) -> list[StepResult]:
     """Materialize the ingest assets for `day`; raises SystemExit(1) naming the failed step."""
     import dagster as dg
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipelines.defs.ingest.assets import asset_register, cost_lines, power_readings, requests
     from pipelines.partitions import register_sites
     from pipelines.resources import ParquetLake, RawInputs, Warehouse
 
-    console = console or Console(stderr=True)
+    console = console or _console(stderr=True)
     raw_res = RawInputs(root=str(raw), inventory_path=str(inventory or ""))
     try:
         inv = raw_res.inventory()
@@ -72,7 +81,8 @@ def run_ingest(day: date, raw: Path, lake: Path, inventory: Path | None = None, 
         for assets, key in steps:
             progress.update(task, description=f"ingest {key}")
             res = dg.materialize(assets, partition_key=key, resources=resources, instance=instance,
-                                 raise_on_error=False, tags={"inferledger/command": "ingest"})
+                                 raise_on_error=False, tags={"inferledger/command": "ingest"},
+                                 run_config=QUIET_RUN)
             if not res.success:
                 for ev in res.get_step_failure_events():
                     err = ev.event_specific_data.error
@@ -89,17 +99,17 @@ def run_ingest(day: date, raw: Path, lake: Path, inventory: Path | None = None, 
 
 
 def print_ingest_table(results: list[StepResult], lake: Path, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
-    table = Table(title="Ingest: rows per input (read = accepted + quarantined)")
-    for col in ("input", "partition", "files", "read", "accepted", "quarantined", "canonical rows", "quarantine reasons"):
-        table.add_column(col, justify="right" if col in ("files", "read", "accepted", "quarantined", "canonical rows") else "left")
-    for r in results:
+    console = console or _console()
+    table = Table(title="Ingest: records per input and site (read = accepted + quarantined)")
+    for col in ("input", "site", "files", "read", "accepted", "quarantined", "lake rows", "quarantine reasons"):
+        table.add_column(col, justify="left" if col in ("input", "site", "quarantine reasons") else "right")
+    for r in sorted(results, key=lambda r: (r.asset, r.partition)):
         m = r.metadata
-        reasons = ", ".join(f"{k} {v}" for k, v in (m.get("quarantined_by_reason") or {}).items())
-        table.add_row(r.asset, r.partition, f"{m['raw_files']:,}", f"{m['rows_read']:,}", f"{m['rows_accepted']:,}",
+        reasons = ", ".join(f"{k} {v:,}" for k, v in (m.get("quarantined_by_reason") or {}).items())
+        site = r.partition.split("|")[1] if "|" in r.partition else "(fleet)"
+        table.add_row(r.asset, site, f"{m['raw_files']:,}", f"{m['rows_read']:,}", f"{m['rows_accepted']:,}",
                       f"{m['rows_quarantined']:,}", f"{m['dagster/row_count']:,}", reasons or "-")
     console.print(table)
     console.print(f"Lake: {lake.resolve()}")
@@ -123,9 +133,8 @@ def cmd_ingest(args) -> int:
 
 def cmd_demo(args) -> int:
     import fleetsim
-    from rich.console import Console
 
-    console = Console()
+    console = _console()
     raw, lake = Path(args.raw), Path(args.lake)
     console.rule(f"inferledger demo: the default fleet, {args.date}")
     started = time.perf_counter()
