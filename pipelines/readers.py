@@ -19,14 +19,21 @@ def relative_name(path: Path, raw_root: Path) -> str:
 
 def scan_text_lines(paths: list[Path], raw_root: Path, *, skip_blank: bool = True) -> pl.LazyFrame:
     """One row per line: `_source_file`, `_source_row` (1-based line number), `line`.
-    Blank lines are not records and are dropped (their numbers are kept for the others)."""
+    Blank lines are not records and are dropped (their numbers are kept for the others).
+    Invalid UTF-8 bytes are replaced (the line then fails its parser, not the whole file),
+    a byte-order mark at the start of the file is stripped, and CR of CRLF endings removed.
+    Lines are split on newlines only (a raw 0x1F byte, never valid in JSON text, cuts the line
+    there, and the record then fails its parser)."""
     frames = [
-        pl.scan_lines(p, name="line", row_index_name="_source_row", row_index_offset=1)
-        .with_columns(pl.col("_source_row").cast(pl.Int64), pl.lit(relative_name(p, raw_root)).alias("_source_file"))
+        pl.scan_csv(p, has_header=False, separator="\x1f", quote_char=None, encoding="utf8-lossy",
+                    new_columns=["line"], infer_schema=False, row_index_name="_source_row", row_index_offset=1,
+                    truncate_ragged_lines=True)
+        .with_columns(pl.col("_source_row").cast(pl.Int64), pl.lit(relative_name(p, raw_root)).alias("_source_file"),
+                      pl.col("line").fill_null("").str.strip_prefix("\ufeff").str.strip_suffix("\r"))
         for p in sorted(paths)
     ]
     if not frames:
-        return pl.LazyFrame(schema={"_source_row": pl.Int64, "line": pl.String, "_source_file": pl.String})
+        return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64, "line": pl.String})
     lf = pl.concat(frames, how="vertical")
     if skip_blank:
         lf = lf.filter(pl.col("line").str.strip_chars().str.len_bytes() > 0)

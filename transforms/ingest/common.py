@@ -183,6 +183,9 @@ def _typed(name: str, dtype: pl.DataType, source_dtype: pl.DataType) -> pl.Expr:
         if isinstance(dtype, pl.Datetime) and isinstance(source_dtype, pl.Datetime):
             tz = col.dt.replace_time_zone("UTC") if source_dtype.time_zone is None else col.dt.convert_time_zone("UTC")
             return tz.dt.cast_time_unit("us").alias(name)
+        if dtype.is_integer() and source_dtype.is_float():
+            # 12.7 tokens is not 12 tokens: a fractional value is unreadable, not truncated.
+            return pl.when(col == col.floor()).then(col.cast(dtype, strict=False)).alias(name)
         return col.cast(dtype, strict=False).alias(name)
     if isinstance(dtype, pl.Datetime):
         return parse_utc(col).alias(name)
