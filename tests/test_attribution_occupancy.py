@@ -1,0 +1,113 @@
+"""Occupancy sharing: exact hand-computed shares, and conservation over generated days."""
+
+from datetime import date, datetime, timedelta, timezone
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.attribution.grid import SlotGrid
+from transforms.attribution.occupancy import request_segments, share_slot_costs, slot_weights
+
+DAY = date(2026, 11, 24)
+T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
+GRID = SlotGrid(DAY, 60)
+
+
+def _requests(rows):
+    """rows: (request_id, node_id, start_s, end_s, queue_s, prefill_s, decode_s, input_tokens, output_tokens)."""
+    return pl.LazyFrame(
+        [(r[0], r[1], T0 + timedelta(seconds=r[2]), T0 + timedelta(seconds=r[3]), *r[4:]) for r in rows],
+        schema={"request_id": pl.String, "node_id": pl.String, "arrived_at": pl.Datetime("us", "UTC"),
+                "completed_at": pl.Datetime("us", "UTC"), "queue_s": pl.Float64, "prefill_s": pl.Float64,
+                "decode_s": pl.Float64, "input_tokens": pl.Int64, "output_tokens": pl.Int64}, orient="row")
+
+
+def _slots(costs: dict[str, list[float]]):
+    rows = [(n, k, c) for n, cs in costs.items() for k, c in enumerate(cs)]
+    return pl.LazyFrame(rows, schema={"node_id": pl.String, "slot": pl.Int32, "cost": pl.Float64}, orient="row")
+
+
+def _share(reqs, slots, weight="time"):
+    shares, nodes = share_slot_costs(request_segments(reqs, GRID, weight), slots, ["cost"], GRID)
+    return dict(shares.collect().iter_rows()), nodes.sort("node_id", "slot").collect()
+
+
+def test_two_requests_share_a_slot_one_to_three():
+    # A occupies 15 s of slot 0, B the other 45 s (B waited 5 s in the queue before the GPU).
+    reqs = _requests([("A", "n", 0, 15, None, None, None, 10, 10), ("B", "n", 10, 60, 5.0, None, None, 10, 10)])
+    shares, nodes = _share(reqs, _slots({"n": [8.0]}))
+    assert shares == pytest.approx({"A": 2.0, "B": 6.0}, abs=1e-12)
+    assert nodes["weight"].to_list() == [60.0]
+
+
+def test_a_request_spanning_three_slots_a_shared_slot_and_an_idle_slot():
+    # R: 00:00:30-00:02:30 over slots 0, 1, 2; Q shares 30 s of slot 1; slot 3 has nobody.
+    reqs = _requests([("R", "n", 30, 150, None, None, None, 1, 1), ("Q", "n", 60, 90, None, None, None, 1, 1)])
+    shares, nodes = _share(reqs, _slots({"n": [6.0, 12.0, 18.0, 5.0]}))
+    # slot 0: R alone (30 s) -> 6; slot 1: R 60 s, Q 30 s of 90 -> 8 and 4; slot 2: R alone -> 18.
+    assert shares == pytest.approx({"R": 32.0, "Q": 4.0}, abs=1e-12)
+    assert nodes["active"].to_list() == [1, 2, 1, 0]
+    assert nodes["weight"].to_list() == [30.0, 90.0, 30.0, 0.0]
+    assert nodes["idle_cost"].to_list() == [0.0, 0.0, 0.0, 5.0]
+
+
+def test_token_weights_split_prefill_by_input_and_decode_by_output():
+    # Slot 0 only. A: prefill [0,10) 100 input tokens (10 tok/s), decode [10,60) 50 output (1 tok/s).
+    # B: no phase timings, 60 tokens over [0,60) -> 1 tok/s.
+    reqs = _requests([("A", "n", 0, 60, 0.0, 10.0, 50.0, 100, 50), ("B", "n", 0, 60, None, None, None, 30, 30)])
+    shares, nodes = _share(reqs, _slots({"n": [16.0]}), weight="tokens")
+    # W = A: 10*10 + 50*1 = 150; B: 60 -> 210. A = 150/210*16, B = 60/210*16.
+    assert nodes["weight"].to_list() == pytest.approx([210.0])
+    assert shares == pytest.approx({"A": 150 / 210 * 16, "B": 60 / 210 * 16}, rel=1e-12)
+
+
+def test_segments_clip_to_the_day_and_drop_empty_windows():
+    reqs = _requests([("late", "n", 86_390, 86_460, None, None, None, 1, 1), ("zero", "n", 100, 100, None, None, None, 1, 1)])
+    segs = request_segments(reqs, GRID).collect()
+    assert segs.select("request_id", "s", "e").rows() == [("late", 86_390.0, 86_400.0)]
+
+
+@st.composite
+def fleets(draw):
+    n_nodes = draw(st.integers(1, 3))
+    slot_s = draw(st.sampled_from([60, 300, 3600]))
+    rows = []
+    for i in range(draw(st.integers(0, 40))):
+        node = f"n{draw(st.integers(0, n_nodes - 1))}"
+        s = draw(st.floats(0, 86_400, allow_nan=False))
+        dur = draw(st.floats(0, 7_200, allow_nan=False))
+        q = draw(st.one_of(st.none(), st.floats(0, 30, allow_nan=False)))
+        pf = draw(st.one_of(st.none(), st.floats(0.01, 20, allow_nan=False)))
+        dc = draw(st.one_of(st.none(), st.floats(0.01, 600, allow_nan=False)))
+        rows.append((f"r{i}", node, s, min(s + dur, 86_400), q, pf, dc, draw(st.integers(0, 5000)), draw(st.integers(0, 5000))))
+    costs = draw(st.lists(st.floats(0, 1000, allow_nan=False), min_size=1, max_size=5))
+    return n_nodes, slot_s, rows, costs, draw(st.sampled_from(["time", "tokens"])), draw(st.randoms())
+
+
+@settings(max_examples=60, deadline=None)
+@given(fleets())
+def test_conservation_and_order_independence(fleet):
+    n_nodes, slot_s, rows, costs, weight, rnd = fleet
+    grid = SlotGrid(DAY, slot_s)
+    n = grid.n_slots
+    slots = pl.LazyFrame({"node_id": [f"n{i}" for i in range(n_nodes) for _ in range(n)],
+                          "slot": [k for _ in range(n_nodes) for k in range(n)],
+                          "cost": [costs[(i + k) % len(costs)] for i in range(n_nodes) for k in range(n)]},
+                         schema_overrides={"slot": pl.Int32})
+    reqs = _requests(rows)
+    shares, nodes = share_slot_costs(request_segments(reqs, grid, weight), slots, ["cost"], grid)
+    s = shares.collect()
+    nd = nodes.collect()
+    total = slots.select(pl.col("cost").sum()).collect().item()
+    assert s["cost"].sum() + nd["idle_cost"].sum() == pytest.approx(total, rel=1e-9, abs=1e-6)
+    assert (s["cost"] >= -1e-9).all()
+    # Permuting the input rows changes nothing.
+    shuffled = rows[:]
+    rnd.shuffle(shuffled)
+    s2, _ = share_slot_costs(request_segments(_requests(shuffled), grid, weight), slots, ["cost"], grid)
+    a = dict(s.iter_rows())
+    b = dict(s2.collect().iter_rows())
+    assert a.keys() == b.keys()
+    assert all(abs(a[k] - b[k]) <= 1e-9 * max(1.0, abs(a[k])) for k in a)

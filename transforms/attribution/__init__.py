@@ -1,0 +1,1 @@
+"""Attribution of every cost to requests and idle capacity (docs/attribution.md)."""

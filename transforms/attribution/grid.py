@@ -1,0 +1,50 @@
+"""The slot grid of one UTC day."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+import polars as pl
+
+from transforms.contracts import UTC_US
+
+COMPONENTS = ("energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost")
+
+
+@dataclass(frozen=True)
+class SlotGrid:
+    """Day `day` cut into slots of `slot_s` seconds; slot k covers [start + k*slot_s, start + (k+1)*slot_s)."""
+
+    day: date
+    slot_s: int = 60
+
+    def __post_init__(self):
+        if self.slot_s <= 0 or 86400 % self.slot_s:
+            raise ValueError(f"slot length {self.slot_s} s must be a positive divisor of 86400 (e.g. 60, 300, 900)")
+
+    @property
+    def n_slots(self) -> int:
+        return 86400 // self.slot_s
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.day.year, self.day.month, self.day.day, tzinfo=timezone.utc)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=1)
+
+    def seconds_since_start(self, ts: pl.Expr) -> pl.Expr:
+        """Seconds (Float64) from the day's start to `ts` (a UTC datetime expression)."""
+        return (ts - pl.lit(self.start, UTC_US)).dt.total_microseconds().cast(pl.Float64) / 1e6
+
+    def slot_of(self, ts: pl.Expr) -> pl.Expr:
+        """Slot index (Int32) containing `ts`; may fall outside [0, n) for times off the day."""
+        return (self.seconds_since_start(ts) // self.slot_s).cast(pl.Int32)
+
+    def slot_start(self, slot: pl.Expr) -> pl.Expr:
+        return pl.lit(self.start, UTC_US) + pl.duration(seconds=slot.cast(pl.Int64) * self.slot_s)
+
+    def slots(self) -> pl.LazyFrame:
+        """One row per slot: `slot` (Int32), `slot_start` (UTC)."""
+        return pl.LazyFrame({"slot": pl.int_range(0, self.n_slots, dtype=pl.Int32, eager=True)}).with_columns(
+            self.slot_start(pl.col("slot")).alias("slot_start"))
