@@ -2,6 +2,7 @@
 
     inferledger simulate --date D [--out DIR] [--requests N] [--seed S]
     inferledger ingest   --date D [--raw DIR] [--lake DIR] [--inventory FILE]
+    inferledger attribute --date D [--raw DIR] [--lake DIR]
     inferledger demo     [--date D] [--requests N]
 
 `ingest` materializes the real Dagster ingest assets for one day (every site of the
@@ -98,6 +99,65 @@ def run_ingest(day: date, raw: Path, lake: Path, inventory: Path | None = None, 
     return results
 
 
+def run_attribution(day: date, raw: Path, lake: Path, *, console=None) -> dict:
+    """Materialize `request_costs` for `day` (its conservation check included); returns the
+    asset's metadata. Raises SystemExit(1) naming the failed step or check."""
+    import dagster as dg
+
+    from pipelines.defs.attribution.assets import request_costs
+    from pipelines.defs.ingest.assets import asset_register, cost_lines, power_readings, requests
+    from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+
+    console = console or _console(stderr=True)
+    resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)), "warehouse": Warehouse(),
+                 "settings": AttributionSettings()}
+    with console.status(f"attributing {day}"):
+        res = dg.materialize([requests, power_readings, cost_lines, asset_register, request_costs], selection=[request_costs],
+                             partition_key=day.isoformat(), resources=resources, instance=_instance(),
+                             raise_on_error=False, tags={"inferledger/command": "attribute"}, run_config=QUIET_RUN)
+    if not res.success:
+        for ev in res.get_step_failure_events():
+            err = ev.event_specific_data.error
+            console.print(f"[red]failed:[/red] step {ev.step_key} for {day}: {err.message.strip() if err else 'see the run log'}")
+        raise SystemExit(1)
+    mat = res.get_asset_materialization_events()[0].event_specific_data.materialization
+    return {k: _value(v) for k, v in mat.metadata.items()}
+
+
+def print_attribution(day: date, lake: Path, console=None) -> None:
+    """Sources = requests + idle + unattributed per component, and the cost per query by tier."""
+    import polars as pl
+    from rich.table import Table
+
+    console = console or _console()
+    part = lambda name: pl.read_parquet(lake / name / f"date={day.isoformat()}" / "part-0.parquet")  # noqa: E731
+    totals = part("totals")
+    t = Table(title=f"Conservation, {day}: every source = requests + idle + unattributed")
+    for col in ("component", "source", "to requests", "to idle", "unattributed", "difference"):
+        t.add_column(col, justify="left" if col == "component" else "right")
+    for r in totals.iter_rows(named=True):
+        if r["unit"] == "J":
+            f = lambda v: f"{v / 3.6e6:,.3f} kWh"  # noqa: E731
+        else:
+            f = lambda v: f"{v:,.2f}"  # noqa: E731
+        diff = r["source_amount"] - r["in_requests"] - r["in_idle"] - r["unattributed"]
+        t.add_row(r["component"], f(r["source_amount"]), f(r["in_requests"]), f(r["in_idle"]), f(r["unattributed"]),
+                  f"{diff:.2e}")
+    console.print(t)
+    facts = part("request_costs")
+    currency = facts["currency"][0] if facts.height else ""
+    by_tier = (facts.group_by("tier").agg(pl.len().alias("requests"), pl.col("direct_cost").mean().alias("direct"),
+                                           pl.col("fully_loaded_cost").mean().alias("loaded"),
+                                           (pl.col("energy_kwh").sum() * 3.6e6 / pl.col("output_tokens").sum()).alias("j_tok"))
+               .sort("loaded", descending=True))
+    t = Table(title=f"Cost per query by tier, {day} ({currency})")
+    for col in ("tier", "requests", "direct cost / query", "fully loaded / query", "J per output token"):
+        t.add_column(col, justify="left" if col == "tier" else "right")
+    for r in by_tier.iter_rows(named=True):
+        t.add_row(r["tier"], f"{r['requests']:,}", f"{r['direct']:.6f}", f"{r['loaded']:.6f}", f"{r['j_tok']:.3f}")
+    console.print(t)
+
+
 def print_ingest_table(results: list[StepResult], lake: Path, console=None) -> None:
     from rich.table import Table
 
@@ -131,6 +191,12 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def cmd_attribute(args) -> int:
+    run_attribution(args.date, Path(args.raw), Path(args.lake))
+    print_attribution(args.date, Path(args.lake))
+    return 0
+
+
 def cmd_demo(args) -> int:
     import fleetsim
 
@@ -143,6 +209,8 @@ def cmd_demo(args) -> int:
     console.print(f"simulated in {time.perf_counter() - started:.1f} s -> {raw.resolve()}")
     results = run_ingest(args.date, raw, lake, console=console)
     print_ingest_table(results, lake, console)
+    run_attribution(args.date, raw, lake, console=console)
+    print_attribution(args.date, lake, console)
     return 0
 
 
@@ -171,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--lake", default=env("INFERLEDGER_LAKE", "data/lake"))
     i.add_argument("--inventory", default=env("INFERLEDGER_INVENTORY"))
     i.set_defaults(func=cmd_ingest)
+
+    a = sub.add_parser("attribute", help="attribute one ingested day's costs to its requests")
+    a.add_argument("--date", type=_day, required=True)
+    a.add_argument("--raw", default=env("INFERLEDGER_RAW", "data/raw"))
+    a.add_argument("--lake", default=env("INFERLEDGER_LAKE", "data/lake"))
+    a.set_defaults(func=cmd_attribute)
 
     d = sub.add_parser("demo", help="simulate the default fleet's day and run the pipeline on it")
     d.add_argument("--date", type=_day, default=DEMO_DAY)

@@ -52,6 +52,17 @@ class ParquetLake(dg.ConfigurableResource):
         return Lake(self.root)
 
 
+class AttributionSettings(dg.ConfigurableResource):
+    """How a day is cut and shared (docs/attribution.md)."""
+
+    slot_s: int = Field(default_factory=lambda: int(os.environ.get("INFERLEDGER_SLOT_S", "60")),
+                        description="Slot length in seconds; a divisor of 86400.")
+    weight: str = Field(default_factory=lambda: os.environ.get("INFERLEDGER_WEIGHT", "time"),
+                        description="How requests share a slot: 'time' (overlap seconds) or 'tokens'.")
+    gap_limit_s: float = Field(default_factory=lambda: float(os.environ.get("INFERLEDGER_GAP_LIMIT_S", "300")),
+                               description="Meter gaps up to this length are interpolated; longer ones estimated.")
+
+
 class Warehouse(dg.ConfigurableResource):
     """The published DuckDB warehouse file finance queries."""
 
@@ -59,4 +70,4 @@ class Warehouse(dg.ConfigurableResource):
 
 
 def default_resources() -> dict:
-    return {"raw": RawInputs(), "lake": ParquetLake(), "warehouse": Warehouse()}
+    return {"raw": RawInputs(), "lake": ParquetLake(), "warehouse": Warehouse(), "settings": AttributionSettings()}

@@ -6,7 +6,7 @@ assembles one row per request of the day (every request exactly once, zero-cost 
 
 import polars as pl
 
-from transforms.attribution.grid import COMPONENTS
+from transforms.attribution.grid import COMPONENTS, fsum
 from transforms.inventory import Inventory
 
 ENERGY = ("it_energy_j", "overhead_j")
@@ -20,7 +20,7 @@ def idle_by_pool(node_slots_out: pl.LazyFrame, nodes: pl.LazyFrame) -> pl.LazyFr
     return (
         node_slots_out.join(nodes.select("node_id", "pool_id", "site_id"), on="node_id")
         .group_by("pool_id", "site_id")
-        .agg(*[pl.col(c).sum() for c in money], *[pl.col(f"idle_{e}").sum() for e in ENERGY],
+        .agg(*[pl.col(c).pipe(fsum) for c in money], *[pl.col(f"idle_{e}").pipe(fsum) for e in ENERGY],
              (~pl.col("occupied")).sum().cast(pl.Int64).alias("idle_slots"))
         .with_columns(pl.sum_horizontal(money).alias("idle_cost"))
         .sort("pool_id")
@@ -52,13 +52,13 @@ def idle_shares(direct: pl.LazyFrame, idle_pools: pl.LazyFrame, inventory: Inven
     cols = ["request_id", "idle_pool", "direct_cost", "level"]
     cand = pl.concat([on_pool.select(cols), tier_wide.select(cols), unreserved.select(cols)])
     cand = cand.filter(pl.col("level") == pl.col("level").min().over("idle_pool"))
-    w = pl.when(pl.col("direct_cost").sum().over("idle_pool") > 0).then(pl.col("direct_cost")).otherwise(1.0)
+    w = pl.when(pl.col("direct_cost").pipe(fsum).over("idle_pool") > 0).then(pl.col("direct_cost")).otherwise(1.0)
     shared = (cand.join(pools.rename({"pool_id": "idle_pool"}), on="idle_pool")
-              .with_columns((pl.col("idle_cost") * w / w.sum().over("idle_pool")).alias("idle_share")))
+              .with_columns((pl.col("idle_cost") * w / w.pipe(fsum).over("idle_pool")).alias("idle_share")))
     request_idle = shared.group_by("request_id").agg(
-        pl.col("idle_share").sum(),
+        pl.col("idle_share").pipe(fsum),
         pl.when(pl.col("level").max() == 2).then(pl.lit("pro_rata")).otherwise(pl.lit("reserved")).alias("idle_policy"))
-    absorbed = shared.group_by("idle_pool").agg(pl.col("idle_share").sum().alias("absorbed")).rename({"idle_pool": "pool_id"})
+    absorbed = shared.group_by("idle_pool").agg(pl.col("idle_share").pipe(fsum).alias("absorbed")).rename({"idle_pool": "pool_id"})
     pool_idle = (pools.join(absorbed, on="pool_id", how="left")
                  .with_columns(pl.col("absorbed").fill_null(0.0))
                  .with_columns((pl.col("idle_cost") - pl.col("absorbed")).alias("unabsorbed"),

@@ -48,3 +48,13 @@ class SlotGrid:
         """One row per slot: `slot` (Int32), `slot_start` (UTC)."""
         return pl.LazyFrame({"slot": pl.int_range(0, self.n_slots, dtype=pl.Int32, eager=True)}).with_columns(
             self.slot_start(pl.col("slot")).alias("slot_start"))
+
+
+def fsum(values: pl.Expr, scale: float = 1.0) -> pl.Expr:
+    """Sum of floats that does not depend on row order: exact decimal addition (18 decimal
+    places, magnitudes below 1e20), back to Float64. Polars' float sums follow row order, and
+    hash joins and group-bys order rows differently on every run; this keeps re-runs
+    byte-identical. `scale` lifts tiny quantities (costs per joule) clear of the last place."""
+    if scale == 1.0:
+        return values.cast(pl.Decimal(38, 18)).sum().cast(pl.Float64)
+    return (values * scale).cast(pl.Decimal(38, 18)).sum().cast(pl.Float64) / scale

@@ -15,7 +15,7 @@ from typing import Literal
 
 import polars as pl
 
-from transforms.attribution.grid import SlotGrid
+from transforms.attribution.grid import SlotGrid, fsum
 
 Weight = Literal["time", "tokens"]
 
@@ -80,11 +80,11 @@ def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGri
                                            - pl.col("s"))).alias("edge")),
         spans.filter(~one).select("node_id", pl.col("b").alias("slot"),
                                   (pl.col("density") * (pl.col("e") - pl.col("b") * slot_s)).alias("edge")),
-    ]).group_by("node_id", "slot").agg(pl.col("edge").sum())
+    ]).group_by("node_id", "slot").agg(pl.col("edge").pipe(fsum))
     interior = pl.concat([
         spans.filter(~one).select("node_id", (pl.col("a") + 1).alias("slot"), pl.col("density").alias("d")),
         spans.filter(~one).select("node_id", pl.col("b").alias("slot"), (-pl.col("density")).alias("d")),
-    ]).group_by("node_id", "slot").agg(pl.col("d").sum())
+    ]).group_by("node_id", "slot").agg(pl.col("d").pipe(fsum))
     # Exact count of segments overlapping each slot (difference array over [a, b]).
     counts = pl.concat([
         spans.select("node_id", pl.col("a").alias("slot"), pl.lit(1, pl.Int64).alias("n")),
@@ -139,5 +139,5 @@ def share_slot_costs(segments: pl.LazyFrame, node_slots: pl.LazyFrame, component
             + slot_s * (pl.col(f"Qb_{c}") - pl.col(f"Qa_{c}") - pl.col(f"qa_{c}")))).alias(c)
         for c in components
     ]
-    request_shares = spans.select("request_id", *shares).group_by("request_id").agg(pl.col(components).sum())
+    request_shares = spans.select("request_id", *shares).group_by("request_id").agg(pl.col(components).pipe(fsum))
     return request_shares, node_out

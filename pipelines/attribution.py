@@ -1,0 +1,106 @@
+"""One day of attribution against the lake: read the canonical inputs, run the transforms,
+check conservation, write the outputs atomically. Plain Python (no Dagster): the asset and
+the CLI call `attribute_partition`.
+"""
+
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.lake import Lake
+from pipelines.readers import scan_csv_text
+from transforms.attribution.day import DayInputs, attribute_day
+from transforms.attribution.grid import SlotGrid
+from transforms.attribution.prices import parse_market_prices
+from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE, conservation_failures
+from transforms.contracts import ASSETS, COST_LINES, POWER_READINGS, REQUESTS
+from transforms.inventory import Inventory
+
+# Lake datasets written per day by the attribution, in the order they are written.
+OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", "unattributed", "reconciliation", "totals")
+
+
+class ConservationError(RuntimeError):
+    """Attribution lost or invented money or energy: the day is not published."""
+
+
+@dataclass
+class AttributionOutcome:
+    day: date
+    requests: int = 0
+    totals: list[dict] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    unattributed: float = 0.0
+
+
+def _day_files(lake: Lake, dataset: str, day: date) -> list[Path]:
+    return sorted(lake.partition_dir(dataset, day).glob("**/*.parquet"))
+
+
+def _scan(files: list[Path], schema: pl.Schema) -> pl.LazyFrame:
+    if not files:
+        return pl.LazyFrame(schema=schema)
+    return pl.scan_parquet(files, schema=schema, hive_partitioning=False)
+
+
+def load_day_inputs(lake: Lake, raw_root: Path, inventory: Inventory, day: date) -> DayInputs:
+    """The day's requests and readings; every cost line ever delivered (the latest delivery of
+    each line wins, so a corrected invoice replaces the first); the latest asset register
+    delivered on or before the day; the market price files of the inventory's tariffs."""
+    requests = _scan(_day_files(lake, "requests", day), REQUESTS.schema)
+    readings = _scan(_day_files(lake, "power_readings", day), POWER_READINGS.schema)
+
+    bill_files = sorted((lake.root / "cost_lines").glob("date=*/site=*/*.parquet"))
+    bills = (pl.scan_parquet(bill_files, hive_partitioning=True).with_columns(pl.col("date").cast(pl.Date))
+             if bill_files else pl.LazyFrame(schema={**COST_LINES.schema, "date": pl.Date, "site": pl.String}))
+    cost_lines = (bills.filter(pl.col("date") <= day)
+                  .sort("date").group_by("source", "line_id", maintain_order=True).last()
+                  .select(COST_LINES.names).sort("source", "line_id"))
+
+    register_days = sorted(date.fromisoformat(p.name.removeprefix("date=")) for p in (lake.root / "assets").glob("date=*"))
+    in_force = [d for d in register_days if d <= day]
+    assets = (_scan(_day_files(lake, "assets", in_force[-1]), ASSETS.schema) if in_force
+              else pl.LazyFrame(schema=ASSETS.schema))
+
+    market = [parse_market_prices(scan_csv_text([raw_root / t.market_price_file], raw_root), t.id)
+              for t in inventory.tariffs if t.kind == "market" and t.market_price_file]
+    market_prices = pl.concat(market) if market else None
+    return DayInputs(requests, readings, cost_lines, assets, market_prices)
+
+
+def attribute_partition(day: date, raw_root: Path, lake: Lake, inventory: Inventory, *, slot_s: int = 60,
+                        weight: str = "time", gap_limit_s: float = 300.0) -> AttributionOutcome:
+    """Attribute `day`; raises ConservationError (writing nothing) when any source line or
+    total does not add up to a cent (1e-9 relative for energy)."""
+    started = time.perf_counter()
+    grid = SlotGrid(day, slot_s)
+    out = attribute_day(load_day_inputs(lake, Path(raw_root), inventory, day), inventory, grid,
+                        weight=weight, gap_limit_s=gap_limit_s)
+    frames = dict(zip(OUTPUTS, pl.collect_all([getattr(out, name) for name in OUTPUTS]), strict=True))
+
+    failures = conservation_failures(frames["reconciliation"])
+    totals = frames["totals"]
+    off = totals.filter(
+        pl.when(pl.col("unit") == "currency")
+        .then((pl.col("requests_difference").abs() > MONEY_TOLERANCE) | (pl.col("idle_difference").abs() > MONEY_TOLERANCE))
+        .otherwise((pl.col("requests_difference").abs() > ENERGY_RELATIVE_TOLERANCE * pl.col("source_amount").abs().clip(lower_bound=1.0))
+                   | (pl.col("idle_difference").abs() > ENERGY_RELATIVE_TOLERANCE * pl.col("source_amount").abs().clip(lower_bound=1.0))))
+    if failures.height or off.height:
+        lines = [f"  {r['source']} {r['line_id']} {r['component']}: source {r['source_amount']:.6f}, requests "
+                 f"{r['to_requests']:.6f}, idle {r['to_idle']:.6f}, unattributed {r['unattributed']:.6f}, "
+                 f"difference {r['difference']:.6f}" for r in failures.head(20).iter_rows(named=True)]
+        lines += [f"  total {r['component']}: lines say requests {r['to_requests']:.6f} / idle {r['to_idle']:.6f}, facts hold "
+                  f"{r['in_requests']:.6f} / {r['in_idle']:.6f}" for r in off.iter_rows(named=True)]
+        raise ConservationError(f"attribution of {day} does not conserve ({failures.height} line(s), {off.height} total(s)); "
+                                "nothing was written:\n" + "\n".join(lines))
+
+    result = AttributionOutcome(day, requests=frames["request_costs"].height, totals=totals.to_dicts())
+    for name in OUTPUTS:
+        result.paths[name] = str(lake.write(frames[name], name, day))
+    result.unattributed = float(frames["unattributed"].filter(pl.col("currency") == inventory.currency)["amount"].sum())
+    result.seconds = time.perf_counter() - started
+    return result

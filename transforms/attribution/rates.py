@@ -1,0 +1,289 @@
+"""Hardware amortization, cloud bills and fixed site costs of one day (docs/attribution.md, steps 6-8).
+
+Each step turns source lines into the day's **allocations** (an amount spread evenly over slots
+`[slot_from, slot_to)` of a node), **unattributed** rows (an amount that reaches no node, with a
+reason) and **line_days** (the day's share of every source line considered, once per line). For
+every line of `line_days`: its allocations + its unattributed rows = `day_amount`, except `egress`
+lines, which reach requests through `egress_to_requests` (its request shares + its unattributed
+rows = `day_amount`).
+
+Amounts are in the reporting currency. A line or asset in another currency is not converted: its
+whole day amount stays unattributed (`currency_mismatch`) in its own `currency`.
+"""
+
+import polars as pl
+
+from transforms.attribution.grid import SlotGrid, fsum
+from transforms.contracts import UTC_US
+
+ALLOCATIONS = pl.Schema({"source": pl.String, "line_id": pl.String, "node_id": pl.String, "slot_from": pl.Int32,
+                         "slot_to": pl.Int32, "component": pl.String, "amount": pl.Float64})
+UNATTRIBUTED = pl.Schema({"source": pl.String, "line_id": pl.String, "component": pl.String, "amount": pl.Float64,
+                          "currency": pl.String, "reason": pl.String, "service_name": pl.String})
+LINE_DAYS = pl.Schema({"source": pl.String, "line_id": pl.String, "component": pl.String, "day_amount": pl.Float64,
+                       "billed_day_amount": pl.Float64, "currency": pl.String})
+EGRESS_LINES = pl.Schema({"source": pl.String, "line_id": pl.String, "node_id": pl.String, "period_start": UTC_US,
+                          "period_end": UTC_US, "day_amount": pl.Float64, "currency": pl.String,
+                          "service_name": pl.String})
+REQUEST_EGRESS = pl.Schema({"request_id": pl.String, "egress_cost": pl.Float64})
+
+ASSET_SOURCE = "asset_register"
+_DAY_US = 86_400_000_000
+
+
+# --- output frames -------------------------------------------------------------------------
+
+def _conform(lf: pl.LazyFrame, schema: pl.Schema, *key: str) -> pl.LazyFrame:
+    """The schema's columns, cast, sorted by `key` so that a re-run writes the same bytes."""
+    return lf.select(pl.col(name).cast(dtype) for name, dtype in schema.items()).sort(*key)
+
+
+def _allocations(lf: pl.LazyFrame) -> pl.LazyFrame:
+    return _conform(lf, ALLOCATIONS, "source", "line_id", "node_id", "slot_from")
+
+
+def _unattributed(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """Lines with a `reason`: their whole `day_amount` unattributed."""
+    unattributed = lines.filter(pl.col("reason").is_not_null()).rename({"day_amount": "amount"})
+    return _conform(unattributed, UNATTRIBUTED, "source", "line_id")
+
+
+def _line_days(lines: pl.LazyFrame) -> pl.LazyFrame:
+    return _conform(lines, LINE_DAYS, "source", "line_id")
+
+
+def _currency_mismatch(currency: str) -> pl.Expr:
+    return pl.when(pl.col("currency") != currency).then(pl.lit("currency_mismatch"))
+
+
+def _whole_day(lines: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
+    return lines.with_columns(pl.lit(0).alias("slot_from"), pl.lit(grid.n_slots).alias("slot_to"))
+
+
+# --- step 6: hardware amortization ---------------------------------------------------------
+
+def asset_depreciation(assets: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
+    """Depreciation of every asset on the grid's day, in the asset's currency.
+
+    One row per asset depreciating that day: `asset_id, node_id, site_id, day_amount, currency,
+    method, book_value_start` (book value at the start of the day). The day is the unit, since
+    `in_service_date` is a date: an asset depreciates whole days from its in-service date (that
+    day included) to the earlier of its disposal date and the end of its life (both excluded);
+    life_days = days from `in_service_date` to `in_service_date + useful_life_months` (calendar
+    months). Straight-line: (cost - salvage) / life_days a day. Declining balance (double): daily
+    rate r = 2 / life_days, book(d) = max(salvage, cost x (1 - r)^d) after d days, the day's
+    depreciation book(d) - book(d + 1); the last day of life takes all the book above salvage, so
+    the asset ends exactly at salvage. Any method but `declining_balance` is straight-line.
+    """
+    day = pl.lit(grid.day, pl.Date)
+    start = pl.col("in_service_date")
+    life = (start.dt.offset_by(pl.format("{}mo", pl.col("useful_life_months"))) - start).dt.total_days()
+    cost, salvage = pl.col("acquisition_cost"), pl.col("salvage_value")
+    days_in, life_days = pl.col("days_in"), pl.col("life_days")
+
+    straight = (cost - salvage) / life_days
+    rate = 2.0 / life_days
+
+    def book(d: pl.Expr) -> pl.Expr:
+        return pl.max_horizontal(salvage, cost * (1.0 - rate).pow(d))
+
+    declining = (pl.when(days_in == life_days - 1).then(book(days_in) - salvage)
+                 .otherwise(book(days_in) - book(days_in + 1)))
+    is_declining = pl.col("method") == "declining_balance"
+    return (
+        assets.with_columns(life.alias("life_days"), (day - start).dt.total_days().alias("days_in"))
+        .filter((days_in >= 0) & (days_in < life_days)
+                & (pl.col("disposal_date").is_null() | (day < pl.col("disposal_date"))))
+        .select(
+            "asset_id", "node_id", "site_id",
+            pl.when(is_declining).then(declining).otherwise(straight).alias("day_amount"),
+            "currency", "method",
+            pl.when(is_declining).then(book(days_in)).otherwise(cost - straight * days_in).alias("book_value_start"),
+        )
+        .sort("asset_id")
+    )
+
+
+def amortization_allocations(depreciation: pl.LazyFrame, grid: SlotGrid,
+                             currency: str) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+    """(allocations, unattributed, line_days) of `asset_depreciation` rows: each asset-day
+    (`source` `asset_register`, `line_id` `<asset_id>:<YYYY-MM-DD>`) over the whole day
+    [0, n_slots) of its node, component `amortization_cost`; an asset in another currency than
+    `currency` stays unattributed (`currency_mismatch`)."""
+    lines = depreciation.with_columns(
+        pl.lit(ASSET_SOURCE).alias("source"),
+        (pl.col("asset_id") + pl.lit(f":{grid.day.isoformat()}")).alias("line_id"),
+        pl.lit("amortization_cost").alias("component"),
+        pl.col("day_amount").alias("billed_day_amount"),
+        _currency_mismatch(currency).alias("reason"),
+        pl.lit(None, pl.String).alias("service_name"),
+    )
+    allocations = _whole_day(lines.filter(pl.col("reason").is_null()), grid).with_columns(
+        pl.col("day_amount").alias("amount"))
+    return _allocations(allocations), _unattributed(lines), _line_days(lines)
+
+
+# --- the day's share of a bill line ----------------------------------------------------------
+
+def _day_lines(cost_lines: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
+    """Lines touching the grid's day, with the day's share of their amounts.
+
+    `a_us`, `b_us`: the charge period clipped to the day, in microseconds from the day's start.
+    `day_amount` = effective_amount x (period microseconds within the day / period microseconds),
+    `billed_day_amount` likewise. A zero-length period puts its whole amount on the day holding
+    `period_start` (`point` true)."""
+    day_start = pl.lit(grid.start, UTC_US)
+    start_us = (pl.col("period_start") - day_start).dt.total_microseconds()
+    end_us = (pl.col("period_end") - day_start).dt.total_microseconds()
+    period_us = end_us - start_us
+    point = (period_us == 0) & (start_us >= 0) & (start_us < _DAY_US)
+    share = pl.when(pl.col("point")).then(1.0).otherwise(
+        (pl.col("b_us") - pl.col("a_us")).cast(pl.Float64) / period_us.cast(pl.Float64))
+    return (
+        cost_lines.with_columns(start_us.clip(0, _DAY_US).alias("a_us"), end_us.clip(0, _DAY_US).alias("b_us"),
+                                point.alias("point"))
+        .filter((pl.col("b_us") > pl.col("a_us")) | pl.col("point"))
+        .with_columns((pl.col("effective_amount") * share).alias("day_amount"),
+                      (pl.col("billed_amount") * share).alias("billed_day_amount"))
+    )
+
+
+def _period_slots(lines: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
+    """Each line's `day_amount` over the slots of its period within the day, by time.
+
+    The slots the period covers wholly get one allocation [first, last); a slot it covers only
+    partly (a period edge inside a slot) gets an allocation of its own with its fraction of the
+    line, so a line makes at most three allocations. A zero-length period goes to the slot
+    holding its instant."""
+    slot_us = grid.slot_s * 1_000_000
+    a, b, f, l = pl.col("a_us"), pl.col("b_us"), pl.col("first"), pl.col("last")
+    lines = lines.with_columns(
+        ((a + slot_us - 1) // slot_us).alias("first"),  # first slot starting at or after a
+        (b // slot_us).alias("last"),  # slots [first, last) lie wholly inside [a, b)
+        pl.when(pl.col("point")).then(1).otherwise(b - a).alias("span_us"),
+    )
+    spread = pl.col("point").not_()
+    pieces = [
+        # head: the slot before `first`, partly covered (the only slot, when [a, b) sits inside one)
+        lines.filter(spread & (a < f * slot_us)).with_columns(
+            (f - 1).alias("slot_from"), f.alias("slot_to"), (pl.min_horizontal(f * slot_us, b) - a).alias("piece_us")),
+        lines.filter(spread & (l > f)).with_columns(
+            f.alias("slot_from"), l.alias("slot_to"), ((l - f) * slot_us).alias("piece_us")),
+        # tail: slot `last`, partly covered, unless it is the head's slot
+        lines.filter(spread & (l >= f) & (b > l * slot_us)).with_columns(
+            l.alias("slot_from"), (l + 1).alias("slot_to"), (b - l * slot_us).alias("piece_us")),
+        lines.filter(pl.col("point")).with_columns(
+            (a // slot_us).alias("slot_from"), (a // slot_us + 1).alias("slot_to"), pl.lit(1).alias("piece_us")),
+    ]
+    fraction = pl.col("piece_us").cast(pl.Float64) / pl.col("span_us").cast(pl.Float64)
+    return pl.concat(pieces, how="vertical_relaxed").with_columns((pl.col("day_amount") * fraction).alias("amount"))
+
+
+# --- step 7: cloud bills (FOCUS) -------------------------------------------------------------
+
+def cloud_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotGrid,
+                      currency: str) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+    """(allocations, unattributed, line_days, egress_lines) of the `focus` lines touching the day.
+
+    The day's share of a line: `effective_amount` (and `billed_amount`, in `billed_day_amount`)
+    x time of the charge period within the day / time of the period. `cloud_compute` lines
+    whose `resource_id` is a node's `cloud_resource_id` go to that node's slots covering the
+    period within the day, by time (component `cloud_cost`). `egress` lines go to
+    `egress_lines` for `egress_to_requests`: there `period_start`/`period_end` are the charge
+    period clipped to the day (the window `day_amount` belongs to), `node_id` is null when the
+    resource is no node. Unattributed: another currency (`currency_mismatch`), other cost types
+    (`not_a_serving_cost`), compute of a resource that is no node (`resource_not_a_serving_node`)."""
+    serving = (nodes.filter(pl.col("cloud_resource_id").is_not_null())
+               .group_by("cloud_resource_id").agg(pl.col("node_id").min()))  # never two nodes for one line
+    is_egress = pl.col("cost_type") == "egress"
+    lines = (
+        _day_lines(cost_lines.filter(pl.col("source") == "focus"), grid)
+        .join(serving, left_on="resource_id", right_on="cloud_resource_id", how="left")
+        .with_columns(
+            pl.when(is_egress).then(pl.lit("egress_cost")).otherwise(pl.lit("cloud_cost")).alias("component"),
+            _currency_mismatch(currency)
+            .when(~pl.col("cost_type").is_in(["cloud_compute", "egress"])).then(pl.lit("not_a_serving_cost"))
+            .when(~is_egress & pl.col("node_id").is_null()).then(pl.lit("resource_not_a_serving_node"))
+            .alias("reason"),
+        )
+    )
+    routed = lines.filter(pl.col("reason").is_null())
+    day_start = pl.lit(grid.start, UTC_US)
+    egress = routed.filter(is_egress).with_columns(
+        (day_start + pl.duration(microseconds=pl.col("a_us"))).alias("period_start"),
+        (day_start + pl.duration(microseconds=pl.col("b_us"))).alias("period_end"))
+    return (_allocations(_period_slots(routed.filter(~is_egress), grid)), _unattributed(lines), _line_days(lines),
+            _conform(egress, EGRESS_LINES, "source", "line_id"))
+
+
+def egress_to_requests(egress_lines: pl.LazyFrame, requests: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """(request_egress, unattributed): each egress line's `day_amount` to the requests of its node
+    completed in [period_start, period_end), by `response_bytes` share.
+
+    `request_egress`: `request_id, egress_cost` (reporting currency), one row per request, summed
+    over lines. Requests without `response_bytes` take no share. A line whose node has no such
+    request in its window (or whose requests' bytes sum to 0) stays unattributed,
+    `no_requests_with_bytes`; a line of no node, `resource_not_a_serving_node`. Requests meet
+    lines through the UTC hours a line's window touches (a line of h hours is h rows): linear in
+    lines + requests, never a cross join."""
+    hours = (
+        egress_lines.filter(pl.col("period_end") > pl.col("period_start"))
+        .with_columns(pl.datetime_ranges(pl.col("period_start").dt.truncate("1h"),
+                                         (pl.col("period_end") - pl.duration(microseconds=1)).dt.truncate("1h"),
+                                         "1h").alias("hour"))
+        .explode("hour")
+    )
+    sized = (requests.filter(pl.col("response_bytes").is_not_null())
+             .select("request_id", "node_id", "completed_at", "response_bytes",
+                     pl.col("completed_at").dt.truncate("1h").alias("hour")))
+    matched = (
+        hours.join(sized, on=["node_id", "hour"], how="inner")
+        .filter((pl.col("completed_at") >= pl.col("period_start")) & (pl.col("completed_at") < pl.col("period_end")))
+        .with_columns(pl.col("response_bytes").sum().over("source", "line_id").alias("line_bytes"))
+        .filter(pl.col("line_bytes") > 0)
+    )
+    request_egress = (
+        matched.with_columns(
+            (pl.col("day_amount") * pl.col("response_bytes") / pl.col("line_bytes")).alias("egress_cost"))
+        .group_by("request_id").agg(pl.col("egress_cost").pipe(fsum))
+    )
+    unattributed = (
+        egress_lines.join(matched.select("source", "line_id").unique(), on=["source", "line_id"], how="anti")
+        .with_columns(pl.lit("egress_cost").alias("component"),
+                      pl.when(pl.col("node_id").is_null()).then(pl.lit("resource_not_a_serving_node"))
+                      .otherwise(pl.lit("no_requests_with_bytes")).alias("reason"))
+    )
+    return _conform(request_egress, REQUEST_EGRESS, "request_id"), _unattributed(unattributed)
+
+
+# --- step 8: fixed site costs ----------------------------------------------------------------
+
+def fixed_site_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotGrid,
+                           currency: str) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+    """(allocations, unattributed, line_days) of fixed site costs touching the day: every
+    `colocation_invoice` line, and `canonical` lines of cost type `colocation` or `other` with no
+    `resource_id`. The day's share (as for cloud lines) goes to the nodes of the line's site by
+    `reserved_kw` (evenly when the site reserves none), each node's part over the whole day
+    [0, n_slots), component `fixed_cost`. Unattributed: `currency_mismatch`, `site_has_no_nodes`."""
+    fixed = cost_lines.filter(
+        (pl.col("source") == "colocation_invoice")
+        | ((pl.col("source") == "canonical") & pl.col("cost_type").is_in(["colocation", "other"])
+           & pl.col("resource_id").is_null()))
+    site_kw = pl.col("reserved_kw").pipe(fsum).over("site_id")
+    node_share = nodes.select(
+        "site_id", "node_id",
+        pl.when(site_kw > 0).then(pl.col("reserved_kw") / site_kw).otherwise(1.0 / pl.len().over("site_id"))
+        .alias("node_share"))
+    sites = nodes.select("site_id").unique().with_columns(pl.lit(True).alias("has_nodes"))
+    lines = (
+        _day_lines(fixed, grid)
+        .join(sites, on="site_id", how="left")
+        .with_columns(
+            pl.lit("fixed_cost").alias("component"),
+            _currency_mismatch(currency).when(pl.col("has_nodes").is_null()).then(pl.lit("site_has_no_nodes"))
+            .alias("reason"),
+        )
+    )
+    allocations = (lines.filter(pl.col("reason").is_null()).join(node_share, on="site_id", how="inner")
+                   .with_columns((pl.col("day_amount") * pl.col("node_share")).alias("amount")))
+    return _allocations(_whole_day(allocations, grid)), _unattributed(lines), _line_days(lines)
