@@ -114,7 +114,7 @@ def request_facts(requests: pl.LazyFrame, shares: pl.LazyFrame, egress: pl.LazyF
                       pl.col("idle_policy").fill_null("none"))
     )
     return facts.with_columns(
-        ((pl.col("it_energy_j") + pl.col("overhead_j")) / 3.6e6).alias("energy_kwh"),
+        ((pl.col("it_energy_j") + pl.col("overhead_j")) * (1 / 3.6e6)).alias("energy_kwh"),
         pl.sum_horizontal(money).alias("direct_cost"),
     ).with_columns(
         (pl.col("direct_cost") + pl.col("idle_share")).alias("fully_loaded_cost"),
