@@ -67,14 +67,12 @@ def pue_profile(site: SiteSpec, day: date, seconds: int, rng: np.random.Generato
 def write_facility(path: Path, site: SiteSpec, meter_id: str, day: date, facility_kwh: np.ndarray,
                    minutes: int) -> int:
     """Facility meter interval CSV, interval starts in the site's local time with its offset.
-    The ingest stamps an interval at its end, so the day's file holds the intervals that END
-    on the day: from 23:45 the day before to 23:30. The first one lies before the simulated
-    day; it reads the energy of the same quarter-hour of the simulated day (23:45)."""
+    The day's file holds the intervals that START on the UTC day (00:00 to 23:45); the ingest
+    files an interval under the day it starts in."""
     zone = ZoneInfo(site.timezone)
     start = day_start(day)
-    values = np.concatenate([facility_kwh[-1:], facility_kwh[:-1]])
-    rows = [[meter_id, _rfc3339((start + timedelta(minutes=(i - 1) * minutes)).astimezone(zone)), minutes,
-             f"{kwh:.3f}"] for i, kwh in enumerate(values)]
+    rows = [[meter_id, _rfc3339((start + timedelta(minutes=i * minutes)).astimezone(zone)), minutes,
+             f"{kwh:.3f}"] for i, kwh in enumerate(facility_kwh)]
     return _csv(path, ["meter_id", "interval_start", "interval_minutes", "kwh"], rows)
 
 

@@ -60,8 +60,13 @@ SOURCES: tuple[Source, ...] = (
 )
 
 # The column of each dataset whose UTC date must be the partition's day (bills and the
-# register carry their own periods and are partitioned by delivery day).
+# register carry their own periods and are partitioned by delivery day). An interval reading
+# (facility meters) belongs to the day its interval starts in: the 23:45-24:00 interval, stamped
+# at midnight, is the last of its day, not the first of the next.
 DAY_COLUMN = {"requests": "completed_at", "power_readings": "ts", "cost_lines": None, "assets": None}
+DAY_TIME = {"power_readings": pl.when(pl.col("interval_s").is_not_null())
+            .then(pl.col("ts") - pl.duration(microseconds=(pl.col("interval_s") * 1e6).round(0).cast(pl.Int64)))
+            .otherwise(pl.col("ts"))}
 
 
 @dataclass
@@ -108,7 +113,7 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
     started = time.perf_counter()
     contract = CANONICAL[dataset]
     parsed, files = _parsed_inputs(contract, Path(raw_root), day, site, inventory)
-    classified = classify(parsed, contract, day, day_column=DAY_COLUMN[dataset])
+    classified = classify(parsed, contract, day, day_column=DAY_COLUMN[dataset], day_time=DAY_TIME.get(dataset))
 
     # Parse and judge once, into a scratch file; the three outputs are read from it.
     scratch = lake.scratch()

@@ -388,12 +388,12 @@ def test_demo_day_overhead(demo):
     sh = site_hour_overhead(ne.lazy(), nd, r.lazy(), inv.meters_frame(), sites_frame(inv), grid).collect()
     assert sh.height == 3 * 24
     methods = dict(sh.group_by("site_id").agg(pl.col("pue_method").unique().sort()).iter_rows())
-    assert methods == {"metro-east": ["design_pue", "measured"], "remote-plains": ["design_pue"],
+    assert methods == {"metro-east": ["measured"], "remote-plains": ["design_pue"],
                        "cloud-use1": ["design_pue"]}
     metro = sh.filter(pl.col("site_id") == "metro-east").sort("hour")
-    # The day's partition holds the facility intervals that END on the day (23:45 the day before
-    # to 23:45): hour 23 lacks 23:45-24:00 and falls back to the design PUE.
-    assert metro["pue_method"].to_list() == ["measured"] * 23 + ["design_pue"]
+    # The day's partition holds the facility intervals that START on the day (00:00 to 23:45),
+    # so every hour of the metro site, 23:00-24:00 included, has a measured PUE.
+    assert metro["pue_method"].to_list() == ["measured"] * 24
     measured = metro.filter(pl.col("pue_method") == "measured")
     assert measured["pue"].is_between(1.2, 1.6).all() and not measured["overhead_clamped"].any()
     out = attach_overhead(ne.lazy(), nd, sh.lazy(), grid).collect()

@@ -91,7 +91,8 @@ POWER_READINGS = Contract(
     description="Meter samples at every scope (GPU, node, PDU, facility). A sample carries an "
     "instantaneous power (`power_w`), a cumulative energy counter (`energy_j`), an interval "
     "energy (`interval_energy_j` over `interval_s` ending at `ts`), or several of these. "
-    "Partitioned by the UTC date of `ts` and the meter's site.",
+    "Partitioned by the UTC date of `ts` (of the interval's start, `ts - interval_s`, for interval "
+    "readings) and the meter's site.",
     key=("meter_id", "ts"),
     columns=(
         _c("meter_id", pl.String, "-", "Meter identifier from the inventory (GPU meters: `<node>/gpu<i>`)."),

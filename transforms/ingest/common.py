@@ -89,16 +89,19 @@ def empty_parsed(contract: Contract) -> pl.LazyFrame:
                                 "_reason": pl.String, "_detail": pl.String})
 
 
-def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column: str | None = None) -> pl.LazyFrame:
+def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column: str | None = None,
+             day_time: pl.Expr | None = None) -> pl.LazyFrame:
     """Add the contract's judgements to a parser's output, in this order: required fields present;
-    `day_column` inside the partition's UTC day; then, among rows still valid, duplicates of the
+    `day_column` (or the time `day_time` computes from it) inside the partition's UTC day; then,
+    among rows still valid, duplicates of the
     contract key: identical copies after the first become `exact_duplicate`, keys with differing
     copies become `conflicting_duplicate` (every copy)."""
     start, end = day_bounds(day)
     checks = [(pl.col(c).is_null(), "missing_required_field",
                f"required field `{c}` is empty; fill it in the source or fix the exporter") for c in contract.required]
     if day_column:
-        checks.append((~pl.col(day_column).is_between(pl.lit(start, UTC_US), pl.lit(end, UTC_US), closed="left"),
+        when = pl.col(day_column) if day_time is None else day_time
+        checks.append((~when.is_between(pl.lit(start, UTC_US), pl.lit(end, UTC_US), closed="left"),
                        "outside_partition_day",
                        pl.format(f"`{day_column}` {{}} is not on {day.isoformat()} UTC; deliver it in the raw folder of its own day",
                                  pl.col(day_column).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))))
