@@ -12,7 +12,7 @@ import pytest
 import fleetsim
 from pipelines.ingest import ingest_partition
 from pipelines.lake import Lake
-from transforms.attribution.energy import METHODS, attach_overhead, node_slot_energy, site_hour_overhead, sites_frame
+from transforms.attribution.energy import METHODS, attach_overhead, node_slot_energy, site_hour_overhead
 from transforms.attribution.grid import SlotGrid
 from transforms.contracts import POWER_READINGS
 from transforms.inventory import load_inventory
@@ -301,7 +301,7 @@ def test_slots_must_nest_in_hours():
 
 
 def test_sites_frame(small_inventory):
-    df = sites_frame(small_inventory).collect()
+    df = small_inventory.sites_frame().collect()
     assert df.columns == ["site_id", "kind", "cooling", "design_pue", "timezone", "tariff"]
     assert df["site_id"].to_list() == small_inventory.site_ids
     assert df["design_pue"].to_list() == [s.design_pue for s in small_inventory.sites]
@@ -385,7 +385,7 @@ def test_demo_day_estimated_only_over_the_bmc_gap(demo):
 def test_demo_day_overhead(demo):
     inv, r, ne, grid = demo["inv"], demo["readings"], demo["energy"], demo["grid"]
     nd = inv.nodes_frame()
-    sh = site_hour_overhead(ne.lazy(), nd, r.lazy(), inv.meters_frame(), sites_frame(inv), grid).collect()
+    sh = site_hour_overhead(ne.lazy(), nd, r.lazy(), inv.meters_frame(), inv.sites_frame(), grid).collect()
     assert sh.height == 3 * 24
     methods = dict(sh.group_by("site_id").agg(pl.col("pue_method").unique().sort()).iter_rows())
     assert methods == {"metro-east": ["measured"], "remote-plains": ["design_pue"],

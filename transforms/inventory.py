@@ -181,6 +181,13 @@ class Inventory(_Strict):
                 return s
         raise KeyError(f"site {site_id!r} is not in the inventory; known: {', '.join(self.site_ids)}")
 
+    def sites_frame(self) -> pl.LazyFrame:
+        """site_id, kind, cooling, design_pue (facility / IT energy), timezone (IANA), tariff."""
+        cols = {"site_id": "id", "kind": "kind", "cooling": "cooling", "design_pue": "design_pue",
+                "timezone": "timezone", "tariff": "tariff"}
+        return pl.LazyFrame({c: [getattr(s, a) for s in self.sites] for c, a in cols.items()},
+                            schema={c: pl.Float64 if c == "design_pue" else pl.String for c in cols})
+
     def nodes_frame(self) -> pl.LazyFrame:
         """node_id, pool_id, site_id, gpus, gpu_tdp_w, idle_w, nameplate_w, reserved_kw, cloud_resource_id."""
         pool_site = {p.id: p.site for p in self.pools}

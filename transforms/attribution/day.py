@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms.attribution.energy import attach_overhead, node_slot_energy, site_hour_overhead, sites_frame
+from transforms.attribution.energy import attach_overhead, node_slot_energy, site_hour_overhead
 from transforms.attribution.facts import idle_by_pool, idle_shares, request_facts, span_methods
 from transforms.attribution.grid import COMPONENTS, SlotGrid, fsum
 from transforms.attribution.occupancy import Weight, request_segments, share_slot_costs
@@ -58,7 +58,7 @@ class DayOutputs:
 
 def attribute_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight: Weight = "time",
                   gap_limit_s: float = 300.0) -> DayOutputs:
-    nodes, meters, sites = inventory.nodes_frame(), inventory.meters_frame(), sites_frame(inventory)
+    nodes, meters, sites = inventory.nodes_frame(), inventory.meters_frame(), inventory.sites_frame()
     currency = inventory.currency
 
     # 1, 4. Energy per node-slot and its share of facility overhead.

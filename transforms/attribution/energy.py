@@ -40,29 +40,12 @@ import polars as pl
 
 from transforms.attribution.grid import SlotGrid
 from transforms.contracts import UTC_US
-from transforms.inventory import Inventory
 
 METHODS = ("measured_counter", "measured_gauge", "interpolated", "estimated")  # best to worst
 _COUNTER, _GAUGE, _INTERPOLATED, _ESTIMATED = range(len(METHODS))
 _US = 1_000_000
 _DAY_US = 86_400 * _US
 _HOUR_US = 3_600 * _US
-
-
-def sites_frame(inventory: Inventory) -> pl.LazyFrame:
-    """site_id, kind, cooling, design_pue (facility / IT energy), timezone (IANA), tariff."""
-    return pl.LazyFrame(
-        {
-            "site_id": [s.id for s in inventory.sites],
-            "kind": [s.kind for s in inventory.sites],
-            "cooling": [s.cooling for s in inventory.sites],
-            "design_pue": [s.design_pue for s in inventory.sites],
-            "timezone": [s.timezone for s in inventory.sites],
-            "tariff": [s.tariff for s in inventory.sites],
-        },
-        schema={"site_id": pl.String, "kind": pl.String, "cooling": pl.String, "design_pue": pl.Float64,
-                "timezone": pl.String, "tariff": pl.String},
-    )
 
 
 def _us_since_start(grid: SlotGrid, ts: pl.Expr) -> pl.Expr:
