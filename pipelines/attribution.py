@@ -12,7 +12,7 @@ import polars as pl
 
 from pipelines.lake import Lake
 from pipelines.readers import scan_csv_text
-from transforms.attribution.day import DayInputs, attribute_day
+from transforms.attribution.day import DayInputs, day_outputs, finish_day, share_day
 from transforms.attribution.grid import SlotGrid
 from transforms.attribution.prices import parse_market_prices
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE, conservation_failures
@@ -78,10 +78,33 @@ def attribute_partition(day: date, raw_root: Path, lake: Lake, inventory: Invent
     total does not add up to a cent (1e-9 relative for energy)."""
     started = time.perf_counter()
     grid = SlotGrid(day, slot_s)
-    out = attribute_day(load_day_inputs(lake, Path(raw_root), inventory, day), inventory, grid,
-                        weight=weight, gap_limit_s=gap_limit_s)
-    frames = dict(zip(OUTPUTS, pl.collect_all([getattr(out, name) for name in OUTPUTS]), strict=True))
+    shared = share_day(load_day_inputs(lake, Path(raw_root), inventory, day), inventory, grid,
+                       weight=weight, gap_limit_s=gap_limit_s)
+    # The request-sized frames stream through scratch files: memory stays bounded by the
+    # node-slot frames, whatever the number of requests.
+    shares_file, facts_file = lake.scratch(), lake.scratch()
+    try:
+        shared.per_request.sink_parquet(shares_file, engine="streaming")
+        facts, pool_idle = finish_day(shared, pl.scan_parquet(shares_file), inventory, weight=weight)
+        facts.sink_parquet(facts_file, engine="streaming", compression="zstd", statistics=True)
+        out = day_outputs(shared, pl.scan_parquet(facts_file), pool_idle)
+        small = [name for name in OUTPUTS if name != "request_costs"]
+        frames = dict(zip(small, pl.collect_all([getattr(out, name) for name in small]), strict=True))
+        n_requests = pl.scan_parquet(facts_file).select(pl.len()).collect().item()
+        _check_conservation(day, frames)
+        result = AttributionOutcome(day, requests=n_requests, totals=frames["totals"].to_dicts())
+        result.paths["request_costs"] = str(lake.adopt(facts_file, "request_costs", day))
+    finally:
+        shares_file.unlink(missing_ok=True)
+        facts_file.unlink(missing_ok=True)
+    for name in small:
+        result.paths[name] = str(lake.write(frames[name], name, day))
+    result.unattributed = float(frames["unattributed"].filter(pl.col("currency") == inventory.currency)["amount"].sum())
+    result.seconds = time.perf_counter() - started
+    return result
 
+
+def _check_conservation(day: date, frames: dict[str, pl.DataFrame]) -> None:
     failures = conservation_failures(frames["reconciliation"])
     totals = frames["totals"]
     off = totals.filter(
@@ -98,9 +121,3 @@ def attribute_partition(day: date, raw_root: Path, lake: Lake, inventory: Invent
         raise ConservationError(f"attribution of {day} does not conserve ({failures.height} line(s), {off.height} total(s)); "
                                 "nothing was written:\n" + "\n".join(lines))
 
-    result = AttributionOutcome(day, requests=frames["request_costs"].height, totals=totals.to_dicts())
-    for name in OUTPUTS:
-        result.paths[name] = str(lake.write(frames[name], name, day))
-    result.unattributed = float(frames["unattributed"].filter(pl.col("currency") == inventory.currency)["amount"].sum())
-    result.seconds = time.perf_counter() - started
-    return result

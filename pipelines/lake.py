@@ -42,6 +42,16 @@ class Lake:
             tmp.unlink(missing_ok=True)
         return target
 
+    def adopt(self, path: Path, dataset: str, day: date, site: str | None = None, name: str = "part-0") -> Path:
+        """Move a finished Parquet file (written under `scratch()`, same file system) into its
+        partition atomically; returns the new path."""
+        target = self.partition_dir(dataset, day, site) / f"{name}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(path, target)
+        return target
+
     def scratch(self) -> Path:
         """A private scratch file path under the lake (same file system, removed by the caller)."""
         d = self.root / "_scratch"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.occupancy import request_segments, share_slot_costs, slot_weights
+from transforms.attribution.occupancy import request_segments, request_totals, share_slot_costs, slot_weights
 
 DAY = date(2026, 11, 24)
 T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
@@ -31,7 +31,8 @@ def _slots(costs: dict[str, list[float]]):
 
 def _share(reqs, slots, weight="time"):
     shares, nodes = share_slot_costs(request_segments(reqs, GRID, weight), slots, ["cost"], GRID)
-    return dict(shares.collect().iter_rows()), nodes.sort("node_id", "slot").collect()
+    per_request = request_totals(shares, ["cost"]).select("request_id", "cost")
+    return dict(per_request.collect().iter_rows()), nodes.sort("node_id", "slot").collect()
 
 
 def test_two_requests_share_a_slot_one_to_three():
@@ -66,7 +67,9 @@ def test_token_weights_split_prefill_by_input_and_decode_by_output():
 def test_segments_clip_to_the_day_and_drop_empty_windows():
     reqs = _requests([("late", "n", 86_390, 86_460, None, None, None, 1, 1), ("zero", "n", 100, 100, None, None, None, 1, 1)])
     segs = request_segments(reqs, GRID).collect()
-    assert segs.select("request_id", "s", "e").rows() == [("late", 86_390.0, 86_400.0)]
+    # With time weights every request keeps its one segment; an empty one shares nothing.
+    assert segs.select("request_id", "s", "e").rows() == [("late", 86_390.0, 86_400.0), ("zero", 100.0, 100.0)]
+    assert request_segments(reqs, GRID, "tokens").collect()["request_id"].to_list() == ["late"]
 
 
 @st.composite
@@ -98,7 +101,7 @@ def test_conservation_and_order_independence(fleet):
                          schema_overrides={"slot": pl.Int32})
     reqs = _requests(rows)
     shares, nodes = share_slot_costs(request_segments(reqs, grid, weight), slots, ["cost"], grid)
-    s = shares.collect()
+    s = request_totals(shares, ["cost"]).select("request_id", "cost").collect()
     nd = nodes.collect()
     total = slots.select(pl.col("cost").sum()).collect().item()
     assert s["cost"].sum() + nd["idle_cost"].sum() == pytest.approx(total, rel=1e-9, abs=1e-6)
@@ -108,6 +111,6 @@ def test_conservation_and_order_independence(fleet):
     rnd.shuffle(shuffled)
     s2, _ = share_slot_costs(request_segments(_requests(shuffled), grid, weight), slots, ["cost"], grid)
     a = dict(s.iter_rows())
-    b = dict(s2.collect().iter_rows())
+    b = dict(request_totals(s2, ["cost"]).select("request_id", "cost").collect().iter_rows())
     assert a.keys() == b.keys()
     assert all(abs(a[k] - b[k]) <= 1e-9 * max(1.0, abs(a[k])) for k in a)

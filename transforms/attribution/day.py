@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import polars as pl
 
 from transforms.attribution.energy import attach_overhead, node_slot_energy, site_hour_overhead
-from transforms.attribution.facts import idle_by_pool, idle_shares, request_facts, span_methods
+from transforms.attribution.facts import idle_by_pool, idle_factors, request_facts
 from transforms.attribution.grid import COMPONENTS, SlotGrid, fsum
-from transforms.attribution.occupancy import Weight, request_segments, share_slot_costs
+from transforms.attribution.occupancy import (Weight, node_slots_out, request_segments, request_totals, segment_shares,
+                                              slot_rates)
 from transforms.attribution.prices import energy_costs, site_slot_prices
 from transforms.attribution.rates import (amortization_allocations, asset_depreciation, cloud_allocations,
                                           egress_to_requests, fixed_site_allocations)
@@ -24,11 +25,15 @@ from transforms.inventory import Inventory
 
 ENERGY_COMPONENTS = ["it_energy_j", "overhead_j"]
 SHARED = [*ENERGY_COMPONENTS, *COMPONENTS]
+# Request columns the facts keep (read once, carried along the requests' own rows).
+REQUEST_COLUMNS = ("request_id", "node_id", "pool_id", "site_id", "tier", "tenant_id", "model", "status",
+                   "arrived_at", "completed_at", "queue_s", "prefill_s", "decode_s", "input_tokens",
+                   "cached_input_tokens", "output_tokens", "response_bytes", "ttft_s")
 
 
 def _materialize(*frames: pl.LazyFrame) -> list[pl.LazyFrame]:
     """Collect frames read by several later steps, together, once."""
-    return [f.lazy() for f in pl.collect_all(list(frames))]
+    return [f.lazy() for f in pl.collect_all(list(frames), engine="streaming")]
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,35 @@ class DayOutputs:
     totals: pl.LazyFrame
 
 
+@dataclass(frozen=True)
+class SharedDay:
+    """Everything of a day up to each request's shares (`per_request`, lazy and one row per
+    request: large). The rest is node-, site- or line-sized and materialized."""
+
+    per_request: pl.LazyFrame
+    request_egress: pl.LazyFrame
+    egress_groups: pl.LazyFrame
+    node_out: pl.LazyFrame
+    pool_idle_amounts: pl.LazyFrame
+    site_hours: pl.LazyFrame
+    true_up: pl.LazyFrame
+    unattributed: pl.LazyFrame
+    reconciliation: pl.LazyFrame
+
+
 def attribute_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight: Weight = "time",
                   gap_limit_s: float = 300.0) -> DayOutputs:
+    """The whole day in memory: `share_day`, its per-request frame collected, `finish_day`."""
+    shared = share_day(inputs, inventory, grid, weight=weight, gap_limit_s=gap_limit_s)
+    (per_request,) = _materialize(shared.per_request)
+    facts, pool_idle = finish_day(shared, per_request, inventory, weight=weight)
+    return day_outputs(shared, facts, pool_idle)
+
+
+def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight: Weight = "time",
+              gap_limit_s: float = 300.0) -> SharedDay:
+    """Steps 1-8 and 10 of docs/attribution.md: node-slot costs, and each request's shares of
+    them (lazy: the caller collects it, or streams it to a file for days larger than memory)."""
     nodes, meters, sites = inventory.nodes_frame(), inventory.meters_frame(), inventory.sites_frame()
     currency = inventory.currency
 
@@ -89,24 +121,32 @@ def attribute_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, we
         .join(nodes.select("node_id", "pool_id", "site_id"), on="node_id")
     )
 
-    # 2, 3. Occupancy: requests share each slot by weight; unoccupied slots are idle.
-    (requests,) = _materialize(inputs.requests)
-    (segments,) = _materialize(request_segments(requests, grid, weight))
-    shares, node_out = _materialize(*share_slot_costs(segments, costs, SHARED, grid))
-    request_egress, eg_unatt = _materialize(*egress_to_requests(egress_lines, requests))
+    # 2, 3. Occupancy: requests share each slot by weight; unoccupied slots are idle. With time
+    # weights a request is one segment and its row carries through; token weights make two.
+    flags = ("estimated", "interpolated", "design_pue")
+    costs = costs.with_columns((pl.col("energy_method") == "estimated").alias("estimated"),
+                               (pl.col("energy_method") == "interpolated").alias("interpolated"),
+                               (pl.col("pue_method") == "design_pue").alias("design_pue"))
+    segments = request_segments(inputs.requests, grid, weight, keep=REQUEST_COLUMNS if weight == "time" else ())
+    (rates,) = _materialize(slot_rates(segments, costs, SHARED, grid, flags=flags))
+    shares = segment_shares(segments, rates, SHARED, grid, flags=flags)
+    (node_out,) = _materialize(node_slots_out(rates).drop(flags).with_columns(grid.slot_start(pl.col("slot")).alias("slot_start")))
+    if weight == "time":
+        per_request = shares.with_columns((pl.col("e") - pl.col("s")).alias("occupied_s")).drop("s", "e", "density")
+    else:
+        per_request = (inputs.requests.select(REQUEST_COLUMNS)
+                       .join(request_totals(shares, SHARED, flags).drop("node_id"), on="request_id", how="left",
+                             maintain_order="left")
+                       .with_columns(pl.col(*SHARED, "occupied_s").fill_null(0.0),
+                                     pl.col(*[f"n_{f}" for f in flags]).fill_null(0)))
+    egress_nodes = egress_lines.select("node_id").unique()
+    egress_requests = inputs.requests.join(egress_nodes, on="node_id", how="semi")
+    request_egress, eg_unatt = _materialize(*egress_to_requests(egress_lines, egress_requests))
+    (egress_groups,) = _materialize(
+        request_egress.join(egress_requests.select("request_id", "pool_id", "tier"), on="request_id")
+        .group_by("pool_id", "tier").agg(fsum(pl.col("egress_cost")).alias("egress_cost")))
 
-    # 9. Direct cost, idle share by tier policy, fully loaded cost.
-    direct = (requests.select("request_id", "pool_id", "tier")
-              .join(shares, on="request_id", how="left").join(request_egress, on="request_id", how="left")
-              .select("request_id", "pool_id", "tier",
-                      pl.sum_horizontal(pl.col(*COMPONENTS, "egress_cost").fill_null(0.0)).alias("direct_cost")))
-    pool_idle_amounts = idle_by_pool(node_out, nodes)
-    request_idle, pool_idle = idle_shares(direct, pool_idle_amounts, inventory)
-    occupied_s = segments.group_by("request_id").agg((pl.col("e") - pl.col("s")).pipe(fsum).alias("occupied_s"))
-    facts = request_facts(requests, shares, request_egress, request_idle, span_methods(segments, node_out, grid.slot_s),
-                          occupied_s, currency=currency, weight=weight)
-
-    # 10. Reconciliation per source line, and totals across the engine.
+    # 10. Reconciliation per source line (the totals against the facts come in `finish_day`).
     line_days = pl.concat([am[2], cl_days, fx[2]])
     unattributed = pl.concat([am[1], cl_unatt, fx[1], eg_unatt, priced.unattributed])
     egress_paid = (egress_lines.select("source", "line_id", pl.lit("egress_cost").alias("component"), "day_amount")
@@ -119,18 +159,44 @@ def attribute_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, we
         reconcile_site_slot_lines(priced.line_site_slots, priced.line_days, priced.unattributed, node_out),
         reconcile_energy(node_out, grid),
     ]).sort("source", "line_id", "component")
-    totals = component_totals(reconciliation, facts, node_out)
-    pool_idle = pool_idle_amounts.join(pool_idle.select("pool_id", "absorbed", "unabsorbed", "policy", "reserved_by"),
-                                       on="pool_id", how="left")
+    pool_idle_amounts, reconciliation, unattributed = _materialize(
+        idle_by_pool(node_out, nodes), reconciliation, unattributed.sort("source", "line_id", "component"))
+    return SharedDay(per_request, request_egress, egress_groups, node_out, pool_idle_amounts, site_hours,
+                     priced.true_up, unattributed, reconciliation)
+
+
+def finish_day(shared: SharedDay, per_request: pl.LazyFrame, inventory: Inventory, *,
+               weight: Weight = "time") -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Step 9: direct cost, idle share by tier policy, fully loaded cost. Returns the request
+    facts (in the order of `per_request`) and the pools' idle summary. `per_request` is
+    `shared.per_request` collected or scanned back from a file: it is read twice (the
+    pool-tier sums, then the facts)."""
+    groups = (per_request.group_by("pool_id", "tier")
+              .agg(fsum(pl.sum_horizontal(COMPONENTS)).alias("direct_cost"), pl.len().alias("requests"))
+              .join(shared.egress_groups, on=["pool_id", "tier"], how="left")
+              .select("pool_id", "tier", (pl.col("direct_cost") + pl.col("egress_cost").fill_null(0.0)).alias("direct_cost"),
+                      "requests"))
+    factors, pool_idle = _materialize(*idle_factors(groups, shared.pool_idle_amounts, inventory))
+    pool_idle = shared.pool_idle_amounts.join(
+        pool_idle.select("pool_id", "absorbed", "unabsorbed", "policy", "reserved_by"), on="pool_id", how="left")
+    facts = request_facts(per_request, shared.request_egress, factors, currency=inventory.currency, weight=weight)
+    return facts, pool_idle.sort("pool_id")
+
+
+def day_outputs(shared: SharedDay, facts: pl.LazyFrame, pool_idle: pl.LazyFrame,
+                facts_for_totals: pl.LazyFrame | None = None) -> DayOutputs:
+    """The day's outputs; the totals are checked against `facts_for_totals` (default `facts`;
+    the file the facts were written to, when they were streamed)."""
     return DayOutputs(
         request_costs=facts,
-        node_slots=node_out.with_columns(grid.slot_start(pl.col("slot")).alias("slot_start")).sort("node_id", "slot"),
-        pool_idle=pool_idle.sort("pool_id"),
-        site_hours=site_hours.sort("site_id", "hour"),
-        true_up=priced.true_up,
-        unattributed=unattributed.sort("source", "line_id", "component"),
-        reconciliation=reconciliation,
-        totals=totals,
+        node_slots=shared.node_out,
+        pool_idle=pool_idle,
+        site_hours=shared.site_hours.sort("site_id", "hour"),
+        true_up=shared.true_up,
+        unattributed=shared.unattributed,
+        reconciliation=shared.reconciliation,
+        totals=component_totals(shared.reconciliation, facts if facts_for_totals is None else facts_for_totals,
+                                shared.node_out),
     )
 
 

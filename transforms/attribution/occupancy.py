@@ -20,41 +20,44 @@ from transforms.attribution.grid import SlotGrid, fsum
 Weight = Literal["time", "tokens"]
 
 
-def request_segments(requests: pl.LazyFrame, grid: SlotGrid, weight: Weight = "time") -> pl.LazyFrame:
-    """Occupancy segments of the day's requests: `request_id, node_id, s, e, density`
-    (seconds since the day's start, clipped to the day; empty segments dropped).
+def request_segments(requests: pl.LazyFrame, grid: SlotGrid, weight: Weight = "time",
+                     keep: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """Occupancy segments of the day's requests: `request_id, node_id, s, e, density` and the
+    request columns in `keep` (seconds since the day's start, clipped to the day).
 
     GPU start is `arrived_at + queue_s` (queue unknown: arrival), capped at completion.
-    `tokens`: the prefill window `[gpu_start, +prefill_s)` at `input_tokens / prefill_s` and the
-    decode window `[prefill end, +decode_s)` at `output_tokens / decode_s`, both clipped to
-    completion; a request without both phase timings gets `(input + output) / duration` over
-    its whole window, and one with no tokens density 1 (it still occupies the node)."""
+    `time`: one segment per request, every request (a request with no duration has `e == s`
+    and shares nothing). `tokens`: the prefill window `[gpu_start, +prefill_s)` at
+    `input_tokens / prefill_s` and the decode window `[prefill end, +decode_s)` at
+    `output_tokens / decode_s`, both clipped to completion; a request without both phase
+    timings gets `(input + output) / duration` over its whole window, and one with no tokens
+    density 1 (it still occupies the node); empty segments are dropped."""
     if weight not in ("time", "tokens"):
         raise ValueError(f"weight must be 'time' or 'tokens', not {weight!r}")
+    keep = tuple(c for c in keep if c not in ("request_id", "node_id"))
     t0 = grid.seconds_since_start(pl.col("arrived_at"))
     end = grid.seconds_since_start(pl.col("completed_at"))
     start = pl.min_horizontal(t0 + pl.col("queue_s").fill_null(0.0).clip(lower_bound=0.0), end)
-    base = requests.select("request_id", "node_id", start.alias("_s"), end.alias("_e"),
-                           "prefill_s", "decode_s", "input_tokens", "output_tokens")
+    ids = ["request_id", "node_id", *keep]
+    clip = [pl.col("s").clip(0.0, 86400.0), pl.col("e").clip(0.0, 86400.0)]
     if weight == "time":
-        segs = base.select("request_id", "node_id", pl.col("_s").alias("s"), pl.col("_e").alias("e"),
-                           pl.lit(1.0).alias("density"))
-    else:
-        phased = (pl.col("prefill_s") > 0) & (pl.col("decode_s") > 0)
-        dur = pl.col("_e") - pl.col("_s")
-        tokens = (pl.col("input_tokens") + pl.col("output_tokens")).cast(pl.Float64)
-        whole = base.filter(~phased.fill_null(False)).select(
-            "request_id", "node_id", pl.col("_s").alias("s"), pl.col("_e").alias("e"),
-            pl.when((tokens > 0) & (dur > 0)).then(tokens / dur).otherwise(1.0).alias("density"))
-        ph = base.filter(phased.fill_null(False))
-        p_end = pl.min_horizontal(pl.col("_s") + pl.col("prefill_s"), pl.col("_e"))
-        prefill = ph.select("request_id", "node_id", pl.col("_s").alias("s"), p_end.alias("e"),
-                            (pl.col("input_tokens").cast(pl.Float64) / pl.col("prefill_s")).alias("density"))
-        decode = ph.select("request_id", "node_id", p_end.alias("s"),
-                           pl.min_horizontal(p_end + pl.col("decode_s"), pl.col("_e")).alias("e"),
-                           (pl.col("output_tokens").cast(pl.Float64) / pl.col("decode_s")).alias("density"))
-        segs = pl.concat([whole, prefill, decode])
-    return (segs.with_columns(pl.col("s").clip(0.0, 86400.0), pl.col("e").clip(0.0, 86400.0))
+        return (requests.select(*ids, start.alias("s"), end.alias("e"), pl.lit(1.0).alias("density"))
+                .with_columns(clip).with_columns(pl.max_horizontal("s", "e").alias("e")))
+    base = requests.select(*ids, start.alias("_s"), end.alias("_e"), "prefill_s", "decode_s",
+                           pl.col("input_tokens").alias("_in"), pl.col("output_tokens").alias("_out"))
+    phased = (pl.col("prefill_s") > 0) & (pl.col("decode_s") > 0)
+    dur = pl.col("_e") - pl.col("_s")
+    tokens = (pl.col("_in") + pl.col("_out")).cast(pl.Float64)
+    whole = base.filter(~phased.fill_null(False)).select(
+        *ids, pl.col("_s").alias("s"), pl.col("_e").alias("e"),
+        pl.when((tokens > 0) & (dur > 0)).then(tokens / dur).otherwise(1.0).alias("density"))
+    ph = base.filter(phased.fill_null(False))
+    p_end = pl.min_horizontal(pl.col("_s") + pl.col("prefill_s"), pl.col("_e"))
+    prefill = ph.select(*ids, pl.col("_s").alias("s"), p_end.alias("e"),
+                        (pl.col("_in").cast(pl.Float64) / pl.col("prefill_s")).alias("density"))
+    decode = ph.select(*ids, p_end.alias("s"), pl.min_horizontal(p_end + pl.col("decode_s"), pl.col("_e")).alias("e"),
+                       (pl.col("_out").cast(pl.Float64) / pl.col("decode_s")).alias("density"))
+    return (pl.concat([whole, prefill, decode]).with_columns(clip)
             .filter((pl.col("e") > pl.col("s")) & (pl.col("density") > 0)))
 
 
@@ -70,7 +73,7 @@ def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGri
     """`node_slots` (`node_id, slot`, one row per node and slot) with `active` (Int64: segments
     overlapping the slot, exact) and `weight` (Float64: `W_k`). A slot is occupied iff `active > 0`."""
     slot_s = grid.slot_s
-    spans = _slot_span(segments, slot_s)
+    spans = _slot_span(segments.filter(pl.col("e") > pl.col("s")), slot_s).select("node_id", "s", "e", "density", "a", "b")
     one = pl.col("a") == pl.col("b")
     # A segment's weight in its first and last slot, exactly; its interior slots each get
     # d * slot_s, through a difference array (+d after the first slot, -d at the last).
@@ -106,38 +109,76 @@ def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGri
     )
 
 
-def share_slot_costs(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: list[str],
-                     grid: SlotGrid) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Split every node-slot amount in `components` (columns of `node_slots`, one row per node
-    and slot) between the segments active in the slot, by weight.
-
-    Returns `(request_shares, node_slots_out)`: `request_shares` has `request_id` and one
-    column per component (summed over the request's segments); `node_slots_out` is
-    `node_slots` with `active`, `weight`, `occupied`, and `idle_<component>` (the whole
-    amount of an unoccupied slot, 0 otherwise). Per component,
-    `Σ request shares + Σ idle = Σ node-slot amounts`."""
-    slot_s = grid.slot_s
+def slot_rates(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: list[str], grid: SlotGrid,
+               flags: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """`node_slots` (one row per node and slot, with the amounts in `components` and boolean
+    `flags`) with `active`, `weight`, `occupied`, `idle_<component>` (the whole amount of an
+    unoccupied slot, 0 otherwise) and the lookups `segment_shares` reads: per component the
+    rate `_q_<c> = amount / weight` and its exclusive per-node prefix `_Q_<c>`; per flag its
+    exclusive prefix count `_F_<f>`. Node-slot sized: collect it once, then read it twice."""
     weighted = slot_weights(segments, node_slots, grid).with_columns((pl.col("active") > 0).alias("occupied"))
     q = [pl.when(pl.col("occupied")).then(pl.col(c) / pl.col("weight")).otherwise(0.0).alias(f"_q_{c}")
          for c in components]
-    rates = weighted.with_columns(q).with_columns(
-        (pl.col(f"_q_{c}").cum_sum().over("node_id") - pl.col(f"_q_{c}")).alias(f"_Q_{c}") for c in components)
-    node_out = rates.with_columns(
-        pl.when(pl.col("occupied")).then(0.0).otherwise(pl.col(c)).alias(f"idle_{c}") for c in components
-    ).drop([f"_q_{c}" for c in components] + [f"_Q_{c}" for c in components])
+    return weighted.with_columns(q).with_columns(
+        *[(pl.col(f"_q_{c}").cum_sum().over("node_id") - pl.col(f"_q_{c}")).alias(f"_Q_{c}") for c in components],
+        *[(pl.col(f).cast(pl.Int32).cum_sum().over("node_id") - pl.col(f).cast(pl.Int32)).alias(f"_F_{f}") for f in flags],
+        *[pl.when(pl.col("occupied")).then(0.0).otherwise(pl.col(c)).alias(f"idle_{c}") for c in components])
 
-    lookup = rates.select("node_id", "slot", *[f"_q_{c}" for c in components], *[f"_Q_{c}" for c in components])
-    at_a = lookup.rename({"slot": "a", **{f"_q_{c}": f"qa_{c}" for c in components}, **{f"_Q_{c}": f"Qa_{c}" for c in components}})
-    at_b = lookup.rename({"slot": "b", **{f"_q_{c}": f"qb_{c}" for c in components}, **{f"_Q_{c}": f"Qb_{c}" for c in components}})
-    spans = _slot_span(segments, slot_s).join(at_a, on=["node_id", "a"], how="left").join(at_b, on=["node_id", "b"], how="left")
+
+def node_slots_out(rates: pl.LazyFrame) -> pl.LazyFrame:
+    """`slot_rates` without its lookup columns: what the day reports per node-slot."""
+    return rates.select(pl.exclude("^_[qQF]_.*$"))
+
+
+def segment_shares(segments: pl.LazyFrame, rates: pl.LazyFrame, components: list[str], grid: SlotGrid,
+                   flags: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """`segments` with one column per component (its share; 0 for an empty segment) and, per
+    flag, `n_<flag>`: how many of the slots it occupies have the flag. Two joins of the
+    segments with the node-slot `rates`, at their first (a) and last (b) slot."""
+    slot_s = grid.slot_s
+    cols = [*[f"_q_{c}" for c in components], *[f"_Q_{c}" for c in components], *[f"_F_{f}" for f in flags],
+            *[pl.col(f).cast(pl.Int32).alias(f"_f_{f}") for f in flags]]
+    lookup = rates.select("node_id", "slot", *cols)
+    names = lookup.collect_schema().names()[2:]
+    at_a = lookup.rename({"slot": "a", **{n: f"{n}@a" for n in names}})
+    at_b = lookup.rename({"slot": "b", **{n: f"{n}@b" for n in names}})
+    empty = pl.col("e") <= pl.col("s")
+    spans = (_slot_span(segments, slot_s)
+             .with_columns(pl.when(empty).then(None).otherwise(pl.col("a")).alias("a"),
+                           pl.when(empty).then(None).otherwise(pl.col("b")).alias("b"))
+             .join(at_a, on=["node_id", "a"], how="left", maintain_order="left")
+             .join(at_b, on=["node_id", "b"], how="left", maintain_order="left"))
     same = pl.col("a") == pl.col("b")
     first = (pl.col("a") + 1) * slot_s - pl.col("s")
     last = pl.col("e") - pl.col("b") * slot_s
     shares = [
-        (pl.col("density") * pl.when(same).then((pl.col("e") - pl.col("s")) * pl.col(f"qa_{c}")).otherwise(
-            first * pl.col(f"qa_{c}") + last * pl.col(f"qb_{c}")
-            + slot_s * (pl.col(f"Qb_{c}") - pl.col(f"Qa_{c}") - pl.col(f"qa_{c}")))).alias(c)
+        (pl.col("density") * pl.when(same).then((pl.col("e") - pl.col("s")) * pl.col(f"_q_{c}@a")).otherwise(
+            first * pl.col(f"_q_{c}@a") + last * pl.col(f"_q_{c}@b")
+            + slot_s * (pl.col(f"_Q_{c}@b") - pl.col(f"_Q_{c}@a") - pl.col(f"_q_{c}@a")))).fill_null(0.0).alias(c)
         for c in components
     ]
-    request_shares = spans.select("request_id", *shares).group_by("request_id").agg(pl.col(components).pipe(fsum))
-    return request_shares, node_out
+    counts = [(pl.col(f"_F_{f}@b") - pl.col(f"_F_{f}@a") + pl.col(f"_f_{f}@b")).fill_null(0).alias(f"n_{f}")
+              for f in flags]
+    return spans.select(*segments.collect_schema().names(), *shares, *counts)
+
+
+def share_slot_costs(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: list[str],
+                     grid: SlotGrid, flags: tuple[str, ...] = ()) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Split every node-slot amount in `components` between the segments active in the slot,
+    by weight: `(segment_shares, node_slots_out)` in one call (see `slot_rates`). Per
+    component, `Σ segment shares + Σ idle = Σ node-slot amounts`."""
+    rates = slot_rates(segments, node_slots, components, grid, flags)
+    return segment_shares(segments, rates, components, grid, flags), node_slots_out(rates)
+
+
+def request_totals(segment_shares: pl.LazyFrame, components: list[str], flags: tuple[str, ...] = (),
+                   keep: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """One row per request from its segments (the `tokens` weighting makes two): component
+    shares and flag counts summed, `occupied_s` the seconds its segments cover, `keep` columns
+    taken from its first segment."""
+    return segment_shares.group_by("request_id").agg(
+        pl.col("node_id", *keep).first(),
+        *[fsum(pl.col(c)).alias(c) for c in components],
+        *[pl.col(f"n_{f}").sum() for f in flags],
+        fsum(pl.col("e") - pl.col("s")).alias("occupied_s"),
+    )
