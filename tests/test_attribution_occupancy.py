@@ -114,3 +114,17 @@ def test_conservation_and_order_independence(fleet):
     b = dict(request_totals(s2, ["cost"]).select("request_id", "cost").collect().iter_rows())
     assert a.keys() == b.keys()
     assert all(abs(a[k] - b[k]) <= 1e-9 * max(1.0, abs(a[k])) for k in a)
+
+
+def test_segments_on_slot_boundaries_occupy_exactly_their_slots():
+    # Starts and ends exactly on slot bounds (k * 60 s) for many k: a request over [60k, 60k + 60)
+    # occupies slot k alone; the slots around it stay idle. (Float division by a constant goes
+    # through a reciprocal in some kernels: 180 / 60 must still be slot 3.)
+    ks = list(range(1, 1439, 7))
+    reqs = _requests([(f"r{k}", "n", 60 * k, 60 * k + 60, None, None, None, 1, 1) for k in ks])
+    costs = [float(k) for k in range(1440)]
+    shares, nodes = _share(reqs, _slots({"n": costs}))
+    assert shares == pytest.approx({f"r{k}": float(k) for k in ks}, rel=1e-12)
+    occupied = nodes.filter(pl.col("active") > 0)["slot"].to_list()
+    assert occupied == ks
+    assert nodes["idle_cost"].sum() == pytest.approx(sum(costs) - sum(float(k) for k in ks), rel=1e-12)

@@ -35,11 +35,12 @@ class SlotGrid:
 
     def seconds_since_start(self, ts: pl.Expr) -> pl.Expr:
         """Seconds (Float64) from the day's start to `ts` (a UTC datetime expression)."""
-        return (ts - pl.lit(self.start, UTC_US)).dt.total_microseconds().cast(pl.Float64) / 1e6
+        return (ts - pl.lit(self.start, UTC_US)).dt.total_microseconds().cast(pl.Float64) * 1e-6
 
     def slot_of(self, ts: pl.Expr) -> pl.Expr:
         """Slot index (Int32) containing `ts`; may fall outside [0, n) for times off the day."""
-        return (self.seconds_since_start(ts) // self.slot_s).cast(pl.Int32)
+        us = (ts - pl.lit(self.start, UTC_US)).dt.total_microseconds()
+        return (us // (self.slot_s * 1_000_000)).cast(pl.Int32)
 
     def slot_start(self, slot: pl.Expr) -> pl.Expr:
         return pl.lit(self.start, UTC_US) + pl.duration(seconds=slot.cast(pl.Int64) * self.slot_s)

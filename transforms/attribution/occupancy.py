@@ -39,7 +39,9 @@ def request_segments(requests: pl.LazyFrame, grid: SlotGrid, weight: Weight = "t
     end = grid.seconds_since_start(pl.col("completed_at"))
     start = pl.min_horizontal(t0 + pl.col("queue_s").fill_null(0.0).clip(lower_bound=0.0), end)
     ids = ["request_id", "node_id", *keep]
-    clip = [pl.col("s").clip(0.0, 86400.0), pl.col("e").clip(0.0, 86400.0)]
+    # Clipped to the day and snapped to whole microseconds, the resolution of the timestamps,
+    # so that slot arithmetic on them is exact (see `_slot_span`).
+    clip = [((pl.col(c).clip(0.0, 86400.0) * 1e6).round(0) * 1e-6).alias(c) for c in ("s", "e")]
     if weight == "time":
         return (requests.select(*ids, start.alias("s"), end.alias("e"), pl.lit(1.0).alias("density"))
                 .with_columns(clip).with_columns(pl.max_horizontal("s", "e").alias("e")))
@@ -62,10 +64,15 @@ def request_segments(requests: pl.LazyFrame, grid: SlotGrid, weight: Weight = "t
 
 
 def _slot_span(segments: pl.LazyFrame, slot_s: int) -> pl.LazyFrame:
-    """First and last slot a segment overlaps (`a`, `b`, inclusive)."""
+    """First and last slot a segment overlaps (`a`, `b`, inclusive), in exact integer
+    microseconds: float division by a constant goes through a reciprocal in some Polars
+    kernels, and 180 s / 60 s must be slot 3, never 2.999... -> 2."""
+    slot_us = slot_s * 1_000_000
+    s_us = (pl.col("s") * 1e6).round(0).cast(pl.Int64)
+    e_us = (pl.col("e") * 1e6).round(0).cast(pl.Int64)
     return segments.with_columns(
-        (pl.col("s") // slot_s).cast(pl.Int32).alias("a"),
-        ((pl.col("e") / slot_s).ceil().cast(pl.Int32) - 1).alias("b"),
+        (s_us // slot_us).cast(pl.Int32).alias("a"),
+        ((e_us - 1) // slot_us).cast(pl.Int32).alias("b"),
     )
 
 
