@@ -247,9 +247,7 @@ def _generate(bench: BenchLake, seed: int, log) -> dict:
         nodes = fleet.site_nodes(site.id)
         if site.kind == "cloud" or not nodes:
             continue
-        it_kwh = sum(node_energy_15[n.id] for n in nodes) / 3.6e6
-        it_kwh = it_kwh * 1.02 + 0.25 * len(nodes) / 4  # switches, storage, management network
-        site_kwh_15[site.id] = it_kwh * bills.pue_profile(site, day, 900, site_rng)
+        site_kwh_15[site.id] = bills.site_energy_kwh(site, day, [node_energy_15[n.id] for n in nodes], site_rng)
     for site in spec.sites:
         if site.kind == "metro" and site.id in site_kwh_15:
             readings[site.id].append(_facility_rows(f"{site.id}/facility", site.id, site_kwh_15[site.id], day0_us))

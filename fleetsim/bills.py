@@ -64,6 +64,15 @@ def pue_profile(site: SiteSpec, day: date, seconds: int, rng: np.random.Generato
     return site.design_pue + site.pue_swing * (0.55 * season + 0.45 * daily - 0.5) * 2 + rng.normal(0, 0.004, n)
 
 
+def site_energy_kwh(site: SiteSpec, day: date, node_energy_15min_j: list[np.ndarray],
+                    rng: np.random.Generator) -> np.ndarray:
+    """A site's facility energy per 15 minutes (kWh): its nodes' IT energy plus 2% for switches
+    and storage and 0.25 kWh per 4 nodes of management network, times the hour's PUE."""
+    it_kwh = sum(node_energy_15min_j) / 3.6e6
+    it_kwh = it_kwh * 1.02 + 0.25 * len(node_energy_15min_j) / 4
+    return it_kwh * pue_profile(site, day, 900, rng)
+
+
 def write_facility(path: Path, site: SiteSpec, meter_id: str, day: date, facility_kwh: np.ndarray,
                    minutes: int) -> int:
     """Facility meter interval CSV, interval starts in the site's local time with its offset.

@@ -330,9 +330,7 @@ def simulate(out_dir: Path, day: date, *, requests: int = 50_000, seed: int = 7,
         nodes = fleet.site_nodes(site.id)
         if site.kind == "cloud" or not nodes:
             continue
-        it_kwh = sum(by_id[n.id].node_energy_15min_j for n in nodes) / 3.6e6
-        it_kwh = it_kwh * 1.02 + 0.25 * len(nodes) / 4  # switches, storage, management network
-        site_kwh_15[site.id] = it_kwh * bills.pue_profile(site, day, 900, site_rng)
+        site_kwh_15[site.id] = bills.site_energy_kwh(site, day, [by_id[n.id].node_energy_15min_j for n in nodes], site_rng)
     for site in spec.sites:  # metro sites meter the whole facility
         if site.kind == "metro" and site.id in site_kwh_15:
             path = day_dir / site.id / "facility" / f"{site.id}_facility_{day.isoformat()}.csv"
