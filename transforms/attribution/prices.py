@@ -40,7 +40,7 @@ import polars as pl
 
 from transforms.attribution.grid import SlotGrid, fsum
 from transforms.contracts import COST_LINES, UTC_US
-from transforms.ingest.bills import decimal
+from transforms.ingest.common import decimal
 from transforms.ingest.common import parse_utc
 from transforms.inventory import Inventory, Site, Tariff
 

@@ -10,8 +10,8 @@ register is fleet-wide (`<day>/_fleet/`): it is partitioned by delivery day only
 import polars as pl
 
 from transforms.contracts import ASSETS, DEPRECIATION_METHODS
-from transforms.ingest.bills import currency_check, decimal, field, raw_text, unreadable
-from transforms.ingest.common import first_reason, parse_canonical
+from transforms.ingest.common import (currency_check, decimal, field, first_reason, parse_canonical, raw_text,
+                                      unreadable)
 from transforms.inventory import Inventory
 
 REGISTER_COLUMNS = ("asset_id", "description", "node_id", "acquisition_cost", "currency", "in_service_date",

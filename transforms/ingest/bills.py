@@ -24,10 +24,9 @@ Decisions that hold for every bill:
 import polars as pl
 
 from transforms.contracts import COST_TYPES, COST_LINES, UTC_US
-from transforms.ingest.common import ISO_CURRENCIES, first_reason, parse_canonical, parse_utc
+from transforms.ingest.common import (currency_check, decimal, field, first_reason, parse_canonical, parse_utc, raw_text,
+                                      unreadable)
 from transforms.inventory import Inventory
-
-BOOKKEEPING_IN = ("_source_file", "_source_row")
 
 # FOCUS 1.0, 1.1 and 1.2 column ids. The stable line id hashes these fields only: custom
 # `x_` columns and non-FOCUS columns (the real 1.0 sample's `Id`) are not part of a charge.
@@ -58,66 +57,6 @@ SOURCES = ("focus", "electricity_invoice", "colocation_invoice", "canonical")
 
 # Invoices state amount = quantity x rate rounded to the cent; allow that rounding, not more.
 CENT = 0.01 + 1e-9
-
-
-# --- reading text fields (shared with assets.py) -------------------------------------------
-
-def field(name: str) -> pl.Expr:
-    """A raw column as selected by `raw_text`."""
-    return pl.col(f"_raw_{name}")
-
-
-def raw_text(frame: pl.LazyFrame, names: tuple[str, ...], *, null_words: tuple[str, ...] = (),
-             any_case: bool = False) -> pl.LazyFrame:
-    """The columns `names` of a raw text frame as trimmed text under `_raw_<name>`, plus
-    `_source_file` and `_source_row`. Empty values and `null_words` (compared case-insensitively)
-    are null; columns the file lacks are null; other columns are dropped. With `any_case`, columns
-    named in another case (`SkuPriceid`) also fill `name` where the exact column is empty (files
-    of one scan may spell it differently). Rows with no value in any column of the file (blank
-    CSV lines, which the CSV reader returns as rows) are dropped."""
-    schema = frame.collect_schema()
-    data = [c for c in schema.names() if c not in BOOKKEEPING_IN]
-
-    def clean(c: str) -> pl.Expr:
-        s = pl.col(c).cast(pl.String).str.strip_chars()
-        blank = (s == "") | s.str.to_lowercase().is_in([w.lower() for w in null_words])
-        return pl.when(~blank).then(s)
-
-    def text(n: str) -> pl.Expr:
-        sources = [c for c in data if c == n] + [c for c in data if any_case and c != n and c.lower() == n.lower()]
-        return pl.coalesce([clean(c) for c in sources]) if sources else pl.lit(None, pl.String)
-
-    not_blank = pl.any_horizontal([pl.col(c).cast(pl.String).str.strip_chars().fill_null("") != "" for c in data]) \
-        if data else pl.lit(False)
-    return frame.filter(not_blank).select(
-        pl.col("_source_file"),
-        pl.col("_source_row").cast(pl.Int64),
-        *[text(n).alias(f"_raw_{n}") for n in names],
-    )
-
-
-def decimal(text: pl.Expr) -> pl.Expr:
-    """A decimal number from text (null when unreadable or not finite). Tolerates a leading `$`
-    and thousands grouped by commas in threes (`$10,000.00 `), as spreadsheets render money;
-    a comma in any other place (a decimal comma) stays unreadable rather than guessed."""
-    s = text.str.strip_chars().str.replace(r"^([+-]?)\$", "${1}")
-    s = pl.when(s.str.contains(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")).then(s.str.replace_all(",", "")).otherwise(s)
-    v = s.cast(pl.Float64, strict=False)
-    return pl.when(v.is_finite()).then(v)
-
-
-def unreadable(name: str, value: pl.Expr) -> pl.Expr:
-    """The raw field `name` holds text but its parsed `value` is null."""
-    return field(name).is_not_null() & value.is_null()
-
-
-def currency_check() -> tuple[pl.Expr, str, pl.Expr]:
-    """`unknown_currency` when column `currency` (upper-cased by the parsers) is not an accepted
-    ISO 4217 code."""
-    return (pl.col("currency").is_not_null() & ~pl.col("currency").is_in(sorted(ISO_CURRENCIES)),
-            "unknown_currency",
-            pl.format("currency {} is not an ISO 4217 code this product accepts; bill in an ISO currency "
-                      "(or add the code to ISO_CURRENCIES in transforms/ingest/common.py)", pl.col("currency")))
 
 
 def _ts_text(col: str) -> pl.Expr:
