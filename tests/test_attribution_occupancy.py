@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.occupancy import request_segments, request_totals, share_slot_costs, slot_weights
+from transforms.attribution.occupancy import request_segments, request_totals, share_slot_costs
 
 DAY = date(2026, 11, 24)
 T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)

@@ -2,7 +2,7 @@
 the lake's own inputs, every request costed once, byte-identical reruns."""
 
 import hashlib
-from datetime import date, timedelta
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
