@@ -241,13 +241,7 @@ def _generate(bench: BenchLake, seed: int, log) -> dict:
                 f"{sum(s.rows for s in spills.values()):,} requests")
 
     # Sites: the facility meter and the site energy the invoices bill (IT x PUE), as fleetsim does.
-    site_rng = np.random.default_rng([seed, day.toordinal(), 0x517E])
-    site_kwh_15: dict[str, np.ndarray] = {}
-    for site in spec.sites:
-        nodes = fleet.site_nodes(site.id)
-        if site.kind == "cloud" or not nodes:
-            continue
-        site_kwh_15[site.id] = bills.site_energy_kwh(site, day, [node_energy_15[n.id] for n in nodes], site_rng)
+    site_kwh_15 = bills.sites_energy_kwh(spec, fleet, day, seed, node_energy_15)
     for site in spec.sites:
         if site.kind == "metro" and site.id in site_kwh_15:
             readings[site.id].append(_facility_rows(f"{site.id}/facility", site.id, site_kwh_15[site.id], day0_us))

@@ -73,6 +73,15 @@ def site_energy_kwh(site: SiteSpec, day: date, node_energy_15min_j: list[np.ndar
     return it_kwh * pue_profile(site, day, 900, rng)
 
 
+def sites_energy_kwh(spec, fleet, day: date, seed: int, node_energy_15min_j: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`site_energy_kwh` of every owned site with nodes, from its nodes' 15-minute IT energy
+    (by node id), with the sites' own random stream: the simulator and the benchmark's
+    synthetic lake call this one function."""
+    rng = np.random.default_rng([seed, day.toordinal(), 0x517E])
+    return {site.id: site_energy_kwh(site, day, [node_energy_15min_j[n.id] for n in fleet.site_nodes(site.id)], rng)
+            for site in spec.sites if site.kind != "cloud" and fleet.site_nodes(site.id)}
+
+
 def write_facility(path: Path, site: SiteSpec, meter_id: str, day: date, facility_kwh: np.ndarray,
                    minutes: int) -> int:
     """Facility meter interval CSV, interval starts in the site's local time with its offset.

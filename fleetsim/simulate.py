@@ -322,15 +322,9 @@ def simulate(out_dir: Path, day: date, *, requests: int = 50_000, seed: int = 7,
 
     by_id = {r.node_id: r for r in results}
     facts: dict = {}
-    site_rng = np.random.default_rng([seed, day.toordinal(), 0x517E])
 
     # --- sites: facility meter and site energy (IT x PUE) ---
-    site_kwh_15: dict[str, np.ndarray] = {}
-    for site in spec.sites:
-        nodes = fleet.site_nodes(site.id)
-        if site.kind == "cloud" or not nodes:
-            continue
-        site_kwh_15[site.id] = bills.site_energy_kwh(site, day, [by_id[n.id].node_energy_15min_j for n in nodes], site_rng)
+    site_kwh_15 = bills.sites_energy_kwh(spec, fleet, day, seed, {k: r.node_energy_15min_j for k, r in by_id.items()})
     for site in spec.sites:  # metro sites meter the whole facility
         if site.kind == "metro" and site.id in site_kwh_15:
             path = day_dir / site.id / "facility" / f"{site.id}_facility_{day.isoformat()}.csv"
