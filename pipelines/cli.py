@@ -3,6 +3,8 @@
     inferledger simulate --date D [--out DIR] [--requests N] [--seed S]
     inferledger ingest   --date D [--raw DIR] [--lake DIR] [--inventory FILE]
     inferledger attribute --date D [--raw DIR] [--lake DIR]
+    inferledger publish  [--lake DIR] [--warehouse FILE] [--keep N] | --list | --rollback VERSION
+    inferledger sql      [-c SQL | FILE.sql] [--warehouse FILE] [--out FILE.csv|.parquet]
     inferledger demo     [--date D] [--requests N]
 
 `ingest` materializes the real Dagster ingest assets for one day (every site of the
@@ -106,13 +108,15 @@ def run_attribution(day: date, raw: Path, lake: Path, *, console=None) -> dict:
 
     from pipelines.defs.attribution.assets import request_costs
     from pipelines.defs.ingest.assets import asset_register, cost_lines, power_readings, requests
+    from pipelines.defs.warehouse.assets import cost_marts
     from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
 
     console = console or _console(stderr=True)
     resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)), "warehouse": Warehouse(),
                  "settings": AttributionSettings()}
     with console.status(f"attributing {day}"):
-        res = dg.materialize([requests, power_readings, cost_lines, asset_register, request_costs], selection=[request_costs],
+        res = dg.materialize([requests, power_readings, cost_lines, asset_register, request_costs, cost_marts],
+                             selection=[request_costs, cost_marts],
                              partition_key=day.isoformat(), resources=resources, instance=_instance(),
                              raise_on_error=False, tags={"inferledger/command": "attribute"}, run_config=QUIET_RUN)
     if not res.success:
@@ -120,8 +124,71 @@ def run_attribution(day: date, raw: Path, lake: Path, *, console=None) -> dict:
             err = ev.event_specific_data.error
             console.print(f"[red]failed:[/red] step {ev.step_key} for {day}: {err.message.strip() if err else 'see the run log'}")
         raise SystemExit(1)
+    mat = next(e.event_specific_data.materialization for e in res.get_asset_materialization_events()
+               if e.asset_key == dg.AssetKey("request_costs"))
+    return {k: _value(v) for k, v in mat.metadata.items()}
+
+
+def run_publish(raw: Path, lake: Path, warehouse: Path, *, keep: int | None = None, console=None) -> dict:
+    """Materialize the `warehouse` asset (publish every attributed day of the lake); returns its
+    metadata. Raises SystemExit(1) naming the failure."""
+    import dagster as dg
+
+    from pipelines.defs.warehouse.assets import cost_marts
+    from pipelines.defs.warehouse.assets import warehouse as warehouse_asset
+    from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+
+    console = console or _console(stderr=True)
+    wh = Warehouse(path=str(warehouse)) if keep is None else Warehouse(path=str(warehouse), keep=keep)
+    resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)), "warehouse": wh,
+                 "settings": AttributionSettings()}
+    with console.status(f"publishing {warehouse}"):
+        res = dg.materialize([cost_marts, warehouse_asset], selection=[warehouse_asset], resources=resources,
+                             instance=_instance(), raise_on_error=False, tags={"inferledger/command": "publish"},
+                             run_config=QUIET_RUN)
+    if not res.success:
+        for ev in res.get_step_failure_events():
+            err = ev.event_specific_data.error
+            console.print(f"[red]failed:[/red] step {ev.step_key}: {err.message.strip() if err else 'see the run log'}")
+        raise SystemExit(1)
     mat = res.get_asset_materialization_events()[0].event_specific_data.materialization
     return {k: _value(v) for k, v in mat.metadata.items()}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        if v != v:
+            return "NaN"
+        a = abs(v)
+        return f"{v:,.2f}" if a >= 1000 else f"{v:,.4f}" if a >= 1 else f"{v:.6g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def print_frame(frame, console=None, *, title: str | None = None, max_rows: int = 50) -> None:
+    """A query result as a readable table: numbers right-aligned with thousands separators."""
+    from rich.table import Table
+
+    console = console or _console()
+    t = Table(title=title, title_justify="left")
+    for name, dtype in frame.schema.items():
+        t.add_column(name, justify="right" if dtype.is_numeric() else "left", overflow="fold")
+    for row in frame.head(max_rows).iter_rows():
+        t.add_row(*(_fmt(v) for v in row))
+    console.print(t)
+    more = frame.height - max_rows
+    console.print(f"{frame.height:,} row(s)" + (f"; {more:,} not shown (--max-rows, or --out FILE)" if more > 0 else ""))
+
+
+TIER_QUESTION = """SELECT tier, requests, direct_cost_per_query, fully_loaded_cost_per_query,
+       fully_loaded_cost_per_m_tokens, energy_kwh, gross_margin, currency
+FROM cost_by_tier_day WHERE date = (SELECT max(date) FROM cost_by_tier_day)
+ORDER BY fully_loaded_cost_per_query DESC"""
 
 
 def print_attribution(day: date, lake: Path, console=None) -> None:
@@ -211,7 +278,122 @@ def cmd_demo(args) -> int:
     print_ingest_table(results, lake, console)
     run_attribution(args.date, raw, lake, console=console)
     print_attribution(args.date, lake, console)
+    meta = run_publish(raw, lake, Path(args.warehouse), console=console)
+    _print_published(meta, Path(args.warehouse), console)
     return 0
+
+
+def _print_published(meta: dict, path: Path, console) -> None:
+    from warehouse.access import execute, open_warehouse
+
+    console.rule("Warehouse")
+    console.print(f"published version {meta['version']} ({meta['days']} day(s), {meta['dagster/row_count']:,} requests, "
+                  f"{meta['seconds']:.1f} s)")
+    console.print(f"warehouse: [bold]{path.resolve()}[/bold]  (data dictionary: docs/data-dictionary.md)")
+    con = open_warehouse(path)
+    try:
+        (result,) = execute(con, TIER_QUESTION, Path("exports"))
+    finally:
+        con.close()
+    print_frame(result.frame, console, title="Cost per query by tier (from the warehouse)")
+    console.print("Ask it yourself (read-only):")
+    console.print('  .venv/bin/inferledger sql -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"')
+    console.print("  .venv/bin/inferledger sql docs/finance-queries.sql   # or interactively: .venv/bin/inferledger sql")
+
+
+def cmd_publish(args) -> int:
+    from warehouse.publish import PublishError, complete_versions, current_version, rollback
+
+    console = _console()
+    path = Path(args.warehouse)
+    if args.list:
+        current = current_version(path)
+        for v in complete_versions(path):
+            console.print(f"{v}{'  (published)' if v == current else ''}")
+        return 0
+    if args.rollback:
+        try:
+            rollback(path, args.rollback)
+        except PublishError as e:
+            console.print(f"[red]error:[/red] {e}")
+            return 1
+        console.print(f"{path.resolve()} is version {args.rollback} again")
+        return 0
+    meta = run_publish(Path(args.raw), Path(args.lake), path, keep=args.keep, console=console)
+    console.print(f"published version {meta['version']}: {meta['days']} day(s) {meta['first_day']} .. {meta['last_day']}, "
+                  f"{meta['dagster/row_count']:,} requests, {meta['seconds']:.1f} s -> {path.resolve()}")
+    return 0
+
+
+def cmd_sql(args) -> int:
+    from warehouse.access import RefusedStatement, execute, export, open_warehouse
+
+    console = _console()
+    err = _console(stderr=True)
+    export_dir = Path(args.export_dir)
+    try:
+        con = open_warehouse(args.warehouse)
+    except FileNotFoundError as e:
+        err.print(f"[red]error:[/red] {e}")
+        return 1
+
+    def run_sql(sql: str) -> int:
+        try:
+            results = execute(con, sql, export_dir)
+        except RefusedStatement as e:
+            err.print(f"[red]refused:[/red] {e}")
+            return 2
+        except Exception as e:  # a DuckDB error: bad column, bad syntax
+            err.print(f"[red]error:[/red] {str(e).strip()}")
+            return 1
+        for r in results:
+            if r.frame is None:
+                console.print(r.message)
+            else:
+                print_frame(r.frame, console, max_rows=args.max_rows)
+        last = next((r.frame for r in reversed(results) if r.frame is not None), None)
+        if args.out:
+            if last is None:
+                err.print("[red]error:[/red] --out: the SQL returned no result to export")
+                return 1
+            console.print(f"wrote {last.height:,} row(s) to {export(last, Path(args.out)).resolve()}")
+        return 0
+
+    try:
+        if args.command_sql is not None:
+            return run_sql(args.command_sql)
+        if args.file:
+            f = Path(args.file)
+            if not f.exists():
+                err.print(f"[red]error:[/red] {f}: no such SQL file")
+                return 1
+            return run_sql(f.read_text())
+        return _repl(con, run_sql, console)
+    finally:
+        con.close()
+
+
+def _repl(con, run_sql, console) -> int:
+    from warehouse.access import table_catalog
+
+    console.print("inferledger sql (read-only). End statements with ';'. .tables lists the tables, .quit leaves.")
+    buffer: list[str] = []
+    while True:
+        try:
+            line = input("inferledger> " if not buffer else "        ...> ")
+        except EOFError:
+            console.print()
+            return 0
+        stripped = line.strip()
+        if not buffer and stripped in (".quit", ".exit", "\\q"):
+            return 0
+        if not buffer and stripped == ".tables":
+            print_frame(table_catalog(con), console, max_rows=200)
+            continue
+        buffer.append(line)
+        if stripped.endswith(";"):
+            run_sql("\n".join(buffer))
+            buffer = []
 
 
 def _day(s: str) -> date:
@@ -252,7 +434,27 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--raw", default=env("INFERLEDGER_RAW", "data/raw"))
     d.add_argument("--lake", default=env("INFERLEDGER_LAKE", "data/lake"))
+    d.add_argument("--warehouse", default=env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb"))
     d.set_defaults(func=cmd_demo)
+
+    pb = sub.add_parser("publish", help="publish every attributed day as a new version of the warehouse")
+    pb.add_argument("--raw", default=env("INFERLEDGER_RAW", "data/raw"), help="(for the inventory)")
+    pb.add_argument("--lake", default=env("INFERLEDGER_LAKE", "data/lake"))
+    pb.add_argument("--warehouse", default=env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb"))
+    pb.add_argument("--keep", type=int, default=None, help="versions kept for rollback (default 7)")
+    pb.add_argument("--list", action="store_true", help="list the kept versions")
+    pb.add_argument("--rollback", metavar="VERSION", help="publish a kept version again")
+    pb.set_defaults(func=cmd_publish)
+
+    q = sub.add_parser("sql", help="query the published warehouse, read-only")
+    q.add_argument("file", nargs="?", help="a .sql file to run")
+    q.add_argument("-c", dest="command_sql", metavar="SQL", help="statement(s) to run")
+    q.add_argument("--warehouse", default=env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb"))
+    q.add_argument("--out", help="write the last result to a .csv or .parquet file")
+    q.add_argument("--export-dir", default=env("INFERLEDGER_EXPORT_DIR", "exports"),
+                   help="the only directory COPY ... TO may write into (default ./exports)")
+    q.add_argument("--max-rows", type=int, default=50, help="rows printed per result (default 50)")
+    q.set_defaults(func=cmd_sql)
 
     args = p.parse_args(argv)
     return args.func(args)

@@ -67,6 +67,8 @@ class Warehouse(dg.ConfigurableResource):
     """The published DuckDB warehouse file finance queries."""
 
     path: str = _env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb")
+    keep: int = Field(default_factory=lambda: int(os.environ.get("INFERLEDGER_KEEP_VERSIONS", "7")),
+                      description="Published versions kept beside the file for rollback.")
 
 
 def default_resources() -> dict:

@@ -1,0 +1,55 @@
+"""The warehouse: per-day cost marts, and the DuckDB file finance queries, published atomically."""
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.partitions import daily
+from pipelines.resources import ParquetLake, RawInputs, Warehouse
+from warehouse.marts import build_day_marts
+from warehouse.publish import publish
+
+
+@dg.asset(
+    partitions_def=daily,
+    deps=["request_costs"],
+    kinds={"duckdb", "parquet"},
+    group_name="warehouse",
+)
+def cost_marts(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLake) -> dg.MaterializeResult:
+    """The day's marts (cost by tier, tenant, model and pool; idle; site energy; reconciliation;
+    quarantine and audit) as Parquet under `<lake>/marts/`, from the attributed day."""
+    day = date.fromisoformat(context.partition_key)
+    out = build_day_marts(lake.lake, day, raw.inventory())
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": out.rows["cost_by_tier_day"],
+        "rows_by_table": dg.MetadataValue.json(out.rows),
+        "path": dg.MetadataValue.path(str(Path(lake.root) / "marts")),
+    })
+
+
+@dg.asset(
+    deps=[cost_marts],
+    kinds={"duckdb"},
+    group_name="warehouse",
+    pool="warehouse",
+)
+def warehouse(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLake,
+              warehouse: Warehouse) -> dg.MaterializeResult:
+    """The published DuckDB file finance queries (docs/data-dictionary.md): every attributed
+    day, built as a new version and swapped in atomically; the last versions kept for rollback."""
+    out = publish(lake.root, raw.inventory(), warehouse.path, keep=warehouse.keep, progress=context.log.debug)
+    context.log.info(f"published {out.version} ({len(out.days)} day(s), {out.requests:,} requests) at {out.path}")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": out.requests,
+        "version": out.version,
+        "path": dg.MetadataValue.path(str(out.path)),
+        "days": len(out.days),
+        "first_day": out.days[0].isoformat(),
+        "last_day": out.days[-1].isoformat(),
+        "rebuilt_days": dg.MetadataValue.json([d.isoformat() for d in out.rebuilt_days]),
+        "pruned_versions": dg.MetadataValue.json(out.pruned),
+        "rows_by_table": dg.MetadataValue.json(out.tables),
+        "seconds": round(out.seconds, 3),
+    })

@@ -1,0 +1,348 @@
+"""Per-day marts: one attributed day of the lake -> small Parquet tables, computed by DuckDB.
+
+Each daily table of `warehouse.tables` is computed from the day's attribution outputs (and the
+ingest's quarantine and audit) into `<lake>/marts/<table>/date=D/part-0.parquet`, so the
+nightly publish only reads small per-day files, whatever the history. A manifest
+(`<lake>/marts/_manifest/date=D.json`) records the source files and the inventory the marts
+were built from; `marts_are_current` tells the publish when a day must be built again (a
+re-attributed day, a changed inventory, a build killed half way).
+
+Sums of money and energy are exact (`xsum`: a DECIMAL(38,18) sum, cast back to DOUBLE), so
+the marts do not depend on the order DuckDB's threads add rows in: a rerun writes the same bytes.
+"""
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipelines.lake import Lake
+from transforms.contracts import INGEST_AUDIT, QUARANTINE
+from transforms.inventory import Inventory
+from warehouse.tables import DAILY, BY_NAME
+
+MART_ROOT = "marts"
+# Attribution outputs a day's marts read, by the view name the SQL uses.
+ATTRIBUTED = {"rc": "request_costs", "ns": "node_slots", "pi": "pool_idle", "sh": "site_hours", "tu": "true_up",
+              "un": "unattributed", "rec": "reconciliation", "tot": "totals"}
+J_PER_KWH = 3.6e6
+MONEY_TOLERANCE = 0.01
+ENERGY_RELATIVE_TOLERANCE = 1e-9
+
+
+class MartError(RuntimeError):
+    """A day's marts cannot be built (the day is not attributed, or its files are unreadable)."""
+
+
+def run(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[tuple]:
+    """Execute one statement to completion and return its rows (DuckDB 2 keeps an `execute`
+    result open on the connection until it is fetched)."""
+    con.execute(sql, params)
+    return con.fetchall()
+
+
+def connect(database: str = ":memory:", **kwargs) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection in UTC with the `xsum` macro (exact sum of doubles)."""
+    con = duckdb.connect(database, **kwargs)
+    run(con, "SET TimeZone = 'UTC'")
+    run(con, "CREATE OR REPLACE TEMP MACRO xsum(x) AS CAST(sum(CAST(x AS DECIMAL(38, 18))) AS DOUBLE)")
+    return con
+
+
+def _ok_share(cond: str) -> str:
+    return f"count(*) FILTER (WHERE status = 'ok' AND {cond}) / nullif(count(*) FILTER (WHERE status = 'ok'), 0)"
+
+
+# The SQL of each daily table, over the views of `ATTRIBUTED`, `quarantine`, `audit`, and the
+# inventory's `tiers` and `pools`; `$day` and `$currency` are bound as parameters.
+DAY_SQL = {
+    "cost_by_tier_day": f"""
+        WITH r AS (
+            SELECT *, epoch(completed_at - arrived_at) AS e2e_s FROM rc)
+        SELECT $day AS date, r.tier,
+            count(*) AS requests,
+            count(*) FILTER (WHERE status = 'ok') AS ok_requests,
+            CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
+            CAST(sum(cached_input_tokens) AS BIGINT) AS cached_input_tokens,
+            CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
+            xsum(it_energy_j) / {J_PER_KWH} AS it_energy_kwh,
+            xsum(overhead_energy_j) / {J_PER_KWH} AS overhead_energy_kwh,
+            (xsum(it_energy_j) + xsum(overhead_energy_j)) / {J_PER_KWH} AS energy_kwh,
+            xsum(energy_cost) AS energy_cost, xsum(demand_cost) AS demand_cost,
+            xsum(amortization_cost) AS amortization_cost, xsum(cloud_cost) AS cloud_cost,
+            xsum(fixed_cost) AS fixed_cost, xsum(egress_cost) AS egress_cost,
+            xsum(direct_cost) AS direct_cost, xsum(idle_share) AS idle_cost,
+            xsum(fully_loaded_cost) AS fully_loaded_cost,
+            xsum(direct_cost) / count(*) AS direct_cost_per_query,
+            xsum(fully_loaded_cost) / count(*) AS fully_loaded_cost_per_query,
+            xsum(fully_loaded_cost) * 1e6 / nullif(sum(input_tokens) + sum(output_tokens), 0) AS fully_loaded_cost_per_m_tokens,
+            xsum(fully_loaded_cost) * 1e6 / nullif(sum(output_tokens), 0) AS fully_loaded_cost_per_m_output_tokens,
+            quantile_cont(ttft_s, 0.95) FILTER (WHERE status = 'ok') AS ttft_p95_s,
+            any_value(t.ttft_p95_s) AS ttft_objective_s,
+            {_ok_share('ttft_s <= t.ttft_p95_s')} AS ttft_attainment,
+            quantile_cont(e2e_s, 0.95) FILTER (WHERE status = 'ok') AS e2e_p95_s,
+            any_value(t.e2e_p95_s) AS e2e_objective_s,
+            {_ok_share('e2e_s <= t.e2e_p95_s')} AS e2e_attainment,
+            quantile_cont(ttft_s, 0.95) FILTER (WHERE status = 'ok') <= any_value(t.ttft_p95_s)
+                AND quantile_cont(e2e_s, 0.95) FILTER (WHERE status = 'ok') <= any_value(t.e2e_p95_s) AS objectives_met,
+            (sum(input_tokens) FILTER (WHERE status = 'ok') * any_value(t.price_per_m_input_tokens)
+             + sum(output_tokens) FILTER (WHERE status = 'ok') * any_value(t.price_per_m_output_tokens)) / 1e6 AS revenue,
+            revenue - xsum(fully_loaded_cost) AS gross_margin,
+            (revenue - xsum(fully_loaded_cost)) / nullif(revenue, 0) AS gross_margin_pct,
+            $currency AS currency
+        FROM r LEFT JOIN tiers t ON t.tier = r.tier
+        GROUP BY r.tier""",
+    "cost_by_tenant_day": f"""
+        SELECT $day AS date, rc.tenant_id, rc.tier,
+            count(*) AS requests,
+            CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
+            CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
+            (xsum(it_energy_j) + xsum(overhead_energy_j)) / {J_PER_KWH} AS energy_kwh,
+            xsum(direct_cost) AS direct_cost, xsum(idle_share) AS idle_cost,
+            xsum(fully_loaded_cost) AS fully_loaded_cost,
+            coalesce((sum(input_tokens) FILTER (WHERE status = 'ok') * any_value(t.price_per_m_input_tokens)
+             + sum(output_tokens) FILTER (WHERE status = 'ok') * any_value(t.price_per_m_output_tokens)) / 1e6, 0) AS revenue,
+            $currency AS currency
+        FROM rc LEFT JOIN tiers t ON t.tier = rc.tier
+        GROUP BY rc.tenant_id, rc.tier""",
+    "cost_by_model_pool_day": f"""
+        WITH util AS (
+            SELECT pool_id, count(*) FILTER (WHERE occupied) / count(*) AS pool_utilization FROM ns GROUP BY pool_id)
+        SELECT $day AS date, rc.model, rc.pool_id, any_value(rc.site_id) AS site_id, any_value(p.gpu_model) AS gpu_model,
+            count(*) AS requests,
+            CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
+            CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
+            xsum(it_energy_j) / {J_PER_KWH} AS it_energy_kwh,
+            (xsum(it_energy_j) + xsum(overhead_energy_j)) / {J_PER_KWH} AS energy_kwh,
+            xsum(it_energy_j) / nullif(sum(output_tokens), 0) AS it_j_per_output_token,
+            (xsum(it_energy_j) + xsum(overhead_energy_j)) / nullif(sum(output_tokens), 0) AS j_per_output_token,
+            xsum(direct_cost) AS direct_cost, xsum(fully_loaded_cost) AS fully_loaded_cost,
+            xsum(direct_cost) * 1e6 / nullif(sum(output_tokens), 0) AS direct_cost_per_m_output_tokens,
+            xsum(fully_loaded_cost) * 1e6 / nullif(sum(input_tokens) + sum(output_tokens), 0) AS fully_loaded_cost_per_m_tokens,
+            any_value(util.pool_utilization) AS pool_utilization,
+            $currency AS currency
+        FROM rc LEFT JOIN pools p ON p.pool_id = rc.pool_id LEFT JOIN util ON util.pool_id = rc.pool_id
+        GROUP BY rc.model, rc.pool_id""",
+    "idle_by_pool_hour": f"""
+        SELECT $day AS date, date_trunc('hour', slot_start) AS hour, pool_id, any_value(site_id) AS site_id,
+            count(*) AS node_slots,
+            count(*) FILTER (WHERE NOT occupied) AS idle_slots,
+            count(*) FILTER (WHERE NOT occupied) / count(*) AS idle_slot_share,
+            xsum(it_energy_j + overhead_j) / {J_PER_KWH} AS energy_kwh,
+            xsum(idle_it_energy_j + idle_overhead_j) / {J_PER_KWH} AS idle_energy_kwh,
+            xsum(energy_cost + demand_cost + amortization_cost + cloud_cost + fixed_cost) AS slot_cost,
+            xsum(idle_energy_cost + idle_demand_cost + idle_amortization_cost + idle_cloud_cost + idle_fixed_cost) AS idle_cost,
+            idle_cost / nullif(slot_cost, 0) AS idle_cost_share,
+            $currency AS currency
+        FROM ns GROUP BY ALL""",
+    "idle_by_pool_day": f"""
+        SELECT $day AS date, pool_id, site_id, idle_slots,
+            (idle_it_energy_j + idle_overhead_j) / {J_PER_KWH} AS idle_energy_kwh,
+            idle_energy_cost, idle_demand_cost, idle_amortization_cost, idle_cloud_cost, idle_fixed_cost,
+            idle_cost, absorbed, unabsorbed, policy, reserved_by, $currency AS currency
+        FROM pi""",
+    "site_energy_hour": f"""
+        WITH cost AS (
+            SELECT site_id, date_trunc('hour', slot_start) AS hour, xsum(energy_cost) AS energy_cost,
+                   xsum(demand_cost) AS demand_cost
+            FROM ns GROUP BY ALL)
+        SELECT $day AS date, sh.site_id, sh.hour,
+            sh.it_energy_j / {J_PER_KWH} AS it_energy_kwh,
+            sh.overhead_j / {J_PER_KWH} AS overhead_energy_kwh,
+            (sh.it_energy_j + sh.overhead_j) / {J_PER_KWH} AS facility_energy_kwh,
+            sh.pue, sh.pue_method, sh.overhead_clamped,
+            coalesce(cost.energy_cost, 0) AS energy_cost, coalesce(cost.demand_cost, 0) AS demand_cost,
+            coalesce(cost.energy_cost, 0) / nullif((sh.it_energy_j + sh.overhead_j) / {J_PER_KWH}, 0) AS price_per_kwh,
+            $currency AS currency
+        FROM sh LEFT JOIN cost ON cost.site_id = sh.site_id AND cost.hour = sh.hour""",
+    "energy_true_up": """
+        SELECT $day AS date, site_id, tou_period, invoice_line_id, day_kwh, tariff_cost, invoiced_rate, energy_cost,
+               true_up_factor
+        FROM tu""",
+    "reconciliation": f"""
+        SELECT $day AS date, source, line_id, component,
+            CASE WHEN unit = 'J' THEN 'kWh' ELSE unit END AS unit,
+            CASE WHEN unit = 'J' THEN source_amount / {J_PER_KWH} ELSE source_amount END AS source_amount,
+            CASE WHEN unit = 'J' THEN to_requests / {J_PER_KWH} ELSE to_requests END AS to_requests,
+            CASE WHEN unit = 'J' THEN to_idle / {J_PER_KWH} ELSE to_idle END AS to_idle,
+            CASE WHEN unit = 'J' THEN rec.unattributed / {J_PER_KWH} ELSE rec.unattributed END AS unattributed,
+            CASE WHEN unit = 'J' THEN difference / {J_PER_KWH} ELSE difference END AS difference,
+            CASE WHEN unit = 'J' THEN abs(difference) <= {ENERGY_RELATIVE_TOLERANCE} * greatest(abs(source_amount), 1.0)
+                 ELSE abs(difference) <= {MONEY_TOLERANCE} END AS within_tolerance
+        FROM rec""",
+    "conservation_by_component": f"""
+        SELECT $day AS date, component,
+            CASE WHEN unit = 'J' THEN 'kWh' ELSE $currency END AS unit,
+            CASE WHEN unit = 'J' THEN source_amount / {J_PER_KWH} ELSE source_amount END AS source_amount,
+            CASE WHEN unit = 'J' THEN to_requests / {J_PER_KWH} ELSE to_requests END AS to_requests,
+            CASE WHEN unit = 'J' THEN to_idle / {J_PER_KWH} ELSE to_idle END AS to_idle,
+            CASE WHEN unit = 'J' THEN tot.unattributed / {J_PER_KWH} ELSE tot.unattributed END AS unattributed,
+            CASE WHEN unit = 'J' THEN in_requests / {J_PER_KWH} ELSE in_requests END AS in_request_facts,
+            CASE WHEN unit = 'J' THEN in_idle / {J_PER_KWH} ELSE in_idle END AS in_idle_slots
+        FROM tot""",
+    "unattributed_costs": """
+        SELECT $day AS date, source, line_id, component, amount, currency, reason, service_name FROM un""",
+    "quarantine_summary": """
+        SELECT $day AS date, site AS site_id, dataset, reason, count(*) AS rows,
+            arg_min(source_file, (source_file, source_row)) AS example_file,
+            arg_min(source_row, (source_file, source_row)) AS example_row
+        FROM quarantine GROUP BY ALL""",
+    "ingest_audit": """
+        SELECT $day AS date, site AS site_id, dataset, source_file,
+            sum(rows_read) AS rows_read, sum(rows_accepted) AS rows_accepted, sum(rows_quarantined) AS rows_quarantined
+        FROM audit GROUP BY ALL""",
+}
+assert set(DAY_SQL) == {t.name for t in DAILY}, "every daily table has its SQL"
+
+
+@dataclass
+class DayMarts:
+    day: date
+    paths: dict[str, Path] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    rebuilt: bool = True
+
+
+def inventory_fingerprint(inventory: Inventory) -> str:
+    return hashlib.sha256(inventory.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _day_sources(lake: Lake, day: date) -> dict[str, list[Path]]:
+    files = {name: sorted(lake.partition_dir(name, day).glob("*.parquet")) for name in ATTRIBUTED.values()}
+    for name in ("quarantine", "ingest_audit"):
+        files[name] = sorted(lake.partition_dir(name, day).glob("site=*/*.parquet"))
+    return files
+
+
+def mart_path(lake: Lake, table: str, day: date) -> Path:
+    return lake.root / MART_ROOT / table / f"date={day.isoformat()}" / "part-0.parquet"
+
+
+def manifest_path(lake: Lake, day: date) -> Path:
+    return lake.root / MART_ROOT / "_manifest" / f"date={day.isoformat()}.json"
+
+
+def _fingerprint(lake: Lake, day: date, inventory: Inventory) -> dict:
+    sources = _day_sources(lake, day)
+    return {
+        "inventory": inventory_fingerprint(inventory),
+        "sources": {str(p.relative_to(lake.root)): _stat(p) for files in sources.values() for p in files},
+    }
+
+
+def attributed_days(lake: Lake) -> list[date]:
+    """Days with attributed request facts in the lake."""
+    root = lake.root / "request_costs"
+    return sorted(date.fromisoformat(p.parent.name.removeprefix("date="))
+                  for p in root.glob("date=*/part-0.parquet")) if root.exists() else []
+
+
+def marts_are_current(lake: Lake, day: date, inventory: Inventory) -> bool:
+    """True when the day's marts were built, completely, from the day's current files."""
+    m = manifest_path(lake, day)
+    if not m.exists():
+        return False
+    try:
+        recorded = json.loads(m.read_text())
+        marts = {t.name: mart_path(lake, t.name, day) for t in DAILY}
+        return (recorded["built_from"] == _fingerprint(lake, day, inventory)
+                and all(p.exists() and recorded["marts"].get(name) == _stat(p) for name, p in marts.items()))
+    except (KeyError, ValueError, OSError):
+        return False
+
+
+def _empty(schema: pl.Schema) -> str:
+    cols = ", ".join(f"CAST(NULL AS {_duck_type(t)}) AS {n}" for n, t in schema.items())
+    return f"SELECT {cols}, CAST(NULL AS VARCHAR) AS site WHERE false"
+
+
+def _duck_type(t: pl.DataType) -> str:
+    return {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE"}.get(t, "VARCHAR")
+
+
+def _sql_list(paths: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _register_day(con: duckdb.DuckDBPyConnection, sources: dict[str, list[Path]], inventory: Inventory) -> None:
+    for view, name in ATTRIBUTED.items():
+        run(con, f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({_sql_list(sources[name])})")
+    for view, name, contract in (("quarantine", "quarantine", QUARANTINE), ("audit", "ingest_audit", INGEST_AUDIT)):
+        files = sources[name]
+        body = (f"SELECT * EXCLUDE (date) FROM read_parquet({_sql_list(files)}, hive_partitioning = true, "
+                f"hive_types = {{'date': DATE, 'site': VARCHAR}})" if files else _empty(contract.schema))
+        run(con, f"CREATE OR REPLACE TEMP VIEW {view} AS {body}")
+    tiers = pl.DataFrame([t.model_dump() for t in inventory.tiers]).rename({"id": "tier"}).drop("reserved_pools")
+    pools = pl.DataFrame([{"pool_id": p.id, "site_id": p.site, "gpu_model": p.gpu_model} for p in inventory.pools])
+    con.register("tiers", tiers.to_arrow())
+    con.register("pools", pools.to_arrow())
+
+
+def build_day_marts(lake: Lake, day: date, inventory: Inventory) -> DayMarts:
+    """Compute every daily table of `day` from the lake into `<lake>/marts/`; the manifest is
+    written last, so a build killed half way is rebuilt by the next publish."""
+    sources = _day_sources(lake, day)
+    if not sources["request_costs"]:
+        raise MartError(f"{lake.partition_dir('request_costs', day)}: {day} is not attributed; "
+                        f"run `inferledger attribute --date {day}` first")
+    missing = [n for n in ATTRIBUTED.values() if not sources[n]]
+    if missing:
+        raise MartError(f"{day}: attribution outputs missing in {lake.root}: {', '.join(missing)}; "
+                        f"attribute the day again (`inferledger attribute --date {day}`)")
+    built_from = _fingerprint(lake, day, inventory)
+    out = DayMarts(day)
+    con = connect()
+    staged: list[tuple[Path, Path]] = []
+    try:
+        _register_day(con, sources, inventory)
+        params = {"day": day, "currency": inventory.currency}
+        for table in DAILY:
+            target = mart_path(lake, table.name, day)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            sql = DAY_SQL[table.name]
+            used = {k: v for k, v in params.items() if f"${k}" in sql}
+            rel = con.sql(f"SELECT * FROM ({sql}) ORDER BY {', '.join(table.order_by)}", params=used)
+            if rel.columns != list(table.columns):
+                raise AssertionError(f"{table.name}: SQL gives {rel.columns}, declared {list(table.columns)}")
+            rel.write_parquet(str(tmp), compression="zstd")
+            staged.append((tmp, target))
+            out.rows[table.name] = run(con, f"SELECT count(*) FROM read_parquet('{tmp}')")[0][0]
+        for tmp, target in staged:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            out.paths[target.parent.parent.name] = target
+        m = manifest_path(lake, day)
+        m.parent.mkdir(parents=True, exist_ok=True)
+        tmp_m = m.with_name(f".{m.name}.{uuid.uuid4().hex}.tmp")
+        tmp_m.write_text(json.dumps({"built_from": built_from,
+                                     "marts": {t.name: _stat(mart_path(lake, t.name, day)) for t in DAILY}}, indent=1))
+        os.replace(tmp_m, m)
+    finally:
+        con.close()
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return out
+
+
+def ensure_day_marts(lake: Lake, day: date, inventory: Inventory) -> DayMarts:
+    """The day's marts, built only when they are not current."""
+    if marts_are_current(lake, day, inventory):
+        return DayMarts(day, {t.name: mart_path(lake, t.name, day) for t in DAILY}, rebuilt=False)
+    return build_day_marts(lake, day, inventory)
+
+
+__all__ = ["BY_NAME", "DAILY", "MartError", "attributed_days", "build_day_marts", "connect", "ensure_day_marts",
+           "marts_are_current", "mart_path"]
