@@ -156,10 +156,14 @@ def run_publish(raw: Path, lake: Path, warehouse: Path, *, keep: int | None = No
 
 
 def _fmt(v) -> str:
+    from decimal import Decimal
+
     if v is None:
         return ""
     if isinstance(v, bool):
         return str(v).lower()
+    if isinstance(v, Decimal):
+        v = int(v) if v == v.to_integral_value() else float(v)
     if isinstance(v, float):
         if v != v:
             return "NaN"
