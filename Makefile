@@ -32,9 +32,11 @@ bench: $(VENV)/.installed
 defs: $(VENV)/.installed
 	$(VENV)/bin/dg check defs
 
-## Regenerate the column tables of docs/data-contracts.md from transforms/contracts.py.
+## Regenerate docs/data-contracts.md (from transforms/contracts.py) and docs/data-dictionary.md (from the demo warehouse's comments).
 docs: $(VENV)/.installed
 	$(PY) -m transforms.docs
+	@test -f data/warehouse/inferledger.duckdb || $(VENV)/bin/inferledger demo
+	$(PY) -m warehouse.dictionary data/warehouse/inferledger.duckdb
 
 clean:
 	rm -rf data .dagster_home .pytest_cache

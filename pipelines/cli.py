@@ -195,7 +195,7 @@ FROM cost_by_tier_day WHERE date = (SELECT max(date) FROM cost_by_tier_day)
 ORDER BY fully_loaded_cost_per_query DESC"""
 
 
-def print_attribution(day: date, lake: Path, console=None) -> None:
+def print_attribution(day: date, lake: Path, console=None, *, by_tier: bool = True) -> None:
     """Sources = requests + idle + unattributed per component, and the cost per query by tier."""
     import polars as pl
     from rich.table import Table
@@ -215,6 +215,8 @@ def print_attribution(day: date, lake: Path, console=None) -> None:
         t.add_row(r["component"], f(r["source_amount"]), f(r["in_requests"]), f(r["in_idle"]), f(r["unattributed"]),
                   f"{diff:.2e}")
     console.print(t)
+    if not by_tier:
+        return
     facts = part("request_costs")
     currency = facts["currency"][0] if facts.height else ""
     by_tier = (facts.group_by("tier").agg(pl.len().alias("requests"), pl.col("direct_cost").mean().alias("direct"),
@@ -281,7 +283,7 @@ def cmd_demo(args) -> int:
     results = run_ingest(args.date, raw, lake, console=console)
     print_ingest_table(results, lake, console)
     run_attribution(args.date, raw, lake, console=console)
-    print_attribution(args.date, lake, console)
+    print_attribution(args.date, lake, console, by_tier=False)  # the warehouse answers it below
     meta = run_publish(raw, lake, Path(args.warehouse), console=console)
     _print_published(meta, Path(args.warehouse), console)
     return 0
@@ -302,7 +304,7 @@ def _print_published(meta: dict, path: Path, console) -> None:
     print_frame(result.frame, console, title="Cost per query by tier (from the warehouse)")
     console.print("Ask it yourself (read-only):")
     console.print('  .venv/bin/inferledger sql -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"')
-    console.print("  .venv/bin/inferledger sql docs/finance-queries.sql   # or interactively: .venv/bin/inferledger sql")
+    console.print("  .venv/bin/inferledger sql        # interactive; thirteen questions in docs/finance-queries.md")
 
 
 def cmd_publish(args) -> int:

@@ -69,6 +69,8 @@ class Warehouse(dg.ConfigurableResource):
     path: str = _env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb")
     keep: int = Field(default_factory=lambda: int(os.environ.get("INFERLEDGER_KEEP_VERSIONS", "7")),
                       description="Published versions kept beside the file for rollback.")
+    max_age_days: int = Field(default_factory=lambda: int(os.environ.get("INFERLEDGER_MAX_AGE_DAYS", "2")),
+                              description="The freshness check warns when the latest published day is older.")
 
 
 def default_resources() -> dict:

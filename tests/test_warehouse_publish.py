@@ -244,3 +244,49 @@ def test_versions_are_kept_for_rollback_and_marts_are_identical_on_republish(two
 def test_nothing_to_publish_is_a_clear_error(tmp_path, small_inventory):
     with pytest.raises(PublishError, match="no attributed day to publish"):
         publish(tmp_path / "lake", small_inventory, tmp_path / "w.duckdb")
+
+
+def test_a_mart_off_by_a_dollar_fails_the_named_blocking_check_and_publishes_nothing(demo_warehouse, tmp_path):
+    import dagster as dg
+
+    from pipelines.defs.warehouse.assets import cost_marts, warehouse
+    from pipelines.lake import Lake
+    from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+
+    raw, lake = tmp_path / "raw", tmp_path / "lake"
+    shutil.copytree(demo_warehouse["raw"], raw)
+    shutil.copytree(demo_warehouse["lake"], lake)
+    wh = tmp_path / "warehouse" / "inferledger.duckdb"
+    resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)),
+                 "warehouse": Warehouse(path=str(wh)), "settings": AttributionSettings()}
+    instance = dg.DagsterInstance.ephemeral()
+    ok = dg.materialize([cost_marts, warehouse], selection=[warehouse], resources=resources, instance=instance)
+    assert ok.success
+    evaluations = {e.check_name: e for e in ok.get_asset_check_evaluations()}
+    assert set(evaluations) == {c.name for c in warehouse.check_specs}
+    assert all(e.passed for n, e in evaluations.items() if n != "freshness")
+    before = (current_version(wh), sql(wh, "SELECT * FROM cost_by_tier_day ORDER BY ALL"))
+
+    # One request's energy cost off by a dollar in the attributed facts: the marts follow the
+    # facts, so they no longer add up to the sources.
+    day = demo_warehouse["day"]
+    facts = pl.read_parquet(lake / "request_costs" / f"date={day}" / "part-0.parquet")
+    bump = pl.int_range(pl.len()) == 0
+    facts = facts.with_columns(*[pl.when(bump).then(pl.col(c) + 1.0).otherwise(pl.col(c)).alias(c)
+                                 for c in ("energy_cost", "direct_cost", "fully_loaded_cost")])
+    Lake(lake).write(facts, "request_costs", day)
+    bad = dg.materialize([cost_marts, warehouse], selection=[warehouse], resources=resources, instance=instance,
+                         raise_on_error=False)
+    assert not bad.success
+    failed = {e.check_name: e for e in bad.get_asset_check_evaluations() if not e.passed}
+    assert "marts_equal_sources" in failed
+    meta = failed["marts_equal_sources"].metadata
+    assert meta["unexpected_count"].value == 1
+    (example,) = meta["examples"].value
+    assert example["component"] == "energy_cost" and example["difference"] == pytest.approx(1.0)
+    assert "marts_equal_request_facts" not in failed  # the marts do equal the (bumped) facts
+    message = bad.get_step_failure_events()[0].event_specific_data.error.message
+    assert "marts_equal_sources" in message and "the published warehouse is unchanged" in message
+    # Finance still sees the previous night, exactly.
+    assert (current_version(wh), sql(wh, "SELECT * FROM cost_by_tier_day ORDER BY ALL")) == before
+    assert not [p for p in versions_dir(wh).iterdir() if not (p / COMPLETE).exists()]

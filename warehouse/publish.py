@@ -35,6 +35,7 @@ import polars as pl
 
 from pipelines.lake import Lake
 from transforms.inventory import Inventory
+from warehouse.checks import CheckOutcome, checks, describe, failures, run_checks
 from warehouse.marts import DAILY, MartError, attributed_days, connect, ensure_day_marts, mart_path, run
 from warehouse.tables import BY_NAME, TABLES, Table
 
@@ -48,6 +49,14 @@ class PublishError(RuntimeError):
     """Nothing to publish, or a version cannot be published or rolled back to."""
 
 
+class WarehouseCheckError(PublishError):
+    """The new version fails an error-severity warehouse check: it is not published."""
+
+    def __init__(self, message: str, outcomes: list[CheckOutcome]):
+        super().__init__(message)
+        self.outcomes = outcomes
+
+
 @dataclass
 class PublishOutcome:
     version: str
@@ -58,6 +67,7 @@ class PublishOutcome:
     requests: int = 0
     tables: dict[str, int] = field(default_factory=dict)
     pruned: list[str] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -204,7 +214,8 @@ def _check_columns(con, table: Table) -> None:
 
 
 def _build_file(db: Path, vdir: Path, day_files: dict[str, list[Path]], days: list[date],
-                inventory: Inventory, version: str, published_at: datetime, report: Callable[[str], None]) -> dict[str, int]:
+                inventory: Inventory, version: str, published_at: datetime, report: Callable[[str], None],
+                max_age_days: int) -> tuple[dict[str, int], list[CheckOutcome]]:
     con = connect()
     rows: dict[str, int] = {}
     try:
@@ -237,20 +248,24 @@ def _build_file(db: Path, vdir: Path, day_files: dict[str, list[Path]], days: li
             if table.kind == "table":
                 rows[table.name] = run(con, f"SELECT count(*) FROM {table.name}")[0][0]
         rows["request_costs"] = run(con, "SELECT count(*) FROM request_costs")[0][0]
+        report("checks")
+        outcomes = run_checks(con, checks(max_age_days))
         run(con, "USE memory")
         run(con, "DETACH w")
     finally:
         con.close()
-    return rows
+    return rows, outcomes
 
 
 def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, keep: int = DEFAULT_KEEP,
-            progress: Callable[[str], None] | None = None) -> PublishOutcome:
+            max_age_days: int = 2, progress: Callable[[str], None] | None = None) -> PublishOutcome:
     """Publish every attributed day of the lake as a new version of the warehouse at `path`.
 
     Builds the marts of days whose inputs changed since their last build, writes the new
-    version completely, swaps it in, and keeps the last `keep` versions. Raises PublishError
-    when the lake has no attributed day, MartError when a day's outputs are incomplete."""
+    version completely, runs the warehouse checks on it (`warehouse.checks`), swaps it in, and
+    keeps the last `keep` versions. Raises WarehouseCheckError (nothing published) when an
+    error-severity check fails, PublishError when the lake has no attributed day, MartError
+    when a day's outputs are incomplete."""
     started = time.perf_counter()
     report = progress or (lambda _msg: None)
     lake, path = Lake(Path(lake_root).absolute()), Path(path).absolute()
@@ -283,8 +298,15 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
                           vdir / "request_costs" / f"date={day.isoformat()}.parquet")
         day_files = {t.name: [mart_path(lake, t.name, d) for d in days] for t in DAILY}
         db = vdir / DB_NAME
-        out.tables = _build_file(db, vdir, day_files, days, inventory, version, published_at, report)
+        out.tables, out.checks = _build_file(db, vdir, day_files, days, inventory, version, published_at, report,
+                                             max_age_days)
         out.requests = out.tables["request_costs"]
+        failed = failures(out.checks)
+        if failed:
+            shutil.rmtree(vdir, ignore_errors=True)
+            raise WarehouseCheckError(
+                f"{path}: the new version fails {len(failed)} warehouse check(s); the published warehouse is unchanged "
+                f"({current_version(path) or 'nothing published yet'}):\n{describe(failed)}", out.checks)
         with open(db, "rb") as f:
             os.fsync(f.fileno())
         (vdir / COMPLETE).write_text(f"{version}\n")
@@ -317,5 +339,5 @@ def rollback(path: Path | str, version: str) -> Path:
     return path
 
 
-__all__ = ["DEFAULT_KEEP", "MartError", "PublishError", "PublishOutcome", "STORAGE_VERSION", "complete_versions",
+__all__ = ["DEFAULT_KEEP", "MartError", "PublishError", "WarehouseCheckError", "PublishOutcome", "STORAGE_VERSION", "complete_versions",
            "current_version", "publish", "rollback"]

@@ -7,8 +7,19 @@ import dagster as dg
 
 from pipelines.partitions import daily
 from pipelines.resources import ParquetLake, RawInputs, Warehouse
+from warehouse.checks import CheckOutcome, checks
 from warehouse.marts import build_day_marts
-from warehouse.publish import publish
+from warehouse.publish import WarehouseCheckError, publish
+
+WAREHOUSE_CHECKS = [dg.AssetCheckSpec(c.name, asset="warehouse", description=c.description, blocking=c.severity == "error")
+                    for c in checks()]
+
+
+def _check_result(o: CheckOutcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=o.name, passed=o.passed,
+        severity=dg.AssetCheckSeverity.ERROR if o.severity == "error" else dg.AssetCheckSeverity.WARN,
+        metadata={"unexpected_count": o.unexpected_count, "examples": dg.MetadataValue.json(o.examples)})
 
 
 @dg.asset(
@@ -34,14 +45,21 @@ def cost_marts(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetL
     kinds={"duckdb"},
     group_name="warehouse",
     pool="warehouse",
+    check_specs=WAREHOUSE_CHECKS,
 )
-def warehouse(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLake,
-              warehouse: Warehouse) -> dg.MaterializeResult:
+def warehouse(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLake, warehouse: Warehouse):
     """The published DuckDB file finance queries (docs/data-dictionary.md): every attributed
-    day, built as a new version and swapped in atomically; the last versions kept for rollback."""
-    out = publish(lake.root, raw.inventory(), warehouse.path, keep=warehouse.keep, progress=context.log.debug)
+    day, built as a new version, checked (docs/warehouse.md) and swapped in atomically; the last
+    versions kept for rollback. A version failing an error check is not published."""
+    try:
+        out = publish(lake.root, raw.inventory(), warehouse.path, keep=warehouse.keep,
+                      max_age_days=warehouse.max_age_days, progress=context.log.debug)
+    except WarehouseCheckError as e:
+        for o in e.outcomes:
+            yield _check_result(o)
+        raise dg.Failure(description=str(e)) from None
     context.log.info(f"published {out.version} ({len(out.days)} day(s), {out.requests:,} requests) at {out.path}")
-    return dg.MaterializeResult(metadata={
+    yield dg.MaterializeResult(metadata={
         "dagster/row_count": out.requests,
         "version": out.version,
         "path": dg.MetadataValue.path(str(out.path)),
@@ -53,3 +71,5 @@ def warehouse(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLa
         "rows_by_table": dg.MetadataValue.json(out.tables),
         "seconds": round(out.seconds, 3),
     })
+    for o in out.checks:
+        yield _check_result(o)

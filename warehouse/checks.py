@@ -1,0 +1,148 @@
+"""Warehouse checks: plain DuckDB SQL on a freshly built warehouse file, before it is published.
+
+Each check is a query returning the rows that violate it (empty = pass). `publish` runs them on
+the new version and swaps it in only when no error-severity check fails, so finance never
+sees a warehouse that fails them; the `warehouse` asset reports each as a Dagster asset check.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+
+from warehouse.marts import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE, run
+
+MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost")
+PUE_BOUNDS = (1.0, 3.0)
+
+
+@dataclass(frozen=True)
+class WarehouseCheck:
+    name: str
+    description: str
+    sql: str
+    severity: str = "error"  # "error" blocks the publish; "warning" is reported
+
+
+@dataclass
+class CheckOutcome:
+    name: str
+    severity: str
+    passed: bool
+    unexpected_count: int
+    examples: list[dict] = field(default_factory=list)
+    description: str = ""
+
+
+def _component_sources_sql() -> str:
+    parts = []
+    for c in MONEY:
+        idle = "0" if c == "egress_cost" else f"(SELECT coalesce(sum(idle_{c}), 0) FROM idle_by_pool_day i WHERE i.date = s.date)"
+        parts.append(f"""
+            SELECT s.date, '{c}' AS component, s.source_amount,
+                (SELECT coalesce(sum({c}), 0) FROM cost_by_tier_day t WHERE t.date = s.date)
+                + {idle}
+                + (SELECT coalesce(sum(amount), 0) FROM unattributed_costs u WHERE u.date = s.date AND u.component = '{c}')
+                AS in_marts
+            FROM conservation_by_component s WHERE s.component = '{c}'""")
+    return " UNION ALL ".join(parts)
+
+
+def checks(max_age_days: int = 2, today: date | None = None) -> list[WarehouseCheck]:
+    today = today or datetime.now(UTC).date()
+    oldest = today - timedelta(days=max_age_days)
+    money_sum = " + ".join(f"sum({c})" for c in MONEY)
+    lo, hi = PUE_BOUNDS
+    return [
+        WarehouseCheck(
+            "reconciliation_per_source_line",
+            f"Every source line: requests + idle + unattributed = its amount (to {MONEY_TOLERANCE} money, "
+            f"{ENERGY_RELATIVE_TOLERANCE:g} relative for energy).",
+            "SELECT date, source, line_id, component, source_amount, difference FROM reconciliation "
+            "WHERE NOT within_tolerance ORDER BY abs(difference) DESC"),
+        WarehouseCheck(
+            "marts_equal_sources",
+            "Per day and cost component: the tier marts + idle by pool + unattributed = the sources' total, to the cent.",
+            f"SELECT date, component, source_amount, in_marts, in_marts - source_amount AS difference "
+            f"FROM ({_component_sources_sql()}) WHERE abs(in_marts - source_amount) > {MONEY_TOLERANCE} ORDER BY date, component"),
+        WarehouseCheck(
+            "marts_equal_request_facts",
+            "Per day: requests, direct and fully loaded cost of the tier marts = the sums over request_costs (the attributed Parquet).",
+            f"""WITH f AS (SELECT date, count(*) AS requests, sum(direct_cost) AS direct_cost,
+                                  sum(fully_loaded_cost) AS fully_loaded_cost, {money_sum} AS parts FROM request_costs GROUP BY date),
+                     m AS (SELECT date, sum(requests) AS requests, sum(direct_cost) AS direct_cost,
+                                  sum(fully_loaded_cost) AS fully_loaded_cost FROM cost_by_tier_day GROUP BY date)
+                SELECT coalesce(f.date, m.date) AS date, f.requests AS in_facts, m.requests AS in_marts,
+                       f.fully_loaded_cost AS facts_fully_loaded, m.fully_loaded_cost AS marts_fully_loaded
+                FROM f FULL JOIN m ON f.date = m.date
+                WHERE f.requests IS DISTINCT FROM m.requests
+                   OR abs(f.direct_cost - m.direct_cost) > {MONEY_TOLERANCE}
+                   OR abs(f.fully_loaded_cost - m.fully_loaded_cost) > {MONEY_TOLERANCE}
+                   OR abs(f.parts - f.direct_cost) > {MONEY_TOLERANCE}
+                ORDER BY 1"""),
+        WarehouseCheck(
+            "every_request_costed_once",
+            "No request id twice in a day's request facts, and as many facts as requests the ingest accepted that day.",
+            """SELECT date, request_id, count(*) AS times, NULL AS accepted FROM request_costs
+               GROUP BY date, request_id HAVING count(*) > 1
+               UNION ALL
+               SELECT coalesce(f.date, a.date), NULL, f.n, a.n
+               FROM (SELECT date, count(*) AS n FROM request_costs GROUP BY date) f
+               FULL JOIN (SELECT date, sum(rows_accepted) AS n FROM ingest_audit WHERE dataset = 'requests' GROUP BY date) a
+                 ON f.date = a.date
+               WHERE f.n IS DISTINCT FROM a.n
+               ORDER BY 1, 2"""),
+        WarehouseCheck(
+            "no_negative_costs",
+            "No negative amortization, cloud, fixed, egress, idle or fully loaded cost in any mart row.",
+            "SELECT 'cost_by_tier_day' AS mart, date, tier AS key, least(amortization_cost, cloud_cost, fixed_cost, egress_cost, "
+            "idle_cost, fully_loaded_cost) AS lowest FROM cost_by_tier_day WHERE least(amortization_cost, cloud_cost, fixed_cost, "
+            "egress_cost, idle_cost, fully_loaded_cost) < -1e-9 "
+            "UNION ALL SELECT 'idle_by_pool_day', date, pool_id, least(idle_amortization_cost, idle_cloud_cost, idle_fixed_cost) "
+            "FROM idle_by_pool_day WHERE least(idle_amortization_cost, idle_cloud_cost, idle_fixed_cost) < -1e-9 ORDER BY 1, 2, 3"),
+        WarehouseCheck(
+            "negative_energy_cost",
+            "Energy cost below zero (possible with negative market prices; worth a look).",
+            "SELECT date, tier, energy_cost FROM cost_by_tier_day WHERE energy_cost < -1e-9 ORDER BY date, tier",
+            severity="warning"),
+        WarehouseCheck(
+            "pue_within_bounds",
+            f"Hourly PUE of every site within [{lo}, {hi}].",
+            f"SELECT site_id, hour, pue, pue_method FROM site_energy_hour WHERE pue < {lo} OR pue > {hi} OR pue IS NULL "
+            f"ORDER BY site_id, hour"),
+        WarehouseCheck(
+            "freshness",
+            f"The latest published day is no older than {max_age_days} days (on {today}).",
+            f"SELECT max(date) AS last_day, DATE '{oldest.isoformat()}' AS oldest_allowed FROM cost_by_tier_day "
+            f"HAVING max(date) < DATE '{oldest.isoformat()}'",
+            severity="warning"),
+    ]
+
+
+def run_checks(con: duckdb.DuckDBPyConnection, which: list[WarehouseCheck] | None = None,
+               examples: int = 5) -> list[CheckOutcome]:
+    """Run each check on `con` (the warehouse's catalog in use); returns one outcome per check."""
+    out = []
+    for c in which or checks():
+        rel = con.sql(c.sql)
+        cols = rel.columns
+        rows = rel.fetchall()
+        out.append(CheckOutcome(c.name, c.severity, not rows, len(rows),
+                                [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in zip(cols, r, strict=True)}
+                                 for r in rows[:examples]], c.description))
+    return out
+
+
+def failures(outcomes: list[CheckOutcome], severity: str = "error") -> list[CheckOutcome]:
+    return [o for o in outcomes if not o.passed and o.severity == severity]
+
+
+def describe(outcomes: list[CheckOutcome]) -> str:
+    lines = []
+    for o in outcomes:
+        mark = "ok  " if o.passed else ("FAIL" if o.severity == "error" else "warn")
+        lines.append(f"  {mark} {o.name}: {o.unexpected_count} row(s)" + (f", e.g. {o.examples[:2]}" if o.examples else ""))
+    return "\n".join(lines)
+
+
+__all__ = ["CheckOutcome", "WarehouseCheck", "checks", "describe", "failures", "run", "run_checks"]
