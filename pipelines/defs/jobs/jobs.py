@@ -1,0 +1,25 @@
+"""The nightly graph as three jobs, one per partitioning: a Dagster run targets one partition
+key, and the graph mixes day x site, day, and unpartitioned assets.
+
+    ingest_day_site   requests, power_readings, cost_lines     one run per (date, site); sites in parallel
+    attribute_day     asset_register, request_costs, cost_marts  one run per date
+    publish_warehouse warehouse                               one run for every attributed day
+
+Each job carries its assets' checks; a failing blocking check stops the assets downstream of it.
+"""
+
+import dagster as dg
+
+from pipelines.partitions import daily, daily_by_site
+
+ingest_day_site = dg.define_asset_job(
+    "ingest_day_site", selection=dg.AssetSelection.assets("requests", "power_readings", "cost_lines"),
+    partitions_def=daily_by_site, description="Ingest one site's raw files of one day into the lake.")
+
+attribute_day = dg.define_asset_job(
+    "attribute_day", selection=dg.AssetSelection.assets("asset_register", "request_costs", "cost_marts"),
+    partitions_def=daily, description="Attribute one day's costs (all sites) and build its marts.")
+
+publish_warehouse = dg.define_asset_job(
+    "publish_warehouse", selection=dg.AssetSelection.assets("warehouse"),
+    description="Publish every attributed day as a new version of the warehouse, after its checks.")
