@@ -3,9 +3,12 @@
     inferledger simulate --date D [--out DIR] [--requests N] [--seed S]
     inferledger ingest   --date D [--raw DIR] [--lake DIR] [--inventory FILE]
     inferledger attribute --date D [--raw DIR] [--lake DIR]
+    inferledger run      --date D [--raw DIR] [--lake DIR] [--warehouse FILE] [--no-publish]
+    inferledger backfill --from D1 --to D2 [--parallel N] [--restart]
     inferledger publish  [--lake DIR] [--warehouse FILE] [--keep N] | --list | --rollback VERSION
     inferledger sql      [-c SQL | FILE.sql] [--warehouse FILE] [--out FILE.csv|.parquet]
     inferledger demo     [--date D] [--requests N]
+    inferledger report   [--date D] [--days N] [--out FILE.html] [--warehouse FILE]
 
 `ingest` materializes the real Dagster ingest assets for one day (every site of the
 inventory, then the fleet-wide asset register) in-process, without the UI, and exits
@@ -42,117 +45,92 @@ def _console(stderr: bool = False):
 
 
 def _instance():
-    import dagster as dg
+    from pipelines.runner import instance
 
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    return instance()
 
 
 def _value(v):
     return getattr(v, "value", getattr(v, "data", v))
 
 
-def run_ingest(day: date, raw: Path, lake: Path, inventory: Path | None = None, *, console=None) -> list[StepResult]:
-    """Materialize the ingest assets for `day`; raises SystemExit(1) naming the failed step."""
-    import dagster as dg
+def execute_steps(steps, paths, *, console, title: str, tags: dict | None = None, keep: int | None = None,
+                  inst=None) -> list:
+    """Run `steps` (pipelines.runner) with a progress bar; on failure print what failed (steps,
+    checks with counts and examples) and raise SystemExit(1)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipelines.defs.ingest.assets import asset_register, cost_lines, power_readings, requests
-    from pipelines.partitions import register_sites
-    from pipelines.resources import ParquetLake, RawInputs, Warehouse
+    from pipelines.runner import RunFailed, definitions, run_steps
 
-    console = console or _console(stderr=True)
-    raw_res = RawInputs(root=str(raw), inventory_path=str(inventory or ""))
-    try:
-        inv = raw_res.inventory()
-    except ValueError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise SystemExit(2) from None
-    if not (raw / day.isoformat()).is_dir():
-        console.print(f"[red]error:[/red] no raw folder {raw / day.isoformat()}: nothing delivered for {day}. "
-                      f"Simulate one with `inferledger simulate --date {day} --out {raw}`.")
-        raise SystemExit(2)
-    resources = {"raw": raw_res, "lake": ParquetLake(root=str(lake)), "warehouse": Warehouse()}
-    instance = _instance()
-    register_sites(instance, inv.site_ids)
-
-    steps = [([requests, power_readings, cost_lines], f"{day.isoformat()}|{s}") for s in inv.site_ids]
-    steps.append(([asset_register], day.isoformat()))
-    results: list[StepResult] = []
+    defs = definitions(paths, keep=keep)
+    inst = inst or _instance()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
-        task = progress.add_task(f"ingest {day}", total=len(steps))
-        for assets, key in steps:
-            progress.update(task, description=f"ingest {key}")
-            res = dg.materialize(assets, partition_key=key, resources=resources, instance=instance,
-                                 raise_on_error=False, tags={"inferledger/command": "ingest"},
-                                 run_config=QUIET_RUN)
-            if not res.success:
-                for ev in res.get_step_failure_events():
-                    err = ev.event_specific_data.error
-                    console.print(f"[red]failed:[/red] step {ev.step_key} of partition {key}: "
-                                  f"{err.message.strip() if err else 'see the run log'}")
-                console.print(f"run id {res.run_id}; inspect it with `dg dev` (DAGSTER_HOME={os.environ.get('DAGSTER_HOME', 'ephemeral')})")
-                raise SystemExit(1)
-            for ev in res.get_asset_materialization_events():
-                mat = ev.event_specific_data.materialization
-                results.append(StepResult(mat.asset_key.to_user_string(), key,
-                                          {k: _value(v) for k, v in mat.metadata.items()}))
-            progress.advance(task)
-    return results
+        task = progress.add_task(title, total=len(steps))
+
+        def on_step(step, outcome):
+            job, partition, _ = step
+            if outcome is None:
+                progress.update(task, description=f"{title}: {job}" + (f" {partition}" if partition else ""))
+            else:
+                progress.advance(task)
+
+        try:
+            return run_steps(defs, steps, inst, on_step=on_step, tags=tags)
+        except RunFailed as e:
+            progress.stop()
+            console.print(f"[red]failed:[/red] {e}")
+            console.print(f"inspect the run with `dg dev` (DAGSTER_HOME={os.environ.get('DAGSTER_HOME', 'not set: ephemeral')})")
+            raise SystemExit(1) from None
+
+
+def _prepare(paths, day, console, inst):
+    from pipelines.runner import RunFailed, prepare
+
+    try:
+        return prepare(paths, day, inst)
+    except (RunFailed, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise SystemExit(2) from None
+
+
+def run_ingest(day: date, raw: Path, lake: Path, inventory: Path | None = None, *, console=None) -> list[StepResult]:
+    """Run the ingest of `day` (every site, and the asset register); raises SystemExit naming
+    the failed step or check."""
+    from pipelines.runner import Paths, day_steps
+
+    console = console or _console(stderr=True)
+    paths = Paths(raw, lake, Path("data/warehouse/inferledger.duckdb"), inventory)
+    inst = _instance()
+    sites = _prepare(paths, day, console, inst)
+    outcomes = execute_steps(day_steps(day, sites, attribute=False), paths, console=console, title=f"ingest {day}",
+                             tags={"inferledger/command": "ingest"}, inst=inst)
+    return [StepResult(asset, o.partition, meta) for o in outcomes for asset, meta in o.materializations.items()]
 
 
 def run_attribution(day: date, raw: Path, lake: Path, *, console=None) -> dict:
-    """Materialize `request_costs` for `day` (its conservation check included); returns the
-    asset's metadata. Raises SystemExit(1) naming the failed step or check."""
-    import dagster as dg
-
-    from pipelines.defs.attribution.assets import request_costs
-    from pipelines.defs.ingest.assets import asset_register, cost_lines, power_readings, requests
-    from pipelines.defs.warehouse.assets import cost_marts
-    from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+    """Attribute `day` and build its marts (conservation and quality checks included); returns
+    the request_costs metadata. Raises SystemExit(1) naming the failed step or check."""
+    from pipelines.runner import Paths
 
     console = console or _console(stderr=True)
-    resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)), "warehouse": Warehouse(),
-                 "settings": AttributionSettings()}
-    with console.status(f"attributing {day}"):
-        res = dg.materialize([requests, power_readings, cost_lines, asset_register, request_costs, cost_marts],
-                             selection=[request_costs, cost_marts],
-                             partition_key=day.isoformat(), resources=resources, instance=_instance(),
-                             raise_on_error=False, tags={"inferledger/command": "attribute"}, run_config=QUIET_RUN)
-    if not res.success:
-        for ev in res.get_step_failure_events():
-            err = ev.event_specific_data.error
-            console.print(f"[red]failed:[/red] step {ev.step_key} for {day}: {err.message.strip() if err else 'see the run log'}")
-        raise SystemExit(1)
-    mat = next(e.event_specific_data.materialization for e in res.get_asset_materialization_events()
-               if e.asset_key == dg.AssetKey("request_costs"))
-    return {k: _value(v) for k, v in mat.metadata.items()}
+    paths = Paths(raw, lake, Path("data/warehouse/inferledger.duckdb"))
+    inst = _instance()
+    _prepare(paths, None, console, inst)
+    (out,) = execute_steps([("attribute_day", day.isoformat(), None)], paths, console=console, title=f"attribute {day}",
+                           tags={"inferledger/command": "attribute"}, inst=inst)
+    return out.materializations["request_costs"]
 
 
 def run_publish(raw: Path, lake: Path, warehouse: Path, *, keep: int | None = None, console=None) -> dict:
-    """Materialize the `warehouse` asset (publish every attributed day of the lake); returns its
-    metadata. Raises SystemExit(1) naming the failure."""
-    import dagster as dg
-
-    from pipelines.defs.warehouse.assets import cost_marts
-    from pipelines.defs.warehouse.assets import warehouse as warehouse_asset
-    from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+    """Publish every attributed day of the lake (the `warehouse` asset and its checks); returns
+    its metadata. Raises SystemExit(1) naming the failure."""
+    from pipelines.runner import Paths
 
     console = console or _console(stderr=True)
-    wh = Warehouse(path=str(warehouse)) if keep is None else Warehouse(path=str(warehouse), keep=keep)
-    resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)), "warehouse": wh,
-                 "settings": AttributionSettings()}
-    with console.status(f"publishing {warehouse}"):
-        res = dg.materialize([cost_marts, warehouse_asset], selection=[warehouse_asset], resources=resources,
-                             instance=_instance(), raise_on_error=False, tags={"inferledger/command": "publish"},
-                             run_config=QUIET_RUN)
-    if not res.success:
-        for ev in res.get_step_failure_events():
-            err = ev.event_specific_data.error
-            console.print(f"[red]failed:[/red] step {ev.step_key}: {err.message.strip() if err else 'see the run log'}")
-        raise SystemExit(1)
-    mat = res.get_asset_materialization_events()[0].event_specific_data.materialization
-    return {k: _value(v) for k, v in mat.metadata.items()}
+    (out,) = execute_steps([("publish_warehouse", None, None)], Paths(raw, lake, warehouse), console=console,
+                           title="publish", tags={"inferledger/command": "publish"}, keep=keep)
+    return out.materializations["warehouse"]
 
 
 def _fmt(v) -> str:
@@ -286,6 +264,145 @@ def cmd_demo(args) -> int:
     print_attribution(args.date, lake, console, by_tier=False)  # the warehouse answers it below
     meta = run_publish(raw, lake, Path(args.warehouse), console=console)
     _print_published(meta, Path(args.warehouse), console)
+    out = _write_report(Path(args.warehouse), Path(args.warehouse).with_name("report.html"), None, 7, console)
+    return 0 if out else 1
+
+
+def _paths(args):
+    from pipelines.runner import Paths
+
+    return Paths.from_env(raw=args.raw, lake=args.lake, warehouse=args.warehouse, inventory=getattr(args, "inventory", None))
+
+
+def print_run_summary(outcomes, console, title: str) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in ("run", "partition", "seconds", "checks passed", "warnings", "run id"):
+        t.add_column(col, justify="right" if col in ("seconds", "checks passed", "warnings") else "left")
+    for o in outcomes:
+        passed = sum(1 for c in o.checks if c[2])
+        warned = [c[1] for c in o.checks if not c[2]]
+        t.add_row(o.job, o.partition or "-", f"{o.seconds:.1f}", f"{passed}/{len(o.checks)}",
+                  ", ".join(warned) or "-", o.run_id[:8])
+    console.print(t)
+
+
+def cmd_run(args) -> int:
+    """The whole nightly graph for one day: ingest every site, attribute, build the marts,
+    publish the warehouse; every check included."""
+    from pipelines.runner import day_steps
+
+    console = _console()
+    paths = _paths(args)
+    inst = _instance()
+    started = time.perf_counter()
+    sites = _prepare(paths, args.date, console, inst)
+    steps = day_steps(args.date, sites) + ([] if args.no_publish else [("publish_warehouse", None, None)])
+    outcomes = execute_steps(steps, paths, console=console, title=f"run {args.date}",
+                             tags={"inferledger/command": "run", "inferledger/date": args.date.isoformat()}, inst=inst)
+    print_run_summary(outcomes, console, f"{args.date}: {len(outcomes)} run(s) in {time.perf_counter() - started:.1f} s")
+    if not args.no_publish:
+        meta = outcomes[-1].materializations["warehouse"]
+        console.print(f"published version {meta['version']} ({meta['days']} day(s)) -> {paths.warehouse.resolve()}")
+    return 0
+
+
+def _backfill_state(lake: Path, first: date, last: date) -> Path:
+    return lake / "_backfills" / f"{first.isoformat()}_{last.isoformat()}.json"
+
+
+def _backfill_day(day: date, paths, dagster_home: str | None) -> tuple[date, str | None, float]:
+    """One day of a backfill, in a worker process: (day, error or None, seconds)."""
+    from pipelines.runner import RunFailed, day_steps, definitions, prepare, run_steps
+
+    if dagster_home:
+        os.environ["DAGSTER_HOME"] = dagster_home
+    started = time.perf_counter()
+    inst = _instance()
+    try:
+        sites = prepare(paths, day, inst)
+        run_steps(definitions(paths), day_steps(day, sites), inst,
+                  tags={"inferledger/command": "backfill", "inferledger/date": day.isoformat()})
+    except (RunFailed, ValueError) as e:
+        return day, str(e), time.perf_counter() - started
+    return day, None, time.perf_counter() - started
+
+
+def cmd_backfill(args) -> int:
+    """Every day of a range (ingest, attribute, marts), `--parallel` days at a time, then one
+    publish. Days done are recorded in `<lake>/_backfills/`, so a rerun of the same range
+    resumes where an interrupted one stopped (`--restart` to redo every day)."""
+    import json
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from datetime import timedelta
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = _console()
+    paths = _paths(args)
+    first, last = args.date_from, args.date_to
+    if last < first:
+        console.print(f"[red]error:[/red] --to {last} is before --from {first}")
+        return 2
+    if args.parallel < 1:
+        console.print("[red]error:[/red] --parallel must be 1 or more")
+        return 2
+    state_file = _backfill_state(paths.lake, first, last)
+    done: set[str] = set()
+    if state_file.exists() and not args.restart:
+        done = set(json.loads(state_file.read_text()).get("done", []))
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    missing = [d for d in days if not (paths.raw / d.isoformat()).is_dir()]
+    todo = [d for d in days if d.isoformat() not in done and d not in missing]
+    if missing:
+        console.print(f"[yellow]skipped[/yellow] {len(missing)} day(s) with no raw folder: "
+                      f"{', '.join(d.isoformat() for d in missing[:10])}{' ...' if len(missing) > 10 else ''}")
+    if done & {d.isoformat() for d in days}:
+        console.print(f"resuming: {len(done)} day(s) already done by an earlier run of this backfill ({state_file})")
+    _prepare(paths, None, console, _instance())  # inventory valid, sites registered, before any worker starts
+
+    def record(day: date) -> None:
+        done.add(day.isoformat())
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"from": first.isoformat(), "to": last.isoformat(), "done": sorted(done)}, indent=1))
+        os.replace(tmp, state_file)
+
+    failed: list[tuple[date, str]] = []
+    started = time.perf_counter()
+    home = os.environ.get("DAGSTER_HOME")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} days"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"backfill {first} .. {last}", total=len(todo))
+        if args.parallel == 1:
+            results = (_backfill_day(d, paths, home) for d in todo)
+            pool = None
+        else:
+            pool = ProcessPoolExecutor(max_workers=args.parallel, mp_context=multiprocessing.get_context("spawn"))
+            results = (f.result() for f in as_completed([pool.submit(_backfill_day, d, paths, home) for d in todo]))
+        try:
+            for day, error, seconds in results:
+                if error:
+                    failed.append((day, error))
+                    progress.console.print(f"[red]failed:[/red] {day} ({seconds:.1f} s): {error}")
+                else:
+                    record(day)
+                    progress.console.print(f"{day} done in {seconds:.1f} s")
+                progress.advance(task)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    console.print(f"backfill {first} .. {last}: {len(todo) - len(failed)} day(s) done, {len(failed)} failed, "
+                  f"{len(missing)} without raw data, {time.perf_counter() - started:.1f} s")
+    if not args.no_publish and (len(todo) > len(failed) or not todo):
+        meta = run_publish(paths.raw, paths.lake, paths.warehouse, console=console)
+        console.print(f"published version {meta['version']}: {meta['days']} day(s) -> {paths.warehouse.resolve()}")
+    if failed:
+        console.print(f"[red]{len(failed)} day(s) failed[/red]: {', '.join(d.isoformat() for d, _ in failed)}; "
+                      "run the same command again to retry them (days done are kept)")
+        return 1
     return 0
 
 
@@ -305,6 +422,25 @@ def _print_published(meta: dict, path: Path, console) -> None:
     console.print("Ask it yourself (read-only):")
     console.print('  .venv/bin/inferledger sql -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"')
     console.print("  .venv/bin/inferledger sql        # interactive; thirteen questions in docs/finance-queries.md")
+
+
+def _write_report(warehouse: Path, out: Path, day: date | None, days: int, console) -> Path | None:
+    from warehouse.report import ReportError, write_report
+
+    try:
+        res = write_report(warehouse, out, day, days)
+    except (ReportError, FileNotFoundError) as e:
+        _console(stderr=True).print(f"[red]error:[/red] {e}")
+        return None
+    window = f"{res.first_day} .. {res.day}" if res.first_day != res.day else f"{res.day}"
+    console.print(f"report of {window}: [bold]{res.path.resolve()}[/bold]  ({res.charts} charts, {res.bytes / 1e6:.1f} MB, "
+                  f"{res.seconds:.1f} s; opens offline in any browser)")
+    return res.path
+
+
+def cmd_report(args) -> int:
+    out = args.out or os.environ.get("INFERLEDGER_REPORT") or Path(args.warehouse).with_name("report.html")
+    return 0 if _write_report(Path(args.warehouse), Path(out), args.date, args.days, _console()) else 1
 
 
 def cmd_publish(args) -> int:
@@ -443,6 +579,27 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--warehouse", default=env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb"))
     d.set_defaults(func=cmd_demo)
 
+    r = sub.add_parser("run", help="the whole nightly graph for one day: ingest, attribute, marts, publish")
+    r.add_argument("--date", type=_day, required=True)
+    r.add_argument("--raw", default=None, help="raw exports (default $INFERLEDGER_RAW or data/raw)")
+    r.add_argument("--lake", default=None, help="Parquet lake (default $INFERLEDGER_LAKE or data/lake)")
+    r.add_argument("--warehouse", default=None, help="published DuckDB file (default $INFERLEDGER_WAREHOUSE)")
+    r.add_argument("--inventory", default=None)
+    r.add_argument("--no-publish", action="store_true", help="stop after the day's marts")
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("backfill", help="run a range of days (resumable), then publish once")
+    b.add_argument("--from", dest="date_from", type=_day, required=True)
+    b.add_argument("--to", dest="date_to", type=_day, required=True)
+    b.add_argument("--parallel", type=int, default=1, help="days run at once, each in its own process (default 1)")
+    b.add_argument("--restart", action="store_true", help="redo every day, not only those an earlier run left")
+    b.add_argument("--raw", default=None)
+    b.add_argument("--lake", default=None)
+    b.add_argument("--warehouse", default=None)
+    b.add_argument("--inventory", default=None)
+    b.add_argument("--no-publish", action="store_true")
+    b.set_defaults(func=cmd_backfill)
+
     pb = sub.add_parser("publish", help="publish every attributed day as a new version of the warehouse")
     pb.add_argument("--raw", default=env("INFERLEDGER_RAW", "data/raw"), help="(for the inventory)")
     pb.add_argument("--lake", default=env("INFERLEDGER_LAKE", "data/lake"))
@@ -461,6 +618,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="the only directory COPY ... TO may write into (default ./exports)")
     q.add_argument("--max-rows", type=int, default=50, help="rows printed per result (default 50)")
     q.set_defaults(func=cmd_sql)
+
+    r = sub.add_parser("report", help="write the morning report (one self-contained HTML file) from the warehouse")
+    r.add_argument("--date", type=_day, default=None, help="the report day (default: the last published day)")
+    r.add_argument("--days", type=int, default=7, help="days the charts cover, ending on --date (default 7)")
+    r.add_argument("--out", default=None, help="HTML file (default $INFERLEDGER_REPORT, else report.html beside the warehouse)")
+    r.add_argument("--warehouse", default=env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb"))
+    r.set_defaults(func=cmd_report)
 
     args = p.parse_args(argv)
     return args.func(args)

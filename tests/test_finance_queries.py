@@ -100,7 +100,7 @@ def test_5_joules_per_output_token_by_pool(demo):
     assert got["pool_id"].to_list() == e["pool_id"].to_list()
     assert got["it_j_per_output_token"].to_list() == approx(e["it_jpt"].to_list())
     assert got["j_per_output_token"].to_list() == approx(e["jpt"].to_list())
-    assert dict(zip(got["pool_id"], got["gpu_model"])) == {p.id: p.gpu_model for p in demo["inventory"].pools}
+    assert dict(zip(got["pool_id"], got["gpu_model"], strict=True)) == {p.id: p.gpu_model for p in demo["inventory"].pools}
 
 
 def test_6_pue_by_site(demo):
@@ -183,6 +183,6 @@ def test_13_quarantine(demo):
     got = answer(demo, 13)
     assert sorted(got.select("dataset", "reason", pl.col("records").cast(pl.Int64)).rows()) == sorted(q.rows())
     # The demo day's injected defects, exactly (see fleetsim and docs/data-contracts.md).
-    assert dict(zip(got["reason"], got["records"].cast(pl.Int64))) == {
+    assert dict(zip(got["reason"], got["records"].cast(pl.Int64), strict=True)) == {
         "sensor_no_reading": 20, "exact_duplicate": 3, "sensor_not_supported": 3, "conflicting_duplicate": 2,
         "malformed_record": 1, "negative_value": 1}

@@ -12,7 +12,7 @@ import pytest
 from pipelines.lake import FLEET, Lake
 from warehouse.marts import DAILY, MartError, build_day_marts, marts_are_current, mart_path
 from warehouse.access import open_warehouse
-from warehouse.publish import publish
+from warehouse.publish import WarehouseCheckError, publish
 from warehouse.tables import BY_NAME
 
 DAY = date(2026, 3, 10)
@@ -272,8 +272,16 @@ def test_unattributed_day_is_refused_with_the_command_to_run(tmp_path, small_inv
 
 def test_published_tables_equal_the_marts_and_month_rolls_up(marts, small_inventory, tmp_path):
     wh = tmp_path / "wh" / "inferledger.duckdb"
-    out = publish(marts["lake"].root, small_inventory, wh)
-    assert out.days == [DAY] and out.requests == 4
+    # The hand-made day is not consistent (a line off by 0.11, idle not matching the sources, no
+    # requests in the audit): the warehouse checks refuse it, naming each problem...
+    with pytest.raises(WarehouseCheckError) as refused:
+        publish(marts["lake"].root, small_inventory, wh)
+    assert {o.name for o in refused.value.outcomes if not o.passed and o.severity == "error"} == {
+        "reconciliation_per_source_line", "marts_equal_sources", "every_request_costed_once"}
+    assert not wh.exists()
+    # ... so the tables are published here without them.
+    out = publish(marts["lake"].root, small_inventory, wh, checks_to_run=[])
+    assert out.days == [DAY] and out.requests == 4 and out.checks == []
     con = open_warehouse(wh)
     try:
         for t in DAILY:

@@ -35,7 +35,7 @@ import polars as pl
 
 from pipelines.lake import Lake
 from transforms.inventory import Inventory
-from warehouse.checks import CheckOutcome, checks, describe, failures, run_checks
+from warehouse.checks import CheckOutcome, WarehouseCheck, checks, describe, failures, run_checks
 from warehouse.marts import DAILY, MartError, attributed_days, connect, ensure_day_marts, mart_path, run
 from warehouse.tables import BY_NAME, TABLES, Table
 
@@ -179,7 +179,7 @@ def _history_sql(day_files: dict[str, list[Path]], version: str, published_at: d
         "dim_tenants": f"""
             SELECT tenant_id, min(date) AS first_day, max(date) AS last_day, CAST(sum(requests) AS BIGINT) AS requests
             FROM read_parquet({tenant_days}) GROUP BY tenant_id""",
-        "dim_calendar": f"""
+        "dim_calendar": """
             SELECT CAST(d AS DATE) AS date, CAST(date_trunc('month', d) AS DATE) AS month, year(d) AS year,
                 weekofyear(d) AS iso_week, dayname(d) AS day_of_week, isodow(d) >= 6 AS is_weekend,
                 day(last_day(d)) AS days_in_month, CAST(d AS DATE) IN (SELECT unnest($days)) AS published
@@ -215,7 +215,7 @@ def _check_columns(con, table: Table) -> None:
 
 def _build_file(db: Path, vdir: Path, day_files: dict[str, list[Path]], days: list[date],
                 inventory: Inventory, version: str, published_at: datetime, report: Callable[[str], None],
-                max_age_days: int) -> tuple[dict[str, int], list[CheckOutcome]]:
+                which: list[WarehouseCheck]) -> tuple[dict[str, int], list[CheckOutcome]]:
     con = connect()
     rows: dict[str, int] = {}
     try:
@@ -249,7 +249,7 @@ def _build_file(db: Path, vdir: Path, day_files: dict[str, list[Path]], days: li
                 rows[table.name] = run(con, f"SELECT count(*) FROM {table.name}")[0][0]
         rows["request_costs"] = run(con, "SELECT count(*) FROM request_costs")[0][0]
         report("checks")
-        outcomes = run_checks(con, checks(max_age_days))
+        outcomes = run_checks(con, which) if which else []
         run(con, "USE memory")
         run(con, "DETACH w")
     finally:
@@ -258,14 +258,16 @@ def _build_file(db: Path, vdir: Path, day_files: dict[str, list[Path]], days: li
 
 
 def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, keep: int = DEFAULT_KEEP,
-            max_age_days: int = 2, progress: Callable[[str], None] | None = None) -> PublishOutcome:
+            max_age_days: int = 2, checks_to_run: list[WarehouseCheck] | None = None,
+            progress: Callable[[str], None] | None = None) -> PublishOutcome:
     """Publish every attributed day of the lake as a new version of the warehouse at `path`.
 
     Builds the marts of days whose inputs changed since their last build, writes the new
     version completely, runs the warehouse checks on it (`warehouse.checks`), swaps it in, and
     keeps the last `keep` versions. Raises WarehouseCheckError (nothing published) when an
-    error-severity check fails, PublishError when the lake has no attributed day, MartError
-    when a day's outputs are incomplete."""
+    error-severity check fails (`checks_to_run`: all of `warehouse.checks.checks()` by
+    default), PublishError when the lake has no attributed day, MartError when a day's outputs
+    are incomplete."""
     started = time.perf_counter()
     report = progress or (lambda _msg: None)
     lake, path = Lake(Path(lake_root).absolute()), Path(path).absolute()
@@ -299,7 +301,7 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         day_files = {t.name: [mart_path(lake, t.name, d) for d in days] for t in DAILY}
         db = vdir / DB_NAME
         out.tables, out.checks = _build_file(db, vdir, day_files, days, inventory, version, published_at, report,
-                                             max_age_days)
+                                             checks(max_age_days) if checks_to_run is None else checks_to_run)
         out.requests = out.tables["request_costs"]
         failed = failures(out.checks)
         if failed:

@@ -1,0 +1,152 @@
+"""Running the nightly graph without the daemon: the three jobs of `pipelines/defs/jobs/` for a
+day, in-process, against the instance of $DAGSTER_HOME (ephemeral when unset).
+
+`inferledger run`, `ingest`, `attribute`, `publish`, `backfill` and `demo` all come through here,
+so the command line runs exactly what the schedule and the UI run: the same jobs, assets and
+checks (Great Expectations suites and warehouse SQL checks included). A failed run raises
+`RunFailed` naming the failed steps and the failed checks with their counts and examples.
+"""
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+
+import pipelines.defs
+from pipelines.cli import QUIET_RUN
+from pipelines.partitions import register_sites
+from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+
+
+class RunFailed(RuntimeError):
+    """A run of the nightly graph failed; the message names its steps and checks."""
+
+    def __init__(self, message: str, run_id: str | None = None):
+        super().__init__(message)
+        self.run_id = run_id
+
+
+@dataclass
+class RunOutcome:
+    job: str
+    partition: str | None
+    run_id: str
+    seconds: float
+    materializations: dict[str, dict] = field(default_factory=dict)  # asset -> metadata
+    checks: list[tuple[str, str, bool, str]] = field(default_factory=list)  # (asset, check, passed, severity)
+
+
+@dataclass(frozen=True)
+class Paths:
+    raw: Path
+    lake: Path
+    warehouse: Path
+    inventory: Path | None = None
+
+    @classmethod
+    def from_env(cls, raw=None, lake=None, warehouse=None, inventory=None) -> "Paths":
+        env = os.environ.get
+        return cls(Path(raw or env("INFERLEDGER_RAW", "data/raw")), Path(lake or env("INFERLEDGER_LAKE", "data/lake")),
+                   Path(warehouse or env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb")),
+                   Path(inventory) if inventory or env("INFERLEDGER_INVENTORY") else None)
+
+
+def instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def definitions(paths: Paths, *, keep: int | None = None) -> dg.Definitions:
+    """The code location's definitions with resources pointing at `paths`."""
+    wh = Warehouse(path=str(paths.warehouse)) if keep is None else Warehouse(path=str(paths.warehouse), keep=keep)
+    return dg.Definitions.merge(dg.load_defs(pipelines.defs), dg.Definitions(resources={
+        "raw": RawInputs(root=str(paths.raw), inventory_path=str(paths.inventory or "")),
+        "lake": ParquetLake(root=str(paths.lake)), "warehouse": wh, "settings": AttributionSettings()}))
+
+
+def _value(v):
+    return getattr(v, "value", getattr(v, "data", v))
+
+
+def _failure_message(result: dg.ExecuteInProcessResult, job: str, partition: str | None) -> str:
+    where = f"{job}" + (f" [{partition}]" if partition else "")
+    lines = []
+    for ev in result.get_asset_check_evaluations():
+        if not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR:
+            meta = {k: _value(v) for k, v in ev.metadata.items()}
+            count = meta.get("unexpected_count", "?")
+            examples = meta.get("examples") or meta.get("partial_unexpected_list") or []
+            lines.append(f"check {ev.check_name} on {ev.asset_key.to_user_string()} failed: {count} unexpected"
+                         + (f", e.g. {str(examples)[:300]}" if examples else ""))
+    for ev in result.get_step_failure_events():
+        err = ev.event_specific_data.error
+        message = (err.message.strip() if err else "see the run log").splitlines()
+        lines.append(f"step {ev.step_key} failed: " + "\n    ".join(message[:12]))
+    skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
+    if skipped:
+        lines.append(f"not run (upstream failed): {', '.join(sorted(set(skipped)))}")
+    return f"{where} failed (run {result.run_id}):\n  " + "\n  ".join(lines or ["see the run log"])
+
+
+def run_job(defs: dg.Definitions, name: str, partition: str | None, inst: dg.DagsterInstance, *,
+            tags: dict | None = None, assets: list[str] | None = None) -> RunOutcome:
+    """Execute one run of job `name` in-process; raises RunFailed naming what failed."""
+    started = time.perf_counter()
+    job = defs.resolve_job_def(name)
+    result = job.execute_in_process(
+        partition_key=partition, instance=inst, raise_on_error=False, run_config=QUIET_RUN,
+        tags={"inferledger/job": name, **(tags or {})},
+        asset_selection=[dg.AssetKey(a) for a in assets] if assets else None)
+    if not result.success:
+        raise RunFailed(_failure_message(result, name, partition), result.run_id)
+    out = RunOutcome(name, partition, result.run_id, time.perf_counter() - started)
+    for ev in result.get_asset_materialization_events():
+        mat = ev.event_specific_data.materialization
+        out.materializations[mat.asset_key.to_user_string()] = {k: _value(v) for k, v in mat.metadata.items()}
+    out.checks = [(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
+                  for e in result.get_asset_check_evaluations()]
+    return out
+
+
+def prepare(paths: Paths, day: date | None, inst: dg.DagsterInstance) -> list[str]:
+    """Load the inventory (clear error when invalid), check the day was delivered, register the
+    inventory's sites as partitions; returns the site ids."""
+    raw = RawInputs(root=str(paths.raw), inventory_path=str(paths.inventory or ""))
+    inv = raw.inventory()
+    if day is not None and not (paths.raw / day.isoformat()).is_dir():
+        raise RunFailed(f"no raw folder {paths.raw / day.isoformat()}: nothing delivered for {day}. "
+                        f"Simulate one with `inferledger simulate --date {day} --out {paths.raw}`.")
+    register_sites(inst, inv.site_ids)
+    return inv.site_ids
+
+
+Step = tuple[str, str | None, list[str] | None]  # job, partition, asset subset
+
+
+def day_steps(day: date, sites: list[str], *, ingest: bool = True, attribute: bool = True) -> list[Step]:
+    steps: list[Step] = []
+    if ingest:
+        steps += [("ingest_day_site", f"{day.isoformat()}|{s}", None) for s in sites]
+    if attribute:
+        steps.append(("attribute_day", day.isoformat(), None))
+    elif ingest:
+        steps.append(("attribute_day", day.isoformat(), ["asset_register"]))
+    return steps
+
+
+def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance, *,
+              on_step: Callable[[Step, RunOutcome | None], None] | None = None, tags: dict | None = None) -> list[RunOutcome]:
+    """Run `steps` in order; `on_step(step, None)` before and `on_step(step, outcome)` after each."""
+    outcomes = []
+    for step in steps:
+        if on_step:
+            on_step(step, None)
+        job, partition, assets = step
+        out = run_job(defs, job, partition, inst, tags=tags, assets=assets)
+        outcomes.append(out)
+        if on_step:
+            on_step(step, out)
+    return outcomes
