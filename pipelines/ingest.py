@@ -5,6 +5,7 @@ Plain Python, no Dagster: the assets in `pipelines.defs.ingest` and the CLI both
 is the table `SOURCES` below, and nowhere else.
 """
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,22 +83,41 @@ class IngestOutcome:
     by_reason: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     paths: dict[str, str] = field(default_factory=dict)
+    raw_fingerprint: str = ""
 
 
 def raw_folder(raw_root: Path, day: date, site: str | None) -> Path:
     return Path(raw_root) / day.isoformat() / (site if site is not None else FLEET)
 
 
-def _parsed_inputs(contract: Contract, raw_root: Path, day: date, site: str | None,
-                   inventory: Inventory) -> tuple[pl.LazyFrame, list[str]]:
+def raw_files(dataset: str, raw_root: Path, day: date, site: str | None) -> list[tuple[Source, list[Path]]]:
+    """The raw files the ingest of `dataset` for `day` (and `site`) reads, by source."""
     base = raw_folder(raw_root, day, site)
-    frames, files = [], []
+    found = []
     for src in SOURCES:
-        if src.dataset != contract.name:
+        if src.dataset != dataset:
             continue
         paths = sorted({p for pat in src.patterns for p in (base / src.folder).glob(pat) if p.is_file()})
-        if not paths:
-            continue
+        if paths:
+            found.append((src, paths))
+    return found
+
+
+def raw_fingerprint(dataset: str, raw_root: Path, day: date, site: str | None) -> str:
+    """A hash of the names, sizes and modification times of the raw files the ingest reads: it
+    changes when a file is added, withdrawn, replaced or rewritten (late or corrected data)."""
+    h = hashlib.sha256()
+    for _src, paths in raw_files(dataset, Path(raw_root), day, site):
+        for p in paths:
+            st = p.stat()
+            h.update(f"{p.relative_to(raw_root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _parsed_inputs(contract: Contract, raw_root: Path, day: date, site: str | None,
+                   inventory: Inventory) -> tuple[pl.LazyFrame, list[str]]:
+    frames, files = [], []
+    for src, paths in raw_files(contract.name, raw_root, day, site):
         files += [p.relative_to(raw_root).as_posix() for p in paths]
         frames.append(src.parser(src.reader(paths, raw_root), inventory, site))
     if not frames:
@@ -112,6 +132,7 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
     files is written empty, so a rerun after files were withdrawn replaces the old data."""
     started = time.perf_counter()
     contract = CANONICAL[dataset]
+    fingerprint = raw_fingerprint(dataset, Path(raw_root), day, site)  # before reading: a file changed meanwhile shows next time
     parsed, files = _parsed_inputs(contract, Path(raw_root), day, site, inventory)
     classified = classify(parsed, contract, day, day_column=DAY_COLUMN[dataset], day_time=DAY_TIME.get(dataset))
 
@@ -122,7 +143,7 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
         judged = pl.scan_parquet(scratch)
         part_site = site if "site" in contract.partition_by else None
         qa_site = site if site is not None else FLEET
-        out = IngestOutcome(dataset, day, site, files)
+        out = IngestOutcome(dataset, day, site, files, raw_fingerprint=fingerprint)
         out.paths["canonical"] = str(lake.write(accepted(judged, contract), dataset, day, part_site))
         out.paths["quarantine"] = str(lake.write(quarantined(judged, contract), "quarantine", day, qa_site, name=dataset))
         out.paths["ingest_audit"] = str(lake.write(audit(judged, contract, files), "ingest_audit", day, qa_site, name=dataset))

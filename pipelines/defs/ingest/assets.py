@@ -3,6 +3,7 @@
 from datetime import date
 
 import dagster as dg
+import polars as pl
 
 from pipelines.ingest import IngestOutcome, ingest_partition
 from pipelines.partitions import daily, daily_by_site, day_and_site
@@ -10,8 +11,20 @@ from pipelines.resources import ParquetLake, RawInputs
 from transforms.contracts import CANONICAL
 
 
+def _periods(out: IngestOutcome) -> dict:
+    """First and last day the cost lines cover: a re-delivered bill changes the attribution of
+    those days (the `downstream` sensor re-runs them)."""
+    if out.dataset != "cost_lines" or not out.canonical_rows:
+        return {}
+    first, last = pl.scan_parquet(out.paths["canonical"]).select(
+        pl.col("period_start").min().dt.date(), (pl.col("period_end").max() - pl.duration(microseconds=1)).dt.date()).collect().row(0)
+    return {"period_first_day": first.isoformat(), "period_last_day": last.isoformat()}
+
+
 def outcome_metadata(out: IngestOutcome) -> dict:
     return {
+        "raw_fingerprint": out.raw_fingerprint,
+        **_periods(out),
         "dagster/row_count": out.canonical_rows,
         "rows_read": out.rows_read,
         "rows_accepted": out.rows_accepted,
