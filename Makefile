@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The Dagster instance lives here (dagster.yaml), its storage under .dagster_home/.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: demo test setup defs clean docs bench
+.PHONY: demo test setup defs clean docs bench check-data
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: $(VENV)/.installed
 ## The test suite (unit, real samples, Dagster materializations, definitions check).
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 --dist loadfile
+
+## The data-quality gate: every Great Expectations suite on the demo day and the real samples, and the
+## warehouse checks; a readable report, data/check-data.json, exit 1 on any error (docs/data-quality.md).
+check-data: $(VENV)/.installed
+	@test -f data/warehouse/inferledger.duckdb || $(VENV)/bin/inferledger demo
+	$(VENV)/bin/inferledger check-data --json data/check-data.json
 
 ## Time the attribution step at 1, 10 and 30 M requests a day against pandas and Polars references (bench/README.md).
 bench: $(VENV)/.installed

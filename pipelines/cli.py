@@ -5,6 +5,7 @@
     inferledger attribute --date D [--raw DIR] [--lake DIR]
     inferledger run      --date D [--raw DIR] [--lake DIR] [--warehouse FILE] [--no-publish]
     inferledger backfill --from D1 --to D2 [--parallel N] [--restart]
+    inferledger check-data [--date D] [--lake DIR] [--warehouse FILE] [--json FILE]
     inferledger publish  [--lake DIR] [--warehouse FILE] [--keep N] | --list | --rollback VERSION
     inferledger sql      [-c SQL | FILE.sql] [--warehouse FILE] [--out FILE.csv|.parquet]
     inferledger demo     [--date D] [--requests N]
@@ -130,7 +131,10 @@ def run_publish(raw: Path, lake: Path, warehouse: Path, *, keep: int | None = No
     console = console or _console(stderr=True)
     (out,) = execute_steps([("publish_warehouse", None, None)], Paths(raw, lake, warehouse), console=console,
                            title="publish", tags={"inferledger/command": "publish"}, keep=keep)
-    return out.materializations["warehouse"]
+    meta = dict(out.materializations["warehouse"])
+    if "report" in out.materializations:  # the publish job also writes the morning report
+        meta["report_path"] = out.materializations["report"]["path"]
+    return meta
 
 
 def _fmt(v) -> str:
@@ -264,8 +268,8 @@ def cmd_demo(args) -> int:
     print_attribution(args.date, lake, console, by_tier=False)  # the warehouse answers it below
     meta = run_publish(raw, lake, Path(args.warehouse), console=console)
     _print_published(meta, Path(args.warehouse), console)
-    out = _write_report(Path(args.warehouse), Path(args.warehouse).with_name("report.html"), None, 7, console)
-    return 0 if out else 1
+    console.print(f"morning report: [bold]{meta['report_path']}[/bold]  (one HTML file, opens offline; docs/report.md)")
+    return 0
 
 
 def _paths(args):
@@ -305,6 +309,8 @@ def cmd_run(args) -> int:
     if not args.no_publish:
         meta = outcomes[-1].materializations["warehouse"]
         console.print(f"published version {meta['version']} ({meta['days']} day(s)) -> {paths.warehouse.resolve()}")
+        if "report" in outcomes[-1].materializations:
+            console.print(f"morning report: {outcomes[-1].materializations['report']['path']}")
     return 0
 
 
@@ -404,6 +410,38 @@ def cmd_backfill(args) -> int:
                       "run the same command again to retry them (days done are kept)")
         return 1
     return 0
+
+
+def cmd_check_data(args) -> int:
+    """Every quality suite on a lake day and the real samples, and the warehouse checks."""
+    from pipelines.checkdata import REAL_INVENTORY, REAL_ROOT, check_data, print_report, write_json
+    from transforms.inventory import InventoryError, load_inventory
+    from warehouse.marts import attributed_days
+
+    console = _console()
+    paths = _paths(args)
+    try:
+        inventory = load_inventory(paths.inventory or paths.raw / "inventory.yaml")
+    except InventoryError as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 2
+    from pipelines.lake import Lake
+
+    day = args.date or (attributed_days(Lake(paths.lake)) or [None])[-1]
+    if day is None:
+        console.print(f"[red]error:[/red] {paths.lake}: no attributed day to check; run `make demo` or pass --date")
+        return 2
+    real = None if args.no_real else Path(args.real or REAL_ROOT)
+    real_inventory = load_inventory(args.real_inventory or REAL_INVENTORY) if real else None
+    warehouse = paths.warehouse if paths.warehouse.exists() else None
+    if warehouse is None:
+        console.print(f"[yellow]no warehouse at {paths.warehouse}: its checks are skipped[/yellow]")
+    console.rule(f"check-data: lake {paths.lake} day {day}" + (f", real samples {real}" if real else ""))
+    report = check_data(paths.lake, day, inventory, warehouse, real_root=real, real_inventory=real_inventory,
+                        max_age_days=args.max_age_days)
+    print_report(report, console)
+    console.print(f"results: {write_json(report, Path(args.json)).resolve()}")
+    return 1 if report.errors else 0
 
 
 def _print_published(meta: dict, path: Path, console) -> None:
@@ -599,6 +637,19 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--inventory", default=None)
     b.add_argument("--no-publish", action="store_true")
     b.set_defaults(func=cmd_backfill)
+
+    cd = sub.add_parser("check-data", help="run every data-quality suite and warehouse check; exit 1 on an error")
+    cd.add_argument("--date", type=_day, default=None, help="lake day to check (default: the latest attributed day)")
+    cd.add_argument("--raw", default=None, help="(for the inventory)")
+    cd.add_argument("--lake", default=None)
+    cd.add_argument("--warehouse", default=None)
+    cd.add_argument("--inventory", default=None)
+    cd.add_argument("--real", default=None, help="real public samples to check too (default tests/data/real)")
+    cd.add_argument("--real-inventory", default=None, help="inventory placing the FOCUS and trace samples")
+    cd.add_argument("--no-real", action="store_true", help="skip the real samples")
+    cd.add_argument("--max-age-days", type=int, default=None, help="freshness warning threshold (default 2)")
+    cd.add_argument("--json", default="data/check-data.json", help="results file (default data/check-data.json)")
+    cd.set_defaults(func=cmd_check_data)
 
     pb = sub.add_parser("publish", help="publish every attributed day as a new version of the warehouse")
     pb.add_argument("--raw", default=env("INFERLEDGER_RAW", "data/raw"), help="(for the inventory)")

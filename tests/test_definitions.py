@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.definitions import defs
+from transforms.quality import catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_definitions_load_and_graph_snapshot():
     graph = defs.resolve_asset_graph()
     keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
-    assert keys == ["asset_register", "cost_lines", "power_readings", "request_costs", "requests"]
+    assert keys == ["asset_register", "cost_lines", "cost_marts", "power_readings", "report", "request_costs", "requests",
+                    "warehouse"]
+    assert graph.get(dg.AssetKey("report")).parent_keys == {dg.AssetKey("warehouse")}
     for name in ("requests", "power_readings", "cost_lines"):
         pd = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(pd, dg.MultiPartitionsDefinition)
@@ -29,6 +32,32 @@ def test_definitions_load_and_graph_snapshot():
     spec = next(s for s in defs.resolve_asset_graph().asset_check_keys if s.name == "conservation")
     assert spec.asset_key == dg.AssetKey("request_costs")
     assert set(defs.resources) >= {"raw", "lake", "warehouse", "settings"}
+    # The warehouse: day marts after the attribution, one unpartitioned publish after all days,
+    # in the single-writer pool, with its SQL checks (error ones blocking).
+    assert graph.get(dg.AssetKey("cost_marts")).parent_keys == {dg.AssetKey("request_costs")}
+    wh = graph.get(dg.AssetKey("warehouse"))
+    assert wh.parent_keys == {dg.AssetKey("cost_marts")} and wh.partitions_def is None
+    assert wh.pools == {"warehouse"}
+    wh_checks = {k.name: graph.get(k) for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("warehouse")}
+    assert {n for n, c in wh_checks.items() if c.blocking} == {
+        "reconciliation_per_source_line", "marts_equal_sources", "marts_equal_request_facts", "every_request_costed_once",
+        "no_negative_costs", "pue_within_bounds"}
+    assert {n for n, c in wh_checks.items() if not c.blocking} == {"freshness", "negative_energy_cost"}
+
+
+def test_quality_checks_on_their_assets():
+    # Every expectation of every quality suite is a check on its asset (docs/data-quality.md);
+    # error severity blocks, warnings do not.
+    graph = defs.resolve_asset_graph()
+    checks = {(k.asset_key.to_user_string(), k.name): graph.get(k) for k in graph.asset_check_keys}
+    for suite, asset in (("requests", "requests"), ("power_readings", "power_readings"), ("cost_lines", "cost_lines"),
+                         ("assets", "asset_register"), ("request_costs", "request_costs")):
+        for c in catalog(suite):
+            assert checks[(asset, c.name)].blocking == (c.severity == "error"), c.name
+    assert checks[("power_readings", "power_readings.power_w.within_gpu_nameplate")].blocking
+    assert checks[("cost_lines", "cost_lines.currency.reporting_currency")].blocking
+    assert checks[("requests", "requests.output_tokens.non_negative")].blocking
+    assert not checks[("requests", "requests.row_count.vs_previous_day")].blocking
 
 
 def test_dg_check_defs_passes(tmp_path):

@@ -3,7 +3,7 @@ key, and the graph mixes day x site, day, and unpartitioned assets.
 
     ingest_day_site   requests, power_readings, cost_lines     one run per (date, site); sites in parallel
     attribute_day     asset_register, request_costs, cost_marts  one run per date
-    publish_warehouse warehouse                               one run for every attributed day
+    publish_warehouse warehouse, report                       one run for every attributed day
 
 Each job carries its assets' checks; a failing blocking check stops the assets downstream of it.
 """
@@ -21,5 +21,5 @@ attribute_day = dg.define_asset_job(
     partitions_def=daily, description="Attribute one day's costs (all sites) and build its marts.")
 
 publish_warehouse = dg.define_asset_job(
-    "publish_warehouse", selection=dg.AssetSelection.assets("warehouse"),
-    description="Publish every attributed day as a new version of the warehouse, after its checks.")
+    "publish_warehouse", selection=dg.AssetSelection.assets("warehouse", "report"),
+    description="Publish every attributed day as a new version of the warehouse, after its checks; write the report.")

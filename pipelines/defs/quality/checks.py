@@ -1,0 +1,10 @@
+"""Data-quality checks on every asset (docs/data-quality.md). Inputs block attribution on an
+error; the attributed facts block what is built on them (the marts)."""
+
+from pipelines.quality import suite_checks
+
+requests_quality = suite_checks("requests", "requests", blocking=True)
+power_readings_quality = suite_checks("power_readings", "power_readings", blocking=True)
+cost_lines_quality = suite_checks("cost_lines", "cost_lines", blocking=True)
+asset_register_quality = suite_checks("assets", "asset_register", blocking=True)
+request_costs_quality = suite_checks("request_costs", "request_costs", blocking=True)

@@ -1,0 +1,102 @@
+"""Run the suites on a day of the Parquet lake: one batch per partition (date x site for the
+per-site inputs), so memory and time grow with the largest partition, not the fleet.
+
+    results = run_suites(Path("data/lake"), date(2026, 11, 24), inventory)
+    print(format_report(results)); exit(1 if any(r.errors for r in results) else 0)
+"""
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from transforms.contracts import CANONICAL
+from transforms.inventory import Inventory
+from transforms.quality.runner import SuiteResult, validate_frame
+from transforms.quality.suites import REQUEST_COSTS_COLUMNS, SuiteContext
+
+PER_SITE = ("requests", "power_readings", "cost_lines")
+# suite -> lake dataset directory
+DATASET_DIR = {"requests": "requests", "power_readings": "power_readings", "cost_lines": "cost_lines",
+               "assets": "assets", "request_costs": "request_costs"}
+ALL_SUITES = ("inventory", "requests", "power_readings", "cost_lines", "assets", "request_costs")
+
+
+def _schema(suite: str) -> pl.Schema:
+    return pl.Schema(REQUEST_COSTS_COLUMNS) if suite == "request_costs" else CANONICAL[suite].schema
+
+
+def partition_dir(lake_root: Path, suite: str, day: date, site: str | None = None) -> Path:
+    d = Path(lake_root) / DATASET_DIR[suite] / f"date={day.isoformat()}"
+    return d / f"site={site}" if site is not None else d
+
+
+def read_files(files: list[Path], suite: str) -> pl.LazyFrame:
+    """The files' rows as they are (extra or missing columns reach the schema checks); an empty
+    frame of the contract's schema when there is no file."""
+    if not files:
+        return pl.LazyFrame(schema=_schema(suite))
+    return pl.concat([pl.scan_parquet(f, hive_partitioning=False) for f in files], how="diagonal_relaxed")
+
+
+def rows_in(files: Iterable[Path]) -> int:
+    """Row count from the Parquet footers (no data read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def previous_rows(lake_root: Path, suite: str, day: date, site: str | None = None) -> int | None:
+    """Rows of the same partition on the previous day; for the asset register, of the latest
+    register delivered before `day`. None when there is no such partition."""
+    if suite == "assets":
+        days = sorted(p.name.removeprefix("date=") for p in (Path(lake_root) / "assets").glob("date=*"))
+        earlier = [d for d in days if d < day.isoformat()]
+        if not earlier:
+            return None
+        prev = partition_dir(lake_root, suite, date.fromisoformat(earlier[-1]))
+    else:
+        prev = partition_dir(lake_root, suite, day - timedelta(days=1), site)
+    files = sorted(prev.glob("*.parquet"))
+    return rows_in(files) if files else None
+
+
+def validate_partition(lake_root: Path, suite: str, day: date, inventory: Inventory,
+                       site: str | None = None) -> SuiteResult:
+    """Run `suite` on one lake partition (`site` for requests, power_readings and cost_lines)."""
+    d = partition_dir(lake_root, suite, day, site)
+    files = sorted(d.glob("*.parquet"))
+    ctx = SuiteContext(inventory=inventory, day=day, previous_rows=previous_rows(lake_root, suite, day, site))
+    label = d.relative_to(lake_root).as_posix() if files else f"{d.relative_to(lake_root).as_posix()} (no file)"
+    return validate_frame(suite, read_files(files, suite), ctx, partition=label)
+
+
+def validate_inventory(inventory: Inventory, day: date | None = None) -> SuiteResult:
+    return validate_frame("inventory", inventory.nodes_frame(), SuiteContext(inventory=inventory, day=day),
+                          partition="nodes")
+
+
+def run_suites(lake_root: Path, day: date, inventory: Inventory,
+               suites: Iterable[str] = ALL_SUITES) -> list[SuiteResult]:
+    """Every suite on every partition of `day` that exists in the lake (and the inventory's
+    nodes): one SuiteResult per batch. A missing dataset is skipped, not failed: freshness is
+    the warehouse's check."""
+    lake_root = Path(lake_root)
+    out: list[SuiteResult] = []
+    for suite in suites:
+        if suite == "inventory":
+            out.append(validate_inventory(inventory, day))
+        elif suite in PER_SITE:
+            for site_dir in sorted(partition_dir(lake_root, suite, day).glob("site=*")):
+                out.append(validate_partition(lake_root, suite, day, inventory, site_dir.name.removeprefix("site=")))
+        elif partition_dir(lake_root, suite, day).is_dir():
+            out.append(validate_partition(lake_root, suite, day, inventory))
+    return out
+
+
+def run_suite_on_files(suite: str, files: list[Path], inventory: Inventory, day: date | None = None,
+                       previous: int | None = None) -> SuiteResult:
+    """Run `suite` on Parquet files outside the lake layout (real samples, a file under review)."""
+    ctx = SuiteContext(inventory=inventory, day=day, previous_rows=previous)
+    return validate_frame(suite, read_files(sorted(files), suite), ctx,
+                          partition=", ".join(Path(f).name for f in files))

@@ -1,0 +1,170 @@
+"""Run a suite on a Polars frame with Great Expectations and return plain results.
+
+The frame is converted to pandas (GX's SQL datasource fails on DuckDB, see STYLE.md) with
+nullable integer and boolean dtypes, so a null in an Int16 column stays an integer column.
+GX runs in an ephemeral context with analytics and progress bars off. Results are keyed by
+the check's name (kept in each expectation's `meta`), never by position: GX does not keep
+the suite's order.
+"""
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from functools import cache
+from typing import Any
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported
+
+import great_expectations as gx  # noqa: E402
+import pandas as pd  # noqa: E402
+import polars as pl  # noqa: E402
+import pyarrow as pa  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+
+from transforms.quality.suites import SUITES, Check, SuiteContext, prepare  # noqa: E402
+
+EXAMPLES = 5  # unexpected values kept per failed expectation
+_NULLABLE = {pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+             pa.bool_(): pd.BooleanDtype()}
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    """One expectation on one batch. `unexpected_count` is None for table-level expectations
+    (schema, row count), whose `observed` value says what was seen; `error` holds the message
+    when GX could not evaluate the expectation (a missing column, say): that counts as a failure."""
+
+    name: str
+    severity: str
+    success: bool
+    unexpected_count: int | None
+    examples: list
+    observed: Any
+    description: str
+    error: str | None = None
+
+
+@dataclass
+class SuiteResult:
+    """A suite run on one batch (a lake partition, a file or a frame)."""
+
+    suite: str
+    partition: str
+    rows: int
+    seconds: float
+    results: list[ExpectationResult] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[ExpectationResult]:
+        """Failed expectations of error severity: these stop the run."""
+        return [r for r in self.results if not r.success and r.severity == "error"]
+
+    @property
+    def warnings(self) -> list[ExpectationResult]:
+        return [r for r in self.results if not r.success and r.severity == "warning"]
+
+    @property
+    def success(self) -> bool:
+        return not self.errors
+
+    def result(self, name: str) -> ExpectationResult:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(f"{name!r} is not an expectation of suite {self.suite!r}")
+
+    def as_dict(self) -> dict:
+        return {"suite": self.suite, "partition": self.partition, "rows": self.rows, "seconds": round(self.seconds, 3),
+                "success": self.success, "results": [asdict(r) for r in self.results]}
+
+
+@cache
+def _batch_definition():
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return (context.data_sources.add_pandas("inferledger").add_dataframe_asset("frame")
+            .add_batch_definition_whole_dataframe("whole"))
+
+
+def to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
+    """Polars -> pandas for GX. Integer and boolean columns holding nulls become pandas' nullable
+    dtypes (a null would otherwise turn them float or object); the others stay numpy, which GX
+    scans several times faster."""
+    nullable = [c for c, t in frame.schema.items() if (t.is_integer() or t == pl.Boolean) and frame[c].null_count()]
+    pdf = frame.to_pandas()
+    if nullable:
+        fixed = frame.select(nullable).to_pandas(types_mapper=_NULLABLE.get)
+        for c in nullable:
+            pdf[c] = fixed[c]
+    return pdf
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-able copy of a GX example value (numpy scalars, timestamps, pairs, NA)."""
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, (pd.Timestamp, datetime, date)):
+        return v.isoformat()
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v if isinstance(v, (str, int, float, bool)) else str(v)
+
+
+def _observed(result: dict) -> Any:
+    obs = result.get("observed_value")
+    details = (result.get("details") or {}).get("mismatched")
+    if details:  # column set: say what is missing and what is extra, not the whole list
+        return {"missing": sorted(details.get("missing", [])), "unexpected": sorted(details.get("unexpected", []))}
+    return _plain(obs)
+
+
+def validate_frame(suite: str, frame: pl.DataFrame | pl.LazyFrame, ctx: SuiteContext,
+                   partition: str = "") -> SuiteResult:
+    """Run `suite` (a key of SUITES) on every row of `frame`; `ctx` supplies the inventory, the
+    partition's day and the previous day's row count."""
+    started = time.perf_counter()
+    checks: list[Check] = SUITES[suite](ctx)
+    df = prepare(suite, frame.lazy(), ctx).collect()
+    gx_suite = gx.ExpectationSuite(name=suite, expectations=[c.expectation for c in checks])
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": to_pandas(df)})
+    run = batch.validate(gx_suite, result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES})
+    by_name = {r.expectation_config.meta["name"]: r for r in run.results}
+    results = []
+    for c in checks:
+        r = by_name[c.name]
+        err = (r.exception_info or {}).get("exception_message") if (r.exception_info or {}).get("raised_exception") else None
+        results.append(ExpectationResult(
+            name=c.name, severity=c.severity, success=bool(r.success), unexpected_count=r.result.get("unexpected_count"),
+            examples=[_plain(v) for v in r.result.get("partial_unexpected_list") or []][:EXAMPLES],
+            observed=_observed(r.result), description=c.description, error=err))
+    return SuiteResult(suite, partition, df.height, time.perf_counter() - started, results)
+
+
+def format_report(results: list[SuiteResult], *, verbose: bool = False) -> str:
+    """A readable report: one line per batch, then each failed expectation with its count and
+    examples (every expectation with `verbose`)."""
+    lines = []
+    for s in results:
+        status = "FAIL" if s.errors else ("WARN" if s.warnings else "ok")
+        lines.append(f"{status:4}  {s.suite} {s.partition}: {s.rows:,} rows, {len(s.results)} checks, "
+                     f"{len(s.errors)} error(s), {len(s.warnings)} warning(s), {s.seconds:.2f} s")
+        for r in s.results:
+            if r.success and not verbose:
+                continue
+            tag = "pass" if r.success else r.severity.upper()
+            what = (f"{r.unexpected_count:,} unexpected" if r.unexpected_count is not None else f"observed {r.observed}")
+            if r.error:
+                what = f"could not run: {r.error.splitlines()[0][:200]}"
+            eg = f", e.g. {r.examples}" if r.examples and not r.success else ""
+            lines.append(f"      {tag:7} {r.name}: {what}{eg}")
+    n_err = sum(len(s.errors) for s in results)
+    n_warn = sum(len(s.warnings) for s in results)
+    lines.append(f"{len(results)} batch(es), {sum(len(s.results) for s in results)} expectations: "
+                 f"{n_err} error(s), {n_warn} warning(s)")
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""The morning report: one self-contained HTML page drawn from the published warehouse
+(docs/report.md).
+
+    write_report(warehouse_path, out, day=None, days=7) -> ReportOutcome
+
+`figures` reads the marts (headline figures, chart frames, methods), `charts` turns frames into
+Vega-Lite specs (Vega-Altair), `page` assembles the HTML with the Vega bundle inline.
+"""
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from warehouse.access import open_warehouse
+from warehouse.report.charts import CHARTS
+from warehouse.report.figures import Headline, ReportData, ReportError, read_report_data
+from warehouse.report.page import render
+
+
+@dataclass
+class ReportOutcome:
+    path: Path
+    day: date
+    first_day: date
+    charts: int
+    bytes: int
+    seconds: float
+    headlines: list[Headline]
+
+
+def build_report(con, day: date | None = None, days: int = 7, *, expectations: pl.DataFrame | None = None,
+                 path: str = "the warehouse") -> tuple[str, ReportData]:
+    """The report's HTML for the `days` days ending on `day` (default: the last published day),
+    from an open warehouse connection."""
+    data = read_report_data(con, day, days, path=path)
+    return render(data, expectations=expectations), data
+
+
+def write_report(warehouse: Path | str, out: Path | str, day: date | None = None, days: int = 7, *,
+                 expectations: pl.DataFrame | None = None) -> ReportOutcome:
+    """Write the report of `warehouse` to `out` (written beside, then renamed: a reader never
+    sees half a file). Raises ReportError when `day` is not published, FileNotFoundError
+    without a warehouse."""
+    started = time.perf_counter()
+    out = Path(out)
+    con = open_warehouse(warehouse)
+    try:
+        page, data = build_report(con, day, days, expectations=expectations, path=str(warehouse))
+    finally:
+        con.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    charts = sum(not data.frames[frame].is_empty() for frame, *_ in CHARTS.values())
+    return ReportOutcome(out, data.day, data.first_day, charts, out.stat().st_size, time.perf_counter() - started,
+                         data.headlines)
+
+
+__all__ = ["ReportError", "ReportOutcome", "build_report", "write_report"]
