@@ -16,6 +16,16 @@ import polars as pl
 FLEET = "_fleet"  # site value of fleet-wide partitions (the asset register's quarantine and audit)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class Lake:
     def __init__(self, root: Path | str):
         self.root = Path(root)
@@ -29,7 +39,11 @@ class Lake:
         """Stream `lf` into `<partition>/<name>.parquet` atomically; returns the path."""
         target = self.partition_dir(dataset, day, site) / f"{name}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed writer
+            pid = stale.name.removeprefix(f".{target.name}.").split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                stale.unlink(missing_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
         try:
             if isinstance(lf, pl.DataFrame):
                 lf.write_parquet(tmp, compression="zstd", statistics=True)
@@ -53,10 +67,15 @@ class Lake:
         return target
 
     def scratch(self) -> Path:
-        """A private scratch file path under the lake (same file system, removed by the caller)."""
+        """A private scratch file path under the lake (same file system, removed by the caller).
+        Files left by processes that no longer run (a run killed by a signal) are removed here."""
         d = self.root / "_scratch"
         d.mkdir(parents=True, exist_ok=True)
-        return d / f"{uuid.uuid4().hex}.parquet"
+        for old in d.glob("*.parquet"):
+            pid = old.name.split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                old.unlink(missing_ok=True)
+        return d / f"{os.getpid()}-{uuid.uuid4().hex}.parquet"
 
     def scan(self, dataset: str) -> pl.LazyFrame:
         """All partitions of a dataset, with `date` (and `site`) from the hive path."""
