@@ -17,8 +17,8 @@ from transforms.attribution.grid import COMPONENTS, SlotGrid, fsum
 from transforms.attribution.occupancy import (Weight, node_slots_out, request_segments, request_totals, segment_shares,
                                               slot_rates)
 from transforms.attribution.prices import energy_costs, site_slot_prices
-from transforms.attribution.rates import (amortization_allocations, asset_depreciation, cloud_allocations,
-                                          egress_to_requests, fixed_site_allocations)
+from transforms.attribution.rates import (EgressRates, amortization_allocations, asset_depreciation, cloud_allocations,
+                                          egress_line_bytes, egress_unattributed, fixed_site_allocations)
 from transforms.attribution.reconcile import (allocations_to_node_slots, reconcile_allocated_lines, reconcile_energy,
                                               reconcile_site_slot_lines)
 from transforms.inventory import Inventory
@@ -64,11 +64,10 @@ class DayOutputs:
 @dataclass(frozen=True)
 class SharedDay:
     """Everything of a day up to each request's shares (`per_request`, lazy and one row per
-    request: large). The rest is node-, site- or line-sized and materialized."""
+    request: large; a plan over the day's requests, cheap to run again). The rest is node-,
+    site- or line-sized and materialized."""
 
     per_request: pl.LazyFrame
-    request_egress: pl.LazyFrame
-    egress_groups: pl.LazyFrame
     node_out: pl.LazyFrame
     pool_idle_amounts: pl.LazyFrame
     site_hours: pl.LazyFrame
@@ -129,7 +128,7 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
                                (pl.col("pue_method") == "design_pue").alias("design_pue"))
     segments = request_segments(inputs.requests, grid, weight, keep=REQUEST_COLUMNS if weight == "time" else ())
     (rates,) = _materialize(slot_rates(segments, costs, SHARED, grid, flags=flags))
-    shares = segment_shares(segments, rates, SHARED, grid, flags=flags)
+    shares = segment_shares(segments, rates, SHARED, grid, flags=flags, unit_density=weight == "time")
     (node_out,) = _materialize(node_slots_out(rates).drop(flags).with_columns(grid.slot_start(pl.col("slot")).alias("slot_start")))
     if weight == "time":
         per_request = shares.with_columns((pl.col("e") - pl.col("s")).alias("occupied_s")).drop("s", "e", "density")
@@ -139,12 +138,13 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
                              maintain_order="left")
                        .with_columns(pl.col(*SHARED, "occupied_s").fill_null(0.0),
                                      pl.col(*[f"n_{f}" for f in flags]).fill_null(0)))
-    egress_nodes = egress_lines.select("node_id").unique()
-    egress_requests = inputs.requests.join(egress_nodes, on="node_id", how="semi")
-    request_egress, eg_unatt = _materialize(*egress_to_requests(egress_lines, egress_requests))
-    (egress_groups,) = _materialize(
-        request_egress.join(egress_requests.select("request_id", "pool_id", "tier"), on="request_id")
-        .group_by("pool_id", "tier").agg(fsum(pl.col("egress_cost")).alias("egress_cost")))
+    # Egress by rate: each line's bytes (one pass over its nodes' requests), then every request
+    # takes response_bytes x amount / line_bytes of its lines in its own row.
+    egress_nodes = egress_lines.select(pl.col("node_id").drop_nulls().unique()).collect()["node_id"].to_list()
+    (line_bytes,) = _materialize(egress_line_bytes(egress_lines, inputs.requests.filter(pl.col("node_id").is_in(egress_nodes))))
+    egress = EgressRates(egress_lines.collect(), line_bytes.collect(), grid)
+    (eg_unatt,) = _materialize(egress_unattributed(egress_lines, line_bytes))
+    per_request = per_request.with_columns(egress.cost())
 
     # 10. Reconciliation per source line (the totals against the facts come in `finish_day`).
     line_days = pl.concat([am[2], cl_days, fx[2]])
@@ -161,25 +161,28 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
     ]).sort("source", "line_id", "component")
     pool_idle_amounts, reconciliation, unattributed = _materialize(
         idle_by_pool(node_out, nodes), reconciliation, unattributed.sort("source", "line_id", "component"))
-    return SharedDay(per_request, request_egress, egress_groups, node_out, pool_idle_amounts, site_hours,
+    return SharedDay(per_request, node_out, pool_idle_amounts, site_hours,
                      priced.true_up, unattributed, reconciliation)
 
 
 def finish_day(shared: SharedDay, per_request: pl.LazyFrame, inventory: Inventory, *,
                weight: Weight = "time") -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Step 9: direct cost, idle share by tier policy, fully loaded cost. Returns the request
-    facts (in the order of `per_request`) and the pools' idle summary. `per_request` is
-    `shared.per_request` collected or scanned back from a file: it is read twice (the
-    pool-tier sums, then the facts)."""
+    facts (in the order of `per_request`) and the pools' idle summary. `per_request` (usually
+    `shared.per_request`, a plan over the requests) is read twice: the pool-tier sums here,
+    then the facts by whoever collects them."""
+    has_group = pl.col("pool_id").is_not_null() & pl.col("tier").is_not_null()
     groups = (per_request.group_by("pool_id", "tier")
-              .agg(fsum(pl.sum_horizontal(COMPONENTS)).alias("direct_cost"), pl.len().alias("requests"))
-              .join(shared.egress_groups, on=["pool_id", "tier"], how="left")
-              .select("pool_id", "tier", (pl.col("direct_cost") + pl.col("egress_cost").fill_null(0.0)).alias("direct_cost"),
+              .agg(fsum(pl.sum_horizontal(COMPONENTS)).alias("direct_cost"), fsum(pl.col("egress_cost")).alias("egress_cost"),
+                   pl.len().alias("requests"))
+              .select("pool_id", "tier",
+                      (pl.col("direct_cost") + pl.when(has_group).then(pl.col("egress_cost")).otherwise(0.0)).alias("direct_cost"),
                       "requests"))
+    (groups,) = _materialize(groups)  # one pass over the requests, read by both frames below
     factors, pool_idle = _materialize(*idle_factors(groups, shared.pool_idle_amounts, inventory))
     pool_idle = shared.pool_idle_amounts.join(
         pool_idle.select("pool_id", "absorbed", "unabsorbed", "policy", "reserved_by"), on="pool_id", how="left")
-    facts = request_facts(per_request, shared.request_egress, factors, currency=inventory.currency, weight=weight)
+    facts = request_facts(per_request, factors, currency=inventory.currency, weight=weight)
     return facts, pool_idle.sort("pool_id")
 
 

@@ -88,18 +88,34 @@ def idle_shares(direct: pl.LazyFrame, idle_pools: pl.LazyFrame, inventory: Inven
     return shares, pool_idle
 
 
-def request_facts(per_request: pl.LazyFrame, egress: pl.LazyFrame, factors: pl.LazyFrame, *, currency: str,
-                  weight: str) -> pl.LazyFrame:
-    """One row per request of the day (request columns, shares, flags `n_estimated`,
-    `n_interpolated`, `n_design_pue`, `occupied_s`), in the order of `per_request`: costs, idle
-    share, fully loaded cost and methods. Requests that occupied no slot appear with zero costs."""
+def _factor_lookup(factors: pl.LazyFrame | pl.DataFrame) -> list[pl.Expr]:
+    """`per_direct, per_request, idle_policy` of each request's (pool_id, tier) in `factors`,
+    null when it has none: looked up by position (the pools and tiers as Enum indexes, a dense
+    pools x tiers table), the same as a left join on the two strings without hashing them per
+    request."""
+    f = factors.lazy().select("pool_id", "tier", "per_direct", "per_request", "idle_policy").collect()
+    pools = sorted(f["pool_id"].drop_nulls().unique().to_list())
+    tiers = sorted(f["tier"].drop_nulls().unique().to_list())
+    if not pools or not tiers:
+        return [pl.lit(None, pl.Float64).alias("per_direct"), pl.lit(None, pl.Float64).alias("per_request"),
+                pl.lit(None, pl.String).alias("idle_policy")]
+    table = (pl.DataFrame({"pool_id": pools}).join(pl.DataFrame({"tier": tiers}), how="cross").sort("pool_id", "tier")
+             .join(f, on=["pool_id", "tier"], how="left", maintain_order="left"))
+    idx = (pl.col("pool_id").cast(pl.Enum(pools), strict=False).to_physical().cast(pl.Int64) * len(tiers)
+           + pl.col("tier").cast(pl.Enum(tiers), strict=False).to_physical().cast(pl.Int64))
+    return [pl.lit(table[c]).gather(idx).alias(c) for c in ("per_direct", "per_request", "idle_policy")]
+
+
+def request_facts(per_request: pl.LazyFrame, factors: pl.LazyFrame, *, currency: str, weight: str) -> pl.LazyFrame:
+    """One row per request of the day (request columns, shares, `egress_cost`, flags
+    `n_estimated`, `n_interpolated`, `n_design_pue`, `occupied_s`), in the order of
+    `per_request`: costs, idle share, fully loaded cost and methods. Requests that occupied no
+    slot appear with zero costs."""
     money = [*COMPONENTS, "egress_cost"]
     facts = (
-        per_request.join(egress, on="request_id", how="left", maintain_order="left")
+        per_request
         .with_columns(pl.col("egress_cost").fill_null(0.0), pl.col("completed_at").dt.date().alias("date"))
-        .with_columns(pl.sum_horizontal(money).alias("direct_cost"))
-        .join(factors.select("pool_id", "tier", "per_direct", "per_request", "idle_policy"), on=["pool_id", "tier"],
-              how="left", maintain_order="left")
+        .with_columns(pl.sum_horizontal(money).alias("direct_cost"), *_factor_lookup(factors))
         .with_columns((pl.col("direct_cost") * pl.col("per_direct").fill_null(0.0) + pl.col("per_request").fill_null(0.0))
                       .alias("idle_share"), pl.col("idle_policy").fill_null("none"))
     )

@@ -7,8 +7,8 @@ or decode window for token weighting. A node-slot's total weight is
 
 Nothing here makes a row per request per slot: with `q_k = C_k / W_k` and its per-node
 prefix sum `Q`, a segment over slots `a..b` costs
-`d · [(end_a - s)·q_a + (e - start_b)·q_b + slot_s·(Q_b - Q_{a+1})]` — two joins per
-segment, so the cost grows with requests + slots, not their product.
+`d · [(end_a - s)·q_a + (e - start_b)·q_b + slot_s·(Q_b - Q_{a+1})]` — two lookups (by
+position, `dense_lookup`) per segment, so the cost grows with requests + slots, not their product.
 """
 
 from typing import Literal
@@ -76,34 +76,51 @@ def _slot_span(segments: pl.LazyFrame, slot_s: int) -> pl.LazyFrame:
     )
 
 
+def node_index(nodes: list[str], column: str = "node_id") -> pl.Expr:
+    """Position (Int64) of `column` in the sorted list `nodes`, null for a value not in it: an
+    integer key for group-bys and `gather`s in place of hashing the node's string."""
+    if not nodes:
+        return pl.lit(None, pl.Int64)
+    return pl.col(column).cast(pl.Enum(nodes), strict=False).to_physical().cast(pl.Int64)
+
+
+def _nodes_of(frame: pl.LazyFrame | pl.DataFrame) -> list[str]:
+    return frame.lazy().select(pl.col("node_id").drop_nulls().unique().sort()).collect()["node_id"].to_list()
+
+
 def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
     """`node_slots` (`node_id, slot`, one row per node and slot) with `active` (Int64: segments
-    overlapping the slot, exact) and `weight` (Float64: `W_k`). A slot is occupied iff `active > 0`."""
+    overlapping the slot, exact) and `weight` (Float64: `W_k`). A slot is occupied iff `active > 0`.
+    The segments are grouped on integer keys (`node_index`, slot): no string hashing per segment."""
     slot_s = grid.slot_s
-    spans = _slot_span(segments.filter(pl.col("e") > pl.col("s")), slot_s).select("node_id", "s", "e", "density", "a", "b")
+    nodes = _nodes_of(node_slots)
+    spans = (_slot_span(segments.filter(pl.col("e") > pl.col("s")), slot_s)
+             .select(node_index(nodes).alias("_n"), "s", "e", "density", "a", "b")
+             .filter(pl.col("_n").is_not_null()))
     one = pl.col("a") == pl.col("b")
-    # A segment's weight in its first and last slot, exactly; its interior slots each get
-    # d * slot_s, through a difference array (+d after the first slot, -d at the last).
-    edges = pl.concat([
-        spans.select("node_id", pl.col("a").alias("slot"),
+    # A segment's weight in its first and last slot, exactly (`edge`); its interior slots each
+    # get d * slot_s, through a difference array (`d`: +d after the first slot, -d at the last);
+    # the exact count of segments overlapping each slot, through another (`n`: +1 at the first
+    # slot, -1 after the last). One group-by over all of them: each sum only sees its own rows.
+    f64, none = pl.Float64, pl.lit(None, pl.Float64)
+    multi = spans.filter(~one)
+    events = pl.concat([
+        spans.select("_n", pl.col("a").alias("slot"),
                      (pl.col("density") * (pl.when(one).then(pl.col("e")).otherwise((pl.col("a") + 1) * slot_s)
-                                           - pl.col("s"))).alias("edge")),
-        spans.filter(~one).select("node_id", pl.col("b").alias("slot"),
-                                  (pl.col("density") * (pl.col("e") - pl.col("b") * slot_s)).alias("edge")),
-    ]).group_by("node_id", "slot").agg(pl.col("edge").pipe(fsum))
-    interior = pl.concat([
-        spans.filter(~one).select("node_id", (pl.col("a") + 1).alias("slot"), pl.col("density").alias("d")),
-        spans.filter(~one).select("node_id", pl.col("b").alias("slot"), (-pl.col("density")).alias("d")),
-    ]).group_by("node_id", "slot").agg(pl.col("d").pipe(fsum))
-    # Exact count of segments overlapping each slot (difference array over [a, b]).
-    counts = pl.concat([
-        spans.select("node_id", pl.col("a").alias("slot"), pl.lit(1, pl.Int64).alias("n")),
-        spans.select("node_id", (pl.col("b") + 1).alias("slot"), pl.lit(-1, pl.Int64).alias("n")),
-    ]).group_by("node_id", "slot").agg(pl.col("n").sum())
+                                           - pl.col("s"))).cast(f64).alias("edge"),
+                     none.alias("d"), pl.lit(1, pl.Int64).alias("n")),
+        multi.select("_n", pl.col("b").alias("slot"),
+                     (pl.col("density") * (pl.col("e") - pl.col("b") * slot_s)).cast(f64).alias("edge"),
+                     (-pl.col("density")).cast(f64).alias("d"), pl.lit(0, pl.Int64).alias("n")),
+        multi.select("_n", (pl.col("a") + 1).alias("slot"), none.alias("edge"), pl.col("density").cast(f64).alias("d"),
+                     pl.lit(0, pl.Int64).alias("n")),
+        spans.select("_n", (pl.col("b") + 1).alias("slot"), none.alias("edge"), none.alias("d"),
+                     pl.lit(-1, pl.Int64).alias("n")),
+    ])
+    sums = events.group_by("_n", "slot").agg(pl.col("edge").pipe(fsum), pl.col("d").pipe(fsum), pl.col("n").sum())
     return (
-        node_slots.join(edges, on=["node_id", "slot"], how="left")
-        .join(interior, on=["node_id", "slot"], how="left")
-        .join(counts, on=["node_id", "slot"], how="left")
+        node_slots.with_columns(node_index(nodes).alias("_n"))
+        .join(sums, on=["_n", "slot"], how="left")
         .with_columns(pl.col("edge", "d", "n").fill_null(0))
         .sort("node_id", "slot")
         .with_columns(
@@ -112,7 +129,7 @@ def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGri
         )
         .with_columns(pl.when(pl.col("active") > 0).then(pl.col("weight").clip(lower_bound=0.0)).otherwise(0.0)
                       .alias("weight"))
-        .drop("edge", "d", "n")
+        .drop("edge", "d", "n", "_n")
     )
 
 
@@ -137,34 +154,52 @@ def node_slots_out(rates: pl.LazyFrame) -> pl.LazyFrame:
     return rates.select(pl.exclude("^_[qQF]_.*$"))
 
 
+def dense_lookup(rates: pl.LazyFrame | pl.DataFrame, n_slots: int, columns: list) -> tuple[list[str], pl.DataFrame]:
+    """`rates` (`node_id, slot`, ...) laid out densely, row `node_index * n_slots + slot` for
+    every node of `rates` and every slot (null where `rates` has no row), with `columns`
+    (names or expressions): lookups by `gather` instead of joins on (node_id, slot)."""
+    r = rates.lazy().select("node_id", "slot", *columns).collect()
+    nodes = _nodes_of(r)
+    full = (pl.DataFrame({"node_id": pl.Series(nodes, dtype=pl.String)})
+            .join(pl.DataFrame({"slot": pl.int_range(0, n_slots, dtype=r.schema["slot"], eager=True)}), how="cross")
+            .sort("node_id", "slot"))
+    return nodes, full.join(r, on=["node_id", "slot"], how="left", maintain_order="left")
+
+
 def segment_shares(segments: pl.LazyFrame, rates: pl.LazyFrame, components: list[str], grid: SlotGrid,
-                   flags: tuple[str, ...] = ()) -> pl.LazyFrame:
+                   flags: tuple[str, ...] = (), *, unit_density: bool = False) -> pl.LazyFrame:
     """`segments` with one column per component (its share; 0 for an empty segment) and, per
-    flag, `n_<flag>`: how many of the slots it occupies have the flag. Two joins of the
-    segments with the node-slot `rates`, at their first (a) and last (b) slot."""
-    slot_s = grid.slot_s
+    flag, `n_<flag>`: how many of the slots it occupies have the flag. Each segment looks the
+    node-slot `rates` up at its first (a) and last (b) slot by position (`dense_lookup`):
+    no join, no hashing of the segment's node_id beyond one Enum cast. `unit_density`: every
+    density is 1 (time weighting), so the multiplication by it (exact) is skipped."""
+    slot_s, n = grid.slot_s, grid.n_slots
     cols = [*[f"_q_{c}" for c in components], *[f"_Q_{c}" for c in components], *[f"_F_{f}" for f in flags],
             *[pl.col(f).cast(pl.Int32).alias(f"_f_{f}") for f in flags]]
-    lookup = rates.select("node_id", "slot", *cols)
-    names = lookup.collect_schema().names()[2:]
-    at_a = lookup.rename({"slot": "a", **{n: f"{n}@a" for n in names}})
-    at_b = lookup.rename({"slot": "b", **{n: f"{n}@b" for n in names}})
+    nodes, table = dense_lookup(rates, n, cols)
     empty = pl.col("e") <= pl.col("s")
     spans = (_slot_span(segments, slot_s)
              .with_columns(pl.when(empty).then(None).otherwise(pl.col("a")).alias("a"),
-                           pl.when(empty).then(None).otherwise(pl.col("b")).alias("b"))
-             .join(at_a, on=["node_id", "a"], how="left", maintain_order="left")
-             .join(at_b, on=["node_id", "b"], how="left", maintain_order="left"))
+                           pl.when(empty).then(None).otherwise(pl.col("b")).alias("b"),
+                           node_index(nodes).alias("_n"))
+             .with_columns((pl.col("_n") * n + pl.col("a")).alias("_ia"), (pl.col("_n") * n + pl.col("b")).alias("_ib")))
+
+    def at(name: str, end: str) -> pl.Expr:
+        return pl.lit(table[name]).gather(pl.col(f"_i{end}"))
+
     same = pl.col("a") == pl.col("b")
     first = (pl.col("a") + 1) * slot_s - pl.col("s")
     last = pl.col("e") - pl.col("b") * slot_s
+    def weighted(x: pl.Expr) -> pl.Expr:
+        return x if unit_density else pl.col("density") * x
+
     shares = [
-        (pl.col("density") * pl.when(same).then((pl.col("e") - pl.col("s")) * pl.col(f"_q_{c}@a")).otherwise(
-            first * pl.col(f"_q_{c}@a") + last * pl.col(f"_q_{c}@b")
-            + slot_s * (pl.col(f"_Q_{c}@b") - pl.col(f"_Q_{c}@a") - pl.col(f"_q_{c}@a")))).fill_null(0.0).alias(c)
+        weighted(pl.when(same).then((pl.col("e") - pl.col("s")) * at(f"_q_{c}", "a")).otherwise(
+            first * at(f"_q_{c}", "a") + last * at(f"_q_{c}", "b")
+            + slot_s * (at(f"_Q_{c}", "b") - at(f"_Q_{c}", "a") - at(f"_q_{c}", "a")))).fill_null(0.0).alias(c)
         for c in components
     ]
-    counts = [(pl.col(f"_F_{f}@b") - pl.col(f"_F_{f}@a") + pl.col(f"_f_{f}@b")).fill_null(0).alias(f"n_{f}")
+    counts = [(at(f"_F_{f}", "b") - at(f"_F_{f}", "a") + at(f"_f_{f}", "b")).fill_null(0).alias(f"n_{f}")
               for f in flags]
     return spans.select(*segments.collect_schema().names(), *shares, *counts)
 

@@ -256,6 +256,95 @@ def egress_to_requests(egress_lines: pl.LazyFrame, requests: pl.LazyFrame) -> tu
     return _conform(request_egress, REQUEST_EGRESS, "request_id"), _unattributed(unattributed)
 
 
+def _egress_hours(egress_lines: pl.LazyFrame) -> pl.LazyFrame:
+    """Egress lines, one row per UTC hour their window touches (`hour`)."""
+    return (
+        egress_lines.filter(pl.col("period_end") > pl.col("period_start"))
+        .with_columns(pl.datetime_ranges(pl.col("period_start").dt.truncate("1h"),
+                                         (pl.col("period_end") - pl.duration(microseconds=1)).dt.truncate("1h"),
+                                         "1h").alias("hour"))
+        .explode("hour")
+    )
+
+
+def egress_line_bytes(egress_lines: pl.LazyFrame, requests: pl.LazyFrame) -> pl.LazyFrame:
+    """`source, line_id, line_bytes`: the response bytes of the requests of each egress line's
+    node completed in its [period_start, period_end) (requests of unknown size left out), for
+    the lines with some (`line_bytes > 0`). The same matching as `egress_to_requests`, summed
+    per line instead of kept per request: the lines' rates come from it (`EgressRates`)."""
+    sized = (requests.filter(pl.col("response_bytes").is_not_null())
+             .select("node_id", "completed_at", "response_bytes", pl.col("completed_at").dt.truncate("1h").alias("hour")))
+    return (
+        _egress_hours(egress_lines).join(sized, on=["node_id", "hour"], how="inner")
+        .filter((pl.col("completed_at") >= pl.col("period_start")) & (pl.col("completed_at") < pl.col("period_end")))
+        .group_by("source", "line_id").agg(pl.col("response_bytes").sum().alias("line_bytes"))
+        .filter(pl.col("line_bytes") > 0)
+        .sort("source", "line_id")
+    )
+
+
+class EgressRates:
+    """Egress lines by rate: each request takes `day_amount x response_bytes / line_bytes` of
+    every line of its node whose window holds its completion, in its own row — the same
+    amounts as `egress_to_requests`, without a row per matched request or a join on request_id.
+
+    The lines (with `line_bytes` from `egress_line_bytes`) are laid out densely by node, UTC
+    hour of the day and rank within the hour (`k` slots: the most lines any node-hour has), so
+    a request finds them by position (`gather`)."""
+
+    def __init__(self, egress_lines: pl.DataFrame, line_bytes: pl.DataFrame, grid: SlotGrid):
+        from transforms.attribution.occupancy import node_index
+
+        self.grid = grid
+        paid = (egress_lines.lazy().filter(pl.col("node_id").is_not_null())
+                .join(line_bytes.lazy(), on=["source", "line_id"], how="inner"))
+        hours = (_egress_hours(paid)
+                 .with_columns(((pl.col("hour") - pl.lit(grid.start, UTC_US)).dt.total_microseconds() // 3_600_000_000)
+                               .alias("h"))
+                 .filter(pl.col("h").is_between(0, 23))
+                 .sort("node_id", "h", "source", "line_id")
+                 .with_columns(pl.int_range(pl.len()).over("node_id", "h").alias("j"))
+                 .collect())
+        self.nodes = sorted(hours["node_id"].unique().to_list())
+        self.k = int(hours["j"].max()) + 1 if hours.height else 0
+        n = len(self.nodes) * 24 * self.k
+        hours = hours.with_columns((node_index(self.nodes) * (24 * self.k) + pl.col("h") * self.k + pl.col("j")).alias("_i"))
+        self.table = (pl.DataFrame({"_i": pl.int_range(0, n, dtype=pl.Int64, eager=True)})
+                      .join(hours.select("_i", "period_start", "period_end", "day_amount", "line_bytes"), on="_i",
+                            how="left", maintain_order="left"))
+
+    def cost(self) -> pl.Expr:
+        """`egress_cost` of a request frame (`node_id, completed_at, response_bytes`): the sum of
+        its lines' shares, exact (as `fsum` over the matched lines), 0 when none matches."""
+        if not self.k:
+            return pl.lit(0.0).alias("egress_cost")
+        from transforms.attribution.occupancy import node_index
+
+        h = (pl.col("completed_at") - pl.lit(self.grid.start, UTC_US)).dt.total_microseconds() // 3_600_000_000
+        base = pl.when(h.is_between(0, 23)).then(node_index(self.nodes) * (24 * self.k) + h * self.k)
+        terms = []
+        for j in range(self.k):
+            def at(name: str, j: int = j) -> pl.Expr:
+                return pl.lit(self.table[name]).gather(base + j)
+            inside = (pl.col("completed_at") >= at("period_start")) & (pl.col("completed_at") < at("period_end"))
+            terms.append(pl.when(inside).then(at("day_amount") * pl.col("response_bytes") / at("line_bytes"))
+                         .cast(pl.Decimal(38, 18)))
+        total = terms[0] if self.k == 1 else pl.sum_horizontal(terms)
+        return total.cast(pl.Float64).fill_null(0.0).alias("egress_cost")
+
+
+def egress_unattributed(egress_lines: pl.LazyFrame, line_bytes: pl.LazyFrame) -> pl.LazyFrame:
+    """Egress lines no request takes a share of: `no_requests_with_bytes`, or
+    `resource_not_a_serving_node` for a line of no node (as `egress_to_requests`)."""
+    unattributed = (
+        egress_lines.join(line_bytes.select("source", "line_id"), on=["source", "line_id"], how="anti")
+        .with_columns(pl.lit("egress_cost").alias("component"),
+                      pl.when(pl.col("node_id").is_null()).then(pl.lit("resource_not_a_serving_node"))
+                      .otherwise(pl.lit("no_requests_with_bytes")).alias("reason"))
+    )
+    return _unattributed(unattributed)
+
+
 # --- step 8: fixed site costs ----------------------------------------------------------------
 
 def fixed_site_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotGrid,
