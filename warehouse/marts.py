@@ -51,6 +51,7 @@ def connect(database: str = ":memory:", **kwargs) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection in UTC with the `xsum` macro (exact sum of doubles)."""
     con = duckdb.connect(database, **kwargs)
     run(con, "SET TimeZone = 'UTC'")
+    run(con, "SET enable_progress_bar = false")  # progress is the caller's to show
     run(con, "CREATE OR REPLACE TEMP MACRO xsum(x) AS CAST(sum(CAST(x AS DECIMAL(38, 18))) AS DOUBLE)")
     return con
 
