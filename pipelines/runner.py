@@ -71,7 +71,8 @@ def _value(v):
     return getattr(v, "value", getattr(v, "data", v))
 
 
-def _failure_message(result: dg.ExecuteInProcessResult, job: str, partition: str | None) -> str:
+def _failure_message(result: dg.ExecuteInProcessResult, job: str, partition: str | None,
+                     planned: set[str] | None = None) -> str:
     where = f"{job}" + (f" [{partition}]" if partition else "")
     lines = []
     for ev in result.get_asset_check_evaluations():
@@ -85,9 +86,10 @@ def _failure_message(result: dg.ExecuteInProcessResult, job: str, partition: str
         err = ev.event_specific_data.error
         message = (err.message.strip() if err else "see the run log").splitlines()
         lines.append(f"step {ev.step_key} failed: " + "\n    ".join(message[:12]))
-    skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
-    if skipped:
-        lines.append(f"not run (upstream failed): {', '.join(sorted(set(skipped)))}")
+    done = {e.event_specific_data.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    not_run = sorted((planned or set()) - done)
+    if not_run:
+        lines.append(f"not run (upstream failed): {', '.join(not_run)}")
     return f"{where} failed (run {result.run_id}):\n  " + "\n  ".join(lines or ["see the run log"])
 
 
@@ -101,7 +103,8 @@ def run_job(defs: dg.Definitions, name: str, partition: str | None, inst: dg.Dag
         tags={"inferledger/job": name, **(tags or {})},
         asset_selection=[dg.AssetKey(a) for a in assets] if assets else None)
     if not result.success:
-        raise RunFailed(_failure_message(result, name, partition), result.run_id)
+        planned = set(assets) if assets else {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+        raise RunFailed(_failure_message(result, name, partition, planned), result.run_id)
     out = RunOutcome(name, partition, result.run_id, time.perf_counter() - started)
     for ev in result.get_asset_materialization_events():
         mat = ev.event_specific_data.materialization

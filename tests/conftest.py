@@ -22,7 +22,9 @@ def demo_warehouse(tmp_path_factory):
 
     from pipelines.cli import DEMO_DAY, main
 
-    shared = tmp_path_factory.getbasetemp().parent / "demo-warehouse"  # shared by the xdist workers
+    base = tmp_path_factory.getbasetemp()
+    # One per test session: under xdist the workers' folders share the session's parent.
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "demo-warehouse"
     shared.mkdir(exist_ok=True)
     paths = {"raw": shared / "raw", "lake": shared / "lake", "warehouse": shared / "warehouse" / "inferledger.duckdb",
              "day": DEMO_DAY}

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from pipelines.lake import FLEET, Lake
-from warehouse.marts import DAILY, MartError, build_day_marts, marts_are_current, mart_path
+from warehouse.marts import DAILY, MartError, build_day_marts, marts_are_current, marts_status, mart_path
 from warehouse.access import open_warehouse
 from warehouse.publish import WarehouseCheckError, publish
 from warehouse.tables import BY_NAME
@@ -259,7 +259,8 @@ def test_marts_are_rebuilt_only_when_their_day_changes(marts, small_inventory, t
     # A re-attributed day (new request facts) makes the marts stale; rebuilding gives the same bytes
     # for the same content.
     lake.write(request_costs(), "request_costs", DAY)
-    assert not marts_are_current(lake, DAY, small_inventory)
+    assert marts_status(lake, DAY, small_inventory) == "stale"
+    assert marts_status(lake, DAY, small_inventory.model_copy(update={"currency": "EUR"})) == "stale"
     build_day_marts(lake, DAY, small_inventory)
     assert marts_are_current(lake, DAY, small_inventory)
     assert mart_path(lake, "cost_by_tier_day", DAY).read_bytes() == before

@@ -228,7 +228,7 @@ def test_versions_are_kept_for_rollback_and_marts_are_identical_on_republish(two
     b = publish(lake, inventory, wh, keep=2)
     assert complete_versions(wh) == sorted([a.version, b.version]) and current_version(wh) == b.version
     assert first in a.pruned + b.pruned
-    assert b.rebuilt_days == []  # nothing changed in the lake: the day marts are reused
+    assert a.rebuilt_days == b.rebuilt_days == []  # nothing changed in the lake: the day marts are reused
     tables = [t.name for t in TABLES if t.name != "publication"]
     va, vb = (versions_dir(wh) / v / "inferledger.duckdb" for v in (a.version, b.version))
     for t in tables:
@@ -267,14 +267,21 @@ def test_a_mart_off_by_a_dollar_fails_the_named_blocking_check_and_publishes_not
     assert all(e.passed for n, e in evaluations.items() if n != "freshness")
     before = (current_version(wh), sql(wh, "SELECT * FROM cost_by_tier_day ORDER BY ALL"))
 
-    # One request's energy cost off by a dollar in the attributed facts: the marts follow the
-    # facts, so they no longer add up to the sources.
+    # One request's energy cost off by a dollar in the attributed facts: facts that changed
+    # since their marts were built are refused outright...
     day = demo_warehouse["day"]
     facts = pl.read_parquet(lake / "request_costs" / f"date={day}" / "part-0.parquet")
     bump = pl.int_range(pl.len()) == 0
     facts = facts.with_columns(*[pl.when(bump).then(pl.col(c) + 1.0).otherwise(pl.col(c)).alias(c)
                                  for c in ("energy_cost", "direct_cost", "fully_loaded_cost")])
     Lake(lake).write(facts, "request_costs", day)
+    stale = dg.materialize([cost_marts, warehouse], selection=[warehouse], resources=resources, instance=instance,
+                           raise_on_error=False)
+    assert not stale.success
+    assert f"the marts of {day} (stale)" in stale.get_step_failure_events()[0].event_specific_data.error.message
+    # ... and once the marts follow the facts (the cost_marts asset run on its own), they no
+    # longer add up to the sources: the named check fails the publish.
+    assert dg.materialize([cost_marts], partition_key=str(day), resources=resources, instance=instance).success
     bad = dg.materialize([cost_marts, warehouse], selection=[warehouse], resources=resources, instance=instance,
                          raise_on_error=False)
     assert not bad.success

@@ -4,8 +4,11 @@ Each daily table of `warehouse.tables` is computed from the day's attribution ou
 ingest's quarantine and audit) into `<lake>/marts/<table>/date=D/part-0.parquet`, so the
 nightly publish only reads small per-day files, whatever the history. A manifest
 (`<lake>/marts/_manifest/date=D.json`) records the source files and the inventory the marts
-were built from; `marts_are_current` tells the publish when a day must be built again (a
-re-attributed day, a changed inventory, a build killed half way).
+were built from; `marts_status` tells the publish whether a day's marts are those of its
+current facts: the `cost_marts` asset builds them only after the facts' blocking checks
+passed, so a day re-attributed with facts that failed them (or whose build was killed) has
+stale marts and is not published until it is attributed again. A changed inventory (tier
+prices, objectives) only needs the marts rebuilt from the same facts: the publish does that.
 
 Sums of money and energy are exact (`xsum`: a DECIMAL(38,18) sum, cast back to DOUBLE), so
 the marts do not depend on the order DuckDB's threads add rows in: a rerun writes the same bytes.
@@ -207,7 +210,6 @@ class DayMarts:
     day: date
     paths: dict[str, Path] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
-    rebuilt: bool = True
 
 
 def inventory_fingerprint(inventory: Inventory) -> str:
@@ -215,8 +217,8 @@ def inventory_fingerprint(inventory: Inventory) -> str:
 
 
 def _stat(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    st = path.stat()  # size and modification time: a lake copied with its times (cp -p, rsync -t) stays current
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _day_sources(lake: Lake, day: date) -> dict[str, list[Path]]:
@@ -249,18 +251,27 @@ def attributed_days(lake: Lake) -> list[date]:
                   for p in root.glob("date=*/part-0.parquet")) if root.exists() else []
 
 
-def marts_are_current(lake: Lake, day: date, inventory: Inventory) -> bool:
-    """True when the day's marts were built, completely, from the day's current files."""
+def marts_status(lake: Lake, day: date, inventory: Inventory) -> str:
+    """`current`; `inventory_changed` (same facts, other inventory); `stale` (the day's files
+    changed since its marts were built); or `missing` (never built, or a build killed half way)."""
     m = manifest_path(lake, day)
     if not m.exists():
-        return False
+        return "missing"
     try:
         recorded = json.loads(m.read_text())
         marts = {t.name: mart_path(lake, t.name, day) for t in DAILY}
-        return (recorded["built_from"] == _fingerprint(lake, day, inventory)
-                and all(p.exists() and recorded["marts"].get(name) == _stat(p) for name, p in marts.items()))
+        if not all(p.exists() and recorded["marts"].get(name) == _stat(p) for name, p in marts.items()):
+            return "missing"
+        now = _fingerprint(lake, day, inventory)
+        if recorded["built_from"]["sources"] != now["sources"]:
+            return "stale"
+        return "current" if recorded["built_from"]["inventory"] == now["inventory"] else "inventory_changed"
     except (KeyError, ValueError, OSError):
-        return False
+        return "missing"
+
+
+def marts_are_current(lake: Lake, day: date, inventory: Inventory) -> bool:
+    return marts_status(lake, day, inventory) == "current"
 
 
 def _empty(schema: pl.Schema) -> str:
@@ -292,7 +303,7 @@ def _register_day(con: duckdb.DuckDBPyConnection, sources: dict[str, list[Path]]
 
 def build_day_marts(lake: Lake, day: date, inventory: Inventory) -> DayMarts:
     """Compute every daily table of `day` from the lake into `<lake>/marts/`; the manifest is
-    written last, so a build killed half way is rebuilt by the next publish."""
+    written last, so a build killed half way is seen as `missing` (`marts_status`)."""
     sources = _day_sources(lake, day)
     if not sources["request_costs"]:
         raise MartError(f"{lake.partition_dir('request_costs', day)}: {day} is not attributed; "
@@ -338,12 +349,5 @@ def build_day_marts(lake: Lake, day: date, inventory: Inventory) -> DayMarts:
     return out
 
 
-def ensure_day_marts(lake: Lake, day: date, inventory: Inventory) -> DayMarts:
-    """The day's marts, built only when they are not current."""
-    if marts_are_current(lake, day, inventory):
-        return DayMarts(day, {t.name: mart_path(lake, t.name, day) for t in DAILY}, rebuilt=False)
-    return build_day_marts(lake, day, inventory)
-
-
-__all__ = ["BY_NAME", "DAILY", "MartError", "attributed_days", "build_day_marts", "connect", "ensure_day_marts",
-           "marts_are_current", "mart_path"]
+__all__ = ["BY_NAME", "DAILY", "MartError", "attributed_days", "build_day_marts", "connect", "marts_are_current",
+           "marts_status", "mart_path"]

@@ -36,7 +36,7 @@ import polars as pl
 from pipelines.lake import Lake
 from transforms.inventory import Inventory
 from warehouse.checks import CheckOutcome, WarehouseCheck, checks, describe, failures, run_checks
-from warehouse.marts import DAILY, MartError, attributed_days, connect, ensure_day_marts, mart_path, run
+from warehouse.marts import DAILY, MartError, attributed_days, build_day_marts, connect, mart_path, marts_status, run
 from warehouse.tables import BY_NAME, TABLES, Table
 
 STORAGE_VERSION = "v1.5.0"
@@ -262,12 +262,12 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
             progress: Callable[[str], None] | None = None) -> PublishOutcome:
     """Publish every attributed day of the lake as a new version of the warehouse at `path`.
 
-    Builds the marts of days whose inputs changed since their last build, writes the new
-    version completely, runs the warehouse checks on it (`warehouse.checks`), swaps it in, and
-    keeps the last `keep` versions. Raises WarehouseCheckError (nothing published) when an
-    error-severity check fails (`checks_to_run`: all of `warehouse.checks.checks()` by
-    default), PublishError when the lake has no attributed day, MartError when a day's outputs
-    are incomplete."""
+    Publishes only days whose marts were built from their current facts (`marts_status`;
+    rebuilt here when only the inventory changed), writes the new version completely, runs
+    the warehouse checks on it (`warehouse.checks`), swaps it in, and keeps the last `keep`
+    versions. Raises WarehouseCheckError (nothing published) when an error-severity check
+    fails (`checks_to_run`: all of `warehouse.checks.checks()` by default), PublishError when
+    the lake has no attributed day or a day's marts are stale or missing."""
     started = time.perf_counter()
     report = progress or (lambda _msg: None)
     lake, path = Lake(Path(lake_root).absolute()), Path(path).absolute()
@@ -288,11 +288,17 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         while (vroot / version).exists():
             version = f"{version.split('.')[0]}.{uuid.uuid4().hex[:6]}"
         out = PublishOutcome(version, path, vroot / version, days=days)
-        for i, day in enumerate(days, 1):
-            report(f"marts {day} ({i}/{len(days)})")
-            built = ensure_day_marts(lake, day, inventory)
-            if built.rebuilt:
-                out.rebuilt_days.append(day)
+        status = {day: marts_status(lake, day, inventory) for day in days}
+        unusable = [d for d, st in status.items() if st in ("stale", "missing")]
+        if unusable:
+            raise PublishError(
+                f"{path}: not published; the marts of {', '.join(f'{d} ({status[d]})' for d in unusable)} are not those of "
+                "the day's attributed facts: the attribution's checks failed, or it was interrupted. Fix the inputs and "
+                f"attribute the day again (`inferledger run --date {unusable[0]}`). The published warehouse is unchanged.")
+        for day in [d for d, st in status.items() if st == "inventory_changed"]:
+            report(f"marts {day}: inventory changed, rebuilt from the same facts")
+            build_day_marts(lake, day, inventory)
+            out.rebuilt_days.append(day)
         vdir = out.version_dir
         (vdir / "request_costs").mkdir(parents=True)
         for day in days:

@@ -8,8 +8,8 @@ import dagster as dg
 from pipelines.partitions import daily
 from pipelines.resources import ParquetLake, RawInputs, Warehouse
 from warehouse.checks import CheckOutcome, checks
-from warehouse.marts import build_day_marts
-from warehouse.publish import WarehouseCheckError, publish
+from warehouse.marts import MartError, build_day_marts
+from warehouse.publish import PublishError, WarehouseCheckError, publish
 
 WAREHOUSE_CHECKS = [dg.AssetCheckSpec(c.name, asset="warehouse", description=c.description, blocking=c.severity == "error")
                     for c in checks()]
@@ -57,6 +57,8 @@ def warehouse(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLa
     except WarehouseCheckError as e:
         for o in e.outcomes:
             yield _check_result(o)
+        raise dg.Failure(description=str(e)) from None
+    except (PublishError, MartError) as e:  # stale marts, nothing attributed, a lock held: said plainly
         raise dg.Failure(description=str(e)) from None
     context.log.info(f"published {out.version} ({len(out.days)} day(s), {out.requests:,} requests) at {out.path}")
     yield dg.MaterializeResult(metadata={

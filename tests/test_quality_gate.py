@@ -1,0 +1,77 @@
+"""The quality gate end to end, through the commands the nightly path runs: a day with an
+injected defect fails the named blocking check, and the published warehouse of the previous
+night stays exactly as it was (issue 5's acceptance; the mart off by a dollar is in
+test_warehouse_publish.py)."""
+
+import re
+import shutil
+from datetime import date
+
+import polars as pl
+import pytest
+
+import fleetsim
+from pipelines.cli import main
+from pipelines.lake import Lake
+from warehouse.access import open_warehouse
+from warehouse.publish import current_version
+
+D2 = date(2026, 11, 25)
+
+
+def state(wh):
+    con = open_warehouse(wh)
+    try:
+        return current_version(wh), con.sql("SELECT * FROM cost_by_tier_day ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def night(demo_warehouse, tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    raw, lake, wh = tmp_path / "raw", tmp_path / "lake", tmp_path / "warehouse" / "inferledger.duckdb"
+    shutil.copytree(demo_warehouse["raw"], raw)
+    shutil.copytree(demo_warehouse["lake"], lake)
+    assert main(["publish", "--raw", str(raw), "--lake", str(lake), "--warehouse", str(wh)]) == 0
+    fleetsim.simulate(raw, D2, requests=3_000, seed=21, invoices=False)
+    args = ["--raw", str(raw), "--lake", str(lake), "--warehouse", str(wh)]
+    return {"raw": raw, "lake": lake, "wh": wh, "args": args, "before": state(wh)}
+
+
+def test_a_50_kw_gpu_and_a_focus_currency_mismatch_stop_the_night(night, capsys):
+    site = night["raw"] / D2.isoformat() / "cloud-use1"
+    dcgm = sorted((site / "dcgm").glob("*.prom"))[0]
+    dcgm.write_text(re.sub(r'(DCGM_FI_DEV_POWER_USAGE\{gpu="3"[^}]*\}) [0-9.]+', r"\1 50000.000", dcgm.read_text(), count=1))
+    focus = next((site / "focus").glob("*.csv"))
+    lines = focus.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace(",USD,", ",EUR,")
+    focus.write_text("".join(lines))
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--date", D2.isoformat(), *night["args"]])
+    assert stop.value.code == 1
+    said = " ".join("".join(capsys.readouterr()).split())
+    assert "check power_readings.power_w.within_gpu_nameplate on power_readings failed: 1 unexpected" in said
+    assert "check cost_lines.currency.reporting_currency on cost_lines failed: 1 unexpected" in said
+    assert not (night["lake"] / "request_costs" / f"date={D2}").exists()  # the day was never attributed
+    assert state(night["wh"]) == night["before"]
+
+
+def test_negative_tokens_past_the_quarantine_stop_the_publish(night, capsys):
+    assert main(["ingest", "--date", D2.isoformat(), *night["args"][:4]]) == 0
+    # A bug writes a negative token count straight into the canonical lake (no quarantine on the way).
+    part = night["lake"] / "requests" / f"date={D2}" / "site=remote-plains" / "part-0.parquet"
+    rows = pl.read_parquet(part).with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(-40).otherwise(pl.col("output_tokens")).alias("output_tokens"))
+    Lake(night["lake"]).write(rows, "requests", D2, "remote-plains")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["attribute", "--date", D2.isoformat(), *night["args"][:4]])
+    said = " ".join("".join(capsys.readouterr()).split())
+    assert "check request_costs.output_tokens.non_negative on request_costs failed: 1 unexpected, e.g. [-40]" in said
+    assert "not run (upstream failed): cost_marts" in said
+    # The facts of D2 are in the lake, but their marts were never built: the publish refuses the day.
+    with pytest.raises(SystemExit):
+        main(["publish", *night["args"]])
+    assert f"the marts of {D2} (missing)" in " ".join("".join(capsys.readouterr()).split())
+    assert state(night["wh"]) == night["before"]
