@@ -62,7 +62,8 @@ def instance() -> dg.DagsterInstance:
 def definitions(paths: Paths, *, keep: int | None = None) -> dg.Definitions:
     """The code location's definitions with resources pointing at `paths`."""
     wh = Warehouse(path=str(paths.warehouse)) if keep is None else Warehouse(path=str(paths.warehouse), keep=keep)
-    return dg.Definitions.merge(dg.load_defs(pipelines.defs), dg.Definitions(resources={
+    return dg.Definitions.merge(dg.load_from_defs_folder(path_within_project=Path(pipelines.defs.__file__).parent),
+                                dg.Definitions(resources={
         "raw": RawInputs(root=str(paths.raw), inventory_path=str(paths.inventory or "")),
         "lake": ParquetLake(root=str(paths.lake)), "warehouse": wh, "settings": AttributionSettings()}))
 
