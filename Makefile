@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The Dagster instance lives here (dagster.yaml), its storage under .dagster_home/.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: demo test setup defs clean docs bench check-data
+.PHONY: demo test setup defs clean docs bench bench-attribution bench-e2e check-data
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,16 @@ check-data: $(VENV)/.installed
 	@test -f data/warehouse/inferledger.duckdb || $(VENV)/bin/inferledger demo
 	$(VENV)/bin/inferledger check-data --json data/check-data.json
 
-## Time the attribution step at 1, 10 and 30 M requests a day against pandas and Polars references (bench/README.md).
-bench: $(VENV)/.installed
+## Both benchmarks (bench/README.md); neither is part of `make test`.
+bench: bench-attribution bench-e2e
+
+## Time the attribution step at 1, 10 and 30 M requests a day against pandas and Polars references.
+bench-attribution: $(VENV)/.installed
 	$(PY) bench/bench_attribution.py
+
+## The nightly job end to end (raw JSON Lines -> published warehouse, every check) at 1, 10, 30 and 100 M requests.
+bench-e2e: $(VENV)/.installed
+	$(PY) bench/bench_e2e.py
 
 ## Validate the Dagster definitions as the UI would load them.
 defs: $(VENV)/.installed

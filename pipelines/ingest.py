@@ -114,12 +114,41 @@ def raw_fingerprint(dataset: str, raw_root: Path, day: date, site: str | None) -
     return h.hexdigest()[:16]
 
 
+# Raw files are parsed in groups of whole files of at most this many bytes, each group's parsed
+# rows spilled to a scratch Parquet file, so memory follows a group, not the day (every parser is
+# file-local: a row's verdict depends on its own file only, so grouping changes no row).
+GROUP_BYTES = 384 << 20
+
+
+def _file_groups(paths: list[Path], limit: int = GROUP_BYTES) -> list[list[Path]]:
+    groups: list[list[Path]] = [[]]
+    size = 0
+    for p in paths:
+        n = p.stat().st_size
+        if groups[-1] and size + n > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(p)
+        size += n
+    return groups
+
+
 def _parsed_inputs(contract: Contract, raw_root: Path, day: date, site: str | None,
-                   inventory: Inventory) -> tuple[pl.LazyFrame, list[str]]:
+                   inventory: Inventory, spill: Callable[[], Path] | None = None) -> tuple[pl.LazyFrame, list[str]]:
+    """Every raw file of the dataset parsed, as one frame; with `spill`, sources larger than one
+    group are parsed group by group into scratch files `spill()` names (the caller removes them)."""
     frames, files = [], []
     for src, paths in raw_files(contract.name, raw_root, day, site):
         files += [p.relative_to(raw_root).as_posix() for p in paths]
-        frames.append(src.parser(src.reader(paths, raw_root), inventory, site))
+        groups = _file_groups(paths) if spill is not None else [paths]
+        if len(groups) == 1:
+            frames.append(src.parser(src.reader(paths, raw_root), inventory, site))
+            continue
+        parts = []
+        for group in groups:
+            parts.append(spill())
+            src.parser(src.reader(group, raw_root), inventory, site).sink_parquet(parts[-1])
+        frames.append(pl.scan_parquet(parts))
     if not frames:
         return empty_parsed(contract), files
     return pl.concat(frames, how="diagonal_relaxed"), files
@@ -133,12 +162,17 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
     started = time.perf_counter()
     contract = CANONICAL[dataset]
     fingerprint = raw_fingerprint(dataset, Path(raw_root), day, site)  # before reading: a file changed meanwhile shows next time
-    parsed, files = _parsed_inputs(contract, Path(raw_root), day, site, inventory)
-    classified = classify(parsed, contract, day, day_column=DAY_COLUMN[dataset], day_time=DAY_TIME.get(dataset))
+    spilled: list[Path] = []
+
+    def spill() -> Path:
+        spilled.append(lake.scratch())
+        return spilled[-1]
 
     # Parse and judge once, into a scratch file; the three outputs are read from it.
     scratch = lake.scratch()
     try:
+        parsed, files = _parsed_inputs(contract, Path(raw_root), day, site, inventory, spill)
+        classified = classify(parsed, contract, day, day_column=DAY_COLUMN[dataset], day_time=DAY_TIME.get(dataset))
         classified.sink_parquet(scratch)
         judged = pl.scan_parquet(scratch)
         part_site = site if "site" in contract.partition_by else None
@@ -149,7 +183,8 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
         out.paths["ingest_audit"] = str(lake.write(audit(judged, contract, files), "ingest_audit", day, qa_site, name=dataset))
         counts = judged.group_by("_reason").agg(pl.len()).collect()
     finally:
-        scratch.unlink(missing_ok=True)
+        for path in (scratch, *spilled):
+            path.unlink(missing_ok=True)
 
     for reason, n in counts.iter_rows():
         if reason is None:

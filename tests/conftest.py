@@ -1,3 +1,4 @@
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,32 @@ import pytest
 from transforms.inventory import Inventory, load_inventory
 
 DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _forget_dagster_state_storage():
+    """A Dagster instance registers its definitions-state storage in a context variable that
+    outlives the instance; a later definitions load in the same worker would then read a dead
+    instance. Forget it around each test."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+    yield
+    _current_storage.set(None)
+
+
+@contextmanager
+def fast_instance():
+    """`dg.instance_for_test` in memory-backed storage when the machine has it: SQLite commits
+    on this disk take ~20 ms, and a run with its quality checks writes hundreds of events."""
+    import tempfile
+
+    import dagster as dg
+
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None, prefix="inferledger-test-") as d:
+        with dg.instance_for_test(temp_dir=d) as instance:
+            yield instance
 
 
 @pytest.fixture(scope="session")

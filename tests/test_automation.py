@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 import fleetsim
+from tests.conftest import fast_instance
 from pipelines.automation import Cursor, previous_utc_day
 from pipelines.defs.automation.nightly import downstream, late_data, nightly
 from pipelines.partitions import register_sites
@@ -35,7 +36,7 @@ def test_nightly_tick_requests_every_site_of_the_previous_day(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     shutil.copy(DATA / "inventory_small.yaml", raw / "inventory.yaml")
-    with dg.instance_for_test() as instance:
+    with fast_instance() as instance:
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 11, 25, 2, 30, tzinfo=UTC),
                                             resources={"raw": RawInputs(root=str(raw))})
         requests = list(nightly(context))
@@ -55,7 +56,7 @@ def fleet(tmp_path_factory):
     fleetsim.simulate(raw, D1, requests=2_000, seed=5, invoices=True)  # the month's invoices arrive on D1
     fleetsim.simulate(raw, D2, requests=2_000, seed=6, invoices=False)
     paths = Paths(raw, lake, wh)
-    with dg.instance_for_test() as instance:
+    with fast_instance() as instance:
         yield {"paths": paths, "defs": definitions(paths), "instance": instance, "raw": RawInputs(root=str(raw)),
                "cursor": None}
 

@@ -88,12 +88,23 @@ def _batch_definition():
             .add_batch_definition_whole_dataframe("whole"))
 
 
+def _fits_ns(dates: pl.Series) -> bool:
+    lo, hi = dates.min(), dates.max()
+    return lo is None or (date(1678, 1, 1) <= lo and hi <= date(2262, 4, 11))
+
+
 def to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
     """Polars -> pandas for GX. Integer and boolean columns holding nulls become pandas' nullable
     dtypes (a null would otherwise turn them float or object); the others stay numpy, which GX
     scans several times faster."""
     nullable = [c for c, t in frame.schema.items() if (t.is_integer() or t == pl.Boolean) and frame[c].null_count()]
     pdf = frame.to_pandas()
+    # GX compares naive datetimes vectorized only at nanosecond unit; a Date column (pandas
+    # datetime64[ms]) would go through a Python call per row. GX observes the same type name
+    # (`datetime64`) at either unit; dates outside the nanosecond range stay as they are.
+    for c, t in frame.schema.items():
+        if t == pl.Date and str(pdf[c].dtype) != "datetime64[ns]" and _fits_ns(frame[c]):
+            pdf[c] = pdf[c].astype("datetime64[ns]")
     if nullable:
         fixed = frame.select(nullable).to_pandas(types_mapper=_NULLABLE.get)
         for c in nullable:
@@ -131,8 +142,10 @@ def validate_frame(suite: str, frame: pl.DataFrame | pl.LazyFrame, ctx: SuiteCon
     started = time.perf_counter()
     checks: list[Check] = SUITES[suite](ctx)
     df = prepare(suite, frame.lazy(), ctx).collect()
+    rows, pdf = df.height, to_pandas(df)
+    del df  # GX holds the pandas copy; the Polars one would only double the peak
     gx_suite = gx.ExpectationSuite(name=suite, expectations=[c.expectation for c in checks])
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": to_pandas(df)})
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": pdf})
     run = batch.validate(gx_suite, result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES})
     by_name = {r.expectation_config.meta["name"]: r for r in run.results}
     results = []
@@ -143,7 +156,7 @@ def validate_frame(suite: str, frame: pl.DataFrame | pl.LazyFrame, ctx: SuiteCon
             name=c.name, severity=c.severity, success=bool(r.success), unexpected_count=r.result.get("unexpected_count"),
             examples=[_plain(v) for v in r.result.get("partial_unexpected_list") or []][:EXAMPLES],
             observed=_observed(r.result), description=c.description, error=err))
-    return SuiteResult(suite, partition, df.height, time.perf_counter() - started, results)
+    return SuiteResult(suite, partition, rows, time.perf_counter() - started, results)
 
 
 def format_report(results: list[SuiteResult], *, verbose: bool = False) -> str:
