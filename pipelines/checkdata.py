@@ -49,16 +49,19 @@ def _ingested(parsed: pl.LazyFrame, contract, day: date, day_column: str | None)
     return accepted(judged, contract).collect()
 
 
-def _ipmi_inventory() -> Inventory:
-    """The Harvard FASRC hosts of the IPMI sample as a one-site fleet (sensor per host as logged)."""
-    sensors = {"lichtmandce04": None, "holygpu2c0701": "Sys Power", "holygpu8a11101": "PSU Power"}
+FASRC_SENSORS = {"lichtmandce04": None, "holygpu2c0701": "Sys Power", "holygpu8a11101": "PSU Power"}
+
+
+def bmc_sample_inventory(source: str, sensors: dict[str, str | None]) -> Inventory:
+    """A one-site fleet for public BMC samples: each host has one node meter read from `source`
+    (`sensor` per host; None for the parser's default). Used for the Harvard FASRC IPMI sample."""
     return Inventory.model_validate({
         "currency": "USD", "valid_from": "2019-01-01",
         "sites": [{"id": "mghpcc", "kind": "remote", "cooling": "liquid", "design_pue": 1.2,
                    "timezone": "America/New_York", "tariff": "flat"}],
         "pools": [{"id": "hpc", "site": "mghpcc", "gpu_model": "A100", "tiers": ["batch"]}],
         "nodes": [{"id": h, "pool": "hpc", "gpus": 4, "gpu_tdp_w": 400, "idle_w": 300, "nameplate_w": 3000} for h in sensors],
-        "meters": [{"id": f"{h}/bmc", "scope": "node", "site": "mghpcc", "source": "ipmi", "node": h, "sensor": s}
+        "meters": [{"id": f"{h}/bmc", "scope": "node", "site": "mghpcc", "source": source, "node": h, "sensor": s}
                    for h, s in sensors.items()],
         "tariffs": [{"id": "flat", "kind": "time_of_use", "currency": "USD",
                      "periods": [{"name": "all", "start": "00:00", "end": "24:00", "price_per_kwh": 0.1}]}],
@@ -79,7 +82,7 @@ def real_sample_results(real_root: Path, inventory: Inventory) -> list[SuiteResu
         lines = _ingested(parse_focus(scan_csv_text([root / f for f in files], root, null_values=["NULL"]), inventory,
                                       "cloud-use1"), COST_LINES, delivery, None)
         out.append(validate_frame("cost_lines", lines, SuiteContext(inventory=inventory, day=delivery), partition=name))
-    ipmi_root, ipmi_inv, ipmi_day = real_root / "harvard_fasrc_ipmi_sdr", _ipmi_inventory(), date(2025, 6, 3)
+    ipmi_root, ipmi_inv, ipmi_day = real_root / "harvard_fasrc_ipmi_sdr", bmc_sample_inventory("ipmi", FASRC_SENSORS), date(2025, 6, 3)
     readings = _ingested(parse_ipmi_sdr(scan_text_lines(sorted(ipmi_root.glob("ipmi_sdr_*.txt")), ipmi_root), ipmi_inv,
                                         "mghpcc"), POWER_READINGS, ipmi_day, "ts")
     out.append(validate_frame("power_readings", readings, SuiteContext(inventory=ipmi_inv, day=ipmi_day),

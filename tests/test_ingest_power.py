@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipelines.checkdata import FASRC_SENSORS, bmc_sample_inventory
 from pipelines.readers import scan_csv_text, scan_parquet_files, scan_text_lines
 from transforms.contracts import POWER_READINGS
 from transforms.ingest.common import accepted, audit, classify, quarantined
@@ -23,7 +24,7 @@ from transforms.ingest.power import (
     parse_redfish_sensors,
 )
 from transforms.ingest.power_dcgm import DCGM_MEASURES
-from transforms.inventory import Inventory, load_inventory
+from transforms.inventory import load_inventory
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "real"
@@ -36,23 +37,7 @@ def utc(*args) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
 
 
-def bmc_inventory(source: str, sensors: dict[str, str | None]) -> Inventory:
-    """A one-site fleet whose hosts each have one node meter read from `source` (`sensor` per host)."""
-    return Inventory.model_validate({
-        "currency": "USD", "valid_from": "2019-01-01",
-        "sites": [{"id": "mghpcc", "kind": "remote", "cooling": "liquid", "design_pue": 1.2,
-                   "timezone": "America/New_York", "tariff": "flat"}],
-        "pools": [{"id": "hpc", "site": "mghpcc", "gpu_model": "A100", "tiers": ["batch"]}],
-        "nodes": [{"id": h, "pool": "hpc", "gpus": 4, "gpu_tdp_w": 400, "idle_w": 300, "nameplate_w": 3000}
-                  for h in sensors],
-        "meters": [{"id": f"{h}/bmc", "scope": "node", "site": "mghpcc", "source": source, "node": h, "sensor": s}
-                   for h, s in sensors.items()],
-        "tariffs": [{"id": "flat", "kind": "time_of_use", "currency": "USD",
-                     "periods": [{"name": "all", "start": "00:00", "end": "24:00", "price_per_kwh": 0.1}]}],
-        "tiers": [{"id": "batch", "ttft_p95_s": 60, "e2e_p95_s": 3600, "price_per_m_input_tokens": 0.3,
-                   "price_per_m_output_tokens": 1.2, "idle_policy": "pro_rata"}],
-        "models": [{"id": "m", "params_b": 8}],
-    })
+bmc_inventory = bmc_sample_inventory  # a one-site fleet of BMC hosts (pipelines/checkdata.py)
 
 
 def ingest(parsed: pl.LazyFrame, day: date) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -111,7 +96,6 @@ HOLYGPU8 = "ipmi_sdr_holygpu8a11101_2025-06-03_0208-0308UTC.txt"
 # lichtmandce04 and holygpu2c0701 `Sys Power` is the AC input (the PSUs' AC inputs add up to it);
 # on holygpu8a11101 `Sys Power` is 20 W (system board only, `GPU Board Power` has no reading)
 # and `Chassis Power` a flat 450 W for half an hour, while `PSU Power` moves like a measured input.
-FASRC_SENSORS = {"lichtmandce04": None, "holygpu2c0701": "Sys Power", "holygpu8a11101": "PSU Power"}
 
 
 def parse_ipmi_file(name: str, sensors: dict[str, str | None]) -> pl.LazyFrame:
