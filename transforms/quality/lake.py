@@ -1,11 +1,16 @@
-"""Run the suites on a day of the Parquet lake: one batch per partition (date x site for the
-per-site inputs), so memory and time grow with the largest partition, not the fleet.
+"""Run the suites on a day of the Parquet lake: one SuiteResult per partition (date x site for
+the per-site inputs). A partition of more than `batch_rows` rows (default `BATCH_ROWS`, or
+$INFERLEDGER_QUALITY_BATCH_ROWS) is read and validated in batches of that many rows, with the
+results of validating it whole (`transforms.quality.batched`), so memory is bounded by the
+batch, not the partition (a slice of the lazy scan reads only the row groups it covers); a
+smaller one is validated in one frame.
 
     results = run_suites(Path("data/lake"), date(2026, 11, 24), inventory)
     print(format_report(results)); exit(1 if any(r.errors for r in results) else 0)
 """
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,6 +19,7 @@ import pyarrow.parquet as pq
 
 from transforms.contracts import CANONICAL
 from transforms.inventory import Inventory
+from transforms.quality.batched import validate_batches
 from transforms.quality.runner import SuiteResult, validate_frame
 from transforms.quality.suites import REQUEST_COSTS_COLUMNS, SuiteContext
 
@@ -22,6 +28,8 @@ PER_SITE = ("requests", "power_readings", "cost_lines")
 DATASET_DIR = {"requests": "requests", "power_readings": "power_readings", "cost_lines": "cost_lines",
                "assets": "assets", "request_costs": "request_costs"}
 ALL_SUITES = ("inventory", "requests", "power_readings", "cost_lines", "assets", "request_costs")
+# Rows GX sees at once: about 1.5 GiB of peak for the requests suite at 1 M rows.
+BATCH_ROWS = int(os.environ.get("INFERLEDGER_QUALITY_BATCH_ROWS") or 1_000_000)
 
 
 def _schema(suite: str) -> pl.Schema:
@@ -39,6 +47,24 @@ def read_files(files: list[Path], suite: str) -> pl.LazyFrame:
     if not files:
         return pl.LazyFrame(schema=_schema(suite))
     return pl.concat([pl.scan_parquet(f, hive_partitioning=False) for f in files], how="diagonal_relaxed")
+
+
+def iter_batches(files: list[Path], suite: str, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """The rows of `read_files(files, suite)` in file order, at most `batch_rows` at a time:
+    slices of the lazy scan, which read only the row groups they cover (never a whole file)."""
+    scan, total = read_files(files, suite), rows_in(files)
+    for offset in range(0, total, batch_rows):
+        yield scan.slice(offset, batch_rows).collect()
+
+
+def validate_files(suite: str, files: list[Path], ctx: SuiteContext, partition: str,
+                   batch_rows: int | None = None) -> SuiteResult:
+    """Run `suite` on the rows of `files`: whole when they fit one batch, else batch by batch."""
+    batch_rows = batch_rows or BATCH_ROWS
+    if rows_in(files) <= batch_rows:
+        return validate_frame(suite, read_files(files, suite), ctx, partition=partition)
+    return validate_batches(suite, read_files(files, suite), iter_batches(files, suite, batch_rows), ctx,
+                            partition=partition)
 
 
 def rows_in(files: Iterable[Path]) -> int:
@@ -62,13 +88,14 @@ def previous_rows(lake_root: Path, suite: str, day: date, site: str | None = Non
 
 
 def validate_partition(lake_root: Path, suite: str, day: date, inventory: Inventory,
-                       site: str | None = None) -> SuiteResult:
-    """Run `suite` on one lake partition (`site` for requests, power_readings and cost_lines)."""
+                       site: str | None = None, batch_rows: int | None = None) -> SuiteResult:
+    """Run `suite` on one lake partition (`site` for requests, power_readings and cost_lines),
+    in batches of `batch_rows` rows (default BATCH_ROWS) when it is larger."""
     d = partition_dir(lake_root, suite, day, site)
     files = sorted(d.glob("*.parquet"))
     ctx = SuiteContext(inventory=inventory, day=day, previous_rows=previous_rows(lake_root, suite, day, site))
     label = d.relative_to(lake_root).as_posix() if files else f"{d.relative_to(lake_root).as_posix()} (no file)"
-    return validate_frame(suite, read_files(files, suite), ctx, partition=label)
+    return validate_files(suite, files, ctx, label, batch_rows)
 
 
 def validate_inventory(inventory: Inventory, day: date | None = None) -> SuiteResult:
@@ -77,7 +104,7 @@ def validate_inventory(inventory: Inventory, day: date | None = None) -> SuiteRe
 
 
 def run_suites(lake_root: Path, day: date, inventory: Inventory,
-               suites: Iterable[str] = ALL_SUITES) -> list[SuiteResult]:
+               suites: Iterable[str] = ALL_SUITES, batch_rows: int | None = None) -> list[SuiteResult]:
     """Every suite on every partition of `day` that exists in the lake (and the inventory's
     nodes): one SuiteResult per batch. A missing dataset is skipped, not failed: freshness is
     the warehouse's check."""
@@ -88,15 +115,15 @@ def run_suites(lake_root: Path, day: date, inventory: Inventory,
             out.append(validate_inventory(inventory, day))
         elif suite in PER_SITE:
             for site_dir in sorted(partition_dir(lake_root, suite, day).glob("site=*")):
-                out.append(validate_partition(lake_root, suite, day, inventory, site_dir.name.removeprefix("site=")))
+                out.append(validate_partition(lake_root, suite, day, inventory, site_dir.name.removeprefix("site="),
+                                              batch_rows))
         elif partition_dir(lake_root, suite, day).is_dir():
-            out.append(validate_partition(lake_root, suite, day, inventory))
+            out.append(validate_partition(lake_root, suite, day, inventory, batch_rows=batch_rows))
     return out
 
 
 def run_suite_on_files(suite: str, files: list[Path], inventory: Inventory, day: date | None = None,
-                       previous: int | None = None) -> SuiteResult:
+                       previous: int | None = None, batch_rows: int | None = None) -> SuiteResult:
     """Run `suite` on Parquet files outside the lake layout (real samples, a file under review)."""
     ctx = SuiteContext(inventory=inventory, day=day, previous_rows=previous)
-    return validate_frame(suite, read_files(sorted(files), suite), ctx,
-                          partition=", ".join(Path(f).name for f in files))
+    return validate_files(suite, sorted(files), ctx, ", ".join(Path(f).name for f in files), batch_rows)

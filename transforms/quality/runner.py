@@ -93,21 +93,27 @@ def _fits_ns(dates: pl.Series) -> bool:
     return lo is None or (date(1678, 1, 1) <= lo and hi <= date(2262, 4, 11))
 
 
-def to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
+def to_pandas(frame: pl.DataFrame, *, nullable: set[str] | None = None,
+              ns_dates: set[str] | None = None) -> pd.DataFrame:
     """Polars -> pandas for GX. Integer and boolean columns holding nulls become pandas' nullable
     dtypes (a null would otherwise turn them float or object); the others stay numpy, which GX
-    scans several times faster."""
-    nullable = [c for c, t in frame.schema.items() if (t.is_integer() or t == pl.Boolean) and frame[c].null_count()]
+    scans several times faster. A batch of a larger partition passes `nullable` (the columns
+    with a null anywhere in the partition) and `ns_dates` (the Date columns whose whole range
+    fits nanoseconds), so every batch gets the dtypes the whole partition would."""
+    if nullable is None:
+        nullable = {c for c, t in frame.schema.items() if (t.is_integer() or t == pl.Boolean) and frame[c].null_count()}
+    nullable_cols = [c for c in frame.columns if c in nullable]
     pdf = frame.to_pandas()
     # GX compares naive datetimes vectorized only at nanosecond unit; a Date column (pandas
     # datetime64[ms]) would go through a Python call per row. GX observes the same type name
     # (`datetime64`) at either unit; dates outside the nanosecond range stay as they are.
     for c, t in frame.schema.items():
-        if t == pl.Date and str(pdf[c].dtype) != "datetime64[ns]" and _fits_ns(frame[c]):
+        if t == pl.Date and str(pdf[c].dtype) != "datetime64[ns]" and (
+                _fits_ns(frame[c]) if ns_dates is None else c in ns_dates):
             pdf[c] = pdf[c].astype("datetime64[ns]")
-    if nullable:
-        fixed = frame.select(nullable).to_pandas(types_mapper=_NULLABLE.get)
-        for c in nullable:
+    if nullable_cols:
+        fixed = frame.select(nullable_cols).to_pandas(types_mapper=_NULLABLE.get)
+        for c in nullable_cols:
             pdf[c] = fixed[c]
     return pdf
 
@@ -135,6 +141,42 @@ def _observed(result: dict) -> Any:
     return _plain(obs)
 
 
+def _gx_validate(suite: str, expectations: list, pdf: pd.DataFrame) -> dict[str, Any]:
+    """GX's results of `expectations` on `pdf`, by check name."""
+    gx_suite = gx.ExpectationSuite(name=suite, expectations=expectations)
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": pdf})
+    try:
+        run = batch.validate(gx_suite, result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES})
+    finally:
+        _release_gx_batch()
+    return {r.expectation_config.meta["name"]: r for r in run.results}
+
+
+def _release_gx_batch() -> None:
+    """Drop the frame and metrics GX's execution engine keeps after a validation: it would hold
+    the last frame until the next one is loaded (two frames at once, the largest one long after
+    its run). Private GX state, hence the guard: without it memory is higher, results the same."""
+    engine = getattr(_batch_definition().data_asset.datasource, "_execution_engine", None)
+    manager = getattr(engine, "batch_manager", None)
+    try:
+        if manager is not None:
+            manager.reset_batch_cache()
+            manager._batch_data_cache.clear()
+            manager._active_batch_data_id = None
+        if isinstance(getattr(engine, "_metric_cache", None), dict):
+            engine._metric_cache.clear()
+    except AttributeError:
+        pass
+
+
+def _expectation_result(c: Check, r) -> ExpectationResult:
+    err = (r.exception_info or {}).get("exception_message") if (r.exception_info or {}).get("raised_exception") else None
+    return ExpectationResult(
+        name=c.name, severity=c.severity, success=bool(r.success), unexpected_count=r.result.get("unexpected_count"),
+        examples=[_plain(v) for v in r.result.get("partial_unexpected_list") or []][:EXAMPLES],
+        observed=_observed(r.result), description=c.description, error=err)
+
+
 def validate_frame(suite: str, frame: pl.DataFrame | pl.LazyFrame, ctx: SuiteContext,
                    partition: str = "") -> SuiteResult:
     """Run `suite` (a key of SUITES) on every row of `frame`; `ctx` supplies the inventory, the
@@ -144,18 +186,8 @@ def validate_frame(suite: str, frame: pl.DataFrame | pl.LazyFrame, ctx: SuiteCon
     df = prepare(suite, frame.lazy(), ctx).collect()
     rows, pdf = df.height, to_pandas(df)
     del df  # GX holds the pandas copy; the Polars one would only double the peak
-    gx_suite = gx.ExpectationSuite(name=suite, expectations=[c.expectation for c in checks])
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": pdf})
-    run = batch.validate(gx_suite, result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES})
-    by_name = {r.expectation_config.meta["name"]: r for r in run.results}
-    results = []
-    for c in checks:
-        r = by_name[c.name]
-        err = (r.exception_info or {}).get("exception_message") if (r.exception_info or {}).get("raised_exception") else None
-        results.append(ExpectationResult(
-            name=c.name, severity=c.severity, success=bool(r.success), unexpected_count=r.result.get("unexpected_count"),
-            examples=[_plain(v) for v in r.result.get("partial_unexpected_list") or []][:EXAMPLES],
-            observed=_observed(r.result), description=c.description, error=err))
+    by_name = _gx_validate(suite, [c.expectation for c in checks], pdf)
+    results = [_expectation_result(c, by_name[c.name]) for c in checks]
     return SuiteResult(suite, partition, rows, time.perf_counter() - started, results)
 
 

@@ -1,0 +1,157 @@
+"""A partition validated in bounded row batches gives exactly the SuiteResult of validating it
+whole: defects spread over several batches (counts summed, the first examples in file order),
+a duplicate key split across two batches, more duplicates than examples, the row count
+against the previous day, nullable and Date columns converted as the whole file would be."""
+
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+from tests.test_quality_suites import (
+    DAY,
+    assets_frame,
+    power_frame,
+    request_costs_frame,
+    requests_frame,
+    set_row,
+)
+from transforms.quality.lake import (
+    partition_dir,
+    run_suite_on_files,
+    validate_partition,
+)
+
+BATCH = 1_000
+WHOLE = 10**9
+
+
+def tile(frame: pl.DataFrame, n: int, key: str, step=None) -> pl.DataFrame:
+    """`frame` repeated to `n` rows, `key` made unique per copy (a string suffix, or `step`
+    times the copy added)."""
+    k = n // frame.height + 1
+    copies = []
+    for i in range(k):
+        bump = (pl.col(key) + f"-{i}") if step is None else (pl.col(key) + step * i)
+        copies.append(frame.with_columns(bump.alias(key)))
+    return pl.concat(copies).head(n)
+
+
+def defects(df: pl.DataFrame, rows_by_col: dict[str, tuple[list[int], object]]) -> pl.DataFrame:
+    """Set `col` at `rows` to `value` (a list: one value per row)."""
+    for col, (rows, value) in rows_by_col.items():
+        values = value if isinstance(value, list) else [value] * len(rows)
+        for r, v in zip(rows, values, strict=True):
+            df = set_row(col, v, row=r)(df)
+    return df
+
+
+def copy_key(df: pl.DataFrame, key: list[str], pairs: list[tuple[int, int]]) -> pl.DataFrame:
+    """Row `dst` takes the key of row `src`: a duplicate key, wherever the two rows fall."""
+    for src, dst in pairs:
+        for c in key:
+            df = set_row(c, df[c][src], row=dst)(df)
+    return df
+
+
+def write(lake, suite, frame, site=None, day=DAY, parts=1):
+    d = partition_dir(lake, suite, day, site)
+    d.mkdir(parents=True, exist_ok=True)
+    step = -(-frame.height // parts)
+    for i in range(parts):
+        frame.slice(i * step, step).write_parquet(d / f"part-{i}.parquet", row_group_size=700)
+    return d
+
+
+def same(batched, whole):
+    assert batched.rows == whole.rows and batched.partition == whole.partition
+    for b, w in zip(batched.results, whole.results, strict=True):
+        assert b == w, (b, w)
+    assert batched.results == whole.results
+
+
+def requests_with_defects(n=3_500):
+    df = tile(requests_frame(), n, "request_id")
+    df = defects(df, {
+        "output_tokens": ([5, 999, 1000, 2400, 2401, 3499], [-1, -2, -3, -4, -5, -6]),  # > EXAMPLES, 3 batches
+        "tenant_id": ([10, 2500], None),
+        "status": ([1500], "done"),
+        "completed_at": ([3000], DAY_END + timedelta(seconds=5)),
+        "queue_s": ([42, 1042], [-1.0, -2.0]),
+        "request_id": ([50, 1600], None),  # null ids: not duplicates of each other (GX ignores them)
+    })
+    # A duplicate split across the first two batches (rows 999 and 1000), one inside the third
+    # batch, one from the first batch to the last: 6 rows of duplicated ids, more than EXAMPLES.
+    return copy_key(df, ["request_id"], [(999, 1000), (2100, 2200), (3, 3498)])
+
+
+DAY_END = requests_frame()["completed_at"][0].replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_requests_in_batches_equal_the_whole_partition(tmp_path, small_inventory, parts):
+    lake = tmp_path / "lake"
+    frame = requests_with_defects()
+    write(lake, "requests", frame, "metro-east", parts=parts)
+    write(lake, "requests", frame.head(300), "metro-east", day=DAY - timedelta(days=1))  # row count: > 5x
+    whole = validate_partition(lake, "requests", DAY, small_inventory, "metro-east", batch_rows=WHOLE)
+    batched = validate_partition(lake, "requests", DAY, small_inventory, "metro-east", batch_rows=BATCH)
+    same(batched, whole)
+    key = whole.result("requests.key.unique")
+    assert (key.success, key.unexpected_count) == (False, 6)
+    assert key.examples == [frame["request_id"][i] for i in (3, 999, 1000, 2100, 2200)]
+    neg = whole.result("requests.output_tokens.non_negative")
+    assert (neg.unexpected_count, neg.examples) == (6, [-1, -2, -3, -4, -5])
+    assert not whole.result("requests.row_count.vs_previous_day").success
+    assert {r.name for r in whole.results if not r.success} == {
+        "requests.key.unique", "requests.output_tokens.non_negative", "requests.tenant_id.not_null",
+        "requests.status.allowed", "requests.completed_at.inside_partition_day", "requests.queue_s.non_negative",
+        "requests.row_count.vs_previous_day", "requests.request_id.not_null"}
+
+
+def test_clean_requests_in_batches_equal_the_whole_partition(tmp_path, small_inventory):
+    lake = tmp_path / "lake"
+    write(lake, "requests", tile(requests_frame(), 2_600, "request_id"), "metro-east")
+    whole = validate_partition(lake, "requests", DAY, small_inventory, "metro-east", batch_rows=WHOLE)
+    same(validate_partition(lake, "requests", DAY, small_inventory, "metro-east", batch_rows=BATCH), whole)
+    assert whole.success and not whole.warnings
+
+
+def test_compound_key_and_reference_columns_in_batches(tmp_path, small_inventory):
+    # power_readings: (meter_id, ts) key, the nameplate join of `prepare`, a nullable Int16
+    # column whose only nulls sit in one batch, timestamps in the examples.
+    lake = tmp_path / "lake"
+    base = power_frame().with_columns(pl.lit(1, pl.Int16).alias("gpu_index"))
+    frame = tile(base, 3_000, "ts", step=timedelta(seconds=0.001))
+    frame = defects(frame, {"power_w": ([0, 1400, 2999], 50_000.0), "gpu_index": ([2500], None)})
+    frame = copy_key(frame, ["meter_id", "ts"], [(1000, 999), (4, 2004), (8, 2008)])
+    frame = defects(frame, {"ts": ([100, 1100, 1700, 2700], None)})  # half-missing keys are still compared
+    frame = defects(frame, {"meter_id": ([1700, 2700], None)})  # wholly missing ones are not
+    write(lake, "power_readings", frame, "cloud-use1")
+    whole = validate_partition(lake, "power_readings", DAY, small_inventory, "cloud-use1", batch_rows=WHOLE)
+    same(validate_partition(lake, "power_readings", DAY, small_inventory, "cloud-use1", batch_rows=BATCH), whole)
+    key = whole.result("power_readings.key.unique")
+    assert (key.success, key.unexpected_count, len(key.examples)) == (False, 8, 5)
+
+
+@pytest.mark.parametrize("suite, build, key", [("assets", assets_frame, "asset_id"),
+                                               ("request_costs", request_costs_frame, "request_id")])
+def test_date_columns_in_batches(tmp_path, small_inventory, suite, build, key):
+    lake = tmp_path / "lake"
+    frame = tile(build(), 2_500, key)
+    if suite == "assets":  # nullable Int32 with nulls in one batch only; a Date only the last batch has
+        frame = defects(frame, {"useful_life_months": ([1800], None), "disposal_date": ([2499], DAY)})
+    else:
+        frame = defects(frame, {"date": ([1200, 2300], DAY - timedelta(days=1))})
+    frame = copy_key(frame, [key], [(999, 1000)])
+    write(lake, suite, frame)
+    whole = validate_partition(lake, suite, DAY, small_inventory, batch_rows=WHOLE)
+    same(validate_partition(lake, suite, DAY, small_inventory, batch_rows=BATCH), whole)
+    assert not whole.result(f"{suite}.key.unique").success
+
+
+def test_files_outside_the_lake_in_batches(tmp_path, small_inventory):
+    d = write(tmp_path, "requests", requests_with_defects(), "x", parts=2)
+    files = sorted(d.glob("*.parquet"))
+    whole = run_suite_on_files("requests", files, small_inventory, DAY, previous=3_000, batch_rows=WHOLE)
+    same(run_suite_on_files("requests", files, small_inventory, DAY, previous=3_000, batch_rows=300), whole)
