@@ -98,7 +98,8 @@ def _headlines(con: duckdb.DuckDBPyConnection, day: date, checks: list[CheckOutc
     def ratio(a, b, scale=1.0):
         return None if a is None or not b else a / b * scale
 
-    failed = [c for c in checks if not c.passed]
+    failed = [c for c in checks if not c.passed and c.severity == "error"]
+    warned = [c for c in checks if not c.passed and c.severity != "error"]
     return [
         Headline("requests", "Requests", req, "count", "all statuses"),
         Headline("fully_loaded_cost", "Fully loaded cost", loaded, "money", "direct + idle share"),
@@ -117,7 +118,8 @@ def _headlines(con: duckdb.DuckDBPyConnection, day: date, checks: list[CheckOutc
                  f"source lines out of tolerance; {unattributed:,.2f} unattributed"),
         Headline("quarantined_rows", "Quarantined rows", quarantined, "count", "input records set aside"),
         Headline("failed_checks", "Failed warehouse checks", len(failed), "count",
-                 ", ".join(f"{c.name} ({c.severity})" for c in failed) or "all passed"),
+                 ", ".join(c.name for c in failed) or ("all passed" if not warned else
+                                                       "warnings: " + ", ".join(c.name for c in warned))),
     ]
 
 
