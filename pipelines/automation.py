@@ -48,9 +48,10 @@ def _meta(record, key: str):
 
 
 def changed_raw_partitions(instance: dg.DagsterInstance, raw_root: Path, site_ids: list[str], today: date,
-                           lookback_days: int = 62) -> list[tuple[str, date, str]]:
+                           lookback_days: int = 62) -> list[tuple[str, date, str, str]]:
     """Ingested partitions of the last `lookback_days` whose raw files differ from those the
-    last ingest read (by `raw_fingerprint`). Days never ingested are the nightly run's."""
+    last ingest read (by `raw_fingerprint`), with the files' current fingerprint. Days never
+    ingested are the nightly run's."""
     out = []
     for folder in sorted(Path(raw_root).glob("????-??-??")):
         try:
@@ -64,22 +65,24 @@ def changed_raw_partitions(instance: dg.DagsterInstance, raw_root: Path, site_id
                 record = _latest(instance, asset, f"{day.isoformat()}|{site}")
                 if record is None:
                     continue
-                if _meta(record, "raw_fingerprint") != raw_fingerprint(dataset, Path(raw_root), day, site):
-                    out.append((asset, day, site))
+                now = raw_fingerprint(dataset, Path(raw_root), day, site)
+                if _meta(record, "raw_fingerprint") != now:
+                    out.append((asset, day, site, now))
     return out
 
 
-def late_data_run_requests(changed: list[tuple[str, date, str]]) -> list[dg.RunRequest]:
-    """One run per changed (day, site), re-materializing exactly the changed assets."""
-    by_partition: dict[tuple[date, str], list[str]] = {}
-    for asset, day, site in changed:
-        by_partition.setdefault((day, site), []).append(asset)
+def late_data_run_requests(changed: list[tuple[str, date, str, str]]) -> list[dg.RunRequest]:
+    """One run per changed (day, site), re-materializing exactly the changed assets. The run
+    key names the files' fingerprints, so a tick while that run is still going asks nothing new."""
+    by_partition: dict[tuple[date, str], list[tuple[str, str]]] = {}
+    for asset, day, site, fingerprint in changed:
+        by_partition.setdefault((day, site), []).append((asset, fingerprint))
     return [dg.RunRequest(
-        run_key=f"late-{day}-{site}-{'-'.join(sorted(assets))}-{datetime.now(UTC).timestamp():.0f}",
+        run_key=f"late-{day}-{site}-" + "-".join(f"{a}:{f}" for a, f in sorted(changes)),
         partition_key=dg.MultiPartitionKey({"date": day.isoformat(), "site": site}),
-        asset_selection=[dg.AssetKey(a) for a in sorted(assets)],
-        tags={"inferledger/late-data": ",".join(sorted(assets)), "inferledger/date": day.isoformat()})
-        for (day, site), assets in sorted(by_partition.items())]
+        asset_selection=[dg.AssetKey(a) for a, _ in sorted(changes)],
+        tags={"inferledger/late-data": ",".join(a for a, _ in sorted(changes)), "inferledger/date": day.isoformat()})
+        for (day, site), changes in sorted(by_partition.items())]
 
 
 @dataclass

@@ -51,10 +51,6 @@ def _instance():
     return instance()
 
 
-def _value(v):
-    return getattr(v, "value", getattr(v, "data", v))
-
-
 def execute_steps(steps, paths, *, console, title: str, tags: dict | None = None, keep: int | None = None,
                   inst=None) -> list:
     """Run `steps` (pipelines.runner) with a progress bar; on failure print what failed (steps,

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 
-from warehouse.marts import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE, run
+from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE
 
 MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost")
 PUE_BOUNDS = (1.0, 3.0)
@@ -145,4 +145,4 @@ def describe(outcomes: list[CheckOutcome]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CheckOutcome", "WarehouseCheck", "checks", "describe", "failures", "run", "run_checks"]
+__all__ = ["CheckOutcome", "WarehouseCheck", "checks", "describe", "failures", "run_checks"]

@@ -26,6 +26,8 @@ import duckdb
 import polars as pl
 
 from pipelines.lake import Lake
+from transforms.attribution.prices import J_PER_KWH
+from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE
 from transforms.contracts import INGEST_AUDIT, QUARANTINE
 from transforms.inventory import Inventory
 from warehouse.tables import DAILY, BY_NAME
@@ -34,9 +36,6 @@ MART_ROOT = "marts"
 # Attribution outputs a day's marts read, by the view name the SQL uses.
 ATTRIBUTED = {"rc": "request_costs", "ns": "node_slots", "pi": "pool_idle", "sh": "site_hours", "tu": "true_up",
               "un": "unattributed", "rec": "reconciliation", "tot": "totals"}
-J_PER_KWH = 3.6e6
-MONEY_TOLERANCE = 0.01
-ENERGY_RELATIVE_TOLERANCE = 1e-9
 
 
 class MartError(RuntimeError):

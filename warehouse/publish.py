@@ -126,10 +126,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def _swap_in(path: Path, version_file: Path) -> None:
     """Point `path` at `version_file` atomically."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        os.link(version_file, tmp)
-    except OSError:
-        shutil.copy2(version_file, tmp)
+    _link_or_copy(version_file, tmp)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
