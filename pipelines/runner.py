@@ -62,8 +62,11 @@ def instance() -> dg.DagsterInstance:
 def definitions(paths: Paths, *, keep: int | None = None) -> dg.Definitions:
     """The code location's definitions with resources pointing at `paths`."""
     wh = Warehouse(path=str(paths.warehouse)) if keep is None else Warehouse(path=str(paths.warehouse), keep=keep)
-    return dg.Definitions.merge(dg.load_from_defs_folder(path_within_project=Path(pipelines.defs.__file__).parent),
-                                dg.Definitions(resources={
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):  # no state-backed components here; see run_job
+        loaded = dg.load_from_defs_folder(path_within_project=Path(pipelines.defs.__file__).parent)
+    return dg.Definitions.merge(loaded, dg.Definitions(resources={
         "raw": RawInputs(root=str(paths.raw), inventory_path=str(paths.inventory or "")),
         "lake": ParquetLake(root=str(paths.lake)), "warehouse": wh, "settings": AttributionSettings()}))
 
@@ -97,12 +100,18 @@ def _failure_message(result: dg.ExecuteInProcessResult, job: str, partition: str
 def run_job(defs: dg.Definitions, name: str, partition: str | None, inst: dg.DagsterInstance, *,
             tags: dict | None = None, assets: list[str] | None = None) -> RunOutcome:
     """Execute one run of job `name` in-process; raises RunFailed naming what failed."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
     started = time.perf_counter()
-    job = defs.resolve_job_def(name)
-    result = job.execute_in_process(
-        partition_key=partition, instance=inst, raise_on_error=False, run_config=QUIET_RUN,
-        tags={"inferledger/job": name, **(tags or {})},
-        asset_selection=[dg.AssetKey(a) for a in assets] if assets else None)
+    # Loading definitions reads the "current" definitions-state storage, a context variable an
+    # instance sets when entered and that can outlive it (an instance collected since): point
+    # it at this run's instance while the job is resolved and run.
+    with set_defs_state_storage(inst.defs_state_storage):
+        job = defs.resolve_job_def(name)
+        result = job.execute_in_process(
+            partition_key=partition, instance=inst, raise_on_error=False, run_config=QUIET_RUN,
+            tags={"inferledger/job": name, **(tags or {})},
+            asset_selection=[dg.AssetKey(a) for a in assets] if assets else None)
     if not result.success:
         planned = set(assets) if assets else {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
         raise RunFailed(_failure_message(result, name, partition, planned), result.run_id)
