@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.lake import FLEET, Lake
-from pipelines.readers import scan_csv_text, scan_parquet_files, scan_text_lines
+from pipelines.readers import scan_csv_text, scan_json_fields, scan_parquet_files, scan_text_lines
 from transforms.contracts import CANONICAL, Contract
 from transforms.ingest import assets as assets_parsers
 from transforms.ingest import bills, power, requests
@@ -23,6 +23,10 @@ from transforms.ingest.common import accepted, audit, classify, empty_parsed, qu
 from transforms.inventory import Inventory
 
 Reader = Callable[[list[Path], Path], pl.LazyFrame]
+
+
+def _otel_fields(paths: list[Path], root: Path) -> pl.LazyFrame:
+    return scan_json_fields(paths, root, list(requests.OTEL_FIELDS))
 
 
 def _csv_with_literal_nulls(paths: list[Path], root: Path) -> pl.LazyFrame:
@@ -41,7 +45,7 @@ class Source:
 
 
 SOURCES: tuple[Source, ...] = (
-    Source("requests", "requests", ("*.jsonl",), scan_text_lines, requests.parse_otel_jsonl),
+    Source("requests", "requests", ("*.jsonl",), _otel_fields, requests.parse_otel_fields),
     Source("requests", "canonical", ("requests*.csv",), scan_csv_text, requests.parse_canonical_requests),
     Source("requests", "canonical", ("requests*.parquet",), scan_parquet_files, requests.parse_canonical_requests),
     Source("power_readings", "dcgm", ("*.prom",), scan_text_lines, power.parse_dcgm_prometheus),
@@ -135,15 +139,16 @@ def _file_groups(paths: list[Path], limit: int = GROUP_BYTES) -> list[list[Path]
 
 def _parsed_inputs(contract: Contract, raw_root: Path, day: date, site: str | None,
                    inventory: Inventory, spill: Callable[[], Path] | None = None) -> tuple[pl.LazyFrame, list[str]]:
-    """Every raw file of the dataset parsed, as one frame; with `spill`, sources larger than one
-    group are parsed group by group into scratch files `spill()` names (the caller removes them)."""
+    """Every raw file of the dataset parsed, as one frame; with `spill`, each source is parsed
+    group by group into scratch files `spill()` names (the caller removes them)."""
     frames, files = [], []
     for src, paths in raw_files(contract.name, raw_root, day, site):
         files += [p.relative_to(raw_root).as_posix() for p in paths]
-        groups = _file_groups(paths) if spill is not None else [paths]
-        if len(groups) == 1:
+        if spill is None:
             frames.append(src.parser(src.reader(paths, raw_root), inventory, site))
             continue
+        # Spilled even as one group: `classify` reads its input twice (repeated keys first).
+        groups = _file_groups(paths)
         parts = []
         for group in groups:
             parts.append(spill())

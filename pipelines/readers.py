@@ -5,9 +5,14 @@ and never touch the file system. `_source_file` is relative to the raw directory
 quarantine and the audit name files the way an operator sees them.
 """
 
+import mmap
 from pathlib import Path
 
+import duckdb
+import numpy as np
 import polars as pl
+
+from transforms.ingest.requests import extract_json_fields
 
 
 def relative_name(path: Path, raw_root: Path) -> str:
@@ -30,7 +35,7 @@ def scan_text_lines(paths: list[Path], raw_root: Path, *, skip_blank: bool = Tru
                     truncate_ragged_lines=True)
         .with_columns(pl.col("_source_row").cast(pl.Int64), pl.lit(relative_name(p, raw_root)).alias("_source_file"),
                       pl.col("line").fill_null("").str.strip_prefix("\ufeff").str.strip_suffix("\r"))
-        for p in sorted(paths)
+        for p in sorted(paths) if p.stat().st_size > 0  # an empty file has no line (and the CSV reader refuses it)
     ]
     if not frames:
         return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64, "line": pl.String})
@@ -72,3 +77,67 @@ def scan_parquet_files(paths: list[Path], raw_root: Path) -> pl.LazyFrame:
     if not frames:
         return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64})
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+def _line_count(path: Path) -> int:
+    """Lines in a file as `scan_text_lines` numbers them (a last line without a newline counts)."""
+    if path.stat().st_size == 0:
+        return 0
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        data = np.frombuffer(m, dtype=np.uint8)
+        step = 1 << 24
+        lines = sum(int(np.count_nonzero(data[i:i + step] == 10)) for i in range(0, len(data), step))
+        unterminated = int(data[-1] != 10)
+        del data  # the buffer must be released before the map closes
+    return lines + unterminated
+
+
+def _json_fields_whole_file(con: duckdb.DuckDBPyConnection, path: Path, raw_root: Path,
+                            keys: list[str]) -> pl.DataFrame | None:
+    """The fast path of `scan_json_fields` for one file: DuckDB's parallel `read_json` with every
+    key as a JSON column. None when the file is not clean JSON Lines, one object per non-blank
+    line (a line DuckDB cannot read, or a blank line, whose numbering `read_json` loses): the
+    caller then reads that file line by line."""
+    columns = "{" + ", ".join(f"'{k.replace(chr(39), chr(39) * 2)}': 'JSON'" for k in keys) + "}"
+    try:
+        table = con.sql(
+            f"SELECT * FROM read_json($path, format = 'newline_delimited', columns = {columns}, ignore_errors = false)",
+            params={"path": str(path)}).to_arrow_table()
+    except duckdb.Error:
+        return None
+    if table.num_rows != _line_count(path):
+        return None
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select(
+        pl.lit(relative_name(path, raw_root)).alias("_source_file"),
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_source_row"),
+        pl.lit(True).alias("_json_valid"),
+        pl.lit(True).alias("_json_object"),
+        *[pl.col(k).cast(pl.String) for k in keys],
+    )
+
+
+def scan_json_fields(paths: list[Path], raw_root: Path, keys: list[str]) -> pl.LazyFrame:
+    """JSON Lines files to the frame `transforms.ingest.requests.extract_json_fields` makes from
+    their lines (`_source_file`, `_source_row`, `_json_valid`, `_json_object`, and per key its
+    value as JSON text), with the same verdict for every line, faster.
+
+    A clean file (every non-blank line one JSON object, no blank line) is read whole by DuckDB's
+    parallel `read_json`, which keeps only `keys` (prompt text never leaves DuckDB) and follows
+    the same JSON dialect as the line-by-line path (`json_valid`: trailing commas, NaN accepted).
+    Any other file is read line by line, so a bad line is judged on its own and the rest of the
+    file still counts. tests/test_ingest_requests.py holds both paths equal on awkward lines."""
+    frames: list[pl.LazyFrame] = []
+    con = duckdb.connect()
+    try:
+        for p in sorted(paths):
+            whole = _json_fields_whole_file(con, p, raw_root, keys)
+            frames.append(whole.lazy() if whole is not None
+                          else extract_json_fields(scan_text_lines([p], raw_root), keys))
+    finally:
+        con.close()
+    if not frames:
+        return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64, "_json_valid": pl.Boolean,
+                                    "_json_object": pl.Boolean, **{k: pl.String for k in keys}})
+    return pl.concat(frames, how="vertical")

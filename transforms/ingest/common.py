@@ -101,39 +101,60 @@ def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column:
                f"required field `{c}` is empty; fill it in the source or fix the exporter") for c in contract.required]
     if day_column:
         when = pl.col(day_column) if day_time is None else day_time
-        checks.append((~when.is_between(pl.lit(start, UTC_US), pl.lit(end, UTC_US), closed="left"),
-                       "outside_partition_day",
+        outside = ~when.is_between(pl.lit(start, UTC_US), pl.lit(end, UTC_US), closed="left")
+        # The text is formatted only where the check fails (a `then` branch runs on every row).
+        checks.append((outside, "outside_partition_day",
                        pl.format(f"`{day_column}` {{}} is not on {day.isoformat()} UTC; deliver it in the raw folder of its own day",
-                                 pl.col(day_column).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))))
+                                 pl.when(outside).then(pl.col(day_column)).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))))
     flagged = parsed.with_columns(first_reason(checks))
 
     # A parser whose records each carry one measure of a wide row (DCGM: power and energy samples
     # of one GPU at one instant) adds `_measure`; it is part of the duplicate key, and `accepted`
     # joins the measures of one key into one row.
     key = [*contract.key, *(["_measure"] if "_measure" in parsed.collect_schema() else [])]
-    row_hash = pl.struct(contract.names).hash(seed=0)
     order = ["_source_file", "_source_row"]
     ok = pl.col("_reason").is_null()
-    variants = pl.when(ok).then(row_hash).n_unique().over([*key, ok])
-    nth = pl.int_range(pl.len()).over([*key, ok], order_by=order)
+    # Most keys occur once. The keys valid rows repeat are found first (a pass over the key
+    # columns, collected: it is small), and only the rows carrying them are judged; a window over
+    # every row of a 10-million-row day costs more than the rest of the classification.
+    repeated = (flagged.filter(ok).group_by(key).agg(pl.len().alias("_copies"))
+                .filter(pl.col("_copies") > 1).select(key).collect())
+    if repeated.is_empty():
+        return flagged
+    row_hash = pl.struct(contract.names).hash(seed=0)
     key_text = pl.concat_str([pl.col(k).cast(pl.String) for k in contract.key], separator="|")
-    dup_checks = [
-        (ok & (variants > 1), "conflicting_duplicate",
-         pl.format("key {} appears with different values; correct the source so one version remains", key_text)),
-        (ok & (nth > 0), "exact_duplicate", pl.format("identical copy of key {} collapsed", key_text)),
-    ]
-    return flagged.with_columns(first_reason(dup_checks))
+    variants = row_hash.n_unique().over(key)
+    nth = pl.int_range(pl.len()).over(key, order_by=order)
+    verdicts = (
+        flagged.filter(ok).join(repeated.lazy(), on=key, how="semi")
+        .select(*key, *order,
+                pl.when(variants > 1).then(pl.lit("conflicting_duplicate"))
+                .when(nth > 0).then(pl.lit("exact_duplicate")).alias("_dup_reason"),
+                pl.when(variants > 1)
+                .then(pl.format("key {} appears with different values; correct the source so one version remains",
+                                key_text))
+                .when(nth > 0).then(pl.format("identical copy of key {} collapsed", key_text)).alias("_dup_detail"))
+        .filter(pl.col("_dup_reason").is_not_null())
+        .collect()
+    )
+    return (
+        flagged.join(verdicts.lazy(), on=[*key, *order], how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_reason", "_dup_reason").alias("_reason"),
+                      pl.when(ok).then(pl.col("_dup_detail")).otherwise(pl.col("_detail")).alias("_detail"))
+        .drop("_dup_reason", "_dup_detail")
+    )
 
 
 def accepted(classified: pl.LazyFrame, contract: Contract) -> pl.LazyFrame:
-    """Canonical rows, in the contract's column order and types, sorted by key for stable files.
+    """Canonical rows, in the contract's column order and types, sorted (`contract.order`: the key,
+    or an order that contains it) for stable files.
     Records carrying one `_measure` each are joined into one row per key (first non-null value
     of every column)."""
     rows = classified.filter(pl.col("_reason").is_null())
     if "_measure" in classified.collect_schema():
         rest = [c for c in contract.names if c not in contract.key]
         rows = rows.group_by(list(contract.key)).agg(pl.col(rest).drop_nulls().first())
-    rows = contract.conform(rows).sort(list(contract.key))
+    rows = contract.conform(rows).sort(contract.order)
     if contract.name == "power_readings":
         # A cumulative counter that falls restarted (reboot): flag it so attribution starts a new
         # segment. Judged against the meter's previous sample of the same day.

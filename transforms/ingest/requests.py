@@ -250,7 +250,14 @@ def _status_from_error_type(error_type: pl.Expr) -> pl.Expr:
 
 def parse_otel_jsonl(raw_lines: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.LazyFrame:
     """OTel GenAI JSON Lines (`scan_text_lines` output) of the raw folder of `site_id` to a parsed
-    REQUESTS frame.
+    REQUESTS frame: `parse_otel_fields` of the lines' `extract_json_fields`."""
+    return parse_otel_fields(extract_json_fields(raw_lines, list(OTEL_FIELDS)), inventory, site_id)
+
+
+def parse_otel_fields(fields: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.LazyFrame:
+    """The `OTEL_FIELDS` of OTel GenAI JSON Lines (`extract_json_fields` output, or
+    `pipelines.readers.scan_json_fields`, its faster equivalent on files) of the raw folder of
+    `site_id` to a parsed REQUESTS frame.
 
     `arrived_at` is `time` (RFC 3339, any offset, converted to UTC; no offset is `bad_timestamp`),
     `completed_at` is `time` + `gen_ai.latency.e2e` (s, rounded to the microsecond). Token counts
@@ -259,7 +266,6 @@ def parse_otel_jsonl(raw_lines: pl.LazyFrame, inventory: Inventory, site_id: str
     `gen_ai.usage.cache_read.input_tokens` is 0. Invalid JSON and non-object lines are
     `malformed_record`."""
     kinds = {key: kind for key, (_, kind) in OTEL_FIELDS.items()}
-    fields = extract_json_fields(raw_lines, list(OTEL_FIELDS))
     typed = fields.with_columns(_JSON_READERS[kind](pl.col(key)).alias(f"_v:{key}") for key, kind in kinds.items())
 
     v = lambda key: pl.col(f"_v:{key}")  # noqa: E731

@@ -1,0 +1,127 @@
+"""The pipeline reads OTel JSON Lines files with `scan_json_fields`: a clean file is read whole by
+DuckDB's `read_json`, any other line by line (`extract_json_fields`). The two must give the same
+frame, hence the same verdict for every line: these tests hold them equal on awkward lines, on
+generated files, and check which path a file takes.
+"""
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipelines.readers import _json_fields_whole_file, scan_json_fields, scan_text_lines
+from transforms.ingest.requests import OTEL_FIELDS, extract_json_fields
+
+KEYS = list(OTEL_FIELDS)
+GOOD = json.dumps({"time": "2026-11-28T10:00:00Z", "gen_ai.response.id": "r-1", "server.address": "m-h200-01",
+                   "gen_ai.usage.input_tokens": 12, "gen_ai.latency.e2e": 1.5, "error.type": None,
+                   "gen_ai.input.messages": [{"role": "user", "parts": [{"type": "text", "content": "SECRET"}]}]})
+
+
+def line_by_line(path: Path, root: Path) -> pl.DataFrame:
+    return extract_json_fields(scan_text_lines([path], root), KEYS).collect()
+
+
+def whole(path: Path, root: Path) -> pl.DataFrame | None:
+    con = duckdb.connect()
+    try:
+        return _json_fields_whole_file(con, path, root, KEYS)
+    finally:
+        con.close()
+
+
+def same(got: pl.DataFrame, expected: pl.DataFrame, name: str = "") -> None:
+    assert got.schema == expected.schema, name
+    assert got.rows() == expected.rows(), name
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+# Lines DuckDB's reader accepts: the file is read whole, and must equal the line-by-line frame.
+CLEAN_LINES = {
+    "plain": GOOD,
+    "trailing comma (accepted by json_valid too)": '{"gen_ai.response.id": "r-2", "gen_ai.usage.input_tokens": 3,}',
+    "NaN and Infinity": '{"gen_ai.latency.e2e": NaN, "gen_ai.latency.time_in_queue": Infinity}',
+    "number beyond float range": '{"gen_ai.latency.e2e": 1e999}',
+    "integer beyond int64": '{"gen_ai.usage.input_tokens": 99999999999999999999}',
+    "quoted number": '{"gen_ai.usage.input_tokens": "12"}',
+    "fraction and exponent for a count": '{"gen_ai.usage.input_tokens": 12.0, "gen_ai.usage.output_tokens": 1e2}',
+    "number for a string": '{"server.address": 17, "inferledger.tier": true}',
+    "object and array for a string": '{"server.address": {"a": 1}, "inferledger.tier": [1, "x"]}',
+    "escapes and unicode": '{"gen_ai.response.id": "r-\\"3\\"\\u00e9\\n", "inferledger.tenant.id": "ümlaut-テナント"}',
+    "explicit nulls": '{"gen_ai.response.id": null, "error.type": null}',
+    "empty object": "{}",
+    "number formats": '{"gen_ai.latency.e2e": 0.020, "gen_ai.latency.time_in_queue": -0.0, "gen_ai.latency.decode_s": 1E-3}',
+    "spaces around": '   {"gen_ai.response.id": "r-4"}   ',
+    "CRLF": '{"gen_ai.response.id": "r-5"}\r',
+}
+
+# Files the whole-file reader must refuse (a line judged wrong on its own, or numbering lost):
+# they are read line by line.
+MIXED_FILES = {
+    "invalid JSON": [GOOD, '{"gen_ai.response.id": "r-1"', GOOD],
+    "not an object": [GOOD, "[1, 2]", '"text"', "42", GOOD],
+    "two objects on a line": [GOOD, '{"a": 1} {"b": 2}', GOOD],
+    "single quotes": [GOOD, "{'gen_ai.response.id': 'r'}", GOOD],
+    "blank lines keep their numbers": [GOOD, "", "   ", GOOD],
+    "duplicate key": [GOOD, '{"gen_ai.response.id": "a", "gen_ai.response.id": "b"}', GOOD],
+    "raw control character in a string": [GOOD, '{"gen_ai.response.id": "a\tb"}', GOOD],
+}
+
+
+def test_clean_lines_are_read_whole_and_equal_line_by_line(tmp_path):
+    for name, line in CLEAN_LINES.items():
+        path = write(tmp_path, "clean.jsonl", f"{GOOD}\n{line}\n{GOOD}".encode())  # last line unterminated
+        fast = whole(path, tmp_path)
+        assert fast is not None, name
+        same(fast, line_by_line(path, tmp_path), name)
+
+
+def test_files_with_a_bad_or_blank_line_are_read_line_by_line(tmp_path):
+    for name, lines in MIXED_FILES.items():
+        path = write(tmp_path, "mixed.jsonl", ("\n".join(lines) + "\n").encode())
+        assert whole(path, tmp_path) is None, name
+        # and the reader the pipeline calls gives the line-by-line frame
+        same(scan_json_fields([path], tmp_path, KEYS).collect(), line_by_line(path, tmp_path), name)
+
+
+def test_invalid_utf8_and_byte_order_mark(tmp_path):
+    bad = write(tmp_path, "bad.jsonl", GOOD.encode() + b'\n{"gen_ai.response.id": "r-\xff"}\n')
+    assert whole(bad, tmp_path) is None
+    bom = write(tmp_path, "bom.jsonl", b"\xef\xbb\xbf" + GOOD.encode() + b"\n")
+    same(scan_json_fields([bom], tmp_path, KEYS).collect(), line_by_line(bom, tmp_path))
+
+
+def test_several_files_keep_their_names_and_numbers_and_no_text(tmp_path):
+    (tmp_path / "d").mkdir()
+    paths = [write(tmp_path / "d", "b.jsonl", f"{GOOD}\n{GOOD}\n".encode()),
+             write(tmp_path / "d", "a.jsonl", f"{GOOD}\n\n{GOOD}\n".encode()),
+             write(tmp_path / "d", "empty.jsonl", b"")]
+    got = scan_json_fields(paths, tmp_path, KEYS).collect()
+    assert got.select("_source_file", "_source_row").rows() == [("d/a.jsonl", 1), ("d/a.jsonl", 3),
+                                                                 ("d/b.jsonl", 1), ("d/b.jsonl", 2)]
+    assert got.columns == ["_source_file", "_source_row", "_json_valid", "_json_object", *KEYS]
+    assert not any("SECRET" in str(v) for row in got.rows() for v in row)
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
+records = st.dictionaries(st.sampled_from([*KEYS, "gen_ai.input.messages", "other"]), json_values, max_size=8)
+lines = st.one_of(records.map(json.dumps), records.map(json.dumps), records.map(json.dumps),
+                  st.sampled_from(["", "  ", "[1]", "{", "null", '{"a":1,}', '{"time": NaN}']))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(lines, max_size=12))
+def test_generated_files_give_the_line_by_line_frame(tmp_path, file_lines):
+    path = write(tmp_path, "gen.jsonl", "\n".join(file_lines).encode())
+    same(scan_json_fields([path], tmp_path, KEYS).collect(), line_by_line(path, tmp_path))
