@@ -122,6 +122,8 @@ def raw_fingerprint(dataset: str, raw_root: Path, day: date, site: str | None) -
 # rows spilled to a scratch Parquet file, so memory follows a group, not the day (every parser is
 # file-local: a row's verdict depends on its own file only, so grouping changes no row).
 GROUP_BYTES = 384 << 20
+# Scratch files are written once and read once or twice, on the same disk: fast beats small.
+SCRATCH_COMPRESSION = "lz4"
 
 
 def _file_groups(paths: list[Path], limit: int = GROUP_BYTES) -> list[list[Path]]:
@@ -152,7 +154,7 @@ def _parsed_inputs(contract: Contract, raw_root: Path, day: date, site: str | No
         parts = []
         for group in groups:
             parts.append(spill())
-            src.parser(src.reader(group, raw_root), inventory, site).sink_parquet(parts[-1])
+            src.parser(src.reader(group, raw_root), inventory, site).sink_parquet(parts[-1], compression=SCRATCH_COMPRESSION)
         frames.append(pl.scan_parquet(parts))
     if not frames:
         return empty_parsed(contract), files
@@ -178,7 +180,7 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
     try:
         parsed, files = _parsed_inputs(contract, Path(raw_root), day, site, inventory, spill)
         classified = classify(parsed, contract, day, day_column=DAY_COLUMN[dataset], day_time=DAY_TIME.get(dataset))
-        classified.sink_parquet(scratch)
+        classified.sink_parquet(scratch, compression=SCRATCH_COMPRESSION)
         judged = pl.scan_parquet(scratch)
         part_site = site if "site" in contract.partition_by else None
         qa_site = site if site is not None else FLEET
