@@ -96,8 +96,9 @@ def _json_fields_whole_file(con: duckdb.DuckDBPyConnection, path: Path, raw_root
                             keys: list[str]) -> pl.DataFrame | None:
     """The fast path of `scan_json_fields` for one file: DuckDB's parallel `read_json` with every
     key as a JSON column. None when the file is not clean JSON Lines, one object per non-blank
-    line (a line DuckDB cannot read, or a blank line, whose numbering `read_json` loses): the
-    caller then reads that file line by line."""
+    line holding at least one of `keys` (a line DuckDB cannot read, a blank line, whose
+    numbering `read_json` loses, or a line with none of the keys, which may not be an object):
+    the caller then reads that file line by line."""
     columns = "{" + ", ".join(f"'{k.replace(chr(39), chr(39) * 2)}': 'JSON'" for k in keys) + "}"
     try:
         table = con.sql(
@@ -109,6 +110,10 @@ def _json_fields_whole_file(con: duckdb.DuckDBPyConnection, path: Path, raw_root
         return None
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
+    # `read_json` reads a line `null` (or `42`) as a row of nulls, where a line is judged not an
+    # object; a row with no key at all (rare: `{}` is one too) sends the file line by line.
+    if frame.height and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
+        return None
     return frame.select(
         pl.lit(relative_name(path, raw_root)).alias("_source_file"),
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_source_row"),
