@@ -36,13 +36,15 @@ class Contract:
     columns: tuple[Column, ...]
     key: tuple[str, ...]
     partition_by: tuple[str, ...] = ("date", "site")
-    # The order of rows in the lake's files (the key when empty): any total order makes reruns
-    # write the same bytes; one that follows the raw files' own order sorts fastest.
-    sort_by: tuple[str, ...] = ()
+    # Rows of the lake's files are sorted by the key, unless `raw_order`: then they keep the raw
+    # files' order (file name, then line), as deterministic (a rerun on the same files writes the
+    # same bytes) and streamed, where a sort would hold the whole day in memory.
+    raw_order: bool = False
 
     @property
-    def order(self) -> list[str]:
-        return list(self.sort_by or self.key)
+    def order(self) -> list[str] | None:
+        """The columns the lake's rows are sorted by; None for the raw files' order."""
+        return None if self.raw_order else list(self.key)
 
     @property
     def schema(self) -> pl.Schema:
@@ -71,7 +73,7 @@ REQUESTS = Contract(
     "or canonical CSV/Parquet. Partitioned by the UTC date of `completed_at` and the site "
     "of `node_id`. Prompt and completion text never reach this dataset.",
     key=("request_id",),
-    sort_by=("node_id", "arrived_at", "request_id"),
+    raw_order=True,
     columns=(
         _c("request_id", pl.String, "-", "Request identifier, unique across the fleet (OTel `gen_ai.response.id`)."),
         _c("node_id", pl.String, "-", "Serving node (OTel `server.address`), a node of the inventory."),

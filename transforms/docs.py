@@ -29,8 +29,9 @@ def generated_markdown() -> str:
     for c in ALL_CONTRACTS.values():
         parts = "/".join(p + "=" for p in c.partition_by)
         out += [f"### `{c.name}`", "", c.description, "",
-                f"Key: `{', '.join(c.key)}`. Rows sorted by `{', '.join(c.order)}`. "
-                f"Lake path: `<lake>/{c.name}/{parts}/`.", "",
+                f"Key: `{', '.join(c.key)}`. "
+                + ("Rows in the raw files' order (file, then line). " if c.order is None else "Rows sorted by the key. ")
+                + f"Lake path: `<lake>/{c.name}/{parts}/`.", "",
                 "| column | type | unit | nullable | meaning |", "|---|---|---|---|---|"]
         out += [f"| `{col.name}` | {_type_name(col.dtype)} | {col.unit} | {'yes' if col.nullable else 'no'} | {col.description} |"
                 for col in c.columns]

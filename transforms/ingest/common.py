@@ -146,15 +146,17 @@ def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column:
 
 
 def accepted(classified: pl.LazyFrame, contract: Contract) -> pl.LazyFrame:
-    """Canonical rows, in the contract's column order and types, sorted (`contract.order`: the key,
-    or an order that contains it) for stable files.
+    """Canonical rows, in the contract's column order and types, sorted by key (or, for a
+    contract with `raw_order`, in the raw files' order), so that a rerun writes the same bytes.
     Records carrying one `_measure` each are joined into one row per key (first non-null value
     of every column)."""
     rows = classified.filter(pl.col("_reason").is_null())
     if "_measure" in classified.collect_schema():
         rest = [c for c in contract.names if c not in contract.key]
         rows = rows.group_by(list(contract.key)).agg(pl.col(rest).drop_nulls().first())
-    rows = contract.conform(rows).sort(contract.order)
+    rows = contract.conform(rows)
+    if contract.order is not None:
+        rows = rows.sort(contract.order)
     if contract.name == "power_readings":
         # A cumulative counter that falls restarted (reboot): flag it so attribution starts a new
         # segment. Judged against the meter's previous sample of the same day.
