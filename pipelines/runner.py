@@ -29,6 +29,9 @@ class RunFailed(RuntimeError):
         super().__init__(message)
         self.run_id = run_id
 
+    def __reduce__(self):  # crosses process boundaries (parallel runs) with its run id
+        return (RunFailed, (str(self), self.run_id))
+
 
 @dataclass
 class RunOutcome:
@@ -38,6 +41,7 @@ class RunOutcome:
     seconds: float
     materializations: dict[str, dict] = field(default_factory=dict)  # asset -> metadata
     checks: list[tuple[str, str, bool, str]] = field(default_factory=list)  # (asset, check, passed, severity)
+    step_seconds: dict[str, float] = field(default_factory=dict)  # Dagster step -> seconds (start to end)
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,24 @@ def run_job(defs: dg.Definitions, name: str, partition: str | None, inst: dg.Dag
         out.materializations[mat.asset_key.to_user_string()] = {k: _value(v) for k, v in mat.metadata.items()}
     out.checks = [(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
                   for e in result.get_asset_check_evaluations()]
+    out.step_seconds = step_seconds(inst, result.run_id)
     return out
+
+
+def step_seconds(inst: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Seconds from STEP_START to STEP_SUCCESS (or STEP_FAILURE) of each step of a run, from its event log."""
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for rec in inst.all_logs(run_id):
+        ev = rec.dagster_event
+        if ev is None or ev.step_key is None:
+            continue
+        if ev.event_type == dg.DagsterEventType.STEP_START:
+            started[ev.step_key] = rec.timestamp
+        elif ev.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE) \
+                and ev.step_key in started:
+            seconds[ev.step_key] = round(rec.timestamp - started[ev.step_key], 3)
+    return seconds
 
 
 def prepare(paths: Paths, day: date | None, inst: dg.DagsterInstance) -> list[str]:
@@ -150,11 +171,65 @@ def day_steps(day: date, sites: list[str], *, ingest: bool = True, attribute: bo
     return steps
 
 
+# The assets of one `ingest_day_site` run, which parallel runs take one at a time.
+INGEST_ASSETS = ("requests", "power_readings", "cost_lines")
+
+
+def expand_steps(steps: list[Step], paths: Paths, parallel: int) -> list[Step]:
+    """The runs `run_steps` makes of `steps`: with `parallel` > 1, the leading `ingest_day_site`
+    steps become one run per site and dataset (so a site's requests and its power readings can
+    run at once), largest raw input first, so that the longest runs start first."""
+    if parallel <= 1:
+        return list(steps)
+    n = next((i for i, s in enumerate(steps) if s[0] != "ingest_day_site"), len(steps))
+    if n == 0:
+        return list(steps)
+    from pipelines.ingest import raw_files
+
+    def raw_bytes(step: Step) -> int:
+        day, site = step[1].split("|")
+        return sum(p.stat().st_size for _src, ps in raw_files(step[2][0], paths.raw, date.fromisoformat(day), site)
+                   for p in ps)
+
+    split = [(job, part, [a]) for job, part, assets in steps[:n] for a in (assets or INGEST_ASSETS)]
+    return sorted(split, key=raw_bytes, reverse=True) + list(steps[n:])
+
+
+_WORKER: dict = {}
+
+
+def _run_in_worker(paths: Paths, step: Step, tags: dict | None, dagster_home: str | None) -> RunOutcome | RunFailed:
+    """One run in a worker process of `run_steps` (definitions and instance made once per process)."""
+    if dagster_home:
+        os.environ["DAGSTER_HOME"] = dagster_home
+    if "defs" not in _WORKER:
+        _WORKER["inst"] = instance()
+        prepare(paths, None, _WORKER["inst"])  # an ephemeral instance needs the sites registered too
+        _WORKER["defs"] = definitions(paths)
+    job, partition, assets = step
+    try:
+        return run_job(_WORKER["defs"], job, partition, _WORKER["inst"], tags=tags, assets=assets)
+    except RunFailed as e:
+        return e
+
+
 def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance, *,
-              on_step: Callable[[Step, RunOutcome | None], None] | None = None, tags: dict | None = None) -> list[RunOutcome]:
-    """Run `steps` in order; `on_step(step, None)` before and `on_step(step, outcome)` after each."""
-    outcomes = []
-    for step in steps:
+              on_step: Callable[[Step, RunOutcome | None], None] | None = None, tags: dict | None = None,
+              parallel: int = 1, paths: Paths | None = None) -> list[RunOutcome]:
+    """Run `steps` in order; `on_step(step, None)` before and `on_step(step, outcome)` after each.
+
+    With `parallel` > 1 (and `paths`), the leading ingest steps run as `expand_steps` splits
+    them, `parallel` at a time, each in a worker process (spawned: Polars, DuckDB and GX each
+    hold threads and caches of their own); every one of them finishes before the steps after
+    them (attribution, publish) start, in this process. Any failed run raises RunFailed naming
+    every failure, after the others have finished."""
+    outcomes: list[RunOutcome] = []
+    todo = expand_steps(steps, paths, parallel) if paths is not None else list(steps)
+    n = next((i for i, s in enumerate(todo) if s[0] != "ingest_day_site"), len(todo)) if parallel > 1 and paths else 0
+    if n:
+        outcomes += _run_parallel(todo[:n], paths, parallel, on_step, tags)
+        todo = todo[n:]
+    for step in todo:
         if on_step:
             on_step(step, None)
         job, partition, assets = step
@@ -163,3 +238,33 @@ def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance,
         if on_step:
             on_step(step, out)
     return outcomes
+
+
+def _run_parallel(steps: list[Step], paths: Paths, parallel: int,
+                  on_step: Callable[[Step, RunOutcome | None], None] | None, tags: dict | None) -> list[RunOutcome]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    home = os.environ.get("DAGSTER_HOME")
+    done: dict[int, RunOutcome] = {}
+    failures: list[str] = []
+    with ProcessPoolExecutor(max_workers=min(parallel, len(steps)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {}
+        for i, step in enumerate(steps):
+            futures[pool.submit(_run_in_worker, paths, step, tags, home)] = i
+            if on_step:
+                on_step(step, None)
+        from concurrent.futures import as_completed
+
+        for fut in as_completed(futures):
+            i = futures[fut]
+            result = fut.result()
+            if isinstance(result, RunFailed):
+                failures.append(str(result))
+                continue
+            done[i] = result
+            if on_step:
+                on_step(steps[i], result)
+    if failures:
+        raise RunFailed("\n".join(failures))
+    return [done[i] for i in sorted(done)]

@@ -39,7 +39,8 @@ def night(demo_warehouse, tmp_path, monkeypatch):
     return {"raw": raw, "lake": lake, "wh": wh, "args": args, "before": state(wh)}
 
 
-def test_a_50_kw_gpu_and_a_focus_currency_mismatch_stop_the_night(night, capsys):
+@pytest.mark.parametrize("parallel", ["1", "2"])  # 2: the ingest runs in worker processes
+def test_a_50_kw_gpu_and_a_focus_currency_mismatch_stop_the_night(night, capsys, parallel):
     site = night["raw"] / D2.isoformat() / "cloud-use1"
     dcgm = sorted((site / "dcgm").glob("*.prom"))[0]
     dcgm.write_text(re.sub(r'(DCGM_FI_DEV_POWER_USAGE\{gpu="3"[^}]*\}) [0-9.]+', r"\1 50000.000", dcgm.read_text(), count=1))
@@ -48,7 +49,7 @@ def test_a_50_kw_gpu_and_a_focus_currency_mismatch_stop_the_night(night, capsys)
     lines[1] = lines[1].replace(",USD,", ",EUR,")
     focus.write_text("".join(lines))
     with pytest.raises(SystemExit) as stop:
-        main(["run", "--date", D2.isoformat(), *night["args"]])
+        main(["run", "--date", D2.isoformat(), *night["args"], "--parallel", parallel])
     assert stop.value.code == 1
     said = " ".join("".join(capsys.readouterr()).split())
     assert "check power_readings.power_w.within_gpu_nameplate on power_readings failed: 1 unexpected" in said
