@@ -34,7 +34,11 @@ def parse_ipmi_sdr(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.
     lines = raw.with_columns(
         pl.col("line").str.strip_chars_start().str.starts_with("Timestamp:").alias("_is_ts")
     ).with_columns(pl.col("_is_ts").cast(pl.Int64).cum_sum().over("_source_file", order_by="_source_row").alias("_block"))
-    sensors = _sensor_lines(lines.filter(~pl.col("_is_ts")))
+    # Only lines that may name the power sensor (a default one, or one a meter names) are parsed:
+    # a plain substring test keeps every such line and drops most of a dump cheaply.
+    named = [m.sensor.strip() for m in inventory.meters if m.source == "ipmi" and m.sensor and m.sensor.strip()]
+    candidates = sorted({*IPMI_DEFAULT_SENSORS, *named})
+    sensors = _sensor_lines(lines.filter(~pl.col("_is_ts") & pl.col("line").str.contains_any(candidates)))
     rank = pl.col("_sensor").replace_strict({s: i for i, s in enumerate(IPMI_DEFAULT_SENSORS)}, default=None,
                                             return_dtype=pl.Int32)
     default_sensor = (
