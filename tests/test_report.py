@@ -196,3 +196,22 @@ def test_report_renders_in_headless_chromium(chromium, report, expected, tmp_pat
     if expected["currency"] == "USD":
         assert headlines["fully_loaded_cost"]["shown"] == f"${expected['fully_loaded_cost']:,.2f}"
     assert headlines["idle_cost_share"]["shown"] == f"{expected['idle_cost_share']:.1%}"
+
+
+def test_the_vega_bundle_is_built_once_and_kept_in_the_cache(tmp_path, monkeypatch):
+    from warehouse.report.page import vega_bundle, vl_convert_version
+
+    monkeypatch.setenv("INFERLEDGER_CACHE_DIR", str(tmp_path))
+    vega_bundle.cache_clear()
+    try:
+        built = vega_bundle(vl_convert_version())
+        (cached,) = tmp_path.glob("vega-bundle-*.js")
+        assert cached.read_text(encoding="utf-8") == built and "vegaEmbed" in built
+        vega_bundle.cache_clear()
+        assert vega_bundle(vl_convert_version()) == built  # read back
+        cached.write_text("truncated")  # a damaged cache is built again, never served
+        vega_bundle.cache_clear()
+        assert vega_bundle(vl_convert_version()) == built
+        assert cached.read_text(encoding="utf-8") == built
+    finally:
+        vega_bundle.cache_clear()

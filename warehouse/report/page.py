@@ -2,9 +2,11 @@
 inline, so it opens from a mail attachment or a file share with no network."""
 
 import html
+import os
 import json
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 
 import altair as alt
 import polars as pl
@@ -36,12 +38,35 @@ def vl_convert_version() -> str:
     return "_".join(alt.SCHEMA_VERSION.split(".")[:2])
 
 
+def _cache_dir() -> Path:
+    """Where built bundles are kept between runs: $INFERLEDGER_CACHE_DIR, else the user's cache."""
+    root = os.environ.get("INFERLEDGER_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / ("" if os.environ.get("INFERLEDGER_CACHE_DIR") else "inferledger")
+
+
 @lru_cache(maxsize=2)
 def vega_bundle(vl_version: str) -> str:
-    """Vega, Vega-Lite and vega-embed as one script (vl-convert's bundle, ~0.9 MB; built once per process)."""
+    """Vega, Vega-Lite and vega-embed as one script (vl-convert's bundle, ~0.9 MB). Building it
+    takes ~2.5 s, so it is built once per vl-convert release and Vega-Lite version and kept in
+    `_cache_dir()` (a cache only: any failure to read or write it just builds it again)."""
     import vl_convert
 
-    return vl_convert.javascript_bundle(vl_version=vl_version).replace("</script", "<\\/script")
+    cached = _cache_dir() / f"vega-bundle-{vl_convert.__version__}-{vl_version}.js"
+    try:
+        text = cached.read_text(encoding="utf-8")
+        if len(text) > 100_000 and "vegaEmbed" in text:  # whole, not a stray file of that name
+            return text
+    except (OSError, UnicodeDecodeError):
+        pass
+    bundle = vl_convert.javascript_bundle(vl_version=vl_version).replace("</script", "<\\/script")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        tmp.write_text(bundle, encoding="utf-8")
+        os.replace(tmp, cached)
+    except OSError:
+        pass
+    return bundle
 
 
 def _money(v, cur: str, digits: int = 2) -> str:
