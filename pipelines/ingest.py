@@ -161,6 +161,53 @@ def _parsed_inputs(contract: Contract, raw_root: Path, day: date, site: str | No
     return pl.concat(frames, how="diagonal_relaxed"), files
 
 
+# A dataset stored sorted (power readings: by meter, then time) is sorted in ranges of meters of
+# at most this many rows each, one range after another, then written as one file: a sort holds
+# every row it sorts, and a site-day of readings grows with the fleet.
+SORT_RANGE_ROWS = 2_000_000
+
+
+def _key_ranges(counts: pl.DataFrame, limit: int) -> list[tuple]:
+    """Contiguous ranges (first, last value) of the sorted `counts` (value, n) holding at most
+    `limit` rows each (a value with more rows is a range of its own)."""
+    ranges: list[tuple] = []
+    start, rows, prev = None, 0, None
+    for value, n in counts.iter_rows():
+        if start is not None and rows + n > limit:
+            ranges.append((start, prev))
+            start, rows = None, 0
+        if start is None:
+            start = value
+        rows += n
+        prev = value
+    if start is not None:
+        ranges.append((start, prev))
+    return ranges
+
+
+def _write_accepted(lake: Lake, judged: pl.LazyFrame, contract: Contract, day: date, site: str | None,
+                    spill: Callable[[], Path]) -> Path:
+    """The canonical partition file. A sorted dataset larger than SORT_RANGE_ROWS is sorted range
+    by range of its first key column into scratch files (a key's rows all fall in one range),
+    then streamed into the partition in range order: the same rows in the same order as one
+    sort, in memory bounded by a range."""
+    rows = accepted(judged, contract)
+    if contract.order is None:
+        return lake.write(rows, contract.name, day, site)
+    first = contract.key[0]
+    counts = (judged.filter(pl.col("_reason").is_null()).group_by(first).agg(pl.len())
+              .sort(first).collect(engine="streaming"))
+    ranges = _key_ranges(counts, SORT_RANGE_ROWS)
+    if len(ranges) <= 1:
+        return lake.write(rows, contract.name, day, site)
+    parts = []
+    for lo, hi in ranges:
+        parts.append(spill())
+        accepted(judged.filter(pl.col(first).is_between(pl.lit(lo), pl.lit(hi))), contract).sink_parquet(
+            parts[-1], compression=SCRATCH_COMPRESSION)
+    return lake.write(pl.concat([pl.scan_parquet(p) for p in parts]), contract.name, day, site)
+
+
 def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, lake: Lake,
                      inventory: Inventory) -> IngestOutcome:
     """Read every raw file of `dataset` for `day` (and `site`), write the canonical partition,
@@ -185,7 +232,7 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
         part_site = site if "site" in contract.partition_by else None
         qa_site = site if site is not None else FLEET
         out = IngestOutcome(dataset, day, site, files, raw_fingerprint=fingerprint)
-        out.paths["canonical"] = str(lake.write(accepted(judged, contract), dataset, day, part_site))
+        out.paths["canonical"] = str(_write_accepted(lake, judged, contract, day, part_site, spill))
         out.paths["quarantine"] = str(lake.write(quarantined(judged, contract), "quarantine", day, qa_site, name=dataset))
         out.paths["ingest_audit"] = str(lake.write(audit(judged, contract, files), "ingest_audit", day, qa_site, name=dataset))
         counts = judged.group_by("_reason").agg(pl.len()).collect()

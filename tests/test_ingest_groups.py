@@ -103,3 +103,23 @@ def _loads_or_none(line: str):
         return json.loads(line)
     except ValueError:
         return None
+
+
+def test_sorted_datasets_sorted_in_key_ranges_give_the_same_file_content(raw_day, tmp_path, monkeypatch):
+    """Power readings are sorted range by range of meters (bounded memory) and streamed into one
+    file: the same rows, in the same order, as one sort of the whole partition."""
+    inv = load_inventory(raw_day / "inventory.yaml")
+    whole = ingest.ingest_partition("power_readings", DAY, "remote-plains", raw_day, Lake(tmp_path / "a"), inv)
+    monkeypatch.setattr(ingest, "SORT_RANGE_ROWS", 5_000)
+    ranged = ingest.ingest_partition("power_readings", DAY, "remote-plains", raw_day, Lake(tmp_path / "b"), inv)
+    a, b = pl.read_parquet(whole.paths["canonical"]), pl.read_parquet(ranged.paths["canonical"])
+    assert a.height > 20_000 and a.equals(b)
+    assert b.sort("meter_id", "ts").equals(b)
+    assert (whole.rows_accepted, whole.by_reason) == (ranged.rows_accepted, ranged.by_reason)
+    assert not list((tmp_path / "b" / "_scratch").glob("*.parquet"))  # range files removed
+
+
+def test_key_ranges_hold_at_most_the_limit_and_keep_a_large_key_whole():
+    counts = pl.DataFrame({"k": ["a", "b", "c", "d", "e"], "n": [3, 3, 9, 1, 1]})
+    assert ingest._key_ranges(counts, 6) == [("a", "b"), ("c", "c"), ("d", "e")]
+    assert ingest._key_ranges(counts.head(0), 6) == []

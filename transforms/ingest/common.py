@@ -114,11 +114,20 @@ def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column:
     key = [*contract.key, *(["_measure"] if "_measure" in parsed.collect_schema() else [])]
     order = ["_source_file", "_source_row"]
     ok = pl.col("_reason").is_null()
-    # Most keys occur once. The keys valid rows repeat are found first (a pass over the key
-    # columns, collected: it is small), and only the rows carrying them are judged; a window over
-    # every row of a 10-million-row day costs more than the rest of the classification.
-    repeated = (flagged.filter(ok).group_by(key).agg(pl.len().alias("_copies"))
-                .filter(pl.col("_copies") > 1).select(key).collect())
+    # Most keys occur once. The keys valid rows repeat are found first, and only the rows
+    # carrying them are judged (a window over every row of a 10-million-row day costs more than
+    # the rest of the classification). A streaming group-by on a 64-bit hash of the key finds the
+    # candidates (8 bytes a row, where the keys themselves are 30-byte strings: memory follows
+    # the day far less); the exact group-by on the key runs on the candidates alone, so a hash
+    # collision costs time, never a verdict.
+    key_hash = pl.struct(key).hash(seed=0).alias("_key_hash")
+    valid = flagged.filter(ok).with_columns(key_hash)
+    clash = (valid.group_by("_key_hash").agg(pl.len().alias("_copies")).filter(pl.col("_copies") > 1)
+             .select("_key_hash").collect(engine="streaming"))
+    if clash.is_empty():
+        return flagged
+    repeated = (valid.join(clash.lazy(), on="_key_hash", how="semi").group_by(key).agg(pl.len().alias("_copies"))
+                .filter(pl.col("_copies") > 1).select(key).collect(engine="streaming"))
     if repeated.is_empty():
         return flagged
     row_hash = pl.struct(contract.names).hash(seed=0)
