@@ -289,13 +289,13 @@ def print_run_summary(outcomes, console, title: str) -> None:
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
-    for col in ("run", "partition", "seconds", "checks passed", "warnings", "run id"):
+    for col in ("run", "partition", "assets", "seconds", "checks passed", "warnings", "run id"):
         t.add_column(col, justify="right" if col in ("seconds", "checks passed", "warnings") else "left")
     for o in outcomes:
         passed = sum(1 for c in o.checks if c[2])
         warned = [c[1] for c in o.checks if not c[2]]
-        t.add_row(o.job, o.partition or "-", f"{o.seconds:.1f}", f"{passed}/{len(o.checks)}",
-                  ", ".join(warned) or "-", o.run_id[:8])
+        t.add_row(o.job, o.partition or "-", ", ".join(o.materializations) or "-", f"{o.seconds:.1f}",
+                  f"{passed}/{len(o.checks)}", ", ".join(warned) or "-", o.run_id[:8])
     console.print(t)
 
 
