@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from warehouse.marts import run
+from warehouse.marts import DUCKDB_MEMORY_LIMIT, DUCKDB_TEMP, run
 
 ST = duckdb.StatementType
 QUERY_TYPES = {ST.SELECT, ST.EXPLAIN}
@@ -110,13 +110,17 @@ def check_statement(statement: "duckdb.Statement", export_dir: Path) -> None:
 
 
 def open_warehouse(path: Path | str) -> duckdb.DuckDBPyConnection:
-    """The published warehouse, read-only, in UTC."""
+    """The published warehouse, read-only, in UTC, with DuckDB's memory bounded as for the builds
+    (`warehouse.marts.DUCKDB_MEMORY_LIMIT`)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no published warehouse here; run `make demo`, or `inferledger publish` "
                                 "after attributing a day (or set INFERLEDGER_WAREHOUSE)")
     con = duckdb.connect(str(path), read_only=True)
     run(con, "SET TimeZone = 'UTC'")
+    # As the builds: bounded, spilling beyond (a query may still raise it with SET memory_limit).
+    run(con, "SET memory_limit = " + "'" + DUCKDB_MEMORY_LIMIT.replace("'", "''") + "'")
+    run(con, "SET temp_directory = " + "'" + str(DUCKDB_TEMP).replace("'", "''") + "'")
     return con
 
 
