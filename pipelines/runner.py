@@ -8,9 +8,11 @@ checks (Great Expectations suites and warehouse SQL checks included). A failed r
 """
 
 import gc
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -177,6 +179,11 @@ def day_steps(day: date, sites: list[str], *, ingest: bool = True, attribute: bo
     return steps
 
 
+def _leading_ingest(steps: list[Step]) -> int:
+    """How many steps at the head of `steps` are ingest runs."""
+    return next((i for i, s in enumerate(steps) if s[0] != "ingest_day_site"), len(steps))
+
+
 # The assets of one `ingest_day_site` run, which parallel runs take one at a time.
 INGEST_ASSETS = ("requests", "power_readings", "cost_lines")
 
@@ -187,7 +194,7 @@ def expand_steps(steps: list[Step], paths: Paths, parallel: int) -> list[Step]:
     run at once), largest raw input first, so that the longest runs start first."""
     if parallel <= 1:
         return list(steps)
-    n = next((i for i, s in enumerate(steps) if s[0] != "ingest_day_site"), len(steps))
+    n = _leading_ingest(steps)
     if n == 0:
         return list(steps)
     from pipelines.ingest import raw_files
@@ -231,7 +238,7 @@ def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance,
     every failure, after the others have finished."""
     outcomes: list[RunOutcome] = []
     todo = expand_steps(steps, paths, parallel) if paths is not None else list(steps)
-    n = next((i for i, s in enumerate(todo) if s[0] != "ingest_day_site"), len(todo)) if parallel > 1 and paths else 0
+    n = _leading_ingest(todo) if parallel > 1 and paths is not None else 0
     if n:
         outcomes += _run_parallel(todo[:n], paths, parallel, on_step, tags)
         todo = todo[n:]
@@ -248,9 +255,6 @@ def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance,
 
 def _run_parallel(steps: list[Step], paths: Paths, parallel: int,
                   on_step: Callable[[Step, RunOutcome | None], None] | None, tags: dict | None) -> list[RunOutcome]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     home = os.environ.get("DAGSTER_HOME")
     done: dict[int, RunOutcome] = {}
     failures: list[str] = []
@@ -260,8 +264,6 @@ def _run_parallel(steps: list[Step], paths: Paths, parallel: int,
             futures[pool.submit(_run_in_worker, paths, step, tags, home)] = i
             if on_step:
                 on_step(step, None)
-        from concurrent.futures import as_completed
-
         for fut in as_completed(futures):
             i = futures[fut]
             result = fut.result()

@@ -124,7 +124,7 @@ lines = st.one_of(records.map(json.dumps), records.map(json.dumps),
                   st.sampled_from(["", "  ", "[1]", "{", "null", '{"a":1,}', '{"time": NaN}']))
 
 
-@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(lines, max_size=12))
 def test_generated_files_give_the_line_by_line_frame(tmp_path, file_lines):
     path = write(tmp_path, "gen.jsonl", "\n".join(file_lines).encode("utf-8", "surrogatepass"))  # lone surrogates: bad UTF-8

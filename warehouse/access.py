@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from warehouse.marts import DUCKDB_MEMORY_LIMIT, DUCKDB_TEMP, run
+from warehouse.marts import bound_memory, run
 
 ST = duckdb.StatementType
 QUERY_TYPES = {ST.SELECT, ST.EXPLAIN}
@@ -118,9 +118,7 @@ def open_warehouse(path: Path | str) -> duckdb.DuckDBPyConnection:
                                 "after attributing a day (or set INFERLEDGER_WAREHOUSE)")
     con = duckdb.connect(str(path), read_only=True)
     run(con, "SET TimeZone = 'UTC'")
-    # As the builds: bounded, spilling beyond (a query may still raise it with SET memory_limit).
-    run(con, "SET memory_limit = " + "'" + DUCKDB_MEMORY_LIMIT.replace("'", "''") + "'")
-    run(con, "SET temp_directory = " + "'" + str(DUCKDB_TEMP).replace("'", "''") + "'")
+    bound_memory(con)  # as the builds (a query may still raise it with SET memory_limit)
     return con
 
 

@@ -31,7 +31,7 @@ from transforms.attribution.prices import J_PER_KWH
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE
 from transforms.contracts import INGEST_AUDIT, QUARANTINE
 from transforms.inventory import Inventory
-from warehouse.tables import DAILY, BY_NAME
+from warehouse.tables import BY_NAME, DAILY
 
 MART_ROOT = "marts"
 # Attribution outputs a day's marts read, by the view name the SQL uses.
@@ -59,14 +59,19 @@ DUCKDB_MEMORY_LIMIT = os.environ.get("INFERLEDGER_DUCKDB_MEMORY_LIMIT") or "2GB"
 DUCKDB_TEMP = Path(os.environ.get("INFERLEDGER_DUCKDB_TEMP") or Path(tempfile.gettempdir()) / "inferledger-duckdb")
 
 
+def bound_memory(con: duckdb.DuckDBPyConnection) -> None:
+    """Cap the connection's memory at DUCKDB_MEMORY_LIMIT, spilling beyond it to DUCKDB_TEMP."""
+    run(con, "SET memory_limit = " + "'" + DUCKDB_MEMORY_LIMIT.replace("'", "''") + "'")
+    run(con, "SET temp_directory = " + "'" + str(DUCKDB_TEMP).replace("'", "''") + "'")
+
+
 def connect(database: str = ":memory:", **kwargs) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection in UTC with the `xsum` macro (exact sum of doubles), its memory
     bounded by DUCKDB_MEMORY_LIMIT (spilling to DUCKDB_TEMP)."""
     con = duckdb.connect(database, **kwargs)
     run(con, "SET TimeZone = 'UTC'")
     run(con, "SET enable_progress_bar = false")  # progress is the caller's to show
-    run(con, "SET memory_limit = " + "'" + DUCKDB_MEMORY_LIMIT.replace("'", "''") + "'")
-    run(con, "SET temp_directory = " + "'" + str(DUCKDB_TEMP).replace("'", "''") + "'")
+    bound_memory(con)
     run(con, "CREATE OR REPLACE TEMP MACRO xsum(x) AS CAST(sum(CAST(x AS DECIMAL(38, 18))) AS DOUBLE)")
     return con
 
