@@ -37,6 +37,7 @@ from transforms.quality.runner import (
     _expectation_result,
     _fits_ns,
     _gx_validate,
+    gx_validate_by_columns,
     to_pandas,
     validate_frame,
 )
@@ -189,7 +190,7 @@ def validate_batches(suite: str, whole: pl.LazyFrame, batches: Iterable[pl.DataF
         del df
         todo = every if n else [*first_only, *every]
         gx_unique = {c.name for c in unique_first}
-        by_name = _gx_validate(suite, [c.expectation for c in todo if c.name not in gx_unique], pdf)
+        by_name = gx_validate_by_columns(suite, [c.expectation for c in todo if c.name not in gx_unique], pdf)
         if not n and unique_first:
             # Polars found no duplicate in the whole partition: GX only formats the passing result,
             # which is the same on any non-empty frame, so it sees one row, not a million to hash.

@@ -18,6 +18,7 @@ from typing import Any
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported
 
 import great_expectations as gx  # noqa: E402
+import great_expectations.expectations as gxe  # noqa: E402
 import pandas as pd  # noqa: E402
 import polars as pl  # noqa: E402
 import pyarrow as pa  # noqa: E402
@@ -159,6 +160,37 @@ def _gx_validate(suite: str, expectations: list, pdf: pd.DataFrame) -> dict[str,
     finally:
         _release_gx_batch()
     return {r.expectation_config.meta["name"]: r for r in run.results}
+
+
+# Expectations GX judges on their own columns alone. Before each of them GX's pandas engine drops
+# the column's nulls from the whole frame (`df[df[column].notnull()]`: a copy of every column), so
+# on a wide batch they run on a frame of just their columns, with the same results. That copy was
+# 1.1 s of GX's 4.7 s on the 5.75 M requests of a site (bench/README.md).
+_COLUMN_LEVEL = (gxe.ExpectColumnValuesToBeBetween, gxe.ExpectColumnValuesToBeInSet, gxe.ExpectColumnValuesToNotBeNull,
+                 gxe.ExpectColumnValuesToBeOfType, gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+                 gxe.ExpectColumnValuesToBeUnique, gxe.ExpectCompoundColumnsToBeUnique)
+
+
+def _own_columns(expectation) -> tuple[str, ...] | None:
+    """The columns a column-level expectation without a row condition reads; None for any other."""
+    if not isinstance(expectation, _COLUMN_LEVEL) or getattr(expectation, "row_condition", None):
+        return None
+    cols = [getattr(expectation, a, None) for a in ("column", "column_A", "column_B")]
+    cols += list(getattr(expectation, "column_list", None) or [])
+    return tuple(sorted({c for c in cols if c is not None})) or None
+
+
+def gx_validate_by_columns(suite: str, expectations: list, pdf: pd.DataFrame) -> dict[str, Any]:
+    """`_gx_validate`, each column-level expectation given only its own columns (one GX run per
+    set of columns); the rest, and any whose columns the frame lacks, see the whole frame."""
+    groups: dict[tuple[str, ...] | None, list] = {}
+    for e in expectations:
+        cols = _own_columns(e)
+        groups.setdefault(cols if cols is not None and set(cols) <= set(pdf.columns) else None, []).append(e)
+    out: dict[str, Any] = {}
+    for cols, group in groups.items():
+        out.update(_gx_validate(suite, group, pdf if cols is None else pdf[list(cols)]))
+    return out
 
 
 def _release_gx_batch() -> None:
