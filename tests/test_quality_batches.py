@@ -3,6 +3,7 @@ whole: defects spread over several batches (counts summed, the first examples in
 a duplicate key split across two batches, more duplicates than examples, the row count
 against the previous day, nullable and Date columns converted as the whole file would be."""
 
+import json
 from datetime import timedelta
 
 import polars as pl
@@ -10,12 +11,16 @@ import pytest
 
 from tests.test_quality_suites import (
     DAY,
+    DRILLS,
+    FIXTURES,
     assets_frame,
     power_frame,
     request_costs_frame,
     requests_frame,
     set_row,
 )
+from transforms.quality.runner import _gx_validate, _own_columns, gx_validate_by_columns, to_pandas
+from transforms.quality.suites import SUITES, SuiteContext, prepare
 from transforms.quality.lake import (
     partition_dir,
     run_suite_on_files,
@@ -155,3 +160,28 @@ def test_files_outside_the_lake_in_batches(tmp_path, small_inventory):
     files = sorted(d.glob("*.parquet"))
     whole = run_suite_on_files("requests", files, small_inventory, DAY, previous=3_000, batch_rows=WHOLE)
     same(run_suite_on_files("requests", files, small_inventory, DAY, previous=3_000, batch_rows=300), whole)
+
+
+@pytest.mark.parametrize("suite", sorted(FIXTURES))
+def test_a_few_columns_at_a_time_equal_the_whole_frame(suite, small_inventory):
+    """GX given a batch a few columns at a time (`gx_validate_by_columns`) reports what it reports
+    on the whole frame, field for field: on one frame holding every failure drill of the suite."""
+    ctx = SuiteContext(inventory=small_inventory, day=DAY)
+    clean = FIXTURES[suite]()
+    mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
+               if m.schema == clean.schema]  # drills that drop or retype a column stand apart
+    frame = prepare(suite, pl.concat([clean, *mutated]).lazy(), ctx).collect()
+    expectations = [c.expectation for c in SUITES[suite](ctx)]
+    whole = _gx_validate(suite, expectations, to_pandas(frame))
+    parts = gx_validate_by_columns(suite, expectations, frame, to_pandas)
+    assert whole.keys() == parts.keys()
+    assert any(not r.success for r in whole.values())
+    for name in whole:
+        same_result = [json.dumps(r.result, default=str, sort_keys=True) for r in (parts[name], whole[name])]
+        assert parts[name].success == whole[name].success and same_result[0] == same_result[1], name
+    # Row conditions count among an expectation's columns; most expectations run narrowed.
+    narrowed = [e for e in expectations if _own_columns(e)]
+    assert len(narrowed) >= len(expectations) - 2
+    conditioned = {_own_columns(e) for e in narrowed if getattr(e, "row_condition", None)}
+    if suite == "cost_lines":  # billed_amount >= 0 where charge_category is a spend
+        assert ("billed_amount", "charge_category") in conditioned

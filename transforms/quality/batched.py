@@ -8,8 +8,8 @@ alone is computed over the whole partition, exactly:
   row condition) run on every batch: the unexpected count is the sum, the examples the first
   `EXAMPLES` unexpected values in file order, success as GX decides it on the whole (every
   batch succeeds, or `mostly` from the summed counts);
-- the column set and the column types run on the first batch: every batch has the columns and,
-  through one conversion plan, the pandas dtypes the whole partition would get (a nullable
+- the column set runs on one row of the first batch (GX reads only the names); every batch has
+  the columns and, through one conversion plan, the pandas dtypes the whole partition would get (a nullable
   integer dtype when the column has a null anywhere, Date columns at nanoseconds when the whole
   range fits);
 - the row count is the sum of the batches' rows, judged by GX on a column-less frame of that
@@ -25,6 +25,7 @@ A suite holding any other kind of expectation is validated whole (`validate_fram
 
 import time
 from collections.abc import Iterable
+from functools import partial
 
 import great_expectations.expectations as gxe
 import pandas as pd
@@ -182,20 +183,19 @@ def validate_batches(suite: str, whole: pl.LazyFrame, batches: Iterable[pl.DataF
 
     parts: dict[str, list[tuple[ExpectationResult, dict]]] = {c.name: [] for c in [*first_only, *every]}
     rows, n = 0, 0
+    convert = partial(to_pandas, nullable=nullable, ns_dates=ns_dates)
     for raw in batches:
         df = prepare(suite, raw.lazy(), ctx).collect()
         del raw
         rows += df.height
-        pdf = to_pandas(df, nullable=nullable, ns_dates=ns_dates)
-        del df
         todo = every if n else [*first_only, *every]
-        gx_unique = {c.name for c in unique_first}
-        by_name = gx_validate_by_columns(suite, [c.expectation for c in todo if c.name not in gx_unique], pdf)
-        if not n and unique_first:
-            # Polars found no duplicate in the whole partition: GX only formats the passing result,
-            # which is the same on any non-empty frame, so it sees one row, not a million to hash.
-            by_name.update(_gx_validate(suite, [c.expectation for c in unique_first], pdf.iloc[:1]))
-        del pdf
+        by_name = gx_validate_by_columns(suite, [c.expectation for c in every], df, convert)
+        if not n and first_only:
+            # The column set is judged on the names alone; and Polars found no duplicate in the whole
+            # partition, so GX only formats the passing uniqueness result. Both are the same on any
+            # non-empty frame: GX sees one row, not a million to hash or copy.
+            by_name.update(_gx_validate(suite, [c.expectation for c in first_only], convert(df.head(1))))
+        del df
         for c in todo:
             r = by_name[c.name]
             parts[c.name].append((_expectation_result(c, r), dict(r.result)))
