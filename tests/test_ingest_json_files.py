@@ -13,7 +13,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.readers import _json_fields_whole_file, scan_json_fields, scan_text_lines
+from pipelines.readers import _json_fields_whole_file, _json_fields_whole_files, scan_json_fields, scan_text_lines
 from transforms.ingest.requests import OTEL_FIELDS, extract_json_fields
 
 KEYS = list(OTEL_FIELDS)
@@ -129,3 +129,40 @@ lines = st.one_of(records.map(json.dumps), records.map(json.dumps),
 def test_generated_files_give_the_line_by_line_frame(tmp_path, file_lines):
     path = write(tmp_path, "gen.jsonl", "\n".join(file_lines).encode("utf-8", "surrogatepass"))  # lone surrogates: bad UTF-8
     same(scan_json_fields([path], tmp_path, KEYS).collect(), line_by_line(path, tmp_path))
+
+
+def each_line_by_line(paths: list[Path], root: Path) -> pl.DataFrame:
+    return pl.concat([line_by_line(p, root) for p in sorted(paths)])
+
+
+def test_a_group_of_files_is_read_at_once_and_equals_each_file_line_by_line(tmp_path):
+    """Files are read together by one `read_json`: a file it cannot read is named by its error,
+    left out (line by line) and the rest read again; clean files still take the fast path."""
+    (tmp_path / "g").mkdir()
+    clean = [write(tmp_path / "g", f"clean-{i}.jsonl", "\n".join([GOOD, line, GOOD]).encode())
+             for i, line in enumerate(CLEAN_LINES.values())]
+    mixed = [write(tmp_path / "g", f"mixed-{i}.jsonl", ("\n".join(lines) + "\n").encode())
+             for i, lines in enumerate(MIXED_FILES.values())]
+    odd = [write(tmp_path / "g", "empty.jsonl", b""),
+           write(tmp_path / "g", "utf8.jsonl", GOOD.encode() + b'\n{"gen_ai.response.id": "r-\xff"}\n')]
+    paths = clean + mixed + odd
+    same(scan_json_fields(paths, tmp_path, KEYS).collect(), each_line_by_line(paths, tmp_path))
+    con = duckdb.connect()
+    try:
+        fast = dict(zip(sorted(paths), _json_fields_whole_files(con, sorted(paths), tmp_path, KEYS), strict=True))
+    finally:
+        con.close()
+    assert all(fast[p] is not None for p in clean)
+    assert all(fast[p] is None for p in mixed + odd[1:])
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(lines, max_size=6), min_size=2, max_size=5))
+def test_generated_groups_of_files_give_each_file_line_by_line(tmp_path, files):
+    d = tmp_path / "gen"
+    d.mkdir(exist_ok=True)
+    for old in d.iterdir():
+        old.unlink()
+    paths = [write(d, f"f{i}.jsonl", "\n".join(fl).encode("utf-8", "surrogatepass")) for i, fl in enumerate(files)]
+    same(scan_json_fields(paths, tmp_path, KEYS).collect(), each_line_by_line(paths, tmp_path))
