@@ -8,8 +8,8 @@ alone is computed over the whole partition, exactly:
   row condition) run on every batch: the unexpected count is the sum, the examples the first
   `EXAMPLES` unexpected values in file order, success as GX decides it on the whole (every
   batch succeeds, or `mostly` from the summed counts);
-- the column set runs on one row of the first batch (GX reads only the names); every batch has
-  the columns and, through one conversion plan, the pandas dtypes the whole partition would get (a nullable
+- the column set and the column types run on one row of the first batch (GX reads the names
+  and the pandas dtypes only); every batch has the columns and, through one conversion plan, the pandas dtypes the whole partition would get (a nullable
   integer dtype when the column has a null anywhere, Date columns at nanoseconds when the whole
   range fits);
 - the row count is the sum of the batches' rows, judged by GX on a column-less frame of that
@@ -46,8 +46,10 @@ from transforms.quality.suites import SUITES, Check, SuiteContext, prepare
 
 # Evaluated on every batch and merged (row-level), or on the first batch (same on every batch).
 ROW_LEVEL = (gxe.ExpectColumnValuesToBeBetween, gxe.ExpectColumnValuesToBeInSet, gxe.ExpectColumnValuesToNotBeNull,
-             gxe.ExpectColumnPairValuesAToBeGreaterThanB, gxe.ExpectColumnValuesToBeOfType)
-FIRST_BATCH = (gxe.ExpectTableColumnsToMatchSet,)
+             gxe.ExpectColumnPairValuesAToBeGreaterThanB)
+# Judged on the column names and pandas dtypes alone (GX reports the type check on a dtype as an
+# observed value, no row count), which every batch shares: one row of the first batch is enough.
+FIRST_BATCH = (gxe.ExpectTableColumnsToMatchSet, gxe.ExpectColumnValuesToBeOfType)
 ROW_COUNT = (gxe.ExpectTableRowCountToBeBetween,)
 UNIQUE = (gxe.ExpectColumnValuesToBeUnique, gxe.ExpectCompoundColumnsToBeUnique)
 _ROW = "__quality_row"
@@ -191,9 +193,9 @@ def validate_batches(suite: str, whole: pl.LazyFrame, batches: Iterable[pl.DataF
         todo = every if n else [*first_only, *every]
         by_name = gx_validate_by_columns(suite, [c.expectation for c in every], df, convert)
         if not n and first_only:
-            # The column set is judged on the names alone; and Polars found no duplicate in the whole
-            # partition, so GX only formats the passing uniqueness result. Both are the same on any
-            # non-empty frame: GX sees one row, not a million to hash or copy.
+            # The column set and types are judged on the names and dtypes alone; and Polars found no
+            # duplicate in the whole partition, so GX only formats the passing uniqueness result.
+            # All are the same on any non-empty frame: GX sees one row, not a million to scan.
             by_name.update(_gx_validate(suite, [c.expectation for c in first_only], convert(df.head(1))))
         del df
         for c in todo:
