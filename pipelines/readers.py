@@ -134,8 +134,8 @@ def _json_fields_whole_file(con: duckdb.DuckDBPyConnection, path: Path, raw_root
 def _json_fields_whole_files(con: duckdb.DuckDBPyConnection, paths: list[Path], raw_root: Path,
                              keys: list[str]) -> list[pl.DataFrame | None]:
     """`_json_fields_whole_file` of each of `paths`, from one `read_json` of them all: DuckDB keeps
-    both cores busy across files where one file at a time leaves gaps (0.49 s instead of 0.89 s
-    for 24 files, 0.8 GB, of the benchmark day). The rows come back in file and line order
+    both cores busy across files where one file at a time leaves gaps (the 134 files, 6.9 GB, of
+    the benchmark day's largest site: 5.2-5.3 s instead of 5.9-6.3 s). The rows come back in file and line order
     (DuckDB preserves insertion order), each with its file, and are cut into files by the run
     lengths of that column. A file a failed read names (a line DuckDB cannot read) is left out and
     the rest read again; when a failure names no single file, or the rows are not where

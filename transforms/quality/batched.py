@@ -9,9 +9,9 @@ alone is computed over the whole partition, exactly:
   `EXAMPLES` unexpected values in file order, success as GX decides it on the whole (every
   batch succeeds, or `mostly` from the summed counts);
 - the column set and the column types run on one row of the first batch (GX reads the names
-  and the pandas dtypes only); every batch has the columns and, through one conversion plan, the pandas dtypes the whole partition would get (a nullable
-  integer dtype when the column has a null anywhere, Date columns at nanoseconds when the whole
-  range fits);
+  and the pandas dtypes only); every batch has the columns and, through one conversion plan,
+  the pandas dtypes the whole partition would get (a nullable integer dtype when the column has
+  a null anywhere, Date columns at nanoseconds when the whole range fits);
 - the row count is the sum of the batches' rows, judged by GX on a column-less frame of that
   many rows;
 - key uniqueness (`<suite>.key.unique` and any other uniqueness expectation) is a Polars
