@@ -149,7 +149,7 @@ def _parsed_inputs(contract: Contract, raw_root: Path, day: date, site: str | No
         if spill is None:
             frames.append(src.parser(src.reader(paths, raw_root), inventory, site))
             continue
-        # Spilled even as one group: `classify` reads its input twice (repeated keys first).
+        # Spilled even as one group: `classify` and each output read the parsed rows again.
         groups = _file_groups(paths)
         parts = []
         for group in groups:
@@ -222,13 +222,12 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
         spilled.append(lake.scratch())
         return spilled[-1]
 
-    # Parse and judge once, into a scratch file; the three outputs are read from it.
-    scratch = lake.scratch()
+    # Parse once, into scratch files; the judgement is a plan over them (its duplicate verdicts,
+    # the only part that needs every row, already computed by `classify`), read by each output.
+    # Writing the judged rows to a scratch file of their own cost more than judging them again.
     try:
         parsed, files = _parsed_inputs(contract, Path(raw_root), day, site, inventory, spill)
-        classified = classify(parsed, contract, day, day_column=DAY_COLUMN[dataset], day_time=DAY_TIME.get(dataset))
-        classified.sink_parquet(scratch, compression=SCRATCH_COMPRESSION)
-        judged = pl.scan_parquet(scratch)
+        judged = classify(parsed, contract, day, day_column=DAY_COLUMN[dataset], day_time=DAY_TIME.get(dataset))
         part_site = site if "site" in contract.partition_by else None
         qa_site = site if site is not None else FLEET
         out = IngestOutcome(dataset, day, site, files, raw_fingerprint=fingerprint)
@@ -237,7 +236,7 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
         out.paths["ingest_audit"] = str(lake.write(audit(judged, contract, files), "ingest_audit", day, qa_site, name=dataset))
         counts = judged.group_by("_reason").agg(pl.len()).collect()
     finally:
-        for path in (scratch, *spilled):
+        for path in spilled:
             path.unlink(missing_ok=True)
 
     for reason, n in counts.iter_rows():

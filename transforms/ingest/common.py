@@ -15,6 +15,7 @@ three ways, so `rows_read = rows_accepted + rows_quarantined` holds by construct
 
 from datetime import date, datetime, timedelta, timezone
 
+import numpy as np
 import polars as pl
 
 from transforms.contracts import INGEST_AUDIT, QUARANTINE, UTC_US, Contract
@@ -130,13 +131,17 @@ def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column:
                 .filter(pl.col("_copies") > 1).select(key).collect(engine="streaming"))
     if repeated.is_empty():
         return flagged
+    # The verdicts name their rows by position in `parsed` (a row index, the same on every read of
+    # the same plan), so applying them is a lookup of a few integers, not a join of every row on
+    # its key and origin: the result stays a plan the caller may read several times, cheaply.
+    indexed = flagged.with_row_index("_row")
     row_hash = pl.struct(contract.names).hash(seed=0)
     key_text = pl.concat_str([pl.col(k).cast(pl.String) for k in contract.key], separator="|")
     variants = row_hash.n_unique().over(key)
     nth = pl.int_range(pl.len()).over(key, order_by=order)
     verdicts = (
-        flagged.filter(ok).join(repeated.lazy(), on=key, how="semi")
-        .select(*key, *order,
+        indexed.filter(ok).join(repeated.lazy(), on=key, how="semi")
+        .select("_row",
                 pl.when(variants > 1).then(pl.lit("conflicting_duplicate"))
                 .when(nth > 0).then(pl.lit("exact_duplicate")).alias("_dup_reason"),
                 pl.when(variants > 1)
@@ -146,12 +151,32 @@ def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column:
         .filter(pl.col("_dup_reason").is_not_null())
         .collect()
     )
+    verdicts = verdicts.sort("_row")
+    hit = pl.col("_row").is_in(verdicts.get_column("_row").implode())
     return (
-        flagged.join(verdicts.lazy(), on=[*key, *order], how="left", maintain_order="left")
-        .with_columns(pl.coalesce("_reason", "_dup_reason").alias("_reason"),
-                      pl.when(ok).then(pl.col("_dup_detail")).otherwise(pl.col("_detail")).alias("_detail"))
-        .drop("_dup_reason", "_dup_detail")
+        indexed
+        .with_columns(pl.when(hit).then(_row_lookup(verdicts, "_dup_reason")).otherwise(pl.col("_reason")).alias("_reason"),
+                      pl.when(hit).then(_row_lookup(verdicts, "_dup_detail")).otherwise(pl.col("_detail")).alias("_detail"))
+        .drop("_row")
     )
+
+
+def _row_lookup(table: pl.DataFrame, column: str) -> pl.Expr:
+    """`table[column]` of the row whose `_row` (sorted, unique) equals this row's `_row`; null
+    where there is none. A binary search per batch: `replace_strict` and a left join would do
+    the same but hold the whole frame (or cost a join of every row) in the streaming engine."""
+    keys = table.get_column("_row").to_numpy()
+    values = table.get_column(column)
+
+    def look(batch: pl.Series) -> pl.Series:
+        rows = batch.to_numpy()
+        pos = np.searchsorted(keys, rows).clip(0, len(keys) - 1)
+        found = keys[pos] == rows
+        if not found.any():
+            return pl.Series(batch.name, [None] * len(batch), dtype=values.dtype)
+        return pl.select(pl.when(pl.Series(found)).then(values.gather(pos))).to_series().alias(batch.name)
+
+    return pl.col("_row").map_batches(look, return_dtype=values.dtype, is_elementwise=True)
 
 
 def accepted(classified: pl.LazyFrame, contract: Contract) -> pl.LazyFrame:
