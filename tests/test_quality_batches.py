@@ -6,6 +6,7 @@ against the previous day, nullable and Date columns converted as the whole file 
 import json
 from datetime import timedelta
 
+import great_expectations.expectations as gxe
 import polars as pl
 import pytest
 
@@ -19,6 +20,7 @@ from tests.test_quality_suites import (
     requests_frame,
     set_row,
 )
+from transforms.quality import runner
 from transforms.quality.runner import _gx_validate, _own_columns, gx_validate_by_columns, to_pandas
 from transforms.quality.suites import SUITES, SuiteContext, prepare
 from transforms.quality.lake import (
@@ -185,3 +187,36 @@ def test_a_few_columns_at_a_time_equal_the_whole_frame(suite, small_inventory):
     conditioned = {_own_columns(e) for e in narrowed if getattr(e, "row_condition", None)}
     if suite == "cost_lines":  # billed_amount >= 0 where charge_category is a spend
         assert ("billed_amount", "charge_category") in conditioned
+
+
+@pytest.mark.parametrize("suite", sorted(FIXTURES))
+def test_configurations_built_once_equal_gx_as_shipped(suite, small_inventory, monkeypatch):
+    """`runner._configurations_built_once` (each expectation's configuration built once per
+    validation, not on every read) changes no result: every failure drill of the suite, validated
+    with it and with GX's own property, field for field."""
+    ctx = SuiteContext(inventory=small_inventory, day=DAY)
+    clean = FIXTURES[suite]()
+    mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
+               if m.schema == clean.schema]
+    pdf = to_pandas(prepare(suite, pl.concat([clean, *mutated]).lazy(), ctx).collect())
+    expectations = [c.expectation for c in SUITES[suite](ctx)]
+    original = gxe.Expectation.configuration
+    builds = {"n": 0}
+
+    def counted(self):
+        builds["n"] += 1
+        return original.fget(self)
+
+    monkeypatch.setattr(runner, "_CONFIGURATION", property(counted))
+    fast = _gx_validate(suite, expectations, pdf)
+    fast_builds = builds["n"]
+    assert gxe.Expectation.configuration is runner._CONFIGURATION  # put back after the run
+    monkeypatch.setattr(runner, "_CONFIGURATION", None)  # as shipped: GX's property, built on every read
+    monkeypatch.setattr(gxe.Expectation, "configuration", property(counted))
+    builds["n"] = 0
+    shipped = _gx_validate(suite, expectations, pdf)
+    assert 0 < fast_builds * 5 < builds["n"]  # 510 against 4,326 on the requests suite
+    assert fast.keys() == shipped.keys() and any(not r.success for r in shipped.values())
+    for name in shipped:
+        pair = [json.dumps(r.to_json_dict(), default=str, sort_keys=True) for r in (fast[name], shipped[name])]
+        assert pair[0] == pair[1], name
