@@ -1,11 +1,14 @@
 """The shared judgements every input goes through: required fields, partition day, duplicates."""
 
+import os
 from datetime import date, datetime, timezone
 
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms.contracts import ASSETS, POWER_READINGS
-from transforms.ingest.common import accepted, audit, classify, parse_canonical, parse_utc, quarantined
+from transforms.ingest.common import _parse_utc_general, accepted, audit, classify, parse_canonical, parse_utc, quarantined
 
 DAY = date(2026, 11, 24)
 
@@ -67,3 +70,32 @@ def test_parse_utc_offsets_and_naive():
                      datetime(2026, 11, 24, 10, tzinfo=timezone.utc), None, None]
     naive_ok = s.select(parse_utc(pl.col("t"), naive_is_utc=True)).to_series().to_list()
     assert naive_ok[2] == datetime(2026, 11, 24, 10, tzinfo=timezone.utc) and naive_ok[3] is None
+
+
+_DIGITS = st.text("0123456789", min_size=1, max_size=4)
+
+
+@st.composite
+def _timestamps(draw) -> str:
+    """Timestamp-like strings: valid and invalid fields, every separator, fraction and offset."""
+    field = lambda lo, hi: st.one_of(st.integers(lo, hi).map(lambda v: f"{v:02d}"), _DIGITS)  # noqa: E731
+    date_part = f"{draw(st.one_of(st.integers(1, 9999).map(lambda v: f'{v:04d}'), _DIGITS))}-{draw(field(0, 13))}-{draw(field(0, 32))}"
+    time_part = f"{draw(field(0, 25))}:{draw(field(0, 60))}:{draw(field(0, 61))}"
+    fraction = draw(st.one_of(st.just(""), st.text("0123456789", min_size=0, max_size=10).map(lambda d: "." + d)))
+    offset = draw(st.sampled_from(["Z", "z", "", "+00:00", "-05:00", "+14:00", "+0530", "Z ", " Z", "ZZ"]))
+    sep = draw(st.sampled_from(["T", " ", "t", "  "]))
+    pad = draw(st.sampled_from(["", " ", "\t"]))
+    return f"{pad}{date_part}{sep}{time_part}{fraction}{offset}{pad}"
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "300")), deadline=None)
+@given(st.lists(st.one_of(_timestamps(), st.text(max_size=30)), min_size=1, max_size=40))
+def test_parse_utc_usual_shape_first_equals_the_general_path(texts):
+    """`parse_utc` reads `...T..:..:..(.f)Z` with a literal Z first; every string, of that shape
+    or not, gets the instant (or null) the general path alone gives."""
+    frame = pl.DataFrame({"t": texts}, schema={"t": pl.String})
+    for naive_is_utc in (False, True):
+        # As microseconds since the epoch: year 0 parses, and Python's datetime cannot hold it.
+        got = frame.select(parse_utc(pl.col("t"), naive_is_utc=naive_is_utc).dt.epoch("us")).to_series()
+        general = frame.select(_parse_utc_general(pl.col("t"), naive_is_utc=naive_is_utc).dt.epoch("us")).to_series()
+        assert got.to_list() == general.to_list(), list(zip(texts, got.to_list(), general.to_list(), strict=True))
