@@ -6,6 +6,7 @@ quarantine and the audit name files the way an operator sees them.
 """
 
 import mmap
+import os
 from pathlib import Path
 
 import duckdb
@@ -170,6 +171,20 @@ def _json_fields_whole_files(con: duckdb.DuckDBPyConnection, paths: list[Path], 
     return [None if p in unreadable else _json_fields_whole_file(con, p, raw_root, keys) for p in paths]
 
 
+_DATABASE: dict[int, duckdb.DuckDBPyConnection] = {}
+
+
+def _database() -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB for reading JSON Lines; each read takes a cursor of it.
+    A database opened per read gives its memory back on close, and the next one faults it in
+    from the system again: on 3.2 GB of request logs in 8 groups, 2.4 s against 2.0 s (sys time
+    1.2 s against 0.7 s). Kept per process id, so a forked worker opens its own."""
+    pid = os.getpid()
+    if pid not in _DATABASE:  # a parent's database, inherited by a fork, is left alone (never closed here)
+        _DATABASE[pid] = duckdb.connect()
+    return _DATABASE[pid]
+
+
 def scan_json_fields(paths: list[Path], raw_root: Path, keys: list[str]) -> pl.LazyFrame:
     """JSON Lines files to the frame `transforms.ingest.requests.extract_json_fields` makes from
     their lines (`_source_file`, `_source_row`, `_json_valid`, `_json_object`, and per key its
@@ -181,7 +196,7 @@ def scan_json_fields(paths: list[Path], raw_root: Path, keys: list[str]) -> pl.L
     Any other file is read line by line, so a bad line is judged on its own and the rest of the
     file still counts. tests/test_ingest_requests.py holds both paths equal on awkward lines."""
     frames: list[pl.LazyFrame] = []
-    con = duckdb.connect()
+    con = _database().cursor()
     try:
         paths = sorted(paths)
         for p, whole in zip(paths, _json_fields_whole_files(con, paths, raw_root, keys), strict=True):
