@@ -461,3 +461,30 @@ def test_throughput(tmp_path):
     assert judged.height == n and judged["_reason"].null_count() == n
     print(f"\n{n:,} lines, {path.stat().st_size / 2**20:,.0f} MiB: parse {parse_s:.2f} s ({n / parse_s:,.0f} rows/s), "
           f"parse + classify {total_s:.2f} s ({n / total_s:,.0f} rows/s)")
+
+
+def test_duplicate_verdicts_through_the_lake_equal_the_judgement_in_memory(tmp_path, monkeypatch):
+    """`ingest_partition` judges the parse's scratch files as a plan and applies the duplicate
+    verdicts by row index, one file per scratch group here: the lake's rows and quarantine equal
+    `classify` collected in memory, exact copies (across files) and conflicting copies included."""
+    from pipelines import ingest as pipeline_ingest
+    from pipelines.lake import Lake
+
+    files = {
+        "a.jsonl": [line(), line(**{"gen_ai.response.id": "r-2"}), line(**{"gen_ai.response.id": "r-3"})],
+        "b.jsonl": [line(**{"gen_ai.response.id": "r-4"}), line(), line(**{"gen_ai.response.id": "r-3",
+                                                                             "gen_ai.usage.output_tokens": 9})],
+        "c.jsonl": [line(**{"gen_ai.response.id": "r-2"}), line(**{"gen_ai.response.id": "r-5"}), line()],
+    }
+    paths = [write(tmp_path / "raw", name, lines) for name, lines in files.items()]
+    monkeypatch.setattr(pipeline_ingest, "GROUP_BYTES", 1)  # every file a scratch group of its own
+    lake = Lake(tmp_path / "lake")
+    out = pipeline_ingest.ingest_partition("requests", DAY, SITE, tmp_path / "raw", lake, INV)
+    rows, quarantine, _ = ingest(parse_otel_jsonl(scan_text_lines(paths, tmp_path / "raw"), INV, SITE))
+    assert out.by_reason == {"conflicting_duplicate": 2, "exact_duplicate": 3}
+    assert pl.read_parquet(out.paths["canonical"]).equals(rows)
+    assert pl.read_parquet(out.paths["quarantine"]).equals(quarantine)
+    assert quarantine.select("source_file", "source_row", "reason").rows() == [
+        (f"{FOLDER}/a.jsonl", 3, "conflicting_duplicate"), (f"{FOLDER}/b.jsonl", 2, "exact_duplicate"),
+        (f"{FOLDER}/b.jsonl", 3, "conflicting_duplicate"), (f"{FOLDER}/c.jsonl", 1, "exact_duplicate"),
+        (f"{FOLDER}/c.jsonl", 3, "exact_duplicate")]

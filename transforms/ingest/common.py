@@ -160,6 +160,8 @@ def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column:
         .filter(pl.col("_dup_reason").is_not_null())
         .collect()
     )
+    if verdicts.is_empty():  # repeated keys always give one, but a lookup needs a row to find
+        return flagged
     verdicts = verdicts.sort("_row")
     hit = pl.col("_row").is_in(verdicts.get_column("_row").implode())
     return (
