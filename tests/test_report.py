@@ -215,3 +215,35 @@ def test_the_vega_bundle_is_built_once_and_kept_in_the_cache(tmp_path, monkeypat
         assert cached.read_text(encoding="utf-8") == built
     finally:
         vega_bundle.cache_clear()
+
+
+def test_the_report_after_a_publish_shows_the_checks_that_publish_ran(demo_warehouse, tmp_path):
+    """A report that follows a publish in the same process takes the publish's outcomes for the
+    version it swapped in (`warehouse.checks.published_outcomes`) instead of running the same
+    SQL again; they equal the checks run afresh on the published file. Another version, or a
+    check whose SQL differs, runs again."""
+    from dataclasses import asdict
+
+    from transforms.inventory import load_inventory
+    from warehouse.checks import checks, published_outcomes, run_checks
+    from warehouse.publish import publish
+    from warehouse.report import build_report
+
+    lake, wh = tmp_path / "lake", tmp_path / "warehouse" / "inferledger.duckdb"
+    shutil.copytree(demo_warehouse["lake"], lake)
+    out = publish(lake, load_inventory(demo_warehouse["raw"] / "inventory.yaml"), wh)
+    known = published_outcomes(wh, out.version)
+    assert len(known) == len(checks()) == len(out.checks)
+    con = open_warehouse(wh)
+    try:
+        _, data = build_report(con, path=str(wh))
+        fresh = run_checks(con)
+        assert [asdict(o) for o in data.checks] == [asdict(o) for o in fresh]
+        assert all(any(o is k for k in known.values()) for o in data.checks)  # taken, not run again
+        _, other = build_report(con, path=str(tmp_path / "another.duckdb"))
+        assert not any(o is k for o in other.checks for k in known.values())
+        stale = run_checks(con, checks(max_age_days=9), known=known)  # the freshness check's SQL differs
+        assert [o is known.get((c.name, c.sql)) for c, o in zip(checks(max_age_days=9), stale, strict=True)] == \
+            [c.name != "freshness" for c in checks()]
+    finally:
+        con.close()

@@ -35,7 +35,8 @@ import polars as pl
 
 from pipelines.lake import Lake
 from transforms.inventory import Inventory
-from warehouse.checks import CheckOutcome, WarehouseCheck, checks, describe, failures, run_checks
+from warehouse.checks import (CheckOutcome, WarehouseCheck, checks, describe, failures, remember_published,
+                              run_checks)
 from warehouse.marts import DAILY, MartError, attributed_days, build_day_marts, connect, mart_path, marts_status, run
 from warehouse.tables import BY_NAME, TABLES, Table
 
@@ -303,8 +304,8 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
                           vdir / "request_costs" / f"date={day.isoformat()}.parquet")
         day_files = {t.name: [mart_path(lake, t.name, d) for d in days] for t in DAILY}
         db = vdir / DB_NAME
-        out.tables, out.checks = _build_file(db, vdir, day_files, days, inventory, version, published_at, report,
-                                             checks(max_age_days) if checks_to_run is None else checks_to_run)
+        which = checks(max_age_days) if checks_to_run is None else checks_to_run
+        out.tables, out.checks = _build_file(db, vdir, day_files, days, inventory, version, published_at, report, which)
         out.requests = out.tables["request_costs"]
         failed = failures(out.checks)
         if failed:
@@ -318,6 +319,7 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         _fsync_dir(vdir)
         report(f"swap {path}")
         _swap_in(path, db)
+        remember_published(path, version, which, out.checks)
         out.pruned = _prune(path, keep)
     out.seconds = time.perf_counter() - started
     return out

@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 import duckdb
 import polars as pl
 
-from warehouse.checks import CheckOutcome, run_checks
+from warehouse.checks import CheckOutcome, published_outcomes, run_checks
 from warehouse.marts import J_PER_KWH
 
 
@@ -220,7 +220,7 @@ def read_report_data(con: duckdb.DuckDBPyConnection, day: date | None = None, da
                           f"{len(published)} day(s)); pick one of them with --date, or attribute and publish {day} first")
     first = max(day - timedelta(days=days - 1), published[0])
     (currency,) = con.sql("SELECT min(currency) FROM cost_by_tier_day WHERE date = $d", params={"d": day}).fetchall()[0]
-    outcomes = run_checks(con)
+    outcomes = run_checks(con, known=published_outcomes(path, pub.version))  # those the publish just ran
     return ReportData(
         day=day, first_day=first, currency=currency, publication=pub,
         headlines=_headlines(con, day, outcomes),
