@@ -184,7 +184,7 @@ def _row_lookup(table: pl.DataFrame, column: str) -> pl.Expr:
         pos = np.searchsorted(keys, rows).clip(0, len(keys) - 1)
         found = keys[pos] == rows
         if not found.any():
-            return pl.Series(batch.name, [None] * len(batch), dtype=values.dtype)
+            return pl.repeat(None, len(batch), dtype=values.dtype, eager=True).alias(batch.name)
         return pl.select(pl.when(pl.Series(found)).then(values.gather(pos))).to_series().alias(batch.name)
 
     return pl.col("_row").map_batches(look, return_dtype=values.dtype, is_elementwise=True)
