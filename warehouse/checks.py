@@ -120,32 +120,34 @@ def checks(max_age_days: int = 2, today: date | None = None) -> list[WarehouseCh
     ]
 
 
+EXAMPLES = 5  # violating rows an outcome keeps
+
 # The outcomes of the checks the last publish of this process ran on the version it swapped in,
 # by check (name and SQL), for that warehouse file and version: the report that follows the
 # publish in the same run shows them instead of running the same SQL on the same data again
 # (1.5 s of the report's 1.7 s at 10 M requests). A check whose SQL differs (the freshness check
 # names the day it runs on), another version or another process runs it.
-_PUBLISHED: dict[tuple[str, str], dict[tuple[str, str], "CheckOutcome"]] = {}
+_PUBLISHED: dict[tuple[str, str], dict[tuple[str, str], CheckOutcome]] = {}
 
 
 def remember_published(path: Path | str, version: str, which: list[WarehouseCheck],
-                       outcomes: list["CheckOutcome"]) -> None:
+                       outcomes: list[CheckOutcome]) -> None:
     _PUBLISHED.clear()
     _PUBLISHED[(str(Path(path).resolve()), version)] = {(c.name, c.sql): o for c, o in zip(which, outcomes, strict=True)}
 
 
-def published_outcomes(path: Path | str, version: str) -> dict[tuple[str, str], "CheckOutcome"]:
+def published_outcomes(path: Path | str, version: str) -> dict[tuple[str, str], CheckOutcome]:
     """What `remember_published` kept for this warehouse file and version (empty otherwise)."""
     return dict(_PUBLISHED.get((str(Path(path).resolve()), version), {}))
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, which: list[WarehouseCheck] | None = None,
-               examples: int = 5, *, known: dict[tuple[str, str], "CheckOutcome"] | None = None) -> list[CheckOutcome]:
+               examples: int = EXAMPLES, *, known: dict[tuple[str, str], CheckOutcome] | None = None) -> list[CheckOutcome]:
     """Run each check on `con` (the warehouse's catalog in use); returns one outcome per check.
     An outcome in `known` for the same check name and SQL is taken instead of running it."""
     out = []
     for c in which or checks():
-        if known and examples == 5 and (c.name, c.sql) in known:
+        if known and examples == EXAMPLES and (c.name, c.sql) in known:  # kept with EXAMPLES examples
             out.append(known[(c.name, c.sql)])
             continue
         rel = con.sql(c.sql)

@@ -176,8 +176,9 @@ _CONFIGURATION_LOCK = threading.Lock()
 def _configurations_built_once() -> Iterator[None]:
     """While GX validates, each expectation's `configuration` is built once instead of on every
     read. GX 1.24 builds it anew (a pydantic `dict()` of every field, then a new
-    ExpectationConfiguration) for each keyword argument it looks up, ~180 times per expectation
-    per validation: 1.6 s of 8.7 s on the 10 M facts of the benchmark. The expectations GX
+    ExpectationConfiguration) for each keyword argument it looks up: 4,326 builds against 510 on
+    the requests suite's drills. Measured: remote-plains requests suite 2.32-2.43 s -> 2.06-2.17 s,
+    10 M facts 5.64-5.68 s -> 5.33-5.71 s. The expectations GX
     validates are its own copies, made for the run and not changed during it. Results are held
     equal with and without this by tests/test_quality_batches.py; a GX without the property as
     expected runs as it is."""
