@@ -1,4 +1,4 @@
-"""python -m fleetsim --out DIR --date YYYY-MM-DD [--days N] [--requests N] [--seed S]"""
+"""python -m fleetsim --out DIR --date YYYY-MM-DD [--days N] [--requests N] [--seed S] [--compress zstd|gzip]"""
 
 import argparse
 import sys
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="write the month's invoices in every simulated day's folder")
     inv.add_argument("--no-invoices", dest="invoices", action="store_false",
                      help="never write invoices (default: only on the last day of a month)")
+    p.add_argument("--compress", choices=("zstd", "gzip"), default=None,
+                   help="write the request logs compressed (<node>.jsonl.zst or .jsonl.gz; default plain)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: 1 below 1M requests, else 2)")
     args = p.parse_args(argv)
 
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                       end="" if done < total else "\n", file=sys.stderr, flush=True)
 
         s = simulate(args.out, day, requests=args.requests, seed=args.seed, spec=spec,
-                     defects=not args.no_defects, invoices=args.invoices, workers=args.workers, progress=progress)
+                     defects=not args.no_defects, invoices=args.invoices, workers=args.workers, progress=progress,
+                     compress=args.compress)
         print(s.describe())
         totals["files"] += sum(s.files.values())
         totals["records"] += sum(s.records.values())

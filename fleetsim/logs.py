@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from fleetsim.spec import FleetSpec
-from fleetsim.text import clock_strings, decimal_text, hex_strings, uint_octets, write_lines
+from fleetsim.text import clock_strings, decimal_text, hex_strings, line_sink, uint_octets, write_lines_to
 from fleetsim.traffic import ERROR_TYPES, OPERATIONS, STATUS_CANCELLED, STATUS_TIMEOUT, NodeRequests
 
 LINE_NORMAL, LINE_TRUNCATED, LINE_CONFLICT = 0, 1, 2
@@ -128,63 +128,62 @@ def write_request_log(path: Path, reqs: NodeRequests, plan: LinePlan, spec: Flee
     prompts = pl.Series([_json_text(p) for p in PROMPTS])
     answers = pl.Series([_json_text(a) for a in ANSWERS])
     written = 0
-    for lo in range(0, len(plan.row), CHUNK_ROWS):
-        rows, kinds = plan.row[lo: lo + CHUNK_ROWS], plan.kind[lo: lo + CHUNK_ROWS]
-        r = reqs.take(rows)
-        conflict = kinds == LINE_CONFLICT
-        out_tokens = np.where(conflict, r.output_tokens + 7, r.output_tokens)
-        body = np.where(conflict, r.response_bytes + 29, r.response_bytes)
-        f = pl.DataFrame({
-            "time": time_strings(r.arrival_ms, day, local_tz),
-            "id": ids.gather(rows),
-            "model": model_names.gather(r.model),
-            "op": pl.Series(OPERATIONS).gather(r.operation),
-            "tier": tier_names.gather(r.tier),
-            "tenant": tenant_names.gather(r.tenant),
-            "in": r.input_tokens, "cached": r.cached_tokens, "out": out_tokens,
-            "queue": r.queue_ms, "ttft": r.ttft_ms, "prefill": r.prefill_ms, "decode": r.decode_ms, "e2e": r.e2e_ms,
-            "bytes": body, "status": r.status, "err": r.error_type,
-            "prompt": prompts.gather(prompt_pick[rows]), "answer": answers.gather(answer_pick[rows]),
-            "kind": kinds,
-        })
-        sec = lambda c: decimal_text(pl.col(c), 3)  # noqa: E731 - ms as seconds
-        error = (pl.when(pl.col("status") == STATUS_CANCELLED).then(pl.lit('"cancelled"'))
-                 .when(pl.col("status") == STATUS_TIMEOUT).then(pl.lit('"timeout"'))
-                 .when(pl.col("err") >= 0).then(pl.lit('"') + pl.col("err").cast(pl.Int64).clip(0)
-                                                .replace_strict(dict(enumerate(ERROR_TYPES)), return_dtype=pl.String) + '"')
-                 .otherwise(pl.lit("null")))
-        finish = (pl.when(pl.col("status") == STATUS_TIMEOUT).then(pl.lit("length"))
-                  .when(pl.col("status") == STATUS_CANCELLED).then(pl.lit("abort")).otherwise(pl.lit("stop")))
-        output = (pl.when(pl.col("out") > 0)
-                  .then(pl.concat_str([pl.lit('[{"role":"assistant","parts":[{"type":"text","content":"'),
-                                       pl.col("answer"), pl.lit('"}],"finish_reason":"'), finish, pl.lit('"}]')]))
-                  .otherwise(pl.lit("[]")))
-        line = pl.concat_str([
-            pl.lit('{"time":"'), pl.col("time"),
-            pl.lit('","gen_ai.response.id":"'), pl.col("id"),
-            pl.lit(f'","server.address":"{reqs.node.id}","gen_ai.request.model":"'), pl.col("model"),
-            pl.lit('","gen_ai.operation.name":"'), pl.col("op"),
-            pl.lit('","inferledger.tier":"'), pl.col("tier"),
-            pl.lit('","inferledger.tenant.id":"'), pl.col("tenant"),
-            pl.lit('","gen_ai.usage.input_tokens":'), pl.col("in").cast(pl.String),
-            *([pl.lit(',"gen_ai.usage.cache_read.input_tokens":'), pl.col("cached").cast(pl.String)]
-              if with_cache_field else []),
-            pl.lit(',"gen_ai.usage.output_tokens":'), pl.col("out").cast(pl.String),
-            pl.lit(',"gen_ai.latency.time_in_queue":'), sec("queue"),
-            pl.lit(',"gen_ai.latency.time_to_first_token":'),
-            pl.when(pl.col("ttft") >= 0).then(sec("ttft")).otherwise(pl.lit("null")),
-            pl.lit(',"gen_ai.latency.time_in_model_prefill":'), sec("prefill"),
-            pl.lit(',"gen_ai.latency.time_in_model_decode":'), sec("decode"),
-            pl.lit(',"gen_ai.latency.e2e":'), sec("e2e"),
-            pl.lit(',"http.response.body.size":'), pl.col("bytes").cast(pl.String),
-            pl.lit(',"error.type":'), error,
-            pl.lit(f',"gen_ai.input.messages":[{{"role":"system","parts":[{{"type":"text","content":"{SYSTEM_PROMPT}"}}]}},'
-                   '{"role":"user","parts":[{"type":"text","content":"'), pl.col("prompt"),
-            pl.lit('"}]}],"gen_ai.output.messages":'), output, pl.lit("}"),
-        ])
-        # A truncated write: the shipper lost the end of the line.
-        line = pl.when(pl.col("kind") == LINE_TRUNCATED).then(line.str.slice(0, line.str.len_chars() // 2)).otherwise(line)
-        written += write_lines(path, f.select(line.alias("l")), append=lo > 0)
-    if len(plan.row) == 0:
-        write_lines(path, pl.Series("l", [], dtype=pl.String))
+    with line_sink(path) as sink:  # plain, or compressed as the suffix says (an empty plan: an empty file)
+        for lo in range(0, len(plan.row), CHUNK_ROWS):
+            rows, kinds = plan.row[lo: lo + CHUNK_ROWS], plan.kind[lo: lo + CHUNK_ROWS]
+            r = reqs.take(rows)
+            conflict = kinds == LINE_CONFLICT
+            out_tokens = np.where(conflict, r.output_tokens + 7, r.output_tokens)
+            body = np.where(conflict, r.response_bytes + 29, r.response_bytes)
+            f = pl.DataFrame({
+                "time": time_strings(r.arrival_ms, day, local_tz),
+                "id": ids.gather(rows),
+                "model": model_names.gather(r.model),
+                "op": pl.Series(OPERATIONS).gather(r.operation),
+                "tier": tier_names.gather(r.tier),
+                "tenant": tenant_names.gather(r.tenant),
+                "in": r.input_tokens, "cached": r.cached_tokens, "out": out_tokens,
+                "queue": r.queue_ms, "ttft": r.ttft_ms, "prefill": r.prefill_ms, "decode": r.decode_ms, "e2e": r.e2e_ms,
+                "bytes": body, "status": r.status, "err": r.error_type,
+                "prompt": prompts.gather(prompt_pick[rows]), "answer": answers.gather(answer_pick[rows]),
+                "kind": kinds,
+            })
+            sec = lambda c: decimal_text(pl.col(c), 3)  # noqa: E731 - ms as seconds
+            error = (pl.when(pl.col("status") == STATUS_CANCELLED).then(pl.lit('"cancelled"'))
+                     .when(pl.col("status") == STATUS_TIMEOUT).then(pl.lit('"timeout"'))
+                     .when(pl.col("err") >= 0).then(pl.lit('"') + pl.col("err").cast(pl.Int64).clip(0)
+                                                    .replace_strict(dict(enumerate(ERROR_TYPES)), return_dtype=pl.String) + '"')
+                     .otherwise(pl.lit("null")))
+            finish = (pl.when(pl.col("status") == STATUS_TIMEOUT).then(pl.lit("length"))
+                      .when(pl.col("status") == STATUS_CANCELLED).then(pl.lit("abort")).otherwise(pl.lit("stop")))
+            output = (pl.when(pl.col("out") > 0)
+                      .then(pl.concat_str([pl.lit('[{"role":"assistant","parts":[{"type":"text","content":"'),
+                                           pl.col("answer"), pl.lit('"}],"finish_reason":"'), finish, pl.lit('"}]')]))
+                      .otherwise(pl.lit("[]")))
+            line = pl.concat_str([
+                pl.lit('{"time":"'), pl.col("time"),
+                pl.lit('","gen_ai.response.id":"'), pl.col("id"),
+                pl.lit(f'","server.address":"{reqs.node.id}","gen_ai.request.model":"'), pl.col("model"),
+                pl.lit('","gen_ai.operation.name":"'), pl.col("op"),
+                pl.lit('","inferledger.tier":"'), pl.col("tier"),
+                pl.lit('","inferledger.tenant.id":"'), pl.col("tenant"),
+                pl.lit('","gen_ai.usage.input_tokens":'), pl.col("in").cast(pl.String),
+                *([pl.lit(',"gen_ai.usage.cache_read.input_tokens":'), pl.col("cached").cast(pl.String)]
+                  if with_cache_field else []),
+                pl.lit(',"gen_ai.usage.output_tokens":'), pl.col("out").cast(pl.String),
+                pl.lit(',"gen_ai.latency.time_in_queue":'), sec("queue"),
+                pl.lit(',"gen_ai.latency.time_to_first_token":'),
+                pl.when(pl.col("ttft") >= 0).then(sec("ttft")).otherwise(pl.lit("null")),
+                pl.lit(',"gen_ai.latency.time_in_model_prefill":'), sec("prefill"),
+                pl.lit(',"gen_ai.latency.time_in_model_decode":'), sec("decode"),
+                pl.lit(',"gen_ai.latency.e2e":'), sec("e2e"),
+                pl.lit(',"http.response.body.size":'), pl.col("bytes").cast(pl.String),
+                pl.lit(',"error.type":'), error,
+                pl.lit(f',"gen_ai.input.messages":[{{"role":"system","parts":[{{"type":"text","content":"{SYSTEM_PROMPT}"}}]}},'
+                       '{"role":"user","parts":[{"type":"text","content":"'), pl.col("prompt"),
+                pl.lit('"}]}],"gen_ai.output.messages":'), output, pl.lit("}"),
+            ])
+            # A truncated write: the shipper lost the end of the line.
+            line = pl.when(pl.col("kind") == LINE_TRUNCATED).then(line.str.slice(0, line.str.len_chars() // 2)).otherwise(line)
+            written += write_lines_to(sink, f.select(line.alias("l")))
     return written

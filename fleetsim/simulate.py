@@ -23,6 +23,7 @@ from fleetsim import bills
 from fleetsim.logs import LINE_CONFLICT, LINE_TRUNCATED, LinePlan, request_ids, write_request_log
 from fleetsim.power import SECONDS, DcgmDefects, node_power, write_dcgm, write_ipmi_sdr, write_redfish
 from fleetsim.spec import Fleet, FleetSpec, Node, largest_remainder
+from fleetsim.text import COMPRESSION_SUFFIX
 from fleetsim.traffic import STATUS_OK, generate_node_requests, tenant_weights
 
 FAMILIES = ("inventory", "prices", "requests", "dcgm", "ipmi", "redfish", "facility", "focus", "electricity",
@@ -88,6 +89,7 @@ class _NodeJob:
     tenants: list[np.ndarray]
     out_dir: Path
     defects: dict
+    compress: str | None = None
 
 
 @dataclass
@@ -171,7 +173,7 @@ def _simulate_node(job: _NodeJob) -> _NodeResult:
     ids = request_ids(reqs, day, r_logs)
     ok_rows = np.flatnonzero((reqs.status == STATUS_OK) & (reqs.output_tokens > 1))
     picks = iter(r_defects.permutation(ok_rows)) if len(ok_rows) >= 10 else iter(())
-    path = site_dir / "requests" / f"{node.id}.jsonl"
+    path = site_dir / "requests" / f"{node.id}.jsonl{COMPRESSION_SUFFIX[job.compress] if job.compress else ''}"
     rel = _rel(path, job.out_dir)
     pending: list[tuple[str, int]] = []  # (kind, request row); line numbers found after insertion
     if job.defects.get("negative_output_tokens") and (r := next(picks, None)) is not None:
@@ -255,7 +257,8 @@ def write_inventory(path: Path, fleet: Fleet) -> int:
 
 def simulate(out_dir: Path, day: date, *, requests: int = 50_000, seed: int = 7, spec: FleetSpec | None = None,
              defects: bool = True, invoices: bool | None = None, workers: int | None = None,
-             progress: Callable[[int, int, int], None] | None = None) -> SimulationSummary:
+             progress: Callable[[int, int, int], None] | None = None,
+             compress: str | None = None) -> SimulationSummary:
     """Write one UTC day of the fleet's raw exports under `out_dir` (docs/raw-formats.md):
     `inventory.yaml`, `prices/<tariff>.csv` (merged with months already there) and
     `<day>/...` (replaced if it exists).
@@ -265,6 +268,8 @@ def simulate(out_dir: Path, day: date, *, requests: int = 50_000, seed: int = 7,
     None (default) writes them only when `day` is the last day of its month.
     `workers`: processes simulating nodes; default 1 below a million requests, else 2.
     `progress(nodes_done, nodes_total, request_lines)` is called after each node.
+    `compress`: "zstd" or "gzip" writes the request logs compressed (`<node>.jsonl.zst`,
+    `.jsonl.gz`; a day of 100 million requests is ~120 GB plain); their content is the same bytes.
     Deterministic: the same arguments give byte-identical files."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -273,6 +278,8 @@ def simulate(out_dir: Path, day: date, *, requests: int = 50_000, seed: int = 7,
         spec = replace(spec, expansion_day=day)
     if requests < 1:
         raise ValueError(f"requests must be at least 1, got {requests}")
+    if compress is not None and compress not in COMPRESSION_SUFFIX:
+        raise ValueError(f"compress must be one of {sorted(COMPRESSION_SUFFIX)} or None, got {compress!r}")
     fleet = Fleet.build(spec, requests)
     day_dir = out_dir / day.isoformat()
     if day_dir.exists():
@@ -295,7 +302,8 @@ def simulate(out_dir: Path, day: date, *, requests: int = 50_000, seed: int = 7,
     targets = _defect_targets(fleet) if defects else {}
     split = _split_requests(fleet, day, seed)
     tenants = tenant_weights(fleet, np.random.default_rng([seed, 0x7E4A47]))
-    jobs = [_NodeJob(fleet, n, day, seed, split[n.id], tenants, out_dir, targets.get(n.id, {})) for n in fleet.nodes]
+    jobs = [_NodeJob(fleet, n, day, seed, split[n.id], tenants, out_dir, targets.get(n.id, {}), compress)
+            for n in fleet.nodes]
     if workers is None:
         workers = 1 if requests < 1_000_000 else min(2, os.cpu_count() or 1)
     results: list[_NodeResult] = []

@@ -6,6 +6,8 @@ printed by a float formatter: values are scaled integers (ms, mW, Wh) printed wi
 point, so the same seed gives the same bytes on every machine.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +70,31 @@ def write_lines(path: Path, lines: pl.Series | pl.DataFrame, *, append: bool = F
     with open(path, "ab" if append else "wb") as f:
         frame.write_csv(f, include_header=False, quote_style="never")
     return frame.height
+
+
+# Compressed request logs (`simulate(..., compress=...)`): codec -> the suffix added to `.jsonl`.
+COMPRESSION_SUFFIX = {"zstd": ".zst", "gzip": ".gz"}
+
+
+@contextmanager
+def line_sink(path: Path) -> Iterator:
+    """A binary stream writing `path`, compressed as its suffix says (`.zst`: zstd, `.gz`: gzip,
+    anything else: plain), for writing lines chunk by chunk (`write_lines_to`)."""
+    codec = {suffix: codec for codec, suffix in COMPRESSION_SUFFIX.items()}.get(path.suffix)
+    if codec is None:
+        with open(path, "wb") as f:
+            yield f
+    else:
+        with pa.CompressedOutputStream(str(path), codec) as f:
+            yield f
+
+
+def write_lines_to(sink, lines: pl.DataFrame) -> int:
+    """Write each string of the one-column `lines` as one line ending in `\\n` into `sink` (a
+    `line_sink`); returns the number of strings written."""
+    if lines.height:
+        lines.write_csv(sink, include_header=False, quote_style="never")
+    return lines.height
 
 
 def money(x: float) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.lake import FLEET, Lake
-from pipelines.readers import scan_csv_text, scan_json_fields, scan_parquet_files, scan_text_lines
+from pipelines.readers import scan_csv_text, scan_json_fields, scan_parquet_files, scan_text_lines, text_bytes
 from transforms.contracts import CANONICAL, Contract
 from transforms.ingest import assets as assets_parsers
 from transforms.ingest import bills, power, requests
@@ -45,7 +45,7 @@ class Source:
 
 
 SOURCES: tuple[Source, ...] = (
-    Source("requests", "requests", ("*.jsonl",), _otel_fields, requests.parse_otel_fields),
+    Source("requests", "requests", ("*.jsonl", "*.jsonl.zst", "*.jsonl.gz"), _otel_fields, requests.parse_otel_fields),
     Source("requests", "canonical", ("requests*.csv",), scan_csv_text, requests.parse_canonical_requests),
     Source("requests", "canonical", ("requests*.parquet",), scan_parquet_files, requests.parse_canonical_requests),
     Source("power_readings", "dcgm", ("*.prom",), scan_text_lines, power.parse_dcgm_prometheus),
@@ -132,7 +132,7 @@ def _file_groups(paths: list[Path], limit: int = GROUP_BYTES) -> list[list[Path]
     groups: list[list[Path]] = [[]]
     size = 0
     for p in paths:
-        n = p.stat().st_size
+        n = text_bytes(p)  # a compressed file counts as the text it holds
         if groups[-1] and size + n > limit:
             groups.append([])
             size = 0

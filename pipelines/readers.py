@@ -13,8 +13,43 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from transforms.ingest.requests import extract_json_fields
+
+
+# Compressed raw files (request logs as shippers write them: `<node>.jsonl.zst`, `.jsonl.gz`),
+# by suffix. Every reader here reads them as the plain file (DuckDB's `read_json` and Polars's
+# CSV reader decompress by suffix; line counts stream through Arrow), and the quarantine and the
+# audit name the compressed file, with the line number inside its decompressed text.
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".zst": "zstd"}
+# The most the request logs of `fleetsim` (a few prompts, repeated) compress: zstd 16x, gzip 13x.
+# A compressed file counts as this many times its bytes when files are grouped by size
+# (`pipelines.ingest._file_groups`): real logs, with varied text, compress less, so their groups
+# hold fewer lines than a plain group, never more.
+COMPRESSION_RATIO = 16
+_CHUNK = 1 << 24
+
+
+def is_compressed(path: Path) -> bool:
+    return path.suffix in COMPRESSED_SUFFIXES
+
+
+def text_bytes(path: Path) -> int:
+    """The bytes a raw file stands for when files are grouped by size: its size, times
+    COMPRESSION_RATIO when it is compressed (its decompressed size is not in its header)."""
+    size = path.stat().st_size
+    return size * COMPRESSION_RATIO if is_compressed(path) else size
+
+
+def _has_text(path: Path) -> bool:
+    """Whether the file holds any text (a compressed file of nothing is not empty on disk)."""
+    if path.stat().st_size == 0:
+        return False
+    if not is_compressed(path):
+        return True
+    with pa.input_stream(str(path), compression=COMPRESSED_SUFFIXES[path.suffix]) as stream:
+        return len(stream.read(1)) > 0
 
 
 def relative_name(path: Path, raw_root: Path) -> str:
@@ -37,7 +72,7 @@ def scan_text_lines(paths: list[Path], raw_root: Path, *, skip_blank: bool = Tru
                     truncate_ragged_lines=True)
         .with_columns(pl.col("_source_row").cast(pl.Int64), pl.lit(relative_name(p, raw_root)).alias("_source_file"),
                       pl.col("line").fill_null("").str.strip_prefix("\ufeff").str.strip_suffix("\r"))
-        for p in sorted(paths) if p.stat().st_size > 0  # an empty file has no line (and the CSV reader refuses it)
+        for p in sorted(paths) if _has_text(p)  # an empty file has no line (and the CSV reader refuses it)
     ]
     if not frames:
         return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64, "line": pl.String})
@@ -82,13 +117,21 @@ def scan_parquet_files(paths: list[Path], raw_root: Path) -> pl.LazyFrame:
 
 
 def _line_count(path: Path) -> int:
-    """Lines in a file as `scan_text_lines` numbers them (a last line without a newline counts)."""
+    """Lines in a file as `scan_text_lines` numbers them (a last line without a newline counts);
+    a compressed file's lines are counted as it is decompressed, a chunk at a time."""
     if path.stat().st_size == 0:
         return 0
+    if is_compressed(path):
+        lines, last = 0, 10
+        with pa.input_stream(str(path), compression=COMPRESSED_SUFFIXES[path.suffix]) as stream:
+            while chunk := stream.read(_CHUNK):
+                data = np.frombuffer(chunk, dtype=np.uint8)
+                lines += int(np.count_nonzero(data == 10))
+                last = int(data[-1])
+        return lines + int(last != 10)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         data = np.frombuffer(m, dtype=np.uint8)
-        step = 1 << 24
-        lines = sum(int(np.count_nonzero(data[i:i + step] == 10)) for i in range(0, len(data), step))
+        lines = sum(int(np.count_nonzero(data[i:i + _CHUNK] == 10)) for i in range(0, len(data), _CHUNK))
         unterminated = int(data[-1] != 10)
         del data  # the buffer must be released before the map closes
     return lines + unterminated

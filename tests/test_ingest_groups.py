@@ -6,6 +6,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 
 import fleetsim
@@ -123,3 +124,33 @@ def test_key_ranges_hold_at_most_the_limit_and_keep_a_large_key_whole():
     counts = pl.DataFrame({"k": ["a", "b", "c", "d", "e"], "n": [3, 3, 9, 1, 1]})
     assert ingest._key_ranges(counts, 6) == [("a", "b"), ("c", "c"), ("d", "e")]
     assert ingest._key_ranges(counts.head(0), 6) == []
+
+
+def test_a_day_of_compressed_request_logs_ingests_as_the_plain_day(raw_day, tmp_path):
+    """The simulator's zstd request logs (`<node>.jsonl.zst`) hold the plain logs' bytes, and
+    their ingest writes the same lake: the same accepted rows in the same order, the same
+    quarantine, naming the compressed file."""
+    packed = tmp_path / "raw-zstd"
+    fleetsim.simulate(packed, DAY, requests=20_000, seed=3, invoices=True, compress="zstd")
+    site = "remote-plains"
+    logs = sorted((raw_day / DAY.isoformat() / site / "requests").glob("*"))
+    assert logs and all(p.suffix == ".jsonl" for p in logs)
+    for p in logs:
+        z = packed / DAY.isoformat() / site / "requests" / f"{p.name}.zst"
+        with pa.input_stream(str(z), compression="zstd") as s:
+            assert s.read() == p.read_bytes(), z
+    inv = load_inventory(raw_day / "inventory.yaml")
+    plain_out = ingest.ingest_partition("requests", DAY, site, raw_day, Lake(tmp_path / "plain"), inv)
+    packed_out = ingest.ingest_partition("requests", DAY, site, packed, Lake(tmp_path / "packed"), inv)
+    assert packed_out.files == [f"{f}.zst" for f in plain_out.files]
+    assert (packed_out.rows_read, packed_out.rows_accepted, packed_out.by_reason) == \
+        (plain_out.rows_read, plain_out.rows_accepted, plain_out.by_reason)
+    assert plain_out.by_reason  # the simulator's defects are quarantined, with their files named
+    files = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*.parquet")
+                   if "_scratch" not in p.parts)
+    assert {f.parts[0] for f in files} >= {"requests", "quarantine"}
+    for f in files:
+        a, b = pl.read_parquet(tmp_path / "plain" / f), pl.read_parquet(tmp_path / "packed" / f)
+        if "source_file" in b.columns:  # the quarantine and the audit name the file read
+            b = b.with_columns(pl.col("source_file").str.replace(r"\.jsonl\.zst$", ".jsonl"))
+        assert a.schema == b.schema and a.equals(b), f

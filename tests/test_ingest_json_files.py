@@ -1,7 +1,8 @@
 """The pipeline reads OTel JSON Lines files with `scan_json_fields`: a clean file is read whole by
 DuckDB's `read_json`, any other line by line (`extract_json_fields`). The two must give the same
 frame, hence the same verdict for every line: these tests hold them equal on awkward lines, on
-generated files, and check which path a file takes.
+generated files, and check which path a file takes. Compressed files (`.jsonl.zst`, `.jsonl.gz`)
+must give the frame of their text.
 """
 
 import json
@@ -10,10 +11,21 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.readers import _json_fields_whole_file, _json_fields_whole_files, scan_json_fields, scan_text_lines
+import pipelines.ingest as ingest
+from pipelines.readers import (
+    COMPRESSION_RATIO,
+    _json_fields_whole_file,
+    _json_fields_whole_files,
+    _line_count,
+    scan_json_fields,
+    scan_text_lines,
+    text_bytes,
+)
 from transforms.ingest.requests import OTEL_FIELDS, extract_json_fields
 
 KEYS = list(OTEL_FIELDS)
@@ -166,3 +178,76 @@ def test_generated_groups_of_files_give_each_file_line_by_line(tmp_path, files):
         old.unlink()
     paths = [write(d, f"f{i}.jsonl", "\n".join(fl).encode("utf-8", "surrogatepass")) for i, fl in enumerate(files)]
     same(scan_json_fields(paths, tmp_path, KEYS).collect(), each_line_by_line(paths, tmp_path))
+
+
+# --- compressed request logs (`<node>.jsonl.zst`, `.jsonl.gz`, as shippers write them) ---------
+
+def compress(path: Path, codec: str) -> Path:
+    """A compressed copy of `path` beside it (`x.jsonl` -> `x.jsonl.zst` / `x.jsonl.gz`)."""
+    out = path.with_name(path.name + COMPRESSED_SUFFIX[codec])
+    with pa.CompressedOutputStream(str(out), codec) as sink:
+        sink.write(path.read_bytes())
+    return out
+
+
+def renamed(frame: pl.DataFrame, codec: str) -> pl.DataFrame:
+    """The frame of the plain files as the compressed files' frame names them."""
+    return frame.with_columns(pl.col("_source_file") + COMPRESSED_SUFFIX[codec])
+
+
+COMPRESSED_SUFFIX = {"zstd": ".zst", "gzip": ".gz"}
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+def test_compressed_files_give_the_frame_of_their_text(tmp_path, codec):
+    """Clean, mixed, empty and unterminated files, compressed: the same rows as the plain files
+    (named as the compressed file), clean ones by the fast path, the others line by line."""
+    plain_dir, packed_dir = tmp_path / "plain", tmp_path / "packed"
+    plain_dir.mkdir()
+    packed_dir.mkdir()
+    texts = {f"clean-{i}.jsonl": "\n".join([GOOD, line, GOOD]).encode() for i, line in enumerate(CLEAN_LINES.values())}
+    texts |= {f"mixed-{i}.jsonl": ("\n".join(lines) + "\n").encode() for i, lines in enumerate(MIXED_FILES.values())}
+    texts |= {"empty.jsonl": b"", "utf8.jsonl": GOOD.encode() + b'\n{"gen_ai.response.id": "r-\xff"}\n',
+              "bom.jsonl": b"\xef\xbb\xbf" + GOOD.encode() + b"\n"}
+    plain = [write(plain_dir, name, data) for name, data in texts.items()]
+    packed = []
+    for p in plain:
+        packed.append(compress(p, codec).rename(packed_dir / (p.name + COMPRESSED_SUFFIX[codec])))
+        assert _line_count(packed[-1]) == _line_count(p), p.name
+    assert (packed_dir / f"empty.jsonl{COMPRESSED_SUFFIX[codec]}").stat().st_size > 0  # a compressed nothing
+    expected = scan_json_fields(plain, tmp_path, KEYS).collect().with_columns(
+        pl.col("_source_file").str.replace("plain/", "packed/", literal=True))
+    assert expected.height > 40
+    same(scan_json_fields(packed, tmp_path, KEYS).collect(), renamed(expected, codec))
+    for path in packed:  # each file alone too, and line by line
+        name = path.relative_to(tmp_path).as_posix().removesuffix(COMPRESSED_SUFFIX[codec])
+        same(line_by_line(path, tmp_path), renamed(expected.filter(pl.col("_source_file") == name), codec), name)
+    con = duckdb.connect()
+    try:
+        fast = dict(zip(packed, _json_fields_whole_files(con, packed, tmp_path, KEYS), strict=True))
+    finally:
+        con.close()
+    assert all(fast[p] is not None for p in packed if p.name.startswith(("clean-", "bom.")))
+    assert all(fast[p] is None for p in packed if p.name.startswith(("mixed-", "utf8.")))
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(lines, max_size=6), min_size=1, max_size=4), st.sampled_from(["zstd", "gzip"]))
+def test_generated_compressed_files_give_the_frame_of_their_text(tmp_path, files, codec):
+    d = tmp_path / "genz"
+    d.mkdir(exist_ok=True)
+    for old in d.iterdir():
+        old.unlink()
+    plain = [write(d, f"f{i}.jsonl", "\n".join(fl).encode("utf-8", "surrogatepass")) for i, fl in enumerate(files)]
+    packed = [compress(p, codec) for p in plain]
+    assert [_line_count(p) for p in packed] == [_line_count(p) for p in plain]
+    same(scan_json_fields(packed, tmp_path, KEYS).collect(), renamed(scan_json_fields(plain, tmp_path, KEYS).collect(), codec))
+
+
+def test_a_compressed_file_counts_as_the_text_it_holds_when_files_are_grouped(tmp_path):
+    plain = write(tmp_path, "a.jsonl", (GOOD + "\n").encode() * 50)
+    packed = compress(plain, "zstd")
+    assert text_bytes(plain) == plain.stat().st_size
+    assert text_bytes(packed) == packed.stat().st_size * COMPRESSION_RATIO
+    assert ingest._file_groups([packed, plain], limit=packed.stat().st_size * COMPRESSION_RATIO) == [[packed], [plain]]
