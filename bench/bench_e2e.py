@@ -2,7 +2,7 @@
 warehouse out, every check included.
 
     .venv/bin/python bench/bench_e2e.py [--sizes 1e6,1e7,3e7,1e8] [--repeat N] [--timeout 1800]
-        [--keep-raw-up-to 1e7] [--json bench/out/e2e.json]
+        [--keep-raw-up-to 1e7] [--compress auto|none|zstd|gzip] [--json bench/out/e2e.json]
 
 For each size (requests a day) `fleetsim.simulate` writes one raw day (2026-10-31: a past day, so
 a partition Dagster knows, and the last of a month, so the month's invoices come with it) for the default fleet sized for N
@@ -10,7 +10,9 @@ a partition Dagster knows, and the last of a month, so the month's invoices come
 attribution benchmark's lakes), defects included. Raw days are cached in
 `bench/out/e2e/raw-<N>/` (`manifest.json`, written last, marks one complete); days larger than
 `--keep-raw-up-to` are deleted after their run (30 M requests are ~37 GB of JSON Lines), and
-a size whose raw day does not fit on the disk is skipped, with the reason.
+a size whose raw day does not fit on the disk is skipped, with the reason. From 100 M requests
+the request logs are written zstd-compressed (`raw-<N>-zstd/`, `<node>.jsonl.zst`: the same
+lines; `--compress` chooses), as log shippers write them: the plain day would be ~124 GB.
 
 Each run is the code path of `inferledger run --date D`, in a fresh subprocess with an empty
 lake and warehouse: `pipelines.runner.prepare`, `definitions`, `day_steps` + the
@@ -63,8 +65,23 @@ SIMULATION_CODE = ("fleetsim",)
 SOURCE_CODE = ("pipelines", "transforms", "warehouse")
 
 
-def raw_dir(n: int) -> Path:
-    return E2E_DIR / f"raw-{n}"
+# Request logs are written plain below this size and zstd-compressed (`<node>.jsonl.zst`, the
+# same lines) from it on, with `--compress auto`: the plain day of 100 M requests is ~124 GB,
+# more than the bench machine's free disk; compressed it is ~25 GB (request logs 1/16 of their
+# size, power files plain).
+COMPRESS_FROM = 100_000_000
+RAW_BYTES_PER_REQUEST_ZSTD = 300  # measured at 1 M: ~75 B of request log, the rest power files
+
+
+def request_codec(n: int, choice: str) -> str | None:
+    """The request logs' compression for a day of `n` requests (`--compress`): None or "zstd"."""
+    if choice == "auto":
+        return "zstd" if n >= COMPRESS_FROM else None
+    return None if choice == "none" else choice
+
+
+def raw_dir(n: int, codec: str | None = None) -> Path:
+    return E2E_DIR / (f"raw-{n}" if codec is None else f"raw-{n}-{codec}")
 
 
 # --- children ------------------------------------------------------------------------------------
@@ -77,15 +94,23 @@ def _vm_hwm_mib() -> float:
     return float("nan")
 
 
-def simulate_child(n: int, seed: int) -> dict:
-    """Write the raw day of `n` requests into `raw_dir(n)`; the manifest marks it complete."""
+def simulate_child(n: int, seed: int, codec: str | None) -> dict:
+    """Write the raw day of `n` requests into `raw_dir(n, codec)`; the manifest marks it complete."""
     from fleetsim import simulate
 
-    root = raw_dir(n)
+    root = raw_dir(n, codec)
     if root.exists():
         shutil.rmtree(root)
-    s = simulate(root, DAY, requests=n, seed=seed, invoices=True)
+    started = time.perf_counter()
+
+    def progress(done: int, total: int, lines: int) -> None:
+        if done % max(1, total // 20) == 0 or done == total:
+            print(f"  simulated {done}/{total} nodes, {lines:,} request lines, {time.perf_counter() - started:.0f} s",
+                  flush=True)
+
+    s = simulate(root, DAY, requests=n, seed=seed, invoices=True, compress=codec, progress=progress)
     manifest = {"requests": n, "seed": seed, "day": DAY.isoformat(), "simulator": code_fingerprint(*SIMULATION_CODE),
+                "request_logs": codec or "plain",
                 "nodes": s.nodes, "records": s.records, "bytes": s.bytes, "simulated_s": s.seconds,
                 "expected_quarantine": s.expected_quarantine}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -93,7 +118,7 @@ def simulate_child(n: int, seed: int) -> dict:
     return manifest
 
 
-def run_child(n: int, work: Path) -> dict:
+def run_child(n: int, work: Path, codec: str | None) -> dict:
     """The nightly job for the raw day of `n` requests, into a fresh lake and warehouse under
     `work`, exactly as `inferledger run --date` runs it."""
     import dagster as dg
@@ -102,7 +127,7 @@ def run_child(n: int, work: Path) -> dict:
     from pipelines.runner import Paths, definitions, day_steps, prepare, run_steps
 
     started = time.perf_counter()
-    paths = Paths(raw=raw_dir(n), lake=work / "lake", warehouse=work / "warehouse" / "inferledger.duckdb")
+    paths = Paths(raw=raw_dir(n, codec), lake=work / "lake", warehouse=work / "warehouse" / "inferledger.duckdb")
     inst = dg.DagsterInstance.ephemeral()
     sites = prepare(paths, DAY, inst)
     steps = day_steps(DAY, sites) + [("publish_warehouse", None, None)]
@@ -125,16 +150,35 @@ def run_child(n: int, work: Path) -> dict:
                      "rows": {a: m.get("dagster/row_count") for a, m in o.materializations.items()},
                      "quarantined": {a: m["quarantined_by_reason"] for a, m in o.materializations.items()
                                      if "quarantined_by_reason" in m}})
+    for o, r in zip(outcomes, runs, strict=True):  # wall-clock spans of the steps: the parent's memory samples by stage
+        r["spans"] = _step_spans(inst, o.run_id)
     requests = sum(r["rows"].get("requests") or 0 for r in runs)
     return {"seconds": seconds, "requests_accepted": requests, "runs": runs, "vm_hwm_mib": round(_vm_hwm_mib(), 1),
             "parallel": DEFAULT_PARALLEL, "ingest_wall_s": round(ingest_span[1] - ingest_span[0], 3) if ingest_span else 0.0}
 
 
+def _step_spans(inst, run_id: str) -> dict[str, list[float]]:
+    """Step -> [start, end] (epoch seconds) from a run's event log."""
+    import dagster as dg
+
+    spans: dict[str, list[float]] = {}
+    for rec in inst.all_logs(run_id):
+        ev = rec.dagster_event
+        if ev is None or ev.step_key is None:
+            continue
+        if ev.event_type == dg.DagsterEventType.STEP_START:
+            spans[ev.step_key] = [rec.timestamp, rec.timestamp]
+        elif ev.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE) \
+                and ev.step_key in spans:
+            spans[ev.step_key][1] = rec.timestamp
+    return spans
+
+
 def child_main(args: argparse.Namespace) -> None:
     if args.child == "simulate":
-        result = simulate_child(args.n, args.seed)
+        result = simulate_child(args.n, args.seed, request_codec(args.n, args.compress))
     else:
-        result = run_child(args.n, Path(args.work))
+        result = run_child(args.n, Path(args.work), request_codec(args.n, args.compress))
     Path(args.result).write_text(json.dumps(result, default=str))
 
 
@@ -177,14 +221,16 @@ def spawn(child: str, n: int, args, work: Path | None = None) -> dict:
     result_file = E2E_DIR / f".result-{child}-{n}.json"
     result_file.unlink(missing_ok=True)
     cmd = [sys.executable, __file__, "--child", child, "--n", str(n), "--seed", str(args.seed),
-           "--result", str(result_file)] + (["--work", str(work)] if work else [])
+           "--result", str(result_file), "--compress", args.compress] + (["--work", str(work)] if work else [])
     busy0, total0 = _cpu_jiffies()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     rc, usage = None, None
     tree_peak = 0  # the sum over the process tree, sampled: parallel runs are separate processes
+    samples: list[tuple[float, int]] = []  # (epoch seconds, tree RSS bytes): the peak of each step
     while True:  # wait4: this child's own rusage (its peak and CPU, its descendants included)
-        tree_peak = max(tree_peak, _tree_rss_bytes(proc.pid))
+        samples.append((time.time(), _tree_rss_bytes(proc.pid)))
+        tree_peak = max(tree_peak, samples[-1][1])
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             rc = os.waitstatus_to_exitcode(status)
@@ -210,6 +256,9 @@ def spawn(child: str, n: int, args, work: Path | None = None) -> dict:
         return {**out, "error": f"exit code {rc} (see the output above)"}
     out.update(json.loads(result_file.read_text()))
     result_file.unlink()
+    for r in out.get("runs", []):  # each step's largest sample of the tree's resident memory
+        r["step_peak_mib"] = {k: round(max((b for t, b in samples if a <= t <= z), default=0) / MIB, 1)
+                              for k, (a, z) in r.pop("spans", {}).items()}
     return out
 
 
@@ -221,19 +270,22 @@ def _disk_free() -> int:
 def ensure_raw(n: int, args) -> tuple[dict | None, str | None]:
     """The raw day's manifest (simulated when missing or made by other simulator code), or a
     reason it cannot be had."""
-    manifest = raw_dir(n) / "manifest.json"
+    codec = request_codec(n, args.compress)
+    root = raw_dir(n, codec)
+    manifest = root / "manifest.json"
     simulator = code_fingerprint(*SIMULATION_CODE)
     if manifest.is_file() and not args.resimulate:
         m = json.loads(manifest.read_text())
         if m.get("seed") == args.seed and m.get("simulator") == simulator and m.get("day") == DAY.isoformat():
             return m, None
-        print(f"{raw_dir(n)}: simulated by other code or seed; simulating again", flush=True)
-    held = sum(f.stat().st_size for f in raw_dir(n).rglob("*") if f.is_file()) if raw_dir(n).exists() else 0
-    need = n * (RAW_BYTES_PER_REQUEST + LAKE_BYTES_PER_REQUEST) + DISK_MARGIN
+        print(f"{root}: simulated by other code or seed; simulating again", flush=True)
+    held = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
+    raw_bytes = RAW_BYTES_PER_REQUEST if codec is None else RAW_BYTES_PER_REQUEST_ZSTD
+    need = n * (raw_bytes + LAKE_BYTES_PER_REQUEST) + DISK_MARGIN
     if _disk_free() + held < need:
         return None, (f"not enough disk: the raw day and its lake need ~{need / GIB:.0f} GiB, "
                       f"{(_disk_free() + held) / GIB:.0f} GiB free")
-    print(f"simulating {n:,} requests into {raw_dir(n)} ...", flush=True)
+    print(f"simulating {n:,} requests into {root} (request logs {codec or 'plain'}) ...", flush=True)
     res = spawn("simulate", n, args)
     if "error" in res:
         return None, f"simulation failed: {res['error']}"
@@ -283,6 +335,18 @@ def stage_table(result: dict) -> list[tuple[str, float]]:
     return rows
 
 
+def stage_peaks(result: dict) -> list[tuple[str, float]]:
+    """(stage, MiB) rows of one run: the largest resident memory of the process tree sampled
+    while a step of the stage ran (ingest steps of other sites may run beside it)."""
+    peaks: dict[str, float] = {}
+    for r in result["runs"]:
+        for k, v in r.get("step_peak_mib", {}).items():
+            peaks[k] = max(peaks.get(k, 0.0), v)
+    rows = [(label, max((peaks.get(k, 0.0) for k in keys), default=0.0)) for label, keys in STAGES]
+    known = {k for _, keys in STAGES for k in keys}
+    return rows + [(k, peaks[k]) for k in sorted(set(peaks) - known)]
+
+
 def _fmt_n(n: int) -> str:
     return f"{n / 1e6:g}M"
 
@@ -305,6 +369,12 @@ def print_report(results: list[dict]) -> None:
         print(f"{'peak memory (MiB)':<{width}}" + "".join(f"{r['peak_mib']:>12,.0f}" for r in done))
         print(f"{'CPU seconds (both cores)':<{width}}" + "".join(f"{r['cpu_s']:>12.1f}" for r in done))
         print(f"{'CPU used by others':<{width}}" + "".join(f"{r['others']:>12.0%}" for r in done))
+        print(f"{'request logs':<{width}}" + "".join(f"{r.get('request_logs', 'plain'):>12}" for r in done))
+        print(f"{'raw day (GB)':<{width}}" + "".join(f"{r['raw_bytes'] / 1e9:>12.1f}" for r in done))
+        peaks = [dict(r.get("stage_peak_mib", [])) for r in done]
+        print(f"\n{'peak memory while (MiB)':<{width}}" + "".join(f"{_fmt_n(n):>12}" for n in sizes))
+        for label in dict.fromkeys(label for t in peaks for label in t):
+            print(f"{label:<{width}}" + "".join(f"{t[label]:>12,.0f}" if label in t else f"{'':>12}" for t in peaks))
     for r in results:
         if "seconds" not in r:
             print(f"{_fmt_n(r['requests'])}: not run: {r.get('skipped') or r.get('error')}")
@@ -323,7 +393,8 @@ def goals(results: list[dict]) -> list[dict]:
         peak_gib = r["peak_mib"] / 1024
         out.append({"goal": f"{_fmt_n(n)} within {limit_s:g} s, peak < {limit_gib:g} GiB",
                     "met": r["seconds"] <= limit_s and peak_gib < limit_gib,
-                    "measured": f"{r['seconds']:.1f} s, peak {peak_gib:.2f} GiB"})
+                    "measured": f"{r['seconds']:.1f} s, peak {peak_gib:.2f} GiB"
+                                + ("" if r.get("request_logs", "plain") == "plain" else f" ({r['request_logs']} request logs)")})
     done = sorted((r for r in results if "seconds" in r), key=lambda r: r["requests"])
     exps = []
     for a, b in zip(done, done[1:]):
@@ -349,6 +420,8 @@ def main() -> None:
                    help="raw days of at most this many requests stay cached; larger ones are deleted after their run")
     p.add_argument("--resimulate", action="store_true", help="simulate the raw days again even when cached")
     p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--compress", choices=("auto", "none", "zstd", "gzip"), default="auto",
+                   help=f"request logs compressed: auto (zstd from {COMPRESS_FROM:.0e} requests, else plain), none, zstd, gzip")
     p.add_argument("--json", type=Path, default=OUT_DIR / "e2e.json")
     # internal: the children
     p.add_argument("--child", choices=("simulate", "run"), help=argparse.SUPPRESS)
@@ -379,9 +452,12 @@ def main() -> None:
             runs.append(res)
             if "error" in res:
                 break
-        shutil.rmtree(work, ignore_errors=True)
+        if any("error" in r for r in runs):
+            print(f"{_fmt_n(n)}: the failed run's lake and warehouse are kept in {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
         if n > args.keep_raw_up_to:
-            shutil.rmtree(raw_dir(n), ignore_errors=True)
+            shutil.rmtree(raw_dir(n, request_codec(n, args.compress)), ignore_errors=True)
         failed = [r for r in runs if "error" in r]
         if failed:
             results.append({"requests": n, "error": failed[0]["error"], "runs": runs})
@@ -389,9 +465,11 @@ def main() -> None:
         best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
         peak = max(max(r["vm_hwm_mib"], r["ru_maxrss_mib"], r.get("tree_rss_mib", 0)) for r in runs)
         results.append({"requests": n, "nodes": sum(manifest["nodes"].values()), "raw_bytes": manifest["bytes"],
+                        "request_logs": manifest.get("request_logs", "plain"),
                         "seconds": round(best["seconds"], 3), "requests_per_s": round(n / best["seconds"]),
                         "peak_mib": peak, "cpu_s": best["cpu_s"], "others": max(r["others"] for r in runs),
                         "stages": [(label, round(s, 3)) for label, s in stage_table(best)],
+                        "stage_peak_mib": stage_peaks(max(runs, key=lambda r: r["tree_rss_mib"])),
                         "all_seconds": [round(r["seconds"], 3) for r in runs], "detail": best})
         print_report(results)
 
