@@ -206,12 +206,15 @@ def print_attribution(day: date, lake: Path, console=None, *, by_tier: bool = Tr
     console.print(t)
     if not by_tier:
         return
-    facts = part("request_costs")
-    currency = facts["currency"][0] if facts.height else ""
+    # The day's facts are scanned, five columns, and grouped in the streaming engine: read whole,
+    # the 10 M-request day held 8.5 GB here (`inferledger attribute`), against 2.3 GB scanned.
+    facts = pl.scan_parquet(lake / "request_costs" / f"date={day.isoformat()}" / "part-0.parquet")
     by_tier = (facts.group_by("tier").agg(pl.len().alias("requests"), pl.col("direct_cost").mean().alias("direct"),
                                            pl.col("fully_loaded_cost").mean().alias("loaded"),
-                                           (pl.col("energy_kwh").sum() * 3.6e6 / pl.col("output_tokens").sum()).alias("j_tok"))
-               .sort("loaded", descending=True))
+                                           (pl.col("energy_kwh").sum() * 3.6e6 / pl.col("output_tokens").sum()).alias("j_tok"),
+                                           pl.col("currency").first())
+               .sort("loaded", descending=True).collect(engine="streaming"))
+    currency = by_tier["currency"][0] if by_tier.height else ""
     t = Table(title=f"Cost per query by tier, {day} ({currency})")
     for col in ("tier", "requests", "direct cost / query", "fully loaded / query", "J per output token"):
         t.add_column(col, justify="left" if col == "tier" else "right")

@@ -113,5 +113,10 @@ def test_print_attribution_shows_conservation_and_cost_per_query(day, capsys):
     print_attribution(DAY, day["lake"])
     out = capsys.readouterr().out
     assert "every source = requests + idle + unattributed" in out
+    facts = pl.read_parquet(day["lake"] / "request_costs" / f"date={DAY.isoformat()}" / "part-0.parquet")
+    assert f"Cost per query by tier, {DAY} ({facts['currency'][0]})" in out
+    lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
     for tier in ("premium", "standard", "batch"):
-        assert tier in out
+        rows = facts.filter(pl.col("tier") == tier)
+        assert f"{rows.height:,}" in lines[tier]
+        assert f"{rows['fully_loaded_cost'].mean():.6f}" in lines[tier]
