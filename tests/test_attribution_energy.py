@@ -13,6 +13,7 @@ import fleetsim
 from pipelines.ingest import ingest_partition
 from pipelines.lake import Lake
 from transforms.attribution.energy import METHODS, attach_overhead, node_slot_energy, site_hour_overhead
+from transforms.attribution.day import node_slot_energy_by_group
 from transforms.attribution.grid import SlotGrid
 from transforms.contracts import POWER_READINGS
 from transforms.inventory import load_inventory
@@ -336,6 +337,18 @@ def test_demo_day_every_node_and_slot_once(demo):
     # A rerun gives the same bytes (group sums are added in a fixed order).
     again = node_slot_energy(demo["readings"].lazy(), inv.nodes_frame(), inv.meters_frame(), demo["grid"]).collect()
     assert again.equals(ne)
+
+
+@pytest.mark.parametrize("group", [1, 3, 1000])
+def test_energy_computed_a_group_of_nodes_at_a_time_is_the_same_frame(demo, group):
+    """`share_day` computes the node-slot energy a group of nodes at a time (bounded memory): the
+    same frame, to the bit, whatever the group size (the demo day has GPU, IPMI and Redfish
+    meters, a counter reset, blank samples and a BMC gap, and a facility meter, read by no node)."""
+    readings = demo["readings"].lazy()
+    assert demo["readings"].filter(pl.col("scope") == "facility").height > 0
+    grouped = node_slot_energy_by_group(readings, demo["inv"].nodes_frame(), demo["inv"].meters_frame(), demo["grid"],
+                                        group=group)
+    assert grouped.equals(demo["energy"])
 
 
 def test_demo_day_redfish_energy_is_the_counter_difference(demo):
