@@ -124,7 +124,7 @@ def run_child(n: int, work: Path, codec: str | None) -> dict:
     import dagster as dg
 
     from pipelines.cli import DEFAULT_PARALLEL
-    from pipelines.runner import Paths, definitions, day_steps, prepare, run_steps
+    from pipelines.runner import Paths, definitions, day_steps, prepare, run_steps, step_spans
 
     started = time.perf_counter()
     paths = Paths(raw=raw_dir(n, codec), lake=work / "lake", warehouse=work / "warehouse" / "inferledger.duckdb")
@@ -151,27 +151,10 @@ def run_child(n: int, work: Path, codec: str | None) -> dict:
                      "quarantined": {a: m["quarantined_by_reason"] for a, m in o.materializations.items()
                                      if "quarantined_by_reason" in m}})
     for o, r in zip(outcomes, runs, strict=True):  # wall-clock spans of the steps: the parent's memory samples by stage
-        r["spans"] = _step_spans(inst, o.run_id)
+        r["spans"] = step_spans(inst, o.run_id)
     requests = sum(r["rows"].get("requests") or 0 for r in runs)
     return {"seconds": seconds, "requests_accepted": requests, "runs": runs, "vm_hwm_mib": round(_vm_hwm_mib(), 1),
             "parallel": DEFAULT_PARALLEL, "ingest_wall_s": round(ingest_span[1] - ingest_span[0], 3) if ingest_span else 0.0}
-
-
-def _step_spans(inst, run_id: str) -> dict[str, list[float]]:
-    """Step -> [start, end] (epoch seconds) from a run's event log."""
-    import dagster as dg
-
-    spans: dict[str, list[float]] = {}
-    for rec in inst.all_logs(run_id):
-        ev = rec.dagster_event
-        if ev is None or ev.step_key is None:
-            continue
-        if ev.event_type == dg.DagsterEventType.STEP_START:
-            spans[ev.step_key] = [rec.timestamp, rec.timestamp]
-        elif ev.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE) \
-                and ev.step_key in spans:
-            spans[ev.step_key][1] = rec.timestamp
-    return spans
 
 
 def child_main(args: argparse.Namespace) -> None:

@@ -60,18 +60,6 @@ def signed_decimal_text(scaled: pl.Expr, decimals: int) -> pl.Expr:
     return pl.when(scaled < 0).then(pl.lit("-") + decimal_text(-scaled, decimals)).otherwise(decimal_text(scaled, decimals))
 
 
-def write_lines(path: Path, lines: pl.Series | pl.DataFrame, *, append: bool = False) -> int:
-    """Write each string as one line ending in `\\n`; returns the number of strings written."""
-    frame = lines.to_frame() if isinstance(lines, pl.Series) else lines
-    if frame.height == 0:
-        if not append:
-            path.write_bytes(b"")
-        return 0
-    with open(path, "ab" if append else "wb") as f:
-        frame.write_csv(f, include_header=False, quote_style="never")
-    return frame.height
-
-
 # Compressed request logs (`simulate(..., compress=...)`): codec -> the suffix added to `.jsonl`.
 COMPRESSION_SUFFIX = {"zstd": ".zst", "gzip": ".gz"}
 
@@ -95,6 +83,13 @@ def write_lines_to(sink, lines: pl.DataFrame) -> int:
     if lines.height:
         lines.write_csv(sink, include_header=False, quote_style="never")
     return lines.height
+
+
+def write_lines(path: Path, lines: pl.Series | pl.DataFrame) -> int:
+    """Write each string as one line ending in `\\n` to `path` (compressed as its suffix says);
+    returns the number of strings written."""
+    with line_sink(path) as sink:
+        return write_lines_to(sink, lines.to_frame() if isinstance(lines, pl.Series) else lines)
 
 
 def money(x: float) -> str:

@@ -137,10 +137,11 @@ def run_job(defs: dg.Definitions, name: str, partition: str | None, inst: dg.Dag
     return out
 
 
-def step_seconds(inst: dg.DagsterInstance, run_id: str) -> dict[str, float]:
-    """Seconds from STEP_START to STEP_SUCCESS (or STEP_FAILURE) of each step of a run, from its event log."""
+def step_spans(inst: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
+    """(STEP_START, STEP_SUCCESS or STEP_FAILURE) epoch timestamps of each step of a run that
+    ended, from its event log."""
     started: dict[str, float] = {}
-    seconds: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}
     for rec in inst.all_logs(run_id):
         ev = rec.dagster_event
         if ev is None or ev.step_key is None:
@@ -149,8 +150,13 @@ def step_seconds(inst: dg.DagsterInstance, run_id: str) -> dict[str, float]:
             started[ev.step_key] = rec.timestamp
         elif ev.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE) \
                 and ev.step_key in started:
-            seconds[ev.step_key] = round(rec.timestamp - started[ev.step_key], 3)
-    return seconds
+            spans[ev.step_key] = (started[ev.step_key], rec.timestamp)
+    return spans
+
+
+def step_seconds(inst: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Seconds from STEP_START to STEP_SUCCESS (or STEP_FAILURE) of each step of a run, from its event log."""
+    return {k: round(end - start, 3) for k, (start, end) in step_spans(inst, run_id).items()}
 
 
 def prepare(paths: Paths, day: date | None, inst: dg.DagsterInstance) -> list[str]:
