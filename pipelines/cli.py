@@ -7,7 +7,7 @@
     inferledger backfill --from D1 --to D2 [--parallel N] [--restart]
     inferledger check-data [--date D] [--lake DIR] [--warehouse FILE] [--json FILE]
     inferledger publish  [--lake DIR] [--warehouse FILE] [--keep N] | --list | --rollback VERSION
-    inferledger sql      [-c SQL | FILE.sql] [--warehouse FILE] [--out FILE.csv|.parquet]
+    inferledger sql      [-c SQL | FILE.sql] [--warehouse FILE] [--out FILE.csv|.parquet [--force]] [--timeout S]
     inferledger demo     [--date D] [--requests N]
     inferledger report   [--date D] [--days N] [--out FILE.html] [--warehouse FILE]
 
@@ -520,29 +520,53 @@ def cmd_publish(args) -> int:
 
 
 def cmd_sql(args) -> int:
-    from warehouse.access import RefusedStatement, execute, export, open_warehouse
+    """Finance's read-only SQL (warehouse.access): exit 0 done, 1 an error (bad SQL, no warehouse,
+    the timeout), 2 a statement or --out refused, 130 cancelled with Ctrl-C."""
+    from warehouse.access import (DEFAULT_TIMEOUT_S, RefusedOutput, RefusedStatement, StatementInterrupted,
+                                  StatementStuck, WarehouseFileError, export, one_line, open_finance)
+
+    from rich.markup import escape
 
     console = _console()
     err = _console(stderr=True)
-    export_dir = Path(args.export_dir)
+
+    def refused(e: Exception) -> int:
+        err.print(f"[red]refused:[/red] {escape(str(e).removeprefix('refused '))}", soft_wrap=True)
+        return 2
+
     try:
-        con = open_warehouse(args.warehouse)
-    except FileNotFoundError as e:
-        err.print(f"[red]error:[/red] {e}")
+        raw_timeout = args.timeout if args.timeout is not None else os.environ.get("INFERLEDGER_SQL_TIMEOUT_S")
+        timeout = DEFAULT_TIMEOUT_S if raw_timeout in (None, "") else float(raw_timeout)
+        if not timeout > 0:
+            raise ValueError
+    except ValueError:
+        err.print(f"[red]error:[/red] timeout {escape(repr(raw_timeout))}: write a number of seconds above 0 "
+                  "(--timeout or INFERLEDGER_SQL_TIMEOUT_S)")
         return 1
+    try:
+        session = open_finance(args.warehouse, Path(args.export_dir), timeout_s=timeout)
+    except (WarehouseFileError, RefusedStatement, ValueError) as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        return 1
+    protected = session.protected_dirs() + [Path(args.lake), Path(args.raw)]
 
     def run_sql(sql: str) -> int:
         try:
-            results = execute(con, sql, export_dir)
+            results = session.execute(sql)
         except RefusedStatement as e:
-            err.print(f"[red]refused:[/red] {e}")
-            return 2
-        except Exception as e:  # a DuckDB error: bad column, bad syntax
-            err.print(f"[red]error:[/red] {str(e).strip()}")
+            return refused(e)
+        except StatementInterrupted as e:
+            err.print(f"[red]{'cancelled' if e.reason == 'cancelled' else 'error'}:[/red] {escape(str(e))}", soft_wrap=True)
+            return 130 if e.reason == "cancelled" else 1
+        except StatementStuck:
+            session.lost = True
+            raise
+        except Exception as e:  # a DuckDB error: bad column, bad syntax, out of memory
+            err.print(f"[red]error:[/red] {escape(one_line(e))}", soft_wrap=True)
             return 1
         for r in results:
             if r.frame is None:
-                console.print(r.message)
+                console.print(escape(r.message))
             else:
                 print_frame(r.frame, console, max_rows=args.max_rows)
         last = next((r.frame for r in reversed(results) if r.frame is not None), None)
@@ -550,7 +574,11 @@ def cmd_sql(args) -> int:
             if last is None:
                 err.print("[red]error:[/red] --out: the SQL returned no result to export")
                 return 1
-            console.print(f"wrote {last.height:,} row(s) to {export(last, Path(args.out)).resolve()}")
+            try:
+                written = export(last, Path(args.out), force=args.force, protected=protected)
+            except RefusedOutput as e:
+                return refused(e)
+            console.print(f"wrote {last.height:,} row(s) to {escape(str(written))}")
         return 0
 
     try:
@@ -558,19 +586,28 @@ def cmd_sql(args) -> int:
             return run_sql(args.command_sql)
         if args.file:
             f = Path(args.file)
-            if not f.exists():
-                err.print(f"[red]error:[/red] {f}: no such SQL file")
+            if not f.is_file():
+                err.print(f"[red]error:[/red] {escape(str(f))}: no such SQL file")
                 return 1
             return run_sql(f.read_text())
-        return _repl(con, run_sql, console)
+        return _repl(session, run_sql, console)
+    except KeyboardInterrupt:  # Ctrl-C between statements
+        err.print("[red]cancelled[/red]")
+        return 130
+    except StatementStuck as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}; the session ends")
+        os._exit(1)  # DuckDB still holds the worker thread: closing the connection would wait for it
     finally:
-        con.close()
+        session.close()
 
 
-def _repl(con, run_sql, console) -> int:
+def _repl(session, run_sql, console) -> int:
+    """Statements end with ';'. Ctrl-C cancels the running statement (or the one being typed)
+    and returns to the prompt."""
     from warehouse.access import table_catalog
 
-    console.print("inferledger sql (read-only). End statements with ';'. .tables lists the tables, .quit leaves.")
+    console.print("inferledger sql (read-only). End statements with ';'. .tables lists the tables, .quit leaves. "
+                  "Ctrl-C cancels a statement.")
     buffer: list[str] = []
     while True:
         try:
@@ -578,11 +615,15 @@ def _repl(con, run_sql, console) -> int:
         except EOFError:
             console.print()
             return 0
+        except KeyboardInterrupt:
+            console.print("^C")
+            buffer = []
+            continue
         stripped = line.strip()
         if not buffer and stripped in (".quit", ".exit", "\\q"):
             return 0
         if not buffer and stripped == ".tables":
-            print_frame(table_catalog(con), console, max_rows=200)
+            print_frame(table_catalog(session.con), console, max_rows=200)
             continue
         buffer.append(line)
         if stripped.endswith(";"):
@@ -681,9 +722,14 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("file", nargs="?", help="a .sql file to run")
     q.add_argument("-c", dest="command_sql", metavar="SQL", help="statement(s) to run")
     q.add_argument("--warehouse", default=env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb"))
-    q.add_argument("--out", help="write the last result to a .csv or .parquet file")
+    q.add_argument("--out", help="write the last result to a new .csv or .parquet file")
+    q.add_argument("--force", action="store_true", help="let --out replace an existing file")
     q.add_argument("--export-dir", default=env("INFERLEDGER_EXPORT_DIR", "exports"),
                    help="the only directory COPY ... TO may write into (default ./exports)")
+    q.add_argument("--timeout", default=None, metavar="SECONDS",
+                   help="stop a statement after this long (default $INFERLEDGER_SQL_TIMEOUT_S, else 300)")
+    q.add_argument("--lake", default=env("INFERLEDGER_LAKE", "data/lake"), help="(--out never writes inside it)")
+    q.add_argument("--raw", default=env("INFERLEDGER_RAW", "data/raw"), help="(--out never writes inside it)")
     q.add_argument("--max-rows", type=int, default=50, help="rows printed per result (default 50)")
     q.set_defaults(func=cmd_sql)
 

@@ -36,7 +36,9 @@ def test_a_query_prints_a_readable_table(demo_warehouse):
     ("COPY dim_sites TO '../escape.csv'", "outside the export directory"),
     ("DROP TABLE dim_sites", "DROP removes an object"),
     ("UPDATE dim_sites SET kind = 'x'", "UPDATE changes rows"),
-    ("SET enable_external_access = true", "only these settings may change here"),
+    ("SET enable_external_access = true", "settings are fixed in finance sessions"),
+    ("SET TimeZone = 'Europe/Paris'", "times are UTC"),  # lock_configuration: no SET at all
+    ("EXPLAIN ANALYZE COPY (SELECT 1) TO '{tmp}/outside.csv'", "EXPLAIN ANALYZE runs what it explains"),
     ("EXPORT DATABASE '{tmp}/dump'", "EXPORT DATABASE writes files"),
     ("SELECT 1; DELETE FROM dim_sites", "DELETE removes rows"),
 ])
