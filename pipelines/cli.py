@@ -506,11 +506,15 @@ def cmd_publish(args) -> int:
             console.print(f"{v}{'  (published)' if v == current else ''}")
         return 0
     if args.rollback:
+        from rich.markup import escape
+
         try:
-            rollback(path, args.rollback)
+            done = rollback(path, args.rollback)
         except PublishError as e:
-            console.print(f"[red]error:[/red] {e}")
+            _console(stderr=True).print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
             return 1
+        if done.warning:
+            _console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(done.warning)}", soft_wrap=True)
         console.print(f"{path.resolve()} is version {args.rollback} again")
         return 0
     meta = run_publish(Path(args.raw), Path(args.lake), path, keep=args.keep, console=console)
@@ -545,7 +549,9 @@ def cmd_sql(args) -> int:
         return 1
     try:
         session = open_finance(args.warehouse, Path(args.export_dir), timeout_s=timeout)
-    except (WarehouseFileError, RefusedStatement, ValueError) as e:
+    except RefusedStatement as e:
+        return refused(e)
+    except (WarehouseFileError, ValueError) as e:
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 1
     protected = session.protected_dirs() + [Path(args.lake), Path(args.raw)]

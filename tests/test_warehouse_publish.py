@@ -297,3 +297,85 @@ def test_a_mart_off_by_a_dollar_fails_the_named_blocking_check_and_publishes_not
     # Finance still sees the previous night, exactly.
     assert (current_version(wh), sql(wh, "SELECT * FROM cost_by_tier_day ORDER BY ALL")) == before
     assert not [p for p in versions_dir(wh).iterdir() if not (p / COMPLETE).exists()]
+
+
+@pytest.fixture
+def kept_versions(demo_warehouse, tmp_path):
+    """The demo lake (copied) published twice: version a kept, version b published."""
+    from transforms.inventory import load_inventory
+
+    lake = tmp_path / "lake"
+    shutil.copytree(demo_warehouse["lake"], lake)
+    wh = tmp_path / "warehouse" / "inferledger.duckdb"
+    inventory = load_inventory(demo_warehouse["raw"] / "inventory.yaml")
+    a = publish(lake, inventory, wh)
+    b = publish(lake, inventory, wh)
+    return {"warehouse": wh, "a": a.version, "b": b.version, "a_dir": versions_dir(wh) / a.version,
+            "b_dir": versions_dir(wh) / b.version}
+
+
+def _rollback_cli(wh, version):
+    return subprocess.run([str(INFERLEDGER), "publish", "--warehouse", str(wh), "--rollback", version],
+                          capture_output=True, text=True, timeout=120, env=_env())
+
+
+def test_complete_records_the_size_and_digest_of_every_file_of_the_version(kept_versions):
+    import hashlib
+    import json
+
+    for vdir in (kept_versions["a_dir"], kept_versions["b_dir"]):
+        recorded = json.loads((vdir / COMPLETE).read_text())
+        assert recorded["version"] == vdir.name
+        files = [vdir / "inferledger.duckdb", *sorted((vdir / "request_costs").glob("*.parquet"))]
+        assert sorted(recorded["files"]) == sorted(f.relative_to(vdir).as_posix() for f in files) and len(files) == 2
+        for f in files:
+            want = recorded["files"][f.relative_to(vdir).as_posix()]
+            assert (want["bytes"], want["sha256"]) == (f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest())
+    out = _rollback_cli(kept_versions["warehouse"], kept_versions["a"])
+    assert out.returncode == 0 and not out.stderr, out.stdout + out.stderr
+    assert current_version(kept_versions["warehouse"]) == kept_versions["a"]
+
+
+@pytest.mark.parametrize("tamper, words", [
+    ("overwrite_db", "inferledger.duckdb: changed since version"),
+    ("replace_parquet", "changed since version"),
+    ("add_parquet", "date=2026-11-23.parquet: not a file of version"),
+    ("remove_parquet", "missing, unlike when version"),
+    ("legacy_not_duckdb", "does not open as a DuckDB file"),
+])
+def test_a_rollback_to_a_kept_version_whose_files_changed_is_refused(kept_versions, tamper, words):
+    """Issue 19: a statement overwrote a kept version's DuckDB file and a rollback published it."""
+    wh, a_dir = kept_versions["warehouse"], kept_versions["a_dir"]
+    facts = next((a_dir / "request_costs").glob("*.parquet"))
+    if tamper == "overwrite_db":  # what `COPY (SELECT 'x') TO '<version>/inferledger.duckdb'` did, in place
+        with open(a_dir / "inferledger.duckdb", "r+b") as f:
+            f.write(b"x\n")
+    elif tamper == "replace_parquet":  # a new file under the name (the lake's, shared by link, untouched)
+        pl.DataFrame({"x": [42]}).write_parquet(a_dir / "tmp.parquet.new")
+        os.replace(a_dir / "tmp.parquet.new", facts)
+    elif tamper == "add_parquet":  # the view's glob would read it
+        shutil.copy(facts, facts.with_name("date=2026-11-23.parquet"))
+    elif tamper == "remove_parquet":
+        facts.unlink()
+    else:  # a version from before digests, its file not DuckDB
+        (a_dir / COMPLETE).write_text(f"{kept_versions['a']}\n")
+        (a_dir / "inferledger.duckdb").unlink()
+        (a_dir / "inferledger.duckdb").write_text("x\n")
+    before = (current_version(wh), wh.stat().st_ino)
+    out = _rollback_cli(wh, kept_versions["a"])
+    assert out.returncode == 1, out.stdout + out.stderr
+    said = " ".join(out.stderr.split())
+    assert words in said and "not rolled back; the published warehouse is unchanged" in said, said
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert (current_version(wh), wh.stat().st_ino) == before == (kept_versions["b"], before[1])
+    with pytest.raises(PublishError, match="not rolled back"):
+        rollback(wh, kept_versions["a"])
+
+
+def test_a_version_published_before_digests_rolls_back_after_an_open_check_with_a_warning(kept_versions):
+    wh, a = kept_versions["warehouse"], kept_versions["a"]
+    (kept_versions["a_dir"] / COMPLETE).write_text(f"{a}\n")  # as publishes before this change wrote it
+    out = _rollback_cli(wh, a)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "warning:" in out.stderr and "published before digests were recorded" in " ".join(out.stderr.split())
+    assert current_version(wh) == a and sql(wh, "SELECT version FROM publication") == [(a,)]

@@ -258,8 +258,8 @@ def _connect_read_only(path: Path | str, config: dict | None = None) -> duckdb.D
     try:
         return duckdb.connect(str(path), read_only=True, config=config or {})
     except duckdb.Error as e:
-        raise WarehouseFileError(f"{path}: not a DuckDB warehouse file ({str(e).splitlines()[0]}); point --warehouse "
-                                 "at the published inferledger.duckdb") from None
+        raise WarehouseFileError(f"{path}: cannot open it as a DuckDB warehouse ({str(e).splitlines()[0]}); point "
+                                 "--warehouse at the published inferledger.duckdb") from None
 
 
 def open_warehouse(path: Path | str) -> duckdb.DuckDBPyConnection:
