@@ -18,6 +18,7 @@ it is set (the Makefile sets it), so `dg dev` shows them.
 """
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -87,7 +88,9 @@ def execute_steps(steps, paths, *, console, title: str, tags: dict | None = None
             return run_steps(defs, steps, inst, on_step=on_step, tags=tags, parallel=parallel, paths=paths)
         except RunFailed as e:
             progress.stop()
-            console.print(f"[red]failed:[/red] {e}")
+            from rich.markup import escape
+
+            console.print(f"[red]failed:[/red] {escape(str(e))}", soft_wrap=True)
             console.print(f"inspect the run with `dg dev` (DAGSTER_HOME={os.environ.get('DAGSTER_HOME', 'not set: ephemeral')})")
             raise SystemExit(1) from None
 
@@ -237,6 +240,12 @@ def print_ingest_table(results: list[StepResult], lake: Path, console=None) -> N
         table.add_row(r.asset, site, f"{m['raw_files']:,}", f"{m['rows_read']:,}", f"{m['rows_accepted']:,}",
                       f"{m['rows_quarantined']:,}", f"{m['dagster/row_count']:,}", reasons or "-")
     console.print(table)
+    not_read = {name: why for r in results for name, why in (r.metadata.get("files_not_read") or {}).items()}
+    if not_read:  # unreadable (quarantined whole) or ignored files: every one is in the ingest audit with why
+        n = sum(r.metadata.get("files_unreadable", 0) + r.metadata.get("files_ignored", 0) for r in results)
+        console.print(f"{n:,} file(s) not read (ingest_audit status unreadable or ignored), e.g.:")
+        for name, why in sorted(not_read.items())[:10]:
+            console.print(f"  {name}: {why}", markup=False, soft_wrap=True)
     console.print(f"Lake: {lake.resolve()}")
 
 
@@ -406,7 +415,9 @@ def cmd_backfill(args) -> int:
             for day, error, seconds in results:
                 if error:
                     failed.append((day, error))
-                    progress.console.print(f"[red]failed:[/red] {day} ({seconds:.1f} s): {error}")
+                    from rich.markup import escape
+
+                    progress.console.print(f"[red]failed:[/red] {day} ({seconds:.1f} s): {escape(error)}", soft_wrap=True)
                 else:
                     record(day)
                     progress.console.print(f"{day} done in {seconds:.1f} s")
@@ -747,7 +758,18 @@ def main(argv: list[str] | None = None) -> int:
     r.set_defaults(func=cmd_report)
 
     args = p.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except OSError as e:  # a full disk outside a pipeline step (simulated raw files, a backfill's state)
+        if e.errno != errno.ENOSPC:
+            raise
+        from pipelines.lake import NoSpaceLeft
+
+        message = str(e) if isinstance(e, NoSpaceLeft) else (
+            f"no space left on device writing {e.filename or 'a file'}: free space on that disk, then run the same "
+            "command again")
+        _console(stderr=True).print(f"error: {message}", markup=False, soft_wrap=True)
+        return 1
 
 
 if __name__ == "__main__":

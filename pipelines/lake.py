@@ -6,14 +6,51 @@ reader sees the previous file or the new one, never half of one; a rerun of a pa
 replaces it.
 """
 
+import errno
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
 FLEET = "_fleet"  # site value of fleet-wide partitions (the asset register's quarantine and audit)
+
+
+class NoSpaceLeft(OSError):
+    """The disk filled up while a file was written: one line naming the file and what to do."""
+
+    def __init__(self, path: Path | str):
+        super().__init__(errno.ENOSPC, f"no space left on device writing {path}: free space on that disk, or point "
+                                       "the lake (--lake, $INFERLEDGER_LAKE) at a disk with room, then run the same "
+                                       "command again", str(path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def __reduce__(self):  # crosses process boundaries (parallel runs) as itself
+        return (NoSpaceLeft, (self.filename,))
+
+
+def is_no_space(error: BaseException) -> bool:
+    """Whether `error` (an OSError, or a Polars or DuckDB error that wraps one) is a full disk."""
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
+
+
+@contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """Around a write of `path`: a full disk raises NoSpaceLeft naming `path` (Polars says
+    "No space left on device (os error 28)" and no file)."""
+    try:
+        yield
+    except NoSpaceLeft:
+        raise
+    except Exception as e:
+        if is_no_space(e):
+            raise NoSpaceLeft(path) from e
+        raise
 
 
 def _alive(pid: int) -> bool:
@@ -45,14 +82,15 @@ class Lake:
                 stale.unlink(missing_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
         try:
-            # zstd level 1: a fifth faster to write than the default level 3, files ~5 % larger.
-            if isinstance(lf, pl.DataFrame):
-                lf.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
-            else:
-                lf.sink_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+            with writing(target):
+                # zstd level 1: a fifth faster to write than the default level 3, files ~5 % larger.
+                if isinstance(lf, pl.DataFrame):
+                    lf.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
+                else:
+                    lf.sink_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
         return target

@@ -82,6 +82,26 @@ def _value(v):
     return getattr(v, "value", getattr(v, "data", v))
 
 
+def _step_error(err) -> str:
+    """What failed a step, in the words of the code that raised it: Dagster wraps the asset's own
+    error (`Error occurred while executing op ...`), whose first lines are shown without the
+    module path. A full disk is one line naming the file written and what to do."""
+    chain = []
+    while err is not None:
+        chain.append(err)
+        err = err.cause or err.context
+    own = next((e for e in chain if not e.cls_name.startswith("Dagster")), chain[0] if chain else None)
+    if own is None:
+        return "see the run log"
+    lines = own.message.strip().splitlines() or [own.cls_name]
+    qualified, _, text = lines[0].partition(": ")
+    if qualified.rsplit(".", 1)[-1] == own.cls_name and text:  # `polars.exceptions.ComputeError: ...`
+        lines[0] = text if own.cls_name == "NoSpaceLeft" else f"{own.cls_name}: {text}"
+    if own.cls_name != "NoSpaceLeft" and any("No space left on device" in e.message for e in chain):
+        lines[0] = f"no space left on device ({lines[0]}): free space on that disk, then run the same command again"
+    return "\n    ".join(lines[:12])
+
+
 def _failure_message(result: dg.ExecuteInProcessResult, job: str, partition: str | None,
                      planned: set[str] | None = None) -> str:
     where = f"{job}" + (f" [{partition}]" if partition else "")
@@ -94,9 +114,7 @@ def _failure_message(result: dg.ExecuteInProcessResult, job: str, partition: str
             lines.append(f"check {ev.check_name} on {ev.asset_key.to_user_string()} failed: {count} unexpected"
                          + (f", e.g. {str(examples)[:300]}" if examples else ""))
     for ev in result.get_step_failure_events():
-        err = ev.event_specific_data.error
-        message = (err.message.strip() if err else "see the run log").splitlines()
-        lines.append(f"step {ev.step_key} failed: " + "\n    ".join(message[:12]))
+        lines.append(f"step {ev.step_key} failed: " + _step_error(ev.event_specific_data.error))
     done = {e.event_specific_data.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     not_run = sorted((planned or set()) - done)
     if not_run:

@@ -48,7 +48,7 @@ def test_erp_register(tmp_path, small_inventory):
         "A-14,negative salvage,m-h200-01,1000,USD,2026-02-01,48,-1,SL,",
     ]
     acc, q, a = ingest(parse_asset_register, register(tmp_path, lines), small_inventory)
-    assert a.rows() == [("assets", "_fleet/assets/register.csv", 14, 3, 11)]
+    assert a.rows() == [("assets", "_fleet/assets/register.csv", 14, 3, 11, "read", None)]
     assert q.select("record_key", "reason").rows() == [
         ("A-4", "unknown_node"), ("A-5", "invalid_value"), ("A-6", "negative_value"), ("A-7", "invalid_value"),
         ("A-8", "unknown_currency"), ("A-9", "end_before_start"), ("A-10", "invalid_value"),

@@ -55,7 +55,7 @@ def test_focus_1_0_sample_is_accepted_whole(focus_sample):
     # Its real defects (NULL literals, naive timestamps, the extra `Id` column, `Usage-based`)
     # are all read; no line is a genuine error, and no two lines are identical (even without `Id`).
     acc, q, a = focus_sample
-    assert a.rows() == [("cost_lines", "focus_sample.csv", 1000, 1000, 0)]
+    assert a.rows() == [("cost_lines", "focus_sample.csv", 1000, 1000, 0, "read", None)]
     assert q.height == 0
     assert acc["line_id"].n_unique() == 1000 and acc["line_id"].str.contains(r"^[0-9a-f]{16}$").all()
     assert round(acc["billed_amount"].sum(), 2) == 20.52
@@ -140,7 +140,7 @@ def test_every_focus_1_2_example_is_listed():
 def test_focus_1_2_example(name, small_inventory):
     rows, n_ok, by_reason, billed, effective = FOCUS_1_2_EXPECTED[name]
     acc, q, a = ingest(parse_focus, [FOCUS_1_2 / name], FOCUS_1_2, small_inventory, CLOUD)
-    assert a.rows() == [("cost_lines", name, rows, n_ok, rows - n_ok)]  # blank lines are not rows
+    assert a.rows() == [("cost_lines", name, rows, n_ok, rows - n_ok, "read", None)]  # blank lines are not rows
     assert dict(q.group_by("reason").len().rows()) == by_reason
     assert round(acc["billed_amount"].sum(), 2) == billed
     assert round(acc["effective_amount"].sum(), 2) == effective

@@ -41,7 +41,7 @@ def test_duplicates_required_fields_and_unreadable_values():
         (2, "a2", "invalid_value"), (4, "a3", "exact_duplicate"), (5, "a4", "conflicting_duplicate"),
         (6, "a4", "conflicting_duplicate"), (7, "a5", "missing_required_field")]
     assert q["detail"][0].startswith("`acquisition_cost` is not a valid Float64")
-    assert a.rows() == [("assets", "f.csv", 7, 2, 5)]
+    assert a.rows() == [("assets", "f.csv", 7, 2, 5, "read", None)]
 
 
 def test_outside_partition_day_and_counter_reset():

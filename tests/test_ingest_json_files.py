@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import pipelines.ingest as ingest
 from pipelines.readers import (
     COMPRESSION_RATIO,
+    UnreadableFile,
     _json_fields_whole_file,
     _json_fields_whole_files,
     _line_count,
@@ -88,6 +89,7 @@ MIXED_FILES = {
     "null line": [GOOD, "null", GOOD],
     "scalar lines": [GOOD, "42", '"text"', "true", GOOD],
     "an object with none of the keys": [GOOD, "{}", '{"other": 1}', '{"gen_ai.response.id": null}', GOOD],
+    "unit separator 0x1F first, inside, alone": [GOOD, "\x1f" + GOOD, GOOD.replace(", ", ",\x1f ", 1), "\x1f", GOOD],
 }
 
 
@@ -133,7 +135,8 @@ json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=
 records = st.dictionaries(st.sampled_from([*KEYS, "gen_ai.input.messages", "other"]), json_values, max_size=8)
 lines = st.one_of(records.map(json.dumps), records.map(json.dumps),
                   records.map(lambda r: json.dumps(r, ensure_ascii=False)),  # raw non-ASCII, U+2028 included
-                  st.sampled_from(["", "  ", "[1]", "{", "null", '{"a":1,}', '{"time": NaN}']))
+                  st.sampled_from(["", "  ", "[1]", "{", "null", '{"a":1,}', '{"time": NaN}', "\x1f", "\x1f" + GOOD,
+                                   '{"gen_ai.response.id": "a"}\x1f', "\x1e\x1f\x1d"]))
 
 
 @settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -251,3 +254,41 @@ def test_a_compressed_file_counts_as_the_text_it_holds_when_files_are_grouped(tm
     assert text_bytes(plain) == plain.stat().st_size
     assert text_bytes(packed) == packed.stat().st_size * COMPRESSION_RATIO
     assert ingest._file_groups([packed, plain], limit=packed.stat().st_size * COMPRESSION_RATIO) == [[packed], [plain]]
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+def test_a_compressed_file_that_does_not_decompress_is_unreadable_and_the_group_still_read(tmp_path, codec):
+    """A damaged compressed file (gzip: a flipped byte fails its CRC; zstd frames carry no checksum
+    by default, so a zstd file is damaged in its header), a file cut short, and plain text named
+    as compressed, among clean files: the fast path names them unreadable (its line count
+    decompresses each file whole) instead of failing, and reads the others as it would without
+    them; `scan_json_fields` leaves them out and names them, or raises UnreadableFile naming the
+    file when not asked to name them."""
+    (tmp_path / "g").mkdir()
+    clean = [write(tmp_path / "g", f"clean-{i}.jsonl", "\n".join([GOOD] * 50).encode()) for i in range(3)]
+    packed = [compress(p, codec) for p in clean]
+    damaged = bytearray(packed[1].read_bytes())
+    damaged[len(damaged) // 2 if codec == "gzip" else 4] ^= 0xFF
+    bad = write(tmp_path / "g", "damaged.jsonl" + COMPRESSED_SUFFIX[codec], bytes(damaged))
+    cut = write(tmp_path / "g", "cut.jsonl" + COMPRESSED_SUFFIX[codec], packed[2].read_bytes()[:-12])
+    plain = write(tmp_path / "g", "plain.jsonl" + COMPRESSED_SUFFIX[codec], clean[0].read_bytes())
+    good = [packed[0], packed[2]]
+    paths = sorted([*good, bad, cut, plain])
+    con = duckdb.connect()
+    try:
+        got = dict(zip(paths, _json_fields_whole_files(con, paths, tmp_path, KEYS), strict=True))
+        alone = {p: _json_fields_whole_file(con, p, tmp_path, KEYS) for p in (bad, cut, plain)}
+    finally:
+        con.close()
+    for p in (bad, cut, plain):
+        assert isinstance(got[p], UnreadableFile) and isinstance(alone[p], UnreadableFile), p.name
+        assert got[p].name == p.relative_to(tmp_path).as_posix()
+    assert "is not " + codec + "-compressed" in got[plain].detail
+    assert "cannot be decompressed as " + codec in got[bad].detail and "cannot be decompressed" in got[cut].detail, \
+        (got[bad].detail, got[cut].detail)
+    unreadable: dict[str, str] = {}
+    same(scan_json_fields(paths, tmp_path, KEYS, unreadable=unreadable).collect(),
+         scan_json_fields(good, tmp_path, KEYS).collect())
+    assert sorted(unreadable) == sorted(p.relative_to(tmp_path).as_posix() for p in (bad, cut, plain))
+    with pytest.raises(UnreadableFile, match="g/cut.jsonl"):
+        scan_json_fields([cut], tmp_path, KEYS)

@@ -137,7 +137,7 @@ def test_a_clean_line_becomes_one_exact_request(tmp_path):
         "input_tokens": 1200, "cached_input_tokens": 512, "output_tokens": 300, "response_bytes": 1832,
         "status": "ok", "site_id": "metro-east", "pool_id": "premium-h200",
     }]
-    assert counts.rows() == [("requests", f"{FOLDER}/m-h200-01.jsonl", 1, 1, 0)]
+    assert counts.rows() == [("requests", f"{FOLDER}/m-h200-01.jsonl", 1, 1, 0, "read", None)]
 
 
 def test_status_from_error_type_and_optional_keys(tmp_path):

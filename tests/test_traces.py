@@ -75,7 +75,7 @@ def test_azure_traces_load_whole_with_exact_counts_and_times(name, expected):
     rows, quarantine, counts = ingest(azure(name), date(2023, 11, 16))
     assert summary(rows) == expected
     assert quarantine.height == 0
-    assert counts.rows() == [("requests", f"AzureLLMInferenceTrace_{name}.csv", expected[0], expected[0], 0)]
+    assert counts.rows() == [("requests", f"AzureLLMInferenceTrace_{name}.csv", expected[0], expected[0], 0, "read", None)]
     assert rows["request_id"][0] == f"azure-{name}-000001" and rows["request_id"][-1] == f"azure-{name}-{expected[0]:06d}"
     assert set(rows["site_id"]) == {"cloud-use1"} and set(rows["pool_id"]) == {"cloud-h100"}
     assert set(rows["cached_input_tokens"]) == {0} and set(rows["status"]) == {"ok"}
@@ -141,7 +141,7 @@ def test_mooncake_trace_loads_whole_with_exact_counts_times_and_cache():
     assert summary(rows) == (12_031, 144_793_823, 4_122_048, START, START + timedelta(milliseconds=3_536_999))
     assert rows["cached_input_tokens"].sum() == 54_098_411
     assert quarantine.height == 0
-    assert counts.rows() == [("requests", "conversation_trace.jsonl", 12_031, 12_031, 0)]
+    assert counts.rows() == [("requests", "conversation_trace.jsonl", 12_031, 12_031, 0, "read", None)]
     assert (rows["cached_input_tokens"] <= rows["input_tokens"]).all()
 
 

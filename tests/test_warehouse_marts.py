@@ -135,7 +135,9 @@ def write_day(lake: Lake) -> None:
     a = ["dataset", "source_file", "rows_read", "rows_accepted", "rows_quarantined"]
     lake.write(pl.DataFrame([("requests", "d/metro-east/requests/a.jsonl", 10, 8, 2),
                              ("requests", "d/metro-east/requests/b.jsonl", 5, 4, 1)], schema=a, orient="row"),
-               "ingest_audit", DAY, "metro-east")
+               "ingest_audit", DAY, "metro-east")  # an audit written before `status` existed: read
+    lake.write(pl.DataFrame([("unclaimed", "d/Metro-East/requests/a.jsonl", 0, 0, 0, "ignored", "not a site")],
+                            schema=[*a, "status", "status_detail"], orient="row"), "ingest_audit", DAY, FLEET)
 
 
 @pytest.fixture(scope="module")
@@ -301,8 +303,10 @@ def test_quarantine_summary_and_audit(marts):
         ("metro-east", "requests", "malformed_record", 1, "d/metro-east/requests/a.jsonl", 9),
         ("metro-east", "requests", "negative_value", 2, "d/metro-east/requests/a.jsonl", 3)]  # first by file, then row
     a = marts["ingest_audit"]
-    assert rows(a, "site_id", "source_file", "rows_read", "rows_accepted", "rows_quarantined") == [
-        ("metro-east", "d/metro-east/requests/a.jsonl", 10, 8, 2), ("metro-east", "d/metro-east/requests/b.jsonl", 5, 4, 1)]
+    assert rows(a, "site_id", "source_file", "rows_read", "rows_accepted", "rows_quarantined", "status", "status_detail") == [
+        ("_fleet", "d/Metro-East/requests/a.jsonl", 0, 0, 0, "ignored", "not a site"),
+        ("metro-east", "d/metro-east/requests/a.jsonl", 10, 8, 2, "read", None),
+        ("metro-east", "d/metro-east/requests/b.jsonl", 5, 4, 1, "read", None)]
 
 
 def test_marts_are_rebuilt_only_when_their_day_changes(marts, small_inventory, tmp_path):

@@ -181,17 +181,28 @@ QUARANTINE = Contract(
     ),
 )
 
+# `ingest_audit.status` of a raw entry (docs/raw-formats.md, "What is not read").
+FILE_STATUSES = ("read", "unreadable", "ignored")
+
 INGEST_AUDIT = Contract(
     name="ingest_audit",
-    description="Rows read, accepted and quarantined per raw file and dataset. "
-    "`rows_read = rows_accepted + rows_quarantined` always holds.",
+    description="Rows read, accepted and quarantined per raw file and dataset, and whether the file was read. "
+    "Every entry under a day's raw folder (file, symlink, empty folder) is one row of one of the day's audit "
+    "partitions, and `rows_read = rows_accepted + rows_quarantined` always holds.",
     key=("dataset", "source_file"),
     columns=(
-        _c("dataset", pl.String, "-", "Canonical dataset."),
-        _c("source_file", pl.String, "-", "Raw file, relative to the raw directory."),
-        _c("rows_read", pl.Int64, "rows", "Records read from the file (non-blank lines, CSV data rows, metric samples)."),
+        _c("dataset", pl.String, "-", "Canonical dataset; `unclaimed` for entries no dataset's folder holds (in the "
+           "fleet-wide partition, `site=_fleet`)."),
+        _c("source_file", pl.String, "-", "Raw file (or other entry), relative to the raw directory."),
+        _c("rows_read", pl.Int64, "rows", "Records read from the file (non-blank lines, CSV data rows, metric samples); "
+           "1 for an unreadable file, 0 for an ignored one."),
         _c("rows_accepted", pl.Int64, "rows", "Records that became canonical rows."),
         _c("rows_quarantined", pl.Int64, "rows", "Records sent to quarantine (exact duplicates included, reason `exact_duplicate`)."),
+        _c("status", pl.String, "-", "`read`: parsed as its format; `unreadable`: it could not be read as its format at "
+           "all (damaged or mislabelled compression, a CSV that cannot be parsed, not Parquet), counted as one record "
+           "quarantined as `unreadable_file` (line 0); `ignored`: not read, no source claims it or it is refused (another "
+           "suffix or case, an unknown folder or site folder, a subfolder, a symlink out of the raw directory)."),
+        _c("status_detail", pl.String, "-", "Why the file is unreadable or ignored, and what to do; null when read.", True),
     ),
 )
 

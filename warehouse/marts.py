@@ -247,8 +247,9 @@ DAY_SQL = {
         FROM quarantine GROUP BY ALL""",
     "ingest_audit": """
         SELECT $day AS date, site AS site_id, dataset, source_file,
-            sum(rows_read) AS rows_read, sum(rows_accepted) AS rows_accepted, sum(rows_quarantined) AS rows_quarantined
-        FROM audit GROUP BY ALL""",
+            sum(rows_read) AS rows_read, sum(rows_accepted) AS rows_accepted, sum(rows_quarantined) AS rows_quarantined,
+            coalesce(any_value(status), 'read') AS status, any_value(status_detail) AS status_detail
+        FROM audit GROUP BY site, dataset, source_file""",
 }
 _TIER_DAY = DAY_SQL["cost_by_tier_day"]
 DAY_SQL["cost_by_tier_day"] = _TIER_DAY.format(
@@ -314,6 +315,7 @@ def _fingerprint(lake: Lake, day: date, inventory: Inventory) -> dict:
     return {
         "inventory": inventory_fingerprint(inventory),
         "sources": {str(p.relative_to(lake.root)): _stat(p) for files in sources.values() for p in files},
+        "columns": {t.name: list(t.columns) for t in DAILY},
     }
 
 
@@ -325,8 +327,9 @@ def attributed_days(lake: Lake) -> list[date]:
 
 
 def marts_status(lake: Lake, day: date, inventory: Inventory) -> str:
-    """`current`; `inventory_changed` (same facts, other inventory); `stale` (the day's files
-    changed since its marts were built); or `missing` (never built, or a build killed half way)."""
+    """`current`; `inventory_changed` (same facts, other inventory, or tables whose columns have
+    changed since: rebuilt from the same facts); `stale` (the day's files changed since its marts
+    were built); or `missing` (never built, or a build killed half way)."""
     m = manifest_path(lake, day)
     if not m.exists():
         return "missing"
@@ -338,7 +341,9 @@ def marts_status(lake: Lake, day: date, inventory: Inventory) -> str:
         now = _fingerprint(lake, day, inventory)
         if recorded["built_from"]["sources"] != now["sources"]:
             return "stale"
-        return "current" if recorded["built_from"]["inventory"] == now["inventory"] else "inventory_changed"
+        built = recorded["built_from"]
+        return "current" if (built["inventory"], built.get("columns")) == (now["inventory"], now["columns"]) \
+            else "inventory_changed"
     except (KeyError, ValueError, OSError):
         return "missing"
 
@@ -365,8 +370,11 @@ def _register_day(con: duckdb.DuckDBPyConnection, sources: dict[str, list[Path]]
         run(con, f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({_sql_list(sources[name])})")
     for view, name, contract in (("quarantine", "quarantine", QUARANTINE), ("audit", "ingest_audit", INGEST_AUDIT)):
         files = sources[name]
+        # By name, with every column of the contract: an audit written before `status` existed
+        # reads it as null (the mart says `read`).
         body = (f"SELECT * EXCLUDE (date) FROM read_parquet({_sql_list(files)}, hive_partitioning = true, "
-                f"hive_types = {{'date': DATE, 'site': VARCHAR}})" if files else _empty(contract.schema))
+                f"hive_types = {{'date': DATE, 'site': VARCHAR}}, union_by_name = true) "
+                f"UNION ALL BY NAME {_empty(contract.schema)}" if files else _empty(contract.schema))
         run(con, f"CREATE OR REPLACE TEMP VIEW {view} AS {body}")
     tiers = pl.DataFrame([t.model_dump() for t in inventory.tiers]).rename({"id": "tier"}).drop("reserved_pools")
     pools = pl.DataFrame([{"pool_id": p.id, "site_id": p.site, "gpu_model": p.gpu_model} for p in inventory.pools])

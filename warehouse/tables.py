@@ -321,15 +321,20 @@ TABLES: list[Table] = [
     ),
     Table(
         "ingest_audit",
-        "Per day, site and raw file: records read, accepted into the lake and quarantined (read = accepted + quarantined).",
+        "Per day, site and raw file: records read, accepted into the lake and quarantined (read = accepted + quarantined), "
+        "and whether the file was read at all. Every file delivered under the day's raw folder is one row.",
         {
             **_DATE,
-            "site_id": "Site of the input (_fleet for fleet-wide inputs).",
-            "dataset": "Canonical input.",
+            "site_id": "Site of the input (_fleet for fleet-wide inputs, and for files no input's folder holds).",
+            "dataset": "Canonical input; unclaimed for a file in no input's folder (an unknown folder or site folder).",
             "source_file": "Raw file, relative to the raw directory.",
-            "rows_read": "Records read.",
+            "rows_read": "Records read (1 for an unreadable file, 0 for an ignored one).",
             "rows_accepted": "Records accepted.",
             "rows_quarantined": "Records quarantined.",
+            "status": "read; unreadable (the file could not be read as its format: damaged compression, a CSV that "
+                      "cannot be parsed; one quarantined record, reason unreadable_file); ignored (not read: another "
+                      "suffix or case, an unknown folder, a subfolder, a symlink out of the raw directory).",
+            "status_detail": "Why the file is unreadable or ignored, and what to do (null when read).",
         },
         ("date", "site_id", "dataset", "source_file"), daily=True, group="quality",
     ),

@@ -25,8 +25,11 @@ BOOKKEEPING = ["_source_file", "_source_row", "_reason", "_detail"]
 # Reason codes. Parsers may only use these; docs/data-contracts.md explains each.
 REASONS = {
     "malformed_record": "The line or row could not be read as a record of its format (invalid JSON, wrong field count).",
+    "unreadable_file": "The whole file could not be read as its format (damaged or mislabelled compression, a CSV that "
+                       "cannot be parsed, not Parquet): one row, line 0, stands for the file; its records are not read.",
     "missing_required_field": "A field the contract requires is absent or empty.",
     "invalid_value": "A field holds a value of the wrong type or outside its allowed set.",
+    "out_of_range": "A number outside the physical bounds of its unit (transforms/bounds.py), NaN or infinite.",
     "negative_value": "A count, size or amount that cannot be negative is negative.",
     "end_before_start": "The record ends before it starts.",
     "bad_timestamp": "A timestamp could not be parsed, or has no UTC offset where the format requires one.",
@@ -97,6 +100,40 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 def empty_parsed(contract: Contract) -> pl.LazyFrame:
     return pl.LazyFrame(schema={**contract.schema, "_source_file": pl.String, "_source_row": pl.Int64,
                                 "_reason": pl.String, "_detail": pl.String})
+
+
+def unreadable_rows(contract: Contract, files: dict[str, str]) -> pl.LazyFrame:
+    """One parsed row per raw file that could not be read as its format at all (`files`: name ->
+    why and the fix): line 0 (the whole file), reason `unreadable_file`, every field null."""
+    names = sorted(files)
+    return pl.concat([empty_parsed(contract), pl.LazyFrame(
+        {"_source_file": names, "_source_row": [0] * len(names), "_reason": ["unreadable_file"] * len(names),
+         "_detail": [f"`{n.rsplit('/', 1)[-1]}` {files[n]}" for n in names]},
+        schema={"_source_file": pl.String, "_source_row": pl.Int64, "_reason": pl.String, "_detail": pl.String})],
+        how="diagonal")
+
+
+def identifier_columns(contract: Contract) -> list[str]:
+    """The text columns that name something (the key, `*_id`, model, tier), where a value read with
+    bytes that were not UTF-8 would name a new thing (a tenant `acme\ufffd`). `site_id` and
+    `pool_id` always come from the inventory."""
+    return [c.name for c in contract.columns if c.dtype == pl.String and c.name not in ("site_id", "pool_id")
+            and (c.name in contract.key or c.name.endswith("_id") or c.name in ("model", "tier"))]
+
+
+def undecodable(contract: Contract) -> list[pl.Expr]:
+    """`_reason`/`_detail` set to `invalid_value` where an identifier column holds U+FFFD, the
+    character the readers put for bytes that were not UTF-8 (`pipelines/readers.py` reads text
+    lossily so that one bad byte costs a record, not the file). It overrides a parser's reason:
+    such a value is neither a known node nor a new tenant, its bytes are wrong."""
+    reason, detail = pl.col("_reason"), pl.col("_detail")
+    for c in reversed(identifier_columns(contract)):
+        bad = pl.col(c).str.contains("\ufffd", literal=True).fill_null(False)
+        reason = pl.when(bad).then(pl.lit("invalid_value")).otherwise(reason)
+        detail = pl.when(bad).then(pl.format(
+            f"`{c}` {{}} holds bytes that are not UTF-8 (shown as \ufffd); deliver the file encoded as UTF-8",
+            pl.col(c).str.head(60))).otherwise(detail)
+    return [reason.alias("_reason"), detail.alias("_detail")]
 
 
 def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column: str | None = None,
@@ -229,20 +266,34 @@ def quarantined(classified: pl.LazyFrame, contract: Contract) -> pl.LazyFrame:
     )
 
 
-def audit(classified: pl.LazyFrame, contract: Contract, files: list[str] | None = None) -> pl.LazyFrame:
-    """Rows read, accepted and quarantined per raw file; `files` adds a zero row for every
-    file read that held no record, so each delivered file is accounted for."""
+def audit(classified: pl.LazyFrame, contract: Contract, files: list[str] | None = None,
+          ignored: list[tuple[str, str, str]] | None = None) -> pl.LazyFrame:
+    """Rows read, accepted and quarantined per raw file, and its `status`: `read`, or
+    `unreadable` when its one row is the `unreadable_file` row (read 1, quarantined 1) with its
+    `status_detail`. `files` adds a zero row for every file read that held no record, and
+    `ignored` (dataset, entry, why) a row of status `ignored` (nothing read) for each entry the
+    ingest lists but does not read, so each delivered file is accounted for."""
     ok = pl.col("_reason").is_null()
+    whole = pl.col("_reason") == "unreadable_file"
     counts = classified.group_by(pl.col("_source_file").alias("source_file")).agg(
         pl.len().cast(pl.Int64).alias("rows_read"),
         ok.sum().cast(pl.Int64).alias("rows_accepted"),
-        (~ok).sum().cast(pl.Int64).alias("rows_quarantined"))
+        (~ok).sum().cast(pl.Int64).alias("rows_quarantined"),
+        pl.col("_detail").filter(whole).first().alias("status_detail"))
     if files:
         counts = (pl.LazyFrame({"source_file": sorted(set(files))}, schema={"source_file": pl.String})
                   .join(counts, on="source_file", how="full", coalesce=True)
                   .with_columns(pl.col("rows_read", "rows_accepted", "rows_quarantined").fill_null(0)))
-    return (counts.with_columns(pl.lit(contract.name).alias("dataset"))
-            .sort("source_file").pipe(INGEST_AUDIT.conform))
+    counts = counts.with_columns(
+        pl.lit(contract.name).alias("dataset"),
+        pl.when(pl.col("status_detail").is_null()).then(pl.lit("read")).otherwise(pl.lit("unreadable")).alias("status"))
+    if ignored:
+        dataset, entry, why = zip(*ignored, strict=True)
+        counts = pl.concat([counts.pipe(INGEST_AUDIT.conform), pl.LazyFrame(
+            {"dataset": dataset, "source_file": entry, "rows_read": 0, "rows_accepted": 0, "rows_quarantined": 0,
+             "status": "ignored", "status_detail": [f"`{e.rsplit('/', 1)[-1]}` {w}" for e, w in zip(entry, why)]},
+            schema=INGEST_AUDIT.schema)])
+    return counts.sort("dataset", "source_file").pipe(INGEST_AUDIT.conform)
 
 
 def _typed(name: str, dtype: pl.DataType, source_dtype: pl.DataType) -> pl.Expr:

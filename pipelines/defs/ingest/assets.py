@@ -31,6 +31,10 @@ def outcome_metadata(out: IngestOutcome) -> dict:
         "rows_quarantined": out.rows_quarantined,
         "quarantined_by_reason": dg.MetadataValue.json(out.by_reason),
         "raw_files": len(out.files),
+        "files_unreadable": len(out.unreadable),
+        "files_ignored": len(out.ignored),
+        # Why each file was not read (the audit has them all; 50 here, for the CLI and the UI).
+        "files_not_read": dg.MetadataValue.json(dict(list({**out.unreadable, **out.ignored}.items())[:50])),
         "path": dg.MetadataValue.path(out.paths["canonical"]),
         "seconds": round(out.seconds, 3),
     }
