@@ -143,6 +143,10 @@ DRILLS = {
     "requests-completed-before-arrival": ("requests", set_row("arrived_at", at(13)),
                                           {"requests.completed_at.not_before_arrival": E}),
     "requests-negative-ttft": ("requests", set_row("ttft_s", -0.1), {"requests.ttft_s.non_negative": E}),
+    # Past the parser's `out_of_range` (transforms/bounds.py): beyond any context window, a clock in decades.
+    "requests-tokens-beyond-any-context": ("requests", set_row("output_tokens", 200_000_000),
+                                           {"requests.output_tokens.in_range": E, "requests.output_tokens.within_bounds": W}),
+    "requests-decode-of-decades": ("requests", set_row("decode_s", 2e9), {"requests.decode_s.in_range": E}),
     # power readings ------------------------------------------------------------------------
     "power-50kw-gpu": ("power_readings", set_row("power_w", 50_000.0), {"power_readings.power_w.within_gpu_nameplate": E}),
     "power-node-over-nameplate": ("power_readings", set_row("power_w", 20_000.0, row=2),
@@ -163,6 +167,14 @@ DRILLS = {
     "power-zero-interval": ("power_readings", set_row("interval_s", 0.0, row=3), {"power_readings.interval_s.positive": E}),
     "power-null-site": ("power_readings", set_row("site_id", None, row=2), {"power_readings.site_id.not_null": E}),
     "power-null-gpu-index-is-fine": ("power_readings", set_row("gpu_index", None), {}),
+    "power-infinite-facility-power": ("power_readings", set_row("power_w", float("inf"), row=3),
+                                      {"power_readings.power_w.in_range": E}),
+    # 1e308 kWh read as J overflows to +Inf: an infinite mean power over the interval.
+    "power-infinite-interval-energy": ("power_readings", set_row("interval_energy_j", float("inf"), row=3),
+                                       {"power_readings.interval_power_w.in_range": E}),
+    "power-interval-of-a-year": ("power_readings", set_row("interval_s", 365 * 86400.0, row=3),
+                                 {"power_readings.interval_s.in_range": E,
+                                  "power_readings.interval_start.inside_partition_day": E}),
     # cost lines ----------------------------------------------------------------------------
     "cost-currency-mismatch": ("cost_lines", set_row("currency", "EUR"), {"cost_lines.currency.reporting_currency": E}),
     "cost-unknown-cost-type": ("cost_lines", set_row("cost_type", "gpu"), {"cost_lines.cost_type.allowed": E}),
@@ -177,7 +189,7 @@ DRILLS = {
     "cost-negative-usage": ("cost_lines", set_row("billed_amount", -55.04), {"cost_lines.billed_amount.non_negative_charge": W}),
     "cost-negative-quantity": ("cost_lines", set_row("quantity", -1.0), {"cost_lines.quantity.non_negative": W}),
     "cost-energy-price-in-cents": ("cost_lines", set_row("billed_amount", 23647.0, row=2),
-                                   {"cost_lines.energy_price.within_bounds": W}),
+                                   {"cost_lines.energy_price.within_bounds": E}),
     "cost-duplicate-key": ("cost_lines", dup_row, {"cost_lines.key.unique": E}),
     "cost-null-amount": ("cost_lines", set_row("effective_amount", None), {"cost_lines.effective_amount.not_null": E}),
     # assets --------------------------------------------------------------------------------

@@ -15,13 +15,17 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from transforms.bounds import (MAX_ENERGY_PRICE_PER_KWH, MAX_LATENCY_S, MAX_MODEL_PARAMS_B, MAX_NODE_W,
+                               MAX_PRICE_PER_M_TOKENS)
+
 
 class InventoryError(ValueError):
     """The inventory file is invalid; the message lists every problem found."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and +/-Inf (YAML `.nan`, `.inf`) are refused in every number: no cost survives them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Site(_Strict):
@@ -53,10 +57,12 @@ class Node(_Strict):
     id: str
     pool: str
     gpus: int = Field(ge=1, le=64)
-    gpu_tdp_w: float = Field(gt=0, description="Nameplate power of one GPU, W.")
-    idle_w: float = Field(ge=0, description="Node power when idle (whole node), W; used to estimate long meter gaps.")
-    nameplate_w: float = Field(gt=0, description="Node nameplate power (whole node), W.")
-    reserved_kw: float = Field(0.0, ge=0, description="Power reserved for the node in its colocation contract, kW.")
+    gpu_tdp_w: float = Field(gt=0, le=MAX_NODE_W, description="Nameplate power of one GPU, W.")
+    idle_w: float = Field(ge=0, le=MAX_NODE_W,
+                          description="Node power when idle (whole node), W; used to estimate long meter gaps.")
+    nameplate_w: float = Field(gt=0, le=MAX_NODE_W, description="Node nameplate power (whole node), W.")
+    reserved_kw: float = Field(0.0, ge=0, le=MAX_NODE_W / 1000,
+                               description="Power reserved for the node in its colocation contract, kW.")
     cloud_resource_id: str | None = Field(None, description="FOCUS ResourceId of a rented node.")
     gpu_telemetry: Literal["dcgm", "none"] = "dcgm"
 
@@ -81,7 +87,7 @@ class TouPeriod(_Strict):
     days: Literal["weekdays", "weekends", "all"] = "all"
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local start time HH:MM (inclusive).")
     end: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="Local end time HH:MM (exclusive); 24:00 for midnight.")
-    price_per_kwh: float = Field(ge=-5, le=5)
+    price_per_kwh: float = Field(ge=-MAX_ENERGY_PRICE_PER_KWH, le=MAX_ENERGY_PRICE_PER_KWH)
 
 
 class Tariff(_Strict):
@@ -90,7 +96,8 @@ class Tariff(_Strict):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     periods: list[TouPeriod] = []
     market_price_file: str | None = Field(None, description="Hourly price CSV (hour_utc, price_per_kwh), relative to the raw directory.")
-    adder_per_kwh: float = Field(0.0, description="Fixed adder on market prices (network fees, taxes), per kWh.")
+    adder_per_kwh: float = Field(0.0, ge=-MAX_ENERGY_PRICE_PER_KWH, le=MAX_ENERGY_PRICE_PER_KWH,
+                                 description="Fixed adder on market prices (network fees, taxes), per kWh.")
 
     @model_validator(mode="after")
     def _shape(self):
@@ -103,17 +110,17 @@ class Tariff(_Strict):
 
 class Tier(_Strict):
     id: str
-    ttft_p95_s: float = Field(gt=0, description="Latency objective: 95th percentile time to first token, s.")
-    e2e_p95_s: float = Field(gt=0, description="Latency objective: 95th percentile end-to-end latency, s.")
-    price_per_m_input_tokens: float = Field(ge=0)
-    price_per_m_output_tokens: float = Field(ge=0)
+    ttft_p95_s: float = Field(gt=0, le=MAX_LATENCY_S, description="Latency objective: 95th percentile time to first token, s.")
+    e2e_p95_s: float = Field(gt=0, le=MAX_LATENCY_S, description="Latency objective: 95th percentile end-to-end latency, s.")
+    price_per_m_input_tokens: float = Field(ge=0, le=MAX_PRICE_PER_M_TOKENS)
+    price_per_m_output_tokens: float = Field(ge=0, le=MAX_PRICE_PER_M_TOKENS)
     idle_policy: Literal["pro_rata", "reserved"]
     reserved_pools: list[str] = []
 
 
 class Model(_Strict):
     id: str
-    params_b: float = Field(gt=0, description="Parameters, billions.")
+    params_b: float = Field(gt=0, le=MAX_MODEL_PARAMS_B, description="Parameters, billions.")
 
 
 class Inventory(_Strict):
@@ -225,6 +232,10 @@ class Inventory(_Strict):
         return [t.id for t in self.tiers]
 
 
+# Pydantic error types of a number outside its bounds (transforms/bounds.py) or not finite.
+_NUMBER_ERRORS = {"finite_number", "greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
 def _format_errors(path: Path, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -234,6 +245,8 @@ def _format_errors(path: Path, err: ValidationError) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling against docs/inventory.md)"
+        elif e["type"] in _NUMBER_ERRORS:
+            msg += f" (found {e['input']!r}); write a finite number in the key's range (docs/inventory.md)"
         for m in msg.split("\n"):
             lines.append(f"  - {loc + ': ' if loc and not m.startswith(loc) else ''}{m}")
     return f"{path}: {len(lines)} problem(s) in the inventory:\n" + "\n".join(lines)

@@ -9,6 +9,7 @@ register is fleet-wide (`<day>/_fleet/`): it is partitioned by delivery day only
 
 import polars as pl
 
+from transforms.bounds import MAX_ASSET_COST, MAX_USEFUL_LIFE_MONTHS, out_of_range
 from transforms.contracts import ASSETS, DEPRECIATION_METHODS
 from transforms.ingest.common import (currency_check, decimal, field, first_reason, parse_canonical, raw_text,
                                       unreadable)
@@ -35,6 +36,10 @@ def asset_checks(parsed: pl.LazyFrame, inventory: Inventory) -> pl.LazyFrame:
         currency_check(),
         (~pl.col("method").is_in(list(DEPRECIATION_METHODS)), "invalid_value",
          pl.format(f"depreciation method {{}} is not one of {', '.join(DEPRECIATION_METHODS)}", pl.col("method"))),
+        *(out_of_range(pl.col(c), MAX_ASSET_COST, pl.lit(f"`{c}`"), "per asset",
+                       "check the amount's unit (cents read as units?)") for c in ("acquisition_cost", "salvage_value")),
+        out_of_range(pl.col("useful_life_months"), MAX_USEFUL_LIFE_MONTHS, pl.lit("`useful_life_months`"), "months",
+                     "write the depreciation life in months"),
         (pl.col("acquisition_cost") < 0, "negative_value",
          pl.format("acquisition_cost {} is negative", pl.col("acquisition_cost"))),
         (pl.col("salvage_value") < 0, "negative_value",

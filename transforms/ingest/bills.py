@@ -23,6 +23,7 @@ Decisions that hold for every bill:
 
 import polars as pl
 
+from transforms.bounds import MAX_BILL_LINE, MAX_ENERGY_PRICE_PER_KWH, out_of_range
 from transforms.contracts import COST_TYPES, COST_LINES, UTC_US
 from transforms.ingest.common import (currency_check, decimal, field, first_reason, parse_canonical, parse_utc, raw_text,
                                       unreadable)
@@ -64,6 +65,20 @@ def _ts_text(col: str) -> pl.Expr:
 
 
 # --- checks every bill line gets --------------------------------------------------------------
+
+def amount_bounds(billed: str, effective: str | None = None) -> list[tuple[pl.Expr, str, pl.Expr]]:
+    """`out_of_range` checks of a line's amounts (named as the format names them) and, for an
+    energy line in kWh, of its price per kWh (amount / quantity)."""
+    fix = "check the amount's unit (cents or thousands read as units?) or split the charge"
+    out = [out_of_range(pl.col(c), MAX_BILL_LINE, pl.lit(f"`{name}`"), "per line", fix, low=-MAX_BILL_LINE)
+           for c, name in (("billed_amount", billed), ("effective_amount", effective)) if name]
+    kwh = (pl.col("cost_type") == "energy") & (pl.col("unit").str.to_lowercase() == "kwh") & (pl.col("quantity") > 0)
+    out.append(out_of_range(
+        pl.when(kwh).then(pl.col("billed_amount") / pl.col("quantity")), MAX_ENERGY_PRICE_PER_KWH,
+        pl.format(f"energy line: `{billed}` / kWh = {{}} / {{}}: price", "billed_amount", "quantity"), "per kWh",
+        "check the quantity's unit (kWh) and the amount", low=-MAX_ENERGY_PRICE_PER_KWH))
+    return out
+
 
 def cost_line_checks(inventory: Inventory, site_id: str | None) -> list[tuple[pl.Expr, str, pl.Expr | str]]:
     """Judgements shared by every bill family, in priority order: the folder's site is an
@@ -207,6 +222,7 @@ def parse_focus(raw: pl.LazyFrame, inventory: Inventory, site_id: str | None) ->
          pl.format(num_detail, pl.lit("BilledCost"), field("BilledCost"))),
         (unreadable("EffectiveCost", pl.col("effective_amount")), "invalid_value",
          pl.format(num_detail, pl.lit("EffectiveCost"), field("EffectiveCost"))),
+        *amount_bounds("BilledCost", "EffectiveCost"),
         (consumed & pl.col("quantity").is_null(), "invalid_value",
          pl.format(num_detail, pl.lit("ConsumedQuantity"), field("ConsumedQuantity"))),
         (~consumed & unreadable("PricingQuantity", pl.col("quantity")), "invalid_value",
@@ -260,6 +276,7 @@ def _invoice_checks(price_col: str) -> list[tuple[pl.Expr, str, pl.Expr | str]]:
           for c in ("period_start", "period_end")],
         *[(unreadable(c, pl.col(p)), "invalid_value", pl.format(num_detail, pl.lit(c), field(c)))
           for c, p in (("quantity", "quantity"), (price_col, "_price"), ("amount", "billed_amount"))],
+        *amount_bounds("amount"),
         (pl.col("quantity") < 0, "negative_value",
          pl.format("quantity {} is negative; a billed quantity cannot be (state a credit as a negative "
                    f"{price_col} and amount)", field("quantity"))),
@@ -339,6 +356,9 @@ def parse_canonical_cost_lines(raw: pl.LazyFrame, inventory: Inventory, site_id:
     parsed = parsed.with_columns(pl.col("currency").str.to_uppercase(),
                                  pl.col("site_id").fill_null(pl.lit(site_id, pl.String)))
     checks = [(pl.col("source").is_not_null() & ~pl.col("source").is_in(list(SOURCES)), "invalid_value",
-               pl.format(f"source {{}} is not one of {', '.join(SOURCES)}", pl.col("source")))]
+               pl.format(f"source {{}} is not one of {', '.join(SOURCES)}", pl.col("source"))),
+              *amount_bounds("billed_amount", "effective_amount"),
+              (~pl.col("quantity").is_finite(), "out_of_range",
+               pl.format("`quantity` {} is not a finite number; write the billed quantity", pl.col("quantity")))]
     return (parsed.with_columns(first_reason(checks))
             .with_columns(first_reason(cost_line_checks(inventory, site_id))))

@@ -16,6 +16,7 @@ The pipeline then calls `classify(parsed, POWER_READINGS, day, day_column="ts")`
 
 import polars as pl
 
+from transforms.bounds import MAX_COUNTER_J, MAX_INTERVAL_S, MAX_METER_W, meter_power_limits, out_of_range
 from transforms.contracts import POWER_READINGS
 from transforms.ingest.common import first_reason, parse_canonical, parse_utc
 from transforms.ingest.power_bmc import parse_ipmi_sdr, parse_redfish_sensors
@@ -29,7 +30,8 @@ __all__ = ["parse_dcgm_prometheus", "parse_ipmi_sdr", "parse_redfish_sensors", "
 FACILITY_COLUMNS = ("meter_id", "interval_start", "interval_minutes", "kwh")
 # Columns a canonical file may leave out: the meter's inventory values fill them.
 INVENTORY_DEFAULTS = ("scope", "site_id", "node_id", "gpu_index")
-MAX_INTERVAL_MINUTES = 31 * 24 * 60  # a month: longer "intervals" are typing errors
+MAX_INTERVAL_MINUTES = MAX_INTERVAL_S / 60
+METER_W_FIX = "check the export's unit; no meter of one site carries that much"
 
 
 def parse_facility_csv(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.LazyFrame:
@@ -52,6 +54,8 @@ def parse_facility_csv(raw: pl.LazyFrame, inventory: Inventory, site_id: str) ->
     )
     minutes, kwh = pl.col("_minutes"), pl.col("_kwh_value")
     ok_minutes = pl.when(minutes.is_between(0, MAX_INTERVAL_MINUTES, closed="right")).then(minutes)
+    # The interval's average power: the bound of any meter holds a facility meter too.
+    mean_w = kwh * J_PER_KWH / (ok_minutes * 60.0)
     empty = {c: pl.col(f"_{c}").fill_null("") == "" for c in FACILITY_COLUMNS}
     checks = [
         *((empty[c], "missing_required_field", f"`{c}` is empty; the interval file needs {', '.join(FACILITY_COLUMNS)}")
@@ -63,12 +67,16 @@ def parse_facility_csv(raw: pl.LazyFrame, inventory: Inventory, site_id: str) ->
         other_site(site_id),
         (pl.col("_start").is_null(), "bad_timestamp",
          pl.format("`interval_start` {} is not RFC 3339 with a UTC offset", pl.col("_interval_start").str.slice(0, 40))),
+        out_of_range(minutes, MAX_INTERVAL_MINUTES, "`interval_minutes`", "minutes",
+                     "write the interval's length in minutes", shown=pl.col("_interval_minutes")),
         (ok_minutes.is_null(), "invalid_value",
-         pl.format(f"`interval_minutes` {{}} is not a number of minutes in (0, {MAX_INTERVAL_MINUTES}]",
+         pl.format(f"`interval_minutes` {{}} is not a number of minutes in (0, {MAX_INTERVAL_MINUTES:g}]",
                    pl.col("_interval_minutes").str.slice(0, 40))),
         (kwh.is_null() | kwh.is_nan() | kwh.is_infinite(), "invalid_value",
          pl.format("`kwh` {} is not a number", pl.col("_kwh").str.slice(0, 40))),
         (kwh < 0, "negative_value", pl.format("`kwh` is negative ({}); a facility meter interval cannot be", "_kwh")),
+        out_of_range(mean_w, MAX_METER_W, pl.format("meter {} `kwh` {} over {} minutes: mean power", "meter_id", "_kwh",
+                                                    "_interval_minutes"), "W", METER_W_FIX),
     ]
     parsed = unjudged(rows).with_columns(first_reason(checks)).with_columns(
         pl.when(pl.col("_scope") == "facility").then(pl.col("_scope")).alias("scope"),
@@ -91,15 +99,18 @@ def parse_canonical_power(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
     Columns the file lacks take the meter's inventory values (scope, site_id, node_id,
     gpu_index), `source` "canonical" and `counter_reset` False (also where a cell is empty;
     `accepted` recomputes resets). The meter must be in the inventory and of this site."""
-    meters = inventory.meters_frame().select(
-        pl.col("meter_id").alias("_meter_key"), *(pl.col(c).alias(f"_inv_{c}") for c in INVENTORY_DEFAULTS))
+    meters = inventory.meters_frame().join(meter_power_limits(inventory).select("meter_id", "power_limit_w"),
+                                           on="meter_id", how="left").select(
+        pl.col("meter_id").alias("_meter_key"), *(pl.col(c).alias(f"_inv_{c}") for c in INVENTORY_DEFAULTS),
+        pl.col("power_limit_w").fill_null(MAX_METER_W).alias("_power_limit_w"))
     schema = raw.collect_schema()
     key = pl.col("meter_id").cast(pl.String).str.strip_chars() if "meter_id" in schema else pl.lit(None, pl.String)
     keyed = raw.with_columns(key.alias("_meter_key")).join(meters, on="_meter_key", how="left")
     defaults = {c: pl.col(f"_inv_{c}") for c in INVENTORY_DEFAULTS}
     parsed = parse_canonical(keyed, POWER_READINGS, defaults={
         **defaults, "source": pl.lit("canonical"), "counter_reset": pl.lit(False)})
-    inventory_site = meters.select(pl.col("_meter_key").alias("meter_id"), "_inv_site_id")
+    inventory_site = meters.select(pl.col("_meter_key").alias("meter_id"), "_inv_site_id", "_power_limit_w")
+    meter = pl.format("meter {}", "meter_id")
     checks = [
         (pl.col("_inv_site_id").is_null() & pl.col("meter_id").is_not_null(), "unknown_meter",
          pl.format("meter {} is not in the inventory; add it under `meters:` or correct the id", "meter_id")),
@@ -107,6 +118,14 @@ def parse_canonical_power(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
          pl.format("`site_id` {} disagrees with the inventory (meter {} is at site {})",
                    "site_id", "meter_id", "_inv_site_id")),
         other_site(site_id),
+        out_of_range(pl.col("power_w"), pl.col("_power_limit_w"), pl.format("{} `power_w`", meter), "W",
+                     "check the unit (W); a GPU or node meter's limit is its nameplate's in the inventory, "
+                     "any other meter's the bound of any meter"),
+        out_of_range(pl.col("energy_j"), MAX_COUNTER_J, pl.format("{} `energy_j`", meter), "J", "check the unit (J)"),
+        out_of_range(pl.col("interval_s"), MAX_INTERVAL_S, pl.format("{} `interval_s`", meter), "s",
+                     "write the interval's length in seconds"),
+        out_of_range(pl.col("interval_energy_j") / pl.col("interval_s"), MAX_METER_W,
+                     pl.format("{} `interval_energy_j` / `interval_s`", meter), "W", METER_W_FIX),
     ]
     judged = (parsed.join(inventory_site, on="meter_id", how="left")
               .with_columns(first_reason(checks))

@@ -3,6 +3,7 @@
 import duckdb
 import polars as pl
 
+from transforms.bounds import MAX_COUNTER_J, NAMEPLATE_MULTIPLE, meter_power_limits, out_of_range
 from transforms.ingest.common import first_reason, parse_utc
 from transforms.ingest.power_meters import J_PER_KWH, finish, host_checks, host_from_file, node_meters, unjudged
 from transforms.inventory import Inventory
@@ -11,6 +12,12 @@ from transforms.inventory import Inventory
 IPMI_DEFAULT_SENSORS = ("Sys Power", "Total Power", "Pwr Consumption", "Chassis Power", "PSU Power")
 REDFISH_POWER_SENSOR = "TotalPower"
 REDFISH_ENERGY_SENSOR = "TotalEnergy"
+NODE_POWER_FIX = (f"above {NAMEPLATE_MULTIPLE} x the node's nameplate; check the sensor's unit (W) and the meter's "
+                  "`sensor:`, or the node's `nameplate_w` in the inventory")
+
+
+def _with_limits(meters: pl.LazyFrame, inventory: Inventory) -> pl.LazyFrame:
+    return meters.join(meter_power_limits(inventory).select("meter_id", "power_limit_w"), on="meter_id", how="left")
 
 
 def _sensor_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
@@ -54,7 +61,7 @@ def parse_ipmi_sdr(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.
         lines.group_by("_source_file", "_block")
         .agg(pl.col("_source_row").min(), pl.col("line").filter(pl.col("_is_ts")).first().alias("_ts_line"))
         .with_columns(host_from_file("ipmi_sdr_", "txt").alias("_host"))
-        .join(node_meters(inventory, "ipmi"), on="_host", how="left")
+        .join(_with_limits(node_meters(inventory, "ipmi"), inventory), on="_host", how="left")
         .join(default_sensor, on="_source_file", how="left")
         .with_columns(pl.coalesce("_sensor", "_default_sensor").alias("_sensor"))
         .join(readings, on=["_source_file", "_block", "_sensor"], how="left")
@@ -74,6 +81,8 @@ def parse_ipmi_sdr(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.
          pl.format("sensor `{}` gave no Watts reading in this sample ({})", "_sensor",
                    pl.col("_value").str.slice(0, 40).fill_null("no line"))),
         (pl.col("_watts") < 0, "negative_value", pl.format("sensor `{}` reads {}", "_sensor", "_value")),
+        out_of_range(pl.col("_watts"), pl.col("power_limit_w"), pl.format("node meter {} sensor `{}`", "meter_id", "_sensor"),
+                     "W", NODE_POWER_FIX),
     ]
     parsed = unjudged(blocks).with_columns(first_reason(checks)).with_columns(
         pl.lit(None, pl.Int16).alias("gpu_index"),
@@ -129,7 +138,7 @@ def parse_redfish_sensors(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
                                                     is_elementwise=True).alias("_fields"))
         .unnest("_fields")
         .with_columns(host_from_file("redfish_", "jsonl").alias("_host"))
-        .join(node_meters(inventory, "redfish"), on="_host", how="left")
+        .join(_with_limits(node_meters(inventory, "redfish"), inventory), on="_host", how="left")
         .filter(~pl.col("_json_ok") | pl.col("_id").is_null() | pl.col("meter_id").is_null() | is_power | is_energy)
         .with_columns(pl.when(is_energy & ~is_power).then(pl.lit("energy")).otherwise(pl.lit("power")).alias("_measure"),
                       pl.col("_reading").cast(pl.Float64, strict=False).alias("_v"),
@@ -152,6 +161,11 @@ def parse_redfish_sensors(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
         (pl.col("_units").fill_null("") != unit, "invalid_value",
          pl.format("sensor {} reads in `{}`, expected `{}`", "_id", pl.col("_units").fill_null("none"), unit)),
         (v < 0, "negative_value", pl.format("sensor {} reads {}", "_id", "_reading")),
+        out_of_range(pl.when(power).then(v), pl.col("power_limit_w"), pl.format("node meter {} sensor {}", "meter_id", "_id"),
+                     "W", NODE_POWER_FIX, shown=pl.col("_reading")),
+        out_of_range(pl.when(~power).then(v), MAX_COUNTER_J / J_PER_KWH,
+                     pl.format("node meter {} sensor {}", "meter_id", "_id"), "kW.h",
+                     "check the sensor's unit (kW.h)", shown=pl.col("_reading")),
     ]
     parsed = unjudged(polls).with_columns(first_reason(checks)).with_columns(
         pl.lit(None, pl.Int16).alias("gpu_index"),

@@ -2,6 +2,7 @@
 
 import polars as pl
 
+from transforms.bounds import NAMEPLATE_MULTIPLE, meter_power_limits, out_of_range
 from transforms.contracts import UTC_US
 from transforms.ingest.common import first_reason
 from transforms.ingest.power_meters import finish, other_site, unjudged
@@ -71,7 +72,8 @@ def parse_dcgm_prometheus(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
     ms since the Unix epoch -> UTC us. `accepted` joins the two measures of one meter and
     instant into one row and sets `counter_reset`."""
     gpu_meters = inventory.meters_frame().filter(pl.col("scope") == "gpu").select(
-        "meter_id", "scope", "site_id", "node_id", "gpu_index")
+        "meter_id", "scope", "site_id", "node_id", "gpu_index").join(
+        meter_power_limits(inventory).select("meter_id", "power_limit_w"), on="meter_id", how="left")
     samples = (
         sample_fields(raw)
         .with_columns(_label("Hostname").alias("_host"), _label("gpu").alias("_gpu"))
@@ -103,6 +105,9 @@ def parse_dcgm_prometheus(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
          pl.format("{} reported DCGM's blank value {} (field not supported or no data on this GPU)",
                    "_metric", "_value")),
         (v < 0, "negative_value", pl.format("{} is negative ({})", "_metric", "_value")),
+        out_of_range(pl.when(power).then(v), pl.col("power_limit_w"), pl.format("GPU meter {} power", "meter_id"), "W",
+                     f"above {NAMEPLATE_MULTIPLE} x the GPU's TDP; check the exporter's unit (W) or the node's "
+                     "`gpu_tdp_w` in the inventory", shown=pl.col("_value")),
     ]
     parsed = unjudged(samples).with_columns(first_reason(checks)).with_columns(
         pl.when(ms.is_between(0, _MAX_MS)).then(ms * 1000).cast(UTC_US).alias("ts"),

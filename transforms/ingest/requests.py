@@ -24,6 +24,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from transforms.bounds import MAX_LATENCY_S, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES, out_of_range
 from transforms.contracts import REQUESTS, STATUSES
 from transforms.ingest.common import first_reason, parse_canonical, parse_utc
 from transforms.inventory import Inventory
@@ -54,10 +55,6 @@ OTEL_REQUIRED = ("time", "gen_ai.response.id", "server.address", "gen_ai.request
                  "gen_ai.latency.e2e")
 # Contract column -> the key an operator sees in an OTel line, for messages.
 OTEL_NAMES = {col: key for key, (col, _) in OTEL_FIELDS.items() if col not in ("arrived_at", "completed_at", "status")}
-
-# A latency longer than this is not a request but a broken clock; it also keeps
-# `arrival + e2e` inside the range of a microsecond timestamp.
-MAX_LATENCY_S = 1e9
 
 LATENCY_COLUMNS = ("queue_s", "ttft_s", "prefill_s", "decode_s")
 COUNT_COLUMNS = ("input_tokens", "cached_input_tokens", "output_tokens", "response_bytes")
@@ -179,11 +176,14 @@ def request_value_checks(names: Mapping[str, str] | None = None) -> list[tuple[p
     for c in COUNT_COLUMNS:
         checks.append((pl.col(c) < 0, "negative_value",
                        pl.format(f"`{n(c)}` is {{}}; a count cannot be negative, fix the exporter", pl.col(c))))
+        bound, unit = (MAX_RESPONSE_BYTES, "bytes") if c == "response_bytes" else (MAX_REQUEST_TOKENS, "tokens")
+        checks.append(out_of_range(pl.col(c), bound, f"`{n(c)}`", unit, "fix the exporter"))
     for c in LATENCY_COLUMNS:
         checks.append((pl.col(c) < 0, "negative_value",
                        pl.format(f"`{n(c)}` is {{}} s; a latency cannot be negative, fix the exporter", pl.col(c))))
-        checks.append((~pl.col(c).is_finite() | (pl.col(c) > MAX_LATENCY_S), "invalid_value",
+        checks.append((~pl.col(c).is_finite(), "invalid_value",
                        pl.format(f"`{n(c)}` is {{}} s, not a plausible latency; fix the exporter", pl.col(c))))
+        checks.append(out_of_range(pl.col(c), MAX_LATENCY_S, f"`{n(c)}`", "s", "fix the exporter's clock or unit"))
     ends_first = pl.col("completed_at") < pl.col("arrived_at")
     when_text = lambda c: pl.when(ends_first).then(pl.col(c)).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")  # noqa: E731
     checks += [

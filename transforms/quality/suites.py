@@ -23,6 +23,10 @@ import great_expectations.expectations as gxe  # noqa: E402
 import polars as pl  # noqa: E402
 from great_expectations.expectations.row_conditions import Column as Col  # noqa: E402
 
+from transforms.bounds import (  # noqa: E402  (the parsers quarantine outside the same bounds)
+    MAX_ASSET_COST, MAX_BILL_LINE, MAX_COUNTER_J, MAX_ENERGY_PRICE_PER_KWH, MAX_INPUT_TOKENS, MAX_INTERVAL_S,
+    MAX_LATENCY_S, MAX_METER_W, MAX_OUTPUT_TOKENS, MAX_REQUEST_COST, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES,
+    MAX_USEFUL_LIFE_MONTHS, NAMEPLATE_MULTIPLE, meter_power_limits)
 from transforms.contracts import (  # noqa: E402
     ASSETS, COST_LINES, COST_TYPES, DEPRECIATION_METHODS, METER_SCOPES, POWER_READINGS, REQUESTS, STATUSES, Contract)
 from transforms.inventory import Inventory  # noqa: E402
@@ -30,20 +34,11 @@ from transforms.inventory import Inventory  # noqa: E402
 Severity = Literal["error", "warning"]
 UTC = pl.Datetime("us", "UTC")
 
-# A meter may briefly read above nameplate (PSU transients, sensor error), never 1.5 times it.
-NAMEPLATE_MULTIPLE = 1.5
 # Row count of a partition versus the same partition the day before.
 ROW_COUNT_RATIO = (0.2, 5.0)
 POWER_SOURCES = ("dcgm", "ipmi", "redfish", "facility_csv", "canonical")
 BILL_SOURCES = ("focus", "electricity_invoice", "colocation_invoice", "canonical")
 FOCUS_CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
-# Sane bounds; a value outside is a unit or parsing error (mJ read as J, cents as dollars).
-MAX_INPUT_TOKENS = 2_000_000
-MAX_OUTPUT_TOKENS = 1_000_000
-MAX_BILL_LINE = 10_000_000.0  # one bill line, in its currency
-MAX_ENERGY_PRICE_PER_KWH = 5.0  # same bound as the inventory's tariffs
-MAX_ASSET_COST = 10_000_000.0
-MAX_REQUEST_COST = 1_000.0  # fully loaded cost of one request
 
 REQUEST_COSTS_COLUMNS: dict[str, pl.DataType] = {
     **{c: REQUESTS.schema[c] for c in ("request_id", "node_id", "pool_id", "site_id", "tier", "tenant_id", "model",
@@ -162,6 +157,13 @@ def non_negative(suite: str, columns, severity: Severity = "error") -> list[Chec
                   column=c, min_value=0) for c in columns]
 
 
+def in_range(suite: str, bounds: dict[str, tuple[float, str]]) -> list[Check]:
+    """`<suite>.<column>.in_range` (error): at most the bound of `transforms/bounds.py` the parsers
+    quarantine above (`out_of_range`); an infinite value fails too. `bounds`: column -> (bound, unit)."""
+    return [check(f"{suite}.{c}.in_range", "error", f"`{c}` <= {bound:,.10g} {unit} (`out_of_range` at ingest).",
+                  gxe.ExpectColumnValuesToBeBetween, column=c, max_value=bound) for c, (bound, unit) in bounds.items()]
+
+
 def allowed(suite: str, column: str, values, what: str, severity: Severity = "error", rule: str = "allowed") -> Check:
     return check(f"{suite}.{column}.{rule}", severity, f"`{column}` is {what}.", gxe.ExpectColumnValuesToBeInSet,
                  column=column, value_set=sorted(values))
@@ -194,6 +196,9 @@ def requests_suite(ctx: SuiteContext) -> list[Check]:
               gxe.ExpectColumnValuesToBeBetween, column="input_tokens", max_value=MAX_INPUT_TOKENS),
         check(f"{s}.output_tokens.within_bounds", "warning", f"At most {MAX_OUTPUT_TOKENS:,} generated tokens.",
               gxe.ExpectColumnValuesToBeBetween, column="output_tokens", max_value=MAX_OUTPUT_TOKENS),
+        *in_range(s, {"input_tokens": (MAX_REQUEST_TOKENS, "tokens"), "output_tokens": (MAX_REQUEST_TOKENS, "tokens"),
+                      "response_bytes": (MAX_RESPONSE_BYTES, "bytes"),
+                      **{c: (MAX_LATENCY_S, "s") for c in ("queue_s", "ttft_s", "prefill_s", "decode_s")}}),
         not_before(s, "cached_input_tokens.within_input", "input_tokens", "cached_input_tokens"),
         allowed(s, "status", STATUSES, "one of " + ", ".join(STATUSES)),
         allowed(s, "tier", ctx.ids("tiers"), "a tier of the inventory", rule="known"),
@@ -219,6 +224,9 @@ def power_readings_suite(ctx: SuiteContext) -> list[Check]:
         *non_negative(s, ("power_w", "energy_j", "interval_energy_j")),
         check(f"{s}.interval_s.positive", "error", "`interval_s` > 0.", gxe.ExpectColumnValuesToBeBetween,
               column="interval_s", min_value=0, strict_min=True),
+        *in_range(s, {"power_w": (MAX_METER_W, "W"), "energy_j": (MAX_COUNTER_J, "J"),
+                      "interval_power_w": (MAX_METER_W, "W (`interval_energy_j` / `interval_s`)"),
+                      "interval_s": (MAX_INTERVAL_S, "s")}),
         check(f"{s}.power_w.within_gpu_nameplate", "error",
               f"A GPU meter reads at most {m} x the GPU's TDP (inventory `gpu_tdp_w`); "
               "examples are (limit W, reading W).", gxe.ExpectColumnPairValuesAToBeGreaterThanB,
@@ -267,7 +275,7 @@ def cost_lines_suite(ctx: SuiteContext) -> list[Check]:
               "Usage, Purchase and Tax lines are not negative (credits and adjustments may be).",
               gxe.ExpectColumnValuesToBeBetween, column="billed_amount", min_value=0, row_condition=spent),
         *non_negative(s, ("quantity",), severity="warning"),
-        check(f"{s}.energy_price.within_bounds", "warning",
+        check(f"{s}.energy_price.within_bounds", "error",
               f"Energy lines in kWh price between -{MAX_ENERGY_PRICE_PER_KWH} and {MAX_ENERGY_PRICE_PER_KWH} per kWh "
               "(billed_amount / quantity).", gxe.ExpectColumnValuesToBeBetween, column="price_per_kwh",
               min_value=-MAX_ENERGY_PRICE_PER_KWH, max_value=MAX_ENERGY_PRICE_PER_KWH,
@@ -289,8 +297,9 @@ def assets_suite(ctx: SuiteContext) -> list[Check]:
               strict_min=True),
         *non_negative(s, ("salvage_value",)),
         not_before(s, "salvage_value.within_cost", "acquisition_cost", "salvage_value"),
-        check(f"{s}.useful_life_months.within_bounds", "error", "Useful life of 1 to 240 months.",
-              gxe.ExpectColumnValuesToBeBetween, column="useful_life_months", min_value=1, max_value=240),
+        check(f"{s}.useful_life_months.within_bounds", "error", f"Useful life of 1 to {MAX_USEFUL_LIFE_MONTHS} months.",
+              gxe.ExpectColumnValuesToBeBetween, column="useful_life_months", min_value=1,
+              max_value=MAX_USEFUL_LIFE_MONTHS),
         not_before(s, "disposal_date.not_before_service", "disposal_date", "in_service_date"),
         allowed(s, "method", DEPRECIATION_METHODS, "one of " + ", ".join(DEPRECIATION_METHODS)),
         allowed(s, "node_id", ctx.ids("nodes"), "a node of the inventory", rule="known"),
@@ -351,29 +360,24 @@ def request_costs_suite(ctx: SuiteContext) -> list[Check]:
 
 # --- reference columns the suites compare against ---------------------------------------------
 
-def _meter_limits(inv: Inventory) -> pl.LazyFrame:
-    nodes = inv.nodes_frame().select("node_id", "gpu_tdp_w", "nameplate_w")
-    return (inv.meters_frame().filter(pl.col("scope").is_in(["gpu", "node"])).select("meter_id", "scope", "node_id")
-            .join(nodes, on="node_id", how="left")
-            .select("meter_id", "scope", (pl.when(pl.col("scope") == "gpu").then("gpu_tdp_w").otherwise("nameplate_w")
-                                          * NAMEPLATE_MULTIPLE).alias("power_limit_w")))
-
-
 def prepare(suite: str, frame: pl.LazyFrame, ctx: SuiteContext) -> pl.LazyFrame:
     """The frame GX validates: the dataset's rows with the reference columns its suite needs.
     A frame missing an input of a reference column gets it null (its schema checks fail)."""
     names = set(frame.collect_schema().names())
     if suite == "power_readings":
-        if not {"meter_id", "scope", "ts", "interval_s"} <= names:
+        if not {"meter_id", "scope", "ts", "interval_s", "interval_energy_j"} <= names:
             return frame.with_columns(pl.lit(None, pl.Float64).alias("power_limit_w"),
-                                      pl.lit(None, UTC).alias("interval_start"))
-        limits = _meter_limits(ctx.inventory) if ctx.inventory else \
+                                      pl.lit(None, UTC).alias("interval_start"),
+                                      pl.lit(None, pl.Float64).alias("interval_power_w"))
+        limits = meter_power_limits(ctx.inventory) if ctx.inventory else \
             pl.LazyFrame(schema={"meter_id": pl.String, "scope": pl.String, "power_limit_w": pl.Float64})
         # The limit follows the meter id and the reading's own scope: a node meter mislabelled as
         # gpu gets no limit here and fails the `meter_id.known` or `scope` checks instead.
         return (frame.join(limits, on=["meter_id", "scope"], how="left", maintain_order="left")
                 .with_columns((pl.col("ts") - pl.duration(microseconds=(pl.col("interval_s") * 1e6).cast(pl.Int64)))
-                              .alias("interval_start")))
+                              .alias("interval_start"),
+                              pl.when(pl.col("interval_s") > 0).then(pl.col("interval_energy_j") / pl.col("interval_s"))
+                              .alias("interval_power_w")))
     if suite == "cost_lines":
         if not {"cost_type", "unit", "quantity", "billed_amount"} <= names:
             return frame.with_columns(pl.lit(None, pl.Float64).alias("price_per_kwh"))
@@ -385,7 +389,7 @@ def prepare(suite: str, frame: pl.LazyFrame, ctx: SuiteContext) -> pl.LazyFrame:
 
 
 # Columns `prepare` adds: not part of the dataset, so the schema check ignores them.
-REFERENCE_COLUMNS = {"power_readings": ("power_limit_w", "interval_start"), "cost_lines": ("price_per_kwh",),
+REFERENCE_COLUMNS = {"power_readings": ("power_limit_w", "interval_start", "interval_power_w"), "cost_lines": ("price_per_kwh",),
                      "inventory": ("gpus_tdp_w",)}
 
 SUITES: dict[str, Callable[[SuiteContext], list[Check]]] = {
