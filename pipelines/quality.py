@@ -13,8 +13,10 @@ from datetime import date
 
 import dagster as dg
 
+from pipelines.lake import FLEET
 from pipelines.resources import ParquetLake, RawInputs
 from transforms.quality import ExpectationResult, catalog
+from transforms.quality import sources as source_quality
 from transforms.quality.lake import validate_partition
 
 
@@ -63,3 +65,25 @@ def suite_checks(suite: str, asset: str, *, blocking: bool) -> dg.AssetChecksDef
             yield check_result(asset, r, res.partition, res.rows)
 
     return quality
+
+
+def source_checks(dataset: str, asset: str) -> dg.AssetChecksDefinition:
+    """The source checks of `dataset` on `asset` (transforms/quality/sources.py: records lost to
+    quarantine per file and folder, ignored files, overlapping meter intervals), from the run
+    partition's ingest audit and quarantine; error ones block what follows in the run."""
+    specs = [dg.AssetCheckSpec(c.name, asset=asset, blocking=c.severity == "error",
+                               description=f"[{c.severity}] {c.description}",
+                               metadata={"severity": c.severity, "suite": f"{dataset}.sources"})
+             for c in source_quality.catalog(dataset)]
+
+    @dg.multi_asset_check(specs=specs, name=f"{asset}_sources",
+                          description=f"What the ingest of `{dataset}` lost or ignored (docs/data-quality.md).")
+    def sources(context: dg.AssetCheckExecutionContext, lake: ParquetLake):
+        day, site = _day_and_site(context)
+        res = source_quality.validate_sources(lake.lake.root, dataset, date.fromisoformat(day), site or FLEET)
+        context.log.info(f"{res.suite} {res.partition}: {res.rows} records read, {len(res.errors)} error(s), "
+                         f"{len(res.warnings)} warning(s) in {res.seconds:.2f} s")
+        for r in res.results:
+            yield check_result(asset, r, res.partition, res.rows)
+
+    return sources

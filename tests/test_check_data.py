@@ -19,13 +19,17 @@ def test_passes_on_the_demo_day_and_reports_each_real_sample(demo_warehouse, tmp
     assert code == 0, shown
     for batch in ("requests/date=2026-11-24/site=metro-east", "request_costs/date=2026-11-24", "focus_sample_data_v1.0",
                   "focus_spec_v1.2_examples", "harvard_fasrc_ipmi_sdr", "azure_llm_inference_2023/code",
-                  "mooncake_fast25_traces/conversation", "marts_equal_sources"):
+                  "mooncake_fast25_traces/conversation", "marts_equal_sources",
+                  # the source checks of every ingest audit of the day (nothing lost, nothing ignored)
+                  "ingest_audit/date=2026-11-24/site=cloud-use1/cost_lines", "ingest_audit/date=2026-11-24/site=_fleet/assets"):
         assert batch in shown, batch
     result = json.loads(out.read_text())
     assert result["errors"] == 0
     batches = {(s["suite"], s["partition"]): s for s in result["suites"]}
     assert batches[("cost_lines", "focus_sample_data_v1.0")]["rows"] == 1000
     assert batches[("requests", "azure_llm_inference_2023/conv")]["rows"] == 19_366
+    assert batches[("power_readings.sources", "ingest_audit/date=2026-11-24/site=remote-plains/power_readings")][
+        "success"]
     # The real FOCUS sample's usage corrections are warnings, named with their count.
     assert "cost_lines.billed_amount.non_negative_charge on focus_sample_data_v1.0: 12 unexpected" in " ".join(shown.split())
     assert {c["name"] for c in result["warehouse_checks"]} >= {"marts_equal_sources", "pue_within_bounds", "freshness"}

@@ -9,21 +9,24 @@ import hashlib
 import re
 
 import dagster as dg
+import polars as pl
 import pytest
 
 import fleetsim
 from pipelines.cli import QUIET_RUN
 from pipelines.defs.attribution.assets import request_costs
 from pipelines.defs.ingest.assets import asset_register, cost_lines, power_readings, requests
-from pipelines.defs.quality.checks import (asset_register_quality, cost_lines_quality, power_readings_quality,
-                                           request_costs_quality, requests_quality)
+from pipelines.defs.quality.checks import (asset_register_quality, asset_register_sources, cost_lines_quality,
+                                           cost_lines_sources, power_readings_quality, power_readings_sources,
+                                           request_costs_quality, requests_quality, requests_sources)
 from pipelines.partitions import register_sites
 from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
 from tests.test_pipeline_ingest import DAY, SITES
 
-INGEST = [requests, power_readings, cost_lines, requests_quality, power_readings_quality, cost_lines_quality]
+INGEST = [requests, power_readings, cost_lines, requests_quality, power_readings_quality, cost_lines_quality,
+          requests_sources, power_readings_sources, cost_lines_sources]
 DAILY = [requests, power_readings, cost_lines, asset_register, request_costs, asset_register_quality,
-         request_costs_quality]
+         asset_register_sources, request_costs_quality]
 
 
 def resources(raw, lake):
@@ -80,7 +83,8 @@ def test_clean_day_passes_every_check_and_attributes(day):
     ev = evaluations(day["daily"])
     assert ev["request_costs.key.unique"].passed and ev["assets.currency.reporting_currency"].passed
     n_checks = {k: sum(1 for e in r.get_asset_check_evaluations()) for k, r in zip(SITES, day["ingest"])}
-    assert n_checks == dict.fromkeys(SITES, 54 + 34 + 40)
+    # GX suites (requests 61, power readings 38, cost lines 40) and source checks (2 + 4 + 2).
+    assert n_checks == dict.fromkeys(SITES, 61 + 38 + 40 + 2 + 4 + 2)
 
 
 def test_register_in_another_currency_blocks_request_costs_in_the_run(day, tmp_path):
@@ -102,7 +106,7 @@ def test_register_in_another_currency_blocks_request_costs_in_the_run(day, tmp_p
     assert digest(lake / "request_costs" / f"date={DAY}" / "part-0.parquet") == before
 
 
-def test_fifty_kilowatt_gpu_and_focus_currency_fail_their_named_blocking_checks(day, tmp_path):
+def test_fifty_kilowatt_gpu_is_quarantined_and_focus_currency_fails_its_named_blocking_check(day, tmp_path):
     raw, instance = day["raw"], day["instance"]
     site_dir = raw / DAY.isoformat() / "cloud-use1"
     dcgm = sorted((site_dir / "dcgm").glob("*.prom"))[0]
@@ -111,6 +115,7 @@ def test_fifty_kilowatt_gpu_and_focus_currency_fail_their_named_blocking_checks(
     # One sample of one GPU reads 50 kW; the day's FOCUS bill is in EUR.
     hot = re.sub(r'(DCGM_FI_DEV_POWER_USAGE\{gpu="3"[^}]*\}) [0-9.]+', r"\1 50000.000", clean_dcgm, count=1)
     assert hot != clean_dcgm
+    hot_line = next(i for i, text in enumerate(hot.splitlines(), 1) if " 50000.000" in text)
     lines = clean_focus.splitlines(keepends=True)
     lines[1] = lines[1].replace(",USD,", ",EUR,")
     try:
@@ -122,9 +127,12 @@ def test_fifty_kilowatt_gpu_and_focus_currency_fail_their_named_blocking_checks(
         focus.write_text(clean_focus)
     assert not res.success
     assert "DagsterAssetCheckFailedError" in {ev.event_specific_data.error.cls_name for ev in res.get_step_failure_events()}
-    assert failed(res) == {"power_readings.power_w.within_gpu_nameplate": "ERROR",
-                           "cost_lines.currency.reporting_currency": "ERROR"}
-    power = evaluations(res)["power_readings.power_w.within_gpu_nameplate"]
-    assert power.metadata["unexpected_count"].value == 1
-    assert power.metadata["examples"].data == [[1050.0, 50000.0]]  # (1.5 x 700 W TDP, reading)
+    # The 50 kW sample is out of range for a GPU of 700 W TDP (1.5 x 700 = 1,050 W): quarantined at
+    # ingest, naming its file and line, so the power suite passes on what was accepted.
+    assert failed(res) == {"cost_lines.currency.reporting_currency": "ERROR"}
+    q = pl.read_parquet(tmp_path / "lake" / "quarantine" / f"date={DAY}" / "site=cloud-use1" / "power_readings.parquet")
+    hit = q.filter(pl.col("reason") == "out_of_range")
+    assert hit.select("source_file", "source_row").rows() == [(dcgm.relative_to(raw).as_posix(), hot_line)]
+    assert hit["detail"][0].startswith("GPU meter c-h100-01/gpu3 power 50000.000 is outside [-inf, 1050.0] W")
+    assert evaluations(res)["power_readings.power_w.within_gpu_nameplate"].passed
     assert evaluations(res)["cost_lines.currency.reporting_currency"].metadata["examples"].data == ["EUR"]

@@ -83,11 +83,18 @@ def checks(max_age_days: int = 2, today: date | None = None) -> list[WarehouseCh
                 ORDER BY 1"""),
         WarehouseCheck(
             "every_request_costed_once",
-            "No request id twice in a day's request facts, and as many facts as requests the ingest accepted that day.",
-            """SELECT date, request_id, count(*) AS times, NULL AS accepted FROM request_costs
-               GROUP BY date, request_id HAVING count(*) > 1
+            "No request id costed twice, on one day or on two (a request is costed on the day it completes: the same "
+            "id in two days' logs is billed twice; `days` names them): remove the copy from the later day's raw "
+            "request logs, or have the exporter issue unique ids, then re-run that day and publish. And as many facts "
+            "as requests the ingest accepted each day.",
+            # The ids costed twice first (one hash aggregate over every fact, as the per-day check
+            # did), then their days: naming the days of every id in the aggregate cost 6x.
+            """WITH twice AS (SELECT request_id FROM request_costs GROUP BY request_id HAVING count(*) > 1)
+               SELECT max(date) AS date, request_id, count(*) AS times, NULL AS accepted,
+                      string_agg(CAST(date AS VARCHAR), ', ' ORDER BY date) AS days
+               FROM request_costs WHERE request_id IN (SELECT request_id FROM twice) GROUP BY request_id
                UNION ALL
-               SELECT coalesce(f.date, a.date), NULL, f.n, a.n
+               SELECT coalesce(f.date, a.date), NULL, f.n, a.n, NULL
                FROM (SELECT date, count(*) AS n FROM request_costs GROUP BY date) f
                FULL JOIN (SELECT date, sum(rows_accepted) AS n FROM ingest_audit WHERE dataset = 'requests' GROUP BY date) a
                  ON f.date = a.date

@@ -21,13 +21,16 @@ from transforms.contracts import CANONICAL
 from transforms.inventory import Inventory
 from transforms.quality.batched import validate_batches
 from transforms.quality.runner import SuiteResult, validate_frame
+from transforms.quality.sources import DATASETS as SOURCE_DATASETS
+from transforms.quality.sources import audited_sites, validate_sources
 from transforms.quality.suites import REQUEST_COSTS_COLUMNS, SuiteContext
 
 PER_SITE = ("requests", "power_readings", "cost_lines")
 # suite -> lake dataset directory
 DATASET_DIR = {"requests": "requests", "power_readings": "power_readings", "cost_lines": "cost_lines",
                "assets": "assets", "request_costs": "request_costs"}
-ALL_SUITES = ("inventory", "requests", "power_readings", "cost_lines", "assets", "request_costs")
+# "sources": what each ingest of the day lost to quarantine or ignored (transforms/quality/sources.py).
+ALL_SUITES = ("inventory", "sources", "requests", "power_readings", "cost_lines", "assets", "request_costs")
 # Rows GX sees at once, a few columns at a time: 1.6 GiB of peak for the request_costs suite on a
 # 10 M-row day (1.25 GiB at 1 M rows, 25 % slower: GX's own work is per expectation and batch).
 BATCH_ROWS = int(os.environ.get("INFERLEDGER_QUALITY_BATCH_ROWS") or 2_000_000)
@@ -112,13 +115,16 @@ def validate_inventory(inventory: Inventory, day: date | None = None) -> SuiteRe
 def run_suites(lake_root: Path, day: date, inventory: Inventory,
                suites: Iterable[str] = ALL_SUITES, batch_rows: int | None = None) -> list[SuiteResult]:
     """Every suite on every partition of `day` that exists in the lake (and the inventory's
-    nodes): one SuiteResult per batch. A missing dataset is skipped, not failed: freshness is
+    nodes), and the source checks on every ingest audit of the day: one SuiteResult per batch. A missing dataset is skipped, not failed: freshness is
     the warehouse's check."""
     lake_root = Path(lake_root)
     out: list[SuiteResult] = []
     for suite in suites:
         if suite == "inventory":
             out.append(validate_inventory(inventory, day))
+        elif suite == "sources":
+            out += [validate_sources(lake_root, dataset, day, site) for dataset in SOURCE_DATASETS
+                    for site in audited_sites(lake_root, dataset, day)]
         elif suite in PER_SITE:
             for site_dir in sorted(partition_dir(lake_root, suite, day).glob("site=*")):
                 out.append(validate_partition(lake_root, suite, day, inventory, site_dir.name.removeprefix("site="),
