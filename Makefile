@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The Dagster instance lives here (dagster.yaml), its storage under .dagster_home/.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: demo test setup defs clean docs bench bench-attribution bench-e2e check-data
+.PHONY: demo test test-deep setup defs clean docs bench bench-attribution bench-e2e check-data
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,18 @@ setup: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/inferledger demo
 
-## The test suite (unit, real samples, Dagster materializations, definitions check).
+## The test suite (unit, real samples, Dagster materializations, definitions check). CI runs exactly this,
+## with CI set: Hypothesis then loads its `ci` profile (tests/conftest.py): the same examples on every run
+## (derandomized, no example database), each property test at its own budget. Without CI, the `dev`
+## profile: the same budgets, random examples, failures replayed from .hypothesis/.
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 --dist loadfile
+
+## A long local hunt for counterexamples: only the property tests, with Hypothesis's `deep` profile (twenty
+## times the examples, random, nice'd; about 15 minutes on two cores). A failure it finds becomes an @example.
+## Same as INFERLEDGER_HYPOTHESIS=deep with any pytest command. Not part of `make test`.
+test-deep: $(VENV)/.installed
+	INFERLEDGER_HYPOTHESIS=deep nice -n 10 $(PY) -m pytest -n 2 --dist loadfile -m hypothesis
 
 ## The data-quality gate: every Great Expectations suite on the demo day and the real samples, and the
 ## warehouse checks; a readable report, data/check-data.json, exit 1 on any error (docs/data-quality.md).

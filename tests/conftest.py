@@ -1,11 +1,32 @@
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from transforms.inventory import Inventory, load_inventory
 
 DATA = Path(__file__).parent / "data"
+
+# Hypothesis profiles (Makefile: `test`, `test-deep`). `ci`: the same examples on every run
+# (derandomized, no example database), the budget each test asks for; `dev` (a local `make
+# test`): random examples at the same budget, failures replayed from .hypothesis/; `deep`
+# (`make test-deep`): random, twenty times the examples, for hunting counterexamples.
+# INFERLEDGER_HYPOTHESIS names one; otherwise `ci` when the CI variable is set, else `dev`.
+settings.register_profile("ci", max_examples=100, derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("deep", max_examples=2000, deadline=None)
+HYPOTHESIS_PROFILE = os.environ.get("INFERLEDGER_HYPOTHESIS") or (
+    "ci" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "dev")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(n: int) -> int:
+    """A property test's example count: `n` at the `ci`/`dev` budget (100), scaled by the loaded
+    profile (`deep`: 20 n). A decorator's own `max_examples` overrides any profile, so every
+    `@settings` in tests/ asks through this."""
+    return max(1, n * settings.default.max_examples // 100)
 
 
 @pytest.fixture(autouse=True)

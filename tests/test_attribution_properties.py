@@ -9,6 +9,7 @@ from polars.testing import assert_frame_equal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from transforms.attribution.day import DayInputs, attribute_day
 from transforms.attribution.grid import SlotGrid
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE, conservation_failures
@@ -91,7 +92,7 @@ request_rows = st.lists(st.tuples(st.sampled_from(sorted(NODES)), st.floats(0, 8
 money = st.floats(0, 5000, allow_nan=False)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=request_rows, seed=st.integers(0, 2**16), gap=st.tuples(st.integers(0, 1400), st.integers(0, 120)),
        amounts=st.tuples(money, money, money, money, money, money), slot_s=st.sampled_from([60, 300, 900]),
        weight=st.sampled_from(["time", "tokens"]), perm=st.randoms())

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from transforms.attribution.grid import SlotGrid
 from transforms.attribution.rates import (ALLOCATIONS, EGRESS_LINES, LINE_DAYS, REQUEST_EGRESS, UNATTRIBUTED, EgressRates,
                                           egress_line_bytes, egress_unattributed,
@@ -362,7 +363,7 @@ def expected_day_amount(row: dict, day_start: datetime) -> float | None:
     return row["effective_amount"] * overlap / ((end - start) / timedelta(microseconds=1)) if overlap > 0 else None
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(day_of_lines())
 def test_every_line_day_is_allocated_or_unattributed(case):
     grid, rows, reqs = case

@@ -1,12 +1,12 @@
 """The shared judgements every input goes through: required fields, partition day, duplicates."""
 
-import os
 from datetime import date, datetime, timezone
 
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from transforms.contracts import ASSETS, POWER_READINGS
 from transforms.ingest.common import _parse_utc_general, accepted, audit, classify, parse_canonical, parse_utc, quarantined
 
@@ -88,7 +88,7 @@ def _timestamps(draw) -> str:
     return f"{pad}{date_part}{sep}{time_part}{fraction}{offset}{pad}"
 
 
-@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "300")), deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.one_of(_timestamps(), st.text(max_size=30)), min_size=1, max_size=40))
 def test_parse_utc_usual_shape_first_equals_the_general_path(texts):
     """`parse_utc` reads `...T..:..:..(.f)Z` with a literal Z first; every string, of that shape

@@ -4,7 +4,6 @@ fields for every line: these tests hold the fast path equal to the regular expre
 on awkward lines and on generated ones, and through the whole parser on a real-shaped scrape.
 """
 
-import os
 import warnings
 
 import polars as pl
@@ -12,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NonInteractiveExampleWarning
 
+from tests.conftest import examples
 from transforms.ingest.power_dcgm import DCGM_MEASURES, sample_fields
 
 POWER, ENERGY = list(DCGM_MEASURES)
@@ -81,7 +81,7 @@ near_plain_line = st.builds(lambda name, labels, value, ts: f"{name}{{{labels}}}
                             st.sampled_from([POWER, ENERGY, POWER + "_X"]), label_text, token, token)
 
 
-@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "200")), deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.one_of(generated_line, near_plain_line), max_size=10))
 def test_generated_lines_give_the_regex_fields(lines):
     same_both_ways(lines)

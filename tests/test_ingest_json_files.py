@@ -6,7 +6,6 @@ must give the frame of their text.
 """
 
 import json
-import os
 from pathlib import Path
 
 import duckdb
@@ -16,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 import pipelines.ingest as ingest
 from pipelines.readers import (
     COMPRESSION_RATIO,
@@ -139,7 +139,7 @@ lines = st.one_of(records.map(json.dumps), records.map(json.dumps),
                                    '{"gen_ai.response.id": "a"}\x1f', "\x1e\x1f\x1d"]))
 
 
-@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(lines, max_size=12))
 def test_generated_files_give_the_line_by_line_frame(tmp_path, file_lines):
     path = write(tmp_path, "gen.jsonl", "\n".join(file_lines).encode("utf-8", "surrogatepass"))  # lone surrogates: bad UTF-8
@@ -171,7 +171,7 @@ def test_a_group_of_files_is_read_at_once_and_equals_each_file_line_by_line(tmp_
     assert all(fast[p] is None for p in mixed + odd[1:])
 
 
-@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60")) // 2, deadline=None,
+@settings(max_examples=examples(30), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(lines, max_size=6), min_size=2, max_size=5))
 def test_generated_groups_of_files_give_each_file_line_by_line(tmp_path, files):
@@ -234,7 +234,7 @@ def test_compressed_files_give_the_frame_of_their_text(tmp_path, codec):
     assert all(fast[p] is None for p in packed if p.name.startswith(("mixed-", "utf8.")))
 
 
-@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60")) // 2, deadline=None,
+@settings(max_examples=examples(30), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(lines, max_size=6), min_size=1, max_size=4), st.sampled_from(["zstd", "gzip"]))
 def test_generated_compressed_files_give_the_frame_of_their_text(tmp_path, files, codec):

@@ -5,7 +5,6 @@ reconciliation line, an unattributed FOCUS line and a few quarantined records. T
 values are written out below with their arithmetic."""
 
 import math
-import os
 from datetime import UTC, date, datetime
 
 import polars as pl
@@ -13,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 import warehouse.marts as marts_module
 
 from pipelines.lake import FLEET, Lake
@@ -205,7 +205,7 @@ latency = st.one_of(st.none(), st.sampled_from([0.0, 0.1, 0.25, 1.0, 3.5]),
                     st.floats(0, 1e4, allow_nan=False, allow_infinity=False))
 
 
-@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "60")), deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["premium", "standard", "batch"]), st.sampled_from(["ok", "ok", "error"]),
                           latency, st.integers(0, 10 ** 9)), max_size=60))
 def test_tier_percentiles_from_the_histogram_equal_quantile_cont(requests):
