@@ -6,9 +6,15 @@ or decode window for token weighting. A node-slot's total weight is
 `W_k = ∫_slot Σ d`, and a request's share of that slot's cost `C_k` is `∫_slot d / W_k · C_k`.
 
 Nothing here makes a row per request per slot: with `q_k = C_k / W_k` and its per-node
-prefix sum `Q`, a segment over slots `a..b` costs
-`d · [(end_a - s)·q_a + (e - start_b)·q_b + slot_s·(Q_b - Q_{a+1})]` — two lookups (by
-position, `dense_lookup`) per segment, so the cost grows with requests + slots, not their product.
+exclusive prefix sum `Q`, a segment over slots `a..b` costs
+`d · [(end_a - s)·q_a + (e - start_b)·q_b + slot_s·(Q_b - Q_{a+1})]` — lookups (by
+position, `dense_lookup`) near its first and last slot, so the cost grows with requests +
+slots, not their product.
+
+`Q` adds `q_k` up over *covered* slots only, those some segment spans from end to end: only
+they are ever interior to a segment. A slot that only short segments touch may have a tiny
+`W_k` (a 1 µs request alone in it) and so a huge `q_k`; in the prefix sum it would swallow
+the last digits of every later difference on the node (issue 21).
 """
 
 from typing import Literal
@@ -18,6 +24,12 @@ import polars as pl
 from transforms.attribution.grid import SlotGrid, fsum
 
 Weight = Literal["time", "tokens"]
+# Weights are added up as decimals (`fsum`: exact, in any row order) of weight x 2^20: a power
+# of two scales exactly, and a 1 µs weight keeps all its digits, not the 12 that 18 decimal
+# places leave it (issue 21). A slot's weight stays far below 1e20 / 2^20 ≈ 9.5e13.
+WEIGHT_SCALE = 2.0 ** 20
+# Interior densities too, unscaled (their +d and -d must cancel exactly; a density is tokens per second).
+DECIMAL = pl.Decimal(38, 18)
 
 
 def request_segments(requests: pl.LazyFrame, grid: SlotGrid, weight: Weight = "time",
@@ -90,7 +102,8 @@ def _nodes_of(frame: pl.LazyFrame | pl.DataFrame) -> list[str]:
 
 def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
     """`node_slots` (`node_id, slot`, one row per node and slot) with `active` (Int64: segments
-    overlapping the slot, exact) and `weight` (Float64: `W_k`). A slot is occupied iff `active > 0`.
+    overlapping the slot, exact), `weight` (Float64: `W_k`) and `_covering` (Int64: segments
+    spanning the whole slot, exact). A slot is occupied iff `active > 0`.
     The segments are grouped on integer keys (`node_index`, slot): no string hashing per segment."""
     slot_s = grid.slot_s
     nodes = _nodes_of(node_slots)
@@ -99,37 +112,44 @@ def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGri
              .filter(pl.col("_n").is_not_null()))
     one = pl.col("a") == pl.col("b")
     # A segment's weight in its first and last slot, exactly (`edge`); its interior slots each
-    # get d * slot_s, through a difference array (`d`: +d after the first slot, -d at the last);
-    # the exact count of segments overlapping each slot, through another (`n`: +1 at the first
-    # slot, -1 after the last). One group-by over all of them: each sum only sees its own rows.
+    # get d * slot_s, through a difference array (`d`: +d after the first slot, -d at the last),
+    # added up as decimals so that it is exactly 0 again where no segment spans the slot (in
+    # floats +d1 +d2 -d1 -d2 can leave a residue, weight that no segment holds); the exact counts
+    # of segments overlapping each slot (`n`: +1 at the first slot, -1 after the last) and
+    # spanning it (`c`: +1 after the first slot, -1 at the last), through two more. One group-by
+    # over all of them: each sum only sees its own rows.
     f64, none = pl.Float64, pl.lit(None, pl.Float64)
     multi = spans.filter(~one)
+
+    def counts(n: int, c: int) -> list[pl.Expr]:
+        return [pl.lit(n, pl.Int64).alias("n"), pl.lit(c, pl.Int64).alias("c")]
+
     events = pl.concat([
         spans.select("_n", pl.col("a").alias("slot"),
                      (pl.col("density") * (pl.when(one).then(pl.col("e")).otherwise((pl.col("a") + 1) * slot_s)
                                            - pl.col("s"))).cast(f64).alias("edge"),
-                     none.alias("d"), pl.lit(1, pl.Int64).alias("n")),
+                     none.alias("d"), *counts(1, 0)),
         multi.select("_n", pl.col("b").alias("slot"),
                      (pl.col("density") * (pl.col("e") - pl.col("b") * slot_s)).cast(f64).alias("edge"),
-                     (-pl.col("density")).cast(f64).alias("d"), pl.lit(0, pl.Int64).alias("n")),
+                     (-pl.col("density")).cast(f64).alias("d"), *counts(0, -1)),
         multi.select("_n", (pl.col("a") + 1).alias("slot"), none.alias("edge"), pl.col("density").cast(f64).alias("d"),
-                     pl.lit(0, pl.Int64).alias("n")),
-        spans.select("_n", (pl.col("b") + 1).alias("slot"), none.alias("edge"), none.alias("d"),
-                     pl.lit(-1, pl.Int64).alias("n")),
+                     *counts(0, 1)),
+        spans.select("_n", (pl.col("b") + 1).alias("slot"), none.alias("edge"), none.alias("d"), *counts(-1, 0)),
     ])
-    sums = events.group_by("_n", "slot").agg(pl.col("edge").pipe(fsum), pl.col("d").pipe(fsum), pl.col("n").sum())
+    sums = events.group_by("_n", "slot").agg(fsum(pl.col("edge"), WEIGHT_SCALE), pl.col("d").cast(DECIMAL).sum(),
+                                             pl.col("n", "c").sum())
+    spanning = slot_s * pl.col("d").cum_sum().over("node_id").cast(f64)
     return (
         node_slots.with_columns(node_index(nodes).alias("_n"))
         .join(sums, on=["_n", "slot"], how="left")
-        .with_columns(pl.col("edge", "d", "n").fill_null(0))
+        .with_columns(pl.col("edge", "d", "n", "c").fill_null(0))
         .sort("node_id", "slot")
-        .with_columns(
-            pl.col("n").cum_sum().over("node_id").alias("active"),
-            (pl.col("edge") + slot_s * pl.col("d").cum_sum().over("node_id")).alias("weight"),
-        )
+        .with_columns(pl.col("n").cum_sum().over("node_id").alias("active"),
+                      pl.col("c").cum_sum().over("node_id").alias("_covering"),
+                      (pl.col("edge") + spanning).alias("weight"))
         .with_columns(pl.when(pl.col("active") > 0).then(pl.col("weight").clip(lower_bound=0.0)).otherwise(0.0)
                       .alias("weight"))
-        .drop("edge", "d", "n", "_n")
+        .drop("edge", "d", "n", "c", "_n")
     )
 
 
@@ -138,15 +158,18 @@ def slot_rates(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: lis
     """`node_slots` (one row per node and slot, with the amounts in `components` and boolean
     `flags`) with `active`, `weight`, `occupied`, `idle_<component>` (the whole amount of an
     unoccupied slot, 0 otherwise) and the lookups `segment_shares` reads: per component the
-    rate `_q_<c> = amount / weight` and its exclusive per-node prefix `_Q_<c>`; per flag its
-    exclusive prefix count `_F_<f>`. Node-slot sized: collect it once, then read it twice."""
+    rate `_q_<c> = amount / weight` and its exclusive per-node prefix `_Q_<c>` over covered
+    slots (those a segment spans whole: no other slot is ever interior to a segment); per flag
+    its exclusive prefix count `_F_<f>`. Node-slot sized: collect it once, then read it twice."""
     weighted = slot_weights(segments, node_slots, grid).with_columns((pl.col("active") > 0).alias("occupied"))
     q = [pl.when(pl.col("occupied")).then(pl.col(c) / pl.col("weight")).otherwise(0.0).alias(f"_q_{c}")
          for c in components]
+    covered = [pl.when(pl.col("_covering") > 0).then(pl.col(f"_q_{c}")).otherwise(0.0) for c in components]
     return weighted.with_columns(q).with_columns(
-        *[(pl.col(f"_q_{c}").cum_sum().over("node_id") - pl.col(f"_q_{c}")).alias(f"_Q_{c}") for c in components],
+        *[(x.cum_sum().over("node_id") - x).alias(f"_Q_{c}") for x, c in zip(covered, components)],
         *[(pl.col(f).cast(pl.Int32).cum_sum().over("node_id") - pl.col(f).cast(pl.Int32)).alias(f"_F_{f}") for f in flags],
-        *[pl.when(pl.col("occupied")).then(0.0).otherwise(pl.col(c)).alias(f"idle_{c}") for c in components])
+        *[pl.when(pl.col("occupied")).then(0.0).otherwise(pl.col(c)).alias(f"idle_{c}") for c in components],
+    ).drop("_covering")
 
 
 def node_slots_out(rates: pl.LazyFrame) -> pl.LazyFrame:
@@ -182,7 +205,9 @@ def segment_shares(segments: pl.LazyFrame, rates: pl.LazyFrame, components: list
              .with_columns(pl.when(empty).then(None).otherwise(pl.col("a")).alias("a"),
                            pl.when(empty).then(None).otherwise(pl.col("b")).alias("b"),
                            node_index(nodes).alias("_n"))
-             .with_columns((pl.col("_n") * n + pl.col("a")).alias("_ia"), (pl.col("_n") * n + pl.col("b")).alias("_ib")))
+             .with_columns((pl.col("_n") * n + pl.col("a")).alias("_ia"), (pl.col("_n") * n + pl.col("b")).alias("_ib"),
+                           # where the interior begins: a + 1 (b when the segment has one slot, unused then)
+                           (pl.col("_n") * n + pl.min_horizontal(pl.col("a") + 1, pl.col("b"))).alias("_ia1")))
 
     def at(name: str, end: str) -> pl.Expr:
         return pl.lit(table[name]).gather(pl.col(f"_i{end}"))
@@ -196,7 +221,7 @@ def segment_shares(segments: pl.LazyFrame, rates: pl.LazyFrame, components: list
     shares = [
         weighted(pl.when(same).then((pl.col("e") - pl.col("s")) * at(f"_q_{c}", "a")).otherwise(
             first * at(f"_q_{c}", "a") + last * at(f"_q_{c}", "b")
-            + slot_s * (at(f"_Q_{c}", "b") - at(f"_Q_{c}", "a") - at(f"_q_{c}", "a")))).fill_null(0.0).alias(c)
+            + slot_s * (at(f"_Q_{c}", "b") - at(f"_Q_{c}", "a1")))).fill_null(0.0).alias(c)
         for c in components
     ]
     counts = [(at(f"_F_{f}", "b") - at(f"_F_{f}", "a") + at(f"_f_{f}", "b")).fill_null(0).alias(f"n_{f}")
@@ -205,12 +230,14 @@ def segment_shares(segments: pl.LazyFrame, rates: pl.LazyFrame, components: list
 
 
 def share_slot_costs(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: list[str],
-                     grid: SlotGrid, flags: tuple[str, ...] = ()) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+                     grid: SlotGrid, flags: tuple[str, ...] = (), *,
+                     unit_density: bool = False) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Split every node-slot amount in `components` between the segments active in the slot,
-    by weight: `(segment_shares, node_slots_out)` in one call (see `slot_rates`). Per
-    component, `Σ segment shares + Σ idle = Σ node-slot amounts`."""
+    by weight: `(segment_shares, node_slots_out)` in one call (see `slot_rates`; `day.share_day`
+    makes the same two calls with the rates collected between them). Per component,
+    `Σ segment shares + Σ idle = Σ node-slot amounts`."""
     rates = slot_rates(segments, node_slots, components, grid, flags)
-    return segment_shares(segments, rates, components, grid, flags), node_slots_out(rates)
+    return segment_shares(segments, rates, components, grid, flags, unit_density=unit_density), node_slots_out(rates)
 
 
 def request_totals(segment_shares: pl.LazyFrame, components: list[str], flags: tuple[str, ...] = (),
