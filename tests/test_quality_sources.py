@@ -239,3 +239,16 @@ def test_every_source_check_is_documented():
             assert f"`{c.name}`" in doc or f"`<dataset>.{rule}`" in doc, c.name
             assert f"{rule}` | {c.severity} |" in doc or f"{rule}` (requests, power_readings, cost_lines, assets) | " \
                 f"{c.severity} |" in doc, c.name
+
+
+def test_an_unreadable_file_is_wholly_lost(raw, tmp_path):
+    # A corrupt compressed log (the other engineer's `unreadable_file`: one record, quarantined).
+    (raw / D / "metro-east" / "requests" / "m-extra.jsonl.gz").write_bytes(b"not gzip at all\n")
+    lake = tmp_path / "lake"
+    res = ingest_site(raw, lake, instance(), "metro-east")
+    assert failed(res) == {"requests.sources.not_lost": "ERROR"}
+    # The file is named; its folder (the site's other logs, read whole) is not mostly lost.
+    (example,) = evaluations(res)["requests.sources.not_lost"].metadata["examples"].data
+    assert example.startswith(f"{D}/metro-east/requests/m-extra.jsonl.gz: 1 of 1 records quarantined (unreadable_file 1); "
+                              "fix: `m-extra.jsonl.gz` ")
+    assert_every_file_accounted(lake)
