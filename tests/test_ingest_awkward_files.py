@@ -18,12 +18,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fleetsim
+from tests.conftest import examples
 from pipelines.cli import main
-from pipelines.ingest import UNCLAIMED, ingest_partition
+from pipelines.ingest import UNCLAIMED, ingest_partition, raw_listing
 from pipelines.lake import Lake
 from pipelines.readers import UnreadableFile, scan_text_lines
+from transforms.contracts import CANONICAL
 from transforms.inventory import load_inventory
 
 DAY = date(2026, 11, 24)
@@ -203,7 +207,7 @@ def test_nothing_ignored_is_read_and_the_simulated_files_are_read_whole(day):
     assert listed.rows() == [(FLEET, UNCLAIMED, 3), (SITE, "power_readings", 1), (SITE, "requests", 5)]
 
 
-def test_the_command_lists_ignored_entries_in_the_audit(tmp_path, monkeypatch):
+def test_the_command_lists_ignored_entries_in_the_audit(tmp_path, monkeypatch, capsys):
     raw, lake = tmp_path / "raw", tmp_path / "lake"
     fleetsim.simulate(raw, DAY, requests=300, seed=3, defects=False, invoices=True)
     add_unrecognised_entries(raw / DAY.isoformat())
@@ -213,6 +217,9 @@ def test_the_command_lists_ignored_entries_in_the_audit(tmp_path, monkeypatch):
     ignored = audit.filter(pl.col("status") == "ignored")
     assert sorted(ignored["source_file"].str.strip_prefix(f"{DAY}/")) == sorted(
         n for n in IGNORED if "elsewhere" not in n)
+    out = capsys.readouterr().out
+    assert "8 file(s) not read (ingest_audit status unreadable or ignored)" in out
+    assert f"  {DAY}/README.txt: is directly in the day's folder" in out
 
 
 # 10. A line starting with (or holding) 0x1F is a line like any other: read, and judged.
@@ -325,3 +332,55 @@ def test_no_space_left_is_one_line_naming_the_file_and_the_fix(tmp_path, capsys,
                  "--warehouse", str(tmp_path / "w.duckdb"), "--no-publish"]) == 1
     out = capsys.readouterr().out
     assert f"failed: no space left on device writing {lake}/" in out
+
+
+# Every entry of any day's tree is in exactly one partition's listing, read or ignored.
+SITES = ["metro-east", "remote-plains"]
+names = st.sampled_from(["m-1.jsonl", "m-1.JSONL", "m-2.jsonl.gz", "x.json", "a.csv", "B.CSV", "d.prom", "i.txt",
+                         "requests-1.csv", "power_readings.parquet", "assets.csv", "cost_lines-x.csv", "notes"])
+folders = st.sampled_from(["requests", "Requests", "dcgm", "ipmi", "redfish", "facility", "focus", "electricity",
+                           "colocation", "canonical", "assets", "misc"])
+tops = st.sampled_from([*SITES, "_fleet", "lab-annex"])
+entry = st.one_of(
+    st.tuples(st.just("file"), tops, folders, names),
+    st.tuples(st.just("deep"), tops, folders, names),          # in a subfolder of the folder
+    st.tuples(st.just("top-file"), tops, st.just(""), names),  # directly in a site folder
+    st.tuples(st.just("day-file"), st.just(""), st.just(""), names),
+    st.tuples(st.just("link-out"), tops, folders, names),
+    st.tuples(st.just("link-in"), tops, folders, names),
+    st.tuples(st.just("empty-dir"), tops, folders, names))
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(st.lists(entry, max_size=25))
+def test_each_entry_of_a_day_is_in_exactly_one_listing(tmp_path_factory, made):
+    root = tmp_path_factory.mktemp("tree")
+    raw, day_dir, outside = root / "raw", root / "raw" / DAY.isoformat(), root / "outside.jsonl"
+    outside.write_text("{}\n")
+    (raw / "shared.jsonl").parent.mkdir(parents=True)
+    (raw / "shared.jsonl").write_text("{}\n")
+    day_dir.mkdir()
+    for kind, top, folder, name in made:
+        base = day_dir / top / folder
+        path = {"deep": base / "sub" / name, "top-file": day_dir / top / name,
+                "day-file": day_dir / name, "empty-dir": base / name}.get(kind, base / name)
+        if os.path.lexists(path) or any(p.is_file() or p.is_symlink() for p in path.parents if p != path):
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "empty-dir":
+            path.mkdir()
+        elif kind == "link-out":
+            os.symlink(outside, path)
+        elif kind == "link-in":
+            os.symlink(raw / "shared.jsonl", path)
+        else:
+            path.write_text("x\n")
+    listed: list[str] = []
+    for dataset, contract in CANONICAL.items():
+        for site in ([None] if "site" not in contract.partition_by else SITES):
+            listing = raw_listing(dataset, raw, DAY, site, SITES)
+            listed += [p.relative_to(raw).as_posix() for _, paths in listing.sources for p in paths]
+            listed += [*listing.ignored, *listing.unclaimed]
+            assert all(not os.path.islink(p) or not str(Path(p).resolve()).startswith(str(outside))
+                       for _, paths in listing.sources for p in paths)  # a link out is never read
+    assert sorted(listed) == entries(day_dir, raw)
