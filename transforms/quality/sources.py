@@ -90,6 +90,12 @@ def catalog(dataset: str) -> list[SourceCheck]:
 
 # --- the judgements, frames in ----------------------------------------------------------------
 
+def mostly(records: str) -> pl.Expr:
+    """`records` (a count column of `source_losses`) is more than LOST_SHARE of the records read,
+    exact duplicates set aside."""
+    return pl.col(records) > LOST_SHARE * (pl.col("read") - pl.col("duplicates"))
+
+
 def source_losses(sources: PartitionSources) -> pl.DataFrame:
     """Per raw file and per folder (`level` file | folder, `source`): records `read`, `duplicates`,
     `no_reading`, `lost` and `reasons` (lost records by reason, most first, as text), `fix` (the
@@ -117,7 +123,7 @@ def source_losses(sources: PartitionSources) -> pl.DataFrame:
                      "read", "duplicates", "no_reading", "lost", "reasons", "fix"))
     folders = (files.group_by("folder", maintain_order=True)
                .agg(pl.len().alias("files"), pl.col("read", "duplicates", "no_reading", "lost").sum(),
-                    (pl.col("lost") > LOST_SHARE * (pl.col("read") - pl.col("duplicates"))).sum().alias("files_lost"))
+                    mostly("lost").sum().alias("files_lost"))
                .select(pl.lit("folder").alias("level"), pl.col("folder").alias("source"), "folder", "read",
                        "duplicates", "no_reading", "lost",
                        pl.format("{} of {} file(s) mostly lost", "files_lost", "files").alias("reasons"),
@@ -135,7 +141,7 @@ def not_lost(check: SourceCheck, losses: pl.DataFrame) -> ExpectationResult:
     """Files (and folders) that lost more than LOST_SHARE of their records; the unexpected count
     is the number of such files. Examples: the first EXAMPLES such files, each with its reasons
     and fix, then each such folder."""
-    failed = losses.filter(pl.col("lost") > LOST_SHARE * (pl.col("read") - pl.col("duplicates")))
+    failed = losses.filter(mostly("lost"))
     folders = failed.filter(pl.col("level") == "folder")
     files = failed.filter(pl.col("level") == "file")
     examples = [f"{r['source']}: {r['lost']:,} of {r['read']:,} records quarantined ({r['reasons']}); fix: {r['fix']}; "
@@ -147,8 +153,7 @@ def not_lost(check: SourceCheck, losses: pl.DataFrame) -> ExpectationResult:
 
 def have_readings(check: SourceCheck, losses: pl.DataFrame) -> ExpectationResult:
     """Files more than LOST_SHARE of whose records are sensors without a reading."""
-    silent = losses.filter((pl.col("level") == "file")
-                           & (pl.col("no_reading") > LOST_SHARE * (pl.col("read") - pl.col("duplicates"))))
+    silent = losses.filter((pl.col("level") == "file") & mostly("no_reading"))
     examples = [f"{r['source']}: {r['no_reading']:,} of {r['read']:,} records without a reading; check the BMC or "
                 "exporter (attribution estimates the meter's energy meanwhile)"
                 for r in silent.head(EXAMPLES).iter_rows(named=True)]
