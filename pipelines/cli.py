@@ -540,6 +540,8 @@ def cmd_sql(args) -> int:
     from warehouse.access import (DEFAULT_TIMEOUT_S, RefusedOutput, RefusedStatement, StatementInterrupted,
                                   StatementStuck, WarehouseFileError, export, one_line, open_finance)
 
+    import signal
+
     from rich.markup import escape
 
     console = _console()
@@ -558,11 +560,16 @@ def cmd_sql(args) -> int:
         err.print(f"[red]error:[/red] timeout {escape(repr(raw_timeout))}: write a number of seconds above 0 "
                   "(--timeout or INFERLEDGER_SQL_TIMEOUT_S)")
         return 1
+    # Ctrl-C while the session opens is noted, and acted on inside the `try` below, which
+    # closes the session whatever happens (DuckDB is not interrupted half way through set-up).
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
     try:
         session = open_finance(args.warehouse, Path(args.export_dir), timeout_s=timeout)
-    except RefusedStatement as e:
-        return refused(e)
-    except (WarehouseFileError, ValueError) as e:
+    except (RefusedStatement, WarehouseFileError, ValueError) as e:
+        signal.signal(signal.SIGINT, previous)
+        if isinstance(e, RefusedStatement):
+            return refused(e)
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 1
     protected = session.protected_dirs() + [Path(args.lake), Path(args.raw)]
@@ -599,6 +606,9 @@ def cmd_sql(args) -> int:
         return 0
 
     try:
+        signal.signal(signal.SIGINT, previous)
+        if pressed:
+            raise KeyboardInterrupt
         if args.command_sql is not None:
             return run_sql(args.command_sql)
         if args.file:
@@ -644,7 +654,10 @@ def _repl(session, run_sql, console) -> int:
             continue
         buffer.append(line)
         if stripped.endswith(";"):
-            run_sql("\n".join(buffer))
+            try:
+                run_sql("\n".join(buffer))
+            except KeyboardInterrupt:  # while results print: back to the prompt
+                console.print("^C")
             buffer = []
 
 

@@ -347,7 +347,7 @@ def test_7_ctrl_c_in_the_interactive_session_returns_to_the_prompt(ledger):
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stdout + stderr
     assert "cancelled" in stderr and "Traceback" not in stderr, stderr
-    assert "42" in stdout
+    assert "42" in stdout, stdout + stderr
 
 
 def test_7_memory_and_threads_are_the_operators_not_the_users(ledger):
