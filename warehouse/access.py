@@ -159,7 +159,8 @@ def copy_target(statement: "duckdb.Statement", export_dir: Path) -> Path:
         elif t.kind == TOKEN.operator and t.text == ")":
             depth -= 1
         elif depth == 0 and t.text.upper() == "FROM":
-            raise RefusedStatement(f"refused `{_head(text)} ...`: COPY ... FROM loads rows into a table; the warehouse is read-only")
+            raise RefusedStatement(f"refused `{_head(text)} ...`: COPY ... FROM loads rows into a table; "
+                                   "the warehouse is read-only")
         elif depth == 0 and t.text.upper() == "TO":
             to = i
             break
@@ -462,19 +463,19 @@ def execute(con: duckdb.DuckDBPyConnection, sql: str, export_dir: Path, *,
     for s in statements:
         if Path(export_dir).exists():
             _check_export_dir(Path(export_dir))
-        if s.type == ST.COPY:
-            target = copy_target(s, export_dir)  # again, as the file system is now
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _check_export_dir(Path(export_dir))
-            run_statement(con, s.query, rows=False, timeout_s=timeout_s)
-            results.append(Result(s.query, None, f"copy: wrote {target}"))
-        else:
-            try:
+        try:
+            if s.type == ST.COPY:
+                target = copy_target(s, export_dir)  # again, as the file system is now
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _check_export_dir(Path(export_dir))
+                run_statement(con, s.query, rows=False, timeout_s=timeout_s)
+                results.append(Result(s.query, None, f"copy: wrote {target}"))
+            else:
                 results.append(Result(s.query, run_statement(con, s.query, rows=True, timeout_s=timeout_s)))
-            except duckdb.PermissionException as e:
-                raise RefusedStatement(f"refused `{_head(s.query)} ...`: it reaches a file outside what finance "
-                                       f"access may read or write (the warehouse, its request_costs files and the "
-                                       f"export directory {_export_root(Path(export_dir))}): {one_line(e)}") from None
+        except duckdb.PermissionException as e:  # the sandbox said no
+            raise RefusedStatement(f"refused `{_head(s.query)} ...`: it reaches a file outside what finance access "
+                                   f"may read or write (the warehouse, its request_costs files and the export "
+                                   f"directory {_export_root(Path(export_dir))}): {one_line(e)}") from None
     return results
 
 
