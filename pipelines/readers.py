@@ -179,14 +179,15 @@ def _line_separator(path: Path, raw_root: Path) -> str | UnreadableFile | None:
 
 
 def scan_text_lines(paths: list[Path], raw_root: Path, *, skip_blank: bool = True,
-                    unreadable: dict[str, str] | None = None) -> pl.LazyFrame:
+                    unreadable: dict[str, str] | None = None, lossy: set[str] | None = None) -> pl.LazyFrame:
     """One row per line: `_source_file`, `_source_row` (1-based line number), `line`.
     Blank lines are not records and are dropped (their numbers are kept for the others).
     Invalid UTF-8 bytes are replaced by U+FFFD (the line then fails its parser, or its identifier
     is quarantined, not the whole file), a byte-order mark at the start of the file is stripped,
     and CR of CRLF endings removed. Lines are split on newlines only, whatever bytes they hold
     (`_line_separator`). A file that is not text (a damaged compressed file) is named in
-    `unreadable` (relative name -> why) and left out; without `unreadable` it raises UnreadableFile."""
+    `unreadable` (relative name -> why) and left out; without `unreadable` it raises UnreadableFile.
+    The files read are named in `lossy` (their text may hold U+FFFD for bytes that were not UTF-8)."""
     frames = []
     for p in sorted(paths):
         separator = _line_separator(p, raw_root)
@@ -195,6 +196,8 @@ def scan_text_lines(paths: list[Path], raw_root: Path, *, skip_blank: bool = Tru
         if isinstance(separator, UnreadableFile):
             _refuse(unreadable, separator)
             continue
+        if lossy is not None:
+            lossy.add(relative_name(p, raw_root))
         frames.append(
             pl.scan_csv(p, has_header=False, separator=separator, quote_char=None, encoding="utf8-lossy",
                         new_columns=["line"], infer_schema=False, row_index_name="_source_row", row_index_offset=1,
@@ -210,14 +213,16 @@ def scan_text_lines(paths: list[Path], raw_root: Path, *, skip_blank: bool = Tru
 
 
 def scan_csv_text(paths: list[Path], raw_root: Path, *, separator: str = ",",
-                  null_values: list[str] | None = None, unreadable: dict[str, str] | None = None) -> pl.LazyFrame:
+                  null_values: list[str] | None = None, unreadable: dict[str, str] | None = None,
+                  lossy: set[str] | None = None) -> pl.LazyFrame:
     """Every column as text (parsers cast and judge), plus `_source_file` and `_source_row`
     (1-based data row, the header not counted). Files with different headers are aligned
     by column name; a column missing from a file is null there. A UTF-8 BOM is stripped.
     Blank lines are not records (their row numbers are kept for the rows after them).
     A file without even a header row is named in `unreadable` (relative name -> why) and left
     out (without `unreadable` it raises UnreadableFile); a CSV that cannot be parsed further down
-    fails when the frame is read (`pipelines.ingest` then finds the file)."""
+    fails when the frame is read (`pipelines.ingest` then finds the file). Text is decoded lossily
+    (a byte that is not UTF-8 becomes U+FFFD): the files read are named in `lossy`."""
     frames = []
     for p in sorted(paths):
         lf = pl.scan_csv(p, separator=separator, infer_schema=False, null_values=null_values,
@@ -228,6 +233,8 @@ def scan_csv_text(paths: list[Path], raw_root: Path, *, separator: str = ",",
         except READ_ERRORS as e:
             _refuse(unreadable, UnreadableFile(relative_name(p, raw_root), unreadable_detail(p, e)))
             continue
+        if lossy is not None:
+            lossy.add(relative_name(p, raw_root))
         lf = lf.rename({n: n.lstrip("\ufeff").strip() for n in names if n != n.lstrip("\ufeff").strip()})
         # A blank line comes back as an all-null row: it is not a record.
         lf = lf.filter(pl.any_horizontal(pl.exclude("_source_row").is_not_null()))
@@ -238,10 +245,12 @@ def scan_csv_text(paths: list[Path], raw_root: Path, *, separator: str = ",",
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def scan_parquet_files(paths: list[Path], raw_root: Path, *, unreadable: dict[str, str] | None = None) -> pl.LazyFrame:
+def scan_parquet_files(paths: list[Path], raw_root: Path, *, unreadable: dict[str, str] | None = None,
+                       lossy: set[str] | None = None) -> pl.LazyFrame:
     """Canonical Parquet inputs, plus `_source_file` and `_source_row` (1-based row). A file whose
     footer cannot be read (not Parquet, cut short) is named in `unreadable` and left out (without
-    `unreadable` it raises UnreadableFile)."""
+    `unreadable` it raises UnreadableFile). Parquet text is UTF-8 by its format: nothing is ever
+    named in `lossy`."""
     frames = []
     for p in sorted(paths):
         lf = pl.scan_parquet(p, row_index_name="_source_row", row_index_offset=1)
@@ -405,7 +414,7 @@ def _database() -> duckdb.DuckDBPyConnection:
 
 
 def scan_json_fields(paths: list[Path], raw_root: Path, keys: list[str], *,
-                     unreadable: dict[str, str] | None = None) -> pl.LazyFrame:
+                     unreadable: dict[str, str] | None = None, lossy: set[str] | None = None) -> pl.LazyFrame:
     """JSON Lines files to the frame `transforms.ingest.requests.extract_json_fields` makes from
     their lines (`_source_file`, `_source_row`, `_json_valid`, `_json_object`, and per key its
     value as JSON text), with the same verdict for every line, faster.
@@ -417,7 +426,9 @@ def scan_json_fields(paths: list[Path], raw_root: Path, keys: list[str], *,
     file still counts. tests/test_ingest_requests.py holds both paths equal on awkward lines.
 
     A compressed file that does not decompress is named in `unreadable` (relative name -> why and
-    the fix) and left out; without `unreadable` it raises UnreadableFile."""
+    the fix) and left out; without `unreadable` it raises UnreadableFile. The files read line by line
+    are named in `lossy` (`read_json` accepts valid UTF-8 only: a file it reads whole has no U+FFFD
+    from lossy decoding)."""
     frames: list[pl.LazyFrame] = []
     con = _database().cursor()
     try:
@@ -428,7 +439,8 @@ def scan_json_fields(paths: list[Path], raw_root: Path, keys: list[str], *,
             elif whole is not None:
                 frames.append(whole.lazy())
             else:
-                frames.append(extract_json_fields(scan_text_lines([p], raw_root, unreadable=unreadable), keys))
+                frames.append(extract_json_fields(scan_text_lines([p], raw_root, unreadable=unreadable, lossy=lossy),
+                                                  keys))
     finally:
         con.close()
     if not frames:

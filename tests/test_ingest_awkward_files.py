@@ -148,6 +148,10 @@ def day(tmp_path_factory):
     (site / "requests" / "latin1.jsonl").write_bytes(
         (good + "\n" + latin.replace('"inferledger.tenant.id":"', '"inferledger.tenant.id":"caf\\u00e9-', 1)
          + "\n").encode().replace(b"\\u00e9", b"\xe9"))
+    header = b"request_id,node_id,model,tier,tenant_id,arrived_at,completed_at,input_tokens,output_tokens,status\n"
+    row = b"%s,m-h200-01,llama-3.1-70b-instruct,premium,%s,2026-11-24T10:00:00Z,2026-11-24T10:00:02Z,10,20,ok\n"
+    (site / "canonical" / "requests-latin1.csv").write_bytes(
+        header + row % (b"csv-0", b"globex-insure") + row % (b"csv-1", b"caf\xe9-globex"))
     outside = root / "outside"
     outside.mkdir()
     (outside / "elsewhere.jsonl").write_text("\n".join(lines_of(log, 3, "outside")) + "\n")
@@ -295,6 +299,16 @@ def test_a_tenant_id_that_is_not_utf8_is_quarantined_not_a_new_tenant(day):
     assert q.select("source_row", "record_key", "reason").rows() == [(2, "utf8-1", "invalid_value")]
     assert q["detail"][0].startswith("`tenant_id` caf\ufffd-") and "holds bytes that are not UTF-8" in q["detail"][0]
     assert day["requests"].filter(pl.col("tenant_id").str.contains("\ufffd", literal=True)).is_empty()
+
+
+def test_a_csv_tenant_id_that_is_not_utf8_is_quarantined_too(day):
+    name = f"{SITE}/canonical/requests-latin1.csv"
+    r = row(day, name)
+    assert (r["rows_read"], r["rows_accepted"], r["rows_quarantined"]) == (2, 1, 1)
+    q = day["quarantine"].filter(pl.col("source_file") == f"{DAY}/{name}")
+    assert q.select("source_row", "record_key", "reason").rows() == [(2, "csv-1", "invalid_value")]
+    assert q["detail"][0] == ("`tenant_id` caf\ufffd-globex holds bytes that are not UTF-8 (shown as \ufffd); "
+                              "deliver the file encoded as UTF-8")
 
 
 def test_a_symlink_inside_the_raw_directory_is_read_under_its_own_name(day):

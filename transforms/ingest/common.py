@@ -125,7 +125,8 @@ def undecodable(contract: Contract) -> list[pl.Expr]:
     """`_reason`/`_detail` set to `invalid_value` where an identifier column holds U+FFFD, the
     character the readers put for bytes that were not UTF-8 (`pipelines/readers.py` reads text
     lossily so that one bad byte costs a record, not the file). It overrides a parser's reason:
-    such a value is neither a known node nor a new tenant, its bytes are wrong."""
+    such a value is neither a known node nor a new tenant, its bytes are wrong. The pipeline
+    applies it to the rows of groups holding a file decoded lossily (`pipelines.ingest`)."""
     reason, detail = pl.col("_reason"), pl.col("_detail")
     for c in reversed(identifier_columns(contract)):
         bad = pl.col(c).str.contains("\ufffd", literal=True).fill_null(False)
