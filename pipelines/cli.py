@@ -18,7 +18,6 @@ it is set (the Makefile sets it), so `dg dev` shows them.
 """
 
 import argparse
-import errno
 import os
 import sys
 import time
@@ -773,14 +772,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return args.func(args)
-    except OSError as e:  # a full disk outside a pipeline step (simulated raw files, a backfill's state)
-        if e.errno != errno.ENOSPC:
-            raise
-        from pipelines.lake import NoSpaceLeft
+    except Exception as e:  # a full disk outside a pipeline step (simulated raw files, a backfill's state)
+        from pipelines.lake import NoSpaceLeft, is_no_space
 
+        if not is_no_space(e):
+            raise
+        where = getattr(e, "filename", None) or next(
+            (f"under {v}" for v in (getattr(args, a, None) for a in ("out", "raw", "lake")) if v), "a file")
         message = str(e) if isinstance(e, NoSpaceLeft) else (
-            f"no space left on device writing {e.filename or 'a file'}: free space on that disk, then run the same "
-            "command again")
+            f"no space left on device writing {where}: free space on that disk, then run the same command again")
         _console(stderr=True).print(f"error: {message}", markup=False, soft_wrap=True)
         return 1
 

@@ -398,3 +398,13 @@ def test_each_entry_of_a_day_is_in_exactly_one_listing(tmp_path_factory, made):
             assert all(not os.path.islink(p) or not str(Path(p).resolve()).startswith(str(outside))
                        for _, paths in listing.sources for p in paths)  # a link out is never read
     assert sorted(listed) == entries(day_dir, raw)
+
+
+def test_no_space_left_outside_a_pipeline_step_is_one_line_too(tmp_path, capsys, monkeypatch):
+    def full_disk(*args, **kwargs):  # what the simulator's Rust writer raises on a full disk (no errno, no file)
+        raise OSError("No space left on device (os error 28)")
+
+    monkeypatch.setattr(fleetsim, "simulate", full_disk)
+    assert main(["simulate", "--out", str(tmp_path / "raw")]) == 1
+    assert capsys.readouterr().err.strip() == (f"error: no space left on device writing under {tmp_path / 'raw'}: "
+                                               "free space on that disk, then run the same command again")
