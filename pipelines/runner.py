@@ -250,6 +250,13 @@ def _run_in_worker(paths: Paths, step: Step, tags: dict | None, dagster_home: st
         return e
 
 
+def _ingests(step: Step) -> bool:
+    """Whether `step` only ingests (a site's inputs, or the asset register alone): such runs are
+    independent of each other, so one failing does not keep the others from running."""
+    job, _, assets = step
+    return job == "ingest_day_site" or (job == "attribute_day" and assets == ["asset_register"])
+
+
 def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance, *,
               on_step: Callable[[Step, RunOutcome | None], None] | None = None, tags: dict | None = None,
               parallel: int = 1, paths: Paths | None = None) -> list[RunOutcome]:
@@ -258,22 +265,38 @@ def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance,
     With `parallel` > 1 (and `paths`), the leading ingest steps run as `expand_steps` splits
     them, `parallel` at a time, each in a worker process (spawned: Polars, DuckDB and GX each
     hold threads and caches of their own); every one of them finishes before the steps after
-    them (attribution, publish) start, in this process. Any failed run raises RunFailed naming
-    every failure, after the others have finished."""
+    them (attribution, publish) start, in this process. A failed ingest run (a blocking check on
+    one site's inputs, say) does not stop the other ingest runs: every site and the asset
+    register are still ingested and checked, then RunFailed names every failure, and no step
+    after them (attribution, publish) runs."""
     outcomes: list[RunOutcome] = []
+    failures: list[str] = []
     todo = expand_steps(steps, paths, parallel) if paths is not None else list(steps)
     n = _leading_ingest(todo) if parallel > 1 and paths is not None else 0
     if n:
-        outcomes += _run_parallel(todo[:n], paths, parallel, on_step, tags)
+        try:
+            outcomes += _run_parallel(todo[:n], paths, parallel, on_step, tags)
+        except RunFailed as e:
+            failures.append(str(e))
         todo = todo[n:]
     for step in todo:
+        if failures and not _ingests(step):
+            break
         if on_step:
             on_step(step, None)
         job, partition, assets = step
-        out = run_job(defs, job, partition, inst, tags=tags, assets=assets)
+        try:
+            out = run_job(defs, job, partition, inst, tags=tags, assets=assets)
+        except RunFailed as e:
+            if not _ingests(step):
+                raise
+            failures.append(str(e))
+            continue
         outcomes.append(out)
         if on_step:
             on_step(step, out)
+    if failures:
+        raise RunFailed("\n".join(failures))
     return outcomes
 
 

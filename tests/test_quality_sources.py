@@ -252,3 +252,22 @@ def test_an_unreadable_file_is_wholly_lost(raw, tmp_path):
     assert example.startswith(f"{D}/metro-east/requests/m-extra.jsonl.gz: 1 of 1 records quarantined (unreadable_file 1); "
                               "fix: `m-extra.jsonl.gz` ")
     assert_every_file_accounted(lake)
+
+
+def test_one_site_losing_a_source_does_not_keep_the_other_sites_from_being_ingested(raw, tmp_path, capsys):
+    # The CLI runs the sites one after another: a blocking failure at the first site used to stop
+    # the command there, leaving the later sites and the asset register not ingested at all.
+    focus = next((raw / D / "cloud-use1" / "focus").glob("*.csv"))
+    drop_column(focus, "BilledCost")
+    lake = tmp_path / "lake"
+    with pytest.raises(SystemExit) as stop:
+        main(["ingest", "--date", D, "--raw", str(raw), "--lake", str(lake)])
+    assert stop.value.code == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert "cost_lines.sources.not_lost" in said and f"{D}/cloud-use1/focus/{focus.name}" in said
+    for site in SITES:
+        for dataset in ("requests", "power_readings", "cost_lines"):
+            assert (lake / "ingest_audit" / f"date={D}" / f"site={site}" / f"{dataset}.parquet").is_file(), (site, dataset)
+    assert (lake / "ingest_audit" / f"date={D}" / "site=_fleet" / "assets.parquet").is_file()
+    assert not (lake / "request_costs").exists()  # nothing after the ingest ran
+    assert_every_file_accounted(lake)
