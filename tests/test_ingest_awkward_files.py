@@ -408,3 +408,24 @@ def test_no_space_left_outside_a_pipeline_step_is_one_line_too(tmp_path, capsys,
     assert main(["simulate", "--out", str(tmp_path / "raw")]) == 1
     assert capsys.readouterr().err.strip() == (f"error: no space left on device writing under {tmp_path / 'raw'}: "
                                                "free space on that disk, then run the same command again")
+
+
+def test_a_dcgm_sample_behind_a_stray_byte_is_judged_not_dropped(tmp_path):
+    # DCGM scrapes count samples of the two measures, not lines: a sample line with a 0x1F before
+    # its metric name was neither counted nor quarantined (the metric is read from the line's start).
+    raw, lake = tmp_path / "raw", tmp_path / "lake"
+    fleetsim.simulate(raw, DAY, requests=300, seed=3, defects=False, invoices=True)
+    prom = raw / DAY.isoformat() / SITE / "dcgm" / f"dcgm_m-h200-01_{DAY}.prom"
+    lines = prom.read_text().splitlines(keepends=True)
+    samples = [i for i, s in enumerate(lines, start=1)
+               if ("DCGM_FI_DEV_POWER_USAGE" in s or "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" in s) and s[0] != "#"]
+    damaged = samples[0]
+    lines[damaged - 1] = "\x1f" + lines[damaged - 1]
+    prom.write_text("".join(lines))
+    ingest_partition("power_readings", DAY, SITE, raw, Lake(lake), load_inventory(raw / "inventory.yaml"))
+    audit, quarantine = scan(lake, "ingest_audit"), scan(lake, "quarantine")
+    name = prom.relative_to(raw).as_posix()
+    r = audit.filter(pl.col("source_file") == name).to_dicts()[0]
+    assert (r["rows_read"], r["rows_accepted"], r["rows_quarantined"]) == (len(samples), len(samples) - 1, 1)
+    assert quarantine.filter(pl.col("source_file") == name).select("source_row", "reason").rows() == [
+        (damaged, "malformed_record")]

@@ -39,11 +39,14 @@ def sample_fields(lines: pl.LazyFrame, *, plain_splits: bool = True) -> pl.LazyF
     (tests/test_ingest_dcgm_fields.py), slower."""
     line = pl.col("line")
     # A plain substring test first drops most lines (the other metrics) cheaply; a comment line
-    # (`#` first) names no metric.
-    lf = lines.filter(line.str.contains_any(list(DCGM_MEASURES)) & ~line.str.starts_with("#"))
+    # (`#` first, after any whitespace) names no metric. A line that names a measure but does not
+    # start with a metric name (a stray byte before it, say) is kept with a null `_metric`: it is
+    # a damaged sample, judged malformed, never silently not a record.
+    lf = lines.filter(line.str.contains_any(list(DCGM_MEASURES)) & ~line.str.strip_chars_start().str.starts_with("#"))
+    sample = pl.col("_metric").is_in(list(DCGM_MEASURES)) | pl.col("_metric").is_null()
     if not plain_splits:
         return (lf.with_columns(line.str.extract(_METRIC, 1).alias("_metric"))
-                .filter(pl.col("_metric").is_in(list(DCGM_MEASURES)))
+                .filter(sample)
                 .with_columns(line.str.extract_groups(_SAMPLE).alias("_sample")).unnest("_sample"))
     plain = pl.col("_plain")
     other = pl.when(~plain).then(line)  # null on plain lines: the regular expressions skip them
@@ -51,7 +54,7 @@ def sample_fields(lines: pl.LazyFrame, *, plain_splits: bool = True) -> pl.LazyF
     return (
         lf.with_columns(line.str.contains(_PLAIN).alias("_plain"))
         .with_columns(pl.when(plain).then(name_rest.struct[0]).otherwise(other.str.extract(_METRIC, 1)).alias("_metric"))
-        .filter(pl.col("_metric").is_in(list(DCGM_MEASURES)))
+        .filter(sample)
         .with_columns(other.str.extract_groups(_SAMPLE).alias("_sample"),
                       pl.when(plain).then(name_rest.struct[1].str.splitn("}", 2)).alias("_labels_rest"))
         .with_columns(pl.col("_labels_rest").struct[1].str.strip_prefix(" ").str.splitn(" ", 2).alias("_value_ts"))
