@@ -16,7 +16,8 @@ from tests.conftest import examples
 import warehouse.marts as marts_module
 
 from pipelines.lake import FLEET, Lake
-from warehouse.marts import DAILY, MartError, build_day_marts, marts_are_current, marts_status, mart_path
+from warehouse.marts import (DAILY, MartError, build_day_marts, manifest_path, mart_path, marts_are_current,
+                             marts_status)
 from warehouse.access import open_warehouse
 from warehouse.publish import WarehouseCheckError, publish
 from warehouse.tables import BY_NAME
@@ -321,6 +322,26 @@ def test_marts_are_rebuilt_only_when_their_day_changes(marts, small_inventory, t
     build_day_marts(lake, DAY, small_inventory)
     assert marts_are_current(lake, DAY, small_inventory)
     assert mart_path(lake, "cost_by_tier_day", DAY).read_bytes() == before
+
+
+def test_marts_built_by_an_earlier_release_with_other_columns_are_rebuilt(marts, small_inventory):
+    # A release that adds columns to a mart (the audit's `status`, say) finds the marts of days built
+    # before it: same facts, other columns. They are rebuilt from the same facts, named for that.
+    import json
+
+    lake = marts["lake"]
+    m = manifest_path(lake, DAY)
+    recorded = json.loads(m.read_text())
+    assert marts_status(lake, DAY, small_inventory) == "current"
+    recorded["built_from"]["columns"]["ingest_audit"].remove("status")
+    m.write_text(json.dumps(recorded))
+    assert marts_status(lake, DAY, small_inventory) == "columns_changed"
+    del recorded["built_from"]["columns"]  # a manifest written before columns were recorded
+    m.write_text(json.dumps(recorded))
+    assert marts_status(lake, DAY, small_inventory) == "columns_changed"
+    assert marts_status(lake, DAY, small_inventory.model_copy(update={"currency": "EUR"})) == "inventory_changed"
+    build_day_marts(lake, DAY, small_inventory)
+    assert marts_status(lake, DAY, small_inventory) == "current"
 
 
 def test_unattributed_day_is_refused_with_the_command_to_run(tmp_path, small_inventory):

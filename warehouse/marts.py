@@ -327,9 +327,10 @@ def attributed_days(lake: Lake) -> list[date]:
 
 
 def marts_status(lake: Lake, day: date, inventory: Inventory) -> str:
-    """`current`; `inventory_changed` (same facts, other inventory, or tables whose columns have
-    changed since: rebuilt from the same facts); `stale` (the day's files changed since its marts
-    were built); or `missing` (never built, or a build killed half way)."""
+    """`current`; `inventory_changed` (same facts, other inventory); `columns_changed` (same
+    facts, but the marts' tables have other columns in this release); both are rebuilt from the
+    same facts by the publish; `stale` (the day's files changed since its marts were built); or
+    `missing` (never built, or a build killed half way)."""
     m = manifest_path(lake, day)
     if not m.exists():
         return "missing"
@@ -342,8 +343,9 @@ def marts_status(lake: Lake, day: date, inventory: Inventory) -> str:
         if recorded["built_from"]["sources"] != now["sources"]:
             return "stale"
         built = recorded["built_from"]
-        return "current" if (built["inventory"], built.get("columns")) == (now["inventory"], now["columns"]) \
-            else "inventory_changed"
+        if built["inventory"] != now["inventory"]:
+            return "inventory_changed"
+        return "current" if built.get("columns") == now["columns"] else "columns_changed"
     except (KeyError, ValueError, OSError):
         return "missing"
 

@@ -297,8 +297,9 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
                 f"{path}: not published; the marts of {', '.join(f'{d} ({status[d]})' for d in unusable)} are not those of "
                 "the day's attributed facts: the attribution's checks failed, or it was interrupted. Fix the inputs and "
                 f"attribute the day again (`inferledger run --date {unusable[0]}`). The published warehouse is unchanged.")
-        for day in [d for d, st in status.items() if st == "inventory_changed"]:
-            report(f"marts {day}: inventory changed, rebuilt from the same facts")
+        rebuilt = {"inventory_changed": "inventory changed", "columns_changed": "the marts' columns changed in this release"}
+        for day in [d for d, st in status.items() if st in rebuilt]:
+            report(f"marts {day}: {rebuilt[status[day]]}, rebuilt from the same facts")
             build_day_marts(lake, day, inventory)
             out.rebuilt_days.append(day)
         vdir = out.version_dir
