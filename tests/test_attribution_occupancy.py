@@ -1,4 +1,5 @@
-"""Occupancy sharing: exact hand-computed shares, and conservation over generated days."""
+"""Occupancy sharing (steps 2 and 3, `occupancy.share_node_slots` as `day.share_day` calls it):
+exact hand-computed shares, and conservation over generated days."""
 
 import math
 import random
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import examples
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.occupancy import request_segments, request_totals, share_slot_costs
+from transforms.attribution.occupancy import request_segments, share_node_slots
 
 DAY = date(2026, 11, 24)
 T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
@@ -32,11 +33,9 @@ def _slots(costs: dict[str, list[float]]):
     return pl.LazyFrame(rows, schema={"node_id": pl.String, "slot": pl.Int32, "cost": pl.Float64}, orient="row")
 
 
-def _share(reqs, slots, weight="time"):
-    shares, nodes = share_slot_costs(request_segments(reqs, GRID, weight), slots, ["cost"], GRID,
-                                     unit_density=weight == "time")
-    per_request = request_totals(shares, ["cost"]).select("request_id", "cost")
-    return dict(per_request.collect().iter_rows()), nodes.sort("node_id", "slot").collect()
+def _share(reqs, slots, weight="time", grid=GRID):
+    per_request, nodes = share_node_slots(reqs, slots, ["cost"], grid, weight)
+    return dict(per_request.select("request_id", "cost").collect().iter_rows()), nodes.sort("node_id", "slot").collect()
 
 
 def test_two_requests_share_a_slot_one_to_three():
@@ -126,25 +125,20 @@ def test_conservation_and_order_independence(fleet):
                           "slot": [k for _ in range(n_nodes) for k in range(n)],
                           "cost": [costs[(i + k) % len(costs)] for i in range(n_nodes) for k in range(n)]},
                          schema_overrides={"slot": pl.Int32})
-    reqs = _requests(rows)
-    # As `day.share_day` calls it (time weights: densities of 1, not multiplied).
-    shares, nodes = share_slot_costs(request_segments(reqs, grid, weight), slots, ["cost"], grid,
-                                     unit_density=weight == "time")
-    s = request_totals(shares, ["cost"]).select("request_id", "cost").collect()
+    per_request, nodes = share_node_slots(_requests(rows), slots, ["cost"], grid, weight)
+    s = per_request.select("request_id", "cost").collect()
     nd = nodes.collect()
-    # Both sides added exactly: what is left is the shares' own rounding. Request totals are
-    # kept to 1e-18 (`fsum`'s decimals), the rest to float precision: 1e-12 of the day is ample
-    # (issue 21 lost 1.2e-9 of it).
+    # Both sides added exactly: what is left is the shares' own rounding. Token-weighted request
+    # totals are kept to 1e-18 (`fsum`'s decimals), the rest to float precision: 1e-12 of the day
+    # is ample (issue 21 lost 1.2e-9 of it).
     total = math.fsum(slots.collect()["cost"])
     assert math.fsum([*s["cost"], *nd["idle_cost"]]) == pytest.approx(total, rel=1e-12, abs=1e-15)
     assert (s["cost"] >= -1e-9).all()
     # Permuting the input rows changes nothing.
     shuffled = rows[:]
     rnd.shuffle(shuffled)
-    s2, _ = share_slot_costs(request_segments(_requests(shuffled), grid, weight), slots, ["cost"], grid,
-                             unit_density=weight == "time")
     a = dict(s.iter_rows())
-    b = dict(request_totals(s2, ["cost"]).select("request_id", "cost").collect().iter_rows())
+    b, _ = _share(_requests(shuffled), slots, weight, grid)
     assert a.keys() == b.keys()
     assert all(abs(a[k] - b[k]) <= 1e-9 * max(1.0, abs(a[k])) for k in a)
 

@@ -12,8 +12,9 @@ from datetime import date, datetime, timezone
 import polars as pl
 import pytest
 
+from transforms.attribution.electricity import energy_costs
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.prices import energy_costs, parse_market_prices, site_slot_prices
+from transforms.attribution.prices import parse_market_prices, site_slot_prices
 from transforms.contracts import COST_LINES
 from transforms.inventory import Inventory
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import examples
-from transforms.attribution.day import DayInputs, attribute_day
+from transforms.attribution.day import DayInputs, day_outputs, finish_day, share_day
 from transforms.attribution.grid import SlotGrid
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE, conservation_failures
 from transforms.contracts import ASSETS, COST_LINES, POWER_READINGS, REQUESTS
@@ -82,7 +82,11 @@ def _market():
 
 
 def _run(inputs, inventory, slot_s, weight):
-    out = attribute_day(inputs, inventory, SlotGrid(DAY, slot_s), weight=weight)
+    """The day as `pipelines.attribution.attribute_partition` runs it, the facts collected where
+    the pipeline streams them to a file."""
+    shared = share_day(inputs, inventory, SlotGrid(DAY, slot_s), weight=weight)
+    facts, pool_idle = finish_day(shared, shared.per_request, inventory, weight=weight)
+    out = day_outputs(shared, facts.collect().lazy(), pool_idle)
     return dict(zip(OUTPUTS, pl.collect_all([getattr(out, n) for n in OUTPUTS]), strict=True))
 
 

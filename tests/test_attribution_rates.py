@@ -1,6 +1,7 @@
 """Amortization, cloud bills and fixed site costs of a day (docs/attribution.md steps 6-8), on
 hand-made frames with hand-computed numbers, and conservation per source line as a property."""
 
+import math
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
@@ -10,10 +11,9 @@ from hypothesis import strategies as st
 
 from tests.conftest import examples
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.rates import (ALLOCATIONS, EGRESS_LINES, LINE_DAYS, REQUEST_EGRESS, UNATTRIBUTED, EgressRates,
-                                          egress_line_bytes, egress_unattributed,
-                                          amortization_allocations, asset_depreciation, cloud_allocations,
-                                          egress_to_requests, fixed_site_allocations)
+from transforms.attribution.lines import ALLOCATIONS, LINE_DAYS, UNATTRIBUTED
+from transforms.attribution.rates import (EGRESS_LINES, amortization_allocations, asset_depreciation, cloud_allocations,
+                                          egress_by_response_bytes, fixed_site_allocations)
 from transforms.contracts import ASSETS, COST_LINES, REQUESTS
 
 DAY = date(2026, 11, 24)
@@ -55,6 +55,14 @@ def requests(*rows: tuple) -> pl.LazyFrame:
     """(request_id, node_id, completed_at, response_bytes) rows: the columns egress needs."""
     schema = {c: REQUESTS.schema[c] for c in ("request_id", "node_id", "completed_at", "response_bytes")}
     return pl.LazyFrame(rows, schema=schema, orient="row")
+
+
+def egress_costs(egress_lines: pl.DataFrame | pl.LazyFrame, reqs: pl.LazyFrame,
+                 grid: SlotGrid = GRID) -> tuple[dict[str, float], pl.DataFrame]:
+    """Each request's egress cost and the unattributed egress lines, as `day.share_day` computes
+    them (`egress_by_response_bytes`)."""
+    cost, unattributed = egress_by_response_bytes(egress_lines.lazy(), reqs, grid)
+    return dict(reqs.select("request_id", cost).collect().iter_rows()), unattributed.collect()
 
 
 def depreciation(day: date, *rows: dict) -> pl.DataFrame:
@@ -249,9 +257,8 @@ def test_egress_goes_to_requests_by_response_bytes():
                     ("r3", "c-01", utc(2026, 11, 24, 11), 5_000),  # completed after the period
                     ("r4", "c-01", utc(2026, 11, 24, 10, 30), None),  # bytes unknown
                     ("r5", "c-02", utc(2026, 11, 24, 9, 59), 8_000))  # before E2's period
-    request_egress, unattributed = (f.collect() for f in egress_to_requests(egress.lazy(), reqs))
-    assert request_egress.schema == REQUEST_EGRESS
-    assert sorted(request_egress.rows()) == [("r1", 1.0), ("r2", 3.0)]  # 4.0 by bytes 1:3
+    request_egress, unattributed = egress_costs(egress, reqs)
+    assert request_egress == {"r1": 1.0, "r2": 3.0, "r3": 0.0, "r4": 0.0, "r5": 0.0}  # 4.0 by bytes 1:3
     assert unattributed.schema == UNATTRIBUTED
     assert sorted(unattributed.rows()) == [
         ("focus", "E2", "egress_cost", 2.0, USD, "no_requests_with_bytes", "AWS Data Transfer"),
@@ -267,15 +274,15 @@ def test_egress_of_a_line_spanning_midnight_goes_to_the_days_requests_only():
         (utc(2026, 11, 24), utc(2026, 11, 24, 1), 1.0)]
     reqs = requests(("before", "c-01", utc(2026, 11, 23, 23, 30), 100),
                     ("after", "c-01", utc(2026, 11, 24, 0, 30), 100))
-    request_egress, _ = (f.collect() for f in egress_to_requests(egress.lazy(), reqs))
-    assert request_egress.rows() == [("after", 1.0)]
+    request_egress, _ = egress_costs(egress, reqs)
+    assert request_egress == {"before": 0.0, "after": 1.0}
 
 
 def test_egress_window_end_is_exclusive():
     egress = cloud(lines({"cost_type": "egress", "period_end": utc(2026, 11, 24, 10, 30), "effective_amount": 1.0}))[3]
     reqs = requests(("in", "c-01", utc(2026, 11, 24, 10, 10), 100), ("at_end", "c-01", utc(2026, 11, 24, 10, 30), 100))
-    request_egress, unattributed = (f.collect() for f in egress_to_requests(egress.lazy(), reqs))
-    assert request_egress.rows() == [("in", 1.0)] and unattributed.height == 0
+    request_egress, unattributed = egress_costs(egress, reqs)
+    assert request_egress == {"in": 1.0, "at_end": 0.0} and unattributed.height == 0
 
 
 # --- step 8: fixed site costs ----------------------------------------------------------------
@@ -370,9 +377,9 @@ def test_every_line_day_is_allocated_or_unattributed(case):
     cost_lines = lines(*rows)
     c_alloc, c_un, c_days, egress = cloud_allocations(cost_lines, NODES, grid, USD)
     f_alloc, f_un, f_days = fixed_site_allocations(cost_lines, NODES, grid, USD)
-    r_egress, e_un = egress_to_requests(egress, requests(*reqs))
-    c_alloc, c_un, c_days, egress, f_alloc, f_un, f_days, r_egress, e_un = pl.collect_all(
-        [c_alloc, c_un, c_days, egress, f_alloc, f_un, f_days, r_egress, e_un])
+    c_alloc, c_un, c_days, egress, f_alloc, f_un, f_days = pl.collect_all(
+        [c_alloc, c_un, c_days, egress, f_alloc, f_un, f_days])
+    r_egress, e_un = egress_costs(egress, requests(*reqs), grid)
 
     # every line touching the day appears once, with its share computed independently
     line_days = pl.concat([c_days, f_days])
@@ -419,16 +426,24 @@ def test_every_line_day_is_allocated_or_unattributed(case):
             assert amount == pytest.approx(day_amount, rel=1e-9, abs=1e-9)
     # egress lines: to requests + unattributed = their day amounts
     egress_total = egress["day_amount"].sum()
-    assert r_egress["egress_cost"].sum() + e_un["amount"].sum() == pytest.approx(egress_total, rel=1e-9, abs=1e-9)
-    assert r_egress["request_id"].is_unique().all()
+    assert math.fsum(r_egress.values()) + e_un["amount"].sum() == pytest.approx(egress_total, rel=1e-9, abs=1e-9)
 
-    # egress by rate, as the day computes it (`EgressRates`: each request in its own row, lines
-    # found by node and hour, several per node-hour here): the same amount per request, and the
-    # same unattributed lines. To the last bits only: in `egress_to_requests` Polars may divide
-    # by the line's bytes through a reciprocal (3 x (1/5) = 0.6000000000000001, not 0.6).
-    line_bytes = egress_line_bytes(egress.lazy(), requests(*reqs)).collect()
-    rated = requests(*reqs).with_columns(EgressRates(egress, line_bytes, grid).cost()).collect()
-    by_request = dict(r_egress.rows())
-    for request_id, cost in rated.select("request_id", "egress_cost").rows():
-        assert cost == pytest.approx(by_request.get(request_id, 0.0), rel=1e-14, abs=1e-14), request_id
-    assert egress_unattributed(egress.lazy(), line_bytes.lazy()).collect().equals(e_un)
+    # each request's egress computed independently: a line's day amount by response bytes among
+    # the requests of its node completed in its window (lines found by node and hour in the
+    # production code, several per node-hour here); a line no request takes stays unattributed
+    expected = dict.fromkeys(r_egress, 0.0)
+    expected_unattributed = {}
+    for line in egress.iter_rows(named=True):
+        matched = [(request_id, size) for request_id, node, done, size in reqs if node == line["node_id"]
+                   and size is not None and line["period_start"] <= done < line["period_end"]]
+        line_bytes = sum(size for _, size in matched)
+        if line["node_id"] is not None and line_bytes > 0:
+            for request_id, size in matched:
+                expected[request_id] += line["day_amount"] * size / line_bytes
+        else:
+            reason = "resource_not_a_serving_node" if line["node_id"] is None else "no_requests_with_bytes"
+            expected_unattributed[line["line_id"]] = (line["day_amount"], reason)
+    assert r_egress.keys() == {request_id for request_id, *_ in reqs}
+    for request_id, cost in r_egress.items():
+        assert cost == pytest.approx(expected[request_id], rel=1e-12, abs=1e-15), request_id
+    assert dict((r[0], r[1:]) for r in e_un.select("line_id", "amount", "reason").rows()) == expected_unattributed

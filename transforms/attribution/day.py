@@ -1,39 +1,37 @@
 """One day of attribution, end to end: canonical inputs in, cost facts and reconciliation out.
 
-`attribute_day` wires the steps of docs/attribution.md together. Frames that several later
-steps read (node-slot energy, prices, costs, occupancy) are collected once at their stage
-(`_materialize`): left lazy, Polars would plan them again for every reader. Node-slot frames
-are nodes x slots in size (2.2 M rows for 1,500 nodes at 60 s), request frames one row per
-request; the outputs stay lazy for the caller to collect together.
+`share_day` (steps 1-8 and 10 of docs/attribution.md), `finish_day` (step 9) and `day_outputs`
+wire the steps together; `pipelines/attribution.py` calls them in that order, streaming the
+facts to a file between the last two. Frames that several later steps read (node-slot energy,
+prices, costs, occupancy) are collected once at their stage (`grid.materialize`): left lazy,
+Polars would plan them again for every reader. Node-slot frames are nodes x slots in size
+(2.2 M rows for 1,500 nodes at 60 s), request frames one row per request; the outputs stay
+lazy for the caller to collect together.
 """
 
 from dataclasses import dataclass
 
 import polars as pl
 
+from transforms.attribution.electricity import energy_costs
 from transforms.attribution.energy import attach_overhead, node_slot_energy, site_hour_overhead
-from transforms.attribution.facts import idle_by_pool, idle_factors, request_facts
-from transforms.attribution.grid import COMPONENTS, SlotGrid, fsum
-from transforms.attribution.occupancy import (Weight, node_slots_out, request_segments, request_totals, segment_shares,
-                                              slot_rates)
-from transforms.attribution.prices import energy_costs, site_slot_prices
-from transforms.attribution.rates import (EgressRates, amortization_allocations, asset_depreciation, cloud_allocations,
-                                          egress_line_bytes, egress_unattributed, fixed_site_allocations)
+from transforms.attribution.facts import REQUEST_COSTS_SCHEMA, idle_by_pool, idle_by_policy, request_facts
+from transforms.attribution.grid import COMPONENTS, SlotGrid, fsum, materialize
+from transforms.attribution.occupancy import Weight, share_node_slots
+from transforms.attribution.prices import site_slot_prices
+from transforms.attribution.rates import (amortization_allocations, asset_depreciation, cloud_allocations,
+                                          egress_by_response_bytes, fixed_site_allocations)
 from transforms.attribution.reconcile import (allocations_to_node_slots, reconcile_allocated_lines, reconcile_energy,
                                               reconcile_site_slot_lines)
+from transforms.contracts import REQUESTS
 from transforms.inventory import Inventory
 
 ENERGY_COMPONENTS = ["it_energy_j", "overhead_j"]
 SHARED = [*ENERGY_COMPONENTS, *COMPONENTS]
+# Slot flags counted per request (`n_<flag>`): the methods behind its energy.
+METHOD_FLAGS = ("estimated", "interpolated", "design_pue")
 # Request columns the facts keep (read once, carried along the requests' own rows).
-REQUEST_COLUMNS = ("request_id", "node_id", "pool_id", "site_id", "tier", "tenant_id", "model", "status",
-                   "arrived_at", "completed_at", "queue_s", "prefill_s", "decode_s", "input_tokens",
-                   "cached_input_tokens", "output_tokens", "response_bytes", "ttft_s")
-
-
-def _materialize(*frames: pl.LazyFrame) -> list[pl.LazyFrame]:
-    """Collect frames read by several later steps, together, once."""
-    return [f.lazy() for f in pl.collect_all(list(frames), engine="streaming")]
+REQUEST_COLUMNS = tuple(c for c in REQUEST_COSTS_SCHEMA if c in REQUESTS.schema)
 
 
 @dataclass(frozen=True)
@@ -76,15 +74,6 @@ class SharedDay:
     reconciliation: pl.LazyFrame
 
 
-def attribute_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight: Weight = "time",
-                  gap_limit_s: float = 300.0) -> DayOutputs:
-    """The whole day in memory: `share_day`, its per-request frame collected, `finish_day`."""
-    shared = share_day(inputs, inventory, grid, weight=weight, gap_limit_s=gap_limit_s)
-    (per_request,) = _materialize(shared.per_request)
-    facts, pool_idle = finish_day(shared, per_request, inventory, weight=weight)
-    return day_outputs(shared, facts, pool_idle)
-
-
 # Nodes whose energy per slot is computed together. A node's energy depends on its own meters'
 # readings only, and the day's readings grow with the fleet: held whole, the 30 M-request
 # benchmark day's 6.7 M readings made `share_day` peak at 2.1 GiB (7.2 GiB at 100 M).
@@ -117,82 +106,88 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
               gap_limit_s: float = 300.0) -> SharedDay:
     """Steps 1-8 and 10 of docs/attribution.md: node-slot costs, and each request's shares of
     them (lazy: the caller collects it, or streams it to a file for days larger than memory)."""
-    nodes, meters, sites = inventory.nodes_frame(), inventory.meters_frame(), inventory.sites_frame()
-    currency = inventory.currency
-
+    nodes, currency = inventory.nodes_frame(), inventory.currency
+    (cost_lines,) = materialize(inputs.cost_lines)
     # 1, 4. Energy per node-slot and its share of facility overhead.
-    (cost_lines,) = _materialize(inputs.cost_lines)
-    energy = node_slot_energy_by_group(inputs.power_readings, nodes, meters, grid, gap_limit_s=gap_limit_s).lazy()
-    facility_meters = meters.filter(pl.col("scope") == "facility").select("meter_id")
-    (facility_readings,) = _materialize(inputs.power_readings.join(facility_meters, on="meter_id", how="semi"))
-    (site_hours,) = _materialize(site_hour_overhead(energy, nodes, facility_readings, meters, sites, grid))
-    (energy,) = _materialize(attach_overhead(energy, nodes, site_hours, grid))
+    energy, site_hours = _energy_and_overhead(inputs.power_readings, inventory, grid, gap_limit_s)
 
     # 5. Energy price, invoice true-up, demand charges.
     prices = site_slot_prices(inventory, inputs.market_prices, grid)
     invoices = cost_lines.filter(pl.col("source") == "electricity_invoice")
     priced = energy_costs(energy, nodes, prices, invoices, inventory, grid)
-    priced = type(priced)(*_materialize(*(getattr(priced, f) for f in priced.__dataclass_fields__)))
+    priced = type(priced)(*materialize(*(getattr(priced, f) for f in priced.__dataclass_fields__)))
 
     # 6-8. Amortization, cloud bills, fixed site costs: even spreads over node-slots.
-    am = _materialize(*amortization_allocations(asset_depreciation(inputs.assets, grid), grid, currency))
-    cl_alloc, cl_unatt, cl_days, egress_lines = _materialize(*cloud_allocations(cost_lines, nodes, grid, currency))
-    fx = _materialize(*fixed_site_allocations(cost_lines, nodes, grid, currency))
+    am = materialize(*amortization_allocations(asset_depreciation(inputs.assets, grid), grid, currency))
+    cl_alloc, cl_unatt, cl_days, egress_lines = materialize(*cloud_allocations(cost_lines, nodes, grid, currency))
+    fx = materialize(*fixed_site_allocations(cost_lines, nodes, grid, currency))
     allocations = pl.concat([am[0], cl_alloc, fx[0]])
+    (costs,) = materialize(_node_slot_costs(energy, priced.node_slot_costs, allocations, nodes))
+
+    # 2, 3. Occupancy: requests share each slot by weight; unoccupied slots are idle.
+    costs = costs.with_columns((pl.col("energy_method") == "estimated").alias("estimated"),
+                               (pl.col("energy_method") == "interpolated").alias("interpolated"),
+                               (pl.col("pue_method") == "design_pue").alias("design_pue"))
+    per_request, node_out = share_node_slots(inputs.requests, costs, SHARED, grid, weight, keep=REQUEST_COLUMNS,
+                                             flags=METHOD_FLAGS)
+    (node_out,) = materialize(node_out.drop(METHOD_FLAGS)
+                              .with_columns(grid.slot_start(pl.col("slot")).alias("slot_start")))
+    # 7. Egress: every request takes response_bytes x amount / line_bytes of its lines in its own row.
+    egress_cost, eg_unatt = egress_by_response_bytes(egress_lines, inputs.requests, grid)
+    per_request = per_request.with_columns(egress_cost)
+
+    # 10. Reconciliation per source line (the totals against the facts come in `finish_day`).
+    reconciliation = pl.concat([
+        reconcile_allocated_lines(allocations, pl.concat([am[2], cl_days, fx[2]]),
+                                  pl.concat([am[1], cl_unatt, fx[1], eg_unatt]), node_out,
+                                  paid_to_requests=_egress_paid(egress_lines, eg_unatt)),
+        reconcile_site_slot_lines(priced.line_site_slots, priced.line_days, priced.unattributed, node_out),
+        reconcile_energy(node_out, grid),
+    ]).sort("source", "line_id", "component")
+    unattributed = pl.concat([am[1], cl_unatt, fx[1], eg_unatt, priced.unattributed])
+    pool_idle_amounts, reconciliation, unattributed = materialize(
+        idle_by_pool(node_out, nodes), reconciliation, unattributed.sort("source", "line_id", "component"))
+    return SharedDay(per_request, node_out, pool_idle_amounts, site_hours,
+                     priced.true_up, unattributed, reconciliation)
+
+
+def _energy_and_overhead(power_readings: pl.LazyFrame, inventory: Inventory, grid: SlotGrid,
+                         gap_limit_s: float) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Steps 1 and 4: (node-slot energy with its share of facility overhead, site hours), both
+    collected."""
+    nodes, meters, sites = inventory.nodes_frame(), inventory.meters_frame(), inventory.sites_frame()
+    energy = node_slot_energy_by_group(power_readings, nodes, meters, grid, gap_limit_s=gap_limit_s).lazy()
+    facility_meters = meters.filter(pl.col("scope") == "facility").select("meter_id")
+    (facility_readings,) = materialize(power_readings.join(facility_meters, on="meter_id", how="semi"))
+    (site_hours,) = materialize(site_hour_overhead(energy, nodes, facility_readings, meters, sites, grid))
+    (energy,) = materialize(attach_overhead(energy, nodes, site_hours, grid))
+    return energy, site_hours
+
+
+def _node_slot_costs(energy: pl.LazyFrame, electricity: pl.LazyFrame, allocations: pl.LazyFrame,
+                     nodes: pl.LazyFrame) -> pl.LazyFrame:
+    """Every node-slot's energy and cost components: step 5's electricity costs, and steps 6-8's
+    allocations spread evenly over their slots (fixed site costs add to the invoice's fixed
+    lines)."""
     spread = allocations_to_node_slots(allocations, energy.select("node_id", "slot"),
-                                       ["amortization_cost", "cloud_cost", "fixed_cost"]).rename({"fixed_cost": "_fixed_spread"})
-    (costs,) = _materialize(
-        energy.join(priced.node_slot_costs, on=["node_id", "slot"], how="left")
-        .join(spread, on=["node_id", "slot"], how="left")
+                                       ["amortization_cost", "cloud_cost", "fixed_cost"])
+    return (
+        energy.join(electricity, on=["node_id", "slot"], how="left")
+        .join(spread.rename({"fixed_cost": "_fixed_spread"}), on=["node_id", "slot"], how="left")
         .with_columns(pl.col(*COMPONENTS, "_fixed_spread").fill_null(0.0))
         .with_columns((pl.col("fixed_cost") + pl.col("_fixed_spread")).alias("fixed_cost"))
         .drop("_fixed_spread")
         .join(nodes.select("node_id", "pool_id", "site_id"), on="node_id")
     )
 
-    # 2, 3. Occupancy: requests share each slot by weight; unoccupied slots are idle. With time
-    # weights a request is one segment and its row carries through; token weights make two.
-    flags = ("estimated", "interpolated", "design_pue")
-    costs = costs.with_columns((pl.col("energy_method") == "estimated").alias("estimated"),
-                               (pl.col("energy_method") == "interpolated").alias("interpolated"),
-                               (pl.col("pue_method") == "design_pue").alias("design_pue"))
-    segments = request_segments(inputs.requests, grid, weight, keep=REQUEST_COLUMNS if weight == "time" else ())
-    (rates,) = _materialize(slot_rates(segments, costs, SHARED, grid, flags=flags))
-    shares = segment_shares(segments, rates, SHARED, grid, flags=flags, unit_density=weight == "time")
-    (node_out,) = _materialize(node_slots_out(rates).drop(flags).with_columns(grid.slot_start(pl.col("slot")).alias("slot_start")))
-    if weight == "time":
-        per_request = shares.with_columns((pl.col("e") - pl.col("s")).alias("occupied_s")).drop("s", "e", "density")
-    else:
-        per_request = (inputs.requests.select(REQUEST_COLUMNS)
-                       .join(request_totals(shares, SHARED, flags).drop("node_id"), on="request_id", how="left",
-                             maintain_order="left")
-                       .with_columns(pl.col(*SHARED, "occupied_s").fill_null(0.0),
-                                     pl.col(*[f"n_{f}" for f in flags]).fill_null(0)))
-    # Egress by rate: each line's bytes (one pass over its nodes' requests), then every request
-    # takes response_bytes x amount / line_bytes of its lines in its own row.
-    egress_nodes = egress_lines.select(pl.col("node_id").drop_nulls().unique()).collect()["node_id"].to_list()
-    (line_bytes,) = _materialize(egress_line_bytes(egress_lines, inputs.requests.filter(pl.col("node_id").is_in(egress_nodes))))
-    egress = EgressRates(egress_lines.collect(), line_bytes.collect(), grid)
-    (eg_unatt,) = _materialize(egress_unattributed(egress_lines, line_bytes))
-    per_request = per_request.with_columns(egress.cost())
 
-    # 10. Reconciliation per source line (the totals against the facts come in `finish_day`).
-    line_days = pl.concat([am[2], cl_days, fx[2]])
-    unattributed = pl.concat([am[1], cl_unatt, fx[1], eg_unatt, priced.unattributed])
-    egress_paid = (egress_lines.select("source", "line_id", pl.lit("egress_cost").alias("component"), "day_amount")
-                   .join(eg_unatt.group_by("source", "line_id").agg(pl.col("amount").pipe(fsum).alias("_u")),
-                         on=["source", "line_id"], how="left")
-                   .select("source", "line_id", "component", (pl.col("day_amount") - pl.col("_u").fill_null(0.0)).alias("amount")))
-    reconciliation = pl.concat([
-        reconcile_allocated_lines(allocations, line_days, pl.concat([am[1], cl_unatt, fx[1], eg_unatt]), node_out,
-                                  paid_to_requests=egress_paid),
-        reconcile_site_slot_lines(priced.line_site_slots, priced.line_days, priced.unattributed, node_out),
-        reconcile_energy(node_out, grid),
-    ]).sort("source", "line_id", "component")
-    pool_idle_amounts, reconciliation, unattributed = _materialize(
-        idle_by_pool(node_out, nodes), reconciliation, unattributed.sort("source", "line_id", "component"))
-    return SharedDay(per_request, node_out, pool_idle_amounts, site_hours,
-                     priced.true_up, unattributed, reconciliation)
+def _egress_paid(egress_lines: pl.LazyFrame, unattributed: pl.LazyFrame) -> pl.LazyFrame:
+    """What each egress line paid to requests: its day amount less its unattributed part."""
+    return (egress_lines.select("source", "line_id", pl.lit("egress_cost").alias("component"), "day_amount")
+            .join(unattributed.group_by("source", "line_id").agg(pl.col("amount").pipe(fsum).alias("_u")),
+                  on=["source", "line_id"], how="left")
+            .select("source", "line_id", "component",
+                    (pl.col("day_amount") - pl.col("_u").fill_null(0.0)).alias("amount")))
 
 
 def finish_day(shared: SharedDay, per_request: pl.LazyFrame, inventory: Inventory, *,
@@ -201,19 +196,8 @@ def finish_day(shared: SharedDay, per_request: pl.LazyFrame, inventory: Inventor
     facts (in the order of `per_request`) and the pools' idle summary. `per_request` (usually
     `shared.per_request`, a plan over the requests) is read twice: the pool-tier sums here,
     then the facts by whoever collects them."""
-    has_group = pl.col("pool_id").is_not_null() & pl.col("tier").is_not_null()
-    groups = (per_request.group_by("pool_id", "tier")
-              .agg(fsum(pl.sum_horizontal(COMPONENTS)).alias("direct_cost"), fsum(pl.col("egress_cost")).alias("egress_cost"),
-                   pl.len().alias("requests"))
-              .select("pool_id", "tier",
-                      (pl.col("direct_cost") + pl.when(has_group).then(pl.col("egress_cost")).otherwise(0.0)).alias("direct_cost"),
-                      "requests"))
-    (groups,) = _materialize(groups)  # one pass over the requests, read by both frames below
-    factors, pool_idle = _materialize(*idle_factors(groups, shared.pool_idle_amounts, inventory))
-    pool_idle = shared.pool_idle_amounts.join(
-        pool_idle.select("pool_id", "absorbed", "unabsorbed", "policy", "reserved_by"), on="pool_id", how="left")
-    facts = request_facts(per_request, factors, currency=inventory.currency, weight=weight)
-    return facts, pool_idle.sort("pool_id")
+    factors, pool_idle = idle_by_policy(per_request, shared.pool_idle_amounts, inventory)
+    return request_facts(per_request, factors, currency=inventory.currency, weight=weight), pool_idle
 
 
 def day_outputs(shared: SharedDay, facts: pl.LazyFrame, pool_idle: pl.LazyFrame,
@@ -238,8 +222,8 @@ def component_totals(reconciliation: pl.LazyFrame, facts: pl.LazyFrame, node_out
     request facts and the idle node-slots actually hold. `requests_difference` and
     `idle_difference` must be zero (to a cent, or 1e-9 relative for energy)."""
     by_line = reconciliation.group_by("component").agg(
-        pl.col("unit").first(), pl.col("source_amount").pipe(fsum), pl.col("to_requests").pipe(fsum), pl.col("to_idle").pipe(fsum),
-        pl.col("unattributed").pipe(fsum))
+        pl.col("unit").first(), pl.col("source_amount").pipe(fsum), pl.col("to_requests").pipe(fsum),
+        pl.col("to_idle").pipe(fsum), pl.col("unattributed").pipe(fsum))
     fact_cols = {c: c for c in [*COMPONENTS, "egress_cost", "it_energy_j"]} | {"overhead_j": "overhead_energy_j"}
     in_facts = pl.concat([facts.select(pl.lit(c).alias("component"), pl.col(f).pipe(fsum).alias("in_requests"))
                           for c, f in fact_cols.items()])

@@ -215,8 +215,9 @@ def site_hour_overhead(node_energy: pl.LazyFrame, nodes: pl.LazyFrame, readings:
 
     `measured` when every facility meter of the site (`meters`, scope facility) has interval
     readings covering the hour exactly once (a reading's interval of `interval_s` ending at
-    `ts` that straddles hours is split by time; gaps or overlaps fall back): facility = metered energy, overhead = facility - IT clamped at 0
-    (`overhead_clamped`), pue = facility / IT (null when IT is 0; below 1 where clamped).
+    `ts` that straddles hours is split by time; gaps or overlaps fall back): facility = metered
+    energy, overhead = facility - IT clamped at 0 (`overhead_clamped`), pue = facility / IT (null
+    when IT is 0; below 1 where clamped).
     Otherwise `design_pue`: overhead = IT x (design_pue - 1), facility = IT + overhead."""
     it = (node_energy.join(nodes.select("node_id", "site_id"), on="node_id", how="inner")
           .group_by("site_id", _hour_of_slot(grid).alias("hour"))

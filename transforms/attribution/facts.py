@@ -1,14 +1,32 @@
-"""Per-request cost facts: direct cost, idle share under each tier's policy, fully loaded cost.
+"""Step 9 of docs/attribution.md, per-request cost facts: direct cost, idle share under each
+tier's policy, fully loaded cost.
 
-`idle_shares` implements the idle policies of docs/attribution.md step 9; `request_facts`
-assembles one row per request of the day (every request exactly once, zero-cost ones too).
+`idle_by_policy` decides where each pool's idle cost goes (a factor per pool and tier);
+`request_facts` applies the factors and assembles one row per request of the day (every request
+exactly once, zero-cost ones too), in the columns of `REQUEST_COSTS_SCHEMA`.
 """
 
 import polars as pl
 
-from transforms.attribution.grid import COMPONENTS, fsum
+from transforms.attribution.grid import COMPONENTS, fsum, materialize
+from transforms.contracts import REQUESTS
 from transforms.inventory import Inventory
 
+# The facts, `<lake>/request_costs/date=D/`: one row per request of the day, checked by the
+# `request_costs` suite (transforms/quality/suites.py), published as the warehouse's
+# `request_costs` view (warehouse/tables.py says what each column means). Their columns and
+# types, in their order, are declared here only.
+REQUEST_COSTS_SCHEMA = pl.Schema({
+    **{c: REQUESTS.schema[c] for c in ("request_id", "node_id", "pool_id", "site_id", "tier", "tenant_id", "model",
+                                        "status", "arrived_at", "completed_at", "input_tokens", "cached_input_tokens",
+                                        "output_tokens", "response_bytes", "ttft_s")},
+    "date": pl.Date,
+    **dict.fromkeys(("it_energy_j", "overhead_energy_j", "energy_kwh", "energy_cost", "demand_cost",
+                     "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost", "direct_cost", "idle_share",
+                     "fully_loaded_cost"), pl.Float64),
+    "currency": pl.String, "occupied_s": pl.Float64, "weight": pl.String, "energy_method": pl.String,
+    "pue_method": pl.String, "idle_policy": pl.String,
+})
 ENERGY = ("it_energy_j", "overhead_j")
 
 
@@ -26,7 +44,8 @@ def idle_by_pool(node_slots_out: pl.LazyFrame, nodes: pl.LazyFrame) -> pl.LazyFr
     )
 
 
-def idle_factors(groups: pl.LazyFrame, idle_pools: pl.LazyFrame, inventory: Inventory) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def idle_factors(groups: pl.LazyFrame, idle_pools: pl.LazyFrame,
+                 inventory: Inventory) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Where each pool's idle cost goes, as factors per (pool, tier) of requests.
 
     `groups`: `pool_id, tier, direct_cost` (sum over the group's requests), `requests` (count).
@@ -41,7 +60,8 @@ def idle_factors(groups: pl.LazyFrame, idle_pools: pl.LazyFrame, inventory: Inve
     reserving = [(t.id, p) for t in inventory.tiers if t.idle_policy == "reserved" for p in t.reserved_pools]
     reserved = pl.LazyFrame(reserving, schema={"tier": pl.String, "idle_pool": pl.String}, orient="row")
     reserved_by = reserved.group_by("idle_pool").agg(pl.col("tier").sort().str.join(",").alias("reserved_by"))
-    pools = idle_pools.select(pl.col("pool_id").alias("idle_pool"), "idle_cost").join(reserved_by, on="idle_pool", how="left")
+    pools = idle_pools.select(pl.col("pool_id").alias("idle_pool"), "idle_cost").join(reserved_by, on="idle_pool",
+                                                                                      how="left")
 
     # Candidate groups with a precedence: 0 = reserved tier on the pool, 1 = reserved tier
     # fleet-wide, 2 = any group on an unreserved pool. The best level present wins per pool.
@@ -66,7 +86,8 @@ def idle_factors(groups: pl.LazyFrame, idle_pools: pl.LazyFrame, inventory: Inve
         pl.col("per_request").sort_by("idle_pool").cum_sum().last().alias("per_request"),
         pl.when(pl.col("level").max() == 2).then(pl.lit("pro_rata")).otherwise(pl.lit("reserved")).alias("idle_policy"))
     absorbed = cand.group_by("idle_pool").agg(
-        fsum(pl.col("direct_cost") * pl.col("per_direct") + pl.col("requests") * pl.col("per_request")).alias("absorbed"))
+        fsum(pl.col("direct_cost") * pl.col("per_direct") + pl.col("requests") * pl.col("per_request"))
+        .alias("absorbed"))
     pool_idle = (pools.join(absorbed, on="idle_pool", how="left")
                  .with_columns(pl.col("absorbed").fill_null(0.0))
                  .with_columns((pl.col("idle_cost") - pl.col("absorbed")).alias("unabsorbed"),
@@ -76,16 +97,29 @@ def idle_factors(groups: pl.LazyFrame, idle_pools: pl.LazyFrame, inventory: Inve
     return factors.sort("pool_id", "tier"), pool_idle
 
 
-def idle_shares(direct: pl.LazyFrame, idle_pools: pl.LazyFrame, inventory: Inventory) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Per-request idle shares (`request_id, idle_share, idle_policy`) and the pools' summary,
-    from `direct` (`request_id, pool_id, tier, direct_cost`): `idle_factors` applied."""
-    groups = direct.group_by("pool_id", "tier").agg(fsum(pl.col("direct_cost")).alias("direct_cost"),
-                                                    pl.len().alias("requests"))
-    factors, pool_idle = idle_factors(groups, idle_pools, inventory)
-    shares = direct.join(factors, on=["pool_id", "tier"], how="inner").select(
-        "request_id", (pl.col("direct_cost") * pl.col("per_direct") + pl.col("per_request")).alias("idle_share"),
-        "idle_policy")
-    return shares, pool_idle
+def idle_by_policy(per_request: pl.LazyFrame, pool_idle_amounts: pl.LazyFrame,
+                   inventory: Inventory) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Where each pool's idle cost goes under the tiers' idle policies (`idle_factors`), from the
+    direct costs of the requests per pool and tier: one pass over `per_request` (the shares of
+    `occupancy.share_node_slots` with `egress_cost`; a plan over the requests, not collected).
+
+    `pool_idle_amounts`: `idle_by_pool`. A request's direct cost is its components plus its
+    egress cost. Returns `(factors, pool_idle)`: `factors` (`pool_id, tier, per_direct,
+    per_request, idle_policy`) for `request_facts`, and `pool_idle_amounts` with `absorbed`,
+    `unabsorbed` (idle no request could carry), `policy` and `reserved_by` per pool."""
+    has_group = pl.col("pool_id").is_not_null() & pl.col("tier").is_not_null()
+    groups = (per_request.group_by("pool_id", "tier")
+              .agg(fsum(pl.sum_horizontal(COMPONENTS)).alias("direct_cost"),
+                   fsum(pl.col("egress_cost")).alias("egress_cost"), pl.len().alias("requests"))
+              .select("pool_id", "tier",
+                      (pl.col("direct_cost") + pl.when(has_group).then(pl.col("egress_cost")).otherwise(0.0))
+                      .alias("direct_cost"),
+                      "requests"))
+    (groups,) = materialize(groups)  # one pass over the requests, read by both frames below
+    factors, pool_idle = materialize(*idle_factors(groups, pool_idle_amounts, inventory))
+    pool_idle = pool_idle_amounts.join(
+        pool_idle.select("pool_id", "absorbed", "unabsorbed", "policy", "reserved_by"), on="pool_id", how="left")
+    return factors, pool_idle.sort("pool_id")
 
 
 def _factor_lookup(factors: pl.LazyFrame | pl.DataFrame) -> list[pl.Expr]:
@@ -116,20 +150,21 @@ def request_facts(per_request: pl.LazyFrame, factors: pl.LazyFrame, *, currency:
         per_request
         .with_columns(pl.col("egress_cost").fill_null(0.0), pl.col("completed_at").dt.date().alias("date"))
         .with_columns(pl.sum_horizontal(money).alias("direct_cost"), *_factor_lookup(factors))
-        .with_columns((pl.col("direct_cost") * pl.col("per_direct").fill_null(0.0) + pl.col("per_request").fill_null(0.0))
-                      .alias("idle_share"), pl.col("idle_policy").fill_null("none"))
+        .with_columns((pl.col("direct_cost") * pl.col("per_direct").fill_null(0.0)
+                       + pl.col("per_request").fill_null(0.0)).alias("idle_share"),
+                      pl.col("idle_policy").fill_null("none"))
     )
     occupied = pl.col("occupied_s") > 0
-    return facts.select(
-        "request_id", "node_id", "pool_id", "site_id", "tier", "tenant_id", "model", "status", "arrived_at",
-        "completed_at", "input_tokens", "cached_input_tokens", "output_tokens", "response_bytes", "ttft_s", "date",
-        "it_energy_j", pl.col("overhead_j").alias("overhead_energy_j"),
-        ((pl.col("it_energy_j") + pl.col("overhead_j")) * (1 / 3.6e6)).alias("energy_kwh"),
-        *money, "direct_cost", "idle_share", (pl.col("direct_cost") + pl.col("idle_share")).alias("fully_loaded_cost"),
-        pl.lit(currency).alias("currency"), "occupied_s", pl.lit(weight).alias("weight"),
-        pl.when(~occupied).then(pl.lit("none")).when(pl.col("n_estimated") > 0).then(pl.lit("estimated"))
-        .when(pl.col("n_interpolated") > 0).then(pl.lit("interpolated")).otherwise(pl.lit("measured")).alias("energy_method"),
-        pl.when(~occupied).then(pl.lit("none")).when(pl.col("n_design_pue") > 0).then(pl.lit("design_pue"))
-        .otherwise(pl.lit("measured")).alias("pue_method"),
-        "idle_policy",
-    )
+    derived = {
+        "overhead_energy_j": pl.col("overhead_j"),
+        "energy_kwh": (pl.col("it_energy_j") + pl.col("overhead_j")) * (1 / 3.6e6),
+        "fully_loaded_cost": pl.col("direct_cost") + pl.col("idle_share"),
+        "currency": pl.lit(currency),
+        "weight": pl.lit(weight),
+        "energy_method": pl.when(~occupied).then(pl.lit("none")).when(pl.col("n_estimated") > 0)
+        .then(pl.lit("estimated")).when(pl.col("n_interpolated") > 0).then(pl.lit("interpolated"))
+        .otherwise(pl.lit("measured")),
+        "pue_method": pl.when(~occupied).then(pl.lit("none")).when(pl.col("n_design_pue") > 0)
+        .then(pl.lit("design_pue")).otherwise(pl.lit("measured")),
+    }
+    return facts.select(derived[c].alias(c) if c in derived else pl.col(c) for c in REQUEST_COSTS_SCHEMA)

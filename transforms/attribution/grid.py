@@ -1,4 +1,6 @@
-"""The slot grid of one UTC day."""
+"""The slot grid of one UTC day, and the two ways every step keeps its numbers and its memory
+in hand: exact sums (`fsum`) and frames collected once where several steps read them
+(`materialize`)."""
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -59,3 +61,9 @@ def fsum(values: pl.Expr, scale: float = 1.0) -> pl.Expr:
     if scale == 1.0:
         return values.cast(pl.Decimal(38, 18)).sum().cast(pl.Float64)
     return (values * scale).cast(pl.Decimal(38, 18)).sum().cast(pl.Float64) / scale
+
+
+def materialize(*frames: pl.LazyFrame) -> list[pl.LazyFrame]:
+    """Collect frames read by several later steps, together, once (left lazy, Polars would plan
+    them again for every reader)."""
+    return [f.lazy() for f in pl.collect_all(list(frames), engine="streaming")]

@@ -21,7 +21,7 @@ from typing import Literal
 
 import polars as pl
 
-from transforms.attribution.grid import SlotGrid, fsum
+from transforms.attribution.grid import SlotGrid, fsum, materialize
 
 Weight = Literal["time", "tokens"]
 # Weights are added up as decimals (`fsum`: exact, in any row order) of weight x 2^20: a power
@@ -166,8 +166,9 @@ def slot_rates(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: lis
          for c in components]
     covered = [pl.when(pl.col("_covering") > 0).then(pl.col(f"_q_{c}")).otherwise(0.0) for c in components]
     return weighted.with_columns(q).with_columns(
-        *[(x.cum_sum().over("node_id") - x).alias(f"_Q_{c}") for x, c in zip(covered, components)],
-        *[(pl.col(f).cast(pl.Int32).cum_sum().over("node_id") - pl.col(f).cast(pl.Int32)).alias(f"_F_{f}") for f in flags],
+        *[(x.cum_sum().over("node_id") - x).alias(f"_Q_{c}") for x, c in zip(covered, components, strict=True)],
+        *[(pl.col(f).cast(pl.Int32).cum_sum().over("node_id") - pl.col(f).cast(pl.Int32)).alias(f"_F_{f}")
+          for f in flags],
         *[pl.when(pl.col("occupied")).then(0.0).otherwise(pl.col(c)).alias(f"idle_{c}") for c in components],
     ).drop("_covering")
 
@@ -229,15 +230,38 @@ def segment_shares(segments: pl.LazyFrame, rates: pl.LazyFrame, components: list
     return spans.select(*segments.collect_schema().names(), *shares, *counts)
 
 
-def share_slot_costs(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: list[str],
-                     grid: SlotGrid, flags: tuple[str, ...] = (), *,
-                     unit_density: bool = False) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Split every node-slot amount in `components` between the segments active in the slot,
-    by weight: `(segment_shares, node_slots_out)` in one call (see `slot_rates`; `day.share_day`
-    makes the same two calls with the rates collected between them). Per component,
-    `Σ segment shares + Σ idle = Σ node-slot amounts`."""
-    rates = slot_rates(segments, node_slots, components, grid, flags)
-    return segment_shares(segments, rates, components, grid, flags, unit_density=unit_density), node_slots_out(rates)
+def share_node_slots(requests: pl.LazyFrame, node_slot_costs: pl.LazyFrame, components: list[str], grid: SlotGrid,
+                     weight: Weight = "time", *, keep: tuple[str, ...] = (),
+                     flags: tuple[str, ...] = ()) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Steps 2 and 3 of docs/attribution.md: every node-slot amount in `components` split between
+    the requests active in the slot by `weight`; a slot no request occupies is idle.
+
+    `requests`: `request_id, node_id, arrived_at, completed_at, queue_s` (and `prefill_s,
+    decode_s, input_tokens, output_tokens` for `tokens`) and the columns in `keep`.
+    `node_slot_costs`: one row per node and slot, with the amounts in `components` and the
+    boolean `flags`. Returns `(per_request, node_slots)`, lazy:
+
+    - `per_request`: one row per request, every request: `request_id, node_id`, the `keep`
+      columns, its share of each component (0 when it occupied nothing), `n_<flag>` (the slots
+      it occupies with the flag) and `occupied_s` (seconds its segments cover);
+    - `node_slots`: `node_slot_costs` with `active`, `weight`, `occupied` and `idle_<component>`
+      (`node_slots_out`).
+
+    Per component, `Σ per_request + Σ idle = Σ node_slot_costs`. The slot rates are collected
+    here once (node-slot sized: both frames read them); the per-request frame is a plan over
+    `requests`, never a row per request and slot."""
+    segments = request_segments(requests, grid, weight, keep=keep if weight == "time" else ())
+    (rates,) = materialize(slot_rates(segments, node_slot_costs, components, grid, flags=flags))
+    shares = segment_shares(segments, rates, components, grid, flags=flags, unit_density=weight == "time")
+    if weight == "time":  # one segment per request, its row carried through
+        per_request = shares.with_columns((pl.col("e") - pl.col("s")).alias("occupied_s")).drop("s", "e", "density")
+    else:  # a segment per phase: summed per request, joined back to every request
+        counts = [pl.col(*[f"n_{f}" for f in flags]).fill_null(0)] if flags else []
+        per_request = (requests.select(*dict.fromkeys(("request_id", "node_id", *keep)))
+                       .join(request_totals(shares, components, flags).drop("node_id"), on="request_id", how="left",
+                             maintain_order="left")
+                       .with_columns(pl.col(*components, "occupied_s").fill_null(0.0), *counts))
+    return per_request, node_slots_out(rates)
 
 
 def request_totals(segment_shares: pl.LazyFrame, components: list[str], flags: tuple[str, ...] = (),

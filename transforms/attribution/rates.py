@@ -1,63 +1,24 @@
 """Hardware amortization, cloud bills and fixed site costs of one day (docs/attribution.md, steps 6-8).
 
-Each step turns source lines into the day's **allocations** (an amount spread evenly over slots
-`[slot_from, slot_to)` of a node), **unattributed** rows (an amount that reaches no node, with a
-reason) and **line_days** (the day's share of every source line considered, once per line). For
-every line of `line_days`: its allocations + its unattributed rows = `day_amount`, except `egress`
-lines, which reach requests through `egress_to_requests` (its request shares + its unattributed
-rows = `day_amount`).
-
-Amounts are in the reporting currency. A line or asset in another currency is not converted: its
-whole day amount stays unattributed (`currency_mismatch`) in its own `currency`.
+Each step turns source lines into the day's allocations, unattributed rows and line days (the
+frames of `lines`): for every line of its `line_days`, its allocations + its unattributed rows =
+`day_amount`, except `egress` lines, which reach requests by response bytes
+(`egress_by_response_bytes`: its request shares + its unattributed rows = `day_amount`).
 """
 
 import polars as pl
 
-from transforms.attribution.grid import SlotGrid, fsum
+from transforms.attribution.grid import SlotGrid, fsum, materialize
+from transforms.attribution.lines import (allocation_rows, conform, currency_mismatch, day_lines, line_day_rows,
+                                          period_slots, unattributed_rows, whole_day)
+from transforms.attribution.occupancy import node_index
 from transforms.contracts import UTC_US
 
-ALLOCATIONS = pl.Schema({"source": pl.String, "line_id": pl.String, "node_id": pl.String, "slot_from": pl.Int32,
-                         "slot_to": pl.Int32, "component": pl.String, "amount": pl.Float64})
-UNATTRIBUTED = pl.Schema({"source": pl.String, "line_id": pl.String, "component": pl.String, "amount": pl.Float64,
-                          "currency": pl.String, "reason": pl.String, "service_name": pl.String})
-LINE_DAYS = pl.Schema({"source": pl.String, "line_id": pl.String, "component": pl.String, "day_amount": pl.Float64,
-                       "billed_day_amount": pl.Float64, "currency": pl.String})
 EGRESS_LINES = pl.Schema({"source": pl.String, "line_id": pl.String, "node_id": pl.String, "period_start": UTC_US,
                           "period_end": UTC_US, "day_amount": pl.Float64, "currency": pl.String,
                           "service_name": pl.String})
-REQUEST_EGRESS = pl.Schema({"request_id": pl.String, "egress_cost": pl.Float64})
 
 ASSET_SOURCE = "asset_register"
-_DAY_US = 86_400_000_000
-
-
-# --- output frames -------------------------------------------------------------------------
-
-def _conform(lf: pl.LazyFrame, schema: pl.Schema, *key: str) -> pl.LazyFrame:
-    """The schema's columns, cast, sorted by `key` so that a re-run writes the same bytes."""
-    return lf.select(pl.col(name).cast(dtype) for name, dtype in schema.items()).sort(*key)
-
-
-def _allocations(lf: pl.LazyFrame) -> pl.LazyFrame:
-    return _conform(lf, ALLOCATIONS, "source", "line_id", "node_id", "slot_from")
-
-
-def _unattributed(lines: pl.LazyFrame) -> pl.LazyFrame:
-    """Lines with a `reason`: their whole `day_amount` unattributed."""
-    unattributed = lines.filter(pl.col("reason").is_not_null()).rename({"day_amount": "amount"})
-    return _conform(unattributed, UNATTRIBUTED, "source", "line_id")
-
-
-def _line_days(lines: pl.LazyFrame) -> pl.LazyFrame:
-    return _conform(lines, LINE_DAYS, "source", "line_id")
-
-
-def _currency_mismatch(currency: str) -> pl.Expr:
-    return pl.when(pl.col("currency") != currency).then(pl.lit("currency_mismatch"))
-
-
-def _whole_day(lines: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
-    return lines.with_columns(pl.lit(0).alias("slot_from"), pl.lit(grid.n_slots).alias("slot_to"))
 
 
 # --- step 6: hardware amortization ---------------------------------------------------------
@@ -115,68 +76,12 @@ def amortization_allocations(depreciation: pl.LazyFrame, grid: SlotGrid,
         (pl.col("asset_id") + pl.lit(f":{grid.day.isoformat()}")).alias("line_id"),
         pl.lit("amortization_cost").alias("component"),
         pl.col("day_amount").alias("billed_day_amount"),
-        _currency_mismatch(currency).alias("reason"),
+        currency_mismatch(currency).alias("reason"),
         pl.lit(None, pl.String).alias("service_name"),
     )
-    allocations = _whole_day(lines.filter(pl.col("reason").is_null()), grid).with_columns(
+    allocations = whole_day(lines.filter(pl.col("reason").is_null()), grid).with_columns(
         pl.col("day_amount").alias("amount"))
-    return _allocations(allocations), _unattributed(lines), _line_days(lines)
-
-
-# --- the day's share of a bill line ----------------------------------------------------------
-
-def _day_lines(cost_lines: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
-    """Lines touching the grid's day, with the day's share of their amounts.
-
-    `a_us`, `b_us`: the charge period clipped to the day, in microseconds from the day's start.
-    `day_amount` = effective_amount x (period microseconds within the day / period microseconds),
-    `billed_day_amount` likewise. A zero-length period puts its whole amount on the day holding
-    `period_start` (`point` true)."""
-    day_start = pl.lit(grid.start, UTC_US)
-    start_us = (pl.col("period_start") - day_start).dt.total_microseconds()
-    end_us = (pl.col("period_end") - day_start).dt.total_microseconds()
-    period_us = end_us - start_us
-    point = (period_us == 0) & (start_us >= 0) & (start_us < _DAY_US)
-    share = pl.when(pl.col("point")).then(1.0).otherwise(
-        (pl.col("b_us") - pl.col("a_us")).cast(pl.Float64) / period_us.cast(pl.Float64))
-    return (
-        cost_lines.with_columns(start_us.clip(0, _DAY_US).alias("a_us"), end_us.clip(0, _DAY_US).alias("b_us"),
-                                point.alias("point"))
-        .filter((pl.col("b_us") > pl.col("a_us")) | pl.col("point"))
-        .with_columns((pl.col("effective_amount") * share).alias("day_amount"),
-                      (pl.col("billed_amount") * share).alias("billed_day_amount"))
-    )
-
-
-def _period_slots(lines: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
-    """Each line's `day_amount` over the slots of its period within the day, by time.
-
-    The slots the period covers wholly get one allocation [first, last); a slot it covers only
-    partly (a period edge inside a slot) gets an allocation of its own with its fraction of the
-    line, so a line makes at most three allocations. A zero-length period goes to the slot
-    holding its instant."""
-    slot_us = grid.slot_s * 1_000_000
-    a, b, f, l = pl.col("a_us"), pl.col("b_us"), pl.col("first"), pl.col("last")
-    lines = lines.with_columns(
-        ((a + slot_us - 1) // slot_us).alias("first"),  # first slot starting at or after a
-        (b // slot_us).alias("last"),  # slots [first, last) lie wholly inside [a, b)
-        pl.when(pl.col("point")).then(1).otherwise(b - a).alias("span_us"),
-    )
-    spread = pl.col("point").not_()
-    pieces = [
-        # head: the slot before `first`, partly covered (the only slot, when [a, b) sits inside one)
-        lines.filter(spread & (a < f * slot_us)).with_columns(
-            (f - 1).alias("slot_from"), f.alias("slot_to"), (pl.min_horizontal(f * slot_us, b) - a).alias("piece_us")),
-        lines.filter(spread & (l > f)).with_columns(
-            f.alias("slot_from"), l.alias("slot_to"), ((l - f) * slot_us).alias("piece_us")),
-        # tail: slot `last`, partly covered, unless it is the head's slot
-        lines.filter(spread & (l >= f) & (b > l * slot_us)).with_columns(
-            l.alias("slot_from"), (l + 1).alias("slot_to"), (b - l * slot_us).alias("piece_us")),
-        lines.filter(pl.col("point")).with_columns(
-            (a // slot_us).alias("slot_from"), (a // slot_us + 1).alias("slot_to"), pl.lit(1).alias("piece_us")),
-    ]
-    fraction = pl.col("piece_us").cast(pl.Float64) / pl.col("span_us").cast(pl.Float64)
-    return pl.concat(pieces, how="vertical_relaxed").with_columns((pl.col("day_amount") * fraction).alias("amount"))
+    return allocation_rows(allocations), unattributed_rows(lines), line_day_rows(lines)
 
 
 # --- step 7: cloud bills (FOCUS) -------------------------------------------------------------
@@ -189,7 +94,7 @@ def cloud_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotG
     x time of the charge period within the day / time of the period. `cloud_compute` lines
     whose `resource_id` is a node's `cloud_resource_id` go to that node's slots covering the
     period within the day, by time (component `cloud_cost`). `egress` lines go to
-    `egress_lines` for `egress_to_requests`: there `period_start`/`period_end` are the charge
+    `egress_lines` for `egress_by_response_bytes`: there `period_start`/`period_end` are the charge
     period clipped to the day (the window `day_amount` belongs to), `node_id` is null when the
     resource is no node. Unattributed: another currency (`currency_mismatch`), other cost types
     (`not_a_serving_cost`), compute of a resource that is no node (`resource_not_a_serving_node`)."""
@@ -197,11 +102,11 @@ def cloud_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotG
                .group_by("cloud_resource_id").agg(pl.col("node_id").min()))  # never two nodes for one line
     is_egress = pl.col("cost_type") == "egress"
     lines = (
-        _day_lines(cost_lines.filter(pl.col("source") == "focus"), grid)
+        day_lines(cost_lines.filter(pl.col("source") == "focus"), grid)
         .join(serving, left_on="resource_id", right_on="cloud_resource_id", how="left")
         .with_columns(
             pl.when(is_egress).then(pl.lit("egress_cost")).otherwise(pl.lit("cloud_cost")).alias("component"),
-            _currency_mismatch(currency)
+            currency_mismatch(currency)
             .when(~pl.col("cost_type").is_in(["cloud_compute", "egress"])).then(pl.lit("not_a_serving_cost"))
             .when(~is_egress & pl.col("node_id").is_null()).then(pl.lit("resource_not_a_serving_node"))
             .alias("reason"),
@@ -212,48 +117,28 @@ def cloud_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotG
     egress = routed.filter(is_egress).with_columns(
         (day_start + pl.duration(microseconds=pl.col("a_us"))).alias("period_start"),
         (day_start + pl.duration(microseconds=pl.col("b_us"))).alias("period_end"))
-    return (_allocations(_period_slots(routed.filter(~is_egress), grid)), _unattributed(lines), _line_days(lines),
-            _conform(egress, EGRESS_LINES, "source", "line_id"))
+    return (allocation_rows(period_slots(routed.filter(~is_egress), grid)), unattributed_rows(lines),
+            line_day_rows(lines), conform(egress, EGRESS_LINES, "source", "line_id"))
 
 
-def egress_to_requests(egress_lines: pl.LazyFrame, requests: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """(request_egress, unattributed): each egress line's `day_amount` to the requests of its node
-    completed in [period_start, period_end), by `response_bytes` share.
+def egress_by_response_bytes(egress_lines: pl.LazyFrame, requests: pl.LazyFrame,
+                             grid: SlotGrid) -> tuple[pl.Expr, pl.LazyFrame]:
+    """Egress lines to requests by response bytes: `(egress_cost, unattributed)`.
 
-    `request_egress`: `request_id, egress_cost` (reporting currency), one row per request, summed
-    over lines. Requests without `response_bytes` take no share. A line whose node has no such
-    request in its window (or whose requests' bytes sum to 0) stays unattributed,
-    `no_requests_with_bytes`; a line of no node, `resource_not_a_serving_node`. Requests meet
-    lines through the UTC hours a line's window touches (a line of h hours is h rows): linear in
-    lines + requests, never a cross join."""
-    hours = (
-        egress_lines.filter(pl.col("period_end") > pl.col("period_start"))
-        .with_columns(pl.datetime_ranges(pl.col("period_start").dt.truncate("1h"),
-                                         (pl.col("period_end") - pl.duration(microseconds=1)).dt.truncate("1h"),
-                                         "1h").alias("hour"))
-        .explode("hour")
-    )
-    sized = (requests.filter(pl.col("response_bytes").is_not_null())
-             .select("request_id", "node_id", "completed_at", "response_bytes",
-                     pl.col("completed_at").dt.truncate("1h").alias("hour")))
-    matched = (
-        hours.join(sized, on=["node_id", "hour"], how="inner")
-        .filter((pl.col("completed_at") >= pl.col("period_start")) & (pl.col("completed_at") < pl.col("period_end")))
-        .with_columns(pl.col("response_bytes").sum().over("source", "line_id").alias("line_bytes"))
-        .filter(pl.col("line_bytes") > 0)
-    )
-    request_egress = (
-        matched.with_columns(
-            (pl.col("day_amount") * pl.col("response_bytes") / pl.col("line_bytes")).alias("egress_cost"))
-        .group_by("request_id").agg(pl.col("egress_cost").pipe(fsum))
-    )
-    unattributed = (
-        egress_lines.join(matched.select("source", "line_id").unique(), on=["source", "line_id"], how="anti")
-        .with_columns(pl.lit("egress_cost").alias("component"),
-                      pl.when(pl.col("node_id").is_null()).then(pl.lit("resource_not_a_serving_node"))
-                      .otherwise(pl.lit("no_requests_with_bytes")).alias("reason"))
-    )
-    return _conform(request_egress, REQUEST_EGRESS, "request_id"), _unattributed(unattributed)
+    `egress_lines`: `cloud_allocations`' fourth frame. Each line's `day_amount` goes to the
+    requests of its node completed in its [period_start, period_end), by `response_bytes`: a
+    request takes `day_amount x response_bytes / line_bytes` of every such line, `line_bytes`
+    the bytes of the line's requests (`egress_line_bytes`, one pass over the requests of the
+    egress lines' nodes). `egress_cost` is that sum as an expression over a frame of requests
+    (`node_id, completed_at, response_bytes`), reporting currency, 0 for a request of unknown
+    size or of no line (`EgressRates`: computed in the request's own row, no join). `unattributed`:
+    the lines no request takes a share of (`no_requests_with_bytes`, or `resource_not_a_serving_node`
+    for a line of no node), in the shape of `lines.UNATTRIBUTED`."""
+    egress_nodes = egress_lines.select(pl.col("node_id").drop_nulls().unique()).collect()["node_id"].to_list()
+    (line_bytes,) = materialize(egress_line_bytes(egress_lines, requests.filter(pl.col("node_id").is_in(egress_nodes))))
+    rates = EgressRates(egress_lines.collect(), line_bytes.collect(), grid)
+    (unattributed,) = materialize(egress_unattributed(egress_lines, line_bytes))
+    return rates.cost(), unattributed
 
 
 def _egress_hours(egress_lines: pl.LazyFrame) -> pl.LazyFrame:
@@ -270,10 +155,10 @@ def _egress_hours(egress_lines: pl.LazyFrame) -> pl.LazyFrame:
 def egress_line_bytes(egress_lines: pl.LazyFrame, requests: pl.LazyFrame) -> pl.LazyFrame:
     """`source, line_id, line_bytes`: the response bytes of the requests of each egress line's
     node completed in its [period_start, period_end) (requests of unknown size left out), for
-    the lines with some (`line_bytes > 0`). The same matching as `egress_to_requests`, summed
-    per line instead of kept per request: the lines' rates come from it (`EgressRates`)."""
+    the lines with some (`line_bytes > 0`): the lines' rates come from it (`EgressRates`)."""
     sized = (requests.filter(pl.col("response_bytes").is_not_null())
-             .select("node_id", "completed_at", "response_bytes", pl.col("completed_at").dt.truncate("1h").alias("hour")))
+             .select("node_id", "completed_at", "response_bytes",
+                     pl.col("completed_at").dt.truncate("1h").alias("hour")))
     return (
         _egress_hours(egress_lines).join(sized, on=["node_id", "hour"], how="inner")
         .filter((pl.col("completed_at") >= pl.col("period_start")) & (pl.col("completed_at") < pl.col("period_end")))
@@ -285,16 +170,14 @@ def egress_line_bytes(egress_lines: pl.LazyFrame, requests: pl.LazyFrame) -> pl.
 
 class EgressRates:
     """Egress lines by rate: each request takes `day_amount x response_bytes / line_bytes` of
-    every line of its node whose window holds its completion, in its own row — the same
-    amounts as `egress_to_requests`, without a row per matched request or a join on request_id.
+    every line of its node whose window holds its completion, in its own row: no row per
+    matched request, no join on request_id.
 
     The lines (with `line_bytes` from `egress_line_bytes`) are laid out densely by node, UTC
     hour of the day and rank within the hour (`k` slots: the most lines any node-hour has), so
     a request finds them by position (`gather`)."""
 
     def __init__(self, egress_lines: pl.DataFrame, line_bytes: pl.DataFrame, grid: SlotGrid):
-        from transforms.attribution.occupancy import node_index
-
         self.grid = grid
         paid = (egress_lines.lazy().filter(pl.col("node_id").is_not_null())
                 .join(line_bytes.lazy(), on=["source", "line_id"], how="inner"))
@@ -308,7 +191,8 @@ class EgressRates:
         self.nodes = sorted(hours["node_id"].unique().to_list())
         self.k = int(hours["j"].max()) + 1 if hours.height else 0
         n = len(self.nodes) * 24 * self.k
-        hours = hours.with_columns((node_index(self.nodes) * (24 * self.k) + pl.col("h") * self.k + pl.col("j")).alias("_i"))
+        hours = hours.with_columns((node_index(self.nodes) * (24 * self.k) + pl.col("h") * self.k + pl.col("j"))
+                                   .alias("_i"))
         self.table = (pl.DataFrame({"_i": pl.int_range(0, n, dtype=pl.Int64, eager=True)})
                       .join(hours.select("_i", "period_start", "period_end", "day_amount", "line_bytes"), on="_i",
                             how="left", maintain_order="left"))
@@ -318,8 +202,6 @@ class EgressRates:
         its lines' shares, exact (as `fsum` over the matched lines), 0 when none matches."""
         if not self.k:
             return pl.lit(0.0).alias("egress_cost")
-        from transforms.attribution.occupancy import node_index
-
         h = (pl.col("completed_at") - pl.lit(self.grid.start, UTC_US)).dt.total_microseconds() // 3_600_000_000
         base = pl.when(h.is_between(0, 23)).then(node_index(self.nodes) * (24 * self.k) + h * self.k)
         terms = []
@@ -335,14 +217,14 @@ class EgressRates:
 
 def egress_unattributed(egress_lines: pl.LazyFrame, line_bytes: pl.LazyFrame) -> pl.LazyFrame:
     """Egress lines no request takes a share of: `no_requests_with_bytes`, or
-    `resource_not_a_serving_node` for a line of no node (as `egress_to_requests`)."""
+    `resource_not_a_serving_node` for a line of no node."""
     unattributed = (
         egress_lines.join(line_bytes.select("source", "line_id"), on=["source", "line_id"], how="anti")
         .with_columns(pl.lit("egress_cost").alias("component"),
                       pl.when(pl.col("node_id").is_null()).then(pl.lit("resource_not_a_serving_node"))
                       .otherwise(pl.lit("no_requests_with_bytes")).alias("reason"))
     )
-    return _unattributed(unattributed)
+    return unattributed_rows(unattributed)
 
 
 # --- step 8: fixed site costs ----------------------------------------------------------------
@@ -365,14 +247,14 @@ def fixed_site_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: 
         .alias("node_share"))
     sites = nodes.select("site_id").unique().with_columns(pl.lit(True).alias("has_nodes"))
     lines = (
-        _day_lines(fixed, grid)
+        day_lines(fixed, grid)
         .join(sites, on="site_id", how="left")
         .with_columns(
             pl.lit("fixed_cost").alias("component"),
-            _currency_mismatch(currency).when(pl.col("has_nodes").is_null()).then(pl.lit("site_has_no_nodes"))
+            currency_mismatch(currency).when(pl.col("has_nodes").is_null()).then(pl.lit("site_has_no_nodes"))
             .alias("reason"),
         )
     )
     allocations = (lines.filter(pl.col("reason").is_null()).join(node_share, on="site_id", how="inner")
                    .with_columns((pl.col("day_amount") * pl.col("node_share")).alias("amount")))
-    return _allocations(_whole_day(allocations, grid)), _unattributed(lines), _line_days(lines)
+    return allocation_rows(whole_day(allocations, grid)), unattributed_rows(lines), line_day_rows(lines)

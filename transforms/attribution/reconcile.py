@@ -18,7 +18,8 @@ MONEY_TOLERANCE = 0.01  # one cent, in the reporting currency
 ENERGY_RELATIVE_TOLERANCE = 1e-9
 
 
-def allocations_to_node_slots(allocations: pl.LazyFrame, node_slots: pl.LazyFrame, components: list[str]) -> pl.LazyFrame:
+def allocations_to_node_slots(allocations: pl.LazyFrame, node_slots: pl.LazyFrame,
+                              components: list[str]) -> pl.LazyFrame:
     """Spread every allocation evenly over its slots and sum per node-slot: `node_slots`
     (`node_id, slot`, one row per node and slot) with one column per component (0 where none)."""
     steps = pl.concat([
@@ -39,7 +40,8 @@ def _occupied_prefix(node_out: pl.LazyFrame) -> pl.LazyFrame:
     with one extra row per node at `slot = n` holding the day's total."""
     occ = node_out.select("node_id", "slot", pl.col("occupied").cast(pl.Int64)).sort("node_id", "slot")
     before = occ.with_columns((pl.col("occupied").cum_sum().over("node_id") - pl.col("occupied")).alias("occ_before"))
-    end = occ.group_by("node_id").agg((pl.col("slot").max() + 1).alias("slot"), pl.col("occupied").sum().alias("occ_before"))
+    end = occ.group_by("node_id").agg((pl.col("slot").max() + 1).alias("slot"),
+                                      pl.col("occupied").sum().alias("occ_before"))
     return pl.concat([before.select("node_id", "slot", "occ_before"), end.select("node_id", "slot", "occ_before")])
 
 
@@ -50,9 +52,11 @@ def reconcile_allocated_lines(allocations: pl.LazyFrame, line_days: pl.LazyFrame
     component, amount`) adds lines paid to requests directly (egress by bytes)."""
     prefix = _occupied_prefix(node_out)
     placed = (
-        allocations.join(prefix.rename({"slot": "slot_from", "occ_before": "occ_from"}), on=["node_id", "slot_from"], how="left")
+        allocations.join(prefix.rename({"slot": "slot_from", "occ_before": "occ_from"}), on=["node_id", "slot_from"],
+                         how="left")
         .join(prefix.rename({"slot": "slot_to", "occ_before": "occ_to"}), on=["node_id", "slot_to"], how="left")
-        .with_columns(((pl.col("occ_to") - pl.col("occ_from")) / (pl.col("slot_to") - pl.col("slot_from"))).alias("frac"))
+        .with_columns(((pl.col("occ_to") - pl.col("occ_from")) / (pl.col("slot_to") - pl.col("slot_from")))
+                      .alias("frac"))
         .group_by("source", "line_id", "component")
         .agg((pl.col("amount") * pl.col("frac")).pipe(fsum).alias("to_requests"),
              (pl.col("amount") * (1 - pl.col("frac"))).pipe(fsum).alias("to_idle"))
@@ -61,13 +65,15 @@ def reconcile_allocated_lines(allocations: pl.LazyFrame, line_days: pl.LazyFrame
         direct = paid_to_requests.group_by("source", "line_id", "component").agg(
             pl.col("amount").pipe(fsum).alias("to_requests")).with_columns(pl.lit(0.0).alias("to_idle"))
         placed = pl.concat([placed, direct])
-    unatt = unattributed.group_by("source", "line_id", "component").agg(pl.col("amount").pipe(fsum).alias("unattributed"))
     return _finish(line_days.select("source", "line_id", "component", pl.col("day_amount").alias("source_amount"),
-                                    pl.lit("currency").alias("unit")), placed, unatt)
+                                    pl.lit("currency").alias("unit")), placed, unattributed)
 
 
-def _finish(lines: pl.LazyFrame, placed: pl.LazyFrame, unatt: pl.LazyFrame) -> pl.LazyFrame:
+def _finish(lines: pl.LazyFrame, placed: pl.LazyFrame, unattributed: pl.LazyFrame) -> pl.LazyFrame:
+    """`RECONCILIATION` rows of `lines` (`source_amount`), from what was `placed` (`to_requests`,
+    `to_idle`) and their `unattributed` rows (`amount`)."""
     keys = ["source", "line_id", "component"]
+    unatt = unattributed.group_by(keys).agg(pl.col("amount").pipe(fsum).alias("unattributed"))
     return (
         lines.join(placed.group_by(keys).agg(pl.col("to_requests", "to_idle").pipe(fsum)), on=keys, how="left")
         .join(unatt, on=keys, how="left")
@@ -95,9 +101,8 @@ def reconcile_site_slot_lines(line_site_slots: pl.LazyFrame, line_days: pl.LazyF
     tariff_days = line_site_slots.filter(pl.col("source") == "tariff").group_by("source", "line_id", "component").agg(
         pl.col("amount").pipe(fsum).alias("day_amount"))
     lines = pl.concat([line_days.select("source", "line_id", "component", "day_amount"), tariff_days])
-    unatt = unattributed.group_by("source", "line_id", "component").agg(pl.col("amount").pipe(fsum).alias("unattributed"))
     return _finish(lines.select("source", "line_id", "component", pl.col("day_amount").alias("source_amount"),
-                                pl.lit("currency").alias("unit")), placed, unatt)
+                                pl.lit("currency").alias("unit")), placed, unattributed)
 
 
 def reconcile_energy(node_out: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
@@ -121,5 +126,6 @@ def reconcile_energy(node_out: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
 def conservation_failures(reconciliation: pl.DataFrame) -> pl.DataFrame:
     """Lines whose difference exceeds a cent (money) or 1e-9 of the amount (energy, J)."""
     money = (pl.col("unit") == "currency") & (pl.col("difference").abs() > MONEY_TOLERANCE)
-    energy = (pl.col("unit") == "J") & (pl.col("difference").abs() > ENERGY_RELATIVE_TOLERANCE * pl.col("source_amount").abs().clip(lower_bound=1.0))
+    allowed_j = ENERGY_RELATIVE_TOLERANCE * pl.col("source_amount").abs().clip(lower_bound=1.0)
+    energy = (pl.col("unit") == "J") & (pl.col("difference").abs() > allowed_j)
     return reconciliation.filter(money | energy)
