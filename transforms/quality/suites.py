@@ -27,6 +27,7 @@ from transforms.bounds import (  # noqa: E402  (the parsers quarantine outside t
     MAX_ASSET_COST, MAX_BILL_LINE, MAX_COUNTER_J, MAX_ENERGY_PRICE_PER_KWH, MAX_INPUT_TOKENS, MAX_INTERVAL_S,
     MAX_LATENCY_S, MAX_METER_W, MAX_OUTPUT_TOKENS, MAX_REQUEST_COST, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES,
     MAX_USEFUL_LIFE_MONTHS, NAMEPLATE_MULTIPLE, meter_power_limits)
+from transforms.attribution.facts import REQUEST_COSTS_SCHEMA  # noqa: E402
 from transforms.contracts import (  # noqa: E402
     ASSETS, COST_LINES, COST_TYPES, DEPRECIATION_METHODS, METER_SCOPES, POWER_READINGS, REQUESTS, STATUSES, Contract)
 from transforms.inventory import Inventory  # noqa: E402
@@ -40,17 +41,7 @@ POWER_SOURCES = ("dcgm", "ipmi", "redfish", "facility_csv", "canonical")
 BILL_SOURCES = ("focus", "electricity_invoice", "colocation_invoice", "canonical")
 FOCUS_CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
 
-REQUEST_COSTS_COLUMNS: dict[str, pl.DataType] = {
-    **{c: REQUESTS.schema[c] for c in ("request_id", "node_id", "pool_id", "site_id", "tier", "tenant_id", "model",
-                                        "status", "arrived_at", "completed_at", "input_tokens", "cached_input_tokens",
-                                        "output_tokens", "response_bytes", "ttft_s")},
-    "date": pl.Date,
-    **dict.fromkeys(("it_energy_j", "overhead_energy_j", "energy_kwh", "energy_cost", "demand_cost",
-                     "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost", "direct_cost", "idle_share",
-                     "fully_loaded_cost"), pl.Float64),
-    "currency": pl.String, "occupied_s": pl.Float64, "weight": pl.String, "energy_method": pl.String,
-    "pue_method": pl.String, "idle_policy": pl.String,
-}
+REQUEST_COSTS_COLUMNS: dict[str, pl.DataType] = dict(REQUEST_COSTS_SCHEMA)  # declared by the facts' producer
 REQUEST_COSTS_MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost",
                        "direct_cost", "idle_share", "fully_loaded_cost")
 NODES_COLUMNS: dict[str, pl.DataType] = {
