@@ -54,9 +54,9 @@ bench-e2e: $(VENV)/.installed
 defs: $(VENV)/.installed
 	$(VENV)/bin/dg check defs
 
-## Regenerate docs/data-contracts.md (from transforms/contracts.py) and docs/data-dictionary.md (from the demo warehouse's comments).
+## Regenerate docs/data-contracts.md (from transforms/contracts.py, by lake/docs.py) and docs/data-dictionary.md (from the demo warehouse's comments).
 docs: $(VENV)/.installed
-	$(PY) -m transforms.docs
+	$(PY) -m lake.docs
 	@test -f data/warehouse/inferledger.duckdb || $(VENV)/bin/inferledger demo
 	$(PY) -m warehouse.dictionary data/warehouse/inferledger.duckdb
 

@@ -70,13 +70,14 @@ def _reset_peak() -> None:
 
 
 def run_full(n: int) -> dict:
-    from pipelines.attribution import attribute_partition
     from synth_lake import BenchLake
+
+    from pipelines.attribution import attribute_partition
 
     bench = BenchLake(OUT_DIR / f"lake-{n}", n)
     inventory = bench.inventory()
     started = time.perf_counter()
-    out = attribute_partition(bench.day, bench.raw, bench.lake, inventory)
+    out = attribute_partition(bench.day, bench.lake, inventory)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rows": out.requests}
 
@@ -99,10 +100,10 @@ def run_profile(n: int) -> dict:
     import linecache
 
     import polars as pl
+    from synth_lake import BenchLake
 
     import pipelines.attribution as attribution
-    from pipelines.lake import Lake
-    from synth_lake import BenchLake
+    from lake.store import Lake
 
     stages: list[dict] = []
     repo = str(BENCH_DIR.parent) + os.sep
@@ -151,7 +152,7 @@ def run_profile(n: int) -> dict:
     bench = BenchLake(OUT_DIR / f"lake-{n}", n)
     inventory = bench.inventory()
     started = time.perf_counter()
-    out = attribution.attribute_partition(bench.day, bench.raw, bench.lake, inventory)
+    out = attribution.attribute_partition(bench.day, bench.lake, inventory)
     seconds = time.perf_counter() - started
     # Each stage restarted the peak (clear_refs), so the run's peak is the largest stage peak.
     peak = max([s["peak_mib"] for s in stages] + [_rss_mib()["peak_mib"]])
@@ -161,7 +162,6 @@ def run_profile(n: int) -> dict:
 def run_check(n: int) -> dict:
     """How the references' energy compares with the engine's `it_energy_j` per request."""
     import polars as pl
-
     from synth_lake import BenchLake
 
     bench = BenchLake(OUT_DIR / f"lake-{n}", n)
@@ -181,10 +181,8 @@ def run_check(n: int) -> dict:
 
 
 def run_lake(n: int, seed: int, regenerate: bool) -> dict:
-    from synth_lake import ensure_lake
-
     from fingerprint import code_fingerprint
-    from synth_lake import GENERATOR_CODE
+    from synth_lake import GENERATOR_CODE, ensure_lake
 
     bench = ensure_lake(n, OUT_DIR, seed=seed, regenerate=regenerate, log=lambda m: print(m, flush=True))
     return {"root": str(bench.root), **bench.manifest, "generator_now": code_fingerprint(*GENERATOR_CODE)}

@@ -124,7 +124,7 @@ def run_child(n: int, work: Path, codec: str | None) -> dict:
     import dagster as dg
 
     from pipelines.cli import DEFAULT_PARALLEL
-    from pipelines.runner import Paths, definitions, day_steps, prepare, run_steps, step_spans
+    from pipelines.runner import Paths, day_steps, definitions, prepare, run_steps, step_spans
 
     started = time.perf_counter()
     paths = Paths(raw=raw_dir(n, codec), lake=work / "lake", warehouse=work / "warehouse" / "inferledger.duckdb")
@@ -282,6 +282,7 @@ STAGES = (  # (label, step keys); per-site steps are summed over sites, and show
     ("checks on inputs (GX)", ("requests_quality", "power_readings_quality", "cost_lines_quality")),
     ("checks on sources (audit)", ("requests_sources", "power_readings_sources", "cost_lines_sources")),
     ("asset register + checks", ("asset_register", "asset_register_quality", "asset_register_sources")),
+    ("market prices + checks", ("market_prices", "market_prices_sources")),
     ("attribution", ("request_costs",)),
     ("checks on facts (GX)", ("request_costs_quality",)),
     ("marts", ("cost_marts",)),

@@ -28,24 +28,26 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
 from fingerprint import code_fingerprint
+
 from fleetsim import bills
 from fleetsim.logs import request_ids
 from fleetsim.power import SECONDS, bmc_sample_times, node_power
 from fleetsim.simulate import _split_requests, write_inventory
 from fleetsim.spec import Fleet, FleetSpec, Node
 from fleetsim.traffic import generate_node_requests, tenant_weights
+from lake.inventory import load_inventory
+from lake.store import Lake
 from pipelines.ingest import ingest_partition
-from pipelines.lake import Lake
 from transforms.contracts import POWER_READINGS, REQUESTS, STATUSES
-from transforms.inventory import Inventory, load_inventory
+from transforms.inventory import Inventory
 
 DAY = date(2026, 11, 30)  # the last day of a month: the month's invoices are delivered with it
 SEED = 7
 METER_INTERVAL_S = 60
 SPILL_ROWS = 2_000_000  # requests buffered per site before they spill to a scratch file
-GENERATOR_CODE = ("bench/synth_lake.py", "fleetsim", "transforms/contracts.py", "transforms/ingest", "pipelines/ingest.py")
+GENERATOR_CODE = ("bench/synth_lake.py", "fleetsim", "transforms/contracts.py", "transforms/ingest", "pipelines/ingest.py",
+                  "lake")
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class BenchLake:
 
     def files(self, dataset: str) -> list[Path]:
         """The day's canonical Parquet files of `dataset` (every site)."""
-        return sorted(self.lake.partition_dir(dataset, self.day).glob("**/*.parquet"))
+        return self.lake.day_files(dataset, self.day)
 
 
 def ensure_lake(requests: int, out_dir: Path, *, seed: int = SEED, regenerate: bool = False, log=print) -> BenchLake:
@@ -272,6 +274,7 @@ def _generate(bench: BenchLake, seed: int, log) -> dict:
         out = ingest_partition("cost_lines", day, site.id, raw, lake, inventory)
         ingested[f"cost_lines/{site.id}"] = out.rows_accepted
     ingested["assets"] = ingest_partition("assets", day, None, raw, lake, inventory).rows_accepted
+    ingested["market_prices"] = ingest_partition("market_prices", day, None, raw, lake, inventory).rows_accepted
     return {"nodes": len(fleet.nodes), "nodes_by_pool": {p.id: len(fleet.pool_nodes(p.id)) for p in spec.pools},
             "rows": {"requests": sum(s.rows for s in spills.values()),
                      "power_readings": sum(f.height for fs in readings.values() for f in fs), **ingested}}

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.lake import Lake
-from pipelines.readers import scan_csv_text
+from lake.store import Lake
 from transforms.attribution.day import DayInputs, day_outputs, finish_day, share_day
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.prices import parse_market_prices
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE, conservation_failures
-from transforms.contracts import ASSETS, COST_LINES, POWER_READINGS, REQUESTS
+from transforms.contracts import ASSETS, COST_LINES, MARKET_PRICES, POWER_READINGS, REQUESTS
 from transforms.inventory import Inventory
 
 # Lake datasets written per day by the attribution, in the order they are written.
@@ -47,8 +45,8 @@ class AttributionOutcome:
     unattributed: float = 0.0
 
 
-def _day_files(lake: Lake, dataset: str, day: date) -> list[Path]:
-    return sorted(lake.partition_dir(dataset, day).glob("**/*.parquet"))
+class MissingInput(RuntimeError):
+    """An input the day's attribution needs was not ingested."""
 
 
 def _scan(files: list[Path], schema: pl.Schema) -> pl.LazyFrame:
@@ -57,38 +55,41 @@ def _scan(files: list[Path], schema: pl.Schema) -> pl.LazyFrame:
     return pl.scan_parquet(files, schema=schema, hive_partitioning=False)
 
 
-def load_day_inputs(lake: Lake, raw_root: Path, inventory: Inventory, day: date) -> DayInputs:
+def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
     """The day's requests and readings; every cost line ever delivered (the latest delivery of
     each line wins, so a corrected invoice replaces the first); the latest asset register
-    delivered on or before the day; the market price files of the inventory's tariffs."""
-    requests = _scan(_day_files(lake, "requests", day), REQUESTS.schema)
-    readings = _scan(_day_files(lake, "power_readings", day), POWER_READINGS.schema)
+    delivered on or before the day; the day's hourly prices of the inventory's market tariffs
+    (None when no tariff is a market one)."""
+    requests = _scan(lake.day_files("requests", day), REQUESTS.schema)
+    readings = _scan(lake.day_files("power_readings", day), POWER_READINGS.schema)
 
-    bill_files = sorted((lake.root / "cost_lines").glob("date=*/site=*/*.parquet"))
+    bill_files = lake.all_files("cost_lines")
     bills = (pl.scan_parquet(bill_files, hive_partitioning=True).with_columns(pl.col("date").cast(pl.Date))
              if bill_files else pl.LazyFrame(schema={**COST_LINES.schema, "date": pl.Date, "site": pl.String}))
     cost_lines = (bills.filter(pl.col("date") <= day)
                   .sort("date").group_by("source", "line_id", maintain_order=True).last()
                   .select(COST_LINES.names).sort("source", "line_id"))
 
-    register_days = sorted(date.fromisoformat(p.name.removeprefix("date=")) for p in (lake.root / "assets").glob("date=*"))
-    in_force = [d for d in register_days if d <= day]
-    assets = (_scan(_day_files(lake, "assets", in_force[-1]), ASSETS.schema) if in_force
+    in_force = [d for d in lake.days("assets") if d <= day]
+    assets = (_scan(lake.day_files("assets", in_force[-1]), ASSETS.schema) if in_force
               else pl.LazyFrame(schema=ASSETS.schema))
 
-    market = [parse_market_prices(scan_csv_text([raw_root / t.market_price_file], raw_root), t.id)
-              for t in inventory.tariffs if t.kind == "market" and t.market_price_file]
-    market_prices = pl.concat(market) if market else None
+    market_prices = None
+    if any(t.kind == "market" for t in inventory.tariffs):
+        if not lake.partition_dir("market_prices", day).is_dir():
+            raise MissingInput(f"{lake.partition_dir('market_prices', day)}: the market prices of {day} are not "
+                               f"ingested; ingest the day first (`inferledger ingest --date {day}`)")
+        market_prices = _scan(lake.day_files("market_prices", day), MARKET_PRICES.schema)
     return DayInputs(requests, readings, cost_lines, assets, market_prices)
 
 
-def attribute_partition(day: date, raw_root: Path, lake: Lake, inventory: Inventory, *, slot_s: int = 60,
+def attribute_partition(day: date, lake: Lake, inventory: Inventory, *, slot_s: int = 60,
                         weight: str = "time", gap_limit_s: float = 300.0) -> AttributionOutcome:
     """Attribute `day`; raises ConservationError (writing nothing) when any source line or
     total does not add up to a cent (1e-9 relative for energy)."""
     started = time.perf_counter()
     grid = SlotGrid(day, slot_s)
-    shared = share_day(load_day_inputs(lake, Path(raw_root), inventory, day), inventory, grid,
+    shared = share_day(load_day_inputs(lake, inventory, day), inventory, grid,
                        weight=weight, gap_limit_s=gap_limit_s)
     # The request-sized frames are never held: the per-request shares are a plan over the
     # lake's requests, run once for the pool-tier sums (inside `finish_day`) and once more

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.ingest import raw_fingerprint
+from lake.raw import raw_fingerprint
 
 INGEST_ASSETS = {"requests": "requests", "power_readings": "power_readings", "cost_lines": "cost_lines"}
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.readers import scan_csv_text, scan_text_lines
+from lake.json_lines import extract_json_fields
+from lake.readers import scan_csv_text, scan_text_lines
+from pipelines.suites import run_suites
 from transforms.contracts import COST_LINES, POWER_READINGS, REQUESTS
 from transforms.ingest.bills import parse_focus
 from transforms.ingest.common import accepted, classify
 from transforms.ingest.power import parse_ipmi_sdr
-from transforms.ingest.traces import ThroughputModel, adapt_azure_trace, adapt_mooncake_trace
+from transforms.ingest.traces import MOONCAKE_KEYS, ThroughputModel, adapt_azure_trace, adapt_mooncake_trace
 from transforms.inventory import Inventory
-from transforms.quality import SuiteContext, SuiteResult, run_suites, validate_frame
+from transforms.quality import SuiteContext, SuiteResult, validate_frame
 
 REAL_ROOT = Path(__file__).resolve().parent.parent / "tests" / "data" / "real"
 REAL_INVENTORY = REAL_ROOT.parent / "inventory_small.yaml"
@@ -96,8 +98,8 @@ def real_sample_results(real_root: Path, inventory: Inventory) -> list[SuiteResu
         out.append(validate_frame("requests", rows, SuiteContext(inventory=inventory, day=date(2023, 11, 16)),
                                   partition=f"azure_llm_inference_2023/{trace}"))
     moon, start = real_root / "mooncake_fast25_traces", date(2026, 11, 28)
-    rows = _ingested(adapt_mooncake_trace(scan_text_lines([moon / "conversation_trace.jsonl"], moon),
-                                          start=datetime(2026, 11, 28, 12, tzinfo=UTC), **placement),
+    trace = extract_json_fields(scan_text_lines([moon / "conversation_trace.jsonl"], moon), MOONCAKE_KEYS)
+    rows = _ingested(adapt_mooncake_trace(trace, start=datetime(2026, 11, 28, 12, tzinfo=UTC), **placement),
                      REQUESTS, start, "completed_at")
     out.append(validate_frame("requests", rows, SuiteContext(inventory=inventory, day=start),
                               partition="mooncake_fast25_traces/conversation"))

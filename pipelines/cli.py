@@ -12,7 +12,7 @@
     inferledger report   [--date D] [--days N] [--out FILE.html] [--warehouse FILE]
 
 `ingest` materializes the real Dagster ingest assets for one day (every site of the
-inventory, then the fleet-wide asset register) in-process, without the UI, and exits
+inventory, then the fleet-wide asset register and market prices) in-process, without the UI, and exits
 non-zero naming the failed step. Runs are recorded in the instance of $DAGSTER_HOME when
 it is set (the Makefile sets it), so `dg dev` shows them.
 """
@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from lake.files import NoSpaceLeft, is_no_space, write_text
+
 DEMO_DAY = date(2026, 11, 24)
-# Dagster's console logger at WARNING: the CLI shows its own progress; the full event log is
-# in the instance (`dg dev`).
-QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # `inferledger run --parallel` default: ingest runs one at a time. Each run's Polars and DuckDB
 # already use every core; on the 2-core machine, two at once took the 10 M-request day from
 # 88.9 s to 86.6 s for 47 % more peak memory (bench/README.md). More cores, more to gain.
@@ -105,7 +104,7 @@ def _prepare(paths, day, console, inst):
 
 
 def run_ingest(day: date, raw: Path, lake: Path, inventory: Path | None = None, *, console=None) -> list[StepResult]:
-    """Run the ingest of `day` (every site, and the asset register); raises SystemExit naming
+    """Run the ingest of `day` (every site, the asset register and market prices); raises SystemExit naming
     the failed step or check."""
     from pipelines.runner import Paths, day_steps
 
@@ -191,9 +190,11 @@ def print_attribution(day: date, lake: Path, console=None, *, by_tier: bool = Tr
     import polars as pl
     from rich.table import Table
 
+    from lake.store import Lake
+
     console = console or _console()
-    part = lambda name: pl.read_parquet(lake / name / f"date={day.isoformat()}" / "part-0.parquet")  # noqa: E731
-    totals = part("totals")
+    files = Lake(lake)
+    totals = pl.read_parquet(files.partition_file("totals", day))
     t = Table(title=f"Conservation, {day}: every source = requests + idle + unattributed")
     for col in ("component", "source", "to requests", "to idle", "unattributed", "difference"):
         t.add_column(col, justify="left" if col == "component" else "right")
@@ -210,7 +211,7 @@ def print_attribution(day: date, lake: Path, console=None, *, by_tier: bool = Tr
         return
     # The day's facts are scanned, five columns, and grouped in the streaming engine: read whole,
     # the 10 M-request day held 8.5 GB here (`inferledger attribute`), against 2.3 GB scanned.
-    facts = pl.scan_parquet(lake / "request_costs" / f"date={day.isoformat()}" / "part-0.parquet")
+    facts = pl.scan_parquet(files.partition_file("request_costs", day))
     by_tier = (facts.group_by("tier").agg(pl.len().alias("requests"), pl.col("direct_cost").mean().alias("direct"),
                                            pl.col("fully_loaded_cost").mean().alias("loaded"),
                                            (pl.col("energy_kwh").sum() * 3.6e6 / pl.col("output_tokens").sum()).alias("j_tok"),
@@ -336,10 +337,6 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _backfill_state(lake: Path, first: date, last: date) -> Path:
-    return lake / "_backfills" / f"{first.isoformat()}_{last.isoformat()}.json"
-
-
 def _backfill_day(day: date, paths, dagster_home: str | None) -> tuple[date, str | None, float]:
     """One day of a backfill, in a worker process: (day, error or None, seconds)."""
     from pipelines.runner import RunFailed, day_steps, definitions, prepare, run_steps
@@ -368,6 +365,10 @@ def cmd_backfill(args) -> int:
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from lake.store import (
+        Lake,  # here, not at the top: it loads Polars, which `inferledger --help` does not need
+    )
+
     console = _console()
     paths = _paths(args)
     first, last = args.date_from, args.date_to
@@ -377,7 +378,7 @@ def cmd_backfill(args) -> int:
     if args.parallel < 1:
         console.print("[red]error:[/red] --parallel must be 1 or more")
         return 2
-    state_file = _backfill_state(paths.lake, first, last)
+    state_file = Lake(paths.lake).backfill_state(first, last)
     done: set[str] = set()
     if state_file.exists() and not args.restart:
         done = set(json.loads(state_file.read_text()).get("done", []))
@@ -393,10 +394,8 @@ def cmd_backfill(args) -> int:
 
     def record(day: date) -> None:
         done.add(day.isoformat())
-        state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"from": first.isoformat(), "to": last.isoformat(), "done": sorted(done)}, indent=1))
-        os.replace(tmp, state_file)
+        write_text(state_file, json.dumps({"from": first.isoformat(), "to": last.isoformat(), "done": sorted(done)},
+                                          indent=1))
 
     failed: list[tuple[date, str]] = []
     started = time.perf_counter()
@@ -438,19 +437,19 @@ def cmd_backfill(args) -> int:
 
 def cmd_check_data(args) -> int:
     """Every quality suite on a lake day and the real samples, and the warehouse checks."""
+    from lake.inventory import inventory_path, load_inventory
+    from lake.store import Lake
     from pipelines.checkdata import REAL_INVENTORY, REAL_ROOT, check_data, print_report, write_json
-    from transforms.inventory import InventoryError, load_inventory
+    from transforms.inventory import InventoryError
     from warehouse.marts import attributed_days
 
     console = _console()
     paths = _paths(args)
     try:
-        inventory = load_inventory(paths.inventory or paths.raw / "inventory.yaml")
+        inventory = load_inventory(inventory_path(paths.raw, paths.inventory))
     except InventoryError as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
-    from pipelines.lake import Lake
-
     day = args.date or (attributed_days(Lake(paths.lake)) or [None])[-1]
     if day is None:
         console.print(f"[red]error:[/red] {paths.lake}: no attributed day to check; run `make demo` or pass --date")
@@ -536,12 +535,21 @@ def cmd_publish(args) -> int:
 def cmd_sql(args) -> int:
     """Finance's read-only SQL (warehouse.access): exit 0 done, 1 an error (bad SQL, no warehouse,
     the timeout), 2 a statement or --out refused, 130 cancelled with Ctrl-C."""
-    from warehouse.access import (DEFAULT_TIMEOUT_S, RefusedOutput, RefusedStatement, StatementInterrupted,
-                                  StatementStuck, WarehouseFileError, export, one_line, open_finance)
-
     import signal
 
     from rich.markup import escape
+
+    from warehouse.access import (
+        DEFAULT_TIMEOUT_S,
+        RefusedOutput,
+        RefusedStatement,
+        StatementInterrupted,
+        StatementStuck,
+        WarehouseFileError,
+        export,
+        one_line,
+        open_finance,
+    )
 
     console = _console()
     err = _console(stderr=True)
@@ -773,8 +781,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as e:  # a full disk outside a pipeline step (simulated raw files, a backfill's state)
-        from pipelines.lake import NoSpaceLeft, is_no_space
-
         if not is_no_space(e):
             raise
         where = getattr(e, "filename", None) or next(

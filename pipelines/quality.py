@@ -2,7 +2,7 @@
 
 One `@multi_asset_check` per suite and asset: every expectation of the suite is an
 `AssetCheckSpec` named like the expectation (`requests.output_tokens.non_negative`), so the
-UI, the report of `python -m transforms.quality` and the tests say the same name. The check
+UI, the report of `python -m pipelines.suites` and the tests say the same name. The check
 validates the partition the run materialized; each result carries its unexpected count and a
 few example values. Error-severity expectations are `blocking` where asked: when one fails,
 the assets downstream in the run do not execute. Warnings fail with severity WARN and block
@@ -13,11 +13,11 @@ from datetime import date
 
 import dagster as dg
 
-from pipelines.lake import FLEET
+from lake.store import FLEET
 from pipelines.resources import ParquetLake, RawInputs
+from pipelines.suites import validate_partition, validate_sources
 from transforms.quality import ExpectationResult, catalog
 from transforms.quality import sources as source_quality
-from transforms.quality.lake import validate_partition
 
 
 def check_specs(suite: str, asset: str, *, blocking: bool) -> list[dg.AssetCheckSpec]:
@@ -80,7 +80,7 @@ def source_checks(dataset: str, asset: str) -> dg.AssetChecksDefinition:
                           description=f"What the ingest of `{dataset}` lost or ignored (docs/data-quality.md).")
     def sources(context: dg.AssetCheckExecutionContext, lake: ParquetLake):
         day, site = _day_and_site(context)
-        res = source_quality.validate_sources(lake.lake.root, dataset, date.fromisoformat(day), site or FLEET)
+        res = validate_sources(lake.lake.root, dataset, date.fromisoformat(day), site or FLEET)
         context.log.info(f"{res.suite} {res.partition}: {res.rows} records read, {len(res.errors)} error(s), "
                          f"{len(res.warnings)} warning(s) in {res.seconds:.2f} s")
         for r in res.results:

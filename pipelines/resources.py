@@ -12,8 +12,9 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from pipelines.lake import Lake
-from transforms.inventory import Inventory, load_inventory
+from lake.inventory import inventory_path, load_inventory
+from lake.store import Lake
+from transforms.inventory import Inventory
 
 
 def _env(name: str, default: str):
@@ -34,7 +35,7 @@ class RawInputs(dg.ConfigurableResource):
 
     def inventory(self) -> Inventory:
         if self._inventory is None:
-            self._inventory = load_inventory(self.inventory_path or self.path / "inventory.yaml")
+            self._inventory = load_inventory(inventory_path(self.path, self.inventory_path))
         return self._inventory
 
     def days(self) -> list[date]:

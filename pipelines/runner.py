@@ -20,9 +20,13 @@ from pathlib import Path
 import dagster as dg
 
 import pipelines.defs
-from pipelines.cli import QUIET_RUN
+from lake.raw import raw_files
 from pipelines.partitions import register_sites
 from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+
+# Dagster's console logger at WARNING: the CLI shows its own progress; the full event log is
+# in the instance (`dg dev`).
+QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 class RunFailed(RuntimeError):
@@ -199,7 +203,7 @@ def day_steps(day: date, sites: list[str], *, ingest: bool = True, attribute: bo
     if attribute:
         steps.append(("attribute_day", day.isoformat(), None))
     elif ingest:
-        steps.append(("attribute_day", day.isoformat(), ["asset_register"]))
+        steps.append(("attribute_day", day.isoformat(), list(FLEET_INGEST_ASSETS)))
     return steps
 
 
@@ -210,6 +214,8 @@ def _leading_ingest(steps: list[Step]) -> int:
 
 # The assets of one `ingest_day_site` run, which parallel runs take one at a time.
 INGEST_ASSETS = ("requests", "power_readings", "cost_lines")
+# The fleet-wide ingest assets of `attribute_day`, run alone by `inferledger ingest`.
+FLEET_INGEST_ASSETS = ("asset_register", "market_prices")
 
 
 def expand_steps(steps: list[Step], paths: Paths, parallel: int) -> list[Step]:
@@ -221,7 +227,6 @@ def expand_steps(steps: list[Step], paths: Paths, parallel: int) -> list[Step]:
     n = _leading_ingest(steps)
     if n == 0:
         return list(steps)
-    from pipelines.ingest import raw_files
 
     def raw_bytes(step: Step) -> int:
         day, site = step[1].split("|")
@@ -251,10 +256,11 @@ def _run_in_worker(paths: Paths, step: Step, tags: dict | None, dagster_home: st
 
 
 def _ingests(step: Step) -> bool:
-    """Whether `step` only ingests (a site's inputs, or the asset register alone): such runs are
+    """Whether `step` only ingests (a site's inputs, or the fleet-wide inputs alone): such runs are
     independent of each other, so one failing does not keep the others from running."""
     job, _, assets = step
-    return job == "ingest_day_site" or (job == "attribute_day" and assets == ["asset_register"])
+    return job == "ingest_day_site" or (job == "attribute_day" and bool(assets)
+                                        and set(assets) <= set(FLEET_INGEST_ASSETS))
 
 
 def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance, *,

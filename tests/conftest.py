@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from transforms.inventory import Inventory, load_inventory
+from lake.inventory import load_inventory
+from transforms.inventory import Inventory
 
 DATA = Path(__file__).parent / "data"
 

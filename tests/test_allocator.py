@@ -25,7 +25,8 @@ print(seen[0])
 """
 
 
-@pytest.mark.parametrize("module", ["pipelines.cli", "pipelines.definitions", "warehouse.marts", "transforms.quality.lake"])
+@pytest.mark.parametrize("module", ["pipelines.cli", "pipelines.definitions", "warehouse.marts", "pipelines.suites",
+                                    "lake.store"])
 def test_allocator_set_before_polars_loads(module):
     env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
     out = subprocess.run([sys.executable, "-c", PROBE.format(module=module)], cwd=ROOT, env=env,

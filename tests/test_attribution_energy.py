@@ -10,13 +10,13 @@ import polars as pl
 import pytest
 
 import fleetsim
+from lake.inventory import load_inventory
+from lake.store import Lake
 from pipelines.ingest import ingest_partition
-from pipelines.lake import Lake
 from transforms.attribution.energy import METHODS, attach_overhead, node_slot_energy, site_hour_overhead
 from transforms.attribution.day import node_slot_energy_by_group
 from transforms.attribution.grid import SlotGrid
 from transforms.contracts import POWER_READINGS
-from transforms.inventory import load_inventory
 
 DAY = date(2026, 3, 2)
 START = datetime(2026, 3, 2, tzinfo=timezone.utc)

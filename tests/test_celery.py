@@ -28,9 +28,9 @@ import redis
 from celery import Celery
 
 import fleetsim
-from pipelines.cli import QUIET_RUN
 from pipelines.partitions import register_sites
 from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+from pipelines.runner import QUIET_RUN
 from tests.test_pipeline_ingest import DAY, SITES
 
 # dagster-celery registers its task again for every step it submits; harmless, and not ours.

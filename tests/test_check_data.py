@@ -7,8 +7,8 @@ import shutil
 
 import polars as pl
 
+from lake.store import Lake
 from pipelines.cli import main
-from pipelines.lake import Lake
 
 
 def test_passes_on_the_demo_day_and_reports_each_real_sample(demo_warehouse, tmp_path, capsys):

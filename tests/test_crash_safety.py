@@ -12,9 +12,8 @@ from datetime import date
 from pathlib import Path
 
 import fleetsim
-from pipelines.lake import Lake
+from lake.store import Lake
 from warehouse.access import open_warehouse
-from warehouse.marts import mart_path
 from warehouse.publish import current_version
 from warehouse.tables import TABLES
 
@@ -78,9 +77,9 @@ def test_a_run_killed_mid_attribution_leaves_everything_as_it_was_and_the_rerun_
     assert not [p for p in (lake / "_scratch").glob("*") if p.stat().st_mtime < killed_at - 1]
 
     # Idempotence: running D2 again rewrites byte-identical marts (and facts).
-    marts = {t.name: mart_path(Lake(lake), t.name, D2).read_bytes() for t in TABLES if t.daily}
+    marts = {t.name: Lake(lake).mart_path(t.name, D2).read_bytes() for t in TABLES if t.daily}
     facts = (lake / "request_costs" / f"date={D2}" / "part-0.parquet").read_bytes()
     again = subprocess.run([*run_cmd(tmp_path, D2), "--no-publish"], capture_output=True, text=True, timeout=600, env=env())
     assert again.returncode == 0, again.stdout + again.stderr
-    assert {n: mart_path(Lake(lake), n, D2).read_bytes() for n in marts} == marts
+    assert {n: Lake(lake).mart_path(n, D2).read_bytes() for n in marts} == marts
     assert (lake / "request_costs" / f"date={D2}" / "part-0.parquet").read_bytes() == facts

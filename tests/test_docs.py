@@ -1,6 +1,6 @@
 """Docs that are generated from code stay in step with it."""
 
-from transforms.docs import DOC, render
+from lake.docs import DOC, render
 
 
 def test_data_contracts_doc_matches_the_declarations():

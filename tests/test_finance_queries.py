@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from transforms.inventory import load_inventory
+from lake.inventory import load_inventory
 from warehouse.access import execute, open_warehouse
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "finance-queries.md"

@@ -12,7 +12,7 @@ import pytest
 
 import fleetsim
 from fleetsim import Fleet, FleetSpec
-from transforms.inventory import load_inventory
+from lake.inventory import load_inventory
 
 DAY = date(2026, 11, 28)  # a Saturday, not the last day of its month
 REQUESTS = 10_000

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.readers import scan_csv_text
+from lake.readers import scan_csv_text
 from transforms.contracts import ASSETS
 from transforms.ingest.assets import parse_asset_register, parse_canonical_assets
 from transforms.ingest.common import accepted, audit, classify, empty_parsed, quarantined

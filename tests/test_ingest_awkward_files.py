@@ -22,13 +22,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fleetsim
-from tests.conftest import examples
+from lake.inventory import load_inventory
+from lake.raw import UNCLAIMED, raw_listing
+from lake.readers import UnreadableFile, scan_text_lines
+from lake.store import Lake
 from pipelines.cli import main
-from pipelines.ingest import UNCLAIMED, ingest_partition, raw_listing
-from pipelines.lake import Lake
-from pipelines.readers import UnreadableFile, scan_text_lines
+from pipelines.ingest import ingest_partition
+from tests.conftest import examples
 from transforms.contracts import CANONICAL
-from transforms.inventory import load_inventory
+from transforms.ingest.market_prices import market_price_files
 
 DAY = date(2026, 11, 24)
 SITE = "metro-east"
@@ -94,7 +96,11 @@ def scan(lake: Path, dataset: str) -> pl.DataFrame:
 def accounted(raw: Path, lake: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The day's audit and quarantine, after checking that they account for every entry and record."""
     audit, quarantine = scan(lake, "ingest_audit"), scan(lake, "quarantine")
-    assert sorted(audit["source_file"].to_list()) == entries(raw / DAY.isoformat(), raw)  # each entry, once
+    # The market price files the inventory names are read by every day, from outside its folder.
+    prices = audit.filter(pl.col("dataset") == "market_prices")["source_file"].to_list()
+    assert prices in ([], sorted(market_price_files(load_inventory(raw / "inventory.yaml"))))
+    day_entries = audit.filter(pl.col("dataset") != "market_prices")["source_file"].to_list()
+    assert sorted(day_entries) == entries(raw / DAY.isoformat(), raw)  # each entry, once
     assert audit.filter(pl.col("rows_read") != pl.col("rows_accepted") + pl.col("rows_quarantined")).is_empty()
     by_status = {s: audit.filter(pl.col("status") == s) for s in ("read", "unreadable", "ignored")}
     assert sum(f.height for f in by_status.values()) == audit.height

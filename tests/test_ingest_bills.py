@@ -7,10 +7,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.readers import scan_csv_text
+from lake.readers import scan_csv_text
 from transforms.contracts import COST_LINES
-from transforms.ingest.bills import (_local_day_start_utc, parse_canonical_cost_lines, parse_colocation_invoice,
-                                     parse_electricity_invoice, parse_focus, stable_hex_id)
+from transforms.ingest.bills import (
+    _local_day_start_utc,
+    parse_canonical_cost_lines,
+    parse_colocation_invoice,
+    parse_electricity_invoice,
+    parse_focus,
+    stable_hex_id,
+)
 from transforms.ingest.common import accepted, audit, classify, empty_parsed, quarantined
 
 REAL = Path(__file__).parent / "data" / "real"

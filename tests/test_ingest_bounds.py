@@ -14,13 +14,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from lake.store import FLEET, Lake
 from pipelines.ingest import ingest_partition
-from pipelines.lake import FLEET, Lake
+from pipelines.suites import validate_partition
 from tests.test_ingest_assets import REGISTER_HEADER
 from tests.test_ingest_bills import ELECTRICITY_HEADER, FOCUS_HEADER
 from transforms import bounds
 from transforms.inventory import InventoryError, parse_inventory
-from transforms.quality import validate_partition
 from transforms.quality import suites as quality_suites
 
 DATA = Path(__file__).parent / "data"

@@ -11,8 +11,8 @@ import pytest
 
 import fleetsim
 import pipelines.ingest as ingest
-from pipelines.lake import Lake
-from transforms.inventory import load_inventory
+from lake.inventory import load_inventory
+from lake.store import Lake
 from transforms.quality.runner import to_pandas, validate_frame
 from transforms.quality.suites import SuiteContext
 

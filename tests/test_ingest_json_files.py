@@ -15,19 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import examples
 import pipelines.ingest as ingest
-from pipelines.readers import (
-    COMPRESSION_RATIO,
-    UnreadableFile,
-    _json_fields_whole_file,
-    _json_fields_whole_files,
-    _line_count,
-    scan_json_fields,
-    scan_text_lines,
-    text_bytes,
-)
-from transforms.ingest.requests import OTEL_FIELDS, extract_json_fields
+from lake.json_lines import _json_fields_whole_file, _json_fields_whole_files, extract_json_fields, scan_json_fields
+from lake.readers import COMPRESSION_RATIO, UnreadableFile, line_count, scan_text_lines, text_bytes
+from tests.conftest import examples
+from transforms.ingest.requests import OTEL_FIELDS
 
 KEYS = list(OTEL_FIELDS)
 GOOD = json.dumps({"time": "2026-11-28T10:00:00Z", "gen_ai.response.id": "r-1", "server.address": "m-h200-01",
@@ -216,7 +208,7 @@ def test_compressed_files_give_the_frame_of_their_text(tmp_path, codec):
     packed = []
     for p in plain:
         packed.append(compress(p, codec).rename(packed_dir / (p.name + COMPRESSED_SUFFIX[codec])))
-        assert _line_count(packed[-1]) == _line_count(p), p.name
+        assert line_count(packed[-1]) == line_count(p), p.name
     assert (packed_dir / f"empty.jsonl{COMPRESSED_SUFFIX[codec]}").stat().st_size > 0  # a compressed nothing
     expected = scan_json_fields(plain, tmp_path, KEYS).collect().with_columns(
         pl.col("_source_file").str.replace("plain/", "packed/", literal=True))
@@ -244,7 +236,7 @@ def test_generated_compressed_files_give_the_frame_of_their_text(tmp_path, files
         old.unlink()
     plain = [write(d, f"f{i}.jsonl", "\n".join(fl).encode("utf-8", "surrogatepass")) for i, fl in enumerate(files)]
     packed = [compress(p, codec) for p in plain]
-    assert [_line_count(p) for p in packed] == [_line_count(p) for p in plain]
+    assert [line_count(p) for p in packed] == [line_count(p) for p in plain]
     same(scan_json_fields(packed, tmp_path, KEYS).collect(), renamed(scan_json_fields(plain, tmp_path, KEYS).collect(), codec))
 
 

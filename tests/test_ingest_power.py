@@ -12,8 +12,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from lake.inventory import load_inventory
+from lake.json_lines import redfish_sensor_fields
+from lake.readers import scan_csv_text, scan_parquet_files, scan_text_lines
 from pipelines.checkdata import FASRC_SENSORS, bmc_sample_inventory
-from pipelines.readers import scan_csv_text, scan_parquet_files, scan_text_lines
 from transforms.contracts import POWER_READINGS
 from transforms.ingest.common import accepted, audit, classify, quarantined
 from transforms.ingest.power import (
@@ -24,7 +26,6 @@ from transforms.ingest.power import (
     parse_redfish_sensors,
 )
 from transforms.ingest.power_dcgm import DCGM_MEASURES
-from transforms.inventory import load_inventory
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "real"
@@ -74,7 +75,7 @@ PARSED_COLUMNS = [*POWER_READINGS.names, "_source_file", "_source_row", "_reason
 @pytest.mark.parametrize("parser, raw, measure", [
     (parse_dcgm_prometheus, scan_text_lines([], Path(".")), True),
     (parse_ipmi_sdr, scan_text_lines([], Path(".")), False),
-    (parse_redfish_sensors, scan_text_lines([], Path(".")), True),
+    (parse_redfish_sensors, redfish_sensor_fields(scan_text_lines([], Path("."))), True),
     (parse_facility_csv, scan_csv_text([], Path(".")), False),
     (parse_canonical_power, scan_csv_text([], Path(".")), False),
 ])
@@ -159,7 +160,7 @@ def redfish_mockup_file(tmp_path: Path) -> pl.LazyFrame:
     lines = [json.dumps(json.loads((REDFISH_DIR / f"public-rackmount1__Chassis__1U__Sensors__{s}.json").read_text()))
              for s in RACKMOUNT_SENSORS]
     lines.append(json.dumps(json.loads((REDFISH_DIR / "DSP2046-examples__Sensor-v1-example.json").read_text())))
-    return text_files(tmp_path, {"redfish_rackmount1_mockups.jsonl": "\n".join(lines) + "\n"})
+    return redfish_sensor_fields(text_files(tmp_path, {"redfish_rackmount1_mockups.jsonl": "\n".join(lines) + "\n"}))
 
 
 def test_redfish_mockups_total_power_and_energy(tmp_path):
@@ -349,7 +350,7 @@ def sensor(sensor_id: str, reading, units: str, time: str | None) -> str:
 
 def run_redfish(tmp_path: Path, files: dict[str, list[str]]):
     raw = text_files(tmp_path, {name: "\n".join(lines) + "\n" for name, lines in files.items()})
-    return ingest(parse_redfish_sensors(raw, INV, "metro-east"), DAY)
+    return ingest(parse_redfish_sensors(redfish_sensor_fields(raw), INV, "metro-east"), DAY)
 
 
 def test_redfish_offsets_energy_counter_and_defects(tmp_path):

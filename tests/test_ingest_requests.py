@@ -17,11 +17,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.readers import scan_csv_text, scan_parquet_files, scan_text_lines
+from lake.inventory import load_inventory
+from lake.json_lines import extract_json_fields
+from lake.readers import scan_csv_text, scan_parquet_files, scan_text_lines
 from transforms.contracts import REQUESTS
 from transforms.ingest.common import REASONS, accepted, audit, classify, quarantined
-from transforms.ingest.requests import OTEL_FIELDS, extract_json_fields, parse_canonical_requests, parse_otel_jsonl
-from transforms.inventory import load_inventory
+from transforms.ingest.requests import OTEL_FIELDS, parse_canonical_requests, parse_otel_fields
 
 DATA = Path(__file__).parent / "data"
 INV = load_inventory(DATA / "inventory_small.yaml")
@@ -30,6 +31,12 @@ SITE = "metro-east"
 FOLDER = f"{DAY.isoformat()}/{SITE}/requests"
 PARSED_COLUMNS = [*REQUESTS.names, "_source_file", "_source_row", "_reason", "_detail"]
 SECRET_PROMPT = "SECRET-PROMPT: the patient's HIV status is positive"
+
+
+def parse_otel_lines(raw_lines: pl.LazyFrame, inventory, site_id: str) -> pl.LazyFrame:
+    """The production parser on request-log lines read line by line (`scan_json_fields` reads a
+    clean file whole, to the same frame: tests/test_ingest_json_files.py)."""
+    return parse_otel_fields(extract_json_fields(raw_lines, list(OTEL_FIELDS)), inventory, site_id)
 
 
 def utc(*args) -> datetime:
@@ -94,7 +101,7 @@ def ingest_jsonl(root: Path, files: dict[str, list[str]], site: str = SITE, day:
     """Write `files` under the site's requests folder, parse and judge them; every non-blank line
     of every file is counted in the audit."""
     paths = [write(root, name, lines, f"{day.isoformat()}/{site}/requests") for name, lines in files.items()]
-    rows, quarantine, counts = ingest(parse_otel_jsonl(scan_text_lines(paths, root), INV, site), day)
+    rows, quarantine, counts = ingest(parse_otel_lines(scan_text_lines(paths, root), INV, site), day)
     non_blank = {f"{day.isoformat()}/{site}/requests/{n}": sum(1 for x in ls if x.strip()) for n, ls in files.items()}
     assert dict(zip(counts["source_file"], counts["rows_read"])) == non_blank
     return rows, quarantine, counts
@@ -111,7 +118,7 @@ def detail_of(quarantine: pl.DataFrame, row: int) -> str:
 # --- shape ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("parser, raw", [
-    (parse_otel_jsonl, scan_text_lines([], Path("."))),
+    (parse_otel_lines, scan_text_lines([], Path("."))),
     (parse_canonical_requests, scan_csv_text([], Path("."))),
 ])
 def test_parsers_return_the_parsed_shape_even_without_files(parser, raw):
@@ -333,7 +340,7 @@ def test_prompt_and_completion_text_never_reach_parquet(tmp_path):
         with_text(),  # exact duplicate
     ]
     raw = scan_text_lines([write(tmp_path, "a.jsonl", lines)], tmp_path)
-    classified = classify(parse_otel_jsonl(raw, INV, SITE), REQUESTS, DAY, day_column="completed_at").collect().lazy()
+    classified = classify(parse_otel_lines(raw, INV, SITE), REQUESTS, DAY, day_column="completed_at").collect().lazy()
     outputs = {"accepted": accepted(classified, REQUESTS).collect(), "quarantine": quarantined(classified, REQUESTS).collect(),
                "audit": audit(classified, REQUESTS).collect()}
     assert (outputs["accepted"].height, outputs["quarantine"].height) == (1, 6)
@@ -413,7 +420,7 @@ def test_otel_and_canonical_agree_on_the_same_request(tmp_path):
         "chatcmpl-0001,m-h200-01,llama-3.1-70b-instruct,premium,acme-health,2026-11-28T10:00:00Z,"
         "2026-11-28T10:00:07.75Z,0.012,0.25,0.238,7.5,1200,512,300,1832,ok",
     ], f"{DAY.isoformat()}/{SITE}/canonical")
-    a = parse_otel_jsonl(scan_text_lines([otel], tmp_path), INV, SITE).collect()
+    a = parse_otel_lines(scan_text_lines([otel], tmp_path), INV, SITE).collect()
     b = parse_canonical_requests(scan_csv_text([canon], tmp_path), INV, SITE).collect()
     assert a.select(REQUESTS.names).equals(b.select(REQUESTS.names))
     assert a["_reason"].to_list() == b["_reason"].to_list() == [None]
@@ -454,7 +461,7 @@ def test_throughput(tmp_path):
     _generated_log(path, n)
     raw = scan_text_lines([path], tmp_path)
     started = time.perf_counter()
-    parsed = parse_otel_jsonl(raw, INV, SITE).collect()
+    parsed = parse_otel_lines(raw, INV, SITE).collect()
     parse_s = time.perf_counter() - started
     judged = classify(parsed.lazy(), REQUESTS, DAY, day_column="completed_at").collect()
     total_s = time.perf_counter() - started
@@ -467,8 +474,8 @@ def test_duplicate_verdicts_through_the_lake_equal_the_judgement_in_memory(tmp_p
     """`ingest_partition` judges the parse's scratch files as a plan and applies the duplicate
     verdicts by row index, one file per scratch group here: the lake's rows and quarantine equal
     `classify` collected in memory, exact copies (across files) and conflicting copies included."""
+    from lake.store import Lake
     from pipelines import ingest as pipeline_ingest
-    from pipelines.lake import Lake
 
     files = {
         "a.jsonl": [line(), line(**{"gen_ai.response.id": "r-2"}), line(**{"gen_ai.response.id": "r-3"})],
@@ -480,7 +487,7 @@ def test_duplicate_verdicts_through_the_lake_equal_the_judgement_in_memory(tmp_p
     monkeypatch.setattr(pipeline_ingest, "GROUP_BYTES", 1)  # every file a scratch group of its own
     lake = Lake(tmp_path / "lake")
     out = pipeline_ingest.ingest_partition("requests", DAY, SITE, tmp_path / "raw", lake, INV)
-    rows, quarantine, _ = ingest(parse_otel_jsonl(scan_text_lines(paths, tmp_path / "raw"), INV, SITE))
+    rows, quarantine, _ = ingest(parse_otel_lines(scan_text_lines(paths, tmp_path / "raw"), INV, SITE))
     assert out.by_reason == {"conflicting_duplicate": 2, "exact_duplicate": 3}
     assert pl.read_parquet(out.paths["canonical"]).equals(rows)
     assert pl.read_parquet(out.paths["quarantine"]).equals(quarantine)

@@ -2,8 +2,9 @@
 
 import pytest
 
+from lake.inventory import load_inventory
 from tests.conftest import DATA
-from transforms.inventory import InventoryError, load_inventory, parse_inventory
+from transforms.inventory import InventoryError, parse_inventory
 
 TEXT = (DATA / "inventory_small.yaml").read_text()
 

@@ -9,15 +9,16 @@ import polars as pl
 import pytest
 
 import fleetsim
-from pipelines.cli import QUIET_RUN, print_attribution
+from pipelines.cli import print_attribution
 from pipelines.defs.attribution.assets import request_costs
-from pipelines.defs.ingest.assets import asset_register, cost_lines, power_readings, requests
+from pipelines.defs.ingest.assets import asset_register, cost_lines, market_prices, power_readings, requests
 from pipelines.partitions import register_sites
 from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+from pipelines.runner import QUIET_RUN
 from tests.test_pipeline_ingest import DAY, SITES, materialize_day
 from transforms.attribution.reconcile import conservation_failures
 
-ALL = [requests, power_readings, cost_lines, asset_register, request_costs]
+ALL = [requests, power_readings, cost_lines, asset_register, market_prices, request_costs]
 OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", "unattributed", "reconciliation", "totals")
 
 

@@ -15,10 +15,13 @@ import polars as pl
 import pytest
 
 import fleetsim
-from pipelines.cli import QUIET_RUN, main
-from pipelines.defs.ingest.assets import asset_register, cost_lines, power_readings, requests
+from lake.inventory import load_inventory
+from pipelines.cli import main
+from pipelines.defs.ingest.assets import asset_register, cost_lines, market_prices, power_readings, requests
 from pipelines.partitions import register_sites
 from pipelines.resources import ParquetLake, RawInputs, Warehouse
+from pipelines.runner import QUIET_RUN
+from transforms.ingest.market_prices import market_price_files
 
 DAY = date(2026, 11, 24)
 SITES = ["metro-east", "remote-plains", "cloud-use1"]
@@ -28,8 +31,8 @@ def materialize_day(raw: Path, lake: Path, instance: dg.DagsterInstance) -> list
     resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)), "warehouse": Warehouse()}
     results = [dg.materialize([requests, power_readings, cost_lines], partition_key=f"{DAY}|{site}",
                               resources=resources, instance=instance, run_config=QUIET_RUN) for site in SITES]
-    results.append(dg.materialize([asset_register], partition_key=str(DAY), resources=resources, instance=instance,
-                                  run_config=QUIET_RUN))
+    results.append(dg.materialize([asset_register, market_prices], partition_key=str(DAY), resources=resources,
+                                  instance=instance, run_config=QUIET_RUN))
     return results
 
 
@@ -52,7 +55,8 @@ def _files_digest(lake: Path) -> dict[str, str]:
 def test_materializations_succeed_and_report_counts(day):
     assert all(r.success for r in day["results"])
     mats = [ev.event_specific_data.materialization for r in day["results"] for ev in r.get_asset_materialization_events()]
-    assert sorted({m.asset_key.to_user_string() for m in mats}) == ["asset_register", "cost_lines", "power_readings", "requests"]
+    assert sorted({m.asset_key.to_user_string() for m in mats}) == ["asset_register", "cost_lines", "market_prices",
+                                                                    "power_readings", "requests"]
     for m in mats:
         md = {k: getattr(v, "value", getattr(v, "data", v)) for k, v in m.metadata.items()}
         assert md["rows_read"] == md["rows_accepted"] + md["rows_quarantined"]
@@ -74,7 +78,11 @@ def test_audit_accounts_for_every_record_of_every_raw_file(day):
     a = pl.read_parquet(lake / "ingest_audit" / "**" / "*.parquet", hive_partitioning=True)
     assert a.filter(pl.col("rows_read") != pl.col("rows_accepted") + pl.col("rows_quarantined")).height == 0
     delivered = sorted(p.relative_to(raw).as_posix() for p in (raw / DAY.isoformat()).rglob("*") if p.is_file())
-    assert sorted(a["source_file"].to_list()) == delivered
+    prices = sorted(market_price_files(load_inventory(raw / "inventory.yaml")))  # read by every day
+    assert sorted(a["source_file"].to_list()) == sorted([*delivered, *prices])
+    price_rows = a.filter(pl.col("dataset") == "market_prices").select("source_file", "rows_read", "rows_accepted")
+    assert price_rows.rows() == [(prices[0], 24, 24)]  # the day's hours of the one price file
+    a = a.filter(pl.col("dataset") != "market_prices")
     # Records read per family equal what the simulator wrote.
     family = a.with_columns(pl.col("source_file").str.split("/").list.get(2).alias("family"))
     read = dict(family.group_by("family").agg(pl.col("rows_read").sum()).iter_rows())

@@ -10,6 +10,8 @@ import great_expectations.expectations as gxe
 import polars as pl
 import pytest
 
+from lake.store import Lake
+from pipelines.suites import run_suite_on_files, validate_partition
 from tests.test_quality_suites import (
     DAY,
     DRILLS,
@@ -23,11 +25,6 @@ from tests.test_quality_suites import (
 from transforms.quality import runner
 from transforms.quality.runner import _gx_validate, _own_columns, gx_validate_by_columns, to_pandas
 from transforms.quality.suites import SUITES, SuiteContext, prepare
-from transforms.quality.lake import (
-    partition_dir,
-    run_suite_on_files,
-    validate_partition,
-)
 
 BATCH = 1_000
 WHOLE = 10**9
@@ -62,7 +59,7 @@ def copy_key(df: pl.DataFrame, key: list[str], pairs: list[tuple[int, int]]) -> 
 
 
 def write(lake, suite, frame, site=None, day=DAY, parts=1):
-    d = partition_dir(lake, suite, day, site)
+    d = Lake(lake).partition_dir(suite, day, site)
     d.mkdir(parents=True, exist_ok=True)
     step = -(-frame.height // parts)
     for i in range(parts):

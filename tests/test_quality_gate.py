@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 import fleetsim
+from lake.store import Lake
 from pipelines.cli import main
-from pipelines.lake import Lake
 from warehouse.access import open_warehouse
 from warehouse.publish import current_version
 

@@ -13,20 +13,29 @@ import polars as pl
 import pytest
 
 import fleetsim
-from pipelines.cli import QUIET_RUN
 from pipelines.defs.attribution.assets import request_costs
-from pipelines.defs.ingest.assets import asset_register, cost_lines, power_readings, requests
-from pipelines.defs.quality.checks import (asset_register_quality, asset_register_sources, cost_lines_quality,
-                                           cost_lines_sources, power_readings_quality, power_readings_sources,
-                                           request_costs_quality, requests_quality, requests_sources)
+from pipelines.defs.ingest.assets import asset_register, cost_lines, market_prices, power_readings, requests
+from pipelines.defs.quality.checks import (
+    asset_register_quality,
+    asset_register_sources,
+    cost_lines_quality,
+    cost_lines_sources,
+    market_prices_sources,
+    power_readings_quality,
+    power_readings_sources,
+    request_costs_quality,
+    requests_quality,
+    requests_sources,
+)
 from pipelines.partitions import register_sites
 from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+from pipelines.runner import QUIET_RUN
 from tests.test_pipeline_ingest import DAY, SITES
 
 INGEST = [requests, power_readings, cost_lines, requests_quality, power_readings_quality, cost_lines_quality,
           requests_sources, power_readings_sources, cost_lines_sources]
-DAILY = [requests, power_readings, cost_lines, asset_register, request_costs, asset_register_quality,
-         asset_register_sources, request_costs_quality]
+DAILY = [requests, power_readings, cost_lines, asset_register, market_prices, request_costs, asset_register_quality,
+         asset_register_sources, market_prices_sources, request_costs_quality]
 
 
 def resources(raw, lake):
@@ -40,8 +49,8 @@ def ingest_site(raw, lake, instance, site) -> dg.ExecuteInProcessResult:
 
 
 def register_and_attribute(raw, lake, instance) -> dg.ExecuteInProcessResult:
-    """One daily run: the asset register, its checks, then request_costs and its checks."""
-    return dg.materialize(DAILY, selection=dg.AssetSelection.assets(asset_register, request_costs),
+    """One daily run: the asset register, the market prices, their checks, then request_costs and its checks."""
+    return dg.materialize(DAILY, selection=dg.AssetSelection.assets(asset_register, market_prices, request_costs),
                           partition_key=str(DAY), resources=resources(raw, lake), instance=instance,
                           run_config=QUIET_RUN, raise_on_error=False)
 
@@ -79,7 +88,7 @@ def test_clean_day_passes_every_check_and_attributes(day):
     for res in [*day["ingest"], day["daily"]]:
         assert res.success
         assert failed(res) == {}
-    assert materialized(day["daily"]) == ["asset_register", "request_costs"]
+    assert materialized(day["daily"]) == ["asset_register", "market_prices", "request_costs"]
     ev = evaluations(day["daily"])
     assert ev["request_costs.key.unique"].passed and ev["assets.currency.reporting_currency"].passed
     n_checks = {k: sum(1 for e in r.get_asset_check_evaluations()) for k, r in zip(SITES, day["ingest"])}
@@ -102,7 +111,7 @@ def test_register_in_another_currency_blocks_request_costs_in_the_run(day, tmp_p
     ev = evaluations(res)["assets.currency.reporting_currency"]
     assert ev.metadata["unexpected_count"].value == 1
     assert ev.metadata["examples"].data == ["EUR"]
-    assert materialized(res) == ["asset_register"]  # request_costs did not run
+    assert materialized(res) == ["asset_register", "market_prices"]  # request_costs did not run
     assert digest(lake / "request_costs" / f"date={DAY}" / "part-0.parquet") == before
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.readers import scan_csv_text
+from lake.readers import scan_csv_text
 from transforms.contracts import COST_LINES
 from transforms.ingest.bills import parse_focus
 from transforms.ingest.common import accepted, classify

@@ -17,14 +17,15 @@ import polars as pl
 import pytest
 
 import fleetsim
+from lake.store import Lake
 from pipelines.checkdata import FASRC_SENSORS, bmc_sample_inventory
 from pipelines.cli import main
 from pipelines.ingest import ingest_partition
-from pipelines.lake import Lake
 from pipelines.partitions import register_sites
+from pipelines.suites import validate_sources
 from tests.test_pipeline_ingest import DAY, SITES
 from tests.test_quality_pipeline import evaluations, failed, ingest_site, materialized, register_and_attribute
-from transforms.quality.sources import LOST_SHARE, PartitionSources, judge_sources, validate_sources
+from transforms.quality.sources import LOST_SHARE, PartitionSources, judge_sources
 
 REAL = Path(__file__).parent / "data" / "real"
 D = DAY.isoformat()
@@ -98,7 +99,7 @@ def test_a_whole_cost_source_lost_fails_a_blocking_check_naming_file_folder_and_
     assert evaluations(daily)["assets.sources.not_lost"].metadata["examples"].data[0].startswith(
         f"{D}/_fleet/assets/{register.name}: {n_register} of {n_register} records quarantined "
         f"(missing_required_field {n_register}); fix: required field `asset_id` is empty")
-    assert materialized(daily) == ["asset_register"]
+    assert materialized(daily) == ["asset_register", "market_prices"]
     assert_every_file_accounted(lake)
 
     # `inferledger check-data` names the same files, folders and fixes, and exits 1.
@@ -225,7 +226,7 @@ def test_files_no_source_reads_are_listed_in_a_warning(raw, tmp_path):
     assert daily.success and failed(daily) == {"assets.files.ignored": "WARN"}
     (example,) = evaluations(daily)["assets.files.ignored"].metadata["examples"].data
     assert example.startswith(f"{D}/cloud-use1/misc/notes.csv: ")
-    assert materialized(daily) == ["asset_register", "request_costs"]  # a warning blocks nothing
+    assert materialized(daily) == ["asset_register", "market_prices", "request_costs"]  # a warning blocks nothing
     assert_every_file_accounted(lake)
 
 
@@ -237,8 +238,8 @@ def test_every_source_check_is_documented():
         for c in catalog(dataset):
             rule = c.name.split(".", 1)[1]
             assert f"`{c.name}`" in doc or f"`<dataset>.{rule}`" in doc, c.name
-            assert f"{rule}` | {c.severity} |" in doc or f"{rule}` (requests, power_readings, cost_lines, assets) | " \
-                f"{c.severity} |" in doc, c.name
+            listed = f"{rule}` ({', '.join(DATASETS)}) | {c.severity} |"  # `<dataset>.<rule>` (every dataset)
+            assert f"{rule}` | {c.severity} |" in doc or listed in doc, c.name
 
 
 def test_an_unreadable_file_is_wholly_lost(raw, tmp_path):

@@ -224,7 +224,7 @@ def test_the_report_after_a_publish_shows_the_checks_that_publish_ran(demo_wareh
     check whose SQL differs, runs again."""
     from dataclasses import asdict
 
-    from transforms.inventory import load_inventory
+    from lake.inventory import load_inventory
     from warehouse.checks import checks, published_outcomes, run_checks
     from warehouse.publish import publish
     from warehouse.report import build_report

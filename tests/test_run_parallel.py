@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 import fleetsim
+from lake.raw import raw_files
 from pipelines.cli import main
-from pipelines.ingest import raw_files
 from pipelines.runner import Paths, day_steps, expand_steps
 from warehouse.access import open_warehouse
 

@@ -27,7 +27,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from transforms.inventory import load_inventory
+from lake.inventory import load_inventory
 from warehouse.access import RefusedStatement, check_statement, open_finance
 from warehouse.publish import publish, versions_dir
 

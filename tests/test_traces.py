@@ -10,11 +10,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.readers import scan_csv_text, scan_text_lines
+from lake.inventory import load_inventory
+from lake.json_lines import extract_json_fields
+from lake.readers import scan_csv_text, scan_text_lines
 from transforms.contracts import REQUESTS
 from transforms.ingest.common import accepted, audit, classify, quarantined
-from transforms.ingest.traces import ThroughputModel, adapt_azure_trace, adapt_mooncake_trace, cached_prefix_tokens
-from transforms.inventory import load_inventory
+from transforms.ingest.traces import (
+    MOONCAKE_KEYS,
+    ThroughputModel,
+    adapt_azure_trace,
+    adapt_mooncake_trace,
+    cached_prefix_tokens,
+)
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "real"
@@ -46,7 +53,7 @@ def azure(*names: str, **kwargs) -> pl.LazyFrame:
 
 
 def mooncake(**kwargs) -> pl.LazyFrame:
-    raw = scan_text_lines([MOONCAKE / "conversation_trace.jsonl"], MOONCAKE)
+    raw = extract_json_fields(scan_text_lines([MOONCAKE / "conversation_trace.jsonl"], MOONCAKE), MOONCAKE_KEYS)
     return adapt_mooncake_trace(raw, **{**PLACEMENT, "throughput": MODEL, "start": START, "inventory": INV, **kwargs})
 
 
@@ -171,7 +178,7 @@ def test_mooncake_defects_land_in_quarantine(tmp_path):
         '{"input_length": 600, "output_length": 10, "hash_ids": []}',
         '{"timestamp": 9, "input_length": 600, "output_length": 10, "hash_ids": []}',
     ]) + "\n")
-    raw = scan_text_lines([tmp_path / "mini_trace.jsonl"], tmp_path)
+    raw = extract_json_fields(scan_text_lines([tmp_path / "mini_trace.jsonl"], tmp_path), MOONCAKE_KEYS)
     rows, quarantine, _ = ingest(adapt_mooncake_trace(raw, **PLACEMENT, throughput=MODEL, start=START, inventory=INV),
                                  START.date())
     assert list(quarantine.select("source_row", "reason").iter_rows()) == [

@@ -12,13 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import examples
 import warehouse.marts as marts_module
-
-from pipelines.lake import FLEET, Lake
-from warehouse.marts import (DAILY, MartError, build_day_marts, manifest_path, mart_path, marts_are_current,
-                             marts_status)
+from lake.store import FLEET, Lake
+from tests.conftest import examples
 from warehouse.access import open_warehouse
+from warehouse.marts import DAILY, MartError, build_day_marts, marts_are_current, marts_status
 from warehouse.publish import WarehouseCheckError, publish
 from warehouse.tables import BY_NAME
 
@@ -146,7 +144,7 @@ def marts(tmp_path_factory, small_inventory):
     lake = Lake(tmp_path_factory.mktemp("marts") / "lake")
     write_day(lake)
     out = build_day_marts(lake, DAY, small_inventory)
-    return {"lake": lake, "out": out, **{t.name: pl.read_parquet(mart_path(lake, t.name, DAY)) for t in DAILY}}
+    return {"lake": lake, "out": out, **{t.name: pl.read_parquet(lake.mart_path(t.name, DAY)) for t in DAILY}}
 
 
 def rows(df: pl.DataFrame, *cols: str) -> list[tuple]:
@@ -198,7 +196,7 @@ def test_a_day_too_large_for_in_memory_quantiles_gets_the_same_tier_table(marts,
     monkeypatch.setattr(marts_module, "quantiles_fit", lambda con, n: used.append(real(con, n)) or used[-1])
     build_day_marts(lake, DAY, small_inventory)
     assert used == [False]
-    bounded = pl.read_parquet(mart_path(lake, "cost_by_tier_day", DAY))
+    bounded = pl.read_parquet(lake.mart_path("cost_by_tier_day", DAY))
     assert bounded.equals(marts["cost_by_tier_day"])  # here to the bit (the hand-made figures)
 
 
@@ -313,7 +311,7 @@ def test_quarantine_summary_and_audit(marts):
 def test_marts_are_rebuilt_only_when_their_day_changes(marts, small_inventory, tmp_path):
     lake = marts["lake"]
     assert marts_are_current(lake, DAY, small_inventory)
-    before = mart_path(lake, "cost_by_tier_day", DAY).read_bytes()
+    before = lake.mart_path("cost_by_tier_day", DAY).read_bytes()
     # A re-attributed day (new request facts) makes the marts stale; rebuilding gives the same bytes
     # for the same content.
     lake.write(request_costs(), "request_costs", DAY)
@@ -321,7 +319,7 @@ def test_marts_are_rebuilt_only_when_their_day_changes(marts, small_inventory, t
     assert marts_status(lake, DAY, small_inventory.model_copy(update={"currency": "EUR"})) == "stale"
     build_day_marts(lake, DAY, small_inventory)
     assert marts_are_current(lake, DAY, small_inventory)
-    assert mart_path(lake, "cost_by_tier_day", DAY).read_bytes() == before
+    assert lake.mart_path("cost_by_tier_day", DAY).read_bytes() == before
 
 
 def test_marts_built_by_an_earlier_release_with_other_columns_are_rebuilt(marts, small_inventory):
@@ -330,7 +328,7 @@ def test_marts_built_by_an_earlier_release_with_other_columns_are_rebuilt(marts,
     import json
 
     lake = marts["lake"]
-    m = manifest_path(lake, DAY)
+    m = lake.marts_manifest(DAY)
     recorded = json.loads(m.read_text())
     assert marts_status(lake, DAY, small_inventory) == "current"
     recorded["built_from"]["columns"]["ingest_audit"].remove("status")

@@ -19,8 +19,16 @@ import fleetsim
 from pipelines.cli import main
 from warehouse.access import open_warehouse
 from warehouse.dictionary import DOC, render_file
-from warehouse.publish import (COMPLETE, PublishError, STORAGE_VERSION, complete_versions, current_version, publish,
-                               rollback, versions_dir)
+from warehouse.publish import (
+    COMPLETE,
+    STORAGE_VERSION,
+    PublishError,
+    complete_versions,
+    current_version,
+    publish,
+    rollback,
+    versions_dir,
+)
 from warehouse.tables import TABLES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,7 +227,7 @@ def test_a_publish_killed_midway_leaves_the_previous_warehouse_intact(two_nights
 
 
 def test_versions_are_kept_for_rollback_and_marts_are_identical_on_republish(two_nights, small_inventory):
-    from transforms.inventory import load_inventory
+    from lake.inventory import load_inventory
 
     wh, lake = two_nights["warehouse"], two_nights["lake"]
     inventory = load_inventory(two_nights["raw"] / "inventory.yaml")
@@ -249,8 +257,8 @@ def test_nothing_to_publish_is_a_clear_error(tmp_path, small_inventory):
 def test_a_mart_off_by_a_dollar_fails_the_named_blocking_check_and_publishes_nothing(demo_warehouse, tmp_path):
     import dagster as dg
 
+    from lake.store import Lake
     from pipelines.defs.warehouse.assets import cost_marts, warehouse
-    from pipelines.lake import Lake
     from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
 
     raw, lake = tmp_path / "raw", tmp_path / "lake"
@@ -302,7 +310,7 @@ def test_a_mart_off_by_a_dollar_fails_the_named_blocking_check_and_publishes_not
 @pytest.fixture
 def kept_versions(demo_warehouse, tmp_path):
     """The demo lake (copied) published twice: version a kept, version b published."""
-    from transforms.inventory import load_inventory
+    from lake.inventory import load_inventory
 
     lake = tmp_path / "lake"
     shutil.copytree(demo_warehouse["lake"], lake)

@@ -1,6 +1,7 @@
 """Inventory and rate cards: sites, pools, nodes, meters, tariffs, tiers and models.
 
-One YAML file, validated on load. Every mistake is reported at once, each with its
+One YAML document (`parse_inventory`; `lake.inventory` reads the file), validated as it is
+parsed. Every mistake is reported at once, each with its
 place in the file (`nodes[3].pool`) and what to do, so an operator fixes the file in
 one pass. Frames of the inventory (`nodes_frame`, `meters_frame`) feed the ingest
 joins (node -> site/pool, meter -> scope).
@@ -264,11 +265,3 @@ def parse_inventory(text: str, path: Path | str = "<inventory>") -> Inventory:
         return Inventory.model_validate(data)
     except ValidationError as e:
         raise InventoryError(_format_errors(path, e)) from None
-
-
-def load_inventory(path: Path | str) -> Inventory:
-    """Read and validate the inventory YAML; raises InventoryError naming every problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise InventoryError(f"{path}: inventory file not found (set INFERLEDGER_INVENTORY or put inventory.yaml in the raw directory)")
-    return parse_inventory(path.read_text(), path)

@@ -31,6 +31,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from lake.files import write_atomically
 from warehouse.marts import DUCKDB_MEMORY_LIMIT, DUCKDB_TEMP, bound_memory, run
 
 ST = duckdb.StatementType
@@ -506,29 +507,25 @@ def check_out(out: Path, *, force: bool, protected: list[Path]) -> Path:
     return out
 
 
+EXPORT_FIX = "write the export (--out) to a disk with room"
+
+
 def export(frame: pl.DataFrame, out: Path, *, force: bool = False, protected: list[Path] = ()) -> Path:
     """Write a result as CSV or Parquet (by the suffix) to a new file, or over an existing one
     with `force`: written beside it, then linked (new) or renamed (force) into place, so the
     old file's inode is never written and a half-written file is never seen."""
     out = check_out(out, force=force, protected=list(protected))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         if out.suffix.lower() == ".csv":
             frame.write_csv(tmp)
         else:
             frame.write_parquet(tmp, compression="zstd")
-        if force:
-            os.replace(tmp, out)
-        else:
-            try:
-                os.link(tmp, out)  # fails if `out` appeared meanwhile: never replaces
-            except FileExistsError:
-                raise RefusedOutput(f"--out {out}: exists; write a new file name, or add --force to replace it") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    try:
+        write_atomically(out, write, replace=force, fix=EXPORT_FIX)  # without force: linked, never replacing
+    except FileExistsError:  # `out` appeared meanwhile
+        raise RefusedOutput(f"--out {out}: exists; write a new file name, or add --force to replace it") from None
     return out
 
 

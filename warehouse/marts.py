@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -26,14 +25,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.lake import Lake
+from lake.files import staging, write_text
+from lake.store import Lake
 from transforms.attribution.prices import J_PER_KWH
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE
 from transforms.contracts import INGEST_AUDIT, QUARANTINE
 from transforms.inventory import Inventory
 from warehouse.tables import BY_NAME, DAILY
 
-MART_ROOT = "marts"
 # Attribution outputs a day's marts read, by the view name the SQL uses.
 ATTRIBUTED = {"rc": "request_costs", "ns": "node_slots", "pi": "pool_idle", "sh": "site_hours", "tu": "true_up",
               "un": "unattributed", "rec": "reconciliation", "tot": "totals"}
@@ -296,18 +295,10 @@ def _stat(path: Path) -> list[int]:
 
 
 def _day_sources(lake: Lake, day: date) -> dict[str, list[Path]]:
-    files = {name: sorted(lake.partition_dir(name, day).glob("*.parquet")) for name in ATTRIBUTED.values()}
+    files = {name: lake.partition_files(name, day) for name in ATTRIBUTED.values()}
     for name in ("quarantine", "ingest_audit"):
-        files[name] = sorted(lake.partition_dir(name, day).glob("site=*/*.parquet"))
+        files[name] = [f for site in lake.sites(name, day) for f in lake.partition_files(name, day, site)]
     return files
-
-
-def mart_path(lake: Lake, table: str, day: date) -> Path:
-    return lake.root / MART_ROOT / table / f"date={day.isoformat()}" / "part-0.parquet"
-
-
-def manifest_path(lake: Lake, day: date) -> Path:
-    return lake.root / MART_ROOT / "_manifest" / f"date={day.isoformat()}.json"
 
 
 def _fingerprint(lake: Lake, day: date, inventory: Inventory) -> dict:
@@ -321,9 +312,7 @@ def _fingerprint(lake: Lake, day: date, inventory: Inventory) -> dict:
 
 def attributed_days(lake: Lake) -> list[date]:
     """Days with attributed request facts in the lake."""
-    root = lake.root / "request_costs"
-    return sorted(date.fromisoformat(p.parent.name.removeprefix("date="))
-                  for p in root.glob("date=*/part-0.parquet")) if root.exists() else []
+    return lake.days_with("request_costs")
 
 
 def marts_status(lake: Lake, day: date, inventory: Inventory) -> str:
@@ -331,12 +320,12 @@ def marts_status(lake: Lake, day: date, inventory: Inventory) -> str:
     facts, but the marts' tables have other columns in this release); both are rebuilt from the
     same facts by the publish; `stale` (the day's files changed since its marts were built); or
     `missing` (never built, or a build killed half way)."""
-    m = manifest_path(lake, day)
+    m = lake.marts_manifest(day)
     if not m.exists():
         return "missing"
     try:
         recorded = json.loads(m.read_text())
-        marts = {t.name: mart_path(lake, t.name, day) for t in DAILY}
+        marts = {t.name: lake.mart_path(t.name, day) for t in DAILY}
         if not all(p.exists() and recorded["marts"].get(name) == _stat(p) for name, p in marts.items()):
             return "missing"
         now = _fingerprint(lake, day, inventory)
@@ -398,41 +387,31 @@ def build_day_marts(lake: Lake, day: date, inventory: Inventory) -> DayMarts:
     built_from = _fingerprint(lake, day, inventory)
     out = DayMarts(day)
     con = connect()
-    staged: list[tuple[Path, Path]] = []
     try:
         _register_day(con, sources, inventory)
         params = {"day": day, "currency": inventory.currency}
-        for table in DAILY:
-            target = mart_path(lake, table.name, day)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-            sql = DAY_SQL[table.name]
-            if table.name == "cost_by_tier_day" and not quantiles_fit(con, run(con, "SELECT count(*) FROM rc")[0][0]):
-                sql = TIER_DAY_BOUNDED_SQL
-            used = {k: v for k, v in params.items() if f"${k}" in sql}
-            rel = con.sql(f"SELECT * FROM ({sql}) ORDER BY {', '.join(table.order_by)}", params=used)
-            if rel.columns != list(table.columns):
-                raise AssertionError(f"{table.name}: SQL gives {rel.columns}, declared {list(table.columns)}")
-            rel.write_parquet(str(tmp), compression="zstd")
-            staged.append((tmp, target))
-            out.rows[table.name] = run(con, f"SELECT count(*) FROM read_parquet('{tmp}')")[0][0]
-        for tmp, target in staged:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-            out.paths[target.parent.parent.name] = target
-        m = manifest_path(lake, day)
-        m.parent.mkdir(parents=True, exist_ok=True)
-        tmp_m = m.with_name(f".{m.name}.{uuid.uuid4().hex}.tmp")
-        tmp_m.write_text(json.dumps({"built_from": built_from,
-                                     "marts": {t.name: _stat(mart_path(lake, t.name, day)) for t in DAILY}}, indent=1))
-        os.replace(tmp_m, m)
+        # Every table is written beside its file first; they replace the day's marts together,
+        # then the manifest (written last: a build killed half way is `missing`).
+        with staging() as stage:
+            for table in DAILY:
+                sql = DAY_SQL[table.name]
+                if table.name == "cost_by_tier_day" and not quantiles_fit(con, run(con, "SELECT count(*) FROM rc")[0][0]):
+                    sql = TIER_DAY_BOUNDED_SQL
+                used = {k: v for k, v in params.items() if f"${k}" in sql}
+                rel = con.sql(f"SELECT * FROM ({sql}) ORDER BY {', '.join(table.order_by)}", params=used)
+                if rel.columns != list(table.columns):
+                    raise AssertionError(f"{table.name}: SQL gives {rel.columns}, declared {list(table.columns)}")
+                tmp = stage.write(lake.mart_path(table.name, day),
+                                  lambda path, rel=rel: rel.write_parquet(str(path), compression="zstd"))
+                out.rows[table.name] = run(con, f"SELECT count(*) FROM read_parquet('{tmp}')")[0][0]
+            for target in stage.commit():
+                out.paths[target.parent.parent.name] = target
+        write_text(lake.marts_manifest(day), json.dumps({"built_from": built_from, "marts": {
+            t.name: _stat(lake.mart_path(t.name, day)) for t in DAILY}}, indent=1))
     finally:
         con.close()
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
     return out
 
 
 __all__ = ["BY_NAME", "DAILY", "MartError", "attributed_days", "build_day_marts", "connect", "marts_are_current",
-           "marts_status", "mart_path"]
+           "marts_status"]

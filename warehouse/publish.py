@@ -37,17 +37,19 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.lake import Lake
+from lake.files import fsync_dir, fsync_file, link_into_place, write_text
+from lake.store import Lake
 from transforms.inventory import Inventory
 from warehouse.checks import (CheckOutcome, WarehouseCheck, checks, describe, failures, remember_published,
                               run_checks)
-from warehouse.marts import DAILY, MartError, attributed_days, build_day_marts, connect, mart_path, marts_status, run
+from warehouse.marts import DAILY, MartError, attributed_days, build_day_marts, connect, marts_status, run
 from warehouse.tables import BY_NAME, TABLES, Table
 
 STORAGE_VERSION = "v1.5.0"
 DB_NAME = "inferledger.duckdb"
 COMPLETE = "COMPLETE"
 DEFAULT_KEEP = 7
+WAREHOUSE_FIX = "point the warehouse (--warehouse, $INFERLEDGER_WAREHOUSE) at a disk with room"
 
 
 class PublishError(RuntimeError):
@@ -113,27 +115,11 @@ def _publish_lock(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except OSError:  # another file system, or links not allowed: copy
         shutil.copy2(src, dst)
-
-
-def _swap_in(path: Path, version_file: Path) -> None:
-    """Point `path` at `version_file` atomically."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    _link_or_copy(version_file, tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _sql_str(s: str | Path) -> str:
@@ -305,9 +291,9 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         vdir = out.version_dir
         (vdir / "request_costs").mkdir(parents=True)
         for day in days:
-            _link_or_copy(lake.partition_dir("request_costs", day) / "part-0.parquet",
+            _link_or_copy(lake.partition_file("request_costs", day),
                           vdir / "request_costs" / f"date={day.isoformat()}.parquet")
-        day_files = {t.name: [mart_path(lake, t.name, d) for d in days] for t in DAILY}
+        day_files = {t.name: [lake.mart_path(t.name, d) for d in days] for t in DAILY}
         db = vdir / DB_NAME
         which = checks(max_age_days) if checks_to_run is None else checks_to_run
         out.tables, out.checks = _build_file(db, vdir, day_files, days, inventory, version, published_at, report, which)
@@ -318,12 +304,11 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
             raise WarehouseCheckError(
                 f"{path}: the new version fails {len(failed)} warehouse check(s); the published warehouse is unchanged "
                 f"({current_version(path) or 'nothing published yet'}):\n{describe(failed)}", out.checks)
-        with open(db, "rb") as f:
-            os.fsync(f.fileno())
+        fsync_file(db)
         _write_complete(path, vdir, version)
-        _fsync_dir(vdir)
+        fsync_dir(vdir)
         report(f"swap {path}")
-        _swap_in(path, db)
+        link_into_place(db, path)
         remember_published(path, version, which, out.checks)
         out.pruned = _prune(path, keep)
     out.seconds = time.perf_counter() - started
@@ -374,7 +359,7 @@ def _write_complete(path: Path, vdir: Path, version: str) -> None:
         digest = known.get((st.st_ino, st.st_size, st.st_mtime_ns)) if f.name != DB_NAME else None
         files[f.relative_to(vdir).as_posix()] = {"bytes": st.st_size, "sha256": digest or _sha256(f),
                                                  "mtime_ns": st.st_mtime_ns}
-    (vdir / COMPLETE).write_text(json.dumps({"version": version, "files": files}, indent=1) + "\n")
+    write_text(vdir / COMPLETE, json.dumps({"version": version, "files": files}, indent=1) + "\n", fix=WAREHOUSE_FIX)
 
 
 def verify_version(path: Path | str, version: str) -> str | None:
@@ -441,7 +426,7 @@ def rollback(path: Path | str, version: str) -> RollbackOutcome:
             raise PublishError(f"{path}: no complete version {version!r} to roll back to; "
                                f"kept: {', '.join(versions) or 'none'}")
         warning = verify_version(path, version)
-        _swap_in(path, versions_dir(path) / version / DB_NAME)
+        link_into_place(versions_dir(path) / version / DB_NAME, path)
     return RollbackOutcome(path, version, warning)
 
 

@@ -311,7 +311,7 @@ TABLES: list[Table] = [
         {
             **_DATE,
             "site_id": "Site of the input (_fleet for fleet-wide inputs).",
-            "dataset": "Canonical input: requests, power_readings, cost_lines or assets.",
+            "dataset": "Canonical input: requests, power_readings, cost_lines, assets or market_prices.",
             "reason": "Quarantine reason (docs/data-contracts.md).",
             "rows": "Records quarantined.",
             "example_file": "Raw file of the first such record.",

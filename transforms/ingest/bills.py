@@ -1,6 +1,6 @@
 """Bill parsers: FOCUS cloud bills, electricity and colocation invoices, canonical cost lines.
 
-Each `parse_*` turns the text frame of `pipelines.readers.scan_csv_text` (or a canonical
+Each `parse_*` turns the text frame of `lake.readers.scan_csv_text` (or a canonical
 Parquet scan) into a parsed `cost_lines` frame (see `common.py`): contract columns, null where
 unreadable, plus `_source_file`, `_source_row`, `_reason`, `_detail`. The pipeline then calls
 `classify(parsed, COST_LINES, day)` without a day column: bills carry their own charge

@@ -123,7 +123,7 @@ def identifier_columns(contract: Contract) -> list[str]:
 
 def undecodable(contract: Contract) -> list[pl.Expr]:
     """`_reason`/`_detail` set to `invalid_value` where an identifier column holds U+FFFD, the
-    character the readers put for bytes that were not UTF-8 (`pipelines/readers.py` reads text
+    character the readers put for bytes that were not UTF-8 (`lake/readers.py` reads text
     lossily so that one bad byte costs a record, not the file). It overrides a parser's reason:
     such a value is neither a known node nor a new tenant, its bytes are wrong. The pipeline
     applies it to the rows of groups holding a file decoded lossily (`pipelines.ingest`)."""

@@ -5,11 +5,11 @@ contract's columns, `_source_file`, `_source_row`, `_reason`, `_detail`, and `_m
 DCGM and Redfish, whose records each carry one measure (power or energy) of a canonical row.
 The pipeline then calls `classify(parsed, POWER_READINGS, day, day_column="ts")`.
 
-| parser | raw frame (pipelines.readers) | files |
+| parser | raw frame (lake.readers, lake.json_lines) | files |
 |---|---|---|
 | parse_dcgm_prometheus | scan_text_lines | `<site>/dcgm/*.prom` |
 | parse_ipmi_sdr | scan_text_lines | `<site>/ipmi/ipmi_sdr_<host>_*.txt` |
-| parse_redfish_sensors | scan_text_lines | `<site>/redfish/redfish_<host>_*.jsonl` |
+| parse_redfish_sensors | scan_redfish_sensors | `<site>/redfish/redfish_<host>_*.jsonl` |
 | parse_facility_csv | scan_csv_text | `<site>/facility/*.csv` |
 | parse_canonical_power | scan_csv_text or scan_parquet_files | `<site>/canonical/power_readings*` |
 """

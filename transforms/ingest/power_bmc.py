@@ -1,6 +1,5 @@
 """Node power from the BMC: `ipmitool sdr` text dumps and Redfish Sensor polls, one file per host."""
 
-import duckdb
 import polars as pl
 
 from transforms.bounds import MAX_COUNTER_J, NAMEPLATE_MULTIPLE, meter_power_limits, out_of_range
@@ -96,34 +95,11 @@ def parse_ipmi_sdr(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.
     return finish(parsed)
 
 
-# DuckDB reads the JSON: Polars' `str.json_decode` raises on the first invalid line, and on a
-# valid line whose field has an unexpected type; `json_valid` lets every line be judged instead.
-_SENSOR_FIELDS = pl.Struct({"_json_ok": pl.Boolean, "_id": pl.String, "_reading": pl.String,
-                            "_units": pl.String, "_time": pl.String})
-_SENSOR_SQL = """
-select ok as _json_ok,
-       case when ok then json_extract_string(line, '$.Id') end as _id,
-       case when ok then json_extract(line, '$.Reading')::varchar end as _reading,
-       case when ok then json_extract_string(line, '$.ReadingUnits') end as _units,
-       case when ok then json_extract_string(line, '$.ReadingTime') end as _time
-from (select line, coalesce(case when json_valid(line) then json_type(line) = 'OBJECT' end, false) as ok
-      from raw_lines)
-"""
-
-
-def _sensor_fields(lines: pl.Series) -> pl.Series:
-    """One struct per JSON line: is it a JSON object, and its Sensor fields as text
-    (`_reading` is JSON text: `374`, `null`, `"abc"`)."""
-    con = duckdb.connect()
-    try:
-        con.register("raw_lines", pl.DataFrame({"line": lines}).to_arrow())
-        return con.sql(_SENSOR_SQL).pl().cast(_SENSOR_FIELDS.to_schema()).to_struct(lines.name)
-    finally:
-        con.close()
-
-
-def parse_redfish_sensors(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.LazyFrame:
-    """Parse `scan_text_lines` of Redfish Sensor polls (`redfish_<host>_*.jsonl`) into node power readings.
+def parse_redfish_sensors(polls: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.LazyFrame:
+    """Parse Redfish Sensor polls (`redfish_<host>_*.jsonl`) into node power readings. `polls` is one
+    row per line with its Sensor fields as text, as `lake.json_lines.scan_redfish_sensors` reads them
+    (`_source_file`, `_source_row`, `_json_ok`: the line is a JSON object; `_id`, `_reading` as JSON
+    text, `_units`, `_time`).
 
     A record is a line whose `Id` is the host meter's power sensor (`sensor:`, default
     TotalPower; `ReadingUnits` W -> `power_w`, `_measure` "power") or TotalEnergy (kW.h,
@@ -134,10 +110,7 @@ def parse_redfish_sensors(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
     power_sensor = pl.coalesce("_sensor", pl.lit(REDFISH_POWER_SENSOR))
     is_power, is_energy = pl.col("_id") == power_sensor, pl.col("_id") == REDFISH_ENERGY_SENSOR
     polls = (
-        raw.with_columns(pl.col("line").map_batches(_sensor_fields, return_dtype=_SENSOR_FIELDS,
-                                                    is_elementwise=True).alias("_fields"))
-        .unnest("_fields")
-        .with_columns(host_from_file("redfish_", "jsonl").alias("_host"))
+        polls.with_columns(host_from_file("redfish_", "jsonl").alias("_host"))
         .join(_with_limits(node_meters(inventory, "redfish"), inventory), on="_host", how="left")
         .filter(~pl.col("_json_ok") | pl.col("_id").is_null() | pl.col("meter_id").is_null() | is_power | is_energy)
         .with_columns(pl.when(is_energy & ~is_power).then(pl.lit("energy")).otherwise(pl.lit("power")).alias("_measure"),

@@ -2,27 +2,20 @@
 
 Two raw forms, one set of rules:
 
-- `parse_otel_jsonl`: OpenTelemetry GenAI JSON Lines (docs/raw-formats.md, "Request logs").
+- `parse_otel_fields`: OpenTelemetry GenAI JSON Lines (docs/raw-formats.md, "Request logs"), as
+  the lake's reader gives them: per line, whether it is JSON, whether it is an object, and the
+  value of each key of `OTEL_FIELDS` as JSON text (`lake.json_lines.scan_json_fields`; prompt and
+  completion fields are never read). The JSON values are typed here (`json_string`, ...).
 - `parse_canonical_requests`: the canonical columns as CSV or Parquet.
 
 Both end in `check_requests`, the one place the meaning of a request is judged (tokens,
 latencies, end before start, status, node and tier against the inventory). The pipeline then
 calls `classify(parsed, REQUESTS, day, day_column="completed_at")`.
-
-JSON is read by DuckDB, not by `pl.Expr.str.json_decode`: Polars raises on the first line it
-cannot decode, and DuckDB's `json_valid` accepts lines Polars rejects (`NaN`, `Infinity`,
-trailing commas, numbers beyond float range), so a validity gate from one engine and a decoder
-from the other can still fail a whole day on one line. `extract_json_fields` validates and
-extracts in one DuckDB pass: each line gets a verdict, and only the documented keys leave
-DuckDB, as their JSON text (prompt and completion fields are never extracted).
 """
 
-import json
 from collections.abc import Mapping, Sequence
 
-import duckdb
 import polars as pl
-import pyarrow as pa
 
 from transforms.bounds import MAX_LATENCY_S, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES, out_of_range
 from transforms.contracts import REQUESTS, STATUSES
@@ -60,48 +53,7 @@ LATENCY_COLUMNS = ("queue_s", "ttft_s", "prefill_s", "decode_s")
 COUNT_COLUMNS = ("input_tokens", "cached_input_tokens", "output_tokens", "response_bytes")
 
 
-# --- JSON Lines: one DuckDB pass, then typed values in Polars -------------------------------------
-
-def extract_json_fields(raw_lines: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
-    """`scan_text_lines` output to one row per line: `_source_file`, `_source_row`, `_json_valid`
-    (the line is JSON), `_json_object` (it is a JSON object) and, per key, the key's value as
-    JSON text (`"abc"`, `12`, `1.5`, `true`, `{...}`) or null when the key is absent or null.
-
-    Only `keys` are extracted (DuckDB `json_transform` to an explicit struct of JSON fields); the
-    rest of the line, prompt text included, never leaves DuckDB. DuckDB runs once per collect
-    over the whole `line` column (one query on all cores): memory is about three times the bytes
-    of the lines in the frame."""
-    keys = list(keys)
-    structure = json.dumps({k: "JSON" for k in keys}).replace("'", "''")
-    # json_valid guards json_transform (which raises on invalid JSON); CASE evaluates the transform
-    # only on valid lines, so a file full of bad lines is as fast as a clean one (try() is not).
-    sql = (
-        "SELECT v AS _json_valid, v AND starts_with(ltrim(line, ' \t\r\n'), '{') AS _json_object, "
-        f"CASE WHEN v THEN json_transform(line, '{structure}') END AS j "
-        "FROM (SELECT line, json_valid(line) AS v FROM lines)"
-    )
-    out_schema = {"_json_valid": pl.Boolean, "_json_object": pl.Boolean,
-                  **{f"v{i}": pl.String for i in range(len(keys))}}
-
-    def extract(lines: pl.Series) -> pl.Series:
-        table = pa.table({"line": lines.to_arrow(compat_level=pl.CompatLevel.newest())})
-        con = duckdb.connect()
-        try:
-            con.register("lines", table)
-            result = pl.from_arrow(con.sql(sql).to_arrow_table())
-        finally:
-            con.close()
-        values = result["j"].struct.unnest()  # fields in the order of `keys`
-        values.columns = [f"v{i}" for i in range(len(keys))]
-        return result.select("_json_valid", "_json_object").hstack(values).cast(out_schema).to_struct("_json")
-
-    return (
-        raw_lines.select("_source_file", pl.col("_source_row").cast(pl.Int64),
-                         pl.col("line").map_batches(extract, return_dtype=pl.Struct(out_schema)).alias("_json"))
-        .unnest("_json")
-        .rename({f"v{i}": k for i, k in enumerate(keys)})
-    )
-
+# --- JSON Lines: typed values of the fields the reader extracted ---------------------------------------
 
 def json_present(raw: pl.Expr) -> pl.Expr:
     """The key holds a value (absent keys and JSON `null` are both 'no value')."""
@@ -144,7 +96,7 @@ _JSON_READERS = {"string": json_string, "integer": json_integer, "number": json_
 
 
 def json_field_checks(fields: Mapping[str, str], required: Sequence[str]) -> list[tuple[pl.Expr, str, pl.Expr | str]]:
-    """The checks every JSON Lines parser makes, in priority order, on `extract_json_fields` output
+    """The checks every JSON Lines parser makes, in priority order, on `lake.json_lines` output
     whose typed values are in columns `_v:<key>`: the line is a JSON object; each key holds its JSON
     type (`fields`: key -> string, integer or number); the `required` keys have a value."""
     checks: list[tuple[pl.Expr, str, pl.Expr | str]] = [
@@ -248,16 +200,10 @@ def _status_from_error_type(error_type: pl.Expr) -> pl.Expr:
             .otherwise(pl.lit("error")))
 
 
-def parse_otel_jsonl(raw_lines: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.LazyFrame:
-    """OTel GenAI JSON Lines (`scan_text_lines` output) of the raw folder of `site_id` to a parsed
-    REQUESTS frame: `parse_otel_fields` of the lines' `extract_json_fields`."""
-    return parse_otel_fields(extract_json_fields(raw_lines, list(OTEL_FIELDS)), inventory, site_id)
-
-
 def parse_otel_fields(fields: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.LazyFrame:
-    """The `OTEL_FIELDS` of OTel GenAI JSON Lines (`extract_json_fields` output, or
-    `pipelines.readers.scan_json_fields`, its faster equivalent on files) of the raw folder of
-    `site_id` to a parsed REQUESTS frame.
+    """The `OTEL_FIELDS` of OTel GenAI JSON Lines (`lake.json_lines.scan_json_fields` of the files,
+    or `extract_json_fields` of their lines) of the raw folder of `site_id` to a parsed REQUESTS
+    frame.
 
     `arrived_at` is `time` (RFC 3339, any offset, converted to UTC; no offset is `bad_timestamp`),
     `completed_at` is `time` + `gen_ai.latency.e2e` (s, rounded to the microsecond). Token counts

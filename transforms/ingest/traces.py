@@ -15,7 +15,7 @@ import polars as pl
 from transforms.contracts import REQUESTS
 from transforms.ingest.common import first_reason, parse_utc
 from transforms.ingest.requests import (
-    MAX_LATENCY_S, check_requests, extract_json_fields, json_field_checks, json_integer, request_value_checks,
+    MAX_LATENCY_S, check_requests, json_field_checks, json_integer, request_value_checks,
 )
 from transforms.inventory import Inventory
 
@@ -156,6 +156,8 @@ def adapt_azure_trace(raw_csv_strings: pl.LazyFrame, *, node_id: str, model: str
 
 
 MOONCAKE_FIELDS = {"timestamp": "integer", "input_length": "integer", "output_length": "integer"}
+# The keys of a trace line the adapter reads (`hash_ids`: a JSON array).
+MOONCAKE_KEYS = (*MOONCAKE_FIELDS, "hash_ids")
 
 
 def _int_list(raw: pl.Expr) -> pl.Expr:
@@ -188,12 +190,13 @@ def cached_prefix_tokens(frame: pl.LazyFrame, blocks: str, input_tokens: str,
             .drop("_cached"))
 
 
-def adapt_mooncake_trace(raw_lines: pl.LazyFrame, *, node_id: str, model: str, tier: str, tenant_id: str,
+def adapt_mooncake_trace(fields: pl.LazyFrame, *, node_id: str, model: str, tier: str, tenant_id: str,
                          throughput: ThroughputModel, start: datetime, inventory: Inventory | None = None,
                          site_id: str | None = None, pool_id: str | None = None,
                          id_prefix: str = "mooncake") -> pl.LazyFrame:
-    """Mooncake FAST'25 trace (`scan_text_lines` of `<name>_trace.jsonl`: timestamp in ms from the
-    trace start, input_length, output_length, hash_ids) to a parsed REQUESTS frame.
+    """Mooncake FAST'25 trace (`<name>_trace.jsonl`: timestamp in ms from the trace start,
+    input_length, output_length, hash_ids) to a parsed REQUESTS frame. `fields` holds the keys
+    MOONCAKE_KEYS of each line as JSON text, as `lake.json_lines.scan_json_fields` reads them.
 
     `arrived_at = start + timestamp`. `cached_input_tokens`: 512 tokens per `hash_ids` block seen
     in an earlier line of the file, capped at input_length (`cached_prefix_tokens`). `request_id`
@@ -201,7 +204,6 @@ def adapt_mooncake_trace(raw_lines: pl.LazyFrame, *, node_id: str, model: str, t
     if start is None:
         raise ValueError("start is required: Mooncake timestamps are offsets from the trace start")
     _aware(start, "start")
-    fields = extract_json_fields(raw_lines, [*MOONCAKE_FIELDS, "hash_ids"])
     typed = fields.with_columns(
         *(json_integer(pl.col(k)).alias(f"_v:{k}") for k in MOONCAKE_FIELDS),
         _int_list(pl.col("hash_ids")).alias("_v:hash_ids"),

@@ -30,6 +30,7 @@ from great_expectations.execution_engine import pandas_execution_engine  # noqa:
 from great_expectations.expectations.row_conditions import (AndCondition, ComparisonCondition,  # noqa: E402
                                                             NullityCondition, OrCondition)
 
+from transforms.inventory import Inventory  # noqa: E402
 from transforms.quality.suites import SUITES, Check, SuiteContext, prepare  # noqa: E402
 
 EXAMPLES = 5  # unexpected values kept per failed expectation
@@ -289,6 +290,12 @@ def validate_frame(suite: str, frame: pl.DataFrame | pl.LazyFrame, ctx: SuiteCon
     by_name = _gx_validate(suite, [c.expectation for c in checks], pdf)
     results = [_expectation_result(c, by_name[c.name]) for c in checks]
     return SuiteResult(suite, partition, rows, time.perf_counter() - started, results)
+
+
+def validate_inventory(inventory: Inventory, day: date | None = None) -> SuiteResult:
+    """The `inventory` suite on the inventory's nodes."""
+    return validate_frame("inventory", inventory.nodes_frame(), SuiteContext(inventory=inventory, day=day),
+                          partition="nodes")
 
 
 def format_report(results: list[SuiteResult], *, verbose: bool = False) -> str:

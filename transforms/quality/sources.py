@@ -19,18 +19,16 @@ input family (all files of one folder of a site, e.g. `<day>/cloud-use1/focus/`)
   (a facility meter's overlapping hours would fall back to the design PUE unnoticed).
 
 Each returns an `ExpectationResult` named like the suites' expectations, so the Dagster checks,
-`inferledger check-data` and `python -m transforms.quality` report them as they report GX's.
+`inferledger check-data` and `python -m pipelines.suites` report them as they report GX's. The
+partition's frames are read by `lake.datasets.partition_sources`; `judge_sources` judges them.
 """
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
-from pathlib import Path
 
 import polars as pl
 
-from transforms.quality.runner import EXAMPLES, ExpectationResult, SuiteResult
+from transforms.quality.runner import EXAMPLES, ExpectationResult
 from transforms.quality.suites import Severity
 
 # A file or folder fails when strictly more than this share of its records (exact duplicates set
@@ -45,7 +43,7 @@ LOST_SHARE = 0.5
 DUPLICATE = "exact_duplicate"
 NO_READING = ("sensor_not_supported", "sensor_no_reading")
 NOT_LOST = (DUPLICATE, *NO_READING)
-DATASETS = ("requests", "power_readings", "cost_lines", "assets")
+DATASETS = ("requests", "power_readings", "cost_lines", "assets", "market_prices")
 UTC_TEXT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -71,7 +69,7 @@ class PartitionSources:
 
 
 def catalog(dataset: str) -> list[SourceCheck]:
-    """The source checks of `dataset` (a suite name: requests, power_readings, cost_lines, assets)."""
+    """The source checks of `dataset` (requests, power_readings, cost_lines, assets, market_prices)."""
     out = [SourceCheck(f"{dataset}.sources.not_lost", "error",
                        f"No raw file and no folder of a site lost more than {LOST_SHARE:.0%} of its records to "
                        "quarantine (exact duplicates and sensors without a reading set aside); "
@@ -87,8 +85,6 @@ def catalog(dataset: str) -> list[SourceCheck]:
                             "the design PUE); examples name the meter and both intervals.")]
     return out
 
-
-# --- the judgements, frames in ----------------------------------------------------------------
 
 def mostly(records: str) -> pl.Expr:
     """`records` (a count column of `source_losses`) is more than LOST_SHARE of the records read,
@@ -203,43 +199,3 @@ def judge_sources(dataset: str, sources: PartitionSources) -> list[ExpectationRe
         "no_overlap": lambda c: no_overlap(c, sources.canonical),
     }
     return [run[c.name.rsplit(".", 1)[1]](c) for c in catalog(dataset)]
-
-
-# --- reading a partition of the lake -------------------------------------------------------------
-
-REASON_SCHEMA = {"source_file": pl.String, "reason": pl.String, "n": pl.Int64, "detail": pl.String}
-
-
-def read_sources(lake_root: Path, dataset: str, day: date, site: str) -> PartitionSources:
-    """The audit, quarantine counts and canonical scan of `dataset` for `day` and `site` (the
-    audit's site directory: `_fleet` for the asset register)."""
-    root, d = Path(lake_root), f"date={day.isoformat()}"
-    audit_file = root / "ingest_audit" / d / f"site={site}" / f"{dataset}.parquet"
-    quarantine_file = root / "quarantine" / d / f"site={site}" / f"{dataset}.parquet"
-    audit = pl.read_parquet(audit_file) if audit_file.is_file() else pl.DataFrame(
-        schema={"source_file": pl.String, "rows_read": pl.Int64, "rows_accepted": pl.Int64, "rows_quarantined": pl.Int64})
-    reasons = (pl.scan_parquet(quarantine_file).group_by("source_file", "reason")
-               .agg(pl.len().cast(pl.Int64).alias("n"), pl.col("detail").first()).collect()
-               if quarantine_file.is_file() else pl.DataFrame(schema=REASON_SCHEMA))
-    canonical = None
-    if dataset == "power_readings":
-        files = sorted((root / dataset / d / f"site={site}").glob("*.parquet"))
-        canonical = pl.scan_parquet(files) if files else None
-    return PartitionSources(audit, reasons, canonical)
-
-
-def validate_sources(lake_root: Path, dataset: str, day: date, site: str) -> SuiteResult:
-    """The source checks of one partition, as a SuiteResult (suite `<dataset>.sources`, partition
-    the audit file's directory, rows the records read)."""
-    started = time.perf_counter()
-    sources = read_sources(lake_root, dataset, day, site)
-    results = judge_sources(dataset, sources)
-    partition = f"ingest_audit/date={day.isoformat()}/site={site}/{dataset}"
-    return SuiteResult(f"{dataset}.sources", partition, int(sources.audit["rows_read"].sum()),
-                       time.perf_counter() - started, results)
-
-
-def audited_sites(lake_root: Path, dataset: str, day: date) -> list[str]:
-    """The sites (audit directories) with an audit of `dataset` on `day`."""
-    base = Path(lake_root) / "ingest_audit" / f"date={day.isoformat()}"
-    return sorted(p.parent.name.removeprefix("site=") for p in base.glob(f"site=*/{dataset}.parquet"))

@@ -7,7 +7,6 @@
 Vega-Lite specs (Vega-Altair), `page` assembles the HTML with the Vega bundle inline.
 """
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from lake.files import write_text
 from warehouse.access import open_warehouse
 from warehouse.report.charts import CHARTS
 from warehouse.report.figures import Headline, ReportData, ReportError, read_report_data
@@ -52,10 +52,7 @@ def write_report(warehouse: Path | str, out: Path | str, day: date | None = None
         page, data = build_report(con, day, days, expectations=expectations, path=str(warehouse))
     finally:
         con.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    write_text(out, page, fix="write the report (--out, $INFERLEDGER_REPORT) to a disk with room")
     charts = sum(not data.frames[frame].is_empty() for frame, *_ in CHARTS.values())
     return ReportOutcome(out, data.day, data.first_day, charts, out.stat().st_size, time.perf_counter() - started,
                          data.headlines)

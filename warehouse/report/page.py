@@ -11,6 +11,7 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 
+from lake.files import write_text
 from warehouse.report.charts import CHARTS, CURRENCY_SYMBOLS, format_locale
 from warehouse.report.figures import Headline, ReportData
 
@@ -60,10 +61,7 @@ def vega_bundle(vl_version: str) -> str:
         pass
     bundle = vl_convert.javascript_bundle(vl_version=vl_version).replace("</script", "<\\/script")
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-        tmp.write_text(bundle, encoding="utf-8")
-        os.replace(tmp, cached)
+        write_text(cached, bundle)
     except OSError:
         pass
     return bundle

@@ -25,6 +25,7 @@ with warnings.catch_warnings():
         "power_readings": dg.AssetIn(partition_mapping=_ALL_SITES_OF_THE_DAY, dagster_type=dg.Nothing),
         "cost_lines": dg.AssetIn(partition_mapping=_ALL_SITES_OF_THE_DAY, dagster_type=dg.Nothing),
         "asset_register": dg.AssetIn(dagster_type=dg.Nothing),
+        "market_prices": dg.AssetIn(dagster_type=dg.Nothing),
     },
     check_specs=[dg.AssetCheckSpec("conservation", asset="request_costs", blocking=True,
                                    description="Every source line of the day: requests + idle + unattributed = "
@@ -35,7 +36,7 @@ def request_costs(context: dg.AssetExecutionContext, raw: RawInputs, lake: Parqu
     """Per-request cost facts of the day, with idle, reconciliation and energy by site-hour
     (docs/attribution.md). A day that does not conserve fails here and writes nothing."""
     day = date.fromisoformat(context.partition_key)
-    out = attribute_partition(day, raw.path, lake.lake, raw.inventory(), slot_s=settings.slot_s,
+    out = attribute_partition(day, lake.lake, raw.inventory(), slot_s=settings.slot_s,
                               weight=settings.weight, gap_limit_s=settings.gap_limit_s)
     money = {t["component"]: round(t["source_amount"], 2) for t in out.totals if t["unit"] == "currency"}
     yield dg.MaterializeResult(metadata={

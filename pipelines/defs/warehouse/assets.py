@@ -1,7 +1,6 @@
 """The warehouse: per-day cost marts, and the DuckDB file finance queries, published atomically."""
 
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 
@@ -36,7 +35,7 @@ def cost_marts(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetL
     return dg.MaterializeResult(metadata={
         "dagster/row_count": out.rows["cost_by_tier_day"],
         "rows_by_table": dg.MetadataValue.json(out.rows),
-        "path": dg.MetadataValue.path(str(Path(lake.root) / "marts")),
+        "path": dg.MetadataValue.path(str(lake.lake.marts_dir())),
     })
 
 

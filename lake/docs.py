@@ -1,7 +1,9 @@
-"""Generated parts of docs/data-contracts.md: column tables and reason codes.
+"""Generated parts of docs/data-contracts.md: every dataset the lake holds (columns, key, where it
+lives) and the quarantine reasons.
 
-`python -m transforms.docs` rewrites the text between the GENERATED markers; a test
-fails when the file and the declarations disagree.
+`python -m lake.docs` (`make docs`) rewrites the text between the GENERATED markers; a test
+fails when the file and the declarations (`transforms.contracts`, `transforms.ingest.common`)
+disagree.
 """
 
 import re
@@ -10,11 +12,12 @@ from pathlib import Path
 
 import polars as pl
 
+from lake.files import write_text
 from transforms.contracts import ALL_CONTRACTS, UTC_US
 from transforms.ingest.common import REASONS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "data-contracts.md"
-BEGIN, END = "<!-- BEGIN GENERATED: python -m transforms.docs -->", "<!-- END GENERATED -->"
+BEGIN, END = "<!-- BEGIN GENERATED: python -m lake.docs -->", "<!-- END GENERATED -->"
 
 
 def _type_name(dtype: pl.DataType) -> str:
@@ -27,14 +30,13 @@ def _type_name(dtype: pl.DataType) -> str:
 def generated_markdown() -> str:
     out = []
     for c in ALL_CONTRACTS.values():
-        parts = "/".join(p + "=" for p in c.partition_by)
+        parts = "/".join(p + "=" for p in c.partition_by)  # `lake.store.Lake.partition_dir`'s layout
+        order = "Rows in the raw files' order (file, then line). " if c.order is None else "Rows sorted by the key. "
         out += [f"### `{c.name}`", "", c.description, "",
-                f"Key: `{', '.join(c.key)}`. "
-                + ("Rows in the raw files' order (file, then line). " if c.order is None else "Rows sorted by the key. ")
-                + f"Lake path: `<lake>/{c.name}/{parts}/`.", "",
+                f"Key: `{', '.join(c.key)}`. {order}Lake path: `<lake>/{c.name}/{parts}/`.", "",
                 "| column | type | unit | nullable | meaning |", "|---|---|---|---|---|"]
-        out += [f"| `{col.name}` | {_type_name(col.dtype)} | {col.unit} | {'yes' if col.nullable else 'no'} | {col.description} |"
-                for col in c.columns]
+        out += [f"| `{col.name}` | {_type_name(col.dtype)} | {col.unit} | {'yes' if col.nullable else 'no'} | "
+                f"{col.description} |" for col in c.columns]
         out.append("")
     out += ["### Quarantine reasons", "", "| reason | meaning |", "|---|---|"]
     out += [f"| `{k}` | {v} |" for k, v in REASONS.items()]
@@ -49,6 +51,5 @@ def render(text: str) -> str:
 
 
 if __name__ == "__main__":
-    new = render(DOC.read_text())
-    DOC.write_text(new)
+    write_text(DOC, render(DOC.read_text()))
     print(f"wrote {DOC}", file=sys.stderr)

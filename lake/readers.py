@@ -1,22 +1,19 @@
 """Raw files to lazy frames of text, with where every record came from.
 
-The only place raw files are opened. Parsers in `transforms.ingest` receive these frames
-and never touch the file system. `_source_file` is relative to the raw directory so the
-quarantine and the audit name files the way an operator sees them.
+With `lake.json_lines` (JSON Lines files), the only place raw files are opened. Parsers in
+`transforms.ingest` receive these frames and never touch the file system. `_source_file` is
+relative to the raw directory so the quarantine and the audit name files the way an operator
+sees them.
 """
 
 import mmap
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
-
-from transforms.ingest.requests import extract_json_fields
-
 
 # Compressed raw files (request logs as shippers write them: `<node>.jsonl.zst`, `.jsonl.gz`),
 # by suffix. Every reader here reads them as the plain file (DuckDB's `read_json` and Polars's
@@ -50,7 +47,7 @@ class UnreadableFile(ValueError):
         self.name, self.detail = name, detail
 
 
-def _refuse(unreadable: dict[str, str] | None, problem: UnreadableFile) -> None:
+def refuse(unreadable: dict[str, str] | None, problem: UnreadableFile) -> None:
     """Name `problem` in `unreadable` (the file is left out of the frame), or raise it without one."""
     if unreadable is None:
         raise problem
@@ -194,7 +191,7 @@ def scan_text_lines(paths: list[Path], raw_root: Path, *, skip_blank: bool = Tru
         if separator is None:  # an empty file has no line (and the CSV reader refuses it)
             continue
         if isinstance(separator, UnreadableFile):
-            _refuse(unreadable, separator)
+            refuse(unreadable, separator)
             continue
         if lossy is not None:
             lossy.add(relative_name(p, raw_root))
@@ -202,7 +199,8 @@ def scan_text_lines(paths: list[Path], raw_root: Path, *, skip_blank: bool = Tru
             pl.scan_csv(p, has_header=False, separator=separator, quote_char=None, encoding="utf8-lossy",
                         new_columns=["line"], infer_schema=False, row_index_name="_source_row", row_index_offset=1,
                         truncate_ragged_lines=True)
-            .with_columns(pl.col("_source_row").cast(pl.Int64), pl.lit(relative_name(p, raw_root)).alias("_source_file"),
+            .with_columns(pl.col("_source_row").cast(pl.Int64),
+                          pl.lit(relative_name(p, raw_root)).alias("_source_file"),
                           pl.col("line").fill_null("").str.strip_prefix("\ufeff").str.strip_suffix("\r")))
     if not frames:
         return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64, "line": pl.String})
@@ -231,7 +229,7 @@ def scan_csv_text(paths: list[Path], raw_root: Path, *, separator: str = ",",
         try:
             names = lf.collect_schema().names()
         except READ_ERRORS as e:
-            _refuse(unreadable, UnreadableFile(relative_name(p, raw_root), unreadable_detail(p, e)))
+            refuse(unreadable, UnreadableFile(relative_name(p, raw_root), unreadable_detail(p, e)))
             continue
         if lossy is not None:
             lossy.add(relative_name(p, raw_root))
@@ -257,7 +255,7 @@ def scan_parquet_files(paths: list[Path], raw_root: Path, *, unreadable: dict[st
         try:
             lf.collect_schema()
         except READ_ERRORS as e:
-            _refuse(unreadable, UnreadableFile(relative_name(p, raw_root), unreadable_detail(p, e)))
+            refuse(unreadable, UnreadableFile(relative_name(p, raw_root), unreadable_detail(p, e)))
             continue
         frames.append(lf.with_columns(pl.col("_source_row").cast(pl.Int64),
                                       pl.lit(relative_name(p, raw_root)).alias("_source_file")))
@@ -266,7 +264,7 @@ def scan_parquet_files(paths: list[Path], raw_root: Path, *, unreadable: dict[st
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def _line_count(path: Path) -> int:
+def line_count(path: Path) -> int:
     """Lines in a file as `scan_text_lines` numbers them (a last line without a newline counts);
     a compressed file's lines are counted as it is decompressed, a chunk at a time."""
     if path.stat().st_size == 0:
@@ -285,165 +283,3 @@ def _line_count(path: Path) -> int:
         unterminated = int(data[-1] != 10)
         del data  # the buffer must be released before the map closes
     return lines + unterminated
-
-
-def _read_json_sql(keys: list[str], *, filename: bool = False) -> str:
-    columns = "{" + ", ".join(f"'{k.replace(chr(39), chr(39) * 2)}': 'JSON'" for k in keys) + "}"
-    return (f"SELECT * FROM read_json($paths, format = 'newline_delimited', columns = {columns}, "
-            f"ignore_errors = false{', filename = true' if filename else ''})")
-
-
-def _clean_file_frame(frame: pl.DataFrame, path: Path, raw_root: Path, keys: list[str],
-                      lines: int | None = None) -> pl.DataFrame | None:
-    """`read_json`'s rows of one file as `scan_json_fields` gives them, or None when the file is not
-    clean JSON Lines: a blank line (whose numbering `read_json` loses: the rows are fewer than the
-    lines), or a row with no key at all (`read_json` reads a line `null` or `42` as a row of nulls,
-    where a line is judged not an object; `{}` is one too, rare)."""
-    if frame.height != (_line_count(path) if lines is None else lines):
-        return None
-    if frame.height and frame.select(pl.all_horizontal(pl.col(keys).is_null()).any()).item():
-        return None
-    return frame.select(
-        pl.lit(relative_name(path, raw_root)).alias("_source_file"),
-        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_source_row"),
-        pl.lit(True).alias("_json_valid"),
-        pl.lit(True).alias("_json_object"),
-        *[pl.col(k).cast(pl.String) for k in keys],
-    )
-
-
-def _counted(path: Path, raw_root: Path) -> int | UnreadableFile:
-    """`_line_count` of a file, or why it cannot be read when it is compressed and does not
-    decompress (counting its lines decompresses it whole: the check costs no extra pass)."""
-    try:
-        return _line_count(path)
-    except OSError as e:
-        if not is_compressed(path):
-            raise
-        return UnreadableFile(relative_name(path, raw_root), unreadable_detail(path, e))
-
-
-def _json_fields_whole_file(con: duckdb.DuckDBPyConnection, path: Path, raw_root: Path, keys: list[str],
-                            lines: int | UnreadableFile | None = None) -> pl.DataFrame | UnreadableFile | None:
-    """The fast path of `scan_json_fields` for one file: DuckDB's parallel `read_json` with every
-    key as a JSON column. None when the file is not clean JSON Lines, one object per non-blank
-    line holding at least one of `keys` (a line DuckDB cannot read, a blank line, or a line with
-    none of the keys, which may not be an object): the caller then reads that file line by line.
-    UnreadableFile when the file is compressed and does not decompress (`lines`: its `_counted`,
-    when known)."""
-    try:
-        table = con.sql(_read_json_sql(keys), params={"paths": [str(path)]}).to_arrow_table()
-    except duckdb.Error:
-        table = None
-    if table is None and not is_compressed(path):
-        return None
-    count = _counted(path, raw_root) if lines is None else lines
-    if isinstance(count, UnreadableFile) or table is None:
-        return count if isinstance(count, UnreadableFile) else None
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return _clean_file_frame(frame, path, raw_root, keys, count)
-
-
-def _json_fields_whole_files(con: duckdb.DuckDBPyConnection, paths: list[Path], raw_root: Path,
-                             keys: list[str]) -> list[pl.DataFrame | UnreadableFile | None]:
-    """`_json_fields_whole_file` of each of `paths`, from one `read_json` of them all: DuckDB keeps
-    both cores busy across files where one file at a time leaves gaps (the 134 files, 6.9 GB, of
-    the benchmark day's largest site: 5.2-5.3 s instead of 5.9-6.3 s). The rows come back in file and line order
-    (DuckDB preserves insertion order), each with its file, and are cut into files by the run
-    lengths of that column. A file a failed read names (a line DuckDB cannot read, a damaged
-    compressed file) is left out and the rest read again; when a failure names no single file, or
-    the rows are not where expected, file by file. A compressed file whose line count (which
-    decompresses it whole) fails is unreadable, whatever DuckDB made of it."""
-    refused: set[Path] = set()  # files a failed read named: line by line, without reading them again
-    rest = list(paths)
-    # The files' lines are counted in a thread while DuckDB reads them: NumPy and DuckDB both
-    # release the GIL, and DuckDB alone leaves a core idle part of the time (remote-plains:
-    # 5.6 s -> 5.1 s).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="line-count") as counter:
-        lines = {p: counter.submit(_counted, p, raw_root) for p in paths} if len(paths) > 1 else {}
-
-        def not_whole(p: Path) -> UnreadableFile | None:  # a file read_json did not give
-            count = lines[p].result() if is_compressed(p) else None
-            return count if isinstance(count, UnreadableFile) else None
-
-        while len(rest) > 1:
-            try:
-                table = con.sql(_read_json_sql(keys, filename=True),
-                                params={"paths": [str(p) for p in rest]}).to_arrow_table()
-            except duckdb.Error as e:
-                named = [p for p in rest if f'"{p}"' in str(e)]
-                if len(named) != 1:
-                    break
-                refused.add(named[0])
-                rest.remove(named[0])
-                continue
-            frame = pl.from_arrow(table)
-            assert isinstance(frame, pl.DataFrame)
-            runs = frame.get_column("filename").rle().struct.unnest()
-            found = dict(zip(runs["value"].to_list(), runs["len"].to_list(), strict=True))
-            names = [str(p) for p in rest]
-            if runs["value"].to_list() != [n for n in names if n in found]:  # each file once, in order
-                break
-            by_path: dict[Path, pl.DataFrame | UnreadableFile | None] = {}
-            offset = 0
-            for path, name in zip(rest, names, strict=True):
-                n = found.get(name, 0)
-                count = lines[path].result()
-                by_path[path] = count if isinstance(count, UnreadableFile) else _clean_file_frame(
-                    frame.slice(offset, n).drop("filename"), path, raw_root, keys, count)
-                offset += n
-            return [by_path[p] if p in by_path else not_whole(p) for p in paths]
-        return [not_whole(p) if p in refused
-                else _json_fields_whole_file(con, p, raw_root, keys, lines[p].result() if p in lines else None)
-                for p in paths]
-
-
-_DATABASE: dict[int, duckdb.DuckDBPyConnection] = {}
-
-
-def _database() -> duckdb.DuckDBPyConnection:
-    """The process's in-memory DuckDB for reading JSON Lines; each read takes a cursor of it.
-    A database opened per read gives its memory back on close, and the next one faults it in
-    from the system again: on 3.2 GB of request logs in 8 groups, 2.4 s against 2.0 s (sys time
-    1.2 s against 0.7 s). Kept per process id, so a forked worker opens its own."""
-    pid = os.getpid()
-    if pid not in _DATABASE:  # a parent's database, inherited by a fork, is left alone (never closed here)
-        _DATABASE[pid] = duckdb.connect()
-    return _DATABASE[pid]
-
-
-def scan_json_fields(paths: list[Path], raw_root: Path, keys: list[str], *,
-                     unreadable: dict[str, str] | None = None, lossy: set[str] | None = None) -> pl.LazyFrame:
-    """JSON Lines files to the frame `transforms.ingest.requests.extract_json_fields` makes from
-    their lines (`_source_file`, `_source_row`, `_json_valid`, `_json_object`, and per key its
-    value as JSON text), with the same verdict for every line, faster.
-
-    A clean file (every non-blank line one JSON object, no blank line) is read whole by DuckDB's
-    parallel `read_json`, which keeps only `keys` (prompt text never leaves DuckDB) and follows
-    the same JSON dialect as the line-by-line path (`json_valid`: trailing commas, NaN accepted).
-    Any other file is read line by line, so a bad line is judged on its own and the rest of the
-    file still counts. tests/test_ingest_requests.py holds both paths equal on awkward lines.
-
-    A compressed file that does not decompress is named in `unreadable` (relative name -> why and
-    the fix) and left out; without `unreadable` it raises UnreadableFile. The files read line by line
-    are named in `lossy` (`read_json` accepts valid UTF-8 only: a file it reads whole has no U+FFFD
-    from lossy decoding)."""
-    frames: list[pl.LazyFrame] = []
-    con = _database().cursor()
-    try:
-        paths = sorted(paths)
-        for p, whole in zip(paths, _json_fields_whole_files(con, paths, raw_root, keys), strict=True):
-            if isinstance(whole, UnreadableFile):
-                _refuse(unreadable, whole)
-            elif whole is not None:
-                frames.append(whole.lazy())
-            else:
-                frames.append(extract_json_fields(scan_text_lines([p], raw_root, unreadable=unreadable, lossy=lossy),
-                                                  keys))
-    finally:
-        con.close()
-    if not frames:
-        return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64, "_json_valid": pl.Boolean,
-                                    "_json_object": pl.Boolean, **{k: pl.String for k in keys}})
-    return pl.concat(frames, how="vertical")

@@ -1,4 +1,4 @@
-"""Time the requests suite on N rows: `python -m transforms.quality.bench [LAKE] [DAY] [N ...]`.
+"""Time the requests suite on N rows: `python bench/bench_quality.py [LAKE] [DAY] [N ...]`.
 
 Builds an N-row requests partition by repeating the lake day's requests (request ids made
 unique), then times the conversion to pandas and the GX validation of the whole suite, in
@@ -12,17 +12,18 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms.inventory import load_inventory
+from lake.inventory import inventory_path, load_inventory
+from lake.store import Lake
 from transforms.quality.runner import validate_frame
 from transforms.quality.suites import SuiteContext
 
 
 def main(argv: list[str]) -> None:
-    lake = Path(argv[0]) if argv else Path("data/lake")
+    lake = Lake(Path(argv[0]) if argv else Path("data/lake"))
     day = date.fromisoformat(argv[1]) if len(argv) > 1 else date(2026, 11, 24)
     sizes = [int(n) for n in argv[2:]] or [1_000_000]
-    inventory = load_inventory(lake.parent / "raw" / "inventory.yaml")
-    base = pl.read_parquet(lake / "requests" / f"date={day}" / "**" / "*.parquet", hive_partitioning=False)
+    inventory = load_inventory(inventory_path(lake.root.parent / "raw"))
+    base = pl.read_parquet(lake.day_files("requests", day), hive_partitioning=False)
     ctx = SuiteContext(inventory=inventory, day=day, previous_rows=max(sizes))
     validate_frame("requests", base.head(1000), ctx)  # warm-up: imports, GX context
     for n in sizes:
