@@ -18,7 +18,7 @@ interpreter start and imports (the case's call alone); peak memory is the whole 
 CPU other processes used meanwhile is recorded with each case (`others`), and the hash of
 the code under test (`source`).
 `--profile` adds a `profile` child per size: the full attribution with every collect (each
-`_materialize` stage of transforms/attribution/day.py, the collect of the outputs), every sink
+`materialize` stage of transforms/attribution/, the collect of the outputs), every sink
 and every lake write timed, with its peak resident memory, by wrapping Polars' and the lake's
 entry points in that process only (transforms/ and pipelines/ are untouched).
 
@@ -111,7 +111,7 @@ def run_profile(n: int) -> dict:
     def call_site() -> str:
         """`file:line code` of the project code that asked (not Polars, not this file)."""
         f = sys._getframe(2)
-        while f and (f.f_code.co_name == "_materialize" or os.sep + "polars" + os.sep in f.f_code.co_filename
+        while f and (f.f_code.co_name == "materialize" or os.sep + "polars" + os.sep in f.f_code.co_filename
                      or f.f_code.co_filename == __file__):
             f = f.f_back
         if f is None:

@@ -177,7 +177,7 @@ def test_missing_market_hour_raises_naming_site_hour_and_file(small_inventory):
     assert ("site 'metro-east' (tariff 'nyiso-zone-j') on 2026-11-24: no market price for 4 slot(s), first slot 20 "
             "at 2026-11-24T05:00:00Z (hour 2026-11-24T05:00:00Z); add the missing hours to prices/nyiso-zone-j.csv") in msg
     with pytest.raises(ValueError, match="buys at market tariff 'nyiso-zone-j' but no market prices were given; "
-                                         "read prices/nyiso-zone-j.csv"):
+                                         "pass the day's market prices .* from prices/nyiso-zone-j.csv"):
         site_slot_prices(small_inventory, None, grid(date(2026, 11, 24)))
 
 

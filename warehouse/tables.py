@@ -8,6 +8,8 @@ Money is in the reporting currency named by each row's `currency`; energy in kWh
 
 from dataclasses import dataclass, field
 
+from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
+
 MONEY = "in the reporting currency"
 
 
@@ -21,6 +23,16 @@ class Table:
     daily: bool = False  # built per day into the lake (`<lake>/marts/<name>/date=D/`), then published
     group: str = "marts"  # marts, detail, quality, dimensions, about
     extra: dict = field(default_factory=dict)
+
+
+def _commented(columns, comments: dict[str, str]) -> dict[str, str]:
+    """`comments` in the order of `columns` (a schema declared elsewhere): every column has one, and
+    no comment is of a column that does not exist."""
+    missing, extra = [c for c in columns if c not in comments], [c for c in comments if c not in columns]
+    if missing or extra:
+        raise ValueError(f"warehouse/tables.py: comments missing for column(s) {missing}, or for column(s) that do "
+                         f"not exist {extra}; write one per column of the declared schema")
+    return {c: comments[c] for c in columns}
 
 
 _DATE = {"date": "UTC day the row belongs to (the attributed partition)."}
@@ -40,7 +52,7 @@ TABLES: list[Table] = [
         "One row per request of every published day: its energy and every cost type attributed to it, the "
         "share of idle capacity its tier carries, and the methods behind the numbers. A view over the "
         "day's Parquet files published beside the warehouse file (versions/<version>/request_costs/).",
-        {
+        _commented(REQUEST_COSTS_SCHEMA, {  # the facts' columns: transforms.attribution.facts
             "request_id": "Request identifier as logged by the serving gateway (unique per day).",
             "node_id": "Serving node that ran the request.",
             "pool_id": "Pool of the node.",
@@ -70,7 +82,7 @@ TABLES: list[Table] = [
             "energy_method": "measured, interpolated (short meter gap), estimated (long gap: idle/nameplate power) or none.",
             "pue_method": "measured (facility meter) or design_pue (inventory), or none.",
             "idle_policy": "Idle policy applied to the request's tier on its pool: pro_rata, reserved or none.",
-        },
+        }),
         ("date", "request_id"), kind="view", group="detail",
     ),
     Table(

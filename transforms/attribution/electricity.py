@@ -116,8 +116,7 @@ def energy_costs(node_energy: pl.LazyFrame, nodes: pl.LazyFrame, prices: pl.Lazy
     allocated = allocated.with_columns(
         pl.when(pl.col("_unplaced")).then(pl.col("day_amount")).otherwise(0.0).alias("unattributed_amount"))
 
-    line_allocations = allocated.select(pl.col(c).cast(t) for c, t in LINE_ALLOCATIONS_SCHEMA.items()) \
-        .sort("source", "line_id")
+    line_allocations = conform(allocated, LINE_ALLOCATIONS_SCHEMA, "source", "line_id")
     line_days = conform(allocated.with_columns(pl.lit(inventory.currency).alias("currency")), LINE_DAYS,
                         "source", "line_id")
     unattributed = conform(allocated.filter(pl.col("unattributed_amount") != 0)
@@ -130,6 +129,7 @@ def energy_costs(node_energy: pl.LazyFrame, nodes: pl.LazyFrame, prices: pl.Lazy
 
 
 def _check_prices_cover(prices: pl.LazyFrame, site_ids: list[str], grid: SlotGrid) -> None:
+    """Raises ValueError naming the sites whose prices miss slots of the day."""
     have = dict(prices.filter(pl.col("site_id").is_in(site_ids) & pl.col("price_per_kwh").is_not_null())
                 .group_by("site_id").agg(pl.col("slot").n_unique()).collect().rows())
     short = [f"{s} ({have.get(s, 0)} of {grid.n_slots} slots)" for s in site_ids if have.get(s, 0) != grid.n_slots]

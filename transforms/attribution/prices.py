@@ -1,6 +1,8 @@
 """Step 5 of docs/attribution.md, first half: the price of energy per site and slot at the
-site's tariff (`site_slot_prices`), and the hourly market prices it reads (`parse_market_prices`).
-The cost of each node-slot's energy, trued up to the invoice, is `electricity.energy_costs`.
+site's tariff (`site_slot_prices`). The cost of each node-slot's energy, trued up to the invoice,
+is `electricity.energy_costs`. The day's hourly market prices come from the lake's
+`market_prices` (`transforms.ingest.market_prices`); `parse_market_prices` reads one price file
+as attribution read them before they were a lake dataset.
 
 A time-of-use tariff is read in the site's local time at the START of each slot (IANA zone, so
 DST-correct: the US spring-forward local day has 23 hours, the fall-back day 25); `days`
@@ -14,14 +16,13 @@ never cost 0 silently.
 import polars as pl
 
 from transforms.attribution.grid import SlotGrid
-from transforms.contracts import UTC_US
+from transforms.contracts import MARKET_PRICES, UTC_US
 from transforms.ingest.common import decimal, parse_utc
 from transforms.inventory import Inventory, Site, Tariff
 
 J_PER_KWH = 3.6e6
 MAX_LISTED = 5  # problems named in one error message
 
-MARKET_PRICES_SCHEMA = pl.Schema({"tariff_id": pl.String, "hour_utc": UTC_US, "price_per_kwh": pl.Float64})
 SITE_SLOT_PRICES_SCHEMA = pl.Schema({"site_id": pl.String, "slot": pl.Int32, "price_per_kwh": pl.Float64,
                                      "tou_period": pl.String, "price_source": pl.String})
 
@@ -72,7 +73,7 @@ def parse_market_prices(raw_csv_text: pl.LazyFrame, tariff_id: str) -> pl.LazyFr
                           .head(MAX_LISTED).rows())
         raise ValueError(f"market price file of tariff {tariff_id!r} gives different prices for one hour ({shown}); "
                          "keep one price per hour")
-    return prices.sort("hour_utc").lazy().cast(dict(MARKET_PRICES_SCHEMA))
+    return prices.sort("hour_utc").lazy().cast(dict(MARKET_PRICES.schema))
 
 
 # --- price per site and slot -----------------------------------------------------------------
@@ -134,7 +135,8 @@ def _market_candidates(site: Site, tariff: Tariff, market_prices: pl.LazyFrame |
                        slots: pl.LazyFrame) -> pl.LazyFrame:
     if market_prices is None:
         raise ValueError(f"site {site.id!r} buys at market tariff {tariff.id!r} but no market prices were given; "
-                         f"read {tariff.market_price_file} with parse_market_prices and pass the frame")
+                         f"pass the day's market prices (the lake's market_prices, ingested from "
+                         f"{tariff.market_price_file})")
     hourly = (market_prices.filter(pl.col("tariff_id") == tariff.id)
               .select(pl.col("hour_utc").cast(UTC_US).alias("_hour"), pl.col("price_per_kwh").cast(pl.Float64)))
     return (
