@@ -43,7 +43,7 @@ def previous_rows(lake: Lake, dataset: str, day: date, site: str | None = None) 
     """Rows of the same partition on the previous day; for the asset register, of the latest
     register delivered before `day`. None when there is no such partition."""
     if dataset == "assets":
-        earlier = [d for d in lake.days(dataset) if d < day]
+        earlier = [d for d in lake.delivered_days(dataset) if d < day]
         if not earlier:
             return None
         files = lake.partition_files(dataset, earlier[-1])

@@ -65,6 +65,20 @@ class Lake:
         """Days with a partition of `dataset` (an empty one included), oldest first."""
         return sorted(_day(p) for p in (self.root / dataset).glob("date=*"))
 
+    def delivered_days(self, dataset: str) -> list[date]:
+        """Days on which a file of fleet-wide `dataset` (the asset register) was delivered: its
+        ingest audit lists a file of the dataset that was read (an unreadable one counts: a
+        delivery that failed its checks). A day whose ingest found no file still has a partition,
+        written empty, and is not one of them. Oldest first."""
+        found = []
+        for audit in sorted((self.root / "ingest_audit").glob(f"date=*/site={FLEET}/{dataset}.parquet")):
+            rows = pl.scan_parquet(audit).filter(pl.col("dataset") == dataset)
+            if "status" in rows.collect_schema():  # audits written before `status` listed read files only
+                rows = rows.filter(pl.col("status") != "ignored")
+            if rows.select(pl.len()).collect().item():
+                found.append(_day(audit.parent.parent))
+        return found
+
     def days_with(self, dataset: str, name: str = "part-0") -> list[date]:
         """Days whose partition of `dataset` holds `<name>.parquet` (e.g. attributed days)."""
         return sorted(_day(p.parent) for p in (self.root / dataset).glob(f"date=*/{name}.parquet"))

@@ -58,8 +58,9 @@ def _scan(files: list[Path], schema: pl.Schema) -> pl.LazyFrame:
 def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
     """The day's requests and readings; every cost line ever delivered (the latest delivery of
     each line wins, so a corrected invoice replaces the first); the latest asset register
-    delivered on or before the day; the day's hourly prices of the inventory's market tariffs
-    (None when no tariff is a market one)."""
+    delivered on or before the day (`Lake.delivered_days`: not a day whose ingest found none);
+    the day's hourly prices of the inventory's market tariffs (None when no tariff is a market
+    one)."""
     requests = _scan(lake.day_files("requests", day), REQUESTS.schema)
     readings = _scan(lake.day_files("power_readings", day), POWER_READINGS.schema)
 
@@ -70,7 +71,9 @@ def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
                   .sort("date").group_by("source", "line_id", maintain_order=True).last()
                   .select(COST_LINES.names).sort("source", "line_id"))
 
-    in_force = [d for d in lake.days("assets") if d <= day]
+    # The register in force is the latest one delivered on or before the day: a day without a
+    # delivery has an empty partition (its ingest found no file), which is not a register.
+    in_force = [d for d in lake.delivered_days("assets") if d <= day]
     assets = (_scan(lake.day_files("assets", in_force[-1]), ASSETS.schema) if in_force
               else pl.LazyFrame(schema=ASSETS.schema))
 
