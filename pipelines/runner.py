@@ -21,6 +21,7 @@ import dagster as dg
 
 import pipelines.defs
 from lake.raw import raw_files
+from pipelines.adapters.dagster_private import defs_state_storage
 from pipelines.partitions import register_sites
 from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
 
@@ -73,9 +74,7 @@ def instance() -> dg.DagsterInstance:
 def definitions(paths: Paths, *, keep: int | None = None) -> dg.Definitions:
     """The code location's definitions with resources pointing at `paths`."""
     wh = Warehouse(path=str(paths.warehouse)) if keep is None else Warehouse(path=str(paths.warehouse), keep=keep)
-    from dagster._core.storage.defs_state.base import set_defs_state_storage
-
-    with set_defs_state_storage(None):  # no state-backed components here; see run_job
+    with defs_state_storage(None):  # no state-backed components here; see run_job
         loaded = dg.load_from_defs_folder(path_within_project=Path(pipelines.defs.__file__).parent)
     return dg.Definitions.merge(loaded, dg.Definitions(resources={
         "raw": RawInputs(root=str(paths.raw), inventory_path=str(paths.inventory or "")),
@@ -129,8 +128,6 @@ def _failure_message(result: dg.ExecuteInProcessResult, job: str, partition: str
 def run_job(defs: dg.Definitions, name: str, partition: str | None, inst: dg.DagsterInstance, *,
             tags: dict | None = None, assets: list[str] | None = None) -> RunOutcome:
     """Execute one run of job `name` in-process; raises RunFailed naming what failed."""
-    from dagster._core.storage.defs_state.base import set_defs_state_storage
-
     started = time.perf_counter()
     # The imports (Dagster, GX, pandas, Polars) leave millions of long-lived objects that every
     # full garbage collection would walk again, and GX's validations trigger many: collect once,
@@ -140,7 +137,7 @@ def run_job(defs: dg.Definitions, name: str, partition: str | None, inst: dg.Dag
     # Loading definitions reads the "current" definitions-state storage, a context variable an
     # instance sets when entered and that can outlive it (an instance collected since): point
     # it at this run's instance while the job is resolved and run.
-    with set_defs_state_storage(inst.defs_state_storage):
+    with defs_state_storage(inst.defs_state_storage):
         job = defs.resolve_job_def(name)
         result = job.execute_in_process(
             partition_key=partition, instance=inst, raise_on_error=False, run_config=QUIET_RUN,

@@ -35,11 +35,11 @@ def _forget_dagster_state_storage():
     """A Dagster instance registers its definitions-state storage in a context variable that
     outlives the instance; a later definitions load in the same worker would then read a dead
     instance. Forget it around each test."""
-    from dagster._core.storage.defs_state.base import _current_storage
+    from pipelines.adapters.dagster_private import forget_defs_state_storage
 
-    _current_storage.set(None)
+    forget_defs_state_storage()
     yield
-    _current_storage.set(None)
+    forget_defs_state_storage()
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from tests.test_quality_suites import (
     requests_frame,
     set_row,
 )
-from transforms.quality import runner
+from transforms.quality import gx_private
 from transforms.quality.runner import _gx_validate, _own_columns, gx_validate_by_columns, to_pandas
 from transforms.quality.suites import SUITES, SuiteContext, prepare
 
@@ -188,7 +188,7 @@ def test_a_few_columns_at_a_time_equal_the_whole_frame(suite, small_inventory):
 
 @pytest.mark.parametrize("suite", sorted(FIXTURES))
 def test_configurations_built_once_equal_gx_as_shipped(suite, small_inventory, monkeypatch):
-    """`runner._configurations_built_once` (each expectation's configuration built once per
+    """`gx_private.configurations_built_once` (each expectation's configuration built once per
     validation, not on every read) changes no result: every failure drill of the suite, validated
     with it and with GX's own property, field for field."""
     ctx = SuiteContext(inventory=small_inventory, day=DAY)
@@ -204,11 +204,11 @@ def test_configurations_built_once_equal_gx_as_shipped(suite, small_inventory, m
         builds["n"] += 1
         return original.fget(self)
 
-    monkeypatch.setattr(runner, "_CONFIGURATION", property(counted))
+    monkeypatch.setattr(gx_private, "CONFIGURATION", property(counted))
     fast = _gx_validate(suite, expectations, pdf)
     fast_builds = builds["n"]
-    assert gxe.Expectation.configuration is runner._CONFIGURATION  # put back after the run
-    monkeypatch.setattr(runner, "_CONFIGURATION", None)  # as shipped: GX's property, built on every read
+    assert gxe.Expectation.configuration is gx_private.CONFIGURATION  # put back after the run
+    monkeypatch.setattr(gx_private, "CONFIGURATION", None)  # as shipped: GX's property, built on every read
     monkeypatch.setattr(gxe.Expectation, "configuration", property(counted))
     builds["n"] = 0
     shipped = _gx_validate(suite, expectations, pdf)

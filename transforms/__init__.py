@@ -1,15 +1,12 @@
 """The economics: parsers, attribution and quality suites, as pure functions of frames.
 
-Importing this package sets how Polars's allocator returns memory, before Polars is loaded
-(`pipelines` and `warehouse` import it first for that reason)."""
+Importing this package sets the environment Polars's allocator and Great Expectations read when
+they load (`settings.LIBRARY_PRESETS`: jemalloc keeps freed memory 5 s, GX sends no analytics),
+before either is imported; `lake`, `pipelines` and `warehouse` import it first for that reason.
+It reads no setting: everything else comes in as arguments."""
 
-import os
+from settings import preset_library_environment
 
-# Polars allocates through jemalloc, built to give freed pages back to the system 0.5 s (dirty)
-# and 1 s (muzzy) after they are freed. The nightly job frees and takes back gigabytes from one
-# group of files, batch or stage to the next, and the kernel hands the same pages back and forth
-# (page faults, zeroing, unmapping). Kept 5 s, the same code runs the 10 M benchmark night in
-# 59.1-60.3 s (96 CPU-s, peak 2.8 GiB) instead of 61.5 s (99.5 CPU-s, peak 2.1 GiB); the 30 M night
-# peaks at 3.5 GiB (bench/README.md). jemalloc reads this when Polars is first imported; an
-# operator's own setting wins (lower values trade time for memory).
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:5000,muzzy_decay_ms:5000")
+# jemalloc reads its setting when Polars is first imported, GX its own when it loads: set
+# (unless the operator did) before any module of this package imports either.
+preset_library_environment()

@@ -8,30 +8,23 @@ the suite's order.
 """
 
 import math
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+from great_expectations.expectations.row_conditions import AndCondition, ComparisonCondition, NullityCondition, OrCondition
 
-import great_expectations as gx  # noqa: E402
-import great_expectations.expectations as gxe  # noqa: E402
-import pandas as pd  # noqa: E402
-import polars as pl  # noqa: E402
-import pyarrow as pa  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
-from great_expectations.execution_engine import pandas_execution_engine  # noqa: E402
-from great_expectations.expectations.row_conditions import (AndCondition, ComparisonCondition,  # noqa: E402
-                                                            NullityCondition, OrCondition)
-
-from transforms.inventory import Inventory  # noqa: E402
-from transforms.quality.suites import SUITES, Check, SuiteContext, prepare  # noqa: E402
+from transforms.inventory import Inventory
+from transforms.quality import gx_private
+from transforms.quality.suites import SUITES, Check, SuiteContext, prepare
 
 EXAMPLES = 5  # unexpected values kept per failed expectation
 _NULLABLE = {pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
@@ -91,7 +84,7 @@ class SuiteResult:
 @cache
 def _batch_definition():
     context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    gx_private.progress_bars_off(context)
     return (context.data_sources.add_pandas("inferledger").add_dataframe_asset("frame")
             .add_batch_definition_whole_dataframe("whole"))
 
@@ -149,12 +142,9 @@ def _observed(result: dict) -> Any:
     return _plain(obs)
 
 
-# GX fingerprints every in-memory pandas batch under 1 GB (md5 over pandas' hash of every row,
-# twice per validation) for a batch marker, `pandas_data_fingerprint`, that nothing reads: on a
-# 1 M-row batch of request_costs that was 1.5 s of 2.6 s. A threshold of 0 skips it; the results
-# are the same (tests/test_quality_suites.py). A module constant of GX, hence the guard.
-if hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
-    pandas_execution_engine.HASH_THRESHOLD = 0
+# GX fingerprints every pandas batch for a marker nothing reads (1.5 s of 2.6 s on a 1 M-row
+# batch): skipped, same results (tests/test_quality_suites.py).
+gx_private.skip_pandas_fingerprints()
 
 
 def _gx_validate(suite: str, expectations: list, pdf: pd.DataFrame) -> dict[str, Any]:
@@ -162,45 +152,11 @@ def _gx_validate(suite: str, expectations: list, pdf: pd.DataFrame) -> dict[str,
     gx_suite = gx.ExpectationSuite(name=suite, expectations=expectations)
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": pdf})
     try:
-        with _configurations_built_once():
+        with gx_private.configurations_built_once():
             run = batch.validate(gx_suite, result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES})
     finally:
-        _release_gx_batch()
+        gx_private.release_batch(_batch_definition())
     return {r.expectation_config.meta["name"]: r for r in run.results}
-
-
-_CONFIGURATION = gxe.Expectation.__dict__.get("configuration")
-_CONFIGURATION_LOCK = threading.Lock()
-
-
-@contextmanager
-def _configurations_built_once() -> Iterator[None]:
-    """While GX validates, each expectation's `configuration` is built once instead of on every
-    read. GX 1.24 builds it anew (a pydantic `dict()` of every field, then a new
-    ExpectationConfiguration) for each keyword argument it looks up: 4,326 builds against 510 on
-    the requests suite's drills. Measured: remote-plains requests suite 2.32-2.43 s -> 2.06-2.17 s,
-    10 M facts 5.64-5.68 s -> 5.33-5.71 s. The expectations GX
-    validates are its own copies, made for the run and not changed during it. Results are held
-    equal with and without this by tests/test_quality_batches.py; a GX without the property as
-    expected runs as it is."""
-    if not isinstance(_CONFIGURATION, property) or _CONFIGURATION.fget is None:
-        yield
-        return
-    build = _CONFIGURATION.fget
-    built: dict[int, tuple[Any, Any]] = {}  # id -> (expectation, its configuration): holding it keeps the id its own
-
-    def configuration(self):
-        hit = built.get(id(self))
-        if hit is None or hit[0] is not self:
-            hit = built[id(self)] = (self, build(self))
-        return hit[1]
-
-    with _CONFIGURATION_LOCK:
-        gxe.Expectation.configuration = property(configuration, doc=_CONFIGURATION.__doc__)
-        try:
-            yield
-        finally:
-            gxe.Expectation.configuration = _CONFIGURATION
 
 
 # Expectations GX judges on their own columns alone (and those of their row condition). Before each
@@ -251,23 +207,6 @@ def gx_validate_by_columns(suite: str, expectations: list, frame: pl.DataFrame,
     for cols, group in groups.items():
         out.update(_gx_validate(suite, group, convert(frame if cols is None else frame.select(cols))))
     return out
-
-
-def _release_gx_batch() -> None:
-    """Drop the frame and metrics GX's execution engine keeps after a validation: it would hold
-    the last frame until the next one is loaded (two frames at once, the largest one long after
-    its run). Private GX state, hence the guard: without it memory is higher, results the same."""
-    engine = getattr(_batch_definition().data_asset.datasource, "_execution_engine", None)
-    manager = getattr(engine, "batch_manager", None)
-    try:
-        if manager is not None:
-            manager.reset_batch_cache()
-            manager._batch_data_cache.clear()
-            manager._active_batch_data_id = None
-        if isinstance(getattr(engine, "_metric_cache", None), dict):
-            engine._metric_cache.clear()
-    except AttributeError:
-        pass
 
 
 def _expectation_result(c: Check, r) -> ExpectationResult:

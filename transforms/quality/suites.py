@@ -11,26 +11,23 @@ interval with the partition's day). `prepare(suite, frame, ctx)` adds those refe
 (`power_limit_w`, `interval_start`, ...) to the frame GX validates; GX still evaluates every row.
 """
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Literal
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported: no phoning home
+import great_expectations.expectations as gxe
+import polars as pl
+from great_expectations.expectations.row_conditions import Column as Col
 
-import great_expectations.expectations as gxe  # noqa: E402
-import polars as pl  # noqa: E402
-from great_expectations.expectations.row_conditions import Column as Col  # noqa: E402
-
-from transforms.bounds import (  # noqa: E402  (the parsers quarantine outside the same bounds)
+from transforms.bounds import (  # (the parsers quarantine outside the same bounds)
     MAX_ASSET_COST, MAX_BILL_LINE, MAX_COUNTER_J, MAX_ENERGY_PRICE_PER_KWH, MAX_INPUT_TOKENS, MAX_INTERVAL_S,
     MAX_LATENCY_S, MAX_METER_W, MAX_OUTPUT_TOKENS, MAX_REQUEST_COST, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES,
     MAX_USEFUL_LIFE_MONTHS, NAMEPLATE_MULTIPLE, meter_power_limits)
-from transforms.attribution.facts import REQUEST_COSTS_SCHEMA  # noqa: E402
-from transforms.contracts import (  # noqa: E402
+from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
+from transforms.contracts import (
     ASSETS, COST_LINES, COST_TYPES, DEPRECIATION_METHODS, METER_SCOPES, POWER_READINGS, REQUESTS, STATUSES, Contract)
-from transforms.inventory import Inventory  # noqa: E402
+from transforms.inventory import Inventory
 
 Severity = Literal["error", "warning"]
 UTC = pl.Datetime("us", "UTC")
