@@ -14,12 +14,15 @@ import pytest
 
 from transforms.attribution.electricity import energy_costs
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.prices import parse_market_prices, site_slot_prices
-from transforms.contracts import COST_LINES
+from transforms.attribution.prices import site_slot_prices
+from transforms.contracts import COST_LINES, MARKET_PRICES
+from transforms.ingest.common import accepted, classify, quarantined
+from transforms.ingest.market_prices import hours_of_day, parse_market_price_csv
 from transforms.inventory import Inventory
 
 PLAINS = "remote-plains"
 STD, BAT, CLOUD_NODE = "r-l40s-std-01", "r-l40s-bat-01", "c-h100-01"
+MARKET_FILE = "prices/nyiso-zone-j.csv"  # the file of the market tariff of tests/data/inventory_small.yaml
 
 
 def utc(*args) -> datetime:
@@ -40,13 +43,26 @@ def period(name, days, start, end, price):
     return {"name": name, "days": days, "start": start, "end": end, "price_per_kwh": price}
 
 
-def flat_market(d: date, price: str = "0.05") -> pl.LazyFrame:
-    raw = pl.LazyFrame({"hour_utc": [f"{d.isoformat()}T{h:02d}:00:00Z" for h in range(24)], "price_per_kwh": [price] * 24})
-    return parse_market_prices(raw, "nyiso-zone-j")
+def judged_market(inv: Inventory, d: date, text: dict[str, list[str]]) -> pl.LazyFrame:
+    """Rows of the market price file (columns as text) judged as the pipeline's ingest judges them
+    (pipelines/ingest.py): parsed, the day's hours kept, duplicates judged by the contract."""
+    rows = len(text["hour_utc"])
+    raw = pl.LazyFrame({**text, "_source_file": [MARKET_FILE] * rows, "_source_row": list(range(1, rows + 1))})
+    return classify(hours_of_day(parse_market_price_csv(raw, inv), d), MARKET_PRICES, d)
+
+
+def market(inv: Inventory, d: date, text: dict[str, list[str]]) -> pl.LazyFrame:
+    """The day's market prices as the lake holds them (the accepted rows)."""
+    return accepted(judged_market(inv, d, text), MARKET_PRICES)
+
+
+def flat_market(inv: Inventory, d: date, price: str = "0.05") -> pl.LazyFrame:
+    return market(inv, d, {"hour_utc": [f"{d.isoformat()}T{h:02d}:00:00Z" for h in range(24)],
+                           "price_per_kwh": [price] * 24})
 
 
 def plains_prices(inv: Inventory, d: date) -> dict[int, tuple[float, str]]:
-    p = site_slot_prices(inv, flat_market(d), grid(d)).filter(pl.col("site_id") == PLAINS).collect()
+    p = site_slot_prices(inv, flat_market(inv, d), grid(d)).filter(pl.col("site_id") == PLAINS).collect()
     assert p["slot"].to_list() == list(range(96))
     assert set(p["price_source"]) == {"time_of_use"}
     return {s: (price, tou) for s, price, tou in p.select("slot", "price_per_kwh", "tou_period").rows()}
@@ -120,7 +136,7 @@ def test_tou_gap_raises_naming_site_slot_local_time_and_fix(small_inventory):
     weekdays_only = [p for p in WEEKEND_TOU if p["days"] == "weekdays"]
     inv = with_tariff(small_inventory, "plains-tou", periods=weekdays_only)
     with pytest.raises(ValueError) as e:
-        site_slot_prices(inv, flat_market(date(2026, 11, 28)), grid(date(2026, 11, 28)))
+        site_slot_prices(inv, flat_market(inv, date(2026, 11, 28)), grid(date(2026, 11, 28)))
     msg = str(e.value)
     # Sat 2026-11-28 UTC: slots 0..23 are Fri 18:00-24:00 CST (priced); slot 24 = 06:00 UTC = Sat 00:00 CST.
     assert "site 'remote-plains' (tariff 'plains-tou') on 2026-11-28" in msg
@@ -133,13 +149,13 @@ def test_overlapping_periods_raise(small_inventory):
     inv = with_tariff(small_inventory, "plains-tou", periods=[*WEEKEND_TOU, period("promo", "all", "13:00", "15:00", 0.01)])
     with pytest.raises(ValueError, match=r"2 time-of-use periods \(off_peak, promo\) cover slot 76 at "
                                          r"2026-11-24T19:00:00Z \(local Tue 2026-11-24 13:00 CST"):
-        site_slot_prices(inv, flat_market(date(2026, 11, 24)), grid(date(2026, 11, 24)))
+        site_slot_prices(inv, flat_market(inv, date(2026, 11, 24)), grid(date(2026, 11, 24)))
 
 
 def test_tariff_in_another_currency_raises(small_inventory):
     inv = with_tariff(small_inventory, "plains-tou", currency="EUR")
     with pytest.raises(ValueError, match="tariff 'plains-tou' of site 'remote-plains' is in EUR, the reporting currency is USD"):
-        site_slot_prices(inv, flat_market(date(2026, 11, 24)), grid(date(2026, 11, 24)))
+        site_slot_prices(inv, flat_market(inv, date(2026, 11, 24)), grid(date(2026, 11, 24)))
 
 
 # --- market prices ---------------------------------------------------------------------------
@@ -155,9 +171,9 @@ def test_market_price_of_the_slots_hour_plus_adder(small_inventory):
     # The file repeats an hour identically (merged months) and states one hour with an offset.
     raw["hour_utc"] += ["2026-11-24T05:00:00Z", "2026-11-24T01:00:00-05:00"]
     raw["price_per_kwh"] += ["0.035", "0.036"]
-    market = parse_market_prices(pl.LazyFrame(raw), "nyiso-zone-j")
-    assert market.collect().height == 24
-    p = site_slot_prices(small_inventory, market, grid(date(2026, 11, 24))).collect()
+    prices = market(small_inventory, date(2026, 11, 24), raw)
+    assert prices.collect().height == 24
+    p = site_slot_prices(small_inventory, prices, grid(date(2026, 11, 24))).collect()
     assert p.columns == ["site_id", "slot", "price_per_kwh", "tou_period", "price_source"]
     assert p["site_id"].unique().sort().to_list() == ["metro-east", "remote-plains"]  # no cloud site
     metro = p.filter(pl.col("site_id") == "metro-east")
@@ -170,9 +186,9 @@ def test_market_price_of_the_slots_hour_plus_adder(small_inventory):
 
 
 def test_missing_market_hour_raises_naming_site_hour_and_file(small_inventory):
-    market = parse_market_prices(pl.LazyFrame(market_text("2026-11-24", [h for h in range(24) if h != 5])), "nyiso-zone-j")
+    prices = market(small_inventory, date(2026, 11, 24), market_text("2026-11-24", [h for h in range(24) if h != 5]))
     with pytest.raises(ValueError) as e:
-        site_slot_prices(small_inventory, market, grid(date(2026, 11, 24)))
+        site_slot_prices(small_inventory, prices, grid(date(2026, 11, 24)))
     msg = str(e.value)
     assert ("site 'metro-east' (tariff 'nyiso-zone-j') on 2026-11-24: no market price for 4 slot(s), first slot 20 "
             "at 2026-11-24T05:00:00Z (hour 2026-11-24T05:00:00Z); add the missing hours to prices/nyiso-zone-j.csv") in msg
@@ -181,17 +197,20 @@ def test_missing_market_hour_raises_naming_site_hour_and_file(small_inventory):
         site_slot_prices(small_inventory, None, grid(date(2026, 11, 24)))
 
 
-def test_market_file_errors_name_the_row():
-    raw = pl.LazyFrame({"hour_utc": ["2026-11-24T00:00:00Z", "2026-11-24T01:30:00Z", "yesterday"],
-                        "price_per_kwh": ["0.03", "0.04", "0.05"],
-                        "_source_file": ["prices/nyiso-zone-j.csv"] * 3, "_source_row": [1, 2, 3]})
-    with pytest.raises(ValueError, match=r"2 unreadable row\(s\) \(prices/nyiso-zone-j.csv row 2: hour_utc "
-                                         r"'2026-11-24T01:30:00Z', price_per_kwh '0.04'; prices/nyiso-zone-j.csv row 3"):
-        parse_market_prices(raw, "nyiso-zone-j")
-    clash = pl.LazyFrame({"hour_utc": ["2026-11-24T00:00:00Z"] * 2, "price_per_kwh": ["0.03", "0.031"]})
-    with pytest.raises(ValueError, match=r"different prices for one hour \(2026-11-24T00:00:00Z: 0.03; "
-                                         r"2026-11-24T00:00:00Z: 0.031\)"):
-        parse_market_prices(clash, "nyiso-zone-j")
+def test_market_file_rows_it_cannot_use_are_quarantined_naming_the_row(small_inventory):
+    d = date(2026, 11, 24)
+    judged = judged_market(small_inventory, d, {
+        "hour_utc": ["2026-11-24T00:00:00Z", "2026-11-24T01:30:00Z", "yesterday", "2026-11-24T02:00:00Z",
+                     "2026-11-24T02:00:00Z"],
+        "price_per_kwh": ["0.03", "0.04", "0.05", "0.03", "0.031"]})
+    assert accepted(judged, MARKET_PRICES).collect()["price_per_kwh"].to_list() == [0.03]  # 00:00 alone
+    lost = quarantined(judged, MARKET_PRICES).collect()
+    assert lost.select("source_file", "source_row", "reason").rows() == [
+        (MARKET_FILE, 2, "invalid_value"), (MARKET_FILE, 3, "bad_timestamp"),
+        (MARKET_FILE, 4, "conflicting_duplicate"), (MARKET_FILE, 5, "conflicting_duplicate")]
+    detail = dict(lost.select("source_row", "detail").rows())
+    assert "`hour_utc` 2026-11-24T01:30:00Z is not the start of an hour" in detail[2]
+    assert "`hour_utc` yesterday is not an RFC 3339 time" in detail[3]
 
 
 # --- energy costs and the invoice true-up ----------------------------------------------------
@@ -238,7 +257,7 @@ DECEMBER = [line(1, "energy", 100.80, 600, "kWh", "on_peak"), line(2, "energy", 
 
 def run(inv: Inventory, d: date, energy: dict, lines: list[dict]):
     g = grid(d)
-    result = energy_costs(node_energy(energy), inv.nodes_frame(), site_slot_prices(inv, flat_market(d), g),
+    result = energy_costs(node_energy(energy), inv.nodes_frame(), site_slot_prices(inv, flat_market(inv, d), g),
                           lines_frame(*lines), inv, g)
     return {name: getattr(result, name).collect()
             for name in ("node_slot_costs", "true_up", "line_allocations", "line_days", "unattributed")}
@@ -305,7 +324,7 @@ def assert_conserved(out, inv: Inventory, d: date):
     """Per line: the node-slot costs it causes = day_amount - unattributed_amount, to 1e-9. With
     one energy line per TOU period and one demand line, lines are told apart by the TOU period
     of their slots and by component; the fixed lines share `fixed_cost`."""
-    tou = site_slot_prices(inv, flat_market(d), grid(d)).filter(pl.col("site_id") == PLAINS).select("slot", "tou_period")
+    tou = site_slot_prices(inv, flat_market(inv, d), grid(d)).filter(pl.col("site_id") == PLAINS).select("slot", "tou_period")
     costs = out["node_slot_costs"].filter(pl.col("node_id") != CLOUD_NODE)
     energy_by_tou = dict(costs.join(tou.collect(), on="slot").group_by("tou_period").agg(pl.col("energy_cost").sum()).rows())
     placed = {lid: (comp, day - un) for lid, (comp, day, un, _) in allocations(out).items()}
@@ -409,7 +428,7 @@ def test_inconsistent_invoice_lines_raise(small_inventory):
 
 def test_prices_missing_a_site_raise(small_inventory):
     g = grid(date(2026, 12, 15))
-    prices = site_slot_prices(small_inventory, flat_market(g.day), g).filter(pl.col("site_id") != PLAINS)
+    prices = site_slot_prices(small_inventory, flat_market(small_inventory, g.day), g).filter(pl.col("site_id") != PLAINS)
     with pytest.raises(ValueError, match=r"miss slots of site\(s\) remote-plains \(0 of 96 slots\)"):
         energy_costs(node_energy(ENERGY), small_inventory.nodes_frame(), prices, lines_frame(), small_inventory, g)
 
@@ -420,7 +439,7 @@ def test_demand_on_one_minute_slots_covers_the_fifteen_minutes_from_peak_at(smal
     g = SlotGrid(date(2026, 12, 15), 60)
     energy = {(STD, 1199): 5, (STD, 1200): 3, (BAT, 1214): 1, (BAT, 1215): 5}
     result = energy_costs(node_energy(energy), small_inventory.nodes_frame(),
-                          site_slot_prices(small_inventory, flat_market(g.day), g), lines_frame(DECEMBER[2]),
+                          site_slot_prices(small_inventory, flat_market(small_inventory, g.day), g), lines_frame(DECEMBER[2]),
                           small_inventory, g)
     demand = dict(result.node_slot_costs.select(pl.col("slot"), "demand_cost").collect().rows())
     assert demand == pytest.approx({1199: 0.0, 1200: 375.0, 1214: 125.0, 1215: 0.0}, abs=1e-12)

@@ -7,11 +7,9 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from lake.readers import scan_csv_text
 from lake.store import FLEET, Lake
 from pipelines.attribution import MissingInput, load_day_inputs
 from pipelines.ingest import ingest_partition
-from transforms.attribution.prices import parse_market_prices
 from transforms.contracts import MARKET_PRICES
 from transforms.ingest.market_prices import market_price_files
 
@@ -70,18 +68,20 @@ def test_a_day_keeps_its_hours_and_quarantines_what_it_cannot_read(tmp_path, sma
     assert out.paths["ingest_audit"].endswith(f"ingest_audit/date={DAY}/site={FLEET}/market_prices.parquet")
 
 
-def test_the_lake_holds_the_hours_the_attribution_priced_from_the_raw_file(tmp_path, small_inventory):
-    """The attribution used to read the raw file through `parse_market_prices`: the day's lake
-    partition holds exactly its hours of that day, so every slot gets the same price."""
+def test_the_attribution_prices_the_day_from_the_lake_hours_of_the_raw_file(tmp_path, small_inventory):
+    """The file spans three days: the day's partition holds exactly its 24 hours, at the prices
+    written (negative ones included), and that is what the attribution reads."""
     raw, lake = tmp_path / "raw", tmp_path / "lake"
     write_prices(raw, [*hours(DAY - timedelta(days=1)), *hours(DAY, price=lambda h: f"{0.01 * h - 0.05:.4f}"),
                        *hours(DAY + timedelta(days=1))])
     ingest(raw, lake, small_inventory)
-    from_raw = (parse_market_prices(scan_csv_text([raw / FILE], raw), "nyiso-zone-j").collect()
-                .filter(pl.col("hour_utc").dt.date() == DAY))
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
+    written = pl.DataFrame({"tariff_id": ["nyiso-zone-j"] * 24, "hour_utc": [start + timedelta(hours=h) for h in range(24)],
+                            "price_per_kwh": [float(f"{0.01 * h - 0.05:.4f}") for h in range(24)]},
+                           schema=MARKET_PRICES.schema)
     from_lake = load_day_inputs(Lake(lake), small_inventory, DAY).market_prices.collect()
-    assert from_lake.equals(from_raw)
-    assert from_lake.height == 24 and from_lake["price_per_kwh"].min() < 0  # negative prices are prices
+    assert from_lake.equals(written)
+    assert from_lake["price_per_kwh"].min() == -0.05  # negative prices are prices
 
 
 def test_a_named_file_that_is_missing_is_unreadable_and_the_attribution_says_what_to_run(tmp_path, small_inventory):

@@ -1,8 +1,7 @@
 """Step 5 of docs/attribution.md, first half: the price of energy per site and slot at the
 site's tariff (`site_slot_prices`). The cost of each node-slot's energy, trued up to the invoice,
 is `electricity.energy_costs`. The day's hourly market prices come from the lake's
-`market_prices` (`transforms.ingest.market_prices`); `parse_market_prices` reads one price file
-as attribution read them before they were a lake dataset.
+`market_prices` (parsed by `transforms.ingest.market_prices.parse_market_price_csv`).
 
 A time-of-use tariff is read in the site's local time at the START of each slot (IANA zone, so
 DST-correct: the US spring-forward local day has 23 hours, the fall-back day 25); `days`
@@ -16,8 +15,7 @@ never cost 0 silently.
 import polars as pl
 
 from transforms.attribution.grid import SlotGrid
-from transforms.contracts import MARKET_PRICES, UTC_US
-from transforms.ingest.common import decimal, parse_utc
+from transforms.contracts import UTC_US
 from transforms.inventory import Inventory, Site, Tariff
 
 J_PER_KWH = 3.6e6
@@ -30,50 +28,6 @@ SITE_SLOT_PRICES_SCHEMA = pl.Schema({"site_id": pl.String, "slot": pl.Int32, "pr
 def iso_utc(ts: pl.Expr) -> pl.Expr:
     """A UTC time as text, `2026-11-24T05:00:00Z`."""
     return ts.dt.to_string("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --- market prices ---------------------------------------------------------------------------
-
-def parse_market_prices(raw_csv_text: pl.LazyFrame, tariff_id: str) -> pl.LazyFrame:
-    """The hourly market price file of tariff `tariff_id` (`hour_utc,price_per_kwh`, every column
-    text, as `pipelines.readers.scan_csv_text` reads it) to `tariff_id, hour_utc, price_per_kwh`
-    (UTC datetime of the hour's start; price per kWh in the tariff's currency).
-
-    `hour_utc` is RFC 3339 (an offset is converted; none means UTC) and must be the start of an
-    hour. Identical repeated rows collapse; an unreadable row or an hour with two different
-    prices raises ValueError naming the file and row (`_source_file`, `_source_row` when the
-    frame has them). The file is small (an hour per row): it is collected here to be judged."""
-    names = raw_csv_text.collect_schema().names()
-    missing = [c for c in ("hour_utc", "price_per_kwh") if c not in names]
-    if missing:
-        raise ValueError(f"market price file of tariff {tariff_id!r} lacks column(s) {', '.join(missing)}; "
-                         "its header must be `hour_utc,price_per_kwh`")
-    where = (pl.format("{} row {}", pl.col("_source_file"), pl.col("_source_row")) if "_source_file" in names
-             else pl.format("row {}", pl.int_range(1, pl.len() + 1)))
-    text = pl.col("hour_utc").cast(pl.String).str.strip_chars()
-    price_text = pl.col("price_per_kwh").cast(pl.String).str.strip_chars()
-    parsed = raw_csv_text.select(
-        where.alias("_where"),
-        text.alias("_hour_text"),
-        price_text.alias("_price_text"),
-        parse_utc(text, naive_is_utc=True).alias("hour_utc"),
-        decimal(price_text).alias("price_per_kwh"),
-    ).collect()
-    bad = parsed.filter(pl.col("hour_utc").is_null() | pl.col("price_per_kwh").is_null()
-                        | (pl.col("hour_utc") != pl.col("hour_utc").dt.truncate("1h")))
-    if bad.height:
-        shown = "; ".join(f"{w}: hour_utc {h!r}, price_per_kwh {p!r}"
-                          for w, h, p in bad.select("_where", "_hour_text", "_price_text").head(MAX_LISTED).rows())
-        raise ValueError(f"market price file of tariff {tariff_id!r}: {bad.height} unreadable row(s) ({shown}); "
-                         "write the start of a UTC hour (e.g. 2026-11-24T05:00:00Z) and a plain decimal price")
-    prices = parsed.select(pl.lit(tariff_id, pl.String).alias("tariff_id"), "hour_utc", "price_per_kwh").unique()
-    clash = prices.filter(pl.len().over("hour_utc") > 1).sort("hour_utc", "price_per_kwh")
-    if clash.height:
-        shown = "; ".join(f"{h:%Y-%m-%dT%H:%M:%SZ}: {p}" for h, p in clash.select("hour_utc", "price_per_kwh")
-                          .head(MAX_LISTED).rows())
-        raise ValueError(f"market price file of tariff {tariff_id!r} gives different prices for one hour ({shown}); "
-                         "keep one price per hour")
-    return prices.sort("hour_utc").lazy().cast(dict(MARKET_PRICES.schema))
 
 
 # --- price per site and slot -----------------------------------------------------------------
@@ -175,7 +129,7 @@ def site_slot_prices(inventory: Inventory, market_prices: pl.LazyFrame | None, g
     """Price of energy per non-cloud site and slot of `grid`'s day: `site_id, slot, price_per_kwh`
     (reporting currency per kWh), `tou_period` (null for market prices), `price_source`
     (`time_of_use`, `market`). `market_prices`: `tariff_id, hour_utc, price_per_kwh` of every
-    market tariff in use (`parse_market_prices`), may be None when no site buys at market.
+    market tariff in use (the lake's `market_prices` of the day), may be None when no site buys at market.
 
     Raises ValueError naming the site, the slot time (UTC and local) and what to fix when a
     slot has no price or two, or when a tariff is not in the reporting currency. The frame is
