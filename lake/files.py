@@ -178,6 +178,15 @@ def move_into_place(path: Path | str, target: Path | str) -> Path:
     return target
 
 
+def link_or_copy(source: Path | str, target: Path | str) -> None:
+    """A hard link `target` to the file `source`; a copy where links are not allowed (another
+    file system)."""
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed: copy
+        shutil.copy2(source, target)
+
+
 def link_into_place(source: Path | str, target: Path | str) -> Path:
     """Point `target` at the file `source` atomically: a hard link (a copy where links are not
     allowed) beside `target`, renamed over it, the directory flushed. A reader holding the old
@@ -185,10 +194,7 @@ def link_into_place(source: Path | str, target: Path | str) -> Path:
     target = Path(target)
     tmp = temp_beside(target)
     try:
-        try:
-            os.link(source, tmp)
-        except OSError:  # another file system, or links not allowed: copy
-            shutil.copy2(source, tmp)
+        link_or_copy(source, tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

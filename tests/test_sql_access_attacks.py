@@ -29,7 +29,8 @@ import pytest
 
 from lake.inventory import load_inventory
 from warehouse.access import RefusedStatement, check_statement, open_finance
-from warehouse.publish import publish, versions_dir
+from warehouse.publish import publish
+from warehouse.versions import versions_dir
 
 INFERLEDGER = Path(sys.executable).parent / "inferledger"
 SECRET = "TOPSECRET-7d1f"

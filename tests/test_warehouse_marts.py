@@ -16,9 +16,11 @@ import warehouse.marts as marts_module
 from lake.store import FLEET, Lake
 from tests.conftest import examples
 from warehouse.access import open_warehouse
-from warehouse.marts import DAILY, MartError, build_day_marts, marts_are_current, marts_status
+from warehouse.connection import connect, run
+from warehouse.mart_sql import TIER_P95_SQL
+from warehouse.marts import MartError, build_day_marts, marts_are_current, marts_status
 from warehouse.publish import WarehouseCheckError, publish
-from warehouse.tables import BY_NAME
+from warehouse.tables import BY_NAME, DAILY
 
 DAY = date(2026, 3, 10)
 J = 3.6e6  # joules per kWh
@@ -215,14 +217,14 @@ def test_tier_percentiles_from_the_histogram_equal_quantile_cont(requests):
                                            "e2e_us": pl.Int64}, orient="row").with_columns(
         pl.lit(datetime(2026, 3, 10, tzinfo=UTC)).alias("arrived_at"))
     frame = frame.with_columns((pl.col("arrived_at") + pl.duration(microseconds=pl.col("e2e_us"))).alias("completed_at"))
-    con = marts_module.connect()
+    con = connect()
     try:
         con.register("rc_frame", frame.to_arrow())
-        marts_module.run(con, "CREATE TEMP VIEW rc AS SELECT * FROM rc_frame")
+        run(con, "CREATE TEMP VIEW rc AS SELECT * FROM rc_frame")
         expected = con.sql("""SELECT tier, quantile_cont(ttft_s, 0.95) FILTER (WHERE status = 'ok'),
                                      quantile_cont(epoch(completed_at - arrived_at), 0.95) FILTER (WHERE status = 'ok')
                               FROM rc GROUP BY tier ORDER BY tier""").fetchall()
-        got = dict(((t, (a, b)) for t, a, b in con.sql(marts_module.TIER_P95_SQL).fetchall()))
+        got = dict(((t, (a, b)) for t, a, b in con.sql(TIER_P95_SQL).fetchall()))
     finally:
         con.close()
     assert set(got) <= {t for t, _, _ in expected}

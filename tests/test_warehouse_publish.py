@@ -20,16 +20,15 @@ from pipelines.cli import main
 from warehouse.access import open_warehouse
 from warehouse.dictionary import DOC, render_file
 from warehouse.publish import (
-    COMPLETE,
     STORAGE_VERSION,
     PublishError,
     complete_versions,
     current_version,
     publish,
     rollback,
-    versions_dir,
 )
 from warehouse.tables import TABLES
+from warehouse.versions import COMPLETE, versions_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 INFERLEDGER = Path(sys.executable).parent / "inferledger"

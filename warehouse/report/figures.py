@@ -11,8 +11,8 @@ from datetime import date, datetime, timedelta
 import duckdb
 import polars as pl
 
+from transforms.attribution.prices import J_PER_KWH
 from warehouse.checks import CheckOutcome, published_outcomes, run_checks
-from warehouse.marts import J_PER_KWH
 
 
 class ReportError(ValueError):
