@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import examples
 from transforms.contracts import ASSETS, POWER_READINGS
-from transforms.ingest.common import _parse_utc_general, accepted, audit, classify, parse_canonical, parse_utc, quarantined
+from transforms.ingest.canonical import parse_canonical
+from transforms.ingest.common import _parse_utc_general, accepted, audit, classify, parse_utc, quarantined
 
 DAY = date(2026, 11, 24)
 

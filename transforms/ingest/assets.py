@@ -11,8 +11,8 @@ import polars as pl
 
 from transforms.bounds import MAX_ASSET_COST, MAX_USEFUL_LIFE_MONTHS, out_of_range
 from transforms.contracts import ASSETS, DEPRECIATION_METHODS
-from transforms.ingest.common import (currency_check, decimal, field, first_reason, parse_canonical, raw_text,
-                                      unreadable)
+from transforms.ingest.canonical import parse_canonical
+from transforms.ingest.common import currency_check, decimal, field, first_reason, raw_text, unreadable
 from transforms.inventory import Inventory
 
 REGISTER_COLUMNS = ("asset_id", "description", "node_id", "acquisition_cost", "currency", "in_service_date",

@@ -25,8 +25,8 @@ import polars as pl
 
 from transforms.bounds import MAX_BILL_LINE, MAX_ENERGY_PRICE_PER_KWH, out_of_range
 from transforms.contracts import COST_TYPES, COST_LINES, UTC_US
-from transforms.ingest.common import (currency_check, decimal, field, first_reason, parse_canonical, parse_utc, raw_text,
-                                      unreadable)
+from transforms.ingest.canonical import parse_canonical
+from transforms.ingest.common import currency_check, decimal, field, first_reason, parse_utc, raw_text, unreadable
 from transforms.inventory import Inventory
 
 # FOCUS 1.0, 1.1 and 1.2 column ids. The stable line id hashes these fields only: custom

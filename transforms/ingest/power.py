@@ -18,7 +18,8 @@ import polars as pl
 
 from transforms.bounds import MAX_COUNTER_J, MAX_INTERVAL_S, MAX_METER_W, meter_power_limits, out_of_range
 from transforms.contracts import POWER_READINGS
-from transforms.ingest.common import first_reason, parse_canonical, parse_utc
+from transforms.ingest.canonical import parse_canonical
+from transforms.ingest.common import first_reason, parse_utc
 from transforms.ingest.power_bmc import parse_ipmi_sdr, parse_redfish_sensors
 from transforms.ingest.power_dcgm import parse_dcgm_prometheus
 from transforms.ingest.power_meters import J_PER_KWH, finish, other_site, unjudged

@@ -19,7 +19,8 @@ import polars as pl
 
 from transforms.bounds import MAX_LATENCY_S, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES, out_of_range
 from transforms.contracts import REQUESTS, STATUSES
-from transforms.ingest.common import first_reason, parse_canonical, parse_utc
+from transforms.ingest.canonical import parse_canonical
+from transforms.ingest.common import first_reason, parse_utc
 from transforms.inventory import Inventory
 
 # The keys the parser reads, with the contract column each feeds and the JSON type it must have

@@ -140,6 +140,12 @@ def row_count_check(suite: str, ctx: SuiteContext) -> Check:
     return check(f"{suite}.row_count.vs_previous_day", "warning", desc, gxe.ExpectTableRowCountToBeBetween, min_value=0)
 
 
+def dataset_checks(suite: str, contract: Contract, ctx: SuiteContext) -> list[Check]:
+    """What the suite of every canonical dataset starts with: the contract's columns, types and
+    required fields, its key unique, and the row count against the day before."""
+    return [*contract_checks(suite, contract), key_check(suite, contract.key), row_count_check(suite, ctx)]
+
+
 def non_negative(suite: str, columns, severity: Severity = "error") -> list[Check]:
     return [check(f"{suite}.{c}.non_negative", severity, f"`{c}` >= 0.", gxe.ExpectColumnValuesToBeBetween,
                   column=c, min_value=0) for c in columns]
@@ -150,6 +156,13 @@ def in_range(suite: str, bounds: dict[str, tuple[float, str]]) -> list[Check]:
     quarantine above (`out_of_range`); an infinite value fails too. `bounds`: column -> (bound, unit)."""
     return [check(f"{suite}.{c}.in_range", "error", f"`{c}` <= {bound:,.10g} {unit} (`out_of_range` at ingest).",
                   gxe.ExpectColumnValuesToBeBetween, column=c, max_value=bound) for c, (bound, unit) in bounds.items()]
+
+
+def reporting_currency(suite: str, ctx: SuiteContext, rows: str, note: str = "") -> Check:
+    """`<suite>.currency.reporting_currency`: `rows` ("Every line is") in the inventory's currency."""
+    return check(f"{suite}.currency.reporting_currency", "error",
+                 f"{rows} in the inventory's reporting currency ({ctx.currency}){note}.",
+                 gxe.ExpectColumnValuesToBeInSet, column="currency", value_set=[ctx.currency])
 
 
 def allowed(suite: str, column: str, values, what: str, severity: Severity = "error", rule: str = "allowed") -> Check:
@@ -175,9 +188,7 @@ def not_before(suite: str, name: str, later: str, earlier: str, strict: bool = F
 def requests_suite(ctx: SuiteContext) -> list[Check]:
     s = "requests"
     return [
-        *contract_checks(s, REQUESTS),
-        key_check(s, REQUESTS.key),
-        row_count_check(s, ctx),
+        *dataset_checks(s, REQUESTS, ctx),
         *non_negative(s, ("input_tokens", "cached_input_tokens", "output_tokens", "response_bytes",
                           "queue_s", "ttft_s", "prefill_s", "decode_s")),
         check(f"{s}.input_tokens.within_bounds", "warning", f"At most {MAX_INPUT_TOKENS:,} prompt tokens.",
@@ -206,9 +217,7 @@ def power_readings_suite(ctx: SuiteContext) -> list[Check]:
     gpu, node = Col("scope") == "gpu", Col("scope") == "node"
     m = NAMEPLATE_MULTIPLE
     return [
-        *contract_checks(s, POWER_READINGS),
-        key_check(s, POWER_READINGS.key),
-        row_count_check(s, ctx),
+        *dataset_checks(s, POWER_READINGS, ctx),
         *non_negative(s, ("power_w", "energy_j", "interval_energy_j")),
         check(f"{s}.interval_s.positive", "error", "`interval_s` > 0.", gxe.ExpectColumnValuesToBeBetween,
               column="interval_s", min_value=0, strict_min=True),
@@ -242,12 +251,8 @@ def cost_lines_suite(ctx: SuiteContext) -> list[Check]:
     s = "cost_lines"
     spent = Col("charge_category").is_in(["Usage", "Purchase", "Tax"])
     return [
-        *contract_checks(s, COST_LINES),
-        key_check(s, COST_LINES.key),
-        row_count_check(s, ctx),
-        check(f"{s}.currency.reporting_currency", "error",
-              f"Every line is in the inventory's reporting currency ({ctx.currency}); nothing is converted.",
-              gxe.ExpectColumnValuesToBeInSet, column="currency", value_set=[ctx.currency]),
+        *dataset_checks(s, COST_LINES, ctx),
+        reporting_currency(s, ctx, "Every line is", "; nothing is converted"),
         allowed(s, "source", BILL_SOURCES, "one of " + ", ".join(BILL_SOURCES)),
         allowed(s, "cost_type", COST_TYPES, "one of " + ", ".join(COST_TYPES)),
         allowed(s, "charge_category", FOCUS_CHARGE_CATEGORIES,
@@ -274,12 +279,8 @@ def cost_lines_suite(ctx: SuiteContext) -> list[Check]:
 def assets_suite(ctx: SuiteContext) -> list[Check]:
     s = "assets"
     return [
-        *contract_checks(s, ASSETS),
-        key_check(s, ASSETS.key),
-        row_count_check(s, ctx),
-        check(f"{s}.currency.reporting_currency", "error",
-              f"Every asset is in the inventory's reporting currency ({ctx.currency}).",
-              gxe.ExpectColumnValuesToBeInSet, column="currency", value_set=[ctx.currency]),
+        *dataset_checks(s, ASSETS, ctx),
+        reporting_currency(s, ctx, "Every asset is"),
         check(f"{s}.acquisition_cost.within_bounds", "error", f"0 < acquisition cost <= {MAX_ASSET_COST:,.0f}.",
               gxe.ExpectColumnValuesToBeBetween, column="acquisition_cost", min_value=0, max_value=MAX_ASSET_COST,
               strict_min=True),
@@ -329,9 +330,7 @@ def request_costs_suite(ctx: SuiteContext) -> list[Check]:
               f"A request costs at most {MAX_REQUEST_COST:,.0f} fully loaded.", gxe.ExpectColumnValuesToBeBetween,
               column="fully_loaded_cost", max_value=MAX_REQUEST_COST),
         not_before(s, "fully_loaded_cost.covers_direct", "fully_loaded_cost", "direct_cost"),
-        check(f"{s}.currency.reporting_currency", "error",
-              f"Facts are in the inventory's reporting currency ({ctx.currency}).",
-              gxe.ExpectColumnValuesToBeInSet, column="currency", value_set=[ctx.currency]),
+        reporting_currency(s, ctx, "Facts are"),
         allowed(s, "status", STATUSES, "one of " + ", ".join(STATUSES)),
         allowed(s, "tier", ctx.ids("tiers"), "a tier of the inventory", rule="known"),
         allowed(s, "energy_method", ("measured", "interpolated", "estimated", "none"),
