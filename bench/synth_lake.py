@@ -33,9 +33,9 @@ from fingerprint import code_fingerprint
 from fleetsim import bills
 from fleetsim.logs import request_ids
 from fleetsim.power import SECONDS, bmc_sample_times, node_power
-from fleetsim.simulate import _split_requests, write_inventory
+from fleetsim.simulate import write_inventory
 from fleetsim.spec import Fleet, FleetSpec, Node
-from fleetsim.traffic import generate_node_requests, tenant_weights
+from fleetsim.traffic import generate_node_requests, split_requests, tenant_weights
 from lake.inventory import load_inventory
 from lake.store import Lake
 from pipelines.ingest import ingest_partition
@@ -220,7 +220,7 @@ def _generate(bench: BenchLake, seed: int, log) -> dict:
     node_meter = {m.node: {"id": m.id, "source": m.source} for m in inventory.meters if m.scope == "node"}
     day0_us = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 1_000_000
 
-    split = _split_requests(fleet, day, seed)
+    split = split_requests(fleet, day, seed)
     tenants = tenant_weights(fleet, np.random.default_rng([seed, 0x7E4A47]))
     scratch = bench.root / "_scratch"
     spills = {s.id: _SiteSpill(scratch, s.id) for s in spec.sites if fleet.site_nodes(s.id)}

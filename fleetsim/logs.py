@@ -6,6 +6,7 @@ ingest can prove it drops them. A *plan* lists which request each line shows and
 log shipper mangled it (a defect), so defects cost no per-line Python either.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -61,8 +62,6 @@ SYSTEM_PROMPT = "You are a careful, concise assistant."
 
 
 def _json_text(s: str) -> str:
-    import json
-
     return json.dumps(s, ensure_ascii=False)[1:-1]
 
 

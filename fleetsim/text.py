@@ -8,6 +8,7 @@ point, so the same seed gives the same bytes on every machine.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,4 @@ def money(x: float) -> str:
 
 
 def round_cents(x: float) -> float:
-    from decimal import ROUND_HALF_UP, Decimal
-
     return float(Decimal(repr(float(x))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))

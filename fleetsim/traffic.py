@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from fleetsim.spec import SPEEDS, Fleet, Node, TierSpec
+from fleetsim.spec import PREMIUM_TRADES, SPEEDS, Fleet, FleetSpec, Node, PoolSpec, TierSpec, largest_remainder
 
 DAY_MS = 86_400_000
 MINUTES = 1440
@@ -102,8 +102,6 @@ class NodeRequests:
 def tenant_weights(fleet: Fleet, rng: np.random.Generator) -> list[np.ndarray]:
     """Per tier: the probability of each tenant (Zipf-like sizes; premium only for trades that
     buy it). Drawn once per simulation so a tenant is as big on every node."""
-    from fleetsim.spec import PREMIUM_TRADES
-
     names = fleet.spec.tenant_ids()
     out = []
     for tier in fleet.spec.tiers:
@@ -115,14 +113,61 @@ def tenant_weights(fleet: Fleet, rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
+def split_requests(fleet: Fleet, day: date, seed: int) -> dict[str, dict[str, int]]:
+    """Requests per node and tier, summing exactly to `fleet.requests`."""
+    spec = fleet.spec
+    raw = {(p, t.id): fleet.requests * t.share * s for t in spec.tiers for p, s in t.routing.items()}
+    exact = largest_remainder({f"{p}|{t}": v for (p, t), v in raw.items()}, fleet.requests)
+    rng = np.random.default_rng([seed, day.toordinal(), 0xB0A7])
+    out: dict[str, dict[str, int]] = {n.id: {} for n in fleet.nodes}
+    weights = {p.id: rng.uniform(0.85, 1.15, len(fleet.pool_nodes(p.id))) for p in spec.pools}
+    for key in sorted(exact):
+        pool, tier = key.split("|")
+        nodes = fleet.pool_nodes(pool)
+        w = weights[pool] / weights[pool].sum()
+        for node, k in zip(nodes, rng.multinomial(exact[key], w)):
+            out[node.id][tier] = int(k)
+    return out
+
+
+
+
 def generate_node_requests(fleet: Fleet, node: Node, day: date, per_tier: dict[str, int],
                            tenants: list[np.ndarray], rng: np.random.Generator) -> NodeRequests:
-    """Every request `node` serves on `day`; `per_tier` gives how many of each tier."""
-    spec, pool = fleet.spec, node.pool
-    tier_ids = [t.id for t in spec.tiers]
-    model_ids = [m.id for m in spec.models]
+    """Every request `node` serves on `day`; `per_tier` gives how many of each tier. The draws
+    come from `rng` in a fixed order: arrivals, workload, vLLM phases, endings, sizes."""
+    spec = fleet.spec
+    arrived = _arrivals(spec, node, day, per_tier, rng)
+    if arrived is None:
+        return _empty(node)
+    arrival, tier = arrived
+    n = len(arrival)
+    work = _workload(spec, node.pool, tier, tenants, rng)
+    t = _vllm_phases(spec, node.pool, arrival, work, rng)
+    status, error_type = _endings(spec, tier, work, t, rng)
 
-    # --- arrivals, per tier ---
+    response_bytes = np.where(
+        status == STATUS_ERROR, rng.integers(150, 300, n),
+        np.round(work.output_tokens * np.exp(rng.normal(np.log(4.1), 0.1, n))) + 350).astype(np.int64)
+
+    # Every request completes inside the day: the few that would finish after midnight
+    # arrived a little earlier instead (the log shipper files a request by its completion day).
+    arrival = np.minimum(arrival, DAY_MS - 1 - t.e2e_ms - rng.integers(0, 3000, n))
+    arrival = np.maximum(arrival, 0)
+
+    seq = np.arange(n, dtype=np.int64)
+    order = np.lexsort((arrival, arrival + t.e2e_ms))
+    reqs = NodeRequests(node, arrival, seq, tier, work.model, work.tenant, work.operation, work.input_tokens,
+                        work.cached, work.output_tokens, t.queue_ms, t.ttft_ms, t.prefill_ms, t.decode_ms, t.e2e_ms,
+                        response_bytes, status, error_type)
+    return reqs.take(order)
+
+
+def _arrivals(spec: FleetSpec, node: Node, day: date, per_tier: dict[str, int],
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """Arrival times (ms of the day) and tier indices of the node's requests, in arrival order;
+    None when it has none."""
+    tier_ids = [t.id for t in spec.tiers]
     arrival_parts, tier_parts = [], []
     for tier_id, n in per_tier.items():
         if n == 0:
@@ -133,13 +178,30 @@ def generate_node_requests(fleet: Fleet, node: Node, day: date, per_tier: dict[s
         arrival_parts.append(minute * 60_000 + rng.integers(0, 60_000, n))
         tier_parts.append(np.full(n, tier_ids.index(tier_id), dtype=np.int8))
     if not arrival_parts:
-        return _empty(node)
+        return None
     arrival = np.concatenate(arrival_parts)
     order = np.argsort(arrival, kind="stable")
-    arrival, tier = arrival[order], np.concatenate(tier_parts)[order]
-    n = len(arrival)
+    return arrival[order], np.concatenate(tier_parts)[order]
 
-    # --- who, what, how long ---
+
+@dataclass
+class _Workload:
+    """Who sent each request and what it asked: model, tenant, operation and tokens."""
+
+    model: np.ndarray
+    tenant: np.ndarray
+    operation: np.ndarray
+    input_tokens: np.ndarray
+    cached: np.ndarray
+    output_tokens: np.ndarray
+
+
+def _workload(spec: FleetSpec, pool: PoolSpec, tier: np.ndarray, tenants: list[np.ndarray],
+              rng: np.random.Generator) -> _Workload:
+    """Model (the pool's mix), tenant (the tier's sizes), lognormal tokens per tier and model,
+    prefix-cache hits and the operation of each request."""
+    n = len(tier)
+    model_ids = [m.id for m in spec.models]
     pool_models = list(pool.models)
     model_w = np.array([pool.models[m] for m in pool_models])
     local_model = rng.choice(len(pool_models), size=n, p=model_w / model_w.sum())
@@ -155,25 +217,46 @@ def generate_node_requests(fleet: Fleet, node: Node, day: date, per_tier: dict[s
     t_out_sig = np.array([t.output_sigma for t in spec.tiers])[tier]
     out_factor = np.array([m.output_factor for m in spec.models])[model]
     input_tokens = np.clip(np.round(np.exp(rng.normal(np.log(t_in_med), t_in_sig))), 8, 32_000).astype(np.int64)
-    output_tokens = np.clip(np.round(np.exp(rng.normal(np.log(t_out_med * out_factor), t_out_sig))), 1, 8192).astype(np.int64)
+    output_tokens = np.clip(np.round(np.exp(rng.normal(np.log(t_out_med * out_factor), t_out_sig))),
+                            1, 8192).astype(np.int64)
     is_batch = np.array([t.id == "batch" for t in spec.tiers])[tier]
     hit = rng.random(n) < np.where(is_batch, 0.25, 0.45)
     cached = np.where(hit, (input_tokens * rng.uniform(0.3, 0.95, n) // 16) * 16, 0).astype(np.int64)
     operation = np.where(is_batch & (rng.random(n) < 0.3), 1, 0).astype(np.int8)
+    return _Workload(model, tenant, operation, input_tokens, cached, output_tokens)
 
-    # --- vLLM phases ---
+
+@dataclass
+class _Timings:
+    """Each request's phases, integer milliseconds: queue + prefill <= ttft, ttft + decode + the
+    network <= e2e."""
+
+    queue_ms: np.ndarray
+    prefill_ms: np.ndarray
+    ttft_ms: np.ndarray
+    decode_ms: np.ndarray
+    net_ms: np.ndarray
+    e2e_ms: np.ndarray
+
+
+def _vllm_phases(spec: FleetSpec, pool: PoolSpec, arrival: np.ndarray, work: _Workload,
+                 rng: np.random.Generator) -> _Timings:
+    """vLLM's phases of every request: a queue when the node's work exceeds its batch capacity,
+    prefill at the GPU's prompt speed, decode at a per-stream speed that drops with the batch."""
+    n = len(arrival)
+    model_ids = [m.id for m in spec.models]
     speed = np.array([SPEEDS.get((pool.gpu_model, m), (60.0, 5000.0)) for m in model_ids])
-    decode_tps, prefill_tps = speed[model, 0], speed[model, 1]
-    prefill_s = (input_tokens - cached) / prefill_tps * np.exp(rng.normal(0, 0.15, n)) + 0.004
+    decode_tps, prefill_tps = speed[work.model, 0], speed[work.model, 1]
+    prefill_s = (work.input_tokens - work.cached) / prefill_tps * np.exp(rng.normal(0, 0.15, n)) + 0.004
     minute = arrival // 60_000
     jitter = np.exp(rng.normal(0, 0.12, n))
     b_half = pool.batch_half
-    service_s = prefill_s + (output_tokens - 1) / decode_tps
+    service_s = prefill_s + (work.output_tokens - 1) / decode_tps
     for _ in range(2):  # per-stream speed depends on the batch, the batch on the speed
         busy = np.bincount(minute, weights=service_s, minlength=MINUTES) / 60.0
         slowdown = 1.0 + np.minimum(busy, pool.max_num_seqs) / b_half
         stream_tps = decode_tps / slowdown[minute] / jitter
-        service_s = prefill_s + (output_tokens - 1) / stream_tps
+        service_s = prefill_s + (work.output_tokens - 1) / stream_tps
     # Work beyond the batch capacity waits: a fluid backlog per minute (Lindley's recursion).
     excess = np.bincount(minute, weights=service_s, minlength=MINUTES) - pool.max_num_seqs * 60.0
     total = np.cumsum(excess)
@@ -182,67 +265,59 @@ def generate_node_requests(fleet: Fleet, node: Node, day: date, per_tier: dict[s
     queue_ms = np.round((wait_s * rng.uniform(0.6, 1.4, n) + rng.exponential(0.012, n)) * 1000).astype(np.int64)
     prefill_ms = np.maximum(1, np.round(prefill_s * 1000)).astype(np.int64)
     ttft_ms = queue_ms + prefill_ms + rng.integers(1, 8, n)
-    decode_ms = np.round((output_tokens - 1) / stream_tps * 1000).astype(np.int64)
+    decode_ms = np.round((work.output_tokens - 1) / stream_tps * 1000).astype(np.int64)
     net_ms = rng.integers(2, 25, n)
-    e2e_ms = ttft_ms + decode_ms + net_ms
+    return _Timings(queue_ms, prefill_ms, ttft_ms, decode_ms, net_ms, ttft_ms + decode_ms + net_ms)
 
-    # --- how it ended ---
+
+def _endings(spec: FleetSpec, tier: np.ndarray, work: _Workload, t: _Timings,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """How each request ended: ok, an error before the first token, a client cancel part-way
+    through the answer, or a timeout at the tier's gateway limit. Cuts the tokens and phases of
+    those that did not end well (`work` and `t`, in place); returns status and error type."""
+    n = len(tier)
     # Precedence: past the tier's limit it is a timeout (the gateway closes), else an error
     # before the first token, else a client cancel part-way through the answer.
     status = np.zeros(n, dtype=np.int8)
     error_type = np.full(n, -1, dtype=np.int8)
     u = rng.random(n)
-    timeout_ms = (np.array([t.timeout_s for t in spec.tiers]) * 1000).astype(np.int64)[tier]
+    timeout_ms = (np.array([x.timeout_s for x in spec.tiers]) * 1000).astype(np.int64)[tier]
     stall = rng.random(n) < 0.0008  # a stream that hangs until the gateway gives up
-    e2e_ms = np.where(stall, np.maximum(e2e_ms, timeout_ms), e2e_ms)
+    e2e_ms = np.where(stall, np.maximum(t.e2e_ms, timeout_ms), t.e2e_ms)
     to = e2e_ms >= timeout_ms
-    p_error = np.array([0.002 if t.id == "premium" else 0.004 for t in spec.tiers])[tier]
-    p_cancel = 0.006 + 0.05 * (queue_ms > 5000)  # people give up on long waits
+    p_error = np.array([0.002 if x.id == "premium" else 0.004 for x in spec.tiers])[tier]
+    p_cancel = 0.006 + 0.05 * (t.queue_ms > 5000)  # people give up on long waits
     err = ~to & (u < p_error)
     cancel = ~to & ~err & (u < p_error + p_cancel)
 
     status[err] = STATUS_ERROR
     error_type[err] = rng.choice(len(ERROR_TYPES), size=int(err.sum()), p=[0.6, 0.25, 0.15])
-    part = np.round(prefill_ms * rng.uniform(0, 1, n)).astype(np.int64)
-    prefill_ms = np.where(err, part, prefill_ms)
-    output_tokens = np.where(err, 0, output_tokens)
-    decode_ms = np.where(err, 0, decode_ms)
-    e2e_ms = np.where(err, queue_ms + part + net_ms, e2e_ms)
+    part = np.round(t.prefill_ms * rng.uniform(0, 1, n)).astype(np.int64)
+    prefill_ms = np.where(err, part, t.prefill_ms)
+    output_tokens = np.where(err, 0, work.output_tokens)
+    decode_ms = np.where(err, 0, t.decode_ms)
+    e2e_ms = np.where(err, t.queue_ms + part + t.net_ms, e2e_ms)
 
     status[cancel] = STATUS_CANCELLED
     kept = rng.uniform(0.0, 0.9, n)
     output_tokens = np.where(cancel, np.floor(output_tokens * kept), output_tokens).astype(np.int64)
     decode_ms = np.where(cancel, np.round(decode_ms * kept).astype(np.int64), decode_ms)
-    e2e_ms = np.where(cancel, ttft_ms + decode_ms + net_ms, e2e_ms)
+    e2e_ms = np.where(cancel, t.ttft_ms + decode_ms + t.net_ms, e2e_ms)
 
     # Timeouts end at the limit; the tokens generated by then were sent.
     status[to] = STATUS_TIMEOUT
+    ttft_ms = t.ttft_ms
     reached = ttft_ms < timeout_ms
     decode_room = np.maximum(0, timeout_ms - ttft_ms)
     produced = np.floor(output_tokens * np.minimum(1.0, decode_room / np.maximum(decode_ms, 1)))
-    output_tokens = np.where(to, np.where(reached, produced, 0), output_tokens).astype(np.int64)
-    queue_ms = np.where(to, np.minimum(queue_ms, timeout_ms), queue_ms)
-    prefill_ms = np.where(to, np.minimum(prefill_ms, timeout_ms - queue_ms), prefill_ms)
-    decode_ms = np.where(to, np.where(reached, decode_room, 0), decode_ms)
-    e2e_ms = np.where(to, timeout_ms, e2e_ms)
-    no_token = err | ((cancel | to) & (output_tokens == 0)) | (to & ~reached)
-    ttft_ms = np.where(no_token, -1, ttft_ms)
-
-    response_bytes = np.where(
-        err, rng.integers(150, 300, n),
-        np.round(output_tokens * np.exp(rng.normal(np.log(4.1), 0.1, n))) + 350).astype(np.int64)
-
-    # Every request completes inside the day: the few that would finish after midnight
-    # arrived a little earlier instead (the log shipper files a request by its completion day).
-    arrival = np.minimum(arrival, DAY_MS - 1 - e2e_ms - rng.integers(0, 3000, n))
-    arrival = np.maximum(arrival, 0)
-
-    seq = np.arange(n, dtype=np.int64)
-    order = np.lexsort((arrival, arrival + e2e_ms))
-    reqs = NodeRequests(node, arrival, seq, tier, model, tenant, operation, input_tokens, cached,
-                        output_tokens, queue_ms, ttft_ms, prefill_ms, decode_ms, e2e_ms, response_bytes,
-                        status, error_type)
-    return reqs.take(order)
+    work.output_tokens = np.where(to, np.where(reached, produced, 0), output_tokens).astype(np.int64)
+    t.queue_ms = np.where(to, np.minimum(t.queue_ms, timeout_ms), t.queue_ms)
+    t.prefill_ms = np.where(to, np.minimum(prefill_ms, timeout_ms - t.queue_ms), prefill_ms)
+    t.decode_ms = np.where(to, np.where(reached, decode_room, 0), decode_ms)
+    t.e2e_ms = np.where(to, timeout_ms, e2e_ms)
+    no_token = err | ((cancel | to) & (work.output_tokens == 0)) | (to & ~reached)
+    t.ttft_ms = np.where(no_token, -1, ttft_ms)
+    return status, error_type
 
 
 def _empty(node: Node) -> NodeRequests:
