@@ -2,37 +2,15 @@
 
 `COMMENT ON` statements of the published file and `docs/data-dictionary.md` both come from
 here (through the file: `warehouse.dictionary`). The SQL that fills each table lives in
-`warehouse.marts` (per-day marts) and `warehouse.publish` (history-wide tables, dimensions).
+`warehouse.mart_sql` (per-day marts) and `warehouse.version_file` (history-wide tables,
+dimensions); what a declaration holds is `warehouse.table.Table`.
 Money is in the reporting currency named by each row's `currency`; energy in kWh; times in UTC.
 """
 
-from dataclasses import dataclass, field
-
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
+from warehouse.table import Table, commented
 
 MONEY = "in the reporting currency"
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    description: str
-    columns: dict[str, str]
-    order_by: tuple[str, ...] = ()
-    kind: str = "table"  # "table" or "view"
-    daily: bool = False  # built per day into the lake (`<lake>/marts/<name>/date=D/`), then published
-    group: str = "marts"  # marts, detail, quality, dimensions, about
-    extra: dict = field(default_factory=dict)
-
-
-def _commented(columns, comments: dict[str, str]) -> dict[str, str]:
-    """`comments` in the order of `columns` (a schema declared elsewhere): every column has one, and
-    no comment is of a column that does not exist."""
-    missing, extra = [c for c in columns if c not in comments], [c for c in comments if c not in columns]
-    if missing or extra:
-        raise ValueError(f"warehouse/tables.py: comments missing for column(s) {missing}, or for column(s) that do "
-                         f"not exist {extra}; write one per column of the declared schema")
-    return {c: comments[c] for c in columns}
 
 
 _DATE = {"date": "UTC day the row belongs to (the attributed partition)."}
@@ -52,7 +30,7 @@ TABLES: list[Table] = [
         "One row per request of every published day: its energy and every cost type attributed to it, the "
         "share of idle capacity its tier carries, and the methods behind the numbers. A view over the "
         "day's Parquet files published beside the warehouse file (versions/<version>/request_costs/).",
-        _commented(REQUEST_COSTS_SCHEMA, {  # the facts' columns: transforms.attribution.facts
+        commented(REQUEST_COSTS_SCHEMA, {  # the facts' columns: transforms.attribution.facts
             "request_id": "Request identifier as logged by the serving gateway (unique per day).",
             "node_id": "Serving node that ran the request.",
             "pool_id": "Pool of the node.",
