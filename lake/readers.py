@@ -134,6 +134,21 @@ def relative_name(path: Path, raw_root: Path) -> str:
         return Path(path).as_posix()
 
 
+def _with_origin(lf: pl.LazyFrame, path: Path, raw_root: Path) -> pl.LazyFrame:
+    """A file's frame with where each record came from: `_source_row` (its reader's 1-based row
+    index) as Int64, and `_source_file`, the file relative to the raw directory."""
+    return lf.with_columns(pl.col("_source_row").cast(pl.Int64),
+                           pl.lit(relative_name(path, raw_root)).alias("_source_file"))
+
+
+def _aligned(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """The frames of several files as one, aligned by column name (a column a file lacks is null
+    there); with no file, the two origin columns alone."""
+    if not frames:
+        return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64})
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
 # Separators tried, in order, to read a file as lines through the CSV reader: a byte the file does
 # not hold, so that no line is ever cut or lost (a line starting with 0x1F, the usual one, read as
 # an empty first field, was dropped as blank). Control bytes first, then printable ASCII; never \n, \r.
@@ -195,13 +210,11 @@ def scan_text_lines(paths: list[Path], raw_root: Path, *, skip_blank: bool = Tru
             continue
         if lossy is not None:
             lossy.add(relative_name(p, raw_root))
-        frames.append(
-            pl.scan_csv(p, has_header=False, separator=separator, quote_char=None, encoding="utf8-lossy",
-                        new_columns=["line"], infer_schema=False, row_index_name="_source_row", row_index_offset=1,
-                        truncate_ragged_lines=True)
-            .with_columns(pl.col("_source_row").cast(pl.Int64),
-                          pl.lit(relative_name(p, raw_root)).alias("_source_file"),
-                          pl.col("line").fill_null("").str.strip_prefix("\ufeff").str.strip_suffix("\r")))
+        lines = pl.scan_csv(p, has_header=False, separator=separator, quote_char=None, encoding="utf8-lossy",
+                            new_columns=["line"], infer_schema=False, row_index_name="_source_row",
+                            row_index_offset=1, truncate_ragged_lines=True)
+        frames.append(_with_origin(lines, p, raw_root).with_columns(
+            pl.col("line").fill_null("").str.strip_prefix("\ufeff").str.strip_suffix("\r")))
     if not frames:
         return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64, "line": pl.String})
     lf = pl.concat(frames, how="vertical")
@@ -236,11 +249,8 @@ def scan_csv_text(paths: list[Path], raw_root: Path, *, separator: str = ",",
         lf = lf.rename({n: n.lstrip("\ufeff").strip() for n in names if n != n.lstrip("\ufeff").strip()})
         # A blank line comes back as an all-null row: it is not a record.
         lf = lf.filter(pl.any_horizontal(pl.exclude("_source_row").is_not_null()))
-        frames.append(lf.with_columns(pl.col("_source_row").cast(pl.Int64),
-                                      pl.lit(relative_name(p, raw_root)).alias("_source_file")))
-    if not frames:
-        return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64})
-    return pl.concat(frames, how="diagonal_relaxed")
+        frames.append(_with_origin(lf, p, raw_root))
+    return _aligned(frames)
 
 
 def scan_parquet_files(paths: list[Path], raw_root: Path, *, unreadable: dict[str, str] | None = None,
@@ -257,11 +267,8 @@ def scan_parquet_files(paths: list[Path], raw_root: Path, *, unreadable: dict[st
         except READ_ERRORS as e:
             refuse(unreadable, UnreadableFile(relative_name(p, raw_root), unreadable_detail(p, e)))
             continue
-        frames.append(lf.with_columns(pl.col("_source_row").cast(pl.Int64),
-                                      pl.lit(relative_name(p, raw_root)).alias("_source_file")))
-    if not frames:
-        return pl.LazyFrame(schema={"_source_file": pl.String, "_source_row": pl.Int64})
-    return pl.concat(frames, how="diagonal_relaxed")
+        frames.append(_with_origin(lf, p, raw_root))
+    return _aligned(frames)
 
 
 def line_count(path: Path) -> int:
