@@ -33,11 +33,13 @@ test: $(VENV)/.installed
 test-deep: $(VENV)/.installed
 	INFERLEDGER_HYPOTHESIS=deep nice -n 10 $(PY) -m pytest -n 2 --dist loadfile -m hypothesis
 
-## The data-quality gate: every Great Expectations suite on the demo day and the real samples, and the
-## warehouse checks; a readable report, data/check-data.json, exit 1 on any error (docs/data-quality.md).
+## The data-quality gate: every Great Expectations suite on the demo day and the real samples of
+## tests/data/real (placed by tests/data/inventory_small.yaml), and the warehouse checks; a readable report,
+## data/check-data.json, exit 1 on any error (docs/data-quality.md).
 check-data: $(VENV)/.installed
 	@test -f data/warehouse/inferledger.duckdb || $(VENV)/bin/inferledger demo
-	$(VENV)/bin/inferledger check-data --json data/check-data.json
+	$(VENV)/bin/inferledger check-data --real tests/data/real --real-inventory tests/data/inventory_small.yaml \
+		--json data/check-data.json
 
 ## Both benchmarks (bench/README.md); neither is part of `make test`.
 bench: bench-attribution bench-e2e

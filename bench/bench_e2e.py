@@ -15,7 +15,7 @@ the request logs are written zstd-compressed (`raw-<N>-zstd/`, `<node>.jsonl.zst
 lines; `--compress` chooses), as log shippers write them: the plain day would be ~124 GB.
 
 Each run is the code path of `inferledger run --date D`, in a fresh subprocess with an empty
-lake and warehouse: `pipelines.runner.prepare`, `definitions`, `day_steps` + the
+lake and warehouse: `pipelines.runner.prepare`, `pipelines.location.code_location`, `day_steps` + the
 `publish_warehouse` step, `run_steps` (ingest_day_site per site -> attribute_day ->
 publish_warehouse, each with its Great Expectations asset checks and the warehouse SQL
 checks). Per-stage wall time comes from the runs' Dagster event logs (STEP_START to
@@ -124,12 +124,15 @@ def run_child(n: int, work: Path, codec: str | None) -> dict:
     import dagster as dg
 
     from pipelines.cli import DEFAULT_PARALLEL
-    from pipelines.runner import Paths, day_steps, definitions, prepare, run_steps, step_spans
+    from pipelines.location import code_location
+    from pipelines.runner import day_steps, prepare, run_steps, step_spans
+    from settings import resolve
 
     started = time.perf_counter()
-    paths = Paths(raw=raw_dir(n, codec), lake=work / "lake", warehouse=work / "warehouse" / "inferledger.duckdb")
+    settings = resolve(os.environ, raw=raw_dir(n, codec), lake=work / "lake",
+                       warehouse=work / "warehouse" / "inferledger.duckdb")
     inst = dg.DagsterInstance.ephemeral()
-    sites = prepare(paths, DAY, inst)
+    sites = prepare(settings, DAY, inst)
     steps = day_steps(DAY, sites) + [("publish_warehouse", None, None)]
     ingest_span: list[float] = []  # first ingest run started, last one ended
 
@@ -139,7 +142,8 @@ def run_child(n: int, work: Path, codec: str | None) -> dict:
         if outcome:
             print(f"  {step[0]} {step[1] or ''} {','.join(step[2] or [])}: {outcome.seconds:.1f} s", flush=True)
 
-    outcomes = run_steps(definitions(paths), steps, inst, parallel=DEFAULT_PARALLEL, paths=paths, on_step=on_step)
+    outcomes = run_steps(code_location(settings), steps, inst, parallel=DEFAULT_PARALLEL, settings=settings,
+                         on_step=on_step)
     seconds = time.perf_counter() - started
     runs = []
     for o in outcomes:

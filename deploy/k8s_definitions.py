@@ -10,8 +10,11 @@ Without this file, `-m pipelines.definitions` runs each run's steps inside its r
 import dagster as dg
 from dagster_k8s import k8s_job_executor
 
-import pipelines.definitions  # the module, not its `defs`: one Definitions at this module's scope
+import pipelines.definitions  # the module, not its `defs`: one definitions entry point at this module's scope
 
-# At most four step pods of a run at once: the three sites' ingest of a day, and their checks.
-defs = dg.Definitions.merge(
-    pipelines.definitions.defs, dg.Definitions(executor=k8s_job_executor.configured({"max_concurrent": 4}, name="k8s")))
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    # At most four step pods of a run at once: the three sites' ingest of a day, and their checks.
+    return dg.Definitions.merge(pipelines.definitions.defs(), dg.Definitions(
+        executor=k8s_job_executor.configured({"max_concurrent": 4}, name="k8s")))

@@ -3,7 +3,6 @@ check conservation, write the outputs atomically. Plain Python (no Dagster): the
 the CLI call `attribute_partition`.
 """
 
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -12,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from lake.store import Lake
+from settings import default
 from transforms.attribution.day import DayInputs, day_outputs, finish_day, share_day
 from transforms.attribution.grid import SlotGrid
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE, conservation_failures
@@ -22,10 +22,6 @@ from transforms.inventory import Inventory
 OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", "unattributed", "reconciliation", "totals")
 
 
-# Rows per morsel of the streamed passes over the requests. Smaller morsels keep the Parquet
-# sink's buffers of the 34-column facts small (peak memory at 10 M requests: ~0.65 GiB for the
-# sink at 25 k rows, ~1.2 GiB at Polars' default) for about the same CPU time.
-REQUEST_MORSEL_ROWS = int(os.environ.get("INFERLEDGER_MORSEL_ROWS", 25_000))
 # zstd level of `request_costs` (the other outputs are small and keep the lake's default, 3):
 # at 10 M requests level 1 takes ~1.6 CPU-s less to write for a 1% larger file (916 vs 905 MiB).
 FACTS_ZSTD_LEVEL = 1
@@ -86,10 +82,14 @@ def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
     return DayInputs(requests, readings, cost_lines, assets, market_prices)
 
 
-def attribute_partition(day: date, lake: Lake, inventory: Inventory, *, slot_s: int = 60,
-                        weight: str = "time", gap_limit_s: float = 300.0) -> AttributionOutcome:
-    """Attribute `day`; raises ConservationError (writing nothing) when any source line or
-    total does not add up to a cent (1e-9 relative for energy)."""
+def attribute_partition(day: date, lake: Lake, inventory: Inventory, *, slot_s: int = default("slot_s"),
+                        weight: str = default("weight"), gap_limit_s: float = default("gap_limit_s"),
+                        morsel_rows: int = default("morsel_rows")) -> AttributionOutcome:
+    """Attribute `day` (slots of `slot_s` seconds, shared by `weight`, meter gaps up to
+    `gap_limit_s` seconds interpolated; the requests streamed `morsel_rows` rows at a time: smaller
+    morsels keep the facts' Parquet sink small, settings/__init__.py); raises ConservationError
+    (writing nothing) when any source line or total does not add up to a cent (1e-9 relative for
+    energy)."""
     started = time.perf_counter()
     grid = SlotGrid(day, slot_s)
     shared = share_day(load_day_inputs(lake, inventory, day), inventory, grid,
@@ -99,7 +99,7 @@ def attribute_partition(day: date, lake: Lake, inventory: Inventory, *, slot_s: 
     # streaming into the facts file; memory stays bounded by the node-slot frames.
     facts_file = lake.scratch()
     try:
-        with pl.Config(streaming_chunk_size=REQUEST_MORSEL_ROWS):
+        with pl.Config(streaming_chunk_size=morsel_rows):
             facts, pool_idle = finish_day(shared, shared.per_request, inventory, weight=weight)
             facts.sink_parquet(facts_file, engine="streaming", compression="zstd",
                                compression_level=FACTS_ZSTD_LEVEL, statistics=True)

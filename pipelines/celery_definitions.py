@@ -16,17 +16,22 @@ Runs: `dg dev -m pipelines.celery_definitions`, or the UI/daemon of a deployment
 import dagster as dg
 from dagster_celery import celery_executor
 
-import pipelines.definitions  # the module, not its `defs`: one Definitions at this module's scope
+import pipelines.definitions  # the module, not its `defs`: one definitions entry point at this module's scope
+from settings import BY_NAME
 
+# Dagster reads the broker and the backend from the environment itself (settings.DAGSTER_READS).
 celery = celery_executor.configured(
-    {"broker": {"env": "INFERLEDGER_CELERY_BROKER"}, "backend": {"env": "INFERLEDGER_CELERY_BACKEND"}},
+    {"broker": {"env": BY_NAME["celery_broker"].env}, "backend": {"env": BY_NAME["celery_backend"].env}},
     name="celery",
 )
 
-defs = dg.Definitions.merge(pipelines.definitions.defs, dg.Definitions(executor=celery))
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions.merge(pipelines.definitions.defs(), dg.Definitions(executor=celery))
 
 
 def job(name: str) -> dg.JobDefinition:
     """One job of this location by name: what a worker (or `dg.build_reconstructable_job`) calls
     to rebuild the job of a step it was handed."""
-    return defs.resolve_job_def(name)
+    return defs().resolve_job_def(name)

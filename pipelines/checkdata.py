@@ -1,9 +1,10 @@
 """`inferledger check-data`: the data-quality gate of CI (`make check-data`).
 
-Runs every Great Expectations suite (transforms/quality) on a lake day, on the real public
-samples of the repository ingested as the pipeline ingests them, and the warehouse SQL checks
-(warehouse/checks.py) on the published file; prints one readable report, writes the results
-as JSON, and fails (exit 1) on any error-severity failure. Warnings are reported, never fatal.
+Runs every Great Expectations suite (transforms/quality) on a lake day, on real public samples
+(when their folder is given: the Makefile passes the repository's, tests/data/real) ingested as
+the pipeline ingests them, and the warehouse SQL checks (warehouse/checks.py) on the published
+file; prints one readable report, writes the results as JSON, and fails (exit 1) on any
+error-severity failure. Warnings are reported, never fatal.
 """
 
 import json
@@ -24,9 +25,9 @@ from transforms.ingest.power import parse_ipmi_sdr
 from transforms.ingest.traces import MOONCAKE_KEYS, ThroughputModel, adapt_azure_trace, adapt_mooncake_trace
 from transforms.inventory import Inventory
 from transforms.quality import SuiteContext, SuiteResult, validate_frame
-
-REAL_ROOT = Path(__file__).resolve().parent.parent / "tests" / "data" / "real"
-REAL_INVENTORY = REAL_ROOT.parent / "inventory_small.yaml"
+from warehouse.access import open_warehouse
+from warehouse.checks import checks, run_checks
+from warehouse.connection import DuckDBLimits
 
 
 @dataclass
@@ -107,19 +108,20 @@ def real_sample_results(real_root: Path, inventory: Inventory) -> list[SuiteResu
 
 
 def check_data(lake: Path, day: date, inventory: Inventory, warehouse: Path | None, *, real_root: Path | None,
-               real_inventory: Inventory | None, max_age_days: int | None = None) -> CheckDataReport:
-    from warehouse.access import open_warehouse
-    from warehouse.checks import checks, run_checks
-
+               real_inventory: Inventory | None, max_age_days: int, batch_rows: int,
+               limits: DuckDBLimits) -> CheckDataReport:
+    """Every suite on `day` of `lake` (`batch_rows` rows at a time), on the samples under
+    `real_root` (placed by `real_inventory`, else `inventory`) when given, and the warehouse
+    checks on `warehouse` when given (freshness warning beyond `max_age_days` days)."""
     started = time.perf_counter()
     report = CheckDataReport()
-    report.suites = run_suites(lake, day, inventory)
+    report.suites = run_suites(lake, day, inventory, batch_rows=batch_rows)
     if real_root is not None:
         report.suites += real_sample_results(real_root, real_inventory or inventory)
     if warehouse is not None:
-        con = open_warehouse(warehouse)
+        con = open_warehouse(warehouse, limits)
         try:
-            report.warehouse = run_checks(con, checks(max_age_days) if max_age_days is not None else checks())
+            report.warehouse = run_checks(con, checks(max_age_days))
         finally:
             con.close()
     report.seconds = time.perf_counter() - started

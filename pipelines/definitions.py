@@ -1,13 +1,15 @@
-"""The Dagster code location: every definition under `pipelines/defs`, and the resources."""
+"""The Dagster code location as `dg dev`, `dg check defs` and a deployment load it
+(`pipelines.location.code_location`), with the settings of the environment, resolved when
+Dagster loads the location, not when this module is imported."""
 
-from pathlib import Path
+import os
 
 import dagster as dg
 
-import pipelines.defs
-from pipelines.resources import default_resources
+from pipelines.location import code_location
+from settings import resolve
 
-defs = dg.Definitions.merge(
-    dg.load_from_defs_folder(path_within_project=Path(pipelines.defs.__file__).parent),
-    dg.Definitions(resources=default_resources()),
-)
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return code_location(resolve(os.environ))

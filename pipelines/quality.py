@@ -58,7 +58,8 @@ def suite_checks(suite: str, asset: str, *, blocking: bool) -> dg.AssetChecksDef
                           description=f"Great Expectations suite `{suite}` (docs/data-quality.md).")
     def quality(context: dg.AssetCheckExecutionContext, raw: RawInputs, lake: ParquetLake):
         day, site = _day_and_site(context)
-        res = validate_partition(lake.lake.root, suite, date.fromisoformat(day), raw.inventory(), site)
+        res = validate_partition(lake.lake.root, suite, date.fromisoformat(day), raw.inventory(), site,
+                                 batch_rows=lake.quality_batch_rows)
         context.log.info(f"{suite} {res.partition}: {res.rows} rows, {len(res.errors)} error(s), "
                          f"{len(res.warnings)} warning(s) in {res.seconds:.2f} s")
         for r in res.results:

@@ -1,10 +1,11 @@
-"""Where the data lives: raw inputs, the Parquet lake and the warehouse.
+"""Where the data lives and how it is processed: raw inputs, the Parquet lake, the warehouse and
+the attribution's settings, as Dagster resources.
 
-Each path comes from an environment variable, with a default under the working directory
-(`data/`), so `make demo` needs no set-up and a deployment sets three variables.
+Their values come from the settings (`settings.resolve`), through `resources(settings)`: a path
+the environment set is a `dg.EnvVar`, read by Dagster where the step runs; every other value is
+the resolved one. A resource built without values (a test's) has the declared defaults.
 """
 
-import os
 from datetime import date
 from functools import cached_property
 from pathlib import Path
@@ -14,19 +15,24 @@ from pydantic import Field, PrivateAttr
 
 from lake.inventory import inventory_path, load_inventory
 from lake.store import Lake
+from settings import BY_NAME, Settings, default
 from transforms.inventory import Inventory
+from warehouse.connection import DuckDBLimits
 
 
-def _env(name: str, default: str):
-    return Field(default_factory=lambda: os.environ.get(name, default))
+def _default(name: str) -> dict:
+    """A field's default and description from the setting `name` (settings/__init__.py)."""
+    value = default(name)
+    return {"default": "" if value is None else str(value) if isinstance(value, Path) else value,
+            "description": f"{BY_NAME[name].doc} (${BY_NAME[name].env})"}
 
 
 class RawInputs(dg.ConfigurableResource):
     """Raw exports as delivered: `<root>/<YYYY-MM-DD>/<site>/<family>/...` (docs/raw-formats.md)."""
 
-    root: str = _env("INFERLEDGER_RAW", "data/raw")
-    inventory_path: str = Field(default_factory=lambda: os.environ.get("INFERLEDGER_INVENTORY", ""),
-                                description="Inventory YAML; default <root>/inventory.yaml.")
+    root: str = Field(**_default("raw"))
+    inventory_path: str = Field(**_default("inventory"))
+    late_days: int = Field(**_default("late_days"))
     _inventory: Inventory | None = PrivateAttr(default=None)
 
     @property
@@ -44,9 +50,11 @@ class RawInputs(dg.ConfigurableResource):
 
 
 class ParquetLake(dg.ConfigurableResource):
-    """The hive-partitioned Parquet lake (`<root>/<dataset>/date=/site=`)."""
+    """The hive-partitioned Parquet lake (`<root>/<dataset>/date=/site=`), and how many of a
+    partition's rows its quality checks validate at once."""
 
-    root: str = _env("INFERLEDGER_LAKE", "data/lake")
+    root: str = Field(**_default("lake"))
+    quality_batch_rows: int = Field(**_default("quality_batch_rows"))
 
     @cached_property
     def lake(self) -> Lake:
@@ -56,23 +64,49 @@ class ParquetLake(dg.ConfigurableResource):
 class AttributionSettings(dg.ConfigurableResource):
     """How a day is cut and shared (docs/attribution.md)."""
 
-    slot_s: int = Field(default_factory=lambda: int(os.environ.get("INFERLEDGER_SLOT_S", "60")),
-                        description="Slot length in seconds; a divisor of 86400.")
-    weight: str = Field(default_factory=lambda: os.environ.get("INFERLEDGER_WEIGHT", "time"),
-                        description="How requests share a slot: 'time' (overlap seconds) or 'tokens'.")
-    gap_limit_s: float = Field(default_factory=lambda: float(os.environ.get("INFERLEDGER_GAP_LIMIT_S", "300")),
-                               description="Meter gaps up to this length are interpolated; longer ones estimated.")
+    slot_s: int = Field(**_default("slot_s"))
+    weight: str = Field(**_default("weight"))
+    gap_limit_s: float = Field(**_default("gap_limit_s"))
+    morsel_rows: int = Field(**_default("morsel_rows"))
 
 
 class Warehouse(dg.ConfigurableResource):
-    """The published DuckDB warehouse file finance queries."""
+    """The published DuckDB file finance queries, DuckDB's memory for building and reading it,
+    and the morning report drawn from it."""
 
-    path: str = _env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb")
-    keep: int = Field(default_factory=lambda: int(os.environ.get("INFERLEDGER_KEEP_VERSIONS", "7")),
-                      description="Published versions kept beside the file for rollback.")
-    max_age_days: int = Field(default_factory=lambda: int(os.environ.get("INFERLEDGER_MAX_AGE_DAYS", "2")),
-                              description="The freshness check warns when the latest published day is older.")
+    path: str = Field(**_default("warehouse"))
+    keep: int = Field(**_default("keep_versions"))
+    max_age_days: int = Field(**_default("max_age_days"))
+    duckdb_memory_limit: str = Field(**_default("duckdb_memory_limit"))
+    duckdb_temp: str = Field(**_default("duckdb_temp"))
+    report_path: str = Field(**_default("report"))
+    cache_dir: str = Field(**_default("cache_dir"))
+
+    def limits(self) -> DuckDBLimits:
+        return DuckDBLimits(self.duckdb_memory_limit, Path(self.duckdb_temp)) if self.duckdb_temp else \
+            DuckDBLimits(self.duckdb_memory_limit)
+
+    def report_file(self) -> Path:
+        """The report's HTML file: `report_path`, else report.html beside the warehouse file."""
+        return Path(self.report_path) if self.report_path else Path(self.path).with_name("report.html")
 
 
-def default_resources() -> dict:
-    return {"raw": RawInputs(), "lake": ParquetLake(), "warehouse": Warehouse(), "settings": AttributionSettings()}
+def resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The code location's resources from `settings` (module docstring)."""
+
+    def path(name: str):
+        if name in settings.from_environment:
+            return dg.EnvVar(BY_NAME[name].env)
+        value = getattr(settings, name)
+        return "" if value is None else str(value)
+
+    s = settings
+    return {
+        "raw": RawInputs(root=path("raw"), inventory_path=path("inventory"), late_days=s.late_days),
+        "lake": ParquetLake(root=path("lake"), quality_batch_rows=s.quality_batch_rows),
+        "warehouse": Warehouse(path=path("warehouse"), keep=s.keep_versions, max_age_days=s.max_age_days,
+                               duckdb_memory_limit=s.duckdb_memory_limit, duckdb_temp=path("duckdb_temp"),
+                               report_path=path("report"), cache_dir=path("cache_dir")),
+        "settings": AttributionSettings(slot_s=s.slot_s, weight=s.weight, gap_limit_s=s.gap_limit_s,
+                                        morsel_rows=s.morsel_rows),
+    }

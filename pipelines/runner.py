@@ -15,15 +15,15 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 
-import pipelines.defs
 from lake.raw import raw_files
 from pipelines.adapters.dagster_private import defs_state_storage
+from pipelines.location import code_location
 from pipelines.partitions import register_sites
-from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+from pipelines.resources import RawInputs
+from settings import Settings
 
 # Dagster's console logger at WARNING: the CLI shows its own progress; the full event log is
 # in the instance (`dg dev`).
@@ -52,33 +52,8 @@ class RunOutcome:
     step_seconds: dict[str, float] = field(default_factory=dict)  # Dagster step -> seconds (start to end)
 
 
-@dataclass(frozen=True)
-class Paths:
-    raw: Path
-    lake: Path
-    warehouse: Path
-    inventory: Path | None = None
-
-    @classmethod
-    def from_env(cls, raw=None, lake=None, warehouse=None, inventory=None) -> "Paths":
-        env = os.environ.get
-        return cls(Path(raw or env("INFERLEDGER_RAW", "data/raw")), Path(lake or env("INFERLEDGER_LAKE", "data/lake")),
-                   Path(warehouse or env("INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb")),
-                   Path(inventory) if inventory or env("INFERLEDGER_INVENTORY") else None)
-
-
 def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-
-
-def definitions(paths: Paths, *, keep: int | None = None) -> dg.Definitions:
-    """The code location's definitions with resources pointing at `paths`."""
-    wh = Warehouse(path=str(paths.warehouse)) if keep is None else Warehouse(path=str(paths.warehouse), keep=keep)
-    with defs_state_storage(None):  # no state-backed components here; see run_job
-        loaded = dg.load_from_defs_folder(path_within_project=Path(pipelines.defs.__file__).parent)
-    return dg.Definitions.merge(loaded, dg.Definitions(resources={
-        "raw": RawInputs(root=str(paths.raw), inventory_path=str(paths.inventory or "")),
-        "lake": ParquetLake(root=str(paths.lake)), "warehouse": wh, "settings": AttributionSettings()}))
 
 
 def _value(v):
@@ -118,7 +93,8 @@ def _failure_message(result: dg.ExecuteInProcessResult, job: str, partition: str
                          + (f", e.g. {str(examples)[:300]}" if examples else ""))
     for ev in result.get_step_failure_events():
         lines.append(f"step {ev.step_key} failed: " + _step_error(ev.event_specific_data.error))
-    done = {e.event_specific_data.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    done = {e.event_specific_data.materialization.asset_key.to_user_string()
+            for e in result.get_asset_materialization_events()}
     not_run = sorted((planned or set()) - done)
     if not_run:
         lines.append(f"not run (upstream failed): {', '.join(not_run)}")
@@ -178,14 +154,13 @@ def step_seconds(inst: dg.DagsterInstance, run_id: str) -> dict[str, float]:
     return {k: round(end - start, 3) for k, (start, end) in step_spans(inst, run_id).items()}
 
 
-def prepare(paths: Paths, day: date | None, inst: dg.DagsterInstance) -> list[str]:
+def prepare(settings: Settings, day: date | None, inst: dg.DagsterInstance) -> list[str]:
     """Load the inventory (clear error when invalid), check the day was delivered, register the
     inventory's sites as partitions; returns the site ids."""
-    raw = RawInputs(root=str(paths.raw), inventory_path=str(paths.inventory or ""))
-    inv = raw.inventory()
-    if day is not None and not (paths.raw / day.isoformat()).is_dir():
-        raise RunFailed(f"no raw folder {paths.raw / day.isoformat()}: nothing delivered for {day}. "
-                        f"Simulate one with `inferledger simulate --date {day} --out {paths.raw}`.")
+    inv = RawInputs(root=str(settings.raw), inventory_path=str(settings.inventory or "")).inventory()
+    if day is not None and not (settings.raw / day.isoformat()).is_dir():
+        raise RunFailed(f"no raw folder {settings.raw / day.isoformat()}: nothing delivered for {day}. "
+                        f"Simulate one with `inferledger simulate --date {day} --out {settings.raw}`.")
     register_sites(inst, inv.site_ids)
     return inv.site_ids
 
@@ -215,7 +190,7 @@ INGEST_ASSETS = ("requests", "power_readings", "cost_lines")
 FLEET_INGEST_ASSETS = ("asset_register", "market_prices")
 
 
-def expand_steps(steps: list[Step], paths: Paths, parallel: int) -> list[Step]:
+def expand_steps(steps: list[Step], settings: Settings, parallel: int) -> list[Step]:
     """The runs `run_steps` makes of `steps`: with `parallel` > 1, the leading `ingest_day_site`
     steps become one run per site and dataset (so a site's requests and its power readings can
     run at once), largest raw input first, so that the longest runs start first."""
@@ -227,7 +202,7 @@ def expand_steps(steps: list[Step], paths: Paths, parallel: int) -> list[Step]:
 
     def raw_bytes(step: Step) -> int:
         day, site = step[1].split("|")
-        return sum(p.stat().st_size for _src, ps in raw_files(step[2][0], paths.raw, date.fromisoformat(day), site)
+        return sum(p.stat().st_size for _src, ps in raw_files(step[2][0], settings.raw, date.fromisoformat(day), site)
                    for p in ps)
 
     split = [(job, part, [a]) for job, part, assets in steps[:n] for a in (assets or INGEST_ASSETS)]
@@ -237,14 +212,15 @@ def expand_steps(steps: list[Step], paths: Paths, parallel: int) -> list[Step]:
 _WORKER: dict = {}
 
 
-def _run_in_worker(paths: Paths, step: Step, tags: dict | None, dagster_home: str | None) -> RunOutcome | RunFailed:
+def _run_in_worker(settings: Settings, step: Step, tags: dict | None,
+                   dagster_home: str | None) -> RunOutcome | RunFailed:
     """One run in a worker process of `run_steps` (definitions and instance made once per process)."""
     if dagster_home:
         os.environ["DAGSTER_HOME"] = dagster_home
     if "defs" not in _WORKER:
         _WORKER["inst"] = instance()
-        prepare(paths, None, _WORKER["inst"])  # an ephemeral instance needs the sites registered too
-        _WORKER["defs"] = definitions(paths)
+        prepare(settings, None, _WORKER["inst"])  # an ephemeral instance needs the sites registered too
+        _WORKER["defs"] = code_location(settings)
     job, partition, assets = step
     try:
         return run_job(_WORKER["defs"], job, partition, _WORKER["inst"], tags=tags, assets=assets)
@@ -262,23 +238,23 @@ def _ingests(step: Step) -> bool:
 
 def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance, *,
               on_step: Callable[[Step, RunOutcome | None], None] | None = None, tags: dict | None = None,
-              parallel: int = 1, paths: Paths | None = None) -> list[RunOutcome]:
+              parallel: int = 1, settings: Settings | None = None) -> list[RunOutcome]:
     """Run `steps` in order; `on_step(step, None)` before and `on_step(step, outcome)` after each.
 
-    With `parallel` > 1 (and `paths`), the leading ingest steps run as `expand_steps` splits
-    them, `parallel` at a time, each in a worker process (spawned: Polars, DuckDB and GX each
-    hold threads and caches of their own); every one of them finishes before the steps after
-    them (attribution, publish) start, in this process. A failed ingest run (a blocking check on
-    one site's inputs, say) does not stop the other ingest runs: every site and the asset
-    register are still ingested and checked, then RunFailed names every failure, and no step
-    after them (attribution, publish) runs."""
+    With `parallel` > 1 (and `settings`, which the worker processes load the location with), the
+    leading ingest steps run as `expand_steps` splits them, `parallel` at a time, each in a worker
+    process (spawned: Polars, DuckDB and GX each hold threads and caches of their own); every one
+    of them finishes before the steps after them (attribution, publish) start, in this process. A
+    failed ingest run (a blocking check on one site's inputs, say) does not stop the other ingest
+    runs: every site and the asset register are still ingested and checked, then RunFailed names
+    every failure, and no step after them (attribution, publish) runs."""
     outcomes: list[RunOutcome] = []
     failures: list[str] = []
-    todo = expand_steps(steps, paths, parallel) if paths is not None else list(steps)
-    n = _leading_ingest(todo) if parallel > 1 and paths is not None else 0
+    todo = expand_steps(steps, settings, parallel) if settings is not None else list(steps)
+    n = _leading_ingest(todo) if parallel > 1 and settings is not None else 0
     if n:
         try:
-            outcomes += _run_parallel(todo[:n], paths, parallel, on_step, tags)
+            outcomes += _run_parallel(todo[:n], settings, parallel, on_step, tags)
         except RunFailed as e:
             failures.append(str(e))
         todo = todo[n:]
@@ -303,15 +279,16 @@ def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance,
     return outcomes
 
 
-def _run_parallel(steps: list[Step], paths: Paths, parallel: int,
+def _run_parallel(steps: list[Step], settings: Settings, parallel: int,
                   on_step: Callable[[Step, RunOutcome | None], None] | None, tags: dict | None) -> list[RunOutcome]:
     home = os.environ.get("DAGSTER_HOME")
     done: dict[int, RunOutcome] = {}
     failures: list[str] = []
-    with ProcessPoolExecutor(max_workers=min(parallel, len(steps)), mp_context=multiprocessing.get_context("spawn")) as pool:
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(parallel, len(steps)), mp_context=spawn) as pool:
         futures = {}
         for i, step in enumerate(steps):
-            futures[pool.submit(_run_in_worker, paths, step, tags, home)] = i
+            futures[pool.submit(_run_in_worker, settings, step, tags, home)] = i
             if on_step:
                 on_step(step, None)
         for fut in as_completed(futures):

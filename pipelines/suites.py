@@ -1,7 +1,7 @@
 """The quality suites on a day of the Parquet lake: one SuiteResult per partition (date x site for
 the per-site inputs), and the command line that prints them.
 
-A partition of more than `batch_rows` rows (default `BATCH_ROWS`, or
+A partition of more than `batch_rows` rows (default the setting `quality_batch_rows`,
 $INFERLEDGER_QUALITY_BATCH_ROWS) is read and validated in batches of that many rows, with the
 results of validating it whole (`transforms.quality.batched`), so memory is bounded by the
 batch, not the partition (a slice of the lazy scan reads only the row groups it covers); one of
@@ -28,6 +28,7 @@ import polars as pl
 from lake.datasets import iter_batches, partition_sources, previous_rows, read_files, rows_in
 from lake.inventory import inventory_path, load_inventory
 from lake.store import Lake
+from settings import SettingError, default, resolve
 from transforms.contracts import CANONICAL
 from transforms.inventory import Inventory, InventoryError
 from transforms.quality.batched import validate_batches
@@ -41,7 +42,7 @@ PER_SITE = ("requests", "power_readings", "cost_lines")
 ALL_SUITES = ("inventory", "sources", "requests", "power_readings", "cost_lines", "assets", "request_costs")
 # Rows GX sees at once, a few columns at a time: 1.6 GiB of peak for the request_costs suite on a
 # 10 M-row day (1.25 GiB at 1 M rows, 25 % slower: GX's own work is per expectation and batch).
-BATCH_ROWS = int(os.environ.get("INFERLEDGER_QUALITY_BATCH_ROWS") or 2_000_000)
+BATCH_ROWS = default("quality_batch_rows")
 # Partitions up to this many rows go to GX as one frame; larger ones take the batched path even
 # when they fit one batch (the requests of a 2 M-row site: 3.4 s as one frame, about 1 s batched).
 WHOLE_ROWS = 100_000
@@ -123,12 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("day", type=date.fromisoformat, help="UTC day, YYYY-MM-DD")
     p.add_argument("--inventory", type=Path, default=None,
                    help="inventory YAML (default $INFERLEDGER_INVENTORY, else <lake>/../raw/inventory.yaml)")
+    p.add_argument("--batch-rows", type=int, default=None,
+                   help=f"rows validated at once (default $INFERLEDGER_QUALITY_BATCH_ROWS, else {BATCH_ROWS:,})")
     p.add_argument("--suite", action="append", choices=ALL_SUITES, help="run only these suites (repeatable)")
     p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     p.add_argument("--verbose", action="store_true", help="list passing expectations too")
     args = p.parse_args(argv)
+    try:
+        settings = resolve(os.environ, inventory=args.inventory, quality_batch_rows=args.batch_rows)
+    except SettingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
-    inv_path = inventory_path(args.lake.parent / "raw", args.inventory or os.environ.get("INFERLEDGER_INVENTORY"))
+    inv_path = inventory_path(args.lake.parent / "raw", settings.inventory)
     if not args.lake.is_dir():
         print(f"error: no lake at {args.lake}; run `inferledger demo` or pass the lake root", file=sys.stderr)
         return 2
@@ -137,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     except InventoryError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results = run_suites(args.lake, args.day, inventory, args.suite or ALL_SUITES)
+    results = run_suites(args.lake, args.day, inventory, args.suite or ALL_SUITES, settings.quality_batch_rows)
     print(format_report(results, verbose=args.verbose))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

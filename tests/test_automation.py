@@ -14,10 +14,12 @@ import pytest
 import fleetsim
 from tests.conftest import fast_instance
 from pipelines.automation import Cursor, previous_utc_day
-from pipelines.defs.automation.nightly import downstream, late_data, nightly
+from pipelines.defs.automation.nightly import downstream, late_data, nightly_schedule
+from pipelines.location import code_location
 from pipelines.partitions import register_sites
 from pipelines.resources import RawInputs
-from pipelines.runner import Paths, definitions, run_job
+from pipelines.runner import run_job
+from settings import defaults
 from warehouse.access import open_warehouse
 
 DATA = Path(__file__).parent / "data"
@@ -39,7 +41,7 @@ def test_nightly_tick_requests_every_site_of_the_previous_day(tmp_path):
     with fast_instance() as instance:
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 11, 25, 2, 30, tzinfo=UTC),
                                             resources={"raw": RawInputs(root=str(raw))})
-        requests = list(nightly(context))
+        requests = list(nightly_schedule()(context))
         sites = sorted(instance.get_dynamic_partitions("site"))
     assert [(str(r.partition_key), r.run_key) for r in requests] == [
         ("2026-11-24|metro-east", "nightly-2026-11-24-metro-east"),
@@ -55,9 +57,9 @@ def fleet(tmp_path_factory):
     raw, lake, wh = root / "raw", root / "lake", root / "warehouse" / "inferledger.duckdb"
     fleetsim.simulate(raw, D1, requests=2_000, seed=5, invoices=True)  # the month's invoices arrive on D1
     fleetsim.simulate(raw, D2, requests=2_000, seed=6, invoices=False)
-    paths = Paths(raw, lake, wh)
+    settings = defaults(raw=raw, lake=lake, warehouse=wh)
     with fast_instance() as instance:
-        yield {"paths": paths, "defs": definitions(paths), "instance": instance, "raw": RawInputs(root=str(raw)),
+        yield {"paths": settings, "defs": code_location(settings), "instance": instance, "raw": RawInputs(root=str(raw)),
                "cursor": None}
 
 
@@ -96,7 +98,7 @@ def test_nights_flow_downstream_and_a_corrected_invoice_reruns_exactly_what_it_t
     # Night of D1, site by site; the sensor waits until every site is in.
     for tick, day in ((datetime(2026, 11, 25, 2, 30, tzinfo=UTC), D1), (datetime(2026, 11, 26, 2, 30, tzinfo=UTC), D2)):
         ctx = dg.build_schedule_context(instance=inst, scheduled_execution_time=tick, resources={"raw": fleet["raw"]})
-        ingest = list(nightly(ctx))
+        ingest = list(nightly_schedule()(ctx))
         for r in ingest[:-1]:
             execute(fleet, r, "ingest_day_site")
         assert tick_downstream(fleet) == []  # one site still missing

@@ -180,8 +180,9 @@ def _warehouse_tables(path: Path) -> dict[str, pl.DataFrame]:
 
 def _run_in_process(raw: Path, lake: Path, warehouse: Path, instance: dg.DagsterInstance) -> None:
     """The same three jobs with the in-process executor, on paths of their own."""
-    from pipelines.definitions import defs
+    from pipelines.definitions import defs as load_defs
 
+    defs = load_defs()
     resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)),
                  "warehouse": Warehouse(path=str(warehouse)), "settings": AttributionSettings()}
     for name, key in _day_runs():

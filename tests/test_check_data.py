@@ -4,17 +4,21 @@ examples and exits 1 on an error."""
 
 import json
 import shutil
+from pathlib import Path
 
 import polars as pl
 
 from lake.store import Lake
 from pipelines.cli import main
 
+REAL = Path(__file__).resolve().parent / "data" / "real"
+
 
 def test_passes_on_the_demo_day_and_reports_each_real_sample(demo_warehouse, tmp_path, capsys):
     out = tmp_path / "check.json"
     code = main(["check-data", "--raw", str(demo_warehouse["raw"]), "--lake", str(demo_warehouse["lake"]),
-                 "--warehouse", str(demo_warehouse["warehouse"]), "--json", str(out)])
+                 "--warehouse", str(demo_warehouse["warehouse"]), "--json", str(out),
+                 "--real", str(REAL), "--real-inventory", str(REAL.parent / "inventory_small.yaml")])  # as `make check-data`
     shown = capsys.readouterr().out
     assert code == 0, shown
     for batch in ("requests/date=2026-11-24/site=metro-east", "request_costs/date=2026-11-24", "focus_sample_data_v1.0",

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.definitions import defs
+from pipelines.definitions import defs as load_defs
 from transforms.quality import catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_definitions_load_and_graph_snapshot():
+    defs = load_defs()
     graph = defs.resolve_asset_graph()
     keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
     assert keys == ["asset_register", "cost_lines", "cost_marts", "market_prices", "power_readings", "report",
@@ -49,7 +50,7 @@ def test_definitions_load_and_graph_snapshot():
 def test_quality_checks_on_their_assets():
     # Every expectation of every quality suite is a check on its asset (docs/data-quality.md);
     # error severity blocks, warnings do not.
-    graph = defs.resolve_asset_graph()
+    graph = load_defs().resolve_asset_graph()
     checks = {(k.asset_key.to_user_string(), k.name): graph.get(k) for k in graph.asset_check_keys}
     for suite, asset in (("requests", "requests"), ("power_readings", "power_readings"), ("cost_lines", "cost_lines"),
                          ("assets", "asset_register"), ("request_costs", "request_costs")):

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 import fleetsim
-from pipelines.cli import print_attribution
+from pipelines.cli.output import print_attribution
 from pipelines.defs.attribution.assets import request_costs
 from pipelines.defs.ingest.assets import asset_register, cost_lines, market_prices, power_readings, requests
 from pipelines.partitions import register_sites

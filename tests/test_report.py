@@ -198,20 +198,19 @@ def test_report_renders_in_headless_chromium(chromium, report, expected, tmp_pat
     assert headlines["idle_cost_share"]["shown"] == f"{expected['idle_cost_share']:.1%}"
 
 
-def test_the_vega_bundle_is_built_once_and_kept_in_the_cache(tmp_path, monkeypatch):
+def test_the_vega_bundle_is_built_once_and_kept_in_the_cache(tmp_path):
     from warehouse.report.page import vega_bundle, vl_convert_version
 
-    monkeypatch.setenv("INFERLEDGER_CACHE_DIR", str(tmp_path))
     vega_bundle.cache_clear()
     try:
-        built = vega_bundle(vl_convert_version())
+        built = vega_bundle(vl_convert_version(), tmp_path)
         (cached,) = tmp_path.glob("vega-bundle-*.js")
         assert cached.read_text(encoding="utf-8") == built and "vegaEmbed" in built
         vega_bundle.cache_clear()
-        assert vega_bundle(vl_convert_version()) == built  # read back
+        assert vega_bundle(vl_convert_version(), tmp_path) == built  # read back
         cached.write_text("truncated")  # a damaged cache is built again, never served
         vega_bundle.cache_clear()
-        assert vega_bundle(vl_convert_version()) == built
+        assert vega_bundle(vl_convert_version(), tmp_path) == built
         assert cached.read_text(encoding="utf-8") == built
     finally:
         vega_bundle.cache_clear()

@@ -11,7 +11,8 @@ import pytest
 import fleetsim
 from lake.raw import raw_files
 from pipelines.cli import main
-from pipelines.runner import Paths, day_steps, expand_steps
+from pipelines.runner import day_steps, expand_steps
+from settings import defaults
 from warehouse.access import open_warehouse
 
 DAY = date(2026, 11, 24)
@@ -30,7 +31,7 @@ def _lake_files(lake: Path) -> dict[str, bytes]:
 
 
 def test_the_ingest_splits_into_one_run_per_site_and_dataset_largest_first(raw, tmp_path):
-    paths = Paths(raw, tmp_path / "lake", tmp_path / "wh.duckdb")
+    paths = defaults(raw=raw, lake=tmp_path / "lake", warehouse=tmp_path / "wh.duckdb")
     steps = day_steps(DAY, ["metro-east", "remote-plains", "cloud-use1"]) + [("publish_warehouse", None, None)]
     assert expand_steps(steps, paths, 1) == steps
     runs = expand_steps(steps, paths, 2)

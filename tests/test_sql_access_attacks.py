@@ -29,6 +29,7 @@ import pytest
 
 from lake.inventory import load_inventory
 from warehouse.access import RefusedStatement, check_statement, open_finance
+from warehouse.connection import DuckDBLimits
 from warehouse.publish import publish
 from warehouse.versions import versions_dir
 
@@ -385,11 +386,10 @@ def test_not_a_warehouse_and_bad_sql_are_one_line(ledger):
 
 # -- What finance asks still works in the sandbox ---------------------------------------------
 
-def test_every_finance_question_answers_the_same_in_the_sandbox(demo_warehouse, tmp_path, monkeypatch):
+def test_every_finance_question_answers_the_same_in_the_sandbox(demo_warehouse, tmp_path):
     from tests.test_finance_queries import QUESTIONS
     from warehouse.access import execute, open_warehouse
 
-    monkeypatch.setenv("INFERLEDGER_DUCKDB_TEMP", str(tmp_path / "spill"))
     # One after the other: in one process DuckDB shares a file's instance, and refuses a second
     # connection with another configuration (so the sandbox never leaks into other connections).
     internal = open_warehouse(demo_warehouse["warehouse"])
@@ -397,7 +397,8 @@ def test_every_finance_question_answers_the_same_in_the_sandbox(demo_warehouse, 
         want = {n: execute(internal, q, tmp_path / "exports")[0].frame for n, (_, q) in QUESTIONS.items()}
     finally:
         internal.close()
-    with open_finance(demo_warehouse["warehouse"], tmp_path / "exports") as session:
+    with open_finance(demo_warehouse["warehouse"], tmp_path / "exports",
+                      limits=DuckDBLimits(temp_dir=tmp_path / "spill")) as session:
         for n, (title, question) in QUESTIONS.items():
             (got,) = session.execute(question)
             assert got.frame.equals(want[n]), f"{n}. {title}"
@@ -407,10 +408,9 @@ def test_every_finance_question_answers_the_same_in_the_sandbox(demo_warehouse, 
 
 def test_the_sandbox_alone_refuses_reads_writes_and_settings(ledger, monkeypatch):
     monkeypatch.chdir(ledger["home"])
-    monkeypatch.setenv("INFERLEDGER_DUCKDB_TEMP", str(ledger["root"] / "spill"))
     before = tree(ledger["root"], ledger["exports"])
     root = ledger["root"]
-    with open_finance(ledger["warehouse"], "exports") as session:
+    with open_finance(ledger["warehouse"], "exports", limits=DuckDBLimits(temp_dir=root / "spill")) as session:
         con = session.con
         for statement in [
             "EXPLAIN ANALYZE COPY (SELECT 'x') TO '../../anywhere.csv'",
@@ -439,7 +439,6 @@ def test_the_sandbox_alone_would_write_a_published_file_in_place(ledger, monkeyp
     lake's) would pass the sandbox. Layer 2 refuses it (test_2_...); should DuckDB ever refuse
     it itself, this test says so."""
     monkeypatch.chdir(ledger["home"])
-    monkeypatch.setenv("INFERLEDGER_DUCKDB_TEMP", str(ledger["root"] / "spill"))
-    with open_finance(ledger["warehouse"], "exports") as session:
+    with open_finance(ledger["warehouse"], "exports", limits=DuckDBLimits(temp_dir=ledger["root"] / "spill")) as session:
         session.con.execute(f"COPY (SELECT 42 AS x) TO '{ledger['published']}' (FORMAT parquet, USE_TMP_FILE false)")
     assert pl.read_parquet(ledger["facts"]).columns == ["x"]  # the lake's file, through the hard link

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from settings import default
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE
 
 MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost")
@@ -49,7 +50,7 @@ def _component_sources_sql() -> str:
     return " UNION ALL ".join(parts)
 
 
-def checks(max_age_days: int = 2, today: date | None = None) -> list[WarehouseCheck]:
+def checks(max_age_days: int = default("max_age_days"), today: date | None = None) -> list[WarehouseCheck]:
     today = today or datetime.now(UTC).date()
     oldest = today - timedelta(days=max_age_days)
     money_sum = " + ".join(f"sum({c})" for c in MONEY)

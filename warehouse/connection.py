@@ -2,11 +2,12 @@
 reader shares (UTC, bounded memory, the `xsum` exact sum), and SQL literals.
 """
 
-import os
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+
+from settings import default, default_duckdb_temp
 
 
 def run(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[tuple]:
@@ -26,28 +27,33 @@ def sql_list(items: list[str | Path]) -> str:
     return "[" + ", ".join(sql_string(s) for s in items) + "]"
 
 
-# DuckDB takes up to 80 % of RAM by default; the marts, the publish checks and the report's
-# reading of the warehouse (a GROUP BY over every request id of the day among them) are given
-# this much and spill beyond it to `DUCKDB_TEMP`, so their peak stops growing with the day.
-# Not less: at 1 GB the marts of a 30 M-request day failed one build in four (an allocation
-# that cannot spill); at 2 GB six of six passed.
-DUCKDB_MEMORY_LIMIT = os.environ.get("INFERLEDGER_DUCKDB_MEMORY_LIMIT") or "2GB"
-DUCKDB_TEMP = Path(os.environ.get("INFERLEDGER_DUCKDB_TEMP") or Path(tempfile.gettempdir()) / "inferledger-duckdb")
+@dataclass(frozen=True)
+class DuckDBLimits:
+    """What DuckDB may use: `memory_limit` (DuckDB's `2GB`), beyond which it spills to `temp_dir`.
+    DuckDB takes up to 80 % of RAM by default; the marts, the publish checks and the report's
+    reading of the warehouse (a GROUP BY over every request id of the day among them) are given
+    this much, so their peak stops growing with the day. The defaults are the settings' declared
+    ones (`duckdb_memory_limit`, `duckdb_temp`: settings/__init__.py); an entry point passes the
+    resolved ones."""
+
+    memory_limit: str = default("duckdb_memory_limit")
+    temp_dir: Path = field(default_factory=default_duckdb_temp)
 
 
-def bound_memory(con: duckdb.DuckDBPyConnection) -> None:
-    """Cap the connection's memory at DUCKDB_MEMORY_LIMIT, spilling beyond it to DUCKDB_TEMP."""
-    run(con, "SET memory_limit = " + sql_string(DUCKDB_MEMORY_LIMIT))
-    run(con, "SET temp_directory = " + sql_string(DUCKDB_TEMP))
+def bound_memory(con: duckdb.DuckDBPyConnection, limits: DuckDBLimits | None = None) -> None:
+    """Cap the connection's memory at `limits` (default DuckDBLimits()), spilling beyond it."""
+    limits = limits or DuckDBLimits()
+    run(con, "SET memory_limit = " + sql_string(limits.memory_limit))
+    run(con, "SET temp_directory = " + sql_string(limits.temp_dir))
 
 
-def connect(database: str = ":memory:", **kwargs) -> duckdb.DuckDBPyConnection:
+def connect(database: str = ":memory:", *, limits: DuckDBLimits | None = None, **kwargs) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection in UTC with the `xsum` macro (exact sum of doubles), its memory
-    bounded by DUCKDB_MEMORY_LIMIT (spilling to DUCKDB_TEMP)."""
+    bounded by `limits` (default DuckDBLimits())."""
     con = duckdb.connect(database, **kwargs)
     run(con, "SET TimeZone = 'UTC'")
     run(con, "SET enable_progress_bar = false")  # progress is the caller's to show
-    bound_memory(con)
+    bound_memory(con, limits)
     run(con, "CREATE OR REPLACE TEMP MACRO xsum(x) AS CAST(sum(CAST(x AS DECIMAL(38, 18))) AS DOUBLE)")
     return con
 

@@ -27,7 +27,7 @@ from lake.files import staging, write_text
 from lake.store import Lake
 from transforms.contracts import INGEST_AUDIT, QUARANTINE
 from transforms.inventory import Inventory
-from warehouse.connection import connect, memory_limit_bytes, run, sql_list, sql_string
+from warehouse.connection import DuckDBLimits, connect, memory_limit_bytes, run, sql_list, sql_string
 from warehouse.mart_sql import ATTRIBUTED, DAY_SQL, TIER_DAY_BOUNDED_SQL
 from warehouse.tables import DAILY
 
@@ -138,9 +138,10 @@ def _register_day(con: duckdb.DuckDBPyConnection, sources: dict[str, list[Path]]
     con.register("pools", pools.to_arrow())
 
 
-def build_day_marts(lake: Lake, day: date, inventory: Inventory) -> DayMarts:
-    """Compute every daily table of `day` from the lake into `<lake>/marts/`; the manifest is
-    written last, so a build killed half way is seen as `missing` (`marts_status`)."""
+def build_day_marts(lake: Lake, day: date, inventory: Inventory, *, limits: DuckDBLimits | None = None) -> DayMarts:
+    """Compute every daily table of `day` from the lake into `<lake>/marts/`, DuckDB within
+    `limits`; the manifest is written last, so a build killed half way is seen as `missing`
+    (`marts_status`)."""
     sources = _day_sources(lake, day)
     if not sources["request_costs"]:
         raise MartError(f"{lake.partition_dir('request_costs', day)}: {day} is not attributed; "
@@ -151,7 +152,7 @@ def build_day_marts(lake: Lake, day: date, inventory: Inventory) -> DayMarts:
                         f"attribute the day again (`inferledger attribute --date {day}`)")
     built_from = _fingerprint(lake, day, inventory)
     out = DayMarts(day)
-    con = connect()
+    con = connect(limits=limits)
     try:
         _register_day(con, sources, inventory)
         params = {"day": day, "currency": inventory.currency}

@@ -21,8 +21,10 @@ from pathlib import Path
 
 from lake.files import fsync_dir, fsync_file, link_into_place, link_or_copy
 from lake.store import Lake
+from settings import default
 from transforms.inventory import Inventory
 from warehouse.checks import CheckOutcome, WarehouseCheck, checks, describe, failures, remember_published
+from warehouse.connection import DuckDBLimits
 from warehouse.marts import MartError, attributed_days, build_day_marts, marts_status
 from warehouse.tables import DAILY
 from warehouse.version_file import STORAGE_VERSION, build_version_file
@@ -58,7 +60,7 @@ REBUILT = {"inventory_changed": "inventory changed", "columns_changed": "the mar
 
 
 def _current_marts(lake: Lake, days: list[date], inventory: Inventory, path: Path,
-                   report: Callable[[str], None]) -> list[date]:
+                   report: Callable[[str], None], limits: DuckDBLimits | None) -> list[date]:
     """Make every day's marts those of its current facts: rebuilt (from the same facts) where
     only the inventory or the marts' columns changed; PublishError where they are stale or
     missing. Returns the days rebuilt."""
@@ -72,7 +74,7 @@ def _current_marts(lake: Lake, days: list[date], inventory: Inventory, path: Pat
     rebuilt = [d for d, st in status.items() if st in REBUILT]
     for day in rebuilt:
         report(f"marts {day}: {REBUILT[status[day]]}, rebuilt from the same facts")
-        build_day_marts(lake, day, inventory)
+        build_day_marts(lake, day, inventory, limits=limits)
     return rebuilt
 
 
@@ -86,8 +88,8 @@ def _new_version(vroot: Path) -> tuple[str, datetime]:
 
 
 def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, keep: int = DEFAULT_KEEP,
-            max_age_days: int = 2, checks_to_run: list[WarehouseCheck] | None = None,
-            progress: Callable[[str], None] | None = None) -> PublishOutcome:
+            max_age_days: int = default("max_age_days"), checks_to_run: list[WarehouseCheck] | None = None,
+            progress: Callable[[str], None] | None = None, limits: DuckDBLimits | None = None) -> PublishOutcome:
     """Publish every attributed day of the lake as a new version of the warehouse at `path`.
 
     Publishes only days whose marts were built from their current facts (`marts_status`;
@@ -95,7 +97,8 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
     the warehouse checks on it (`warehouse.checks`), swaps it in, and keeps the last `keep`
     versions. Raises WarehouseCheckError (nothing published) when an error-severity check
     fails (`checks_to_run`: all of `warehouse.checks.checks()` by default), PublishError when
-    the lake has no attributed day or a day's marts are stale or missing."""
+    the lake has no attributed day or a day's marts are stale or missing. DuckDB works within
+    `limits` (default DuckDBLimits())."""
     started = time.perf_counter()
     report = progress or (lambda _msg: None)
     lake, path = Lake(Path(lake_root).absolute()), Path(path).absolute()
@@ -111,7 +114,7 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         remove_half_built(path)
         version, published_at = _new_version(vroot)
         out = PublishOutcome(version, path, vroot / version, days=days)
-        out.rebuilt_days = _current_marts(lake, days, inventory, path, report)
+        out.rebuilt_days = _current_marts(lake, days, inventory, path, report, limits)
         vdir = out.version_dir
         (vdir / "request_costs").mkdir(parents=True)
         for day in days:
@@ -121,7 +124,7 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         db = vdir / DB_NAME
         which = checks(max_age_days) if checks_to_run is None else checks_to_run
         out.tables, out.checks = build_version_file(db, vdir, day_files, days, inventory, version, published_at,
-                                                    report, which)
+                                                    report, which, limits=limits)
         out.requests = out.tables["request_costs"]
         failed = failures(out.checks)
         if failed:

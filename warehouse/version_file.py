@@ -16,7 +16,7 @@ import polars as pl
 
 from transforms.inventory import Inventory
 from warehouse.checks import CheckOutcome, WarehouseCheck, run_checks
-from warehouse.connection import connect, run, sql_list, sql_string
+from warehouse.connection import DuckDBLimits, connect, run, sql_list, sql_string
 from warehouse.tables import BY_NAME, DAILY, TABLES, Table
 
 STORAGE_VERSION = "v1.5.0"
@@ -99,11 +99,13 @@ def _check_columns(con, table: Table) -> None:
 
 def build_version_file(db: Path, vdir: Path, day_files: dict[str, list[Path]], days: list[date],
                        inventory: Inventory, version: str, published_at: datetime, report: Callable[[str], None],
-                       which: list[WarehouseCheck]) -> tuple[dict[str, int], list[CheckOutcome]]:
+                       which: list[WarehouseCheck], *,
+                       limits: DuckDBLimits | None = None) -> tuple[dict[str, int], list[CheckOutcome]]:
     """Write the version's DuckDB file `db` (its `request_costs` Parquet files already linked under
-    `vdir`) from the daily marts' files `day_files` (table -> one file per day of `days`); run the
-    checks `which` on it. Returns the rows of each table and view, and the checks' outcomes."""
-    con = connect()
+    `vdir`) from the daily marts' files `day_files` (table -> one file per day of `days`), DuckDB
+    within `limits`; run the checks `which` on it. Returns the rows of each table and view, and
+    the checks' outcomes."""
+    con = connect(limits=limits)
     rows: dict[str, int] = {}
     try:
         run(con, f"ATTACH {sql_string(db)} AS w (STORAGE_VERSION {sql_string(STORAGE_VERSION)})")

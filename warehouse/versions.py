@@ -21,11 +21,12 @@ from pathlib import Path
 import duckdb
 
 from lake.files import link_into_place, write_text
+from settings import default
 from warehouse.tables import TABLES
 
 DB_NAME = "inferledger.duckdb"
 COMPLETE = "COMPLETE"
-DEFAULT_KEEP = 7
+DEFAULT_KEEP = default("keep_versions")
 WAREHOUSE_FIX = "point the warehouse (--warehouse, $INFERLEDGER_WAREHOUSE) at a disk with room"
 
 

@@ -20,7 +20,8 @@ import great_expectations.expectations as gxe
 import pandas as pd
 import polars as pl
 import pyarrow as pa
-from great_expectations.expectations.row_conditions import AndCondition, ComparisonCondition, NullityCondition, OrCondition
+from great_expectations.expectations.row_conditions import (AndCondition, ComparisonCondition, NullityCondition,
+                                                            OrCondition)
 
 from transforms.inventory import Inventory
 from transforms.quality import gx_private

@@ -23,12 +23,11 @@ no sandbox, no timeout.
 
 from warehouse.access.allow_list import RefusedStatement, check_statement, copy_target, one_line, split_statements
 from warehouse.access.exports import RefusedOutput, check_out, export
-from warehouse.access.sandbox import (FinanceSession, WarehouseFileError, open_finance, open_warehouse, sql_limits,
-                                      table_catalog)
+from warehouse.access.sandbox import FinanceSession, WarehouseFileError, open_finance, open_warehouse, table_catalog
 from warehouse.access.statements import (DEFAULT_TIMEOUT_S, INTERRUPT_GRACE_S, Result, StatementInterrupted,
                                          StatementStuck, execute, run_statement)
 
 __all__ = ["DEFAULT_TIMEOUT_S", "INTERRUPT_GRACE_S", "FinanceSession", "RefusedOutput", "RefusedStatement", "Result",
            "StatementInterrupted", "StatementStuck", "WarehouseFileError", "check_out", "check_statement",
            "copy_target", "execute", "export", "one_line", "open_finance", "open_warehouse", "run_statement",
-           "split_statements", "sql_limits", "table_catalog"]
+           "split_statements", "table_catalog"]

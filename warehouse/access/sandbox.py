@@ -15,7 +15,7 @@ import polars as pl
 
 from warehouse.access.allow_list import TOKEN, export_root, sql_tokens, string_value
 from warehouse.access.statements import DEFAULT_TIMEOUT_S, INTERRUPT_GRACE_S, Result, execute
-from warehouse.connection import DUCKDB_MEMORY_LIMIT, DUCKDB_TEMP, bound_memory, run, sql_list, sql_string
+from warehouse.connection import DuckDBLimits, bound_memory, run, sql_list, sql_string
 
 
 class WarehouseFileError(FileNotFoundError):
@@ -37,13 +37,13 @@ def _connect_read_only(path: Path | str, config: dict | None = None) -> duckdb.D
                                  "--warehouse at the published inferledger.duckdb") from None
 
 
-def open_warehouse(path: Path | str) -> duckdb.DuckDBPyConnection:
+def open_warehouse(path: Path | str, limits: DuckDBLimits | None = None) -> duckdb.DuckDBPyConnection:
     """The published warehouse for internal readers (the report, check-data): read-only, in UTC,
-    with DuckDB's memory bounded as for the builds (`warehouse.connection.DUCKDB_MEMORY_LIMIT`). No
+    with DuckDB's memory bounded by `limits` as for the builds (`warehouse.connection`). No
     sandbox: finance's statements go through `open_finance`."""
     con = _connect_read_only(path)
     run(con, "SET TimeZone = 'UTC'")
-    bound_memory(con)
+    bound_memory(con, limits)
     return con
 
 
@@ -108,27 +108,22 @@ class FinanceSession:
         self.close()
 
 
-def sql_limits() -> tuple[str, int | None]:
-    """The operator's memory limit and thread count for finance sessions (environment)."""
-    threads = os.environ.get("INFERLEDGER_SQL_THREADS")
-    if threads is not None and not threads.strip().isdigit():
-        raise ValueError(f"INFERLEDGER_SQL_THREADS={threads!r}: write a whole number of threads, e.g. 2")
-    return DUCKDB_MEMORY_LIMIT, int(threads) if threads else None
-
-
-def open_finance(path: Path | str, export_dir: Path | str = "exports", *,
-                 timeout_s: float | None = DEFAULT_TIMEOUT_S) -> FinanceSession:
+def open_finance(path: Path | str, export_dir: Path | str = "exports", *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                 threads: int | None = None, limits: DuckDBLimits | None = None) -> FinanceSession:
     """Open the published warehouse for finance: read-only and sandboxed (`warehouse.access`).
-    `timeout_s` bounds each statement (None: no bound). Raises WarehouseFileError when `path`
-    is not a warehouse, RefusedStatement when the export directory is a symbolic link."""
+    `timeout_s` bounds each statement (None: no bound); the operator's `threads` (None: DuckDB's,
+    one per core) and `limits` (memory, and the folder under which the session spills in a
+    folder of its own) are fixed for the session. Raises WarehouseFileError when `path` is not a
+    warehouse, RefusedStatement when the export directory is a symbolic link."""
     path, exports = Path(path), export_root(Path(export_dir))
-    memory_limit, threads = sql_limits()
-    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False, "memory_limit": memory_limit}
+    limits = limits or DuckDBLimits()
+    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+              "memory_limit": limits.memory_limit}
     if threads:
         config["threads"] = threads
     con = _connect_read_only(path, config)
-    DUCKDB_TEMP.mkdir(parents=True, exist_ok=True)
-    spill = Path(tempfile.mkdtemp(prefix="sql-", dir=DUCKDB_TEMP))  # this session's alone: DuckDB may write it
+    limits.temp_dir.mkdir(parents=True, exist_ok=True)
+    spill = Path(tempfile.mkdtemp(prefix="sql-", dir=limits.temp_dir))  # this session's alone: DuckDB may write it
     try:
         files = _request_costs_files(con)
         for s in ("SET TimeZone = 'UTC'", "SET enable_progress_bar = false", "SET python_enable_replacements = false",

@@ -10,11 +10,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from settings import default
 from warehouse.access.allow_list import (ST, RefusedStatement, check_export_dir, check_statement, copy_target,
                                          export_root, one_line, split_statements, statement_head)
 from warehouse.connection import run
 
-DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_TIMEOUT_S = default("sql_timeout_s")  # seconds
 INTERRUPT_GRACE_S = 5.0  # an interrupted statement stops within ms (measured); this is the bound
 
 

@@ -2,7 +2,6 @@
 inline, so it opens from a mail attachment or a file share with no network."""
 
 import html
-import os
 import json
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -39,29 +38,25 @@ def vl_convert_version() -> str:
     return "_".join(alt.SCHEMA_VERSION.split(".")[:2])
 
 
-def _cache_dir() -> Path:
-    """Where built bundles are kept between runs: $INFERLEDGER_CACHE_DIR, else the user's cache."""
-    root = os.environ.get("INFERLEDGER_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / ("" if os.environ.get("INFERLEDGER_CACHE_DIR") else "inferledger")
-
-
-@lru_cache(maxsize=2)
-def vega_bundle(vl_version: str) -> str:
+@lru_cache(maxsize=4)
+def vega_bundle(vl_version: str, cache_dir: Path | None = None) -> str:
     """Vega, Vega-Lite and vega-embed as one script (vl-convert's bundle, ~0.9 MB). Building it
     takes ~2.5 s, so it is built once per vl-convert release and Vega-Lite version and kept in
-    `_cache_dir()` (a cache only: any failure to read or write it just builds it again)."""
+    `cache_dir` when given (the setting `cache_dir`, $INFERLEDGER_CACHE_DIR; a cache only: any
+    failure to read or write it just builds it again)."""
     import vl_convert
 
-    cached = _cache_dir() / f"vega-bundle-{vl_convert.__version__}-{vl_version}.js"
+    cached = cache_dir / f"vega-bundle-{vl_convert.__version__}-{vl_version}.js" if cache_dir else None
     try:
-        text = cached.read_text(encoding="utf-8")
+        text = cached.read_text(encoding="utf-8") if cached else ""
         if len(text) > 100_000 and "vegaEmbed" in text:  # whole, not a stray file of that name
             return text
     except (OSError, UnicodeDecodeError):
         pass
     bundle = vl_convert.javascript_bundle(vl_version=vl_version).replace("</script", "<\\/script")
     try:
-        write_text(cached, bundle)
+        if cached:
+            write_text(cached, bundle)
     except OSError:
         pass
     return bundle
@@ -215,8 +210,10 @@ def _after_chart(chart_id: str, data: ReportData) -> str:
     return ""
 
 
-def render(data: ReportData, *, expectations: pl.DataFrame | None = None, generated_at: datetime | None = None) -> str:
-    """The report page. Charts whose frame is empty are replaced by a note."""
+def render(data: ReportData, *, expectations: pl.DataFrame | None = None, generated_at: datetime | None = None,
+           cache_dir: Path | None = None) -> str:
+    """The report page. Charts whose frame is empty are replaced by a note. The Vega bundle is kept
+    in `cache_dir` (`vega_bundle`)."""
     cur = data.currency
     specs = {}
     for chart_id, (frame, build, *_rest) in CHARTS.items():
@@ -265,7 +262,7 @@ inferledger {html.escape(pub.inferledger_version)}).</p>
 <p class="note">Quarantined rows by reason: see "Quarantined input rows by reason" above.</p></section>
 </main>
 <script>// Vega, Vega-Lite {alt.VEGALITE_VERSION} and vega-embed: vl-convert's bundle
-{vega_bundle(vl_convert_version())}</script>
+{vega_bundle(vl_convert_version(), cache_dir)}</script>
 <script>{script}</script>
 </body></html>
 """

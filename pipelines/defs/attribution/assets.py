@@ -36,8 +36,8 @@ def request_costs(context: dg.AssetExecutionContext, raw: RawInputs, lake: Parqu
     """Per-request cost facts of the day, with idle, reconciliation and energy by site-hour
     (docs/attribution.md). A day that does not conserve fails here and writes nothing."""
     day = date.fromisoformat(context.partition_key)
-    out = attribute_partition(day, lake.lake, raw.inventory(), slot_s=settings.slot_s,
-                              weight=settings.weight, gap_limit_s=settings.gap_limit_s)
+    out = attribute_partition(day, lake.lake, raw.inventory(), slot_s=settings.slot_s, weight=settings.weight,
+                              gap_limit_s=settings.gap_limit_s, morsel_rows=settings.morsel_rows)
     money = {t["component"]: round(t["source_amount"], 2) for t in out.totals if t["unit"] == "currency"}
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": out.requests,

@@ -7,11 +7,11 @@
     late_data   every 5 minutes: re-ingest exactly the (asset, day, site) partitions whose raw
                 files changed since they were ingested (INFERLEDGER_LATE_DAYS, default 62 days back)
 
-The cron and time zone are read when the code location loads (a deployment setting, like the
-paths); everything else is decided at each tick.
+The cron and time zone are settings of the code location (`pipelines/location.py` makes the
+schedule with them, `nightly_schedule`); the look-back is the raw inputs' resource's; everything
+else is decided at each tick.
 """
 
-import os
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -21,18 +21,21 @@ from pipelines.automation import (Cursor, changed_raw_partitions, downstream_req
 from pipelines.defs.jobs.jobs import attribute_day, ingest_day_site, publish_warehouse
 from pipelines.partitions import register_sites
 from pipelines.resources import RawInputs
-
-NIGHTLY_CRON = os.environ.get("INFERLEDGER_NIGHTLY_CRON", "30 2 * * *")
-NIGHTLY_TZ = os.environ.get("INFERLEDGER_NIGHTLY_TZ", "UTC")
+from settings import default
 
 
-@dg.schedule(job=ingest_day_site, cron_schedule=NIGHTLY_CRON, execution_timezone=NIGHTLY_TZ,
-             default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="Ingest the previous UTC day, every site; the downstream sensor attributes and publishes.")
-def nightly(context: dg.ScheduleEvaluationContext, raw: RawInputs):
-    sites = raw.inventory().site_ids
-    register_sites(context.instance, sites)
-    return nightly_run_requests(context.scheduled_execution_time, sites)
+def nightly_schedule(cron: str = default("nightly_cron"), timezone: str = default("nightly_tz")) -> dg.ScheduleDefinition:
+    """The `nightly` schedule, ticking at `cron` in `timezone`."""
+
+    @dg.schedule(job=ingest_day_site, cron_schedule=cron, execution_timezone=timezone,
+                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description="Ingest the previous UTC day, every site; the downstream sensor attributes and publishes.")
+    def nightly(context: dg.ScheduleEvaluationContext, raw: RawInputs):
+        sites = raw.inventory().site_ids
+        register_sites(context.instance, sites)
+        return nightly_run_requests(context.scheduled_execution_time, sites)
+
+    return nightly
 
 
 @dg.sensor(jobs=[attribute_day, publish_warehouse], minimum_interval_seconds=60,
@@ -47,6 +50,6 @@ def downstream(context: dg.SensorEvaluationContext, raw: RawInputs):
 @dg.sensor(job=ingest_day_site, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Re-ingest partitions whose raw files changed after they were ingested (late or corrected data).")
 def late_data(context: dg.SensorEvaluationContext, raw: RawInputs):
-    lookback = int(os.environ.get("INFERLEDGER_LATE_DAYS", "62"))
-    changed = changed_raw_partitions(context.instance, raw.path, raw.inventory().site_ids, datetime.now(UTC).date(), lookback)
+    changed = changed_raw_partitions(context.instance, raw.path, raw.inventory().site_ids, datetime.now(UTC).date(),
+                                     raw.late_days)
     return late_data_run_requests(changed) or dg.SkipReason("no raw file changed since it was ingested")

@@ -27,11 +27,12 @@ def _check_result(o: CheckOutcome) -> dg.AssetCheckResult:
     kinds={"duckdb", "parquet"},
     group_name="warehouse",
 )
-def cost_marts(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLake) -> dg.MaterializeResult:
+def cost_marts(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLake,
+               warehouse: Warehouse) -> dg.MaterializeResult:
     """The day's marts (cost by tier, tenant, model and pool; idle; site energy; reconciliation;
     quarantine and audit) as Parquet under `<lake>/marts/`, from the attributed day."""
     day = date.fromisoformat(context.partition_key)
-    out = build_day_marts(lake.lake, day, raw.inventory())
+    out = build_day_marts(lake.lake, day, raw.inventory(), limits=warehouse.limits())
     return dg.MaterializeResult(metadata={
         "dagster/row_count": out.rows["cost_by_tier_day"],
         "rows_by_table": dg.MetadataValue.json(out.rows),
@@ -52,7 +53,7 @@ def warehouse(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLa
     versions kept for rollback. A version failing an error check is not published."""
     try:
         out = publish(lake.root, raw.inventory(), warehouse.path, keep=warehouse.keep,
-                      max_age_days=warehouse.max_age_days, progress=context.log.debug)
+                      max_age_days=warehouse.max_age_days, progress=context.log.debug, limits=warehouse.limits())
     except WarehouseCheckError as e:
         for o in e.outcomes:
             yield _check_result(o)

@@ -1,0 +1,72 @@
+"""`inferledger simulate`, `ingest`, `attribute`, `demo` and `run`: a day through the pipeline,
+step by step or whole."""
+
+import time
+from pathlib import Path
+
+import fleetsim
+from pipelines.cli.output import (console, print_attribution, print_ingest_table, print_published,
+                                      print_run_summary)
+from pipelines.cli.runs import execute_steps, prepare_or_exit, run_attribution, run_ingest, run_publish
+from pipelines.runner import day_steps, instance
+from settings import Settings
+from warehouse.connection import DuckDBLimits
+
+
+def cmd_simulate(args, settings: Settings) -> int:
+    started = time.perf_counter()
+    summary = fleetsim.simulate(Path(args.out), args.date, requests=args.requests, seed=args.seed)
+    print(summary.describe() if hasattr(summary, "describe") else summary)
+    print(f"simulated {args.date} into {Path(args.out).resolve()} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_ingest(args, settings: Settings) -> int:
+    print_ingest_table(run_ingest(settings, args.date), settings.lake)
+    return 0
+
+
+def cmd_attribute(args, settings: Settings) -> int:
+    run_attribution(settings, args.date)
+    print_attribution(args.date, settings.lake)
+    return 0
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    out = console()
+    out.rule(f"inferledger demo: the default fleet, {args.date}")
+    started = time.perf_counter()
+    summary = fleetsim.simulate(settings.raw, args.date, requests=args.requests, seed=args.seed, invoices=True)
+    out.print(summary.describe() if hasattr(summary, "describe") else summary)
+    out.print(f"simulated in {time.perf_counter() - started:.1f} s -> {settings.raw.resolve()}")
+    print_ingest_table(run_ingest(settings, args.date, out=out), settings.lake, out)
+    run_attribution(settings, args.date, out=out)
+    print_attribution(args.date, settings.lake, out, by_tier=False)  # the warehouse answers it below
+    meta = run_publish(settings, out=out)
+    limits = DuckDBLimits(settings.duckdb_memory_limit, settings.duckdb_temp)
+    print_published(meta, settings.warehouse, out, limits=limits, export_dir=settings.export_dir)
+    out.print(f"morning report: [bold]{meta['report_path']}[/bold]  (one HTML file, opens offline; docs/report.md)")
+    return 0
+
+
+def cmd_run(args, settings: Settings) -> int:
+    """The whole nightly graph for one day: ingest every site, attribute, build the marts,
+    publish the warehouse; every check included."""
+    out = console()
+    inst = instance()
+    started = time.perf_counter()
+    sites = prepare_or_exit(settings, args.date, out, inst)
+    steps = day_steps(args.date, sites) + ([] if args.no_publish else [("publish_warehouse", None, None)])
+    if args.parallel < 1:
+        out.print("[red]error:[/red] --parallel must be 1 or more")
+        return 2
+    outcomes = execute_steps(steps, settings, out=out, title=f"run {args.date}",
+                             tags={"inferledger/command": "run", "inferledger/date": args.date.isoformat()}, inst=inst,
+                             parallel=args.parallel)
+    print_run_summary(outcomes, out, f"{args.date}: {len(outcomes)} run(s) in {time.perf_counter() - started:.1f} s")
+    if not args.no_publish:
+        meta = outcomes[-1].materializations["warehouse"]
+        out.print(f"published version {meta['version']} ({meta['days']} day(s)) -> {settings.warehouse.resolve()}")
+        if "report" in outcomes[-1].materializations:
+            out.print(f"morning report: {outcomes[-1].materializations['report']['path']}")
+    return 0
