@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -438,7 +438,7 @@ def main() -> None:
         for g in goals:
             print(f"  [{'met' if g['met'] else 'MISSED'}] {g['goal']}: {g['measured']}")
     report = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "polars": next((r["polars_version"] for r in rows if r.get("polars_version")), None),

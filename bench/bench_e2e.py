@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -472,7 +472,7 @@ def main() -> None:
         print("note: other processes used more than 5% of the CPUs during a run; its times are inflated")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "day": DAY.isoformat(), "seed": args.seed,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"), "day": DAY.isoformat(), "seed": args.seed,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1)},
         "source": code_fingerprint(*SOURCE_CODE), "results": results, "goals": g}, indent=2, default=str) + "\n")

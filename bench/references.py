@@ -15,7 +15,7 @@ repeats rows (`index.repeat` + `cumcount`, the vectorized explode) and merges; P
 row per request (`request_id`, `it_energy_j`) as Parquet.
 """
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +58,7 @@ def polars_energy(requests_files: list[Path], readings_files: list[Path], day: d
     """IT energy per request with Polars, lazy end to end; returns the rows written."""
     import polars as pl
 
-    day0 = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    day0 = datetime(day.year, day.month, day.day, tzinfo=UTC)
     seconds_since = lambda c: (pl.col(c) - day0).dt.total_microseconds() / 1e6  # noqa: E731
     slot_energy = (pl.scan_parquet(readings_files)
                    .filter(pl.col("scope").is_in(["node", "gpu"]) & pl.col("power_w").is_not_null())

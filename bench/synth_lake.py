@@ -23,7 +23,7 @@ import json
 import shutil
 import time
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from pathlib import Path
 
 import numpy as np
@@ -218,7 +218,7 @@ def _generate(bench: BenchLake, seed: int, log) -> dict:
     write_inventory(raw / "inventory.yaml", fleet)
     inventory = bench.inventory()
     node_meter = {m.node: {"id": m.id, "source": m.source} for m in inventory.meters if m.scope == "node"}
-    day0_us = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 1_000_000
+    day0_us = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
 
     split = split_requests(fleet, day, seed)
     tenants = tenant_weights(fleet, np.random.default_rng([seed, 0x7E4A47]))

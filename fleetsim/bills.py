@@ -9,7 +9,7 @@ import csv
 import math
 from calendar import monthrange
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,8 +17,6 @@ import numpy as np
 
 from fleetsim.spec import TOU_PERIODS, Fleet, SiteSpec
 from fleetsim.text import money, round_cents
-
-UTC = timezone.utc
 
 
 def _csv(path: Path, header: list[str], rows: list[list]) -> int:

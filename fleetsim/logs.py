@@ -8,7 +8,7 @@ log shipper mangled it (a defect), so defects cost no per-line Python either.
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -99,7 +99,7 @@ def time_strings(arrival_ms: np.ndarray, day: date, local_tz: str | None) -> pl.
     if local_tz is None:
         return f"{day.isoformat()}T" + clock_strings(arrival_ms) + "Z"
     zone = ZoneInfo(local_tz)
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     offset_min = np.array([int((start + timedelta(hours=h)).astimezone(zone).utcoffset().total_seconds() // 60)
                            for h in range(24)])[np.minimum(arrival_ms // 3_600_000, 23)]
     local = arrival_ms + offset_min * 60_000

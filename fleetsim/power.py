@@ -13,7 +13,7 @@ not a record); `ipmitool sdr` dumps or Redfish Sensor polls every `bmc_interval_
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +94,7 @@ def write_dcgm(path: Path, day: date, power: NodePower, interval_s: int, rng: np
     """One file of Prometheus scrapes for a node's GPUs. Returns (records, lines): records are
     the power and energy samples (what ingest counts), lines every line written."""
     node, pool = power.node, power.node.pool
-    day0_ms = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000)
+    day0_ms = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
     k = np.arange(SECONDS // interval_s)
     offset_ms = int(rng.integers(0, interval_s * 1000 - 1000))
     t_ms = np.minimum(k * interval_s * 1000 + offset_ms + rng.integers(-40, 41, len(k)), SECONDS * 1000 - 1)

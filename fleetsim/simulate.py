@@ -26,6 +26,7 @@ from fleetsim.sites import write_site_files
 from fleetsim.spec import Fleet, FleetSpec
 from fleetsim.text import COMPRESSION_SUFFIX
 from fleetsim.traffic import split_requests, tenant_weights
+from transforms.inventory import parse_inventory
 
 FAMILIES = ("inventory", "prices", "requests", "dcgm", "ipmi", "redfish", "facility", "focus", "electricity",
             "colocation", "assets")
@@ -77,10 +78,6 @@ class SimulationSummary:
 
 
 def write_inventory(path: Path, fleet: Fleet) -> int:
-    # The product's own parser, loaded only when an inventory is written: the simulator stands
-    # apart from the product and imports none of it otherwise.
-    from transforms.inventory import parse_inventory
-
     text = ("# The demo fleet, written by fleetsim (python -m fleetsim). Sized for "
             f"{fleet.requests:,} requests a day.\n"
             + yaml.safe_dump(fleet.inventory(), sort_keys=False, default_flow_style=None, width=140))

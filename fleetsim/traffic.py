@@ -10,7 +10,7 @@ hold exactly, and every request arrives and completes inside the day.
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -28,7 +28,7 @@ OPERATIONS = ("chat", "text_completion")
 def local_hours(day: date, tz: str) -> np.ndarray:
     """Local hour of day (fractional) at the start of each UTC minute of `day`."""
     zone = ZoneInfo(tz)
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     offsets = np.array([(start + timedelta(hours=h)).astimezone(zone).utcoffset().total_seconds() / 3600
                         for h in range(24)])
     minutes = np.arange(MINUTES)

@@ -90,8 +90,8 @@ def real_sample_results(real_root: Path, inventory: Inventory) -> list[SuiteResu
                                         "mghpcc"), POWER_READINGS, ipmi_day, "ts")
     out.append(validate_frame("power_readings", readings, SuiteContext(inventory=ipmi_inv, day=ipmi_day),
                               partition="harvard_fasrc_ipmi_sdr"))
-    placement = dict(node_id="c-h100-01", model="llama-3.1-70b-instruct", tier="standard", tenant_id="trace-replay",
-                     throughput=ThroughputModel(), inventory=inventory)
+    placement = {"node_id": "c-h100-01", "model": "llama-3.1-70b-instruct", "tier": "standard", "tenant_id": "trace-replay",
+                     "throughput": ThroughputModel(), "inventory": inventory}
     azure = real_root / "azure_llm_inference_2023"
     for trace in ("code", "conv"):
         rows = _ingested(adapt_azure_trace(scan_csv_text([azure / f"AzureLLMInferenceTrace_{trace}.csv"], azure), **placement),

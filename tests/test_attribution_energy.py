@@ -4,7 +4,7 @@ Small hand-made frames with the expected joules worked out in the comments, then
 day of the simulator, ingested into a temporary lake, against the meters' own counters.
 """
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import polars as pl
 import pytest
@@ -19,7 +19,7 @@ from transforms.attribution.grid import SlotGrid
 from transforms.contracts import POWER_READINGS
 
 DAY = date(2026, 3, 2)
-START = datetime(2026, 3, 2, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, tzinfo=UTC)
 G60 = SlotGrid(DAY, 60)
 G300 = SlotGrid(DAY, 300)
 IDLE = 100.0  # W, idle power of every node of the small cases unless stated

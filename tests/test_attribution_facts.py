@@ -3,7 +3,7 @@
 Through the production path of step 9 (`day.finish_day`): `idle_by_policy` over the requests'
 shares, then `request_facts`."""
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import polars as pl
 import pytest
@@ -12,7 +12,7 @@ from transforms.attribution.facts import REQUEST_COSTS_SCHEMA, idle_by_policy, r
 from transforms.attribution.grid import COMPONENTS
 from transforms.contracts import REQUESTS
 
-T = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+T = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 
 def _per_request(rows, egress=None):

@@ -3,7 +3,7 @@ exact hand-computed shares, and conservation over generated days."""
 
 import math
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import polars as pl
 import pytest
@@ -15,7 +15,7 @@ from transforms.attribution.grid import SlotGrid
 from transforms.attribution.occupancy import request_segments, share_node_slots
 
 DAY = date(2026, 11, 24)
-T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, tzinfo=UTC)
 GRID = SlotGrid(DAY, 60)
 
 

@@ -7,7 +7,7 @@ remote-plains is in America/Chicago: CST = UTC-6, CDT = UTC-5 (2026-03-08 08:00 
 2026-11-01 07:00 UTC).
 """
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 
 import polars as pl
 import pytest
@@ -26,7 +26,7 @@ MARKET_FILE = "prices/nyiso-zone-j.csv"  # the file of the market tariff of test
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def grid(d: date) -> SlotGrid:

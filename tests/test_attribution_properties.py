@@ -1,7 +1,7 @@
 """Properties of a whole day's attribution over generated fleets: every source line conserved,
 input row order irrelevant, reruns identical."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import numpy as np
 import polars as pl
@@ -16,7 +16,7 @@ from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TO
 from transforms.contracts import ASSETS, COST_LINES, POWER_READINGS, REQUESTS
 
 DAY = date(2026, 11, 24)
-T0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, tzinfo=UTC)
 NODES = {"m-h200-01": ("metro-east", "premium-h200", "premium"), "r-l40s-std-01": ("remote-plains", "standard-l40s", "standard"),
          "r-l40s-bat-01": ("remote-plains", "batch-l40s", "batch"), "c-h100-01": ("cloud-use1", "cloud-h100", "standard")}
 OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", "unattributed", "reconciliation", "totals")
@@ -57,7 +57,7 @@ def _readings(seed, gap):
 def _bills(amounts):
     a_cloud, a_unknown, a_colo, a_on, a_off, a_demand = amounts
     h = lambda x: T0 + timedelta(hours=x)  # noqa: E731
-    month = (datetime(2026, 11, 1, 5, tzinfo=timezone.utc), datetime(2026, 12, 1, 6, tzinfo=timezone.utc))
+    month = (datetime(2026, 11, 1, 5, tzinfo=UTC), datetime(2026, 12, 1, 6, tzinfo=UTC))
     rows = [
         ("focus", "f1", "cloud-use1", "i-0c1a0d0000000001", h(10), h(11), "cloud_compute", a_cloud, a_cloud, "USD", 1.0, "Hours", "EC2", "Usage", None, None),
         ("focus", "f2", "cloud-use1", "vol-unknown", h(0), h(24), "other", a_unknown, a_unknown, "USD", 1.0, "GB-Mo", "S3", "Usage", None, None),

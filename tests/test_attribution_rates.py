@@ -2,7 +2,7 @@
 hand-made frames with hand-computed numbers, and conservation per source line as a property."""
 
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import polars as pl
 import pytest
@@ -22,7 +22,7 @@ USD = "USD"
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 NODES = pl.LazyFrame(
@@ -446,4 +446,4 @@ def test_every_line_day_is_allocated_or_unattributed(case):
     assert r_egress.keys() == {request_id for request_id, *_ in reqs}
     for request_id, cost in r_egress.items():
         assert cost == pytest.approx(expected[request_id], rel=1e-12, abs=1e-15), request_id
-    assert dict((r[0], r[1:]) for r in e_un.select("line_id", "amount", "reason").rows()) == expected_unattributed
+    assert {r[0]: r[1:] for r in e_un.select("line_id", "amount", "reason").rows()} == expected_unattributed

@@ -5,7 +5,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -123,7 +123,7 @@ def test_every_request_is_served_by_a_node_of_its_folders_site_inside_the_day(da
     root, summary = day_dir
     inv = load_inventory(root / "inventory.yaml")
     site_of = dict(inv.nodes_frame().collect().select("node_id", "site_id").rows())
-    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
     local = 0
     for p, _, line in request_lines(root):
         try:

@@ -1,7 +1,7 @@
 """Bill parsers on the real FOCUS samples and on hand-made invoices with one defect each."""
 
 import shutil
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from pathlib import Path
 
 import polars as pl
@@ -27,7 +27,7 @@ CLOUD = "cloud-use1"
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def ingest(parser, paths, root, inventory, site_id, **reader):

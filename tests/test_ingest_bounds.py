@@ -8,7 +8,7 @@ Every case runs the real ingest (`pipelines.ingest.ingest_partition`) into a tem
 checks read = accepted + quarantined on every file of the audit."""
 
 import math
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from pathlib import Path
 
 import polars as pl
@@ -29,7 +29,7 @@ D = DAY.isoformat()
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def ingest(tmp_path: Path, inventory, dataset: str, site: str | None, files: dict[str, str | pl.DataFrame]) -> dict:

@@ -1,6 +1,6 @@
 """The shared judgements every input goes through: required fields, partition day, duplicates."""
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 
 import polars as pl
 from hypothesis import given, settings
@@ -55,9 +55,9 @@ def test_outside_partition_day_and_counter_reset():
     acc = accepted(judged, POWER_READINGS).collect()
     # 10:01+01:00 is 09:01 UTC: it sorts first; 20 J after 1000 J is a reset.
     assert acc.select("ts", "energy_j", "counter_reset").rows() == [
-        (datetime(2026, 11, 24, 9, 1, tzinfo=timezone.utc), 1500.0, False),
-        (datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc), 1000.0, True),
-        (datetime(2026, 11, 24, 10, 2, tzinfo=timezone.utc), 20.0, True),
+        (datetime(2026, 11, 24, 9, 1, tzinfo=UTC), 1500.0, False),
+        (datetime(2026, 11, 24, 10, 0, tzinfo=UTC), 1000.0, True),
+        (datetime(2026, 11, 24, 10, 2, tzinfo=UTC), 20.0, True),
     ]
     q = quarantined(judged, POWER_READINGS).collect()
     assert q.select("source_row", "reason").rows() == [(4, "outside_partition_day")]
@@ -67,10 +67,10 @@ def test_outside_partition_day_and_counter_reset():
 def test_parse_utc_offsets_and_naive():
     s = pl.DataFrame({"t": ["2026-03-08T01:59:59.5-05:00", "2026-11-24 10:00:00Z", "2026-11-24T10:00:00", "x"]})
     aware = s.select(parse_utc(pl.col("t"))).to_series().to_list()
-    assert aware == [datetime(2026, 3, 8, 6, 59, 59, 500000, tzinfo=timezone.utc),
-                     datetime(2026, 11, 24, 10, tzinfo=timezone.utc), None, None]
+    assert aware == [datetime(2026, 3, 8, 6, 59, 59, 500000, tzinfo=UTC),
+                     datetime(2026, 11, 24, 10, tzinfo=UTC), None, None]
     naive_ok = s.select(parse_utc(pl.col("t"), naive_is_utc=True)).to_series().to_list()
-    assert naive_ok[2] == datetime(2026, 11, 24, 10, tzinfo=timezone.utc) and naive_ok[3] is None
+    assert naive_ok[2] == datetime(2026, 11, 24, 10, tzinfo=UTC) and naive_ok[3] is None
 
 
 _DIGITS = st.text("0123456789", min_size=1, max_size=4)

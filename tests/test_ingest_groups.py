@@ -74,7 +74,7 @@ def test_date_columns_reach_gx_at_nanosecond_unit_with_the_same_verdicts(small_i
     import transforms.quality.suites as suites
 
     ctx = SuiteContext(inventory=small_inventory, day=date(2026, 11, 24))
-    row = {c: None for c in suites.REQUEST_COSTS_COLUMNS}
+    row = dict.fromkeys(suites.REQUEST_COSTS_COLUMNS)
     facts = pl.DataFrame([row, row, row], schema=suites.REQUEST_COSTS_COLUMNS).with_columns(
         pl.Series("date", [date(2026, 11, 24), date(2026, 11, 23), date(2026, 11, 25)]))
     res = validate_frame("request_costs", facts, ctx).result("request_costs.date.partition_day")

@@ -2,7 +2,7 @@
 inventory names, keeps the day's hours, quarantines what it cannot read with a reason, and the
 attribution prices its slots from the lake (docs/raw-formats.md, "Market prices")."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import polars as pl
 import pytest
@@ -18,7 +18,7 @@ FILE = "prices/nyiso-zone-j.csv"  # tests/data/inventory_small.yaml's market tar
 
 
 def hours(day: date, n: int = 24, price=lambda h: f"0.0{40 + h}") -> list[str]:
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return [f"{(start + timedelta(hours=h)):%Y-%m-%dT%H:%M:%SZ},{price(h)}" for h in range(n)]
 
 
@@ -75,7 +75,7 @@ def test_the_attribution_prices_the_day_from_the_lake_hours_of_the_raw_file(tmp_
     write_prices(raw, [*hours(DAY - timedelta(days=1)), *hours(DAY, price=lambda h: f"{0.01 * h - 0.05:.4f}"),
                        *hours(DAY + timedelta(days=1))])
     ingest(raw, lake, small_inventory)
-    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
     written = pl.DataFrame({"tariff_id": ["nyiso-zone-j"] * 24, "hour_utc": [start + timedelta(hours=h) for h in range(24)],
                             "price_per_kwh": [float(f"{0.01 * h - 0.05:.4f}") for h in range(24)]},
                            schema=MARKET_PRICES.schema)

@@ -6,7 +6,7 @@ and checks `rows_read = rows_accepted + rows_quarantined` per file.
 
 import csv
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from pathlib import Path
 
 import polars as pl
@@ -35,7 +35,7 @@ T0 = 1795824000000  # 2026-11-28T00:00:00Z in ms
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 bmc_inventory = bmc_sample_inventory  # a one-site fleet of BMC hosts (pipelines/checkdata.py)

@@ -11,7 +11,7 @@ tests/test_ingest_requests.py -k throughput -s
 import json
 import os
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 
 import polars as pl
@@ -40,7 +40,7 @@ def parse_otel_lines(raw_lines: pl.LazyFrame, inventory, site_id: str) -> pl.Laz
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def record(**changes) -> dict:

@@ -1,7 +1,7 @@
 """Failure drills: every suite passes its clean fixture, and each mutation of one expectation
 family fails exactly the checks named (and nothing else)."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import polars as pl
 import pytest
@@ -14,7 +14,7 @@ DAY = date(2026, 11, 24)
 
 
 def at(h: int, m: int = 0, s: float = 0.0) -> datetime:
-    return datetime(2026, 11, 24, h, m, tzinfo=timezone.utc) + timedelta(seconds=s)
+    return datetime(2026, 11, 24, h, m, tzinfo=UTC) + timedelta(seconds=s)
 
 
 def requests_frame() -> pl.DataFrame:
@@ -43,7 +43,7 @@ def power_frame() -> pl.DataFrame:
 
 
 def cost_frame() -> pl.DataFrame:
-    month = [datetime(2026, 11, 1, 5, tzinfo=timezone.utc), datetime(2026, 12, 1, 6, tzinfo=timezone.utc)]
+    month = [datetime(2026, 11, 1, 5, tzinfo=UTC), datetime(2026, 12, 1, 6, tzinfo=UTC)]
     return COST_LINES.conform(pl.LazyFrame({
         "source": ["focus", "focus", "electricity_invoice", "electricity_invoice"],
         "line_id": ["a1", "a2", "INV-1/1", "INV-1/2"], "site_id": ["cloud-use1", "cloud-use1", "remote-plains", "remote-plains"],

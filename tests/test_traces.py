@@ -4,7 +4,7 @@ Expected sums and timestamps were computed from the files with Python's csv and 
 independently of the adapters; latencies and cached tokens below are worked by hand.
 """
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 
 import polars as pl
@@ -29,12 +29,12 @@ AZURE = REAL / "azure_llm_inference_2023"
 MOONCAKE = REAL / "mooncake_fast25_traces"
 INV = load_inventory(DATA / "inventory_small.yaml")
 MODEL = ThroughputModel()  # 10,000 prefill tokens/s, 40 decode tokens/s, no queue
-PLACEMENT = dict(node_id="c-h100-01", model="llama-3.1-70b-instruct", tier="standard", tenant_id="trace-replay")
-START = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
+PLACEMENT = {"node_id": "c-h100-01", "model": "llama-3.1-70b-instruct", "tier": "standard", "tenant_id": "trace-replay"}
+START = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def ingest(parsed: pl.LazyFrame, day: date) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -102,7 +102,7 @@ def test_azure_first_code_request_latency_by_hand():
 
 
 def test_azure_replayed_at_a_start_keeps_every_gap():
-    rows, quarantine, _ = ingest(azure("code", "conv", start=datetime(2026, 11, 28, 9, tzinfo=timezone.utc)),
+    rows, quarantine, _ = ingest(azure("code", "conv", start=datetime(2026, 11, 28, 9, tzinfo=UTC)),
                                  date(2026, 11, 28))
     assert quarantine.height == 0 and rows.height == 8_819 + 19_366
     first = {n: rows.filter(pl.col("request_id").str.starts_with(f"azure-{n}-"))["arrived_at"].min() for n in ("code", "conv")}

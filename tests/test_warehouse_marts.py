@@ -224,7 +224,7 @@ def test_tier_percentiles_from_the_histogram_equal_quantile_cont(requests):
         expected = con.sql("""SELECT tier, quantile_cont(ttft_s, 0.95) FILTER (WHERE status = 'ok'),
                                      quantile_cont(epoch(completed_at - arrived_at), 0.95) FILTER (WHERE status = 'ok')
                               FROM rc GROUP BY tier ORDER BY tier""").fetchall()
-        got = dict(((t, (a, b)) for t, a, b in con.sql(TIER_P95_SQL).fetchall()))
+        got = {t: (a, b) for t, a, b in con.sql(TIER_P95_SQL).fetchall()}
     finally:
         con.close()
     assert set(got) <= {t for t, _, _ in expected}

@@ -199,7 +199,7 @@ def test_a_publish_killed_midway_leaves_the_previous_warehouse_intact(two_nights
     before = (current_version(wh), wh.stat().st_ino, sql(wh, "SELECT * FROM cost_by_tier_day ORDER BY ALL"))
     killed = False
     for _attempt in range(3):
-        known = set(p.name for p in versions_dir(wh).iterdir())
+        known = {p.name for p in versions_dir(wh).iterdir()}
         proc = subprocess.Popen(_publish_cmd(two_nights), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:

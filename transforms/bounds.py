@@ -8,12 +8,8 @@ J, cents as dollars, `1e308` from a broken exporter). The parsers quarantine suc
 follow. NaN and +/-Inf are outside every bound.
 """
 
-from typing import TYPE_CHECKING
-
 import polars as pl
 
-if TYPE_CHECKING:
-    from transforms.inventory import Inventory
 
 # --- power and energy (W, J) ---------------------------------------------------------------
 # A GPU or node meter may briefly read above nameplate (PSU transients, sensor error), never 1.5
@@ -53,16 +49,6 @@ MAX_REQUEST_COST = 1_000.0  # fully loaded cost of one request (a warning of the
 # --- the inventory's own numbers -----------------------------------------------------------
 MAX_NODE_W = 200_000.0  # nameplate, idle or one GPU's TDP of a node (64 GPUs of 2 kW with room)
 MAX_MODEL_PARAMS_B = 100_000.0  # parameters of a model, billions
-
-
-def meter_power_limits(inventory: "Inventory") -> pl.LazyFrame:
-    """`meter_id, scope, power_limit_w` of every GPU and node meter of the inventory:
-    NAMEPLATE_MULTIPLE x the GPU's TDP (gpu) or the node's nameplate (node), in W."""
-    nodes = inventory.nodes_frame().select("node_id", "gpu_tdp_w", "nameplate_w")
-    return (inventory.meters_frame().filter(pl.col("scope").is_in(["gpu", "node"])).select("meter_id", "scope", "node_id")
-            .join(nodes, on="node_id", how="left")
-            .select("meter_id", "scope", (pl.when(pl.col("scope") == "gpu").then("gpu_tdp_w").otherwise("nameplate_w")
-                                          * NAMEPLATE_MULTIPLE).alias("power_limit_w")))
 
 
 def _text(bound: pl.Expr | float) -> pl.Expr:

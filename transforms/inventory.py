@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from transforms.bounds import (MAX_ENERGY_PRICE_PER_KWH, MAX_LATENCY_S, MAX_MODEL_PARAMS_B, MAX_NODE_W,
-                               MAX_PRICE_PER_M_TOKENS)
+                               MAX_PRICE_PER_M_TOKENS, NAMEPLATE_MULTIPLE)
 
 
 class InventoryError(ValueError):
@@ -223,6 +223,15 @@ class Inventory(_Strict):
                  for n in self.nodes if n.gpu_telemetry == "dcgm" for i in range(n.gpus)]
         cols = ["meter_id", "scope", "site_id", "node_id", "gpu_index", "source", "sensor"]
         return pl.LazyFrame(rows, schema={c: (pl.Int16 if c == "gpu_index" else pl.String) for c in cols}, orient="row")
+
+    def meter_power_limits(self) -> pl.LazyFrame:
+        """`meter_id, scope, power_limit_w` of every GPU and node meter: NAMEPLATE_MULTIPLE
+        (transforms/bounds.py) x the GPU's TDP (gpu) or the node's nameplate (node), in W."""
+        nodes = self.nodes_frame().select("node_id", "gpu_tdp_w", "nameplate_w")
+        limit = pl.when(pl.col("scope") == "gpu").then("gpu_tdp_w").otherwise("nameplate_w") * NAMEPLATE_MULTIPLE
+        return (self.meters_frame().filter(pl.col("scope").is_in(["gpu", "node"]))
+                .select("meter_id", "scope", "node_id").join(nodes, on="node_id", how="left")
+                .select("meter_id", "scope", limit.alias("power_limit_w")))
 
     @property
     def site_ids(self) -> list[str]:

@@ -3,7 +3,7 @@ in hand: exact sums (`fsum`) and frames collected once where several steps read 
 (`materialize`)."""
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import polars as pl
 
@@ -29,7 +29,7 @@ class SlotGrid:
 
     @property
     def start(self) -> datetime:
-        return datetime(self.day.year, self.day.month, self.day.day, tzinfo=timezone.utc)
+        return datetime(self.day.year, self.day.month, self.day.day, tzinfo=UTC)
 
     @property
     def end(self) -> datetime:

@@ -14,7 +14,7 @@ three ways, so `rows_read = rows_accepted + rows_quarantined` holds by construct
 The canonical CSV/Parquet form of a contract is read by `canonical.parse_canonical`.
 """
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import numpy as np
 import polars as pl
@@ -94,7 +94,7 @@ def _parse_utc_general(expr: pl.Expr, *, naive_is_utc: bool = False) -> pl.Expr:
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return start, start + timedelta(days=1)
 
 

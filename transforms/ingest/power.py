@@ -16,7 +16,7 @@ The pipeline then calls `classify(parsed, POWER_READINGS, day, day_column="ts")`
 
 import polars as pl
 
-from transforms.bounds import MAX_COUNTER_J, MAX_INTERVAL_S, MAX_METER_W, meter_power_limits, out_of_range
+from transforms.bounds import MAX_COUNTER_J, MAX_INTERVAL_S, MAX_METER_W, out_of_range
 from transforms.contracts import POWER_READINGS
 from transforms.ingest.canonical import parse_canonical
 from transforms.ingest.common import first_reason, parse_utc
@@ -100,7 +100,7 @@ def parse_canonical_power(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
     Columns the file lacks take the meter's inventory values (scope, site_id, node_id,
     gpu_index), `source` "canonical" and `counter_reset` False (also where a cell is empty;
     `accepted` recomputes resets). The meter must be in the inventory and of this site."""
-    meters = inventory.meters_frame().join(meter_power_limits(inventory).select("meter_id", "power_limit_w"),
+    meters = inventory.meters_frame().join(inventory.meter_power_limits().select("meter_id", "power_limit_w"),
                                            on="meter_id", how="left").select(
         pl.col("meter_id").alias("_meter_key"), *(pl.col(c).alias(f"_inv_{c}") for c in INVENTORY_DEFAULTS),
         pl.col("power_limit_w").fill_null(MAX_METER_W).alias("_power_limit_w"))

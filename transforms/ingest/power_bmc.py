@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from transforms.bounds import MAX_COUNTER_J, NAMEPLATE_MULTIPLE, meter_power_limits, out_of_range
+from transforms.bounds import MAX_COUNTER_J, NAMEPLATE_MULTIPLE, out_of_range
 from transforms.ingest.common import first_reason, parse_utc
 from transforms.ingest.power_meters import J_PER_KWH, finish, host_checks, host_from_file, node_meters, unjudged
 from transforms.inventory import Inventory
@@ -16,7 +16,7 @@ NODE_POWER_FIX = (f"above {NAMEPLATE_MULTIPLE} x the node's nameplate; check the
 
 
 def _with_limits(meters: pl.LazyFrame, inventory: Inventory) -> pl.LazyFrame:
-    return meters.join(meter_power_limits(inventory).select("meter_id", "power_limit_w"), on="meter_id", how="left")
+    return meters.join(inventory.meter_power_limits().select("meter_id", "power_limit_w"), on="meter_id", how="left")
 
 
 def _sensor_lines(lines: pl.LazyFrame) -> pl.LazyFrame:

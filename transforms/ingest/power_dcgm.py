@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from transforms.bounds import NAMEPLATE_MULTIPLE, meter_power_limits, out_of_range
+from transforms.bounds import NAMEPLATE_MULTIPLE, out_of_range
 from transforms.contracts import UTC_US
 from transforms.ingest.common import first_reason
 from transforms.ingest.power_meters import finish, other_site, unjudged
@@ -76,7 +76,7 @@ def parse_dcgm_prometheus(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
     instant into one row and sets `counter_reset`."""
     gpu_meters = inventory.meters_frame().filter(pl.col("scope") == "gpu").select(
         "meter_id", "scope", "site_id", "node_id", "gpu_index").join(
-        meter_power_limits(inventory).select("meter_id", "power_limit_w"), on="meter_id", how="left")
+        inventory.meter_power_limits().select("meter_id", "power_limit_w"), on="meter_id", how="left")
     samples = (
         sample_fields(raw)
         .with_columns(_label("Hostname").alias("_host"), _label("gpu").alias("_gpu"))

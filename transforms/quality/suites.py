@@ -23,7 +23,7 @@ from great_expectations.expectations.row_conditions import Column as Col
 from transforms.bounds import (  # (the parsers quarantine outside the same bounds)
     MAX_ASSET_COST, MAX_BILL_LINE, MAX_COUNTER_J, MAX_ENERGY_PRICE_PER_KWH, MAX_INPUT_TOKENS, MAX_INTERVAL_S,
     MAX_LATENCY_S, MAX_METER_W, MAX_OUTPUT_TOKENS, MAX_REQUEST_COST, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES,
-    MAX_USEFUL_LIFE_MONTHS, NAMEPLATE_MULTIPLE, meter_power_limits)
+    MAX_USEFUL_LIFE_MONTHS, NAMEPLATE_MULTIPLE)
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
 from transforms.contracts import (
     ASSETS, COST_LINES, COST_TYPES, DEPRECIATION_METHODS, METER_SCOPES, POWER_READINGS, REQUESTS, STATUSES, Contract)
@@ -197,7 +197,7 @@ def requests_suite(ctx: SuiteContext) -> list[Check]:
               gxe.ExpectColumnValuesToBeBetween, column="output_tokens", max_value=MAX_OUTPUT_TOKENS),
         *in_range(s, {"input_tokens": (MAX_REQUEST_TOKENS, "tokens"), "output_tokens": (MAX_REQUEST_TOKENS, "tokens"),
                       "response_bytes": (MAX_RESPONSE_BYTES, "bytes"),
-                      **{c: (MAX_LATENCY_S, "s") for c in ("queue_s", "ttft_s", "prefill_s", "decode_s")}}),
+                      **dict.fromkeys(("queue_s", "ttft_s", "prefill_s", "decode_s"), (MAX_LATENCY_S, "s"))}),
         not_before(s, "cached_input_tokens.within_input", "input_tokens", "cached_input_tokens"),
         allowed(s, "status", STATUSES, "one of " + ", ".join(STATUSES)),
         allowed(s, "tier", ctx.ids("tiers"), "a tier of the inventory", rule="known"),
@@ -356,7 +356,7 @@ def prepare(suite: str, frame: pl.LazyFrame, ctx: SuiteContext) -> pl.LazyFrame:
             return frame.with_columns(pl.lit(None, pl.Float64).alias("power_limit_w"),
                                       pl.lit(None, UTC).alias("interval_start"),
                                       pl.lit(None, pl.Float64).alias("interval_power_w"))
-        limits = meter_power_limits(ctx.inventory) if ctx.inventory else \
+        limits = ctx.inventory.meter_power_limits() if ctx.inventory else \
             pl.LazyFrame(schema={"meter_id": pl.String, "scope": pl.String, "power_limit_w": pl.Float64})
         # The limit follows the meter id and the reading's own scope: a node meter mislabelled as
         # gpu gets no limit here and fails the `meter_id.known` or `scope` checks instead.
