@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The Dagster instance lives here (dagster.yaml), its storage under .dagster_home/.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: demo test test-deep setup defs clean docs bench bench-attribution bench-e2e check-data
+.PHONY: demo test lint test-deep setup defs clean docs bench bench-attribution bench-e2e check-data
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ demo: $(VENV)/.installed
 ## with CI set: Hypothesis then loads its `ci` profile (tests/conftest.py): the same examples on every run
 ## (derandomized, no example database), each property test at its own budget. Without CI, the `dev`
 ## profile: the same budgets, random examples, failures replayed from .hypothesis/.
-test: $(VENV)/.installed
+test: lint
 	$(PY) -m pytest -n 2 --dist loadfile
+
+## Ruff and the import contract (pyproject.toml; the rooms and what each may import: docs/architecture.md).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/lint-imports --no-cache
 
 ## A long local hunt for counterexamples: only the property tests, with Hypothesis's `deep` profile (twenty
 ## times the examples, random, nice'd; about 15 minutes on two cores). A failure it finds becomes an @example.
