@@ -28,6 +28,7 @@ and the goals of issue 3, and writes `bench/out/attribution.json`.
 
 import argparse
 import json
+import linecache
 import os
 import platform
 import resource
@@ -40,6 +41,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
+
+from fingerprint import code_fingerprint  # noqa: E402
 
 OUT_DIR = BENCH_DIR / "out"
 CASES = ("full", "pandas", "polars")
@@ -70,9 +73,9 @@ def _reset_peak() -> None:
 
 
 def run_full(n: int) -> dict:
-    from synth_lake import BenchLake
+    from synth_lake import BenchLake  # noqa: PLC0415 (child process only: the parent stays small)
 
-    from pipelines.attribution import attribute_partition
+    from pipelines.attribution import attribute_partition  # noqa: PLC0415 (child process only: the parent stays small)
 
     bench = BenchLake(OUT_DIR / f"lake-{n}", n)
     inventory = bench.inventory()
@@ -83,8 +86,8 @@ def run_full(n: int) -> dict:
 
 
 def run_reference(name: str, n: int) -> dict:
-    from references import REFERENCES
-    from synth_lake import BenchLake
+    from references import REFERENCES  # noqa: PLC0415 (child process only: the parent stays small)
+    from synth_lake import BenchLake  # noqa: PLC0415 (child process only: the parent stays small)
 
     bench = BenchLake(OUT_DIR / f"lake-{n}", n)
     target = bench.root / f"reference-{name}.parquet"
@@ -97,13 +100,11 @@ def run_profile(n: int) -> dict:
     """The full attribution with every collect, sink and lake write timed, with its peak
     resident memory (see the module docstring). Only Polars' and the lake's entry points are
     wrapped, so the profile follows whatever shape transforms/ and pipelines/ have."""
-    import linecache
+    import polars as pl  # noqa: PLC0415 (child process only: the parent stays small)
+    from synth_lake import BenchLake  # noqa: PLC0415 (child process only: the parent stays small)
 
-    import polars as pl
-    from synth_lake import BenchLake
-
-    import pipelines.attribution as attribution
-    from lake.store import Lake
+    import pipelines.attribution as attribution  # noqa: PLC0415 (child process only: the parent stays small)
+    from lake.store import Lake  # noqa: PLC0415 (child process only: the parent stays small)
 
     stages: list[dict] = []
     repo = str(BENCH_DIR.parent) + os.sep
@@ -161,8 +162,8 @@ def run_profile(n: int) -> dict:
 
 def run_check(n: int) -> dict:
     """How the references' energy compares with the engine's `it_energy_j` per request."""
-    import polars as pl
-    from synth_lake import BenchLake
+    import polars as pl  # noqa: PLC0415 (child process only: the parent stays small)
+    from synth_lake import BenchLake  # noqa: PLC0415 (child process only: the parent stays small)
 
     bench = BenchLake(OUT_DIR / f"lake-{n}", n)
     facts = pl.scan_parquet(bench.files("request_costs")).select("request_id", pl.col("it_energy_j").alias("engine"))
@@ -181,8 +182,7 @@ def run_check(n: int) -> dict:
 
 
 def run_lake(n: int, seed: int, regenerate: bool) -> dict:
-    from fingerprint import code_fingerprint
-    from synth_lake import GENERATOR_CODE, ensure_lake
+    from synth_lake import GENERATOR_CODE, ensure_lake  # noqa: PLC0415 (child process only: the parent stays small)
 
     bench = ensure_lake(n, OUT_DIR, seed=seed, regenerate=regenerate, log=lambda m: print(m, flush=True))
     return {"root": str(bench.root), **bench.manifest, "generator_now": code_fingerprint(*GENERATOR_CODE)}
@@ -203,7 +203,7 @@ def child_main(args: argparse.Namespace) -> None:
         result = run_check(args.n)
     else:
         result = run_reference(args.case, args.n)
-    import polars as pl
+    import polars as pl  # noqa: PLC0415 (child process only: the parent stays small)
 
     # This process's own peak RSS: a child's ru_maxrss also counts its parent's RSS at fork.
     result.setdefault("peak_mib", _rss_mib()["peak_mib"])
@@ -332,8 +332,6 @@ def print_profile(n: int, profile: dict) -> None:
 def source_fingerprint() -> str:
     """A short hash of the code under test, to tie figures to a version of it and to notice
     the code changing during a run."""
-    from fingerprint import code_fingerprint
-
     return code_fingerprint("transforms", "pipelines", "fleetsim")
 
 

@@ -96,7 +96,7 @@ def _vm_hwm_mib() -> float:
 
 def simulate_child(n: int, seed: int, codec: str | None) -> dict:
     """Write the raw day of `n` requests into `raw_dir(n, codec)`; the manifest marks it complete."""
-    from fleetsim import simulate
+    from fleetsim import simulate  # noqa: PLC0415 (child process only: the parent stays small)
 
     root = raw_dir(n, codec)
     if root.exists():
@@ -121,12 +121,12 @@ def simulate_child(n: int, seed: int, codec: str | None) -> dict:
 def run_child(n: int, work: Path, codec: str | None) -> dict:
     """The nightly job for the raw day of `n` requests, into a fresh lake and warehouse under
     `work`, exactly as `inferledger run --date` runs it."""
-    import dagster as dg
+    import dagster as dg  # noqa: PLC0415 (child process only: the parent stays small)
 
-    from pipelines.cli import DEFAULT_PARALLEL
-    from pipelines.location import code_location
-    from pipelines.runner import day_steps, prepare, run_steps, step_spans
-    from settings import resolve
+    from pipelines.cli import DEFAULT_PARALLEL  # noqa: PLC0415 (child process only: the parent stays small)
+    from pipelines.location import code_location  # noqa: PLC0415 (child process only: the parent stays small)
+    from pipelines.runner import day_steps, prepare, run_steps, step_spans  # noqa: PLC0415 (child process only)
+    from settings import resolve  # noqa: PLC0415 (child process only: the parent stays small)
 
     started = time.perf_counter()
     settings = resolve(os.environ, raw=raw_dir(n, codec), lake=work / "lake",
@@ -386,7 +386,7 @@ def goals(results: list[dict]) -> list[dict]:
                                 + ("" if r.get("request_logs", "plain") == "plain" else f" ({r['request_logs']} request logs)")})
     done = sorted((r for r in results if "seconds" in r), key=lambda r: r["requests"])
     exps = []
-    for a, b in zip(done, done[1:]):
+    for a, b in zip(done, done[1:], strict=False):
         k = math.log(b["seconds"] / a["seconds"]) / math.log(b["requests"] / a["requests"])
         exps.append(f"{_fmt_n(a['requests'])}->{_fmt_n(b['requests'])}: time ~ N^{k:.2f}")
     big = [r for r in done if r["requests"] >= 10_000_000]

@@ -24,6 +24,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+import fleetsim
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO = {"requests": 50_000, "seed": 7, "date": "2026-11-24"}  # pipelines.cli's demo defaults
 BENCH = {"requests": 1_000_000, "seed": 7, "date": "2026-10-31"}  # bench_e2e.py's day at 1 M
@@ -60,8 +62,6 @@ def main() -> int:
     n = args.requests or preset["requests"]
     seed = args.seed if args.seed is not None else preset["seed"]
     day = date.fromisoformat(args.date or preset["date"])
-
-    import fleetsim
 
     with tempfile.TemporaryDirectory(prefix="marts-digest-") as tmp:
         work = args.work or Path(tmp)

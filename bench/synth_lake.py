@@ -39,7 +39,7 @@ from fleetsim.traffic import generate_node_requests, split_requests, tenant_weig
 from lake.inventory import load_inventory
 from lake.store import Lake
 from pipelines.ingest import ingest_partition
-from transforms.contracts import POWER_READINGS, REQUESTS, STATUSES
+from transforms.contracts import CANONICAL, POWER_READINGS, REQUESTS, STATUSES
 from transforms.inventory import Inventory
 
 DAY = date(2026, 11, 30)  # the last day of a month: the month's invoices are delivered with it
@@ -107,8 +107,6 @@ def ensure_lake(requests: int, out_dir: Path, *, seed: int = SEED, regenerate: b
 
 def _schema_mismatch(bench: BenchLake) -> str | None:
     """Why the lake no longer fits the canonical contracts, or None."""
-    from transforms.contracts import CANONICAL
-
     for name, contract in CANONICAL.items():
         files = bench.files(name)
         if not files:

@@ -208,7 +208,7 @@ class FleetSpec:
     def node_counts(self, requests: int) -> dict[str, int]:
         """Nodes per pool for `requests` a day: one per `requests_per_node_day`, at least `min_nodes`."""
         return {p.id: max(p.min_nodes, math.ceil(n / p.requests_per_node_day))
-                for p, n in zip(self.pools, self.pool_requests(requests).values())}
+                for p, n in zip(self.pools, self.pool_requests(requests).values(), strict=True)}
 
 
 def largest_remainder(raw: dict[str, float], total: int) -> dict[str, int]:

@@ -54,7 +54,7 @@ def arrival_profile(day: date, node: Node, tier: TierSpec, rng: np.random.Genera
         starts = rng.choice(MINUTES, size=tier.bursts, p=base ** 2 / (base ** 2).sum())
         mass = rng.uniform(0.5, 1.5, tier.bursts)
         mass = mass / mass.sum() * tier.burst_share
-        for s, m in zip(starts, mass):
+        for s, m in zip(starts, mass, strict=True):
             length = int(rng.integers(tier.burst_minutes[0], tier.burst_minutes[1] + 1))
             lo, hi = int(s), min(MINUTES, int(s) + length)
             p[lo:hi] += m / (hi - lo)
@@ -125,7 +125,7 @@ def split_requests(fleet: Fleet, day: date, seed: int) -> dict[str, dict[str, in
         pool, tier = key.split("|")
         nodes = fleet.pool_nodes(pool)
         w = weights[pool] / weights[pool].sum()
-        for node, k in zip(nodes, rng.multinomial(exact[key], w)):
+        for node, k in zip(nodes, rng.multinomial(exact[key], w), strict=True):
             out[node.id][tier] = int(k)
     return out
 

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
+from rich.table import Table
 
 from lake.json_lines import extract_json_fields
 from lake.readers import scan_csv_text, scan_text_lines
@@ -129,8 +130,6 @@ def check_data(lake: Path, day: date, inventory: Inventory, warehouse: Path | No
 
 
 def print_report(report: CheckDataReport, console) -> None:
-    from rich.table import Table
-
     t = Table(title="Data quality: Great Expectations suites", title_justify="left")
     for col in ("suite", "batch", "rows", "expectations", "errors", "warnings", "seconds"):
         t.add_column(col, justify="left" if col in ("suite", "batch") else "right")
@@ -147,7 +146,7 @@ def print_report(report: CheckDataReport, console) -> None:
                       str(o.unexpected_count))
         console.print(w)
     failed = [(r.suite, r.partition, e) for r in report.suites for e in r.errors + r.warnings]
-    for suite, batch, e in failed:
+    for _, batch, e in failed:
         kind = "[red]error[/red]" if e.severity == "error" else "[yellow]warning[/yellow]"
         count = e.unexpected_count if e.unexpected_count is not None else e.observed
         console.print(f"{kind} {e.name} on {batch}: {count} unexpected" + (f", e.g. {e.examples[:3]}" if e.examples else "")

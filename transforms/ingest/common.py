@@ -293,7 +293,7 @@ def audit(classified: pl.LazyFrame, contract: Contract, files: list[str] | None 
         dataset, entry, why = zip(*ignored, strict=True)
         counts = pl.concat([counts.pipe(INGEST_AUDIT.conform), pl.LazyFrame(
             {"dataset": dataset, "source_file": entry, "rows_read": 0, "rows_accepted": 0, "rows_quarantined": 0,
-             "status": "ignored", "status_detail": [f"`{e.rsplit('/', 1)[-1]}` {w}" for e, w in zip(entry, why)]},
+             "status": "ignored", "status_detail": [f"`{e.rsplit('/', 1)[-1]}` {w}" for e, w in zip(entry, why, strict=True)]},
             schema=INGEST_AUDIT.schema)])
     return counts.sort("dataset", "source_file").pipe(INGEST_AUDIT.conform)
 

@@ -13,7 +13,7 @@ interval with the partition's day). `prepare(suite, frame, ctx)` adds those refe
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC as UTC_ZONE, date, datetime, time, timedelta
 from typing import Literal
 
 import great_expectations.expectations as gxe
@@ -81,7 +81,7 @@ class SuiteContext:
 
     @property
     def day_start(self) -> datetime:
-        return datetime.combine(self.day or date(2000, 1, 1), time(), tzinfo=timezone.utc)
+        return datetime.combine(self.day or date(2000, 1, 1), time(), tzinfo=UTC_ZONE)
 
     @property
     def day_end(self) -> datetime:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import altair as alt
 import polars as pl
+import vl_convert
 
 from lake.files import write_text
 from warehouse.report.charts import CHARTS, CURRENCY_SYMBOLS, format_locale
@@ -44,8 +45,6 @@ def vega_bundle(vl_version: str, cache_dir: Path | None = None) -> str:
     takes ~2.5 s, so it is built once per vl-convert release and Vega-Lite version and kept in
     `cache_dir` when given (the setting `cache_dir`, $INFERLEDGER_CACHE_DIR; a cache only: any
     failure to read or write it just builds it again)."""
-    import vl_convert
-
     cached = cache_dir / f"vega-bundle-{vl_convert.__version__}-{vl_version}.js" if cache_dir else None
     try:
         text = cached.read_text(encoding="utf-8") if cached else ""
@@ -178,7 +177,7 @@ WIDE = {"reconciliation", "quarantine"}  # sections with wide tables span both c
 
 def _chart_sections(data: ReportData, specs: dict[str, dict]) -> str:
     out = []
-    for chart_id, (frame, _, title, what) in CHARTS.items():
+    for chart_id, (_, _, title, what) in CHARTS.items():
         body = (f'<div class="chart" id="chart-{chart_id}" data-chart="{chart_id}"></div>' if chart_id in specs
                 else f'<p class="empty" id="chart-{chart_id}-empty">Nothing to show in these days.</p>')
         wide = ' class="wide"' if chart_id in WIDE else ""
