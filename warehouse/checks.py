@@ -39,12 +39,14 @@ class CheckOutcome:
 def _component_sources_sql() -> str:
     parts = []
     for c in MONEY:
-        idle = "0" if c == "egress_cost" else f"(SELECT coalesce(sum(idle_{c}), 0) FROM idle_by_pool_day i WHERE i.date = s.date)"
+        idle = "0" if c == "egress_cost" else (f"(SELECT coalesce(sum(idle_{c}), 0) FROM idle_by_pool_day i "
+                                               "WHERE i.date = s.date)")
         parts.append(f"""
             SELECT s.date, '{c}' AS component, s.source_amount,
                 (SELECT coalesce(sum({c}), 0) FROM cost_by_tier_day t WHERE t.date = s.date)
                 + {idle}
-                + (SELECT coalesce(sum(amount), 0) FROM unattributed_costs u WHERE u.date = s.date AND u.component = '{c}')
+                + (SELECT coalesce(sum(amount), 0) FROM unattributed_costs u
+                   WHERE u.date = s.date AND u.component = '{c}')
                 AS in_marts
             FROM conservation_by_component s WHERE s.component = '{c}'""")
     return " UNION ALL ".join(parts)
@@ -64,14 +66,18 @@ def checks(max_age_days: int = default("max_age_days"), today: date | None = Non
             "WHERE NOT within_tolerance ORDER BY abs(difference) DESC"),
         WarehouseCheck(
             "marts_equal_sources",
-            "Per day and cost component: the tier marts + idle by pool + unattributed = the sources' total, to the cent.",
+            "Per day and cost component: the tier marts + idle by pool + unattributed = the sources' total, "
+            "to the cent.",
             f"SELECT date, component, source_amount, in_marts, in_marts - source_amount AS difference "
-            f"FROM ({_component_sources_sql()}) WHERE abs(in_marts - source_amount) > {MONEY_TOLERANCE} ORDER BY date, component"),
+            f"FROM ({_component_sources_sql()}) WHERE abs(in_marts - source_amount) > {MONEY_TOLERANCE} "
+            f"ORDER BY date, component"),
         WarehouseCheck(
             "marts_equal_request_facts",
-            "Per day: requests, direct and fully loaded cost of the tier marts = the sums over request_costs (the attributed Parquet).",
+            "Per day: requests, direct and fully loaded cost of the tier marts = the sums over request_costs "
+            "(the attributed Parquet).",
             f"""WITH f AS (SELECT date, count(*) AS requests, sum(direct_cost) AS direct_cost,
-                                  sum(fully_loaded_cost) AS fully_loaded_cost, {money_sum} AS parts FROM request_costs GROUP BY date),
+                                  sum(fully_loaded_cost) AS fully_loaded_cost, {money_sum} AS parts
+                           FROM request_costs GROUP BY date),
                      m AS (SELECT date, sum(requests) AS requests, sum(direct_cost) AS direct_cost,
                                   sum(fully_loaded_cost) AS fully_loaded_cost FROM cost_by_tier_day GROUP BY date)
                 SELECT coalesce(f.date, m.date) AS date, f.requests AS in_facts, m.requests AS in_marts,
@@ -97,28 +103,28 @@ def checks(max_age_days: int = default("max_age_days"), today: date | None = Non
                UNION ALL
                SELECT coalesce(f.date, a.date), NULL, f.n, a.n, NULL
                FROM (SELECT date, count(*) AS n FROM request_costs GROUP BY date) f
-               FULL JOIN (SELECT date, sum(rows_accepted) AS n FROM ingest_audit WHERE dataset = 'requests' GROUP BY date) a
-                 ON f.date = a.date
+               FULL JOIN (SELECT date, sum(rows_accepted) AS n FROM ingest_audit WHERE dataset = 'requests'
+                          GROUP BY date) a ON f.date = a.date
                WHERE f.n IS DISTINCT FROM a.n
                ORDER BY 1, 2"""),
         WarehouseCheck(
             "no_negative_costs",
             "No negative amortization, cloud, fixed, egress, idle or fully loaded cost in any mart row.",
-            "SELECT 'cost_by_tier_day' AS mart, date, tier AS key, least(amortization_cost, cloud_cost, fixed_cost, egress_cost, "
-            "idle_cost, fully_loaded_cost) AS lowest FROM cost_by_tier_day WHERE least(amortization_cost, cloud_cost, fixed_cost, "
-            "egress_cost, idle_cost, fully_loaded_cost) < -1e-9 "
-            "UNION ALL SELECT 'idle_by_pool_day', date, pool_id, least(idle_amortization_cost, idle_cloud_cost, idle_fixed_cost) "
-            "FROM idle_by_pool_day WHERE least(idle_amortization_cost, idle_cloud_cost, idle_fixed_cost) < -1e-9 ORDER BY 1, 2, 3"),
+            "SELECT 'cost_by_tier_day' AS mart, date, tier AS key, least(amortization_cost, cloud_cost, fixed_cost, "
+            "egress_cost, idle_cost, fully_loaded_cost) AS lowest FROM cost_by_tier_day "
+            "WHERE least(amortization_cost, cloud_cost, fixed_cost, egress_cost, idle_cost, fully_loaded_cost) < -1e-9 "
+            "UNION ALL SELECT 'idle_by_pool_day', date, pool_id, "
+            "least(idle_amortization_cost, idle_cloud_cost, idle_fixed_cost) FROM idle_by_pool_day "
+            "WHERE least(idle_amortization_cost, idle_cloud_cost, idle_fixed_cost) < -1e-9 ORDER BY 1, 2, 3"),
         WarehouseCheck(
             "negative_energy_cost",
             "Energy cost below zero (possible with negative market prices; worth a look).",
             "SELECT date, tier, energy_cost FROM cost_by_tier_day WHERE energy_cost < -1e-9 ORDER BY date, tier",
             severity="warning"),
         WarehouseCheck(
-            "pue_within_bounds",
-            f"Hourly PUE of every site within [{lo}, {hi}].",
-            f"SELECT site_id, hour, pue, pue_method FROM site_energy_hour WHERE pue < {lo} OR pue > {hi} OR pue IS NULL "
-            f"ORDER BY site_id, hour"),
+            "pue_within_bounds", f"Hourly PUE of every site within [{lo}, {hi}].",
+            f"SELECT site_id, hour, pue, pue_method FROM site_energy_hour "
+            f"WHERE pue < {lo} OR pue > {hi} OR pue IS NULL ORDER BY site_id, hour"),
         WarehouseCheck(
             "freshness",
             f"The latest published day is no older than {max_age_days} days (on {today}).",
@@ -141,7 +147,8 @@ _PUBLISHED: dict[tuple[str, str], dict[tuple[str, str], CheckOutcome]] = {}
 def remember_published(path: Path | str, version: str, which: list[WarehouseCheck],
                        outcomes: list[CheckOutcome]) -> None:
     _PUBLISHED.clear()
-    _PUBLISHED[(str(Path(path).resolve()), version)] = {(c.name, c.sql): o for c, o in zip(which, outcomes, strict=True)}
+    _PUBLISHED[(str(Path(path).resolve()), version)] = {(c.name, c.sql): o
+                                                         for c, o in zip(which, outcomes, strict=True)}
 
 
 def published_outcomes(path: Path | str, version: str) -> dict[tuple[str, str], CheckOutcome]:
@@ -150,7 +157,8 @@ def published_outcomes(path: Path | str, version: str) -> dict[tuple[str, str], 
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, which: list[WarehouseCheck] | None = None,
-               examples: int = EXAMPLES, *, known: dict[tuple[str, str], CheckOutcome] | None = None) -> list[CheckOutcome]:
+               examples: int = EXAMPLES, *,
+               known: dict[tuple[str, str], CheckOutcome] | None = None) -> list[CheckOutcome]:
     """Run each check on `con` (the warehouse's catalog in use); returns one outcome per check.
     An outcome in `known` for the same check name and SQL is taken instead of running it."""
     out = []
@@ -162,8 +170,8 @@ def run_checks(con: duckdb.DuckDBPyConnection, which: list[WarehouseCheck] | Non
         cols = rel.columns
         rows = rel.fetchall()
         out.append(CheckOutcome(c.name, c.severity, not rows, len(rows),
-                                [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in zip(cols, r, strict=True)}
-                                 for r in rows[:examples]], c.description))
+                                [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                                  for k, v in zip(cols, r, strict=True)} for r in rows[:examples]], c.description))
     return out
 
 
@@ -175,7 +183,8 @@ def describe(outcomes: list[CheckOutcome]) -> str:
     lines = []
     for o in outcomes:
         mark = "ok  " if o.passed else ("FAIL" if o.severity == "error" else "warn")
-        lines.append(f"  {mark} {o.name}: {o.unexpected_count} row(s)" + (f", e.g. {o.examples[:2]}" if o.examples else ""))
+        lines.append(f"  {mark} {o.name}: {o.unexpected_count} row(s)"
+                     + (f", e.g. {o.examples[:2]}" if o.examples else ""))
     return "\n".join(lines)
 
 

@@ -38,7 +38,8 @@ def _cell(s: str | None) -> str:
 
 def render(con: duckdb.DuckDBPyConnection) -> str:
     objects = {r[0]: (r[1], r[2]) for r in con.sql("""
-        SELECT table_name, 'table', comment FROM duckdb_tables() WHERE database_name = current_database() AND NOT internal
+        SELECT table_name, 'table', comment FROM duckdb_tables()
+        WHERE database_name = current_database() AND NOT internal
         UNION ALL
         SELECT view_name, 'view', comment FROM duckdb_views() WHERE database_name = current_database() AND NOT internal
     """).fetchall()}

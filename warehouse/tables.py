@@ -48,7 +48,8 @@ TABLES: list[Table] = [
             "ttft_s": "Time to first token, seconds (null when not logged).",
             **_DATE,
             "it_energy_j": "IT energy of the node attributed to the request, joules.",
-            "overhead_energy_j": "Facility overhead energy (cooling, power conversion) attributed to the request, joules.",
+            "overhead_energy_j": "Facility overhead energy (cooling, power conversion) "
+                                 "attributed to the request, joules.",
             "energy_kwh": "IT + overhead energy, kWh.",
             **_COSTS,
             "direct_cost": f"Sum of the six cost columns above, {MONEY}.",
@@ -57,7 +58,8 @@ TABLES: list[Table] = [
             **_CUR,
             "occupied_s": "Seconds the request occupied its node (GPU start to completion, inside the day).",
             "weight": "How requests shared a slot: time (overlap seconds) or tokens.",
-            "energy_method": "measured, interpolated (short meter gap), estimated (long gap: idle/nameplate power) or none.",
+            "energy_method": "measured, interpolated (short meter gap), "
+                             "estimated (long gap: idle/nameplate power) or none.",
             "pue_method": "measured (facility meter) or design_pue (inventory), or none.",
             "idle_policy": "Idle policy applied to the request's tier on its pool: pro_rata, reserved or none.",
         }),
@@ -218,20 +220,22 @@ TABLES: list[Table] = [
             "hour": "Start of the UTC hour.",
             "it_energy_kwh": "Energy drawn by the site's serving nodes, kWh.",
             "overhead_energy_kwh": "Facility overhead energy (facility - IT), kWh.",
-            "facility_energy_kwh": "IT + overhead energy, kWh (measured by the facility meter when pue_method is measured).",
+            "facility_energy_kwh": "IT + overhead energy, kWh "
+                                   "(measured by the facility meter when pue_method is measured).",
             "pue": "facility / IT energy.",
             "pue_method": "measured (facility meter) or design_pue (inventory).",
             "overhead_clamped": "True when the facility meter read below the IT energy and overhead was set to 0.",
             "energy_cost": f"Energy cost of the hour after invoice true-up, {MONEY}.",
             "demand_cost": f"Demand charge share of the hour, {MONEY}.",
-            "price_per_kwh": f"energy_cost / facility_energy_kwh: the effective price, {MONEY} per kWh (null without energy).",
+            "price_per_kwh": f"energy_cost / facility_energy_kwh: the effective price, {MONEY} per kWh "
+                             "(null without energy).",
             **_CUR,
         },
         ("date", "site_id", "hour"), daily=True,
     ),
     Table(
-        "energy_true_up",
-        "Per site, day and time-of-use period: energy priced at the tariff against the invoice, and the factor applied.",
+        "energy_true_up", "Per site, day and time-of-use period: energy priced at the tariff against the invoice, "
+        "and the factor applied.",
         {
             **_DATE,
             "site_id": "Site.",
@@ -251,7 +255,8 @@ TABLES: list[Table] = [
         "the source amount against what went to requests, to idle capacity and to nobody.",
         {
             **_DATE,
-            "source": "Source family: node_energy, facility_overhead, tariff, electricity_invoice, colocation_invoice, focus, asset_register.",
+            "source": "Source family: node_energy, facility_overhead, tariff, electricity_invoice, colocation_invoice, "
+                      "focus, asset_register.",
             "line_id": "Source line: meter or node id, invoice or FOCUS line id, asset id.",
             "component": "Cost or energy component the line feeds.",
             "unit": "kWh for energy, else the reporting currency code.",
@@ -310,9 +315,9 @@ TABLES: list[Table] = [
         ("date", "site_id", "dataset", "reason"), daily=True, group="quality",
     ),
     Table(
-        "ingest_audit",
-        "Per day, site and raw file: records read, accepted into the lake and quarantined (read = accepted + quarantined), "
-        "and whether the file was read at all. Every file delivered under the day's raw folder is one row.",
+        "ingest_audit", "Per day, site and raw file: records read, accepted into the lake and quarantined "
+        "(read = accepted + quarantined), and whether the file was read at all. Every file delivered under the day's "
+        "raw folder is one row.",
         {
             **_DATE,
             "site_id": "Site of the input (_fleet for fleet-wide inputs, and for files no input's folder holds).",
@@ -331,21 +336,24 @@ TABLES: list[Table] = [
     Table(
         "dim_sites", "Sites of the inventory.",
         {"site_id": "Site.", "kind": "metro, remote or cloud.", "cooling": "liquid, air or provider.",
-         "design_pue": "Design PUE used when the site has no facility meter.", "timezone": "IANA time zone of the site.",
+         "design_pue": "Design PUE used when the site has no facility meter.",
+         "timezone": "IANA time zone of the site.",
          "tariff": "Tariff pricing the site's energy (null for cloud sites)."},
         ("site_id",), group="dimensions",
     ),
     Table(
         "dim_pools", "Pools of the inventory.",
         {"pool_id": "Pool.", "site_id": "Site of the pool.", "gpu_model": "GPU model.",
-         "tiers": "Tiers the pool serves, comma-separated.", "nodes": "Nodes in the pool.", "gpus": "GPUs in the pool."},
+         "tiers": "Tiers the pool serves, comma-separated.", "nodes": "Nodes in the pool.",
+         "gpus": "GPUs in the pool."},
         ("pool_id",), group="dimensions",
     ),
     Table(
         "dim_nodes", "Serving nodes of the inventory.",
         {"node_id": "Node.", "pool_id": "Pool.", "site_id": "Site.", "gpus": "GPUs in the node.",
          "gpu_tdp_w": "Nameplate power of one GPU, W.", "idle_w": "Idle power of the node, W.",
-         "nameplate_w": "Nameplate power of the node, W.", "reserved_kw": "Power reserved in the colocation contract, kW.",
+         "nameplate_w": "Nameplate power of the node, W.",
+         "reserved_kw": "Power reserved in the colocation contract, kW.",
          "cloud_resource_id": "FOCUS ResourceId of a rented node (null when owned)."},
         ("node_id",), group="dimensions",
     ),
@@ -355,8 +363,8 @@ TABLES: list[Table] = [
          "e2e_objective_s": "95th percentile end-to-end latency objective, seconds.",
          "price_per_m_input_tokens": f"List price per million input tokens, {MONEY}.",
          "price_per_m_output_tokens": f"List price per million output tokens, {MONEY}.",
-         "idle_policy": "pro_rata or reserved.", "reserved_pools": "Pools reserved by the tier, comma-separated (null when none).",
-         **_CUR},
+         "idle_policy": "pro_rata or reserved.",
+         "reserved_pools": "Pools reserved by the tier, comma-separated (null when none).", **_CUR},
         ("tier",), group="dimensions",
     ),
     Table(
@@ -380,7 +388,8 @@ TABLES: list[Table] = [
         "publication", "This warehouse file: when it was published, from which days, by which version of the code.",
         {"version": "Publication id (also the folder under versions/).", "published_at": "When it was published, UTC.",
          "first_day": "First published day.", "last_day": "Last published day.", "days": "Published days.",
-         "requests": "Requests over the published days.", "storage_version": "DuckDB storage version the file is written in.",
+         "requests": "Requests over the published days.",
+         "storage_version": "DuckDB storage version the file is written in.",
          "inferledger_version": "Version of the code that published it."},
         group="about",
     ),

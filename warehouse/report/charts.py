@@ -14,13 +14,15 @@ CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CHF": "
 
 def format_locale(currency: str) -> dict:
     """d3-format locale: thousands separators, the currency's symbol (else its ISO code) before amounts."""
-    return {"decimal": ".", "thousands": ",", "grouping": [3], "currency": [CURRENCY_SYMBOLS.get(currency, f"{currency} "), ""]}
+    return {"decimal": ".", "thousands": ",", "grouping": [3],
+            "currency": [CURRENCY_SYMBOLS.get(currency, f"{currency} "), ""]}
 
 
 def _trend(df: pl.DataFrame, series: str, title: str, cur: str) -> alt.Chart:
     return alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=70)).encode(
         x=alt.X("day:O", title="Day (UTC)", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("cost_per_m_tokens:Q", title=f"Fully loaded cost per million tokens ({cur})", axis=alt.Axis(format=MONEY)),
+        y=alt.Y("cost_per_m_tokens:Q", title=f"Fully loaded cost per million tokens ({cur})",
+                axis=alt.Axis(format=MONEY)),
         color=alt.Color(f"{series}:N", title=title),
         tooltip=[alt.Tooltip("day:O", title="day"), alt.Tooltip(f"{series}:N", title=title),
                  alt.Tooltip("cost_per_m_tokens:Q", title=f"per M tokens ({cur})", format=MONEY),
@@ -38,7 +40,8 @@ def cost_per_m_tokens_by_pool(df: pl.DataFrame, cur: str) -> alt.Chart:
 
 
 def cost_per_query_by_tier(df: pl.DataFrame, cur: str) -> alt.Chart:
-    long = df.unpivot(["direct", "fully loaded"], index=["tier", "requests"], variable_name="cost", value_name="per_query")
+    long = df.unpivot(["direct", "fully loaded"], index=["tier", "requests"], variable_name="cost",
+                      value_name="per_query")
     return alt.Chart(long).mark_bar().encode(
         x=alt.X("tier:N", title="Tier", axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("cost:N", sort=["direct", "fully loaded"]),
@@ -55,8 +58,8 @@ def idle_share_by_pool_hour(df: pl.DataFrame, cur: str) -> alt.Chart:
         x=alt.X("utcyearmonthdatehours(hour):O", title="Hour (UTC)",
                 axis=alt.Axis(format="%H:00" if hours <= 24 else "%d %b %H:00", labelAngle=-45, labelOverlap=True)),
         y=alt.Y("pool_id:N", title="Pool"),
-        color=alt.Color("idle_cost_share:Q", title="Idle cost share (%)", scale=alt.Scale(scheme="orangered", domain=[0, 1]),
-                        legend=alt.Legend(format=SHARE)),
+        color=alt.Color("idle_cost_share:Q", title="Idle cost share (%)",
+                        scale=alt.Scale(scheme="orangered", domain=[0, 1]), legend=alt.Legend(format=SHARE)),
         tooltip=[alt.Tooltip("utcyearmonthdatehours(hour):T", title="hour (UTC)", format="%Y-%m-%d %H:00"), "pool_id:N",
                  alt.Tooltip("idle_cost_share:Q", title="idle cost share", format=".1%"),
                  alt.Tooltip("idle_slot_share:Q", title="idle node-slots", format=".1%"),
@@ -80,14 +83,18 @@ def energy_per_token_by_model_pool(df: pl.DataFrame, cur: str) -> alt.Chart:
 
 def pue_by_site_hour(df: pl.DataFrame, cur: str) -> alt.Chart:
     return alt.Chart(df).mark_line(point=True).encode(
-        x=alt.X("hour:T", title="Hour (UTC)", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%d %b %H:00", labelAngle=-45)),
-        y=alt.Y("pue:Q", title="PUE (facility / IT energy, ratio)", scale=alt.Scale(zero=False), axis=alt.Axis(format=".2f")),
+        x=alt.X("hour:T", title="Hour (UTC)", scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format="%d %b %H:00", labelAngle=-45)),
+        y=alt.Y("pue:Q", title="PUE (facility / IT energy, ratio)", scale=alt.Scale(zero=False),
+                axis=alt.Axis(format=".2f")),
         color=alt.Color("site_id:N", title="Site"),
         strokeDash=alt.StrokeDash("pue_method:N", title="PUE method", sort=["measured", "design_pue"],
-                                  legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#333", symbolStrokeWidth=2)),
+                                  legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#333",
+                                                    symbolStrokeWidth=2)),
         detail="pue_method:N",
-        tooltip=[alt.Tooltip("utcyearmonthdatehours(hour):T", title="hour (UTC)", format="%Y-%m-%d %H:00"), "site_id:N", "pue_method:N",
-                 alt.Tooltip("pue:Q", format=".3f"), alt.Tooltip("it_energy_kwh:Q", title="IT kWh", format=",.2f"),
+        tooltip=[alt.Tooltip("utcyearmonthdatehours(hour):T", title="hour (UTC)", format="%Y-%m-%d %H:00"),
+                 "site_id:N", "pue_method:N", alt.Tooltip("pue:Q", format=".3f"),
+                 alt.Tooltip("it_energy_kwh:Q", title="IT kWh", format=",.2f"),
                  alt.Tooltip("facility_energy_kwh:Q", title="facility kWh", format=",.2f")],
     ).properties(width=WIDTH, height=HEIGHT)
 
@@ -117,14 +124,16 @@ def top_tenants(df: pl.DataFrame, cur: str) -> alt.Chart:
         order=alt.Order("part:N", sort="ascending"),
         tooltip=["tenant_id:N", "tiers:N", "part:N", alt.Tooltip("amount:Q", title=cur, format=MONEY),
                  alt.Tooltip("fully_loaded_cost:Q", title=f"fully loaded ({cur})", format=MONEY),
-                 alt.Tooltip("revenue:Q", title=f"revenue ({cur})", format=MONEY), alt.Tooltip("requests:Q", format=",")],
+                 alt.Tooltip("revenue:Q", title=f"revenue ({cur})", format=MONEY),
+                 alt.Tooltip("requests:Q", format=",")],
     ).properties(width=WIDTH, height=max(HEIGHT, 24 * df.height))
 
 
 def reconciliation_by_component(df: pl.DataFrame, cur: str) -> alt.Chart:
     money = df.filter(pl.col("unit") == cur)
     order = ["to requests", "to idle", "unattributed"]
-    long = money.unpivot(order, index=["component", "source_amount", "difference"], variable_name="went", value_name="amount")
+    long = money.unpivot(order, index=["component", "source_amount", "difference"], variable_name="went",
+                         value_name="amount")
     bars = alt.Chart(long).mark_bar().encode(
         y=alt.Y("component:N", title="Cost component"),
         x=alt.X("amount:Q", title=f"Amount ({cur})", stack="zero", axis=alt.Axis(format=MONEY)),
@@ -152,24 +161,29 @@ def quarantine_by_reason(df: pl.DataFrame, cur: str) -> alt.Chart:
 # Chart id -> (frame it draws, builder, section title, what it answers).
 CHARTS = {
     "cost-per-m-tokens-tier": ("cost_per_m_tokens_by_tier", cost_per_m_tokens_by_tier,
-                               "Cost per million tokens by tier", "Fully loaded cost / (input + output tokens), per day."),
+                               "Cost per million tokens by tier",
+                               "Fully loaded cost / (input + output tokens), per day."),
     "cost-per-m-tokens-pool": ("cost_per_m_tokens_by_pool", cost_per_m_tokens_by_pool,
-                               "Cost per million tokens by pool", "Fully loaded cost / (input + output tokens) of the pool's requests, per day."),
+                               "Cost per million tokens by pool",
+                               "Fully loaded cost / (input + output tokens) of the pool's requests, per day."),
     "cost-per-query-tier": ("cost_per_query_by_tier", cost_per_query_by_tier,
                             "Direct vs fully loaded cost per query by tier",
-                            "Direct: energy, demand, hardware, cloud, fixed and egress cost. Fully loaded adds the tier's share of idle capacity."),
+                            "Direct: energy, demand, hardware, cloud, fixed and egress cost. "
+                            "Fully loaded adds the tier's share of idle capacity."),
     "idle-share-heatmap": ("idle_share_by_pool_hour", idle_share_by_pool_hour,
-                           "Idle cost share by pool and hour", "Share of each pool's capacity cost spent in node-slots with no request running."),
+                           "Idle cost share by pool and hour",
+                           "Share of each pool's capacity cost spent in node-slots with no request running."),
     "energy-per-token": ("energy_per_token_by_model_pool", energy_per_token_by_model_pool,
-                         "Energy per output token by model and pool", "IT + facility overhead energy attributed to requests / output tokens."),
-    "pue-site-hour": ("pue_by_site_hour", pue_by_site_hour,
-                      "PUE by site and hour", "Solid: measured by a facility meter; dashed: the site's design PUE (no meter)."),
-    "margin-tier": ("margin_by_tier", margin_by_tier,
-                    "Revenue, cost and margin by tier", "Revenue at list price of ok requests against fully loaded cost."),
-    "top-tenants": ("top_tenants", top_tenants,
-                    "Top 10 tenants by fully loaded cost", "Chargeback: direct cost plus the idle share their requests carry."),
-    "reconciliation": ("conservation", reconciliation_by_component,
-                       "Reconciliation: sources vs allocated", "Per money component: where each source went (bars) against the sources' total (black tick)."),
-    "quarantine": ("quarantine_by_reason", quarantine_by_reason,
-                   "Quarantined input rows by reason", "Records the ingest set aside, by input and reason (docs/data-contracts.md)."),
+                         "Energy per output token by model and pool",
+                         "IT + facility overhead energy attributed to requests / output tokens."),
+    "pue-site-hour": ("pue_by_site_hour", pue_by_site_hour, "PUE by site and hour",
+                      "Solid: measured by a facility meter; dashed: the site's design PUE (no meter)."),
+    "margin-tier": ("margin_by_tier", margin_by_tier, "Revenue, cost and margin by tier",
+                    "Revenue at list price of ok requests against fully loaded cost."),
+    "top-tenants": ("top_tenants", top_tenants, "Top 10 tenants by fully loaded cost",
+                    "Chargeback: direct cost plus the idle share their requests carry."),
+    "reconciliation": ("conservation", reconciliation_by_component, "Reconciliation: sources vs allocated",
+                       "Per money component: where each source went (bars) against the sources' total (black tick)."),
+    "quarantine": ("quarantine_by_reason", quarantine_by_reason, "Quarantined input rows by reason",
+                   "Records the ingest set aside, by input and reason (docs/data-contracts.md)."),
 }

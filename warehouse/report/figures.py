@@ -69,7 +69,8 @@ def _plain(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _publication(con: duckdb.DuckDBPyConnection, path: str) -> Publication:
-    rows = con.sql("SELECT version, published_at, first_day, last_day, days, inferledger_version FROM publication").fetchall()
+    rows = con.sql("SELECT version, published_at, first_day, last_day, days, inferledger_version "
+                   "FROM publication").fetchall()
     if not rows or rows[0][3] is None:
         raise ReportError(f"{path}: the warehouse has no published day; run `inferledger publish` first")
     return Publication(*rows[0])
@@ -89,11 +90,13 @@ def _headlines(con: duckdb.DuckDBPyConnection, day: date, checks: list[CheckOutc
     slot_cost, idle_cost = con.sql(
         "SELECT sum(slot_cost), sum(idle_cost) FROM idle_by_pool_hour WHERE date = $d", params=p).fetchall()[0]
     facility_kwh, it_kwh = con.sql(
-        "SELECT sum(facility_energy_kwh), sum(it_energy_kwh) FROM site_energy_hour WHERE date = $d", params=p).fetchall()[0]
+        "SELECT sum(facility_energy_kwh), sum(it_energy_kwh) FROM site_energy_hour WHERE date = $d",
+        params=p).fetchall()[0]
     exceptions, unattributed = con.sql(
         """SELECT (SELECT count(*) FROM reconciliation WHERE date = $d AND NOT within_tolerance),
                   (SELECT coalesce(sum(amount), 0) FROM unattributed_costs WHERE date = $d)""", params=p).fetchall()[0]
-    (quarantined,) = con.sql("SELECT coalesce(sum(rows), 0) FROM quarantine_summary WHERE date = $d", params=p).fetchall()[0]
+    (quarantined,) = con.sql("SELECT coalesce(sum(rows), 0) FROM quarantine_summary WHERE date = $d",
+                             params=p).fetchall()[0]
 
     def ratio(a, b, scale=1.0):
         return None if a is None or not b else a / b * scale
@@ -104,12 +107,14 @@ def _headlines(con: duckdb.DuckDBPyConnection, day: date, checks: list[CheckOutc
         Headline("requests", "Requests", req, "count", "all statuses"),
         Headline("fully_loaded_cost", "Fully loaded cost", loaded, "money", "direct + idle share"),
         Headline("cost_per_query", "Cost per query", ratio(loaded, req), "money_small", "fully loaded"),
-        Headline("cost_per_m_tokens", "Cost per M tokens", ratio(loaded, tokens, 1e6), "money", "fully loaded, input + output"),
+        Headline("cost_per_m_tokens", "Cost per M tokens", ratio(loaded, tokens, 1e6), "money",
+                 "fully loaded, input + output"),
         Headline("direct_cost", "Direct cost", direct, "money", "energy, hardware, cloud, fixed, egress"),
         Headline("revenue", "Revenue", revenue, "money", "list price x tokens of ok requests"),
         Headline("gross_margin", "Gross margin", margin, "money", "revenue - fully loaded cost"),
         Headline("gross_margin_pct", "Gross margin %", ratio(margin, revenue), "share", "of revenue"),
-        Headline("idle_cost_share", "Idle cost share", ratio(idle_cost, slot_cost), "share", "of capacity cost in idle node-slots"),
+        Headline("idle_cost_share", "Idle cost share", ratio(idle_cost, slot_cost), "share",
+                 "of capacity cost in idle node-slots"),
         Headline("pue", "PUE", ratio(facility_kwh, it_kwh), "number", "facility / IT energy, all sites"),
         Headline("facility_energy_kwh", "Facility energy", facility_kwh, "kwh", "IT + overhead, all sites"),
         Headline("j_per_output_token", "Energy per output token", ratio(req_kwh, out_tokens, J_PER_KWH), "joules",
@@ -140,7 +145,8 @@ QUERIES = {
                sum(fully_loaded_cost) / sum(requests) AS "fully loaded"
         FROM cost_by_tier_day WHERE date BETWEEN $lo AND $hi GROUP BY tier ORDER BY tier""",
     "idle_share_by_pool_hour": """
-        SELECT strftime(hour, '%Y-%m-%dT%H:%M:%SZ') AS hour, pool_id, idle_cost_share, idle_slot_share, idle_cost, slot_cost
+        SELECT strftime(hour, '%Y-%m-%dT%H:%M:%SZ') AS hour, pool_id, idle_cost_share, idle_slot_share, idle_cost,
+               slot_cost
         FROM idle_by_pool_hour WHERE date BETWEEN $lo AND $hi ORDER BY hour, pool_id""",
     "energy_per_token_by_model_pool": """
         SELECT model, pool_id, sum(output_tokens) AS output_tokens,
@@ -148,7 +154,8 @@ QUERIES = {
                sum(it_energy_kwh) * 3.6e6 / nullif(sum(output_tokens), 0) AS it_j_per_output_token
         FROM cost_by_model_pool_day WHERE date BETWEEN $lo AND $hi GROUP BY model, pool_id ORDER BY model, pool_id""",
     "pue_by_site_hour": """
-        SELECT strftime(hour, '%Y-%m-%dT%H:%M:%SZ') AS hour, site_id, pue, pue_method, it_energy_kwh, facility_energy_kwh
+        SELECT strftime(hour, '%Y-%m-%dT%H:%M:%SZ') AS hour, site_id, pue, pue_method, it_energy_kwh,
+               facility_energy_kwh
         FROM site_energy_hour WHERE date BETWEEN $lo AND $hi ORDER BY site_id, hour""",
     "margin_by_tier": """
         SELECT tier, sum(revenue) AS revenue, sum(fully_loaded_cost) AS "fully loaded cost",
@@ -164,7 +171,8 @@ QUERIES = {
         SELECT component, unit, sum(source_amount) AS source_amount, sum(to_requests) AS "to requests",
                sum(to_idle) AS "to idle", sum(unattributed) AS "unattributed",
                sum(source_amount) - sum(to_requests) - sum(to_idle) - sum(unattributed) AS difference
-        FROM conservation_by_component WHERE date BETWEEN $lo AND $hi GROUP BY component, unit ORDER BY unit, component""",
+        FROM conservation_by_component WHERE date BETWEEN $lo AND $hi GROUP BY component, unit
+        ORDER BY unit, component""",
     "reconciliation_exceptions": """
         SELECT strftime(date, '%Y-%m-%d') AS day, source, line_id, component, unit, source_amount, to_requests, to_idle,
                unattributed, difference
@@ -179,7 +187,8 @@ QUERIES = {
         FROM unattributed_costs WHERE date BETWEEN $lo AND $hi ORDER BY amount DESC LIMIT 50""",
     "quarantine_by_reason": """
         SELECT dataset, reason, sum(rows) AS rows, min(example_file || ':' || example_row) AS example
-        FROM quarantine_summary WHERE date BETWEEN $lo AND $hi GROUP BY dataset, reason ORDER BY rows DESC, dataset, reason""",
+        FROM quarantine_summary WHERE date BETWEEN $lo AND $hi GROUP BY dataset, reason
+        ORDER BY rows DESC, dataset, reason""",
     "ingest_audit": """
         SELECT dataset, sum(rows_read)::BIGINT AS rows_read, sum(rows_accepted)::BIGINT AS rows_accepted,
                sum(rows_quarantined)::BIGINT AS rows_quarantined
@@ -193,8 +202,9 @@ METHODS = {
                sum(fully_loaded_cost) AS fully_loaded_cost
         FROM request_costs WHERE date BETWEEN $lo AND $hi GROUP BY 1 ORDER BY requests DESC""",
     "pue_method": """
-        SELECT s.pue_method AS method, string_agg(DISTINCT s.site_id, ', ' ORDER BY s.site_id) AS sites, count(*) AS site_hours,
-               sum(s.it_energy_kwh) AS it_energy_kwh, sum(s.facility_energy_kwh) AS facility_energy_kwh,
+        SELECT s.pue_method AS method, string_agg(DISTINCT s.site_id, ', ' ORDER BY s.site_id) AS sites,
+               count(*) AS site_hours, sum(s.it_energy_kwh) AS it_energy_kwh,
+               sum(s.facility_energy_kwh) AS facility_energy_kwh,
                count(*) FILTER (WHERE s.overhead_clamped) AS clamped_hours
         FROM site_energy_hour s WHERE s.date BETWEEN $lo AND $hi GROUP BY 1 ORDER BY site_hours DESC""",
     "attribution": """
@@ -217,7 +227,8 @@ def read_report_data(con: duckdb.DuckDBPyConnection, day: date | None = None, da
     day = day or pub.last_day
     if day not in published:
         raise ReportError(f"{path}: {day} is not a published day (published: {pub.first_day} .. {pub.last_day}, "
-                          f"{len(published)} day(s)); pick one of them with --date, or attribute and publish {day} first")
+                          f"{len(published)} day(s)); pick one of them with --date, "
+                          f"or attribute and publish {day} first")
     first = max(day - timedelta(days=days - 1), published[0])
     (currency,) = con.sql("SELECT min(currency) FROM cost_by_tier_day WHERE date = $d", params={"d": day}).fetchall()[0]
     outcomes = run_checks(con, known=published_outcomes(path, pub.version))  # those the publish just ran

@@ -16,7 +16,8 @@ from warehouse.report.charts import CHARTS, CURRENCY_SYMBOLS, format_locale
 from warehouse.report.figures import Headline, ReportData
 
 STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;color:#1d2329;background:#f6f7f9}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;\
+margin:0;color:#1d2329;background:#f6f7f9}
 main{max-width:1440px;margin:0 auto;padding:24px}
 h1{margin:0 0 4px;font-size:26px}h2{font-size:18px;margin:0 0 4px}h3{font-size:15px;margin:16px 0 4px}
 .sub{color:#56606b;margin:0 0 2px}.note{color:#56606b;font-size:13px;margin:0 0 8px}
@@ -139,8 +140,8 @@ def trust_summary(data: ReportData) -> str:
         f"<b>{e.get('estimated', 0):.2%}</b> estimated over long gaps (idle or nameplate power) "
         f"and {e.get('none', 0):.2%} without energy (share of attributed kWh; "
         f"{r.get('measured', 0):.2%} of requests fully measured).</li>"
-        f"<li>Facility overhead (PUE): measured by a facility meter for <b>{p.get('measured', 0):.1%}</b> of IT energy; "
-        f"the design PUE of the inventory for {p.get('design_pue', 0):.1%}"
+        f"<li>Facility overhead (PUE): measured by a facility meter for <b>{p.get('measured', 0):.1%}</b> "
+        f"of IT energy; the design PUE of the inventory for {p.get('design_pue', 0):.1%}"
         + (f" (sites {html.escape(sites)})" if sites else "") + "."
         + (f" {clamped} site-hour(s) read below IT energy and had overhead set to 0." if clamped else "") + "</li>"
         "<li>Money: energy is priced by tariff or market and trued up to the invoice; hardware by the asset register's "
@@ -154,19 +155,20 @@ def _checks_table(data: ReportData) -> str:
         status = ('<span class="ok">pass</span>' if c.passed else
                   '<span class="fail">FAIL</span>' if c.severity == "error" else '<span class="warn">warn</span>')
         ex = html.escape(json.dumps(c.examples[:2], default=str)) if c.examples else ""
-        rows.append(f'<tr data-check="{html.escape(c.name)}" data-passed="{str(c.passed).lower()}"><td>{html.escape(c.name)}</td>'
+        rows.append(f'<tr data-check="{html.escape(c.name)}" data-passed="{str(c.passed).lower()}">'
+                    f'<td>{html.escape(c.name)}</td>'
                     f"<td>{c.severity}</td><td>{status}</td><td class=\"n\">{c.unexpected_count:,}</td>"
                     f"<td>{html.escape(c.description)}<br><code>{ex}</code></td></tr>")
-    return ('<table id="warehouse-checks"><thead><tr><th>check</th><th>severity</th><th>status</th><th class="n">rows</th>'
-            f"<th>what it asserts</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return ('<table id="warehouse-checks"><thead><tr><th>check</th><th>severity</th><th>status</th>'
+            '<th class="n">rows</th>' f"<th>what it asserts</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def _expectations(expectations: pl.DataFrame | None, cur: str) -> str:
     if expectations is None:
-        return ('<p class="empty" id="expectations-missing">Great Expectations results of the inputs are not attached to '
-                "this report. They run as Dagster asset checks on the ingest assets (docs/data-quality.md); pass them as "
-                "<code>expectations=</code> (one row per expectation: suite, name, severity, success, unexpected_count) "
-                "to show them here.</p>")
+        return ('<p class="empty" id="expectations-missing">Great Expectations results of the inputs are not '
+                "attached to this report. They run as Dagster asset checks on the ingest assets "
+                "(docs/data-quality.md); pass them as <code>expectations=</code> (one row per expectation: suite, "
+                "name, severity, success, unexpected_count) to show them here.</p>")
     failed = expectations.filter(~pl.col("success")) if "success" in expectations.columns else expectations
     return (f"<p>{expectations.height:,} expectation(s), {failed.height:,} failed.</p>"
             + table(failed, cur, empty="every expectation passed", table_id="expectations-failed"))
@@ -181,7 +183,8 @@ def _chart_sections(data: ReportData, specs: dict[str, dict]) -> str:
         body = (f'<div class="chart" id="chart-{chart_id}" data-chart="{chart_id}"></div>' if chart_id in specs
                 else f'<p class="empty" id="chart-{chart_id}-empty">Nothing to show in these days.</p>')
         wide = ' class="wide"' if chart_id in WIDE else ""
-        out.append(f'<section id="section-{chart_id}"{wide}><h2>{html.escape(title)}</h2><p class="note">{html.escape(what)}</p>'
+        out.append(f'<section id="section-{chart_id}"{wide}><h2>{html.escape(title)}</h2>'
+                   f'<p class="note">{html.escape(what)}</p>'
                    f"{body}{_after_chart(chart_id, data)}</section>")
     return "".join(out)
 
@@ -193,9 +196,11 @@ def _after_chart(chart_id: str, data: ReportData) -> str:
         return table(f["top_tenants"], cur)
     if chart_id == "reconciliation":
         exc = f["reconciliation_exceptions"]
-        status = ('<p class="ok" id="reconciliation-status" data-exceptions="0">Every source line reconciles within tolerance.</p>'
+        status = ('<p class="ok" id="reconciliation-status" data-exceptions="0">'
+                  "Every source line reconciles within tolerance.</p>"
                   if exc.is_empty() else
-                  f'<p class="fail" id="reconciliation-status" data-exceptions="{exc.height}">{exc.height} source line(s) '
+                  f'<p class="fail" id="reconciliation-status" data-exceptions="{exc.height}">'
+                  f"{exc.height} source line(s) "
                   "do not reconcile (listed below, largest difference first).</p>")
         return (status + "<h3>Sources vs allocated, by component</h3>" + table(f["conservation"], cur)
                 + "<h3>Source lines by family</h3>" + table(f["reconciliation_status"], cur)
@@ -204,7 +209,8 @@ def _after_chart(chart_id: str, data: ReportData) -> str:
                 + "<h3>Unattributed cost lines (matched no node, request or site)</h3>"
                 + table(f["unattributed"], cur, empty="none", table_id="unattributed-lines"))
     if chart_id == "quarantine":
-        return ("<h3>Quarantined rows by input and reason</h3>" + table(f["quarantine_by_reason"], cur, empty="no row quarantined")
+        return ("<h3>Quarantined rows by input and reason</h3>"
+                + table(f["quarantine_by_reason"], cur, empty="no row quarantined")
                 + "<h3>Ingest audit (read = accepted + quarantined)</h3>" + table(f["ingest_audit"], cur))
     return ""
 
@@ -229,9 +235,10 @@ def render(data: ReportData, *, expectations: pl.DataFrame | None = None, genera
         f'<div class="hint">{html.escape(h.note)}</div></div>' for h in data.headlines)
     window = (f"{data.first_day} .. {data.day} ({data.window_days} days)" if data.window_days > 1 else f"{data.day}")
     options = {"renderer": "svg", "actions": False, "formatLocale": format_locale(cur)}
-    script = (f"const SPECS = {json.dumps(specs)};\nconst OPTIONS = {json.dumps(options)};\n").replace("</", "<\\/") + """
+    script = f"const SPECS = {json.dumps(specs)};\nconst OPTIONS = {json.dumps(options)};\n".replace("</", "<\\/") + """
 const runs = Object.entries(SPECS).map(([id, spec]) =>
-  vegaEmbed("#chart-" + id, spec, OPTIONS).then(() => { document.getElementById("chart-" + id).dataset.rendered = 'true'; }));
+  vegaEmbed("#chart-" + id, spec, OPTIONS).then(() => { \
+document.getElementById("chart-" + id).dataset.rendered = 'true'; }));
 Promise.allSettled(runs).then(rs => {
   rs.filter(r => r.status === 'rejected').forEach(r => console.error('chart failed:', r.reason));
   document.body.dataset.charts = rs.every(r => r.status === 'fulfilled') ? 'rendered' : 'failed';
@@ -239,7 +246,8 @@ Promise.allSettled(runs).then(rs => {
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>inferledger morning report {data.day}</title><style>{STYLE}</style></head>
-<body data-day="{data.day}" data-first-day="{data.first_day}" data-currency="{html.escape(cur)}" data-charts="pending"><main>
+<body data-day="{data.day}" data-first-day="{data.first_day}" data-currency="{html.escape(cur)}" \
+data-charts="pending"><main>
 <h1>Inference cost report: {data.day}</h1>
 <p class="sub" id="report-days">Headline figures: <b>{data.day}</b> (UTC day). Charts and tables: <b>{window}</b>.
 Money in {html.escape(cur)}.</p>
