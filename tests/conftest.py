@@ -1,11 +1,16 @@
+import fcntl
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from hypothesis import settings
 
 from lake.inventory import load_inventory
+from pipelines.adapters.dagster_private import forget_defs_state_storage
+from pipelines.cli import DEMO_DAY, main
 from transforms.inventory import Inventory
 
 DATA = Path(__file__).parent / "data"
@@ -35,8 +40,6 @@ def _forget_dagster_state_storage():
     """A Dagster instance registers its definitions-state storage in a context variable that
     outlives the instance; a later definitions load in the same worker would then read a dead
     instance. Forget it around each test."""
-    from pipelines.adapters.dagster_private import forget_defs_state_storage
-
     forget_defs_state_storage()
     yield
     forget_defs_state_storage()
@@ -46,10 +49,6 @@ def _forget_dagster_state_storage():
 def fast_instance():
     """`dg.instance_for_test` in memory-backed storage when the machine has it: SQLite commits
     on this disk take ~20 ms, and a run with its quality checks writes hundreds of events."""
-    import tempfile
-
-    import dagster as dg
-
     shm = Path("/dev/shm")
     with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None, prefix="inferledger-test-") as d:
         with dg.instance_for_test(temp_dir=d) as instance:
@@ -66,11 +65,6 @@ def demo_warehouse(tmp_path_factory):
     """The demo of `make demo` (50,000 requests, seed 7, the demo day), run once per test session
     through the real CLI into a shared temporary folder: raw files, lake and published warehouse.
     Tests that change it work on copies (`copy_demo`)."""
-    import fcntl
-    import os
-
-    from pipelines.cli import DEMO_DAY, main
-
     base = tmp_path_factory.getbasetemp()
     # One per test session: under xdist the workers' folders share the session's parent.
     shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "demo-warehouse"

@@ -39,8 +39,8 @@ def daily_depreciation(register_csv, day: date) -> float:
         cost, salvage, life, d = float(a["acquisition_cost"]), float(a["salvage_value"]), (end - start).days, \
             (day - start).days
         if a["depreciation_method"] == "DB":
-            book = lambda n: max(salvage, cost * (1 - 2 / life) ** n)  # noqa: E731
-            total += book(d) - (salvage if d == life - 1 else book(d + 1))
+            book_d, book_next = (max(salvage, cost * (1 - 2 / life) ** n) for n in (d, d + 1))
+            total += book_d - (salvage if d == life - 1 else book_next)
         else:
             total += (cost - salvage) / life
     return total

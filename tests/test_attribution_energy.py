@@ -48,7 +48,7 @@ def readings(meter_id: str, scope: str, node_id: str | None, samples: list[tuple
         row = {"meter_id": meter_id, "scope": scope, "site_id": "s", "node_id": node_id, "gpu_index": None,
                "ts": START + timedelta(seconds=t), "power_w": None, "energy_j": None, "interval_energy_j": None,
                "interval_s": None, "counter_reset": reset, "source": "canonical"}
-        row.update(dict(zip(fields, values)))
+        row.update(dict(zip(fields, values, strict=True)))
         rows.append(row)
     return pl.DataFrame(rows, schema=POWER_READINGS.schema)
 

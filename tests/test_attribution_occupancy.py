@@ -74,7 +74,8 @@ def test_a_one_microsecond_request_keeps_its_slot_and_costs_nobody_else_a_digit(
     # each): its middle slots are read through the node's prefix sum of cost per weight, where
     # slot 0's 1000.0 / 1e-6 once sat and cost it 1.9e-5 (issue 21). "zero" holds the GPU for
     # 0 µs: it occupies nothing, and slot 10, which only it touches, stays idle.
-    reqs = _requests([("blip", "n", 1.0, 1.000001, None, None, None, 1, 1), ("long", "n", 60, 600, None, None, None, 1, 1),
+    reqs = _requests([("blip", "n", 1.0, 1.000001, None, None, None, 1, 1),
+                      ("long", "n", 60, 600, None, None, None, 1, 1),
                       ("zero", "n", 630, 630, None, None, None, 1, 1)])
     shares, nodes = _share(reqs, _slots({"n": [1000.0] + [100.0] * 10}))
     assert shares == pytest.approx({"blip": 1000.0, "long": 900.0, "zero": 0.0}, rel=1e-15)
@@ -83,7 +84,8 @@ def test_a_one_microsecond_request_keeps_its_slot_and_costs_nobody_else_a_digit(
 
 
 def test_segments_clip_to_the_day_and_drop_empty_windows():
-    reqs = _requests([("late", "n", 86_390, 86_460, None, None, None, 1, 1), ("zero", "n", 100, 100, None, None, None, 1, 1)])
+    reqs = _requests([("late", "n", 86_390, 86_460, None, None, None, 1, 1),
+                      ("zero", "n", 100, 100, None, None, None, 1, 1)])
     segs = request_segments(reqs, GRID).collect()
     # With time weights every request keeps its one segment; an empty one shares nothing.
     assert segs.select("request_id", "s", "e").rows() == [("late", 86_390.0, 86_400.0), ("zero", 100.0, 100.0)]
@@ -103,7 +105,8 @@ def fleets(draw):
         q = draw(st.one_of(st.none(), st.floats(0, 30, allow_nan=False)))
         pf = draw(st.one_of(st.none(), st.floats(0.01, 20, allow_nan=False)))
         dc = draw(st.one_of(st.none(), st.floats(0.01, 600, allow_nan=False)))
-        rows.append((f"r{i}", node, s, min(s + dur, 86_400), q, pf, dc, draw(st.integers(0, 5000)), draw(st.integers(0, 5000))))
+        rows.append((f"r{i}", node, s, min(s + dur, 86_400), q, pf, dc, draw(st.integers(0, 5000)),
+                     draw(st.integers(0, 5000))))
     costs = draw(st.lists(st.floats(0, 1000, allow_nan=False), min_size=1, max_size=5))
     return n_nodes, slot_s, rows, costs, draw(st.sampled_from(["time", "tokens"])), draw(st.randoms())
 

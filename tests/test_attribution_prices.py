@@ -146,7 +146,8 @@ def test_tou_gap_raises_naming_site_slot_local_time_and_fix(small_inventory):
 
 
 def test_overlapping_periods_raise(small_inventory):
-    inv = with_tariff(small_inventory, "plains-tou", periods=[*WEEKEND_TOU, period("promo", "all", "13:00", "15:00", 0.01)])
+    inv = with_tariff(small_inventory, "plains-tou",
+                      periods=[*WEEKEND_TOU, period("promo", "all", "13:00", "15:00", 0.01)])
     with pytest.raises(ValueError, match=r"2 time-of-use periods \(off_peak, promo\) cover slot 76 at "
                                          r"2026-11-24T19:00:00Z \(local Tue 2026-11-24 13:00 CST"):
         site_slot_prices(inv, flat_market(inv, date(2026, 11, 24)), grid(date(2026, 11, 24)))
@@ -154,7 +155,8 @@ def test_overlapping_periods_raise(small_inventory):
 
 def test_tariff_in_another_currency_raises(small_inventory):
     inv = with_tariff(small_inventory, "plains-tou", currency="EUR")
-    with pytest.raises(ValueError, match="tariff 'plains-tou' of site 'remote-plains' is in EUR, the reporting currency is USD"):
+    with pytest.raises(ValueError, match="tariff 'plains-tou' of site 'remote-plains' is in EUR, "
+                                         "the reporting currency is USD"):
         site_slot_prices(inv, flat_market(inv, date(2026, 11, 24)), grid(date(2026, 11, 24)))
 
 
@@ -191,7 +193,8 @@ def test_missing_market_hour_raises_naming_site_hour_and_file(small_inventory):
         site_slot_prices(small_inventory, prices, grid(date(2026, 11, 24)))
     msg = str(e.value)
     assert ("site 'metro-east' (tariff 'nyiso-zone-j') on 2026-11-24: no market price for 4 slot(s), first slot 20 "
-            "at 2026-11-24T05:00:00Z (hour 2026-11-24T05:00:00Z); add the missing hours to prices/nyiso-zone-j.csv") in msg
+            "at 2026-11-24T05:00:00Z (hour 2026-11-24T05:00:00Z); "
+            "add the missing hours to prices/nyiso-zone-j.csv") in msg
     with pytest.raises(ValueError, match="buys at market tariff 'nyiso-zone-j' but no market prices were given; "
                                          "pass the day's market prices .* from prices/nyiso-zone-j.csv"):
         site_slot_prices(small_inventory, None, grid(date(2026, 11, 24)))
@@ -290,8 +293,10 @@ def test_invoice_true_up_with_demand_charge(small_inventory):
     # energy: kWh x invoiced rate (0.0715 off, 0.168 on); demand 500 over slot 80 by energy
     # (4 : 6 kWh -> 200 : 300); fixed (10 + 2) / 20 kWh = 0.6 per kWh.
     assert_costs(out["node_slot_costs"], {
-        (STD, 78): (0.143, 0.0, 1.2), (STD, 79): (0.143, 0.0, 1.2), (STD, 80): (0.672, 200.0, 2.4), (STD, 81): (0.336, 0.0, 1.2),
-        (BAT, 78): (0.0715, 0.0, 0.6), (BAT, 79): (0.0715, 0.0, 0.6), (BAT, 80): (1.008, 300.0, 3.6), (BAT, 81): (0.336, 0.0, 1.2),
+        (STD, 78): (0.143, 0.0, 1.2), (STD, 79): (0.143, 0.0, 1.2),
+        (STD, 80): (0.672, 200.0, 2.4), (STD, 81): (0.336, 0.0, 1.2),
+        (BAT, 78): (0.0715, 0.0, 0.6), (BAT, 79): (0.0715, 0.0, 0.6),
+        (BAT, 80): (1.008, 300.0, 3.6), (BAT, 81): (0.336, 0.0, 1.2),
         (CLOUD_NODE, 80): (0.0, 0.0, 0.0),
     })
     tu = out["true_up"]
@@ -324,9 +329,11 @@ def assert_conserved(out, inv: Inventory, d: date):
     """Per line: the node-slot costs it causes = day_amount - unattributed_amount, to 1e-9. With
     one energy line per TOU period and one demand line, lines are told apart by the TOU period
     of their slots and by component; the fixed lines share `fixed_cost`."""
-    tou = site_slot_prices(inv, flat_market(inv, d), grid(d)).filter(pl.col("site_id") == PLAINS).select("slot", "tou_period")
+    tou = site_slot_prices(inv, flat_market(inv, d), grid(d)).filter(pl.col("site_id") == PLAINS).select(
+        "slot", "tou_period")
     costs = out["node_slot_costs"].filter(pl.col("node_id") != CLOUD_NODE)
-    energy_by_tou = dict(costs.join(tou.collect(), on="slot").group_by("tou_period").agg(pl.col("energy_cost").sum()).rows())
+    energy_by_tou = dict(costs.join(tou.collect(), on="slot").group_by("tou_period")
+                         .agg(pl.col("energy_cost").sum()).rows())
     placed = {lid: (comp, day - un) for lid, (comp, day, un, _) in allocations(out).items()}
     assert energy_by_tou["on_peak"] == pytest.approx(placed["PLN-202612-4417:1"][1], abs=1e-9)
     assert energy_by_tou["off_peak"] == pytest.approx(placed["PLN-202612-4417:2"][1], abs=1e-9)
@@ -340,8 +347,10 @@ def test_day_without_invoice_is_priced_at_the_tariff(small_inventory):
     # does not cover the day; nothing of it is touched.
     out = run(small_inventory, date(2026, 11, 24), ENERGY, DECEMBER)
     assert_costs(out["node_slot_costs"], {
-        (STD, 78): (0.13, 0.0, 0.0), (STD, 79): (0.13, 0.0, 0.0), (STD, 80): (0.56, 0.0, 0.0), (STD, 81): (0.28, 0.0, 0.0),
-        (BAT, 78): (0.065, 0.0, 0.0), (BAT, 79): (0.065, 0.0, 0.0), (BAT, 80): (0.84, 0.0, 0.0), (BAT, 81): (0.28, 0.0, 0.0),
+        (STD, 78): (0.13, 0.0, 0.0), (STD, 79): (0.13, 0.0, 0.0),
+        (STD, 80): (0.56, 0.0, 0.0), (STD, 81): (0.28, 0.0, 0.0),
+        (BAT, 78): (0.065, 0.0, 0.0), (BAT, 79): (0.065, 0.0, 0.0),
+        (BAT, 80): (0.84, 0.0, 0.0), (BAT, 81): (0.28, 0.0, 0.0),
         (CLOUD_NODE, 80): (0.0, 0.0, 0.0),
     })
     tu = {r[1]: r for r in out["true_up"].rows()}
@@ -385,8 +394,10 @@ def test_what_cannot_be_placed_stays_unattributed(small_inventory):
              line(9, "other", 99.0, site="cloud-use1")]
     out = run(small_inventory, date(2026, 12, 15), ENERGY, lines)
     assert_costs(out["node_slot_costs"], {
-        (STD, 78): (0.143, 0.2, 0.0), (STD, 79): (0.143, 0.2, 0.0), (STD, 80): (0.672, 0.4, 0.0), (STD, 81): (0.336, 0.2, 0.0),
-        (BAT, 78): (0.0715, 0.1, 0.0), (BAT, 79): (0.0715, 0.1, 0.0), (BAT, 80): (1.008, 0.6, 0.0), (BAT, 81): (0.336, 0.2, 0.0),
+        (STD, 78): (0.143, 0.2, 0.0), (STD, 79): (0.143, 0.2, 0.0),
+        (STD, 80): (0.672, 0.4, 0.0), (STD, 81): (0.336, 0.2, 0.0),
+        (BAT, 78): (0.0715, 0.1, 0.0), (BAT, 79): (0.0715, 0.1, 0.0),
+        (BAT, 80): (1.008, 0.6, 0.0), (BAT, 81): (0.336, 0.2, 0.0),
         (CLOUD_NODE, 80): (0.0, 0.0, 0.0),
     })
     alloc = allocations(out)
@@ -428,7 +439,8 @@ def test_inconsistent_invoice_lines_raise(small_inventory):
 
 def test_prices_missing_a_site_raise(small_inventory):
     g = grid(date(2026, 12, 15))
-    prices = site_slot_prices(small_inventory, flat_market(small_inventory, g.day), g).filter(pl.col("site_id") != PLAINS)
+    prices = site_slot_prices(small_inventory, flat_market(small_inventory, g.day), g).filter(
+        pl.col("site_id") != PLAINS)
     with pytest.raises(ValueError, match=r"miss slots of site\(s\) remote-plains \(0 of 96 slots\)"):
         energy_costs(node_energy(ENERGY), small_inventory.nodes_frame(), prices, lines_frame(), small_inventory, g)
 
@@ -439,8 +451,8 @@ def test_demand_on_one_minute_slots_covers_the_fifteen_minutes_from_peak_at(smal
     g = SlotGrid(date(2026, 12, 15), 60)
     energy = {(STD, 1199): 5, (STD, 1200): 3, (BAT, 1214): 1, (BAT, 1215): 5}
     result = energy_costs(node_energy(energy), small_inventory.nodes_frame(),
-                          site_slot_prices(small_inventory, flat_market(small_inventory, g.day), g), lines_frame(DECEMBER[2]),
-                          small_inventory, g)
+                          site_slot_prices(small_inventory, flat_market(small_inventory, g.day), g),
+                          lines_frame(DECEMBER[2]), small_inventory, g)
     demand = dict(result.node_slot_costs.select(pl.col("slot"), "demand_cost").collect().rows())
     assert demand == pytest.approx({1199: 0.0, 1200: 375.0, 1214: 125.0, 1215: 0.0}, abs=1e-12)
 

@@ -39,7 +39,8 @@ def test_nightly_tick_requests_every_site_of_the_previous_day(tmp_path):
     raw.mkdir()
     shutil.copy(DATA / "inventory_small.yaml", raw / "inventory.yaml")
     with fast_instance() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 11, 25, 2, 30, tzinfo=UTC),
+        context = dg.build_schedule_context(instance=instance,
+                                            scheduled_execution_time=datetime(2026, 11, 25, 2, 30, tzinfo=UTC),
                                             resources={"raw": RawInputs(root=str(raw))})
         requests = list(nightly_schedule()(context))
         sites = sorted(instance.get_dynamic_partitions("site"))
@@ -59,8 +60,8 @@ def fleet(tmp_path_factory):
     fleetsim.simulate(raw, D2, requests=2_000, seed=6, invoices=False)
     settings = defaults(raw=raw, lake=lake, warehouse=wh)
     with fast_instance() as instance:
-        yield {"paths": settings, "defs": code_location(settings), "instance": instance, "raw": RawInputs(root=str(raw)),
-               "cursor": None}
+        yield {"paths": settings, "defs": code_location(settings), "instance": instance,
+               "raw": RawInputs(root=str(raw)), "cursor": None}
 
 
 def execute(fleet, request: dg.RunRequest, default_job: str):
@@ -71,7 +72,8 @@ def execute(fleet, request: dg.RunRequest, default_job: str):
 
 
 def tick_downstream(fleet) -> list[dg.RunRequest]:
-    context = dg.build_sensor_context(instance=fleet["instance"], cursor=fleet["cursor"], resources={"raw": fleet["raw"]})
+    context = dg.build_sensor_context(instance=fleet["instance"], cursor=fleet["cursor"],
+                                      resources={"raw": fleet["raw"]})
     result = downstream(context)
     fleet["cursor"] = context.cursor
     return [] if isinstance(result, dg.SkipReason) else list(result)
@@ -113,8 +115,10 @@ def test_nights_flow_downstream_and_a_corrected_invoice_reruns_exactly_what_it_t
         assert tick_downstream(fleet) == []  # nothing newer: no second publish
     assert tick_late(fleet) == []  # no raw file changed since it was ingested
 
-    before = dict(warehouse_sql(fleet, "SELECT date, source_amount FROM conservation_by_component WHERE component = 'fixed_cost'"))
-    requests_before = warehouse_sql(fleet, "SELECT date, sum(requests) FROM cost_by_tier_day GROUP BY date ORDER BY date")
+    fixed_cost_by_day = "SELECT date, source_amount FROM conservation_by_component WHERE component = 'fixed_cost'"
+    requests_by_day = "SELECT date, sum(requests) FROM cost_by_tier_day GROUP BY date ORDER BY date"
+    before = dict(warehouse_sql(fleet, fixed_cost_by_day))
+    requests_before = warehouse_sql(fleet, requests_by_day)
 
     # The colocation provider re-issues November's invoice: space costs 2,050 instead of 1,850.
     invoice = next((fleet["paths"].raw / D1.isoformat() / "metro-east" / "colocation").glob("*.csv"))
@@ -135,12 +139,13 @@ def test_nights_flow_downstream_and_a_corrected_invoice_reruns_exactly_what_it_t
     (publish,) = tick_downstream(fleet)
     execute(fleet, publish, "publish_warehouse")
 
-    after = dict(warehouse_sql(fleet, "SELECT date, source_amount FROM conservation_by_component WHERE component = 'fixed_cost'"))
+    after = dict(warehouse_sql(fleet, fixed_cost_by_day))
     # A day's share of the correction: the invoice's period is November in the site's local time
     # (America/New_York), which is 30 days and one hour long (summer time ended on 1 November).
     for day in (D1, D2):
         assert after[day] - before[day] == pytest.approx(200 * 86_400 / (30 * 86_400 + 3_600), abs=1e-9)
     # Replaced, not doubled: the same requests, one row per source line, checks passing.
-    assert warehouse_sql(fleet, "SELECT date, sum(requests) FROM cost_by_tier_day GROUP BY date ORDER BY date") == requests_before
+    assert warehouse_sql(fleet, requests_by_day) == requests_before
     assert warehouse_sql(fleet, "SELECT count(*) FROM reconciliation WHERE NOT within_tolerance") == [(0,)]
-    assert warehouse_sql(fleet, "SELECT count(*) - count(DISTINCT (date, source, line_id, component)) FROM reconciliation") == [(0,)]
+    assert warehouse_sql(fleet, "SELECT count(*) - count(DISTINCT (date, source, line_id, component)) "
+                                "FROM reconciliation") == [(0,)]

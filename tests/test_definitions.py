@@ -42,8 +42,8 @@ def test_definitions_load_and_graph_snapshot():
     assert wh.pools == {"warehouse"}
     wh_checks = {k.name: graph.get(k) for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("warehouse")}
     assert {n for n, c in wh_checks.items() if c.blocking} == {
-        "reconciliation_per_source_line", "marts_equal_sources", "marts_equal_request_facts", "every_request_costed_once",
-        "no_negative_costs", "pue_within_bounds"}
+        "reconciliation_per_source_line", "marts_equal_sources", "marts_equal_request_facts",
+        "every_request_costed_once", "no_negative_costs", "pue_within_bounds"}
     assert {n for n, c in wh_checks.items() if not c.blocking} == {"freshness", "negative_energy_cost"}
 
 
@@ -70,6 +70,7 @@ def test_dg_check_defs_passes(tmp_path):
     assert dg_bin.exists(), "dagster-dg-cli is a dev dependency; reinstall with `make setup`"
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
-    proc = subprocess.run([str(dg_bin), "check", "defs"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(dg_bin), "check", "defs"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "All definitions loaded successfully" in proc.stdout + proc.stderr

@@ -32,7 +32,8 @@ def demo(demo_warehouse):
     con = open_warehouse(demo_warehouse["warehouse"])
     yield {"con": con, "facts": part("request_costs"), "pool_idle": part("pool_idle"), "site_hours": part("site_hours"),
            "node_slots": part("node_slots"), "unattributed": part("unattributed"), "totals": part("totals"),
-           "reconciliation": part("reconciliation"), "quarantine": pl.read_parquet(lake / "quarantine" / f"date={day}" / "*" / "*.parquet"),
+           "reconciliation": part("reconciliation"),
+           "quarantine": pl.read_parquet(lake / "quarantine" / f"date={day}" / "*" / "*.parquet"),
            "inventory": load_inventory(demo_warehouse["raw"] / "inventory.yaml"), "tmp": demo_warehouse["lake"].parent}
     con.close()
 
@@ -93,19 +94,22 @@ def test_4_premium_margin(demo):
 
 def test_5_joules_per_output_token_by_pool(demo):
     e = (demo["facts"].group_by("pool_id")
-         .agg(pl.col("output_tokens").sum(), pl.col("it_energy_j").sum(), (pl.col("it_energy_j") + pl.col("overhead_energy_j")).sum().alias("j"))
+         .agg(pl.col("output_tokens").sum(), pl.col("it_energy_j").sum(),
+              (pl.col("it_energy_j") + pl.col("overhead_energy_j")).sum().alias("j"))
          .with_columns((pl.col("j") / pl.col("output_tokens")).alias("jpt"),
                        (pl.col("it_energy_j") / pl.col("output_tokens")).alias("it_jpt")).sort("jpt"))
     got = answer(demo, 5)
     assert got["pool_id"].to_list() == e["pool_id"].to_list()
     assert got["it_j_per_output_token"].to_list() == approx(e["it_jpt"].to_list())
     assert got["j_per_output_token"].to_list() == approx(e["jpt"].to_list())
-    assert dict(zip(got["pool_id"], got["gpu_model"], strict=True)) == {p.id: p.gpu_model for p in demo["inventory"].pools}
+    assert dict(zip(got["pool_id"], got["gpu_model"], strict=True)) == {
+        p.id: p.gpu_model for p in demo["inventory"].pools}
 
 
 def test_6_pue_by_site(demo):
     s = (demo["site_hours"].group_by("site_id")
-         .agg(pl.col("pue_method").first(), pl.col("it_energy_j").sum(), (pl.col("it_energy_j") + pl.col("overhead_j")).sum().alias("fac"),
+         .agg(pl.col("pue_method").first(), pl.col("it_energy_j").sum(),
+              (pl.col("it_energy_j") + pl.col("overhead_j")).sum().alias("fac"),
               pl.col("pue").min().alias("lo"), pl.col("pue").max().alias("hi")).sort("site_id"))
     got = answer(demo, 6)
     assert got.rows() == [tuple(approx([r[0], r[1], r[2] / 3.6e6, r[3] / 3.6e6, r[3] / r[2], r[4], r[5]]))
@@ -160,7 +164,8 @@ def test_11_idlest_hours(demo):
     money = ["energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost"]
     h = (demo["node_slots"].with_columns(pl.col("slot_start").dt.truncate("1h").alias("hour"))
          .group_by("pool_id", "hour")
-         .agg(pl.sum_horizontal(*[f"idle_{c}" for c in money]).sum().alias("idle_cost"), (~pl.col("occupied")).mean().alias("share"))
+         .agg(pl.sum_horizontal(*[f"idle_{c}" for c in money]).sum().alias("idle_cost"),
+              (~pl.col("occupied")).mean().alias("share"))
          .sort(["idle_cost", "pool_id", "hour"], descending=[True, False, False]).head(5))
     got = answer(demo, 11)
     assert got.select("pool_id", "hour").rows() == h.select("pool_id", "hour").rows()
@@ -170,7 +175,8 @@ def test_11_idlest_hours(demo):
 
 def test_12_effective_price_by_site(demo):
     ns = demo["node_slots"].group_by("site_id").agg(pl.col("energy_cost").sum(), pl.col("demand_cost").sum())
-    sh = demo["site_hours"].group_by("site_id").agg(((pl.col("it_energy_j") + pl.col("overhead_j")).sum() / 3.6e6).alias("kwh"))
+    sh = demo["site_hours"].group_by("site_id").agg(
+        ((pl.col("it_energy_j") + pl.col("overhead_j")).sum() / 3.6e6).alias("kwh"))
     e = ns.join(sh, on="site_id").filter(pl.col("energy_cost") > 0).sort("site_id")
     got = answer(demo, 12)
     assert got["site_id"].to_list() == e["site_id"].to_list() == ["metro-east", "remote-plains"]  # not the cloud site

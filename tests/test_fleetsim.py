@@ -181,7 +181,7 @@ def test_defects_are_exactly_the_ones_summarised(day_dir):
     silent = 0
     for p in root.glob("*/*/ipmi/*.txt"):
         lines = p.read_text().splitlines()
-        silent += sum(1 for a, b in zip(lines, lines[1:] + ["Timestamp:"]) if a.startswith("Timestamp:")
+        silent += sum(1 for a, b in zip(lines, lines[1:] + ["Timestamp:"], strict=True) if a.startswith("Timestamp:")
                       and b.startswith("Timestamp:"))
     assert (blanks, resets, silent) == (3, 1, 20)
     # The log points at each defect.

@@ -55,7 +55,8 @@ def test_erp_register(tmp_path, small_inventory):
         ("A-11", "invalid_value"), ("A-12", "invalid_value"), ("A-13", "missing_required_field"),
         ("A-14", "negative_value")]
     details = dict(q.select("record_key", "detail").rows())
-    assert details["A-4"] == "node x-unknown-01 is not in the inventory; add it to inventory.yaml or correct the register"
+    assert details["A-4"] == ("node x-unknown-01 is not in the inventory; "
+                              "add it to inventory.yaml or correct the register")
     assert details["A-5"] == "depreciation_method MACRS is not SL (straight line) or DB (declining balance)"
     assert details["A-9"] == "disposal_date 2026-01-31 is before in_service_date 2026-02-01; correct the dates"
     assert details["A-11"] == "`in_service_date` 01/02/2026 is not a date YYYY-MM-DD"

@@ -188,11 +188,14 @@ def quarantined(day, name: str) -> list[tuple[int, str]]:
 IGNORED = {
     f"{SITE}/requests/m-h200-01.JSONL": (SITE, "requests", "names are case-sensitive; rename it to match `*.jsonl`"),
     f"{SITE}/requests/m-h200-01.json": (SITE, "requests", "`requests/` reads *.jsonl, *.jsonl.gz, *.jsonl.zst only"),
-    f"{SITE}/requests/m-h200-01.jsonl.bz2": (SITE, "requests", "`requests/` reads *.jsonl, *.jsonl.gz, *.jsonl.zst only"),
+    f"{SITE}/requests/m-h200-01.jsonl.bz2": (SITE, "requests",
+                                             "`requests/` reads *.jsonl, *.jsonl.gz, *.jsonl.zst only"),
     f"{SITE}/requests/archive/m-h200-01.jsonl": (SITE, "requests", "is in subfolder `archive/` of `requests/`"),
     f"{SITE}/facility/FACILITY.CSV": (SITE, "power_readings", "names are case-sensitive; rename it to match `*.csv`"),
-    f"{SITE}/Requests/m-h200-01.jsonl": (FLEET, UNCLAIMED, "is under `metro-east/Requests/`, a folder that feeds no dataset"),
-    "lab-annex/requests/m-h200-01.jsonl": (FLEET, UNCLAIMED, "is under `lab-annex/`, which is not a site of the inventory"),
+    f"{SITE}/Requests/m-h200-01.jsonl": (FLEET, UNCLAIMED,
+                                         "is under `metro-east/Requests/`, a folder that feeds no dataset"),
+    "lab-annex/requests/m-h200-01.jsonl": (FLEET, UNCLAIMED,
+                                           "is under `lab-annex/`, which is not a site of the inventory"),
     "README.txt": (FLEET, UNCLAIMED, "is directly in the day's folder"),
     f"{SITE}/requests/elsewhere.jsonl": (SITE, "requests", "outside the raw directory: not read"),
 }
@@ -213,7 +216,8 @@ def test_nothing_ignored_is_read_and_the_simulated_files_are_read_whole(day):
     assert simulated["request_id"].n_unique() == simulated.height
     assert day["requests"].filter(pl.col("request_id").str.starts_with("outside-")).is_empty()
     # Where each dataset's ignored entries are listed: the fleet partition holds the unclaimed ones only.
-    listed = day["audit"].filter(pl.col("status") == "ignored").group_by("site", "dataset").len().sort("site", "dataset")
+    listed = (day["audit"].filter(pl.col("status") == "ignored").group_by("site", "dataset").len()
+              .sort("site", "dataset"))
     assert listed.rows() == [(FLEET, UNCLAIMED, 3), (SITE, "power_readings", 1), (SITE, "requests", 5)]
 
 

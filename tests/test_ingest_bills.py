@@ -54,7 +54,8 @@ def reasons(q: pl.DataFrame) -> list[tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def focus_sample(small_inventory):
-    return ingest(parse_focus, [FOCUS_1_0 / "focus_sample.csv"], FOCUS_1_0, small_inventory, CLOUD, null_values=["NULL"])
+    return ingest(parse_focus, [FOCUS_1_0 / "focus_sample.csv"], FOCUS_1_0, small_inventory, CLOUD,
+                  null_values=["NULL"])
 
 
 def test_focus_1_0_sample_is_accepted_whole(focus_sample):
@@ -80,7 +81,8 @@ def test_focus_1_0_sample_is_accepted_whole(focus_sample):
 
 def test_focus_1_0_first_row_mapping(focus_sample):
     acc, _, _ = focus_sample
-    row = acc.filter(pl.col("resource_id") == "arn:ats:sqs:us-test-2:347410479675:mibelllmel-i-032l64f2065481b12").row(0, named=True)
+    row = acc.filter(pl.col("resource_id") == "arn:ats:sqs:us-test-2:347410479675:mibelllmel-i-032l64f2065481b12").row(
+        0, named=True)
     assert row == {
         "source": "focus", "line_id": "ec99f0c7d6649c1b", "site_id": CLOUD, "resource_id": row["resource_id"],
         "period_start": utc(2024, 9, 18, 22), "period_end": utc(2024, 9, 18, 23),  # naive = UTC
@@ -107,8 +109,10 @@ SAAS = "saas_examples__"
 MISSING = "missing_required_field"  # these abridged examples have no BillingCurrency column
 # file: (rows read, accepted, quarantined by reason, accepted billed sum, accepted effective sum)
 FOCUS_1_2_EXPECTED = {
-    f"{CD}flexibility__one_hundred_percent_utilization_with_{CD}flexibility_with_1_resource.csv": (3, 0, {MISSING: 3}, 0, 0),
-    f"{CD}flexibility__one_hundred_percent_utilization_with_{CD}flexibility_with_2_resources.csv": (3, 0, {MISSING: 3}, 0, 0),
+    f"{CD}flexibility__one_hundred_percent_utilization_with_"
+    f"{CD}flexibility_with_1_resource.csv": (3, 0, {MISSING: 3}, 0, 0),
+    f"{CD}flexibility__one_hundred_percent_utilization_with_"
+    f"{CD}flexibility_with_2_resources.csv": (3, 0, {MISSING: 3}, 0, 0),
     f"{CD}flexibility__one_hundred_percent_utilization_without_{CD}flexibility.csv": (2, 0, {MISSING: 2}, 0, 0),
     f"{CD}flexibility__zero_percent_utilization_without_{CD}flexibility.csv": (3, 0, {MISSING: 3}, 0, 0),
     f"{CD}scenarios__{CD}purchase_scenario_1.csv": (1, 0, {MISSING: 1}, 0, 0),
@@ -163,7 +167,8 @@ def test_focus_1_2_hour_30_is_a_bad_timestamp(small_inventory):
 def test_focus_1_2_saas_us_dates_and_spreadsheet_money(small_inventory):
     name = f"{SAAS}simple_agreements__simple_saas_agreements_c.csv"
     acc, _, _ = ingest(parse_focus, [FOCUS_1_2 / name], FOCUS_1_2, small_inventory, CLOUD)
-    assert acc.sort("period_start").select("period_start", "period_end", "billed_amount", "quantity", "unit").rows() == [
+    assert acc.sort("period_start").select("period_start", "period_end", "billed_amount", "quantity",
+                                           "unit").rows() == [
         (utc(2025, 4, 1), utc(2025, 5, 1), 10100.0, 505.0, "Count"),
         (utc(2025, 5, 1), utc(2025, 6, 1), 13000.0, 650.0, "Count"),
         (utc(2025, 6, 1), utc(2025, 7, 1), 12700.0, 635.0, "Count"),
@@ -173,7 +178,8 @@ def test_focus_1_2_saas_us_dates_and_spreadsheet_money(small_inventory):
 def test_focus_1_2_virtual_currency_keeps_billing_currency(small_inventory):
     name = f"{SAAS}virtual_currency_pricing_model_a2.csv"  # BOM, CRLF, PricingCurrency = Token
     acc, _, _ = ingest(parse_focus, [FOCUS_1_2 / name], FOCUS_1_2, small_inventory, CLOUD)
-    assert acc.sort("effective_amount").select("effective_amount", "currency", "quantity", "unit", "resource_id").rows() == [
+    assert acc.sort("effective_amount").select("effective_amount", "currency", "quantity", "unit",
+                                               "resource_id").rows() == [
         (20.0, "USD", 5.0, "Execution", "adbd-12af3-1234"),
         (490.0, "USD", 245.0, "Execution", "adbd-12af3-1234"),
         (720.0, "USD", 120.0, "Workflow operation", "718239-abd0-12353"),
@@ -256,7 +262,8 @@ def test_stable_hex_id_is_murmur3_as_iceberg_fixes_it():
 
 # --- FOCUS defects, one per line -----------------------------------------------------------------
 
-FOCUS_HEADER = "Id,ChargePeriodStart,ChargePeriodEnd,BilledCost,EffectiveCost,BillingCurrency,ChargeCategory,ServiceCategory,ServiceName,ResourceId,ConsumedQuantity,ConsumedUnit\n"
+FOCUS_HEADER = ("Id,ChargePeriodStart,ChargePeriodEnd,BilledCost,EffectiveCost,BillingCurrency,ChargeCategory,"
+                "ServiceCategory,ServiceName,ResourceId,ConsumedQuantity,ConsumedUnit\n")
 
 
 def test_focus_defects(tmp_path, small_inventory):
@@ -289,20 +296,23 @@ def test_focus_defects(tmp_path, small_inventory):
         "charge_category", "resource_id", "quantity", "unit").rows() == [
         (utc(2024, 9, 1), utc(2024, 9, 2), 0.25, 0.25, "USD", "egress", "Usage", None, 10.0, "GB"),
         # +02:00 converted: 02:00+02:00 is 00:00 UTC
-        (utc(2024, 9, 1, 0), utc(2024, 9, 1, 1), 1.5, 1.25, "USD", "cloud_compute", "Usage", "i-0c1a0d0000000001", 1.0, "Hours"),
+        (utc(2024, 9, 1, 0), utc(2024, 9, 1, 1), 1.5, 1.25, "USD", "cloud_compute", "Usage", "i-0c1a0d0000000001",
+         1.0, "Hours"),
     ]
 
 
 def test_focus_folder_of_an_unknown_site(tmp_path, small_inventory):
     line = "1,2024-09-01T00:00:00Z,2024-09-01T01:00:00Z,1.50,1.25,USD,Usage,Compute,EC2,i-1,1,Hours\n"
-    _, q, _ = ingest(parse_focus, [write(tmp_path, "bill.csv", FOCUS_HEADER + line)], tmp_path, small_inventory, "nowhere")
+    _, q, _ = ingest(parse_focus, [write(tmp_path, "bill.csv", FOCUS_HEADER + line)], tmp_path, small_inventory,
+                     "nowhere")
     assert reasons(q) == [(1, "unknown_site")]
     assert "site 'nowhere', which is not in the inventory" in q["detail"][0]
 
 
 # --- electricity and colocation invoices ---------------------------------------------------------
 
-ELECTRICITY_HEADER = "invoice_id,line_no,account,period_start,period_end,line_type,tou_period,quantity,unit,rate,amount,currency,peak_at\n"
+ELECTRICITY_HEADER = ("invoice_id,line_no,account,period_start,period_end,line_type,tou_period,quantity,unit,rate,"
+                      "amount,currency,peak_at\n")
 
 
 def test_electricity_invoice_across_the_dst_change(tmp_path, small_inventory):
@@ -320,12 +330,16 @@ def test_electricity_invoice_across_the_dst_change(tmp_path, small_inventory):
     assert q.height == 0
     assert acc.select("line_id", "period_start", "period_end", "cost_type", "service_name", "tou_period",
                       "billed_amount", "effective_amount", "quantity", "unit", "peak_at", "charge_category").rows() == [
-        ("INV-3:1", utc(2026, 3, 1, 6), utc(2026, 4, 1, 5), "energy", "energy", "on_peak", 140.0, 140.0, 1000.0, "kWh", None, "Usage"),
-        ("INV-3:2", utc(2026, 3, 1, 6), utc(2026, 4, 1, 5), "energy", "energy", "off_peak", 130.03, 130.03, 2000.5, "kWh", None, "Usage"),
+        ("INV-3:1", utc(2026, 3, 1, 6), utc(2026, 4, 1, 5), "energy", "energy", "on_peak", 140.0, 140.0, 1000.0,
+         "kWh", None, "Usage"),
+        ("INV-3:2", utc(2026, 3, 1, 6), utc(2026, 4, 1, 5), "energy", "energy", "off_peak", 130.03, 130.03, 2000.5,
+         "kWh", None, "Usage"),
         ("INV-3:3", utc(2026, 3, 1, 6), utc(2026, 4, 1, 5), "demand", "demand", None, 1065.0, 1065.0, 85.2, "kW",
          utc(2026, 3, 10, 19, 15), "Usage"),
-        ("INV-3:4", utc(2026, 3, 1, 6), utc(2026, 4, 1, 5), "other", "fixed", None, 250.0, 250.0, 1.0, "month", None, "Usage"),
-        ("INV-3:5", utc(2026, 3, 1, 6), utc(2026, 4, 1, 5), "other", "tax", None, 31.5, 31.5, None, None, None, "Usage"),
+        ("INV-3:4", utc(2026, 3, 1, 6), utc(2026, 4, 1, 5), "other", "fixed", None, 250.0, 250.0, 1.0, "month",
+         None, "Usage"),
+        ("INV-3:5", utc(2026, 3, 1, 6), utc(2026, 4, 1, 5), "other", "tax", None, 31.5, 31.5, None, None,
+         None, "Usage"),
     ]
     assert acc["source"].unique().to_list() == ["electricity_invoice"]
     assert acc["site_id"].unique().to_list() == ["remote-plains"]
@@ -357,7 +371,8 @@ def test_electricity_invoice_defects(tmp_path, small_inventory):
     details = dict(q.select("source_row", "detail").rows())
     assert details[2] == ("amount 15.00 differs from quantity x rate = 100 x 0.14 = 14.0 by more than a cent; "
                           "correct the invoice line")
-    assert details[4] == "key electricity_invoice|INV-11:4 appears with different values; correct the source so one version remains"
+    assert details[4] == ("key electricity_invoice|INV-11:4 appears with different values; "
+                          "correct the source so one version remains")
     # November: CDT midnight (05:00Z) to CST midnight (06:00Z), DST ends 2026-11-01.
     assert acc.select("line_id", "period_start", "period_end", "billed_amount").rows() == [
         ("INV-11:1", utc(2026, 11, 1, 5), utc(2026, 12, 1, 6), 6.5),

@@ -77,9 +77,9 @@ def test_redfish_1e308_and_above_nameplate_are_out_of_range(tmp_path, small_inve
     # m-h200-01's nameplate is 10,200 W: its meter may read up to 1.5 x 10,200 = 15,300 W.
     assert verdicts(out["quarantine"]) == [(2, "out_of_range"), (3, "out_of_range"), (5, "out_of_range")]
     details = dict(out["quarantine"].select("source_row", "detail").rows())
-    assert details[2] == ("node meter m-h200-01/bmc sensor TotalPower 1e308 is outside [-inf, 15300.0] W; above 1.5 x the "
-                          "node's nameplate; check the sensor's unit (W) and the meter's `sensor:`, or the node's "
-                          "`nameplate_w` in the inventory")
+    assert details[2] == ("node meter m-h200-01/bmc sensor TotalPower 1e308 is outside [-inf, 15300.0] W; "
+                          "above 1.5 x the node's nameplate; check the sensor's unit (W) and the meter's `sensor:`, "
+                          "or the node's `nameplate_w` in the inventory")
     assert details[5].startswith("node meter m-h200-01/bmc sensor TotalEnergy 1e308 is outside [-inf, "
                                  "8.766e+11] kW.h; check the sensor's unit (kW.h)")
     assert counts(out["audit"]) == [(f"{D}/metro-east/redfish/redfish_m-h200-01_x.jsonl", 5, 2, 3)]
@@ -115,13 +115,15 @@ def test_dcgm_fifty_kilowatts_and_counter_overflow(tmp_path, small_inventory):
     lines = [sample("DCGM_FI_DEV_POWER_USAGE", 0, "612.5", t0), sample("DCGM_FI_DEV_POWER_USAGE", 1, "50000", t0),
              sample("DCGM_FI_DEV_POWER_USAGE", 3, "1e308", t0),
              sample("DCGM_FI_DEV_POWER_USAGE", 2, "1050", t0)]
-    out = ingest(tmp_path, small_inventory, "power_readings", "metro-east", {"dcgm/scrape.prom": "\n".join(lines) + "\n"})
+    out = ingest(tmp_path, small_inventory, "power_readings", "metro-east",
+                 {"dcgm/scrape.prom": "\n".join(lines) + "\n"})
     # An H200 of 700 W TDP reads at most 1.5 x 700 = 1,050 W. Anything from DCGM's int64 blank up
     # (9.2e18, 1e308 included) is its "not supported" value (a counter in mJ never gets there).
     assert verdicts(out["quarantine"]) == [(2, "out_of_range"), (3, "sensor_not_supported")]
     details = dict(out["quarantine"].select("source_row", "detail").rows())
-    assert details[2] == ("GPU meter m-h200-01/gpu1 power 50000 is outside [-inf, 1050.0] W; above 1.5 x the GPU's TDP; "
-                          "check the exporter's unit (W) or the node's `gpu_tdp_w` in the inventory")
+    assert details[2] == ("GPU meter m-h200-01/gpu1 power 50000 is outside [-inf, 1050.0] W; "
+                          "above 1.5 x the GPU's TDP; check the exporter's unit (W) or the node's `gpu_tdp_w` "
+                          "in the inventory")
     assert counts(out["audit"]) == [(f"{D}/metro-east/dcgm/scrape.prom", 4, 2, 2)]
     assert out["suite_errors"] == []
 
@@ -129,7 +131,8 @@ def test_dcgm_fifty_kilowatts_and_counter_overflow(tmp_path, small_inventory):
 def test_invoice_and_focus_1e308_and_an_energy_price_in_cents(tmp_path, small_inventory):
     lines = ["INV-1,1,A,2026-11-01,2026-12-01,energy,off_peak,100,kWh,0.065,6.50,USD,",
              "INV-1,2,A,2026-11-01,2026-12-01,tax,,,,,1e308,USD,",
-             "INV-1,3,A,2026-11-01,2026-12-01,energy,on_peak,100,kWh,6.50,650.00,USD,",  # 6.50 a kWh: cents read as units
+             # 6.50 a kWh: cents read as units
+             "INV-1,3,A,2026-11-01,2026-12-01,energy,on_peak,100,kWh,6.50,650.00,USD,",
              "INV-1,4,A,2026-11-01,2026-12-01,fixed,,1,month,10000000,10000000.00,USD,"]  # the bound itself
     out = ingest(tmp_path / "e", small_inventory, "cost_lines", "remote-plains",
                  {"electricity/inv.csv": ELECTRICITY_HEADER + "\n".join(lines) + "\n"})
@@ -157,7 +160,8 @@ def test_register_1e308_and_a_life_of_fifty_years(tmp_path, small_inventory):
     lines = ["A-1,HGX H200 server,m-h200-01,412000.00,USD,2026-01-15,60,12000,SL,",
              "A-2,L40S server,r-l40s-std-01,1e308,USD,2026-02-01,48,0,SL,",
              "A-3,L40S server,r-l40s-bat-01,48500,USD,2026-02-01,600,0,SL,"]
-    out = ingest(tmp_path, small_inventory, "assets", None, {"assets/register.csv": REGISTER_HEADER + "\n".join(lines) + "\n"})
+    out = ingest(tmp_path, small_inventory, "assets", None,
+                 {"assets/register.csv": REGISTER_HEADER + "\n".join(lines) + "\n"})
     assert verdicts(out["quarantine"]) == [(2, "out_of_range"), (3, "out_of_range")]
     details = dict(out["quarantine"].select("source_row", "detail").rows())
     assert details[2] == ("`acquisition_cost` 1e+308 is outside [-inf, 10,000,000] per asset; check the amount's unit "
@@ -182,8 +186,9 @@ def test_infinity_in_canonical_parquet(tmp_path, small_inventory):
     assert out["rows"].select("meter_id", "interval_energy_j").rows() == [("metro-east/facility", 5.4e6)]
     assert out["suite_errors"] == []
 
-    cost = pl.DataFrame({"line_id": ["c-1", "c-2", "c-3"], "period_start": [at] * 3, "period_end": [at.replace(hour=11)] * 3,
-                         "cost_type": ["other"] * 3, "billed_amount": [10.0, float("inf"), 10.0],
+    cost = pl.DataFrame({"line_id": ["c-1", "c-2", "c-3"], "period_start": [at] * 3,
+                         "period_end": [at.replace(hour=11)] * 3, "cost_type": ["other"] * 3,
+                         "billed_amount": [10.0, float("inf"), 10.0],
                          "effective_amount": [10.0, 10.0, 10.0], "currency": ["USD"] * 3,
                          "quantity": [1.0, 1.0, float("nan")]})
     out = ingest(tmp_path / "c", small_inventory, "cost_lines", "metro-east", {"canonical/cost_lines.parquet": cost})
@@ -204,7 +209,8 @@ def test_request_tokens_beyond_any_context_window(tmp_path, small_inventory):
     def line(rid, tokens, e2e="3.3"):
         return ('{"time": "' + D + 'T10:00:00Z", "gen_ai.response.id": "' + rid + '", "server.address": "m-h200-01", '
                 '"gen_ai.request.model": "qwen3-32b", "inferledger.tier": "premium", "inferledger.tenant.id": "t", '
-                f'"gen_ai.usage.input_tokens": {tokens}, "gen_ai.usage.output_tokens": 10, "gen_ai.latency.e2e": {e2e}}}')
+                f'"gen_ai.usage.input_tokens": {tokens}, "gen_ai.usage.output_tokens": 10, '
+                f'"gen_ai.latency.e2e": {e2e}}}')
     text = "\n".join([line("r-1", 1200), line("r-2", 200_000_000), line("r-3", 100_000_000)]) + "\n"
     out = ingest(tmp_path, small_inventory, "requests", "metro-east", {"requests/m-h200-01.jsonl": text})
     assert verdicts(out["quarantine"]) == [(2, "out_of_range")]

@@ -20,7 +20,8 @@ LABELS = 'gpu="0",UUID="GPU-34c2",device="nvidia0",modelName="NVIDIA L40S",Hostn
 
 def fields(lines: list[str], *, plain_splits: bool) -> pl.DataFrame:
     frame = pl.LazyFrame({"_source_file": ["f.prom"] * len(lines), "_source_row": list(range(1, len(lines) + 1)),
-                          "line": lines}, schema={"_source_file": pl.String, "_source_row": pl.Int64, "line": pl.String})
+                          "line": lines},
+                         schema={"_source_file": pl.String, "_source_row": pl.Int64, "line": pl.String})
     return sample_fields(frame, plain_splits=plain_splits).collect()
 
 
@@ -60,7 +61,8 @@ def test_awkward_lines_give_the_regex_fields():
     got = same_both_ways(AWKWARD)
     by_line = {r["line"]: r for r in got.iter_rows(named=True)}
     plain = by_line[AWKWARD[0]]
-    assert (plain["_metric"], plain["_labels"], plain["_value"], plain["_ts"]) == (POWER, LABELS, "57.333000", "1793404807521")
+    assert (plain["_metric"], plain["_labels"], plain["_value"], plain["_ts"]) == (
+        POWER, LABELS, "57.333000", "1793404807521")
     assert by_line[AWKWARD[6]]["_labels"] is None and by_line[AWKWARD[6]]["_value"] == "57.3"
     assert by_line[AWKWARD[11]]["_labels"] == 'a="{x",Hostname="ü-テ"'
     assert by_line[AWKWARD[10]]["_value"] is None  # unclosed labels: not a sample (malformed_record later)

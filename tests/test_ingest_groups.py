@@ -14,7 +14,7 @@ import pipelines.ingest as ingest
 from lake.inventory import load_inventory
 from lake.store import Lake
 from transforms.quality.runner import to_pandas, validate_frame
-from transforms.quality.suites import SuiteContext
+from transforms.quality.suites import REQUEST_COSTS_COLUMNS, SuiteContext
 
 DAY = date(2026, 11, 24)
 DATASETS = [("requests", "remote-plains"), ("power_readings", "remote-plains"), ("power_readings", "metro-east"),
@@ -71,11 +71,9 @@ def test_date_columns_reach_gx_at_nanosecond_unit_with_the_same_verdicts(small_i
     far = pl.DataFrame({"d": [date(2026, 11, 24), date(3000, 1, 1)]})
     assert str(to_pandas(far)["d"].dtype) != "datetime64[ns]"  # outside the ns range: left as it was
     # request_costs.date.partition_day still judges every row and names the wrong day
-    import transforms.quality.suites as suites
-
     ctx = SuiteContext(inventory=small_inventory, day=date(2026, 11, 24))
-    row = dict.fromkeys(suites.REQUEST_COSTS_COLUMNS)
-    facts = pl.DataFrame([row, row, row], schema=suites.REQUEST_COSTS_COLUMNS).with_columns(
+    row = dict.fromkeys(REQUEST_COSTS_COLUMNS)
+    facts = pl.DataFrame([row, row, row], schema=REQUEST_COSTS_COLUMNS).with_columns(
         pl.Series("date", [date(2026, 11, 24), date(2026, 11, 23), date(2026, 11, 25)]))
     res = validate_frame("request_costs", facts, ctx).result("request_costs.date.partition_day")
     assert (res.success, res.unexpected_count) == (False, 2)

@@ -63,7 +63,8 @@ CLEAN_LINES = {
     "object and array for a string": '{"server.address": {"a": 1}, "inferledger.tier": [1, "x"]}',
     "escapes and unicode": '{"gen_ai.response.id": "r-\\"3\\"\\u00e9\\n", "inferledger.tenant.id": "ümlaut-テナント"}',
     "explicit nulls beside a value": '{"gen_ai.response.id": "r-6", "error.type": null, "server.address": null}',
-    "number formats": '{"gen_ai.latency.e2e": 0.020, "gen_ai.latency.time_in_queue": -0.0, "gen_ai.latency.decode_s": 1E-3}',
+    "number formats": ('{"gen_ai.latency.e2e": 0.020, "gen_ai.latency.time_in_queue": -0.0, '
+                       '"gen_ai.latency.decode_s": 1E-3}'),
     "spaces around": '   {"gen_ai.response.id": "r-4"}   ',
     "CRLF": '{"gen_ai.response.id": "r-5"}\r',
 }
@@ -134,7 +135,8 @@ lines = st.one_of(records.map(json.dumps), records.map(json.dumps),
 @settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(lines, max_size=12))
 def test_generated_files_give_the_line_by_line_frame(tmp_path, file_lines):
-    path = write(tmp_path, "gen.jsonl", "\n".join(file_lines).encode("utf-8", "surrogatepass"))  # lone surrogates: bad UTF-8
+    # lone surrogates: bad UTF-8
+    path = write(tmp_path, "gen.jsonl", "\n".join(file_lines).encode("utf-8", "surrogatepass"))
     same(scan_json_fields([path], tmp_path, KEYS).collect(), line_by_line(path, tmp_path))
 
 
@@ -237,7 +239,8 @@ def test_generated_compressed_files_give_the_frame_of_their_text(tmp_path, files
     plain = [write(d, f"f{i}.jsonl", "\n".join(fl).encode("utf-8", "surrogatepass")) for i, fl in enumerate(files)]
     packed = [compress(p, codec) for p in plain]
     assert [line_count(p) for p in packed] == [line_count(p) for p in plain]
-    same(scan_json_fields(packed, tmp_path, KEYS).collect(), renamed(scan_json_fields(plain, tmp_path, KEYS).collect(), codec))
+    same(scan_json_fields(packed, tmp_path, KEYS).collect(),
+         renamed(scan_json_fields(plain, tmp_path, KEYS).collect(), codec))
 
 
 def test_a_compressed_file_counts_as_the_text_it_holds_when_files_are_grouped(tmp_path):

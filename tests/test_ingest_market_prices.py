@@ -76,7 +76,8 @@ def test_the_attribution_prices_the_day_from_the_lake_hours_of_the_raw_file(tmp_
                        *hours(DAY + timedelta(days=1))])
     ingest(raw, lake, small_inventory)
     start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
-    written = pl.DataFrame({"tariff_id": ["nyiso-zone-j"] * 24, "hour_utc": [start + timedelta(hours=h) for h in range(24)],
+    written = pl.DataFrame({"tariff_id": ["nyiso-zone-j"] * 24,
+                            "hour_utc": [start + timedelta(hours=h) for h in range(24)],
                             "price_per_kwh": [float(f"{0.01 * h - 0.05:.4f}") for h in range(24)]},
                            schema=MARKET_PRICES.schema)
     from_lake = load_day_inputs(Lake(lake), small_inventory, DAY).market_prices.collect()

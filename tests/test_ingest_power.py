@@ -322,7 +322,7 @@ def test_ipmi_defects_land_in_quarantine(tmp_path):
         ("sdr-dump.txt", 1, "unknown_node"),
     ]
     assert rows.select("meter_id", "ts", "power_w").rows() == [("r-l40s-std-01/bmc", utc(2026, 11, 28, 0, 0, 5), 410.0)]
-    details = dict(zip(quarantine["source_row"], quarantine["detail"]))
+    details = dict(zip(quarantine["source_row"], quarantine["detail"], strict=True))
     assert details[5] == "sensor `Sys Power` gave no Watts reading in this sample (no reading)"
     assert quarantine["detail"][0] == ("host ghost-01 is not a node of the inventory; "
                                        "add it under `nodes:` (and its meter under `meters:`)")
@@ -335,7 +335,8 @@ def test_ipmi_conflicting_samples_of_one_instant(tmp_path):
     })
     assert counts_of(counts) == {"ipmi_sdr_r-l40s-std-01_a.txt": (2, 1, 1), "ipmi_sdr_r-l40s-std-01_b.txt": (1, 0, 1)}
     assert quarantine.select("source_file", "reason").rows() == [
-        ("ipmi_sdr_r-l40s-std-01_a.txt", "conflicting_duplicate"), ("ipmi_sdr_r-l40s-std-01_b.txt", "conflicting_duplicate")]
+        ("ipmi_sdr_r-l40s-std-01_a.txt", "conflicting_duplicate"),
+        ("ipmi_sdr_r-l40s-std-01_b.txt", "conflicting_duplicate")]
     assert rows["power_w"].to_list() == [400.0]
 
 
@@ -387,7 +388,7 @@ def test_redfish_offsets_energy_counter_and_defects(tmp_path):
         ("m-h200-01/bmc", utc(2026, 11, 28, 0, 30), 5210.5, 1500.25 * 3.6e6, False),
         ("m-h200-01/bmc", utc(2026, 11, 28, 0, 31), 5100.0, 0.5 * 3.6e6, True),
     ]
-    details = dict(zip(quarantine["source_row"], quarantine["detail"]))
+    details = dict(zip(quarantine["source_row"], quarantine["detail"], strict=True))
     assert details[7] == "`ReadingTime` 2026-11-28T00:32:00 is not RFC 3339 with a UTC offset"
     assert details[9] == "sensor TotalPower reads in `kW`, expected `W`"
 
@@ -416,10 +417,12 @@ def test_facility_intervals_end_in_utc_and_defects(tmp_path):
         (3, "negative_value"), (4, "unknown_meter"), (5, "unknown_meter"), (6, "bad_timestamp"),
         (7, "outside_partition_day"), (8, "exact_duplicate"), (9, "missing_required_field"), (10, "invalid_value")]
     assert rows.select("meter_id", "scope", "site_id", "ts", "interval_s", "interval_energy_j", "source").rows() == [
-        ("metro-east/facility", "facility", "metro-east", utc(2026, 11, 28, 0, 15), 900.0, 45_000_000.0, "facility_csv"),
-        ("metro-east/facility", "facility", "metro-east", utc(2026, 11, 28, 0, 45), 900.0, 36_000_000.0, "facility_csv"),
+        ("metro-east/facility", "facility", "metro-east", utc(2026, 11, 28, 0, 15), 900.0, 45_000_000.0,
+         "facility_csv"),
+        ("metro-east/facility", "facility", "metro-east", utc(2026, 11, 28, 0, 45), 900.0, 36_000_000.0,
+         "facility_csv"),
     ]
-    details = dict(zip(quarantine["source_row"], quarantine["detail"]))
+    details = dict(zip(quarantine["source_row"], quarantine["detail"], strict=True))
     assert details[5] == "meter m-h200-01/bmc is a node meter, not a facility meter; correct the meter id"
 
 
@@ -450,11 +453,15 @@ def test_canonical_csv_takes_inventory_defaults_and_flags_resets(tmp_path):
     raw = scan_csv_text([tmp_path / "power_readings.csv"], tmp_path)
     rows, quarantine, counts = ingest(parse_canonical_power(raw, INV, "metro-east"), DAY)
     assert counts_of(counts) == {"power_readings.csv": (7, 3, 4)}
-    assert reasons(quarantine) == [(4, "unknown_meter"), (5, "bad_timestamp"), (6, "invalid_value"), (7, "unknown_meter")]
+    assert reasons(quarantine) == [(4, "unknown_meter"), (5, "bad_timestamp"), (6, "invalid_value"),
+                                   (7, "unknown_meter")]
     assert rows.rows() == [
-        ("m-h200-01/gpu0", "gpu", "metro-east", "m-h200-01", 0, utc(2026, 11, 28, 0), 600.5, 1000.0, None, None, False, "canonical"),
-        ("m-h200-01/gpu0", "gpu", "metro-east", "m-h200-01", 0, utc(2026, 11, 28, 1), 601.0, 2000.0, None, None, False, "canonical"),
-        ("m-h200-01/gpu0", "gpu", "metro-east", "m-h200-01", 0, utc(2026, 11, 28, 2), 602.0, 10.0, None, None, True, "canonical"),
+        ("m-h200-01/gpu0", "gpu", "metro-east", "m-h200-01", 0, utc(2026, 11, 28, 0), 600.5, 1000.0, None, None,
+         False, "canonical"),
+        ("m-h200-01/gpu0", "gpu", "metro-east", "m-h200-01", 0, utc(2026, 11, 28, 1), 601.0, 2000.0, None, None,
+         False, "canonical"),
+        ("m-h200-01/gpu0", "gpu", "metro-east", "m-h200-01", 0, utc(2026, 11, 28, 2), 602.0, 10.0, None, None,
+         True, "canonical"),
     ]
 
 
@@ -469,6 +476,7 @@ def test_canonical_parquet_keeps_its_own_columns_and_checks_the_site(tmp_path):
     rows, quarantine, counts = ingest(parse_canonical_power(raw, INV, "metro-east"), DAY)
     assert counts_of(counts) == {"power_readings.parquet": (2, 1, 1)}
     assert quarantine.select("source_row", "reason", "detail").rows() == [
-        (2, "invalid_value", "`site_id` remote-plains disagrees with the inventory (meter m-h200-01/bmc is at site metro-east)")]
+        (2, "invalid_value",
+         "`site_id` remote-plains disagrees with the inventory (meter m-h200-01/bmc is at site metro-east)")]
     assert rows.select("meter_id", "scope", "node_id", "ts", "power_w", "source").rows() == [
         ("m-h200-01/bmc", "node", "m-h200-01", utc(2026, 11, 28, 0, 0, 5), 5210.0, "canonical")]

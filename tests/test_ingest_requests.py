@@ -20,6 +20,8 @@ import pytest
 from lake.inventory import load_inventory
 from lake.json_lines import extract_json_fields
 from lake.readers import scan_csv_text, scan_parquet_files, scan_text_lines
+from lake.store import Lake
+from pipelines import ingest as pipeline_ingest
 from transforms.contracts import REQUESTS
 from transforms.ingest.common import REASONS, accepted, audit, classify, quarantined
 from transforms.ingest.requests import OTEL_FIELDS, parse_canonical_requests, parse_otel_fields
@@ -103,7 +105,7 @@ def ingest_jsonl(root: Path, files: dict[str, list[str]], site: str = SITE, day:
     paths = [write(root, name, lines, f"{day.isoformat()}/{site}/requests") for name, lines in files.items()]
     rows, quarantine, counts = ingest(parse_otel_lines(scan_text_lines(paths, root), INV, site), day)
     non_blank = {f"{day.isoformat()}/{site}/requests/{n}": sum(1 for x in ls if x.strip()) for n, ls in files.items()}
-    assert dict(zip(counts["source_file"], counts["rows_read"])) == non_blank
+    assert dict(zip(counts["source_file"], counts["rows_read"], strict=True)) == non_blank
     return rows, quarantine, counts
 
 
@@ -161,8 +163,9 @@ def test_status_from_error_type_and_optional_keys(tmp_path):
     ]})
     assert quarantine.height == 0
     # Rows keep the file's order (REQUESTS.raw_order).
-    assert rows.select("request_id", "status").rows() == [("r-ok", "ok"), ("r-cancelled", "cancelled"), ("r-timeout", "timeout"),
-                                                          ("r-error", "error"), ("r-minimal", "ok")]
+    assert rows.select("request_id", "status").rows() == [("r-ok", "ok"), ("r-cancelled", "cancelled"),
+                                                          ("r-timeout", "timeout"), ("r-error", "error"),
+                                                          ("r-minimal", "ok")]
     minimal = rows.filter(pl.col("request_id") == "r-minimal").row(0, named=True)
     assert [minimal[c] for c in ("cached_input_tokens", "queue_s", "ttft_s", "response_bytes")] == [0, None, None, None]
 
@@ -274,7 +277,8 @@ def test_exact_duplicate_across_files_and_offsets_keeps_the_first_file(tmp_path)
         "b.jsonl": [line(time="2026-11-28T05:00:00-05:00")],
     })
     assert rows.height == 1
-    assert quarantine.select("source_file", "source_row", "reason").rows() == [(f"{FOLDER}/b.jsonl", 1, "exact_duplicate")]
+    assert quarantine.select("source_file", "source_row", "reason").rows() == [
+        (f"{FOLDER}/b.jsonl", 1, "exact_duplicate")]
     assert counts.select("rows_read", "rows_accepted", "rows_quarantined").rows() == [(1, 1, 0), (1, 0, 1)]
 
 
@@ -296,7 +300,8 @@ def test_a_file_of_hostile_lines_never_fails_the_parse(tmp_path):
         line(),
         line(**{"gen_ai.response.id": "r-deep"})[:-1] + f', "gen_ai.output.messages": {deep}}}',  # deep nesting
         line(**{"gen_ai.response.id": "r-comma"})[:-1] + ", }",  # trailing comma: DuckDB accepts it
-        "\ufeff" + line(**{"gen_ai.response.id": "r-bom"}),  # a byte-order mark inside the file (files concatenated): stripped
+        # a byte-order mark inside the file (files concatenated): stripped
+        "\ufeff" + line(**{"gen_ai.response.id": "r-bom"}),
         "null", "12", '"text"', "{}", "{", "}", "\t ",
     ]
     rows, quarantine, counts = ingest_jsonl(tmp_path, {"a.jsonl": lines})
@@ -310,7 +315,8 @@ def test_a_file_of_hostile_lines_never_fails_the_parse(tmp_path):
 # --- privacy ------------------------------------------------------------------------------------------
 
 SECRETS = {
-    "gen_ai.input.messages": [{"role": "user", "parts": [{"type": "text", "content": "SECRET-INPUT-MESSAGES diagnosis"}]}],
+    "gen_ai.input.messages": [{"role": "user",
+                               "parts": [{"type": "text", "content": "SECRET-INPUT-MESSAGES diagnosis"}]}],
     "gen_ai.output.messages": [{"role": "assistant", "parts": [{"type": "text", "content": "SECRET-OUTPUT-MESSAGES"}]}],
     "gen_ai.system_instructions": [{"type": "text", "content": "SECRET-SYSTEM-INSTRUCTIONS"}],
     "gen_ai.prompt": "SECRET-GEN-AI-PROMPT account 4111-1111",
@@ -341,7 +347,8 @@ def test_prompt_and_completion_text_never_reach_parquet(tmp_path):
     ]
     raw = scan_text_lines([write(tmp_path, "a.jsonl", lines)], tmp_path)
     classified = classify(parse_otel_lines(raw, INV, SITE), REQUESTS, DAY, day_column="completed_at").collect().lazy()
-    outputs = {"accepted": accepted(classified, REQUESTS).collect(), "quarantine": quarantined(classified, REQUESTS).collect(),
+    outputs = {"accepted": accepted(classified, REQUESTS).collect(),
+               "quarantine": quarantined(classified, REQUESTS).collect(),
                "audit": audit(classified, REQUESTS).collect()}
     assert (outputs["accepted"].height, outputs["quarantine"].height) == (1, 6)
     secrets = [s.encode() for s in ["SECRET-", "4111-1111", "diagnosis"]]
@@ -379,8 +386,10 @@ def test_canonical_csv_fills_site_pool_and_cache_and_applies_the_same_checks(tmp
     rows, quarantine, counts = ingest(parse_canonical_requests(scan_csv_text([path], tmp_path), INV, SITE))
     assert rows.select("request_id", "node_id", "arrived_at", "completed_at", "cached_input_tokens", "status",
                        "site_id", "pool_id").rows() == [
-        ("c-1", "m-h200-01", utc(2026, 11, 28, 10), utc(2026, 11, 28, 10, 0, 2, 500000), 0, "ok", "metro-east", "premium-h200"),
-        ("c-2", "m-h200-01", utc(2026, 11, 28, 10), utc(2026, 11, 28, 10, 0, 1), 0, "timeout", "metro-east", "premium-h200"),
+        ("c-1", "m-h200-01", utc(2026, 11, 28, 10), utc(2026, 11, 28, 10, 0, 2, 500000), 0, "ok", "metro-east",
+         "premium-h200"),
+        ("c-2", "m-h200-01", utc(2026, 11, 28, 10), utc(2026, 11, 28, 10, 0, 1), 0, "timeout", "metro-east",
+         "premium-h200"),
     ]
     assert reasons(quarantine) == [(3, "bad_timestamp"), (4, "negative_value"), (5, "end_before_start"),
                                    (6, "invalid_value"), (7, "unknown_node"), (8, "unknown_tier"), (9, "invalid_value"),
@@ -403,7 +412,8 @@ def test_canonical_parquet_keeps_its_columns_and_checks_site_and_pool(tmp_path):
         "site_id": ["metro-east", "remote-plains", None], "pool_id": [None, None, "premium-h200"],
     })
     frame.write_parquet(folder / "requests.parquet")
-    rows, quarantine, _ = ingest(parse_canonical_requests(scan_parquet_files([folder / "requests.parquet"], tmp_path), INV, SITE))
+    rows, quarantine, _ = ingest(parse_canonical_requests(scan_parquet_files([folder / "requests.parquet"], tmp_path),
+                                                          INV, SITE))
     assert rows.select("request_id", "cached_input_tokens", "completed_at", "site_id", "pool_id").rows() == [
         ("p-1", 0, utc(2026, 11, 28, 12, 0, 3), "metro-east", "premium-h200")]
     # p-2 states another site than its node's; p-3 caches more tokens than its prompt has.
@@ -474,9 +484,6 @@ def test_duplicate_verdicts_through_the_lake_equal_the_judgement_in_memory(tmp_p
     """`ingest_partition` judges the parse's scratch files as a plan and applies the duplicate
     verdicts by row index, one file per scratch group here: the lake's rows and quarantine equal
     `classify` collected in memory, exact copies (across files) and conflicting copies included."""
-    from lake.store import Lake
-    from pipelines import ingest as pipeline_ingest
-
     files = {
         "a.jsonl": [line(), line(**{"gen_ai.response.id": "r-2"}), line(**{"gen_ai.response.id": "r-3"})],
         "b.jsonl": [line(**{"gen_ai.response.id": "r-4"}), line(), line(**{"gen_ai.response.id": "r-3",

@@ -27,7 +27,8 @@ def _errors(text: str) -> str:
 
 
 def test_field_errors_are_all_reported_with_their_place():
-    bad = TEXT.replace("America/Chicago", "Mars/Base").replace("gpus: 4", "gpuz: 4", 1).replace("design_pue: 1.15", "design_pue: 0.9")
+    bad = (TEXT.replace("America/Chicago", "Mars/Base").replace("gpus: 4", "gpuz: 4", 1)
+           .replace("design_pue: 1.15", "design_pue: 0.9"))
     msg = _errors(bad)
     assert msg.startswith("inv.yaml: 4 problem(s) in the inventory:")
     assert "sites[1].timezone: unknown IANA time zone 'Mars/Base'" in msg
@@ -37,7 +38,8 @@ def test_field_errors_are_all_reported_with_their_place():
 
 
 def test_reference_errors_name_the_unknown_id_and_the_known_ones():
-    msg = _errors(TEXT.replace("pool: batch-l40s", "pool: batch-a10").replace("reserved_pools: [premium-h200]", "reserved_pools: [gold]"))
+    msg = _errors(TEXT.replace("pool: batch-l40s", "pool: batch-a10")
+                  .replace("reserved_pools: [premium-h200]", "reserved_pools: [gold]"))
     assert "nodes[2].pool: unknown pool 'batch-a10'; known: batch-l40s, cloud-h100, premium-h200, standard-l40s" in msg
     assert "tiers[0].reserved_pools: unknown pool 'gold'" in msg
 
