@@ -71,7 +71,8 @@ def site_energy_kwh(site: SiteSpec, day: date, node_energy_15min_j: list[np.ndar
     return it_kwh * pue_profile(site, day, 900, rng)
 
 
-def sites_energy_kwh(spec, fleet, day: date, seed: int, node_energy_15min_j: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def sites_energy_kwh(spec, fleet, day: date, seed: int,
+                     node_energy_15min_j: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """`site_energy_kwh` of every owned site with nodes, from its nodes' 15-minute IT energy
     (by node id), with the sites' own random stream: the simulator and the benchmark's
     synthetic lake call this one function."""
@@ -103,7 +104,8 @@ def market_prices(day: date, tz: str, seed: int) -> dict[str, float]:
     rng = np.random.default_rng([seed, 0x5EED, day.year, day.month])
     zone = ZoneInfo(tz)
     local_h = np.array([(a + timedelta(hours=h)).astimezone(zone).hour for h in range(hours)])
-    shape = 0.032 + 0.022 * np.exp(-0.5 * ((local_h - 18) / 2.5) ** 2) + 0.008 * np.exp(-0.5 * ((local_h - 8) / 1.5) ** 2)
+    shape = (0.032 + 0.022 * np.exp(-0.5 * ((local_h - 18) / 2.5) ** 2)
+             + 0.008 * np.exp(-0.5 * ((local_h - 8) / 1.5) ** 2))
     daily = np.repeat(np.exp(rng.normal(0, 0.18, hours // 24 + 2)), 24)[:hours]
     price = shape * daily * np.exp(rng.normal(0, 0.08, hours))
     spikes = rng.random(hours) < 0.01

@@ -150,8 +150,9 @@ def write_request_log(path: Path, reqs: NodeRequests, plan: LinePlan, spec: Flee
             sec = lambda c: decimal_text(pl.col(c), 3)  # noqa: E731 - ms as seconds
             error = (pl.when(pl.col("status") == STATUS_CANCELLED).then(pl.lit('"cancelled"'))
                      .when(pl.col("status") == STATUS_TIMEOUT).then(pl.lit('"timeout"'))
-                     .when(pl.col("err") >= 0).then(pl.lit('"') + pl.col("err").cast(pl.Int64).clip(0)
-                                                    .replace_strict(dict(enumerate(ERROR_TYPES)), return_dtype=pl.String) + '"')
+                     .when(pl.col("err") >= 0)
+                     .then(pl.lit('"') + pl.col("err").cast(pl.Int64).clip(0)
+                           .replace_strict(dict(enumerate(ERROR_TYPES)), return_dtype=pl.String) + '"')
                      .otherwise(pl.lit("null")))
             finish = (pl.when(pl.col("status") == STATUS_TIMEOUT).then(pl.lit("length"))
                       .when(pl.col("status") == STATUS_CANCELLED).then(pl.lit("abort")).otherwise(pl.lit("stop")))
@@ -183,6 +184,7 @@ def write_request_log(path: Path, reqs: NodeRequests, plan: LinePlan, spec: Flee
                 pl.lit('"}]}],"gen_ai.output.messages":'), output, pl.lit("}"),
             ])
             # A truncated write: the shipper lost the end of the line.
-            line = pl.when(pl.col("kind") == LINE_TRUNCATED).then(line.str.slice(0, line.str.len_chars() // 2)).otherwise(line)
+            line = (pl.when(pl.col("kind") == LINE_TRUNCATED).then(line.str.slice(0, line.str.len_chars() // 2))
+                    .otherwise(line))
             written += write_lines_to(sink, f.select(line.alias("l")))
     return written

@@ -64,7 +64,8 @@ def node_power(reqs: NodeRequests, rng: np.random.Generator) -> NodePower:
     util = gpu_utilization(smooth, pool.gpus)
     share = rng.uniform(0.9, 1.05, pool.gpus)[:, None]  # replicas and tensor-parallel ranks differ a little
     noise = rng.normal(0.0, 0.012, (pool.gpus, SECONDS))
-    frac = pool.gpu_idle_frac + (pool.gpu_max_frac - pool.gpu_idle_frac) * np.minimum(1.0, util[None, :] * share) + noise
+    frac = (pool.gpu_idle_frac + (pool.gpu_max_frac - pool.gpu_idle_frac) * np.minimum(1.0, util[None, :] * share)
+            + noise)
     gpu_w = np.clip(frac, 0.1, 1.0) * pool.gpu_tdp_w
     host = pool.host_idle_w + pool.host_dynamic_w * util + rng.normal(0.0, 4.0, SECONDS)
     return NodePower(node, gpu_w, gpu_w.sum(axis=0) + host, conc)
@@ -211,7 +212,8 @@ def write_ipmi_sdr(path: Path, day: date, power: NodePower, interval_s: int, rng
     return len(t), int(len(t) + (~silent).sum() * len(sensors))
 
 
-def write_redfish(path: Path, day: date, power: NodePower, interval_s: int, rng: np.random.Generator) -> tuple[int, int]:
+def write_redfish(path: Path, day: date, power: NodePower, interval_s: int,
+                  rng: np.random.Generator) -> tuple[int, int]:
     """Redfish Sensor polls: TotalPower (W) and TotalEnergy (kW.h, cumulative) per poll, one
     JSON object per line. Returns (records, lines), both the number of lines."""
     node = power.node
@@ -220,7 +222,8 @@ def write_redfish(path: Path, day: date, power: NodePower, interval_s: int, rng:
     days = (day - ENERGY_REF_DAY).days
     base_wh = float(rng.uniform(2e6, 9e6)) + days * node.pool.nameplate_w * 24
     wh = np.round(base_wh + _integral_j(power.node_w, t.astype(np.float64)) / 3600.0).astype(np.int64)
-    stamp = pl.concat_str([pl.lit(f"{day.isoformat()}T"), pl.lit(clock_strings(t * 1000, millis=False)), pl.lit("+00:00")])
+    stamp = pl.concat_str([pl.lit(f"{day.isoformat()}T"), pl.lit(clock_strings(t * 1000, millis=False)),
+                           pl.lit("+00:00")])
     chassis = "/redfish/v1/Chassis/1/Sensors"
     status = '"Status":{"State":"Enabled","Health":"OK"}}'
     power_line = pl.concat_str([

@@ -302,7 +302,8 @@ class Fleet:
             ],
             "tiers": [{"id": t.id, "ttft_p95_s": t.ttft_p95_s, "e2e_p95_s": t.e2e_p95_s,
                        "price_per_m_input_tokens": t.price_in, "price_per_m_output_tokens": t.price_out,
-                       "idle_policy": t.idle_policy, **({"reserved_pools": list(t.reserved_pools)} if t.reserved_pools else {})}
+                       "idle_policy": t.idle_policy,
+                       **({"reserved_pools": list(t.reserved_pools)} if t.reserved_pools else {})}
                       for t in s.tiers],
             "models": [{"id": m.id, "params_b": m.params_b} for m in s.models],
         }

@@ -58,7 +58,8 @@ def decimal_text(scaled: pl.Expr, decimals: int) -> pl.Expr:
 
 
 def signed_decimal_text(scaled: pl.Expr, decimals: int) -> pl.Expr:
-    return pl.when(scaled < 0).then(pl.lit("-") + decimal_text(-scaled, decimals)).otherwise(decimal_text(scaled, decimals))
+    return (pl.when(scaled < 0).then(pl.lit("-") + decimal_text(-scaled, decimals))
+            .otherwise(decimal_text(scaled, decimals)))
 
 
 # Compressed request logs (`simulate(..., compress=...)`): codec -> the suffix added to `.jsonl`.

@@ -19,7 +19,8 @@ from transforms.contracts import ASSETS, COST_LINES, MARKET_PRICES, POWER_READIN
 from transforms.inventory import Inventory
 
 # Lake datasets written per day by the attribution, in the order they are written.
-OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", "unattributed", "reconciliation", "totals")
+OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", "unattributed", "reconciliation",
+           "totals")
 
 
 # zstd level of `request_costs` (the other outputs are small and keep the lake's default, 3):
@@ -124,15 +125,18 @@ def _check_conservation(day: date, frames: dict[str, pl.DataFrame]) -> None:
     totals = frames["totals"]
     off = totals.filter(
         pl.when(pl.col("unit") == "currency")
-        .then((pl.col("requests_difference").abs() > MONEY_TOLERANCE) | (pl.col("idle_difference").abs() > MONEY_TOLERANCE))
-        .otherwise((pl.col("requests_difference").abs() > ENERGY_RELATIVE_TOLERANCE * pl.col("source_amount").abs().clip(lower_bound=1.0))
-                   | (pl.col("idle_difference").abs() > ENERGY_RELATIVE_TOLERANCE * pl.col("source_amount").abs().clip(lower_bound=1.0))))
+        .then((pl.col("requests_difference").abs() > MONEY_TOLERANCE)
+              | (pl.col("idle_difference").abs() > MONEY_TOLERANCE))
+        .otherwise((pl.col("requests_difference").abs()
+                    > ENERGY_RELATIVE_TOLERANCE * pl.col("source_amount").abs().clip(lower_bound=1.0))
+                   | (pl.col("idle_difference").abs()
+                      > ENERGY_RELATIVE_TOLERANCE * pl.col("source_amount").abs().clip(lower_bound=1.0))))
     if failures.height or off.height:
         lines = [f"  {r['source']} {r['line_id']} {r['component']}: source {r['source_amount']:.6f}, requests "
                  f"{r['to_requests']:.6f}, idle {r['to_idle']:.6f}, unattributed {r['unattributed']:.6f}, "
                  f"difference {r['difference']:.6f}" for r in failures.head(20).iter_rows(named=True)]
-        lines += [f"  total {r['component']}: lines say requests {r['to_requests']:.6f} / idle {r['to_idle']:.6f}, facts hold "
-                  f"{r['in_requests']:.6f} / {r['in_idle']:.6f}" for r in off.iter_rows(named=True)]
-        raise ConservationError(f"attribution of {day} does not conserve ({failures.height} line(s), {off.height} total(s)); "
-                                "nothing was written:\n" + "\n".join(lines))
+        lines += [f"  total {r['component']}: lines say requests {r['to_requests']:.6f} / idle {r['to_idle']:.6f}, "
+                  f"facts hold {r['in_requests']:.6f} / {r['in_idle']:.6f}" for r in off.iter_rows(named=True)]
+        raise ConservationError(f"attribution of {day} does not conserve ({failures.height} line(s), "
+                                f"{off.height} total(s)); nothing was written:\n" + "\n".join(lines))
 

@@ -118,7 +118,8 @@ def _active_days(instance: dg.DagsterInstance) -> set[str] | None:
     return days
 
 
-def downstream_requests(instance: dg.DagsterInstance, cursor: Cursor, site_ids: list[str]) -> tuple[list[dg.RunRequest], Cursor]:
+def downstream_requests(instance: dg.DagsterInstance, cursor: Cursor,
+                        site_ids: list[str]) -> tuple[list[dg.RunRequest], Cursor]:
     """Attribution runs for days whose ingest is complete and newer than their attribution, and
     one publish when the marts are newer than the warehouse and nothing upstream runs."""
     new_after = cursor.after
@@ -155,7 +156,8 @@ def downstream_requests(instance: dg.DagsterInstance, cursor: Cursor, site_ids: 
         upstream = max([r.storage_id for r in inputs] + [bill_id])
         attribution = _latest(instance, "request_costs", day)
         if attribution is None or attribution.storage_id < upstream:
-            requests.append(dg.RunRequest(job_name="attribute_day", partition_key=day, run_key=f"attribute-{day}-{upstream}",
+            requests.append(dg.RunRequest(job_name="attribute_day", partition_key=day,
+                                          run_key=f"attribute-{day}-{upstream}",
                                           tags={"inferledger/date": day, "inferledger/trigger": "downstream"}))
     marts = _latest(instance, "cost_marts")
     published = _latest(instance, "warehouse")

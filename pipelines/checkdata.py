@@ -39,7 +39,8 @@ class CheckDataReport:
 
     @property
     def errors(self) -> int:
-        return sum(len(r.errors) for r in self.suites) + sum(1 for o in self.warehouse if not o.passed and o.severity == "error")
+        return (sum(len(r.errors) for r in self.suites)
+                + sum(1 for o in self.warehouse if not o.passed and o.severity == "error"))
 
     def as_dict(self) -> dict:
         return {"errors": self.errors, "seconds": round(self.seconds, 2),
@@ -64,7 +65,8 @@ def bmc_sample_inventory(source: str, sensors: dict[str, str | None]) -> Invento
         "sites": [{"id": "mghpcc", "kind": "remote", "cooling": "liquid", "design_pue": 1.2,
                    "timezone": "America/New_York", "tariff": "flat"}],
         "pools": [{"id": "hpc", "site": "mghpcc", "gpu_model": "A100", "tiers": ["batch"]}],
-        "nodes": [{"id": h, "pool": "hpc", "gpus": 4, "gpu_tdp_w": 400, "idle_w": 300, "nameplate_w": 3000} for h in sensors],
+        "nodes": [{"id": h, "pool": "hpc", "gpus": 4, "gpu_tdp_w": 400, "idle_w": 300, "nameplate_w": 3000}
+                  for h in sensors],
         "meters": [{"id": f"{h}/bmc", "scope": "node", "site": "mghpcc", "source": source, "node": h, "sensor": s}
                    for h, s in sensors.items()],
         "tariffs": [{"id": "flat", "kind": "time_of_use", "currency": "USD",
@@ -81,22 +83,24 @@ def real_sample_results(real_root: Path, inventory: Inventory) -> list[SuiteResu
     out = []
     delivery = date(2026, 11, 24)
     for name, files in (("focus_sample_data_v1.0", ["focus_sample.csv"]),
-                        ("focus_spec_v1.2_examples", sorted(p.name for p in (real_root / "focus_spec_v1.2_examples").glob("*.csv")))):
+                        ("focus_spec_v1.2_examples",
+                         sorted(p.name for p in (real_root / "focus_spec_v1.2_examples").glob("*.csv")))):
         root = real_root / name
         lines = _ingested(parse_focus(scan_csv_text([root / f for f in files], root, null_values=["NULL"]), inventory,
                                       "cloud-use1"), COST_LINES, delivery, None)
         out.append(validate_frame("cost_lines", lines, SuiteContext(inventory=inventory, day=delivery), partition=name))
-    ipmi_root, ipmi_inv, ipmi_day = real_root / "harvard_fasrc_ipmi_sdr", bmc_sample_inventory("ipmi", FASRC_SENSORS), date(2025, 6, 3)
+    ipmi_root, ipmi_inv, ipmi_day = (real_root / "harvard_fasrc_ipmi_sdr", bmc_sample_inventory("ipmi", FASRC_SENSORS),
+                                     date(2025, 6, 3))
     readings = _ingested(parse_ipmi_sdr(scan_text_lines(sorted(ipmi_root.glob("ipmi_sdr_*.txt")), ipmi_root), ipmi_inv,
                                         "mghpcc"), POWER_READINGS, ipmi_day, "ts")
     out.append(validate_frame("power_readings", readings, SuiteContext(inventory=ipmi_inv, day=ipmi_day),
                               partition="harvard_fasrc_ipmi_sdr"))
-    placement = {"node_id": "c-h100-01", "model": "llama-3.1-70b-instruct", "tier": "standard", "tenant_id": "trace-replay",
-                     "throughput": ThroughputModel(), "inventory": inventory}
+    placement = {"node_id": "c-h100-01", "model": "llama-3.1-70b-instruct", "tier": "standard",
+                 "tenant_id": "trace-replay", "throughput": ThroughputModel(), "inventory": inventory}
     azure = real_root / "azure_llm_inference_2023"
     for trace in ("code", "conv"):
-        rows = _ingested(adapt_azure_trace(scan_csv_text([azure / f"AzureLLMInferenceTrace_{trace}.csv"], azure), **placement),
-                         REQUESTS, date(2023, 11, 16), "completed_at")
+        rows = _ingested(adapt_azure_trace(scan_csv_text([azure / f"AzureLLMInferenceTrace_{trace}.csv"], azure),
+                                           **placement), REQUESTS, date(2023, 11, 16), "completed_at")
         out.append(validate_frame("requests", rows, SuiteContext(inventory=inventory, day=date(2023, 11, 16)),
                                   partition=f"azure_llm_inference_2023/{trace}"))
     moon, start = real_root / "mooncake_fast25_traces", date(2026, 11, 28)
@@ -142,15 +146,16 @@ def print_report(report: CheckDataReport, console) -> None:
         for col in ("check", "severity", "result", "rows"):
             w.add_column(col, justify="right" if col == "rows" else "left")
         for o in report.warehouse:
-            w.add_row(o.name, o.severity, "pass" if o.passed else ("[red]FAIL[/red]" if o.severity == "error" else "warn"),
+            w.add_row(o.name, o.severity,
+                      "pass" if o.passed else ("[red]FAIL[/red]" if o.severity == "error" else "warn"),
                       str(o.unexpected_count))
         console.print(w)
     failed = [(r.suite, r.partition, e) for r in report.suites for e in r.errors + r.warnings]
     for _, batch, e in failed:
         kind = "[red]error[/red]" if e.severity == "error" else "[yellow]warning[/yellow]"
         count = e.unexpected_count if e.unexpected_count is not None else e.observed
-        console.print(f"{kind} {e.name} on {batch}: {count} unexpected" + (f", e.g. {e.examples[:3]}" if e.examples else "")
-                      + (f" ({e.error})" if e.error else ""))
+        console.print(f"{kind} {e.name} on {batch}: {count} unexpected"
+                      + (f", e.g. {e.examples[:3]}" if e.examples else "") + (f" ({e.error})" if e.error else ""))
     for o in report.warehouse:
         if not o.passed:
             kind = "[red]error[/red]" if o.severity == "error" else "[yellow]warning[/yellow]"

@@ -94,11 +94,11 @@ def _parse_group(src: Source, group: list[Path], contract: Contract, raw_root: P
     """Parse the files `group` of `src` into the scratch file `part`, identifiers that were not
     UTF-8 judged (`undecodable`, when a file was decoded lossily: a clean day of request logs,
     read whole by DuckDB, skips its cost, 0.09 CPU-s per million requests); returns the files that
-    cannot be read as their format at all (relative name -> why and the fix), left out. A reader names those it finds opening them (a
-    compressed file that does not decompress, a CSV without a header); a failure while the rows
-    are read (a CSV that cannot be parsed further down) is traced to its files by reading each
-    file of the group alone, and the group is parsed again without them. An error no file raises
-    alone (a parser's) is raised."""
+    cannot be read as their format at all (relative name -> why and the fix), left out. A reader
+    names those it finds opening them (a compressed file that does not decompress, a CSV without a
+    header); a failure while the rows are read (a CSV that cannot be parsed further down) is traced
+    to its files by reading each file of the group alone, and the group is parsed again without
+    them. An error no file raises alone (a parser's) is raised."""
     unreadable: dict[str, str] = {}
     rest = list(group)
     while True:
@@ -222,9 +222,10 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
         ignored = [(dataset, name, why) for name, why in listing.ignored.items()] + \
                   [(UNCLAIMED, name, why) for name, why in listing.unclaimed.items()]
         out.paths["canonical"] = str(_write_accepted(lake, judged, contract, day, part_site, spill))
-        out.paths["quarantine"] = str(lake.write(quarantined(judged, contract), "quarantine", day, qa_site, name=dataset))
-        out.paths["ingest_audit"] = str(lake.write(audit(judged, contract, files, ignored), "ingest_audit", day, qa_site,
-                                                   name=dataset))
+        out.paths["quarantine"] = str(lake.write(quarantined(judged, contract), "quarantine", day, qa_site,
+                                                 name=dataset))
+        out.paths["ingest_audit"] = str(lake.write(audit(judged, contract, files, ignored), "ingest_audit", day,
+                                                   qa_site, name=dataset))
         counts = judged.group_by("_reason").agg(pl.len()).collect()
     finally:
         for path in spilled:

@@ -81,13 +81,15 @@ REQUESTS = Contract(
         _c("tier", pl.String, "-", "SLA tier of the request, a tier of the inventory."),
         _c("tenant_id", pl.String, "-", "Tenant (customer or internal team) billed for the request."),
         _c("arrived_at", UTC_US, "UTC, microseconds", "When the request reached the server."),
-        _c("completed_at", UTC_US, "UTC, microseconds", "When the last byte of the response left (arrival + e2e latency)."),
+        _c("completed_at", UTC_US, "UTC, microseconds", "When the last byte of the response left "
+           "(arrival + e2e latency)."),
         _c("queue_s", pl.Float64, "s", "Time waiting in the scheduler queue before reaching the GPU.", True),
         _c("ttft_s", pl.Float64, "s", "Time to first token, from arrival.", True),
         _c("prefill_s", pl.Float64, "s", "Time in model prefill (prompt processing).", True),
         _c("decode_s", pl.Float64, "s", "Time in model decode (token generation).", True),
         _c("input_tokens", pl.Int64, "tokens", "Prompt tokens, including cached ones."),
-        _c("cached_input_tokens", pl.Int64, "tokens", "Prompt tokens served from the prefix (KV) cache; 0 when unknown."),
+        _c("cached_input_tokens", pl.Int64, "tokens", "Prompt tokens served from the prefix (KV) cache; "
+           "0 when unknown."),
         _c("output_tokens", pl.Int64, "tokens", "Generated tokens."),
         _c("response_bytes", pl.Int64, "bytes", "Size of the response body sent to the client.", True),
         _c("status", pl.String, "-", "ok, error, cancelled or timeout."),
@@ -112,11 +114,15 @@ POWER_READINGS = Contract(
         _c("gpu_index", pl.Int16, "-", "GPU index within the node, for gpu meters.", True),
         _c("ts", UTC_US, "UTC, microseconds", "Sample time."),
         _c("power_w", pl.Float64, "W", "Instantaneous power (a gauge).", True),
-        _c("energy_j", pl.Float64, "J", "Cumulative energy counter since the device's last reset (DCGM mJ and Redfish kWh converted).", True),
-        _c("interval_energy_j", pl.Float64, "J", "Energy consumed over the interval of `interval_s` seconds ending at `ts` (facility interval meters).", True),
+        _c("energy_j", pl.Float64, "J", "Cumulative energy counter since the device's last reset "
+           "(DCGM mJ and Redfish kWh converted).", True),
+        _c("interval_energy_j", pl.Float64, "J", "Energy consumed over the interval of `interval_s` seconds ending "
+           "at `ts` (facility interval meters).", True),
         _c("interval_s", pl.Float64, "s", "Length of the interval of `interval_energy_j`.", True),
-        _c("counter_reset", pl.Boolean, "-", "True where `energy_j` fell below the meter's previous sample: the counter restarted (reboot); attribution starts a new segment here."),
-        _c("source", pl.String, "-", "Raw format the sample came from: dcgm, ipmi, redfish, facility_csv or canonical."),
+        _c("counter_reset", pl.Boolean, "-", "True where `energy_j` fell below the meter's previous sample: "
+           "the counter restarted (reboot); attribution starts a new segment here."),
+        _c("source", pl.String, "-", "Raw format the sample came from: dcgm, ipmi, redfish, facility_csv or "
+           "canonical."),
     ),
 )
 
@@ -128,21 +134,25 @@ COST_LINES = Contract(
     key=("source", "line_id"),
     columns=(
         _c("source", pl.String, "-", "Bill family: focus, electricity_invoice, colocation_invoice or canonical."),
-        _c("line_id", pl.String, "-", "Line identifier, unique within its source (invoice id + line number, or a stable hash of the FOCUS row)."),
+        _c("line_id", pl.String, "-", "Line identifier, unique within its source (invoice id + line number, "
+           "or a stable hash of the FOCUS row)."),
         _c("site_id", pl.String, "-", "Site the line is billed to (from the inventory)."),
         _c("resource_id", pl.String, "-", "Billed resource (FOCUS `ResourceId`); null for site-level lines.", True),
         _c("period_start", UTC_US, "UTC, microseconds", "Start of the charge period (inclusive)."),
         _c("period_end", UTC_US, "UTC, microseconds", "End of the charge period (exclusive)."),
         _c("cost_type", pl.String, "-", "energy, demand, colocation, cloud_compute, egress or other."),
         _c("billed_amount", pl.Float64, "currency", "Amount on the invoice (FOCUS `BilledCost`)."),
-        _c("effective_amount", pl.Float64, "currency", "Amortized amount, commitments spread (FOCUS `EffectiveCost`); equals billed for invoices."),
+        _c("effective_amount", pl.Float64, "currency", "Amortized amount, commitments spread "
+           "(FOCUS `EffectiveCost`); equals billed for invoices."),
         _c("currency", pl.String, "ISO 4217", "Currency of both amounts."),
         _c("quantity", pl.Float64, "unit", "Billed quantity (kWh, kW, kW-month, hours, GB, ...).", True),
         _c("unit", pl.String, "-", "Unit of `quantity`.", True),
         _c("service_name", pl.String, "-", "Service or item name as billed (FOCUS `ServiceName`, invoice item).", True),
-        _c("charge_category", pl.String, "-", "FOCUS `ChargeCategory` (Usage, Purchase, Tax, Credit, Adjustment); `Usage` for invoice lines.", True),
+        _c("charge_category", pl.String, "-", "FOCUS `ChargeCategory` (Usage, Purchase, Tax, Credit, Adjustment); "
+           "`Usage` for invoice lines.", True),
         _c("tou_period", pl.String, "-", "Time-of-use period of an energy line (on_peak, off_peak, ...).", True),
-        _c("peak_at", UTC_US, "UTC, microseconds", "Interval that set a demand charge, when the invoice states it.", True),
+        _c("peak_at", UTC_US, "UTC, microseconds", "Interval that set a demand charge, when the invoice states it.",
+           True),
     ),
 )
 
@@ -190,7 +200,8 @@ QUARANTINE = Contract(
         _c("dataset", pl.String, "-", "Canonical dataset the row was meant for."),
         _c("source_file", pl.String, "-", "Raw file, relative to the raw directory."),
         _c("source_row", pl.Int64, "-", "1-based line (text formats) or data row (CSV, after the header) in the file."),
-        _c("record_key", pl.String, "-", "The row's key where it could be read (request id, meter and time, line id).", True),
+        _c("record_key", pl.String, "-", "The row's key where it could be read (request id, meter and time, "
+           "line id).", True),
         _c("reason", pl.String, "-", "Machine-readable reason code (see docs/data-contracts.md)."),
         _c("detail", pl.String, "-", "What was wrong and how to fix it."),
     ),
@@ -209,15 +220,18 @@ INGEST_AUDIT = Contract(
         _c("dataset", pl.String, "-", "Canonical dataset; `unclaimed` for entries no dataset's folder holds (in the "
            "fleet-wide partition, `site=_fleet`)."),
         _c("source_file", pl.String, "-", "Raw file (or other entry), relative to the raw directory."),
-        _c("rows_read", pl.Int64, "rows", "Records read from the file (non-blank lines, CSV data rows, metric samples); "
-           "1 for an unreadable file, 0 for an ignored one."),
+        _c("rows_read", pl.Int64, "rows", "Records read from the file (non-blank lines, CSV data rows, "
+           "metric samples); 1 for an unreadable file, 0 for an ignored one."),
         _c("rows_accepted", pl.Int64, "rows", "Records that became canonical rows."),
-        _c("rows_quarantined", pl.Int64, "rows", "Records sent to quarantine (exact duplicates included, reason `exact_duplicate`)."),
-        _c("status", pl.String, "-", "`read`: parsed as its format; `unreadable`: it could not be read as its format at "
-           "all (damaged or mislabelled compression, a CSV that cannot be parsed, not Parquet), counted as one record "
-           "quarantined as `unreadable_file` (line 0); `ignored`: not read, no source claims it or it is refused (another "
-           "suffix or case, an unknown folder or site folder, a subfolder, a symlink out of the raw directory)."),
-        _c("status_detail", pl.String, "-", "Why the file is unreadable or ignored, and what to do; null when read.", True),
+        _c("rows_quarantined", pl.Int64, "rows", "Records sent to quarantine (exact duplicates included, "
+           "reason `exact_duplicate`)."),
+        _c("status", pl.String, "-", "`read`: parsed as its format; `unreadable`: it could not be read as its format "
+           "at all (damaged or mislabelled compression, a CSV that cannot be parsed, not Parquet), counted as one "
+           "record quarantined as `unreadable_file` (line 0); `ignored`: not read, no source claims it or it is "
+           "refused (another suffix or case, an unknown folder or site folder, a subfolder, a symlink out of the raw "
+           "directory)."),
+        _c("status_detail", pl.String, "-", "Why the file is unreadable or ignored, and what to do; null when read.",
+           True),
     ),
 )
 

@@ -35,7 +35,8 @@ class Site(_Strict):
     cooling: Literal["liquid", "air", "provider"]
     design_pue: float = Field(ge=1.0, le=3.0, description="Facility energy / IT energy when no facility meter exists.")
     timezone: str
-    tariff: str | None = Field(None, description="Tariff id pricing this site's energy; null for cloud sites (energy is in the bill).")
+    tariff: str | None = Field(None, description="Tariff id pricing this site's energy; "
+                                                 "null for cloud sites (energy is in the bill).")
 
     @field_validator("timezone")
     @classmethod
@@ -87,7 +88,8 @@ class TouPeriod(_Strict):
     name: str
     days: Literal["weekdays", "weekends", "all"] = "all"
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Local start time HH:MM (inclusive).")
-    end: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="Local end time HH:MM (exclusive); 24:00 for midnight.")
+    end: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$",
+                     description="Local end time HH:MM (exclusive); 24:00 for midnight.")
     price_per_kwh: float = Field(ge=-MAX_ENERGY_PRICE_PER_KWH, le=MAX_ENERGY_PRICE_PER_KWH)
 
 
@@ -96,7 +98,8 @@ class Tariff(_Strict):
     kind: Literal["time_of_use", "market"]
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     periods: list[TouPeriod] = []
-    market_price_file: str | None = Field(None, description="Hourly price CSV (hour_utc, price_per_kwh), relative to the raw directory.")
+    market_price_file: str | None = Field(None, description="Hourly price CSV (hour_utc, price_per_kwh), "
+                                                            "relative to the raw directory.")
     adder_per_kwh: float = Field(0.0, ge=-MAX_ENERGY_PRICE_PER_KWH, le=MAX_ENERGY_PRICE_PER_KWH,
                                  description="Fixed adder on market prices (network fees, taxes), per kWh.")
 
@@ -111,8 +114,10 @@ class Tariff(_Strict):
 
 class Tier(_Strict):
     id: str
-    ttft_p95_s: float = Field(gt=0, le=MAX_LATENCY_S, description="Latency objective: 95th percentile time to first token, s.")
-    e2e_p95_s: float = Field(gt=0, le=MAX_LATENCY_S, description="Latency objective: 95th percentile end-to-end latency, s.")
+    ttft_p95_s: float = Field(gt=0, le=MAX_LATENCY_S,
+                              description="Latency objective: 95th percentile time to first token, s.")
+    e2e_p95_s: float = Field(gt=0, le=MAX_LATENCY_S,
+                             description="Latency objective: 95th percentile end-to-end latency, s.")
     price_per_m_input_tokens: float = Field(ge=0, le=MAX_PRICE_PER_M_TOKENS)
     price_per_m_output_tokens: float = Field(ge=0, le=MAX_PRICE_PER_M_TOKENS)
     idle_policy: Literal["pro_rata", "reserved"]
@@ -169,7 +174,8 @@ class Inventory(_Strict):
         for i, n in enumerate(self.nodes):
             ref(f"nodes[{i}].pool", n.pool, pools, "pool")
             if n.gpus * n.gpu_tdp_w > n.nameplate_w:
-                problems.append(f"nodes[{i}].nameplate_w: {n.nameplate_w} W is below its GPUs' TDP ({n.gpus} x {n.gpu_tdp_w} W)")
+                problems.append(f"nodes[{i}].nameplate_w: {n.nameplate_w} W is below its GPUs' TDP "
+                                f"({n.gpus} x {n.gpu_tdp_w} W)")
         for i, m in enumerate(self.meters):
             ref(f"meters[{i}].site", m.site, sites, "site")
             ref(f"meters[{i}].node", m.node, nodes, "node")

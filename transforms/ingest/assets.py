@@ -29,7 +29,8 @@ def asset_checks(parsed: pl.LazyFrame, inventory: Inventory) -> pl.LazyFrame:
     judged = parsed.join(nodes, on="node_id", how="left", maintain_order="left")
     checks = [
         (pl.col("node_id").is_not_null() & pl.col("_node_site").is_null(), "unknown_node",
-         pl.format("node {} is not in the inventory; add it to inventory.yaml or correct the register", pl.col("node_id"))),
+         pl.format("node {} is not in the inventory; add it to inventory.yaml or correct the register",
+                   pl.col("node_id"))),
         (pl.col("site_id").is_not_null() & (pl.col("site_id") != pl.col("_node_site")), "invalid_value",
          pl.format("site_id {} is not the site of node {} ({}) in the inventory; correct one of them",
                    pl.col("site_id"), pl.col("node_id"), pl.col("_node_site"))),
@@ -37,7 +38,8 @@ def asset_checks(parsed: pl.LazyFrame, inventory: Inventory) -> pl.LazyFrame:
         (~pl.col("method").is_in(list(DEPRECIATION_METHODS)), "invalid_value",
          pl.format(f"depreciation method {{}} is not one of {', '.join(DEPRECIATION_METHODS)}", pl.col("method"))),
         *(out_of_range(pl.col(c), MAX_ASSET_COST, pl.lit(f"`{c}`"), "per asset",
-                       "check the amount's unit (cents read as units?)") for c in ("acquisition_cost", "salvage_value")),
+                       "check the amount's unit (cents read as units?)")
+          for c in ("acquisition_cost", "salvage_value")),
         out_of_range(pl.col("useful_life_months"), MAX_USEFUL_LIFE_MONTHS, pl.lit("`useful_life_months`"), "months",
                      "write the depreciation life in months"),
         (pl.col("acquisition_cost") < 0, "negative_value",
@@ -77,8 +79,8 @@ def parse_asset_register(raw: pl.LazyFrame, inventory: Inventory, site_id: str |
         field("in_service_date").str.to_date("%Y-%m-%d", strict=False).alias("in_service_date"),
         field("useful_life_months").cast(pl.Int32, strict=False).alias("useful_life_months"),
         decimal(field("salvage_value")).alias("salvage_value"),
-        field("depreciation_method").str.to_lowercase().replace_strict(ERP_METHODS, default=None, return_dtype=pl.String)
-        .alias("method"),
+        field("depreciation_method").str.to_lowercase()
+        .replace_strict(ERP_METHODS, default=None, return_dtype=pl.String).alias("method"),
         field("disposal_date").str.to_date("%Y-%m-%d", strict=False).alias("disposal_date"),
         pl.lit(None, pl.String).alias("site_id"),
         pl.lit(None, pl.String).alias("_reason"),

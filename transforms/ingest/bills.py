@@ -190,7 +190,8 @@ def parse_focus(raw: pl.LazyFrame, inventory: Inventory, site_id: str | None) ->
     service_category = field("ServiceCategory").str.to_lowercase()
     cost_type = (
         pl.when((service_category == "networking") & (unit.str.to_lowercase() == "gb")).then(pl.lit("egress"))
-        .when(service_category.is_in(COMPUTE_SERVICE_CATEGORIES) & (charge_category == "Usage")).then(pl.lit("cloud_compute"))
+        .when(service_category.is_in(COMPUTE_SERVICE_CATEGORIES) & (charge_category == "Usage"))
+        .then(pl.lit("cloud_compute"))
         .otherwise(pl.lit("other"))
     )
     parsed = t.with_columns(
@@ -239,7 +240,8 @@ def _local_day_start_utc(text: pl.Expr, tz: str) -> pl.Expr:
     """A local date `YYYY-MM-DD` to the UTC instant its day starts in zone `tz` (DST-correct;
     where midnight does not exist, a DST change at 00:00, the day starts at 01:00)."""
     d = text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
-    at = [(d + pl.duration(hours=h)).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null") for h in (0, 1)]
+    at = [(d + pl.duration(hours=h)).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+          for h in (0, 1)]
     return pl.coalesce(at).dt.convert_time_zone("UTC")
 
 
@@ -282,7 +284,8 @@ def _invoice_checks(price_col: str) -> list[tuple[pl.Expr, str, pl.Expr | str]]:
                    f"{price_col} and amount)", field("quantity"))),
         ((pl.col("billed_amount") - expected).abs() > CENT, "invalid_value",
          pl.format(f"amount {{}} differs from quantity x {price_col} = {{}} x {{}} = {{}} by more than a cent; "
-                   "correct the invoice line", field("amount"), field("quantity"), field(price_col), expected.round(6))),
+                   "correct the invoice line", field("amount"), field("quantity"), field(price_col),
+                   expected.round(6))),
     ]
 
 

@@ -25,9 +25,11 @@ BOOKKEEPING = ["_source_file", "_source_row", "_reason", "_detail"]
 
 # Reason codes. Parsers may only use these; docs/data-contracts.md explains each.
 REASONS = {
-    "malformed_record": "The line or row could not be read as a record of its format (invalid JSON, wrong field count).",
+    "malformed_record": "The line or row could not be read as a record of its format "
+                        "(invalid JSON, wrong field count).",
     "unreadable_file": "The whole file could not be read as its format (damaged or mislabelled compression, a CSV that "
-                       "cannot be parsed, not Parquet): one row, line 0, stands for the file; its records are not read.",
+                       "cannot be parsed, not Parquet): one row, line 0, stands for the file; "
+                       "its records are not read.",
     "missing_required_field": "A field the contract requires is absent or empty.",
     "invalid_value": "A field holds a value of the wrong type or outside its allowed set.",
     "out_of_range": "A number outside the physical bounds of its unit (transforms/bounds.py), NaN or infinite.",
@@ -43,13 +45,15 @@ REASONS = {
     "sensor_not_supported": "The device reported a 'not supported' / blank sentinel instead of a reading.",
     "sensor_no_reading": "The sensor gave no reading (BMC did not answer, 'no reading', 'Not Readable').",
     "exact_duplicate": "An identical copy of an accepted record (collapsed; the first copy is kept).",
-    "conflicting_duplicate": "Several records share a key with different values; none is kept until the source is corrected.",
+    "conflicting_duplicate": "Several records share a key with different values; "
+                             "none is kept until the source is corrected.",
 }
 
 # ISO 4217 codes accepted in bills and the register (active codes that matter to operators;
 # extend here when an operator bills in another currency).
 ISO_CURRENCIES = frozenset(
-    "USD EUR GBP JPY CNY CHF CAD AUD NZD SEK NOK DKK PLN CZK HUF INR KRW SGD HKD TWD BRL MXN ZAR AED SAR ILS TRY".split()
+    ("USD EUR GBP JPY CNY CHF CAD AUD NZD SEK NOK DKK PLN CZK HUF INR KRW SGD HKD TWD BRL MXN ZAR AED SAR "
+     "ILS TRY").split()
 )
 
 
@@ -153,7 +157,8 @@ def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column:
         outside = ~when.is_between(pl.lit(start, UTC_US), pl.lit(end, UTC_US), closed="left")
         # The text is formatted only where the check fails (a `then` branch runs on every row).
         checks.append((outside, "outside_partition_day",
-                       pl.format(f"`{day_column}` {{}} is not on {day.isoformat()} UTC; deliver it in the raw folder of its own day",
+                       pl.format(f"`{day_column}` {{}} is not on {day.isoformat()} UTC; "
+                                 "deliver it in the raw folder of its own day",
                                  pl.when(outside).then(pl.col(day_column)).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))))
     flagged = parsed.with_columns(first_reason(checks))
 
@@ -205,8 +210,10 @@ def classify(parsed: pl.LazyFrame, contract: Contract, day: date, *, day_column:
     hit = pl.col("_row").is_in(verdicts.get_column("_row").implode())
     return (
         indexed
-        .with_columns(pl.when(hit).then(_row_lookup(verdicts, "_dup_reason")).otherwise(pl.col("_reason")).alias("_reason"),
-                      pl.when(hit).then(_row_lookup(verdicts, "_dup_detail")).otherwise(pl.col("_detail")).alias("_detail"))
+        .with_columns(pl.when(hit).then(_row_lookup(verdicts, "_dup_reason")).otherwise(pl.col("_reason"))
+                      .alias("_reason"),
+                      pl.when(hit).then(_row_lookup(verdicts, "_dup_detail")).otherwise(pl.col("_detail"))
+                      .alias("_detail"))
         .drop("_row")
     )
 
@@ -293,7 +300,8 @@ def audit(classified: pl.LazyFrame, contract: Contract, files: list[str] | None 
         dataset, entry, why = zip(*ignored, strict=True)
         counts = pl.concat([counts.pipe(INGEST_AUDIT.conform), pl.LazyFrame(
             {"dataset": dataset, "source_file": entry, "rows_read": 0, "rows_accepted": 0, "rows_quarantined": 0,
-             "status": "ignored", "status_detail": [f"`{e.rsplit('/', 1)[-1]}` {w}" for e, w in zip(entry, why, strict=True)]},
+             "status": "ignored",
+             "status_detail": [f"`{e.rsplit('/', 1)[-1]}` {w}" for e, w in zip(entry, why, strict=True)]},
             schema=INGEST_AUDIT.schema)])
     return counts.sort("dataset", "source_file").pipe(INGEST_AUDIT.conform)
 

@@ -39,7 +39,8 @@ def parse_ipmi_sdr(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.
     without a reading of that sensor is `sensor_no_reading` (BMC silent, `no reading`)."""
     lines = raw.with_columns(
         pl.col("line").str.strip_chars_start().str.starts_with("Timestamp:").alias("_is_ts")
-    ).with_columns(pl.col("_is_ts").cast(pl.Int64).cum_sum().over("_source_file", order_by="_source_row").alias("_block"))
+    ).with_columns(pl.col("_is_ts").cast(pl.Int64).cum_sum().over("_source_file", order_by="_source_row")
+                   .alias("_block"))
     # Read twice below (sensor lines, blocks): cached, so the files are read and numbered once
     # (remote-plains at 10M: 2.4 s -> 1.2 s).
     lines = lines.cache()
@@ -80,8 +81,8 @@ def parse_ipmi_sdr(raw: pl.LazyFrame, inventory: Inventory, site_id: str) -> pl.
          pl.format("sensor `{}` gave no Watts reading in this sample ({})", "_sensor",
                    pl.col("_value").str.slice(0, 40).fill_null("no line"))),
         (pl.col("_watts") < 0, "negative_value", pl.format("sensor `{}` reads {}", "_sensor", "_value")),
-        out_of_range(pl.col("_watts"), pl.col("power_limit_w"), pl.format("node meter {} sensor `{}`", "meter_id", "_sensor"),
-                     "W", NODE_POWER_FIX),
+        out_of_range(pl.col("_watts"), pl.col("power_limit_w"),
+                     pl.format("node meter {} sensor `{}`", "meter_id", "_sensor"), "W", NODE_POWER_FIX),
     ]
     parsed = unjudged(blocks).with_columns(first_reason(checks)).with_columns(
         pl.lit(None, pl.Int16).alias("gpu_index"),
@@ -113,7 +114,8 @@ def parse_redfish_sensors(polls: pl.LazyFrame, inventory: Inventory, site_id: st
         polls.with_columns(host_from_file("redfish_", "jsonl").alias("_host"))
         .join(_with_limits(node_meters(inventory, "redfish"), inventory), on="_host", how="left")
         .filter(~pl.col("_json_ok") | pl.col("_id").is_null() | pl.col("meter_id").is_null() | is_power | is_energy)
-        .with_columns(pl.when(is_energy & ~is_power).then(pl.lit("energy")).otherwise(pl.lit("power")).alias("_measure"),
+        .with_columns(pl.when(is_energy & ~is_power).then(pl.lit("energy")).otherwise(pl.lit("power"))
+                      .alias("_measure"),
                       pl.col("_reading").cast(pl.Float64, strict=False).alias("_v"),
                       parse_utc(pl.col("_time")).alias("ts"))
     )
@@ -134,8 +136,9 @@ def parse_redfish_sensors(polls: pl.LazyFrame, inventory: Inventory, site_id: st
         (pl.col("_units").fill_null("") != unit, "invalid_value",
          pl.format("sensor {} reads in `{}`, expected `{}`", "_id", pl.col("_units").fill_null("none"), unit)),
         (v < 0, "negative_value", pl.format("sensor {} reads {}", "_id", "_reading")),
-        out_of_range(pl.when(power).then(v), pl.col("power_limit_w"), pl.format("node meter {} sensor {}", "meter_id", "_id"),
-                     "W", NODE_POWER_FIX, shown=pl.col("_reading")),
+        out_of_range(pl.when(power).then(v), pl.col("power_limit_w"),
+                     pl.format("node meter {} sensor {}", "meter_id", "_id"), "W", NODE_POWER_FIX,
+                     shown=pl.col("_reading")),
         out_of_range(pl.when(~power).then(v), MAX_COUNTER_J / J_PER_KWH,
                      pl.format("node meter {} sensor {}", "meter_id", "_id"), "kW.h",
                      "check the sensor's unit (kW.h)", shown=pl.col("_reading")),

@@ -53,12 +53,14 @@ def sample_fields(lines: pl.LazyFrame, *, plain_splits: bool = True) -> pl.LazyF
     name_rest = line.str.splitn("{", 2)
     return (
         lf.with_columns(line.str.contains(_PLAIN).alias("_plain"))
-        .with_columns(pl.when(plain).then(name_rest.struct[0]).otherwise(other.str.extract(_METRIC, 1)).alias("_metric"))
+        .with_columns(pl.when(plain).then(name_rest.struct[0]).otherwise(other.str.extract(_METRIC, 1))
+                      .alias("_metric"))
         .filter(sample)
         .with_columns(other.str.extract_groups(_SAMPLE).alias("_sample"),
                       pl.when(plain).then(name_rest.struct[1].str.splitn("}", 2)).alias("_labels_rest"))
         .with_columns(pl.col("_labels_rest").struct[1].str.strip_prefix(" ").str.splitn(" ", 2).alias("_value_ts"))
-        .with_columns(pl.coalesce(pl.col("_labels_rest").struct[0], pl.col("_sample").struct["_labels"]).alias("_labels"),
+        .with_columns(pl.coalesce(pl.col("_labels_rest").struct[0], pl.col("_sample").struct["_labels"])
+                      .alias("_labels"),
                       pl.coalesce(pl.col("_value_ts").struct[0], pl.col("_sample").struct["_value"]).alias("_value"),
                       pl.coalesce(pl.col("_value_ts").struct[1], pl.col("_sample").struct["_ts"]).alias("_ts"))
         .drop("_plain", "_sample", "_labels_rest", "_value_ts")

@@ -44,9 +44,11 @@ def host_checks(source: str, site_id: str, file_pattern: str) -> list[tuple[pl.E
     return [
         (host.is_null(), "unknown_node", f"the file name names no host; name the file {file_pattern}"),
         (pl.col("_is_node").is_null(), "unknown_node",
-         pl.format("host {} is not a node of the inventory; add it under `nodes:` (and its meter under `meters:`)", host)),
+         pl.format("host {} is not a node of the inventory; add it under `nodes:` (and its meter under `meters:`)",
+                   host)),
         (pl.col("meter_id").is_null(), "unknown_meter",
-         pl.format(f"node {{}} has no meter with source {source}; add one under `meters:` (scope node, node {{}})", host, host)),
+         pl.format(f"node {{}} has no meter with source {source}; add one under `meters:` (scope node, node {{}})",
+                   host, host)),
         other_site(site_id),
     ]
 

@@ -154,7 +154,8 @@ def _gx_validate(suite: str, expectations: list, pdf: pd.DataFrame) -> dict[str,
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": pdf})
     try:
         with gx_private.configurations_built_once():
-            run = batch.validate(gx_suite, result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES})
+            run = batch.validate(gx_suite,
+                                 result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES})
     finally:
         gx_private.release_batch(_batch_definition())
     return {r.expectation_config.meta["name"]: r for r in run.results}
@@ -211,7 +212,8 @@ def gx_validate_by_columns(suite: str, expectations: list, frame: pl.DataFrame,
 
 
 def _expectation_result(c: Check, r) -> ExpectationResult:
-    err = (r.exception_info or {}).get("exception_message") if (r.exception_info or {}).get("raised_exception") else None
+    err = ((r.exception_info or {}).get("exception_message") if (r.exception_info or {}).get("raised_exception")
+           else None)
     return ExpectationResult(
         name=c.name, severity=c.severity, success=bool(r.success), unexpected_count=r.result.get("unexpected_count"),
         examples=[_plain(v) for v in r.result.get("partial_unexpected_list") or []][:EXAMPLES],
@@ -250,7 +252,8 @@ def format_report(results: list[SuiteResult], *, verbose: bool = False) -> str:
             if r.success and not verbose:
                 continue
             tag = "pass" if r.success else r.severity.upper()
-            what = (f"{r.unexpected_count:,} unexpected" if r.unexpected_count is not None else f"observed {r.observed}")
+            what = (f"{r.unexpected_count:,} unexpected" if r.unexpected_count is not None
+                    else f"observed {r.observed}")
             if r.error:
                 what = f"could not run: {r.error.splitlines()[0][:200]}"
             eg = f", e.g. {r.examples}" if r.examples and not r.success else ""

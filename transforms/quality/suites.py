@@ -179,8 +179,9 @@ def inside_day(suite: str, column: str, ctx: SuiteContext, **kwargs) -> Check:
 def not_before(suite: str, name: str, later: str, earlier: str, strict: bool = False,
                severity: Severity = "error") -> Check:
     op = ">" if strict else ">="
-    return check(f"{suite}.{name}", severity, f"`{later}` {op} `{earlier}`.", gxe.ExpectColumnPairValuesAToBeGreaterThanB,
-                 column_A=later, column_B=earlier, or_equal=not strict, ignore_row_if="either_value_is_missing")
+    return check(f"{suite}.{name}", severity, f"`{later}` {op} `{earlier}`.",
+                 gxe.ExpectColumnPairValuesAToBeGreaterThanB, column_A=later, column_B=earlier, or_equal=not strict,
+                 ignore_row_if="either_value_is_missing")
 
 
 # --- the suites ------------------------------------------------------------------------------
@@ -259,8 +260,9 @@ def cost_lines_suite(ctx: SuiteContext) -> list[Check]:
                 "a FOCUS ChargeCategory (" + ", ".join(FOCUS_CHARGE_CATEGORIES) + ")"),
         allowed(s, "site_id", ctx.ids("sites"), "a site of the inventory", rule="known"),
         not_before(s, "period_end.after_start", "period_end", "period_start", strict=True),
-        check(f"{s}.period_start.not_after_delivery", "warning", "No charge period starts after the day it was delivered.",
-              gxe.ExpectColumnValuesToBeBetween, column="period_start", max_value=ctx.day_end, strict_max=True),
+        check(f"{s}.period_start.not_after_delivery", "warning",
+              "No charge period starts after the day it was delivered.", gxe.ExpectColumnValuesToBeBetween,
+              column="period_start", max_value=ctx.day_end, strict_max=True),
         *[check(f"{s}.{c}.within_bounds", "error", f"|`{c}`| <= {MAX_BILL_LINE:,.0f} per line.",
                 gxe.ExpectColumnValuesToBeBetween, column=c, min_value=-MAX_BILL_LINE, max_value=MAX_BILL_LINE)
           for c in ("billed_amount", "effective_amount")],
@@ -368,16 +370,18 @@ def prepare(suite: str, frame: pl.LazyFrame, ctx: SuiteContext) -> pl.LazyFrame:
     if suite == "cost_lines":
         if not {"cost_type", "unit", "quantity", "billed_amount"} <= names:
             return frame.with_columns(pl.lit(None, pl.Float64).alias("price_per_kwh"))
-        kwh = (pl.col("cost_type") == "energy") & (pl.col("unit").str.to_lowercase() == "kwh") & (pl.col("quantity") > 0)
-        return frame.with_columns(pl.when(kwh).then(pl.col("billed_amount") / pl.col("quantity")).alias("price_per_kwh"))
+        kwh = ((pl.col("cost_type") == "energy") & (pl.col("unit").str.to_lowercase() == "kwh")
+               & (pl.col("quantity") > 0))
+        return frame.with_columns(pl.when(kwh).then(pl.col("billed_amount") / pl.col("quantity"))
+                                  .alias("price_per_kwh"))
     if suite == "inventory":
         return frame.with_columns((pl.col("gpus").cast(pl.Float64) * pl.col("gpu_tdp_w")).alias("gpus_tdp_w"))
     return frame
 
 
 # Columns `prepare` adds: not part of the dataset, so the schema check ignores them.
-REFERENCE_COLUMNS = {"power_readings": ("power_limit_w", "interval_start", "interval_power_w"), "cost_lines": ("price_per_kwh",),
-                     "inventory": ("gpus_tdp_w",)}
+REFERENCE_COLUMNS = {"power_readings": ("power_limit_w", "interval_start", "interval_power_w"),
+                     "cost_lines": ("price_per_kwh",), "inventory": ("gpus_tdp_w",)}
 
 SUITES: dict[str, Callable[[SuiteContext], list[Check]]] = {
     "requests": requests_suite,

@@ -24,7 +24,8 @@ from pipelines.resources import RawInputs
 from settings import default
 
 
-def nightly_schedule(cron: str = default("nightly_cron"), timezone: str = default("nightly_tz")) -> dg.ScheduleDefinition:
+def nightly_schedule(cron: str = default("nightly_cron"),
+                     timezone: str = default("nightly_tz")) -> dg.ScheduleDefinition:
     """The `nightly` schedule, ticking at `cron` in `timezone`."""
 
     @dg.schedule(job=ingest_day_site, cron_schedule=cron, execution_timezone=timezone,
@@ -44,11 +45,13 @@ def nightly_schedule(cron: str = default("nightly_cron"), timezone: str = defaul
 def downstream(context: dg.SensorEvaluationContext, raw: RawInputs):
     requests, cursor = downstream_requests(context.instance, Cursor.parse(context.cursor), raw.inventory().site_ids)
     context.update_cursor(cursor.dump())
-    return requests or dg.SkipReason(f"nothing newer to attribute or publish (waiting on {sorted(cursor.pending) or 'nothing'})")
+    return requests or dg.SkipReason("nothing newer to attribute or publish "
+                                     f"(waiting on {sorted(cursor.pending) or 'nothing'})")
 
 
 @dg.sensor(job=ingest_day_site, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Re-ingest partitions whose raw files changed after they were ingested (late or corrected data).")
+           description="Re-ingest partitions whose raw files changed after they were ingested "
+                       "(late or corrected data).")
 def late_data(context: dg.SensorEvaluationContext, raw: RawInputs):
     changed = changed_raw_partitions(context.instance, raw.path, raw.inventory().site_ids, datetime.now(UTC).date(),
                                      raw.late_days)

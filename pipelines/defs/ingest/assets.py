@@ -17,7 +17,8 @@ def _periods(out: IngestOutcome) -> dict:
     if out.dataset != "cost_lines" or not out.canonical_rows:
         return {}
     first, last = pl.scan_parquet(out.paths["canonical"]).select(
-        pl.col("period_start").min().dt.date(), (pl.col("period_end").max() - pl.duration(microseconds=1)).dt.date()).collect().row(0)
+        pl.col("period_start").min().dt.date(),
+        (pl.col("period_end").max() - pl.duration(microseconds=1)).dt.date()).collect().row(0)
     return {"period_first_day": first.isoformat(), "period_last_day": last.isoformat()}
 
 

@@ -10,8 +10,8 @@ from warehouse.checks import CheckOutcome, checks
 from warehouse.marts import MartError, build_day_marts
 from warehouse.publish import PublishError, WarehouseCheckError, publish
 
-WAREHOUSE_CHECKS = [dg.AssetCheckSpec(c.name, asset="warehouse", description=c.description, blocking=c.severity == "error")
-                    for c in checks()]
+WAREHOUSE_CHECKS = [dg.AssetCheckSpec(c.name, asset="warehouse", description=c.description,
+                                      blocking=c.severity == "error") for c in checks()]
 
 
 def _check_result(o: CheckOutcome) -> dg.AssetCheckResult:
