@@ -136,7 +136,8 @@ def run_profile(n: int) -> dict:
                 depth[0] -= 1
             seconds = time.perf_counter() - started
             frames = [f for f in (result if isinstance(result, list) else [result]) if isinstance(f, pl.DataFrame)]
-            stages.append({"kind": kind, "stage": site, "seconds": round(seconds, 3), "rows": [f.height for f in frames],
+            stages.append({"kind": kind, "stage": site, "seconds": round(seconds, 3),
+                           "rows": [f.height for f in frames],
                            "result_mib": round(sum(f.estimated_size() for f in frames) / 2**20, 1), **_rss_mib()})
             return result
         return wrapper
@@ -354,7 +355,8 @@ def _sizes(text: str) -> list[int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1e6,1e7,3e7", help="requests a day, comma-separated (1e8 allowed)")
     ap.add_argument("--cases", default=",".join(CASES), help="full, pandas, polars (comma-separated)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per case (fresh child each); the median is reported")
@@ -398,8 +400,10 @@ def main() -> None:
         for case in cases:
             r = measure(case, n, args)
             rows.append(r)
-            busy = f"  (other processes used {r['other_load']:.0%} of the CPUs meanwhile)" if r["other_load"] > 0.05 else ""
-            print(f"  {case:<8} " + (f"{r['seconds']:8.2f} s  {r['requests_per_s']:>12,} req/s  {r['peak_mib']:>8,.0f} MiB peak"
+            busy = (f"  (other processes used {r['other_load']:.0%} of the CPUs meanwhile)" if r["other_load"] > 0.05
+                    else "")
+            print(f"  {case:<8} " + (f"{r['seconds']:8.2f} s  {r['requests_per_s']:>12,} req/s  "
+                                     f"{r['peak_mib']:>8,.0f} MiB peak"
                                      if r["finished"] else f"did not finish: {r['reason']}") + busy, flush=True)
         full_done = any(r["finished"] for r in rows if r["case"] == "full" and r["requests"] == n)
         if full_done and any(c in cases for c in ("pandas", "polars")):

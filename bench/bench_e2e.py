@@ -5,9 +5,9 @@ warehouse out, every check included.
         [--keep-raw-up-to 1e7] [--compress auto|none|zstd|gzip] [--json bench/out/e2e.json]
 
 For each size (requests a day) `fleetsim.simulate` writes one raw day (2026-10-31: a past day, so
-a partition Dagster knows, and the last of a month, so the month's invoices come with it) for the default fleet sized for N
-(`Fleet.build(FleetSpec(), N)`: a node per 30,000-300,000 requests a day per pool, as the
-attribution benchmark's lakes), defects included. Raw days are cached in
+a partition Dagster knows, and the last of a month, so the month's invoices come with it) for the
+default fleet sized for N (`Fleet.build(FleetSpec(), N)`: a node per 30,000-300,000 requests a day
+per pool, as the attribution benchmark's lakes), defects included. Raw days are cached in
 `bench/out/e2e/raw-<N>/` (`manifest.json`, written last, marks one complete); days larger than
 `--keep-raw-up-to` are deleted after their run (30 M requests are ~37 GB of JSON Lines), and
 a size whose raw day does not fit on the disk is skipped, with the reason. From 100 M requests
@@ -158,7 +158,8 @@ def run_child(n: int, work: Path, codec: str | None) -> dict:
         r["spans"] = step_spans(inst, o.run_id)
     requests = sum(r["rows"].get("requests") or 0 for r in runs)
     return {"seconds": seconds, "requests_accepted": requests, "runs": runs, "vm_hwm_mib": round(_vm_hwm_mib(), 1),
-            "parallel": DEFAULT_PARALLEL, "ingest_wall_s": round(ingest_span[1] - ingest_span[0], 3) if ingest_span else 0.0}
+            "parallel": DEFAULT_PARALLEL,
+            "ingest_wall_s": round(ingest_span[1] - ingest_span[0], 3) if ingest_span else 0.0}
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -310,7 +311,8 @@ def stage_table(result: dict) -> list[tuple[str, float]]:
             per_site[site] = per_site.get(site, 0.0) + sum(r["steps"].values())
     rows += [(f"  ingest site {site} (3 assets + checks)", v) for site, v in per_site.items()]
     parallel = result.get("parallel", 1)
-    ingest_wall = result.get("ingest_wall_s") or sum(r["seconds"] for r in result["runs"] if r["job"] == "ingest_day_site")
+    ingest_wall = (result.get("ingest_wall_s")
+                   or sum(r["seconds"] for r in result["runs"] if r["job"] == "ingest_day_site"))
     if parallel > 1:
         rows.append((f"ingest phase, wall ({parallel} runs at once; the steps below overlap)", ingest_wall))
     for label, keys in STAGES:
@@ -354,7 +356,8 @@ def print_report(results: list[dict]) -> None:
             print(f"{label:<{width}}" + "".join(f"{t[label]:>12.2f}" if label in t else f"{'':>12}" for t in tables))
         print(f"{'total (raw -> published)':<{width}}" + "".join(f"{r['seconds']:>12.2f}" for r in done))
         print(f"{'requests/s':<{width}}" + "".join(f"{r['requests_per_s']:>12,.0f}" for r in done))
-        print(f"{'s per million requests':<{width}}" + "".join(f"{r['seconds'] / r['requests'] * 1e6:>12.2f}" for r in done))
+        print(f"{'s per million requests':<{width}}"
+              + "".join(f"{r['seconds'] / r['requests'] * 1e6:>12.2f}" for r in done))
         print(f"{'peak memory (MiB)':<{width}}" + "".join(f"{r['peak_mib']:>12,.0f}" for r in done))
         print(f"{'CPU seconds (both cores)':<{width}}" + "".join(f"{r['cpu_s']:>12.1f}" for r in done))
         print(f"{'CPU used by others':<{width}}" + "".join(f"{r['others']:>12.0%}" for r in done))
@@ -383,7 +386,8 @@ def goals(results: list[dict]) -> list[dict]:
         out.append({"goal": f"{_fmt_n(n)} within {limit_s:g} s, peak < {limit_gib:g} GiB",
                     "met": r["seconds"] <= limit_s and peak_gib < limit_gib,
                     "measured": f"{r['seconds']:.1f} s, peak {peak_gib:.2f} GiB"
-                                + ("" if r.get("request_logs", "plain") == "plain" else f" ({r['request_logs']} request logs)")})
+                                + ("" if r.get("request_logs", "plain") == "plain"
+                                   else f" ({r['request_logs']} request logs)")})
     done = sorted((r for r in results if "seconds" in r), key=lambda r: r["requests"])
     exps = []
     for a, b in zip(done, done[1:], strict=False):
@@ -410,7 +414,8 @@ def main() -> None:
     p.add_argument("--resimulate", action="store_true", help="simulate the raw days again even when cached")
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--compress", choices=("auto", "none", "zstd", "gzip"), default="auto",
-                   help=f"request logs compressed: auto (zstd from {COMPRESS_FROM:.0e} requests, else plain), none, zstd, gzip")
+                   help=f"request logs compressed: auto (zstd from {COMPRESS_FROM:.0e} requests, else plain), "
+                        "none, zstd, gzip")
     p.add_argument("--json", type=Path, default=OUT_DIR / "e2e.json")
     # internal: the children
     p.add_argument("--child", choices=("simulate", "run"), help=argparse.SUPPRESS)

@@ -46,7 +46,8 @@ def pandas_energy(requests_files: list[Path], readings_files: list[Path], day: d
     x = req.loc[req.index.repeat(slots), ["request_id", "node_id", "start", "end"]]
     x["slot"] = first.repeat(slots).to_numpy() + x.groupby(level=0).cumcount().to_numpy()
     x["seconds"] = (np.minimum(x["end"], (x["slot"] + 1) * SLOT_S) - np.maximum(x["start"], x["slot"] * SLOT_S))
-    occupied = x.groupby(["node_id", "slot"], as_index=False)["seconds"].sum().rename(columns={"seconds": "slot_seconds"})
+    occupied = (x.groupby(["node_id", "slot"], as_index=False)["seconds"].sum()
+                .rename(columns={"seconds": "slot_seconds"}))
     x = x.merge(occupied, on=["node_id", "slot"]).merge(slot_energy, on=["node_id", "slot"], how="left")
     x["it_energy_j"] = x["seconds"] / x["slot_seconds"] * x["slot_energy_j"].fillna(0.0)
     energy = x.groupby("request_id", as_index=False)["it_energy_j"].sum()

@@ -46,8 +46,8 @@ DAY = date(2026, 11, 30)  # the last day of a month: the month's invoices are de
 SEED = 7
 METER_INTERVAL_S = 60
 SPILL_ROWS = 2_000_000  # requests buffered per site before they spill to a scratch file
-GENERATOR_CODE = ("bench/synth_lake.py", "fleetsim", "transforms/contracts.py", "transforms/ingest", "pipelines/ingest.py",
-                  "lake")
+GENERATOR_CODE = ("bench/synth_lake.py", "fleetsim", "transforms/contracts.py", "transforms/ingest",
+                  "pipelines/ingest.py", "lake")
 
 
 @dataclass(frozen=True)
@@ -265,8 +265,10 @@ def _generate(bench: BenchLake, seed: int, log) -> dict:
             bills.write_electricity_invoice(day_dir / site.id / "electricity" / bills.electricity_invoice_name(day),
                                             fleet, site, day, site_kwh_15[site.id], seed)
         if site.kind == "metro" and nodes:
-            bills.write_colocation_invoice(day_dir / site.id / "colocation" / f"COLO-ME-{day:%Y%m}.csv", fleet, site, day)
-    bills.write_asset_register(day_dir / "_fleet" / "assets" / f"asset_register_{day.isoformat()}.csv", fleet, day, seed)
+            bills.write_colocation_invoice(day_dir / site.id / "colocation" / f"COLO-ME-{day:%Y%m}.csv", fleet, site,
+                                           day)
+    bills.write_asset_register(day_dir / "_fleet" / "assets" / f"asset_register_{day.isoformat()}.csv", fleet, day,
+                               seed)
     ingested = {}
     for site in spec.sites:
         out = ingest_partition("cost_lines", day, site.id, raw, lake, inventory)
