@@ -19,7 +19,8 @@ from tests.test_pipeline_ingest import DAY, SITES, materialize_day
 from transforms.attribution.reconcile import conservation_failures
 
 ALL = [requests, power_readings, cost_lines, asset_register, market_prices, request_costs]
-OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", "unattributed", "reconciliation", "totals")
+OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", "unattributed", "reconciliation",
+           "totals")
 
 
 def attribute(raw, lake, instance):
@@ -49,7 +50,8 @@ def test_conservation_check_passes_and_every_line_adds_up(day):
     assert conservation_failures(rec).height == 0
     assert rec.filter(pl.col("unit") == "currency").select(pl.col("difference").abs().max()).item() < 1e-9
     t = day["totals"]
-    assert t.select(pl.col("requests_difference").abs().max(), pl.col("idle_difference").abs().max()).row(0) < (1e-6, 1e-6)
+    worst = t.select(pl.col("requests_difference").abs().max(), pl.col("idle_difference").abs().max()).row(0)
+    assert worst < (1e-6, 1e-6)
 
 
 def test_sources_equal_the_lake_inputs_computed_independently(day):
@@ -77,8 +79,8 @@ def test_sources_equal_the_lake_inputs_computed_independently(day):
             expected += (a["acquisition_cost"] - a["salvage_value"]) / life
         else:
             d, r = (DAY - a["in_service_date"]).days, 2 / life
-            book = lambda k: max(a["salvage_value"], a["acquisition_cost"] * (1 - r) ** k)  # noqa: E731
-            expected += (book(d) - a["salvage_value"]) if d == life - 1 else book(d) - book(d + 1)
+            book, next_book = (max(a["salvage_value"], a["acquisition_cost"] * (1 - r) ** k) for k in (d, d + 1))
+            expected += (book - a["salvage_value"]) if d == life - 1 else book - next_book
     assert t["amortization_cost"]["source_amount"] == pytest.approx(expected, rel=1e-12)
     # Energy: the node meters' own totals.
     assert t["it_energy_j"]["source_amount"] == pytest.approx(day["node_slots"]["it_energy_j"].sum(), rel=1e-12)

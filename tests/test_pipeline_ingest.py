@@ -7,6 +7,7 @@ byte-identical files when a partition is run again.
 
 import hashlib
 import json
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def _files_digest(lake: Path) -> dict[str, str]:
 
 def test_materializations_succeed_and_report_counts(day):
     assert all(r.success for r in day["results"])
-    mats = [ev.event_specific_data.materialization for r in day["results"] for ev in r.get_asset_materialization_events()]
+    mats = [ev.event_specific_data.materialization
+            for r in day["results"] for ev in r.get_asset_materialization_events()]
     assert sorted({m.asset_key.to_user_string() for m in mats}) == ["asset_register", "cost_lines", "market_prices",
                                                                     "power_readings", "requests"]
     for m in mats:
@@ -70,7 +72,8 @@ def test_quarantine_is_exactly_the_injected_defects(day):
     expected = {ds: dict(sorted(r.items())) for ds, r in day["summary"].expected_quarantine.items()}
     assert got == expected
     # Every quarantined row names its file and row, and says why.
-    assert q.filter(pl.col("source_file").is_null() | pl.col("source_row").is_null() | (pl.col("detail") == "")).height == 0
+    assert q.filter(pl.col("source_file").is_null() | pl.col("source_row").is_null()
+                    | (pl.col("detail") == "")).height == 0
 
 
 def test_audit_accounts_for_every_record_of_every_raw_file(day):
@@ -134,8 +137,6 @@ def test_rerun_is_byte_identical_and_replaces_partitions(day, tmp_path):
     n_lines = sum(1 for ln in victim.read_text().splitlines() if ln.strip())
     victim.unlink()
     lake2 = tmp_path / "lake"
-    import shutil
-
     shutil.copytree(day["lake"], lake2)
     resources = {"raw": RawInputs(root=str(raw2)), "lake": ParquetLake(root=str(lake2)), "warehouse": Warehouse()}
     assert dg.materialize([requests], partition_key=f"{DAY}|remote-plains", resources=resources,

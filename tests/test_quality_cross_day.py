@@ -44,7 +44,8 @@ def test_a_request_id_on_two_days_blocks_the_publish_naming_both_days(demo_wareh
     clean = log.read_text()
     first, rest = clean.split("\n", 1)
     own = json.loads(first)["gen_ai.response.id"]
-    log.write_text(re.sub(r'"gen_ai.response.id":"[^"]*"', f'"gen_ai.response.id":"{taken}"', first, count=1) + "\n" + rest)
+    forged = re.sub(r'"gen_ai.response.id":"[^"]*"', f'"gen_ai.response.id":"{taken}"', first, count=1)
+    log.write_text(forged + "\n" + rest)
 
     for _ in range(2):  # a day re-run with the same inputs: its own ids are not duplicates of themselves
         assert main(["ingest", "--date", D2.isoformat(), *paths]) == 0
@@ -69,7 +70,7 @@ def test_a_request_id_on_two_days_blocks_the_publish_naming_both_days(demo_wareh
     assert published_days(wh) == [D1, D2]
     con = open_warehouse(wh)
     try:
-        assert con.sql(f"SELECT date FROM request_costs WHERE request_id IN ('{taken}', '{own}') ORDER BY 1").fetchall() \
-            == [(D1,), (D2,)]
+        q = f"SELECT date FROM request_costs WHERE request_id IN ('{taken}', '{own}') ORDER BY 1"
+        assert con.sql(q).fetchall() == [(D1,), (D2,)]
     finally:
         con.close()

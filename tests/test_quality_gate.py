@@ -43,7 +43,8 @@ def night(demo_warehouse, tmp_path, monkeypatch):
 def test_a_50_kw_gpu_is_quarantined_and_a_focus_currency_mismatch_stops_the_night(night, capsys, parallel):
     site = night["raw"] / D2.isoformat() / "cloud-use1"
     dcgm = sorted((site / "dcgm").glob("*.prom"))[0]
-    dcgm.write_text(re.sub(r'(DCGM_FI_DEV_POWER_USAGE\{gpu="3"[^}]*\}) [0-9.]+', r"\1 50000.000", dcgm.read_text(), count=1))
+    dcgm.write_text(re.sub(r'(DCGM_FI_DEV_POWER_USAGE\{gpu="3"[^}]*\}) [0-9.]+', r"\1 50000.000", dcgm.read_text(),
+                           count=1))
     focus = next((site / "focus").glob("*.csv"))
     lines = focus.read_text().splitlines(keepends=True)
     lines[1] = lines[1].replace(",USD,", ",EUR,")

@@ -91,7 +91,7 @@ def test_clean_day_passes_every_check_and_attributes(day):
     assert materialized(day["daily"]) == ["asset_register", "market_prices", "request_costs"]
     ev = evaluations(day["daily"])
     assert ev["request_costs.key.unique"].passed and ev["assets.currency.reporting_currency"].passed
-    n_checks = {k: sum(1 for e in r.get_asset_check_evaluations()) for k, r in zip(SITES, day["ingest"])}
+    n_checks = {k: sum(1 for e in r.get_asset_check_evaluations()) for k, r in zip(SITES, day["ingest"], strict=True)}
     # GX suites (requests 61, power readings 38, cost lines 40) and source checks (2 + 4 + 2).
     assert n_checks == dict.fromkeys(SITES, 61 + 38 + 40 + 2 + 4 + 2)
 
@@ -135,7 +135,8 @@ def test_fifty_kilowatt_gpu_is_quarantined_and_focus_currency_fails_its_named_bl
         dcgm.write_text(clean_dcgm)
         focus.write_text(clean_focus)
     assert not res.success
-    assert "DagsterAssetCheckFailedError" in {ev.event_specific_data.error.cls_name for ev in res.get_step_failure_events()}
+    assert "DagsterAssetCheckFailedError" in {ev.event_specific_data.error.cls_name
+                                              for ev in res.get_step_failure_events()}
     # The 50 kW sample is out of range for a GPU of 700 W TDP (1.5 x 700 = 1,050 W): quarantined at
     # ingest, naming its file and line, so the power suite passes on what was accepted.
     assert failed(res) == {"cost_lines.currency.reporting_currency": "ERROR"}

@@ -25,7 +25,7 @@ from pipelines.partitions import register_sites
 from pipelines.suites import validate_sources
 from tests.test_pipeline_ingest import DAY, SITES
 from tests.test_quality_pipeline import evaluations, failed, ingest_site, materialized, register_and_attribute
-from transforms.quality.sources import LOST_SHARE, PartitionSources, judge_sources
+from transforms.quality.sources import DATASETS, LOST_SHARE, PartitionSources, catalog, judge_sources
 
 REAL = Path(__file__).parent / "data" / "real"
 D = DAY.isoformat()
@@ -136,7 +136,8 @@ def ingest_ipmi(tmp_path: Path, files: dict[str, str]):
     for name, text in files.items():
         (folder / name).write_text(text)
     lake = Lake(tmp_path / "lake")
-    ingest_partition("power_readings", day, "mghpcc", tmp_path / "raw", lake, bmc_sample_inventory("ipmi", FASRC_SENSORS))
+    ingest_partition("power_readings", day, "mghpcc", tmp_path / "raw", lake,
+                     bmc_sample_inventory("ipmi", FASRC_SENSORS))
     res = validate_sources(lake.root, "power_readings", day, "mghpcc")
     audit = pl.read_parquet(lake.root / "ingest_audit" / f"date={day}" / "site=mghpcc" / "power_readings.parquet")
     assert (audit["rows_read"] == audit["rows_accepted"] + audit["rows_quarantined"]).all()
@@ -148,7 +149,8 @@ def test_real_ipmi_dumps_with_a_silent_bmc_lose_nothing(tmp_path):
     # without a reading is the device's word, not a lost record: attribution fills the gap.
     names = sorted(p.name for p in (REAL / "harvard_fasrc_ipmi_sdr").glob("ipmi_sdr_*.txt"))
     res, audit = ingest_ipmi(tmp_path, {n: (REAL / "harvard_fasrc_ipmi_sdr" / n).read_text() for n in names})
-    assert audit.select("rows_read", "rows_accepted", "rows_quarantined").rows() == [(60, 60, 0), (60, 30, 30), (60, 60, 0)]
+    assert audit.select("rows_read", "rows_accepted", "rows_quarantined").rows() == [(60, 60, 0), (60, 30, 30),
+                                                                                     (60, 60, 0)]
     assert res.success and res.warnings == []  # 30 of 60 without a reading is not more than half
 
 
@@ -174,7 +176,8 @@ def test_threshold_is_more_than_half_of_the_records_not_duplicated():
     reasons = pl.DataFrame({"source_file": ["d/s/f/a.csv", "d/s/f/b.csv", "d/s/g/c.csv", "d/s/g/c.csv", "d/s/g/d.csv"],
                             "reason": ["invalid_value", "invalid_value", "exact_duplicate", "invalid_value",
                                        "unreadable_file"],
-                            "n": [5, 6, 3, 1, 1], "detail": ["x", "y", "dup", "z", "`d.csv` is not a CSV; re-export it"]})
+                            "n": [5, 6, 3, 1, 1],
+                            "detail": ["x", "y", "dup", "z", "`d.csv` is not a CSV; re-export it"]})
     (result, ignored) = judge_sources("cost_lines", PartitionSources(audit, reasons))
     # a: 5 of 10 (not more than half); b: 6 of 10; c: 1 of the 1 record not duplicated; d: unreadable.
     assert LOST_SHARE == 0.5 and result.unexpected_count == 3
@@ -231,8 +234,6 @@ def test_files_no_source_reads_are_listed_in_a_warning(raw, tmp_path):
 
 
 def test_every_source_check_is_documented():
-    from transforms.quality.sources import DATASETS, catalog
-
     doc = (Path(__file__).parent.parent / "docs" / "data-quality.md").read_text()
     for dataset in DATASETS:
         for c in catalog(dataset):
@@ -250,8 +251,8 @@ def test_an_unreadable_file_is_wholly_lost(raw, tmp_path):
     assert failed(res) == {"requests.sources.not_lost": "ERROR"}
     # The file is named; its folder (the site's other logs, read whole) is not mostly lost.
     (example,) = evaluations(res)["requests.sources.not_lost"].metadata["examples"].data
-    assert example.startswith(f"{D}/metro-east/requests/m-extra.jsonl.gz: 1 of 1 records quarantined (unreadable_file 1); "
-                              "fix: `m-extra.jsonl.gz` ")
+    assert example.startswith(f"{D}/metro-east/requests/m-extra.jsonl.gz: 1 of 1 records quarantined "
+                              "(unreadable_file 1); fix: `m-extra.jsonl.gz` ")
     assert_every_file_accounted(lake)
 
 
@@ -268,7 +269,8 @@ def test_one_site_losing_a_source_does_not_keep_the_other_sites_from_being_inges
     assert "cost_lines.sources.not_lost" in said and f"{D}/cloud-use1/focus/{focus.name}" in said
     for site in SITES:
         for dataset in ("requests", "power_readings", "cost_lines"):
-            assert (lake / "ingest_audit" / f"date={D}" / f"site={site}" / f"{dataset}.parquet").is_file(), (site, dataset)
+            audit = lake / "ingest_audit" / f"date={D}" / f"site={site}" / f"{dataset}.parquet"
+            assert audit.is_file(), (site, dataset)
     assert (lake / "ingest_audit" / f"date={D}" / "site=_fleet" / "assets.parquet").is_file()
     assert not (lake / "request_costs").exists()  # nothing after the ingest ran
     assert_every_file_accounted(lake)

@@ -2,6 +2,7 @@
 family fails exactly the checks named (and nothing else)."""
 
 from datetime import date, datetime, timedelta, UTC
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -26,14 +27,16 @@ def requests_frame() -> pl.DataFrame:
         "queue_s": [0.01, None, 0.2], "ttft_s": [0.1, 0.5, None], "prefill_s": [0.05, 0.3, None],
         "decode_s": [1.8, 8.0, None], "input_tokens": [1000, 2000, 300], "cached_input_tokens": [0, 500, 0],
         "output_tokens": [200, 800, 0], "response_bytes": [900, 3500, None], "status": ["ok", "ok", "timeout"],
-        "site_id": ["metro-east", "remote-plains", "cloud-use1"], "pool_id": ["premium-h200", "standard-l40s", "cloud-h100"],
+        "site_id": ["metro-east", "remote-plains", "cloud-use1"],
+        "pool_id": ["premium-h200", "standard-l40s", "cloud-h100"],
     })).collect()
 
 
 def power_frame() -> pl.DataFrame:
     return POWER_READINGS.conform(pl.LazyFrame({
         "meter_id": ["c-h100-01/gpu3", "c-h100-01/gpu3", "m-h200-01/bmc", "metro-east/facility"],
-        "scope": ["gpu", "gpu", "node", "facility"], "site_id": ["cloud-use1", "cloud-use1", "metro-east", "metro-east"],
+        "scope": ["gpu", "gpu", "node", "facility"],
+        "site_id": ["cloud-use1", "cloud-use1", "metro-east", "metro-east"],
         "node_id": ["c-h100-01", "c-h100-01", "m-h200-01", None], "gpu_index": [3, 3, None, None],
         "ts": [at(0, 0, 1), at(0, 0, 31), at(10), at(0, 15)], "power_w": [106.0, 640.0, 3200.0, None],
         "energy_j": [1.5e11, 1.5e11 + 9000, None, None], "interval_energy_j": [None, None, None, 5.6e6],
@@ -46,7 +49,8 @@ def cost_frame() -> pl.DataFrame:
     month = [datetime(2026, 11, 1, 5, tzinfo=UTC), datetime(2026, 12, 1, 6, tzinfo=UTC)]
     return COST_LINES.conform(pl.LazyFrame({
         "source": ["focus", "focus", "electricity_invoice", "electricity_invoice"],
-        "line_id": ["a1", "a2", "INV-1/1", "INV-1/2"], "site_id": ["cloud-use1", "cloud-use1", "remote-plains", "remote-plains"],
+        "line_id": ["a1", "a2", "INV-1/1", "INV-1/2"],
+        "site_id": ["cloud-use1", "cloud-use1", "remote-plains", "remote-plains"],
         "resource_id": ["i-0c1a0d0000000001", None, None, None],
         "period_start": [at(0), at(0), month[0], month[0]], "period_end": [at(1), at(1), month[1], month[1]],
         "cost_type": ["cloud_compute", "other", "energy", "demand"], "billed_amount": [55.04, -1.5, 236.47, 112.5],
@@ -59,21 +63,25 @@ def cost_frame() -> pl.DataFrame:
 
 def assets_frame() -> pl.DataFrame:
     return ASSETS.conform(pl.LazyFrame({
-        "asset_id": ["FA-1", "FA-2"], "node_id": ["m-h200-01", "r-l40s-std-01"], "acquisition_cost": [289231.61, 25781.24],
+        "asset_id": ["FA-1", "FA-2"], "node_id": ["m-h200-01", "r-l40s-std-01"],
+        "acquisition_cost": [289231.61, 25781.24],
         "currency": ["USD", "USD"], "in_service_date": [date(2024, 12, 23), date(2024, 7, 18)],
-        "useful_life_months": [60, 60], "salvage_value": [14461.58, 1289.06], "method": ["straight_line", "declining_balance"],
+        "useful_life_months": [60, 60], "salvage_value": [14461.58, 1289.06],
+        "method": ["straight_line", "declining_balance"],
         "disposal_date": [None, date(2026, 10, 10)], "site_id": ["metro-east", "remote-plains"],
     })).collect()
 
 
 def request_costs_frame() -> pl.DataFrame:
     req = requests_frame()
-    money = {"energy_cost": [0.001, 0.002, 0.0], "demand_cost": [0.0, 0.01, 0.0], "amortization_cost": [0.02, 0.01, 0.0],
-             "cloud_cost": [0.0, 0.0, 0.4], "fixed_cost": [0.001, 0.0, 0.0], "egress_cost": [0.0, 0.0, 1e-7]}
+    money = {"energy_cost": [0.001, 0.002, 0.0], "demand_cost": [0.0, 0.01, 0.0],
+             "amortization_cost": [0.02, 0.01, 0.0], "cloud_cost": [0.0, 0.0, 0.4], "fixed_cost": [0.001, 0.0, 0.0],
+             "egress_cost": [0.0, 0.0, 1e-7]}
     direct = [sum(v[i] for v in money.values()) for i in range(3)]
     return req.with_columns(
         pl.lit(DAY).alias("date"), pl.Series("it_energy_j", [3000.0, 9000.0, 0.0]),
-        pl.Series("overhead_energy_j", [450.0, 4050.0, 0.0]), pl.Series("energy_kwh", [3450 / 3.6e6, 13050 / 3.6e6, 0.0]),
+        pl.Series("overhead_energy_j", [450.0, 4050.0, 0.0]),
+        pl.Series("energy_kwh", [3450 / 3.6e6, 13050 / 3.6e6, 0.0]),
         *[pl.Series(k, v) for k, v in money.items()], pl.Series("direct_cost", direct),
         pl.Series("idle_share", [0.01, 0.002, 0.0]),
         pl.Series("fully_loaded_cost", [direct[0] + 0.01, direct[1] + 0.002, direct[2]]),
@@ -119,17 +127,21 @@ DRILLS = {
     # requests ------------------------------------------------------------------------------
     "requests-negative-tokens": ("requests", set_row("output_tokens", -5), {"requests.output_tokens.non_negative": E}),
     "requests-negative-input": ("requests", set_row("input_tokens", -1),
-                                {"requests.input_tokens.non_negative": E, "requests.cached_input_tokens.within_input": E}),
-    "requests-huge-output": ("requests", set_row("output_tokens", 5_000_000), {"requests.output_tokens.within_bounds": W}),
+                                {"requests.input_tokens.non_negative": E,
+                                 "requests.cached_input_tokens.within_input": E}),
+    "requests-huge-output": ("requests", set_row("output_tokens", 5_000_000),
+                             {"requests.output_tokens.within_bounds": W}),
     "requests-cached-above-input": ("requests", set_row("cached_input_tokens", 5000),
                                     {"requests.cached_input_tokens.within_input": E}),
     "requests-missing-column": ("requests", lambda df: df.drop("tenant_id"),
-                                {"requests.schema.columns": E, "requests.tenant_id.type": E, "requests.tenant_id.not_null": E}),
+                                {"requests.schema.columns": E, "requests.tenant_id.type": E,
+                                 "requests.tenant_id.not_null": E}),
     "requests-extra-column": ("requests", lambda df: df.with_columns(pl.lit("x").alias("prompt")),
                               {"requests.schema.columns": E}),
     "requests-wrong-type": ("requests", lambda df: df.with_columns(pl.col("output_tokens").cast(pl.Float64)),
                             {"requests.output_tokens.type": E}),
-    "requests-naive-timestamp": ("requests", lambda df: df.with_columns(pl.col("arrived_at").dt.replace_time_zone(None)),
+    "requests-naive-timestamp": ("requests",
+                                 lambda df: df.with_columns(pl.col("arrived_at").dt.replace_time_zone(None)),
                                  {"requests.arrived_at.type": E, "requests.completed_at.not_before_arrival": E,
                                   "requests.arrived_at.within_a_day_before": W}),
     "requests-null-tenant": ("requests", set_row("tenant_id", None), {"requests.tenant_id.not_null": E}),
@@ -145,17 +157,20 @@ DRILLS = {
     "requests-negative-ttft": ("requests", set_row("ttft_s", -0.1), {"requests.ttft_s.non_negative": E}),
     # Past the parser's `out_of_range` (transforms/bounds.py): beyond any context window, a clock in decades.
     "requests-tokens-beyond-any-context": ("requests", set_row("output_tokens", 200_000_000),
-                                           {"requests.output_tokens.in_range": E, "requests.output_tokens.within_bounds": W}),
+                                           {"requests.output_tokens.in_range": E,
+                                            "requests.output_tokens.within_bounds": W}),
     "requests-decode-of-decades": ("requests", set_row("decode_s", 2e9), {"requests.decode_s.in_range": E}),
     # power readings ------------------------------------------------------------------------
-    "power-50kw-gpu": ("power_readings", set_row("power_w", 50_000.0), {"power_readings.power_w.within_gpu_nameplate": E}),
+    "power-50kw-gpu": ("power_readings", set_row("power_w", 50_000.0),
+                       {"power_readings.power_w.within_gpu_nameplate": E}),
     "power-node-over-nameplate": ("power_readings", set_row("power_w", 20_000.0, row=2),
                                   {"power_readings.power_w.within_node_nameplate": E}),
     "power-negative": ("power_readings", set_row("power_w", -3.0), {"power_readings.power_w.non_negative": E}),
     "power-negative-interval-energy": ("power_readings", set_row("interval_energy_j", -1.0, row=3),
                                        {"power_readings.interval_energy_j.non_negative": E}),
     "power-duplicate-key": ("power_readings", dup_row, {"power_readings.key.unique": E}),
-    "power-unknown-meter": ("power_readings", set_row("meter_id", "c-h100-01/gpu9"), {"power_readings.meter_id.known": E}),
+    "power-unknown-meter": ("power_readings", set_row("meter_id", "c-h100-01/gpu9"),
+                            {"power_readings.meter_id.known": E}),
     "power-unknown-scope": ("power_readings", set_row("scope", "rack", row=3), {"power_readings.scope.allowed": E}),
     "power-unknown-source": ("power_readings", set_row("source", "snmp", row=2), {"power_readings.source.allowed": E}),
     "power-next-day": ("power_readings", set_row("ts", at(0) + timedelta(days=1, seconds=2), row=2),
@@ -164,7 +179,8 @@ DRILLS = {
                                     {"power_readings.interval_start.inside_partition_day": E}),
     "power-no-measurement": ("power_readings", lambda df: set_row("energy_j", None)(set_row("power_w", None)(df)),
                              {"power_readings.power_w.has_measurement": E}),
-    "power-zero-interval": ("power_readings", set_row("interval_s", 0.0, row=3), {"power_readings.interval_s.positive": E}),
+    "power-zero-interval": ("power_readings", set_row("interval_s", 0.0, row=3),
+                            {"power_readings.interval_s.positive": E}),
     "power-null-site": ("power_readings", set_row("site_id", None, row=2), {"power_readings.site_id.not_null": E}),
     "power-null-gpu-index-is-fine": ("power_readings", set_row("gpu_index", None), {}),
     "power-infinite-facility-power": ("power_readings", set_row("power_w", float("inf"), row=3),
@@ -186,7 +202,8 @@ DRILLS = {
     "cost-future-period": ("cost_lines", lambda df: set_row("period_end", at(0) + timedelta(days=3))(
         set_row("period_start", at(0) + timedelta(days=2))(df)), {"cost_lines.period_start.not_after_delivery": W}),
     "cost-absurd-amount": ("cost_lines", set_row("billed_amount", 5e10), {"cost_lines.billed_amount.within_bounds": E}),
-    "cost-negative-usage": ("cost_lines", set_row("billed_amount", -55.04), {"cost_lines.billed_amount.non_negative_charge": W}),
+    "cost-negative-usage": ("cost_lines", set_row("billed_amount", -55.04),
+                            {"cost_lines.billed_amount.non_negative_charge": W}),
     "cost-negative-quantity": ("cost_lines", set_row("quantity", -1.0), {"cost_lines.quantity.non_negative": W}),
     "cost-energy-price-in-cents": ("cost_lines", set_row("billed_amount", 23647.0, row=2),
                                    {"cost_lines.energy_price.within_bounds": E}),
@@ -206,16 +223,19 @@ DRILLS = {
     "assets-null-in-service": ("assets", set_row("in_service_date", None), {"assets.in_service_date.not_null": E}),
     "assets-duplicate-id": ("assets", dup_row, {"assets.key.unique": E}),
     # attributed facts ----------------------------------------------------------------------
-    "facts-negative-tokens": ("request_costs", set_row("output_tokens", -1), {"request_costs.output_tokens.non_negative": E}),
+    "facts-negative-tokens": ("request_costs", set_row("output_tokens", -1),
+                              {"request_costs.output_tokens.non_negative": E}),
     "facts-negative-cost": ("request_costs", set_row("cloud_cost", -0.5, row=2),
                             {"request_costs.cloud_cost.non_negative": E}),
     "facts-loaded-below-direct": ("request_costs", set_row("fully_loaded_cost", 0.0),
                                   {"request_costs.fully_loaded_cost.covers_direct": E}),
-    "facts-absurd-cost": ("request_costs", lambda df: set_row("fully_loaded_cost", 5000.0)(set_row("idle_share", 5000.0)(df)),
+    "facts-absurd-cost": ("request_costs",
+                          lambda df: set_row("fully_loaded_cost", 5000.0)(set_row("idle_share", 5000.0)(df)),
                           {"request_costs.fully_loaded_cost.within_bounds": W}),
     "facts-costed-twice": ("request_costs", dup_row, {"request_costs.key.unique": E}),
     "facts-currency": ("request_costs", set_row("currency", "EUR"), {"request_costs.currency.reporting_currency": E}),
-    "facts-energy-method": ("request_costs", set_row("energy_method", "guessed"), {"request_costs.energy_method.allowed": E}),
+    "facts-energy-method": ("request_costs", set_row("energy_method", "guessed"),
+                            {"request_costs.energy_method.allowed": E}),
     "facts-pue-method": ("request_costs", set_row("pue_method", "nameplate"), {"request_costs.pue_method.allowed": E}),
     "facts-other-day": ("request_costs", set_row("date", date(2026, 11, 23)), {"request_costs.date.partition_day": E}),
     "facts-completed-next-day": ("request_costs", set_row("completed_at", at(0) + timedelta(days=1)),
@@ -296,8 +316,6 @@ def test_names_do_not_depend_on_the_context(small_inventory):
 
 
 def test_every_expectation_is_documented():
-    from pathlib import Path
-
     doc = (Path(__file__).parent.parent / "docs" / "data-quality.md").read_text()
     for suite in SUITES:
         for c in catalog(suite):

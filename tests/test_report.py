@@ -5,16 +5,23 @@ figures equal to the marts."""
 import os
 import shutil
 import subprocess
+from dataclasses import asdict
 from html.parser import HTMLParser
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from lake.inventory import load_inventory
 from pipelines.cli import main
+from pipelines.defs.report.assets import report as report_asset
+from pipelines.resources import Warehouse
 from warehouse.access import open_warehouse
-from warehouse.report import ReportError, write_report
+from warehouse.checks import checks, published_outcomes, run_checks
+from warehouse.publish import publish
+from warehouse.report import ReportError, build_report, write_report
 from warehouse.report.charts import CHARTS
+from warehouse.report.page import vega_bundle, vl_convert_version
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags of a quiet, offline browser: nothing phones home during the test.
@@ -110,9 +117,6 @@ def test_cli_report_and_demo_report(demo_warehouse, tmp_path):
 
 
 def test_report_asset_materializes(demo_warehouse, tmp_path):
-    from pipelines.defs.report.assets import report as report_asset
-    from pipelines.resources import Warehouse
-
     out = tmp_path / "asset-report.html"
     res = dg.materialize([report_asset], resources={"warehouse": Warehouse(path=str(demo_warehouse["warehouse"]))},
                          run_config={"ops": {"report": {"config": {"path": str(out), "days": 7}}}},
@@ -131,7 +135,8 @@ def chromium() -> Path:
     pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: pip install -e '.[dev]'")
     if not CHROMIUM.exists():
         if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.skip("Chromium missing and cannot be installed here (needs root and apt-get): apt-get install -y chromium")
+            pytest.skip("Chromium missing and cannot be installed here (needs root and apt-get): "
+                        "apt-get install -y chromium")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
         if subprocess.run(install, env=env, capture_output=True, timeout=900, check=False).returncode != 0:
@@ -143,14 +148,15 @@ def chromium() -> Path:
 
 
 def test_report_renders_in_headless_chromium(chromium, report, expected, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 (optional dev dependency, skipped without it)
 
     problems, outside = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
 
             def offline(route):  # the page must need nothing but its own file
@@ -199,8 +205,6 @@ def test_report_renders_in_headless_chromium(chromium, report, expected, tmp_pat
 
 
 def test_the_vega_bundle_is_built_once_and_kept_in_the_cache(tmp_path):
-    from warehouse.report.page import vega_bundle, vl_convert_version
-
     vega_bundle.cache_clear()
     try:
         built = vega_bundle(vl_convert_version(), tmp_path)
@@ -221,13 +225,6 @@ def test_the_report_after_a_publish_shows_the_checks_that_publish_ran(demo_wareh
     version it swapped in (`warehouse.checks.published_outcomes`) instead of running the same
     SQL again; they equal the checks run afresh on the published file. Another version, or a
     check whose SQL differs, runs again."""
-    from dataclasses import asdict
-
-    from lake.inventory import load_inventory
-    from warehouse.checks import checks, published_outcomes, run_checks
-    from warehouse.publish import publish
-    from warehouse.report import build_report
-
     lake, wh = tmp_path / "lake", tmp_path / "warehouse" / "inferledger.duckdb"
     shutil.copytree(demo_warehouse["lake"], lake)
     out = publish(lake, load_inventory(demo_warehouse["raw"] / "inventory.yaml"), wh)

@@ -28,7 +28,8 @@ import polars as pl
 import pytest
 
 from lake.inventory import load_inventory
-from warehouse.access import RefusedStatement, check_statement, open_finance
+from tests.test_finance_queries import QUESTIONS
+from warehouse.access import RefusedStatement, check_statement, execute, open_finance, open_warehouse
 from warehouse.connection import DuckDBLimits
 from warehouse.publish import publish
 from warehouse.versions import versions_dir
@@ -72,7 +73,8 @@ def env_for(ledger, **extra) -> dict:
 
 def sql(ledger, *args, timeout=120, **env) -> subprocess.CompletedProcess:
     return subprocess.run([str(INFERLEDGER), "sql", "--warehouse", str(ledger["warehouse"]), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ledger["home"], env=env_for(ledger, **env))
+                          capture_output=True, text=True, timeout=timeout, cwd=ledger["home"],
+                          env=env_for(ledger, **env))
 
 
 def tree(root: Path, skip: Path) -> dict[str, tuple]:
@@ -175,7 +177,8 @@ def test_2_published_files_cannot_be_overwritten_by_any_copy(ledger):
 def test_3_partitioned_copies_and_file_patterns_are_refused(ledger):
     before = tree(ledger["root"], ledger["exports"])
     for statement in [
-        "COPY (SELECT 1 AS p, 2 AS q) TO 'exports/e' (FORMAT csv, PARTITION_BY (p), FILENAME_PATTERN '../../../../x_{i}')",
+        "COPY (SELECT 1 AS p, 2 AS q) TO 'exports/e' (FORMAT csv, PARTITION_BY (p), "
+        "FILENAME_PATTERN '../../../../x_{i}')",
         "COPY (SELECT 1 AS p, 2 AS q) TO 'exports/e' (FORMAT csv, PARTITION_BY (p))",
         "COPY (SELECT 1 AS p) TO 'exports/e' (FORMAT csv, PER_THREAD_OUTPUT, FILENAME_PATTERN '../../x_{i}')",
         "COPY (SELECT 1 AS p) TO 'exports/e' WITH (FORMAT csv, FILE_SIZE_BYTES 1)",
@@ -280,7 +283,8 @@ def test_6_out_writes_only_new_files_outside_the_lake_raw_and_warehouse(ledger):
     # The lake found through --lake as well as $INFERLEDGER_LAKE; a path through a symbolic link
     # to the lake is the lake.
     (home / "lake-link").symlink_to(ledger["lake"])
-    out = sql(ledger, "--lake", str(ledger["lake"]), "--out", str(home / "lake-link" / "request_costs" / "x.parquet"), "-c", q)
+    out = sql(ledger, "--lake", str(ledger["lake"]), "--out", str(home / "lake-link" / "request_costs" / "x.parquet"),
+              "-c", q)
     assert_refused(out, "inside")
     (home / "lake-link").unlink()
     assert tree(ledger["root"], ledger["exports"]) == before
@@ -374,7 +378,8 @@ def test_a_large_query_spills_inside_the_sandbox(ledger):
 def test_not_a_warehouse_and_bad_sql_are_one_line(ledger):
     notes = ledger["home"] / "notes.txt"
     notes.write_text("not a database\n")
-    for path, words in [(notes, "cannot open it as a DuckDB warehouse"), (ledger["home"], "a directory, not the warehouse file"),
+    for path, words in [(notes, "cannot open it as a DuckDB warehouse"),
+                        (ledger["home"], "a directory, not the warehouse file"),
                         (ledger["home"] / "missing.duckdb", "no published warehouse here")]:
         out = subprocess.run([str(INFERLEDGER), "sql", "--warehouse", str(path), "-c", "SELECT 1"], capture_output=True,
                              text=True, timeout=120, cwd=ledger["home"], env=env_for(ledger))
@@ -387,9 +392,6 @@ def test_not_a_warehouse_and_bad_sql_are_one_line(ledger):
 # -- What finance asks still works in the sandbox ---------------------------------------------
 
 def test_every_finance_question_answers_the_same_in_the_sandbox(demo_warehouse, tmp_path):
-    from tests.test_finance_queries import QUESTIONS
-    from warehouse.access import execute, open_warehouse
-
     # One after the other: in one process DuckDB shares a file's instance, and refuses a second
     # connection with another configuration (so the sandbox never leaks into other connections).
     internal = open_warehouse(demo_warehouse["warehouse"])
@@ -417,7 +419,8 @@ def test_the_sandbox_alone_refuses_reads_writes_and_settings(ledger, monkeypatch
             f"COPY (SELECT 42) TO '{root}/x.csv'",
             f"COPY (SELECT 42 AS x) TO '{ledger['facts']}' (FORMAT parquet, USE_TMP_FILE false)",
             f"COPY (SELECT 42 AS x) TO '{ledger['published']}' (FORMAT parquet)",
-            "COPY (SELECT 1 AS p, 2 AS q) TO 'exports/e' (FORMAT csv, PARTITION_BY (p), FILENAME_PATTERN '../../../../x_{i}')",
+            "COPY (SELECT 1 AS p, 2 AS q) TO 'exports/e' (FORMAT csv, PARTITION_BY (p), "
+            "FILENAME_PATTERN '../../../../x_{i}')",
             f"SELECT * FROM read_text('{root}/secret.txt')",
             "SELECT * FROM glob('/root/*')",
             f"SELECT * FROM read_json('{ledger['raw']}/*/*/requests/*.jsonl')",
@@ -426,7 +429,8 @@ def test_the_sandbox_alone_refuses_reads_writes_and_settings(ledger, monkeypatch
         ]:
             with pytest.raises(duckdb.PermissionException):
                 con.execute(statement).fetchall()
-        for statement in ["SET memory_limit = '100TB'", "SET enable_external_access = true", "SET allowed_directories = ['/']"]:
+        for statement in ["SET memory_limit = '100TB'", "SET enable_external_access = true",
+                          "SET allowed_directories = ['/']"]:
             with pytest.raises(duckdb.InvalidInputException, match="configuration has been locked"):
                 con.execute(statement)
         assert con.execute("SELECT count(*) FROM request_costs").fetchall() == [(49_997,)]
@@ -439,6 +443,7 @@ def test_the_sandbox_alone_would_write_a_published_file_in_place(ledger, monkeyp
     lake's) would pass the sandbox. Layer 2 refuses it (test_2_...); should DuckDB ever refuse
     it itself, this test says so."""
     monkeypatch.chdir(ledger["home"])
-    with open_finance(ledger["warehouse"], "exports", limits=DuckDBLimits(temp_dir=ledger["root"] / "spill")) as session:
+    limits = DuckDBLimits(temp_dir=ledger["root"] / "spill")
+    with open_finance(ledger["warehouse"], "exports", limits=limits) as session:
         session.con.execute(f"COPY (SELECT 42 AS x) TO '{ledger['published']}' (FORMAT parquet, USE_TMP_FILE false)")
     assert pl.read_parquet(ledger["facts"]).columns == ["x"]  # the lake's file, through the hard link

@@ -75,15 +75,19 @@ def test_throughput_model_defaults_and_validation():
 # --- Azure LLM inference trace 2023 ---------------------------------------------------------------
 
 @pytest.mark.parametrize("name, expected", [
-    ("code", (8_819, 18_059_974, 245_896, utc(2023, 11, 16, 18, 17, 3, 979960), utc(2023, 11, 16, 19, 14, 19, 928016))),
-    ("conv", (19_366, 22_361_870, 4_088_665, utc(2023, 11, 16, 18, 15, 46, 680590), utc(2023, 11, 16, 19, 14, 8, 402527))),
+    ("code", (8_819, 18_059_974, 245_896,
+              utc(2023, 11, 16, 18, 17, 3, 979960), utc(2023, 11, 16, 19, 14, 19, 928016))),
+    ("conv", (19_366, 22_361_870, 4_088_665,
+              utc(2023, 11, 16, 18, 15, 46, 680590), utc(2023, 11, 16, 19, 14, 8, 402527))),
 ])
 def test_azure_traces_load_whole_with_exact_counts_and_times(name, expected):
     rows, quarantine, counts = ingest(azure(name), date(2023, 11, 16))
     assert summary(rows) == expected
     assert quarantine.height == 0
-    assert counts.rows() == [("requests", f"AzureLLMInferenceTrace_{name}.csv", expected[0], expected[0], 0, "read", None)]
-    assert rows["request_id"][0] == f"azure-{name}-000001" and rows["request_id"][-1] == f"azure-{name}-{expected[0]:06d}"
+    assert counts.rows() == [("requests", f"AzureLLMInferenceTrace_{name}.csv", expected[0], expected[0], 0, "read",
+                              None)]
+    assert rows["request_id"][0] == f"azure-{name}-000001"
+    assert rows["request_id"][-1] == f"azure-{name}-{expected[0]:06d}"
     assert set(rows["site_id"]) == {"cloud-use1"} and set(rows["pool_id"]) == {"cloud-h100"}
     assert set(rows["cached_input_tokens"]) == {0} and set(rows["status"]) == {"ok"}
 
@@ -105,7 +109,8 @@ def test_azure_replayed_at_a_start_keeps_every_gap():
     rows, quarantine, _ = ingest(azure("code", "conv", start=datetime(2026, 11, 28, 9, tzinfo=UTC)),
                                  date(2026, 11, 28))
     assert quarantine.height == 0 and rows.height == 8_819 + 19_366
-    first = {n: rows.filter(pl.col("request_id").str.starts_with(f"azure-{n}-"))["arrived_at"].min() for n in ("code", "conv")}
+    first = {n: rows.filter(pl.col("request_id").str.starts_with(f"azure-{n}-"))["arrived_at"].min()
+             for n in ("code", "conv")}
     # conv starts the hour (18:15:46.680590); code starts 77.299370 s later (18:17:03.979960).
     assert first == {"conv": utc(2026, 11, 28, 9), "code": utc(2026, 11, 28, 9, 1, 17, 299370)}
 
@@ -119,8 +124,8 @@ def test_azure_defects_and_explicit_placement(tmp_path):
         "2023-11-16 18:17:06.0000000,,4\n"
         "2023-11-16 18:17:07.0000000,100,-4\n")
     raw = scan_csv_text([tmp_path / "AzureLLMInferenceTrace_mini.csv"], tmp_path)
-    parsed = adapt_azure_trace(raw, **PLACEMENT, throughput=ThroughputModel(prefill_tokens_per_s=1000, decode_tokens_per_s=8,
-                                                                             queue_s=0.5), site_id="lab", pool_id="lab-h100")
+    throughput = ThroughputModel(prefill_tokens_per_s=1000, decode_tokens_per_s=8, queue_s=0.5)
+    parsed = adapt_azure_trace(raw, **PLACEMENT, throughput=throughput, site_id="lab", pool_id="lab-h100")
     rows, quarantine, _ = ingest(parsed, date(2023, 11, 16))
     assert list(quarantine.select("source_row", "reason").iter_rows()) == [
         (2, "bad_timestamp"), (3, "invalid_value"), (4, "missing_required_field"), (5, "negative_value")]

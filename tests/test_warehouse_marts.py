@@ -4,6 +4,7 @@ The day (2026-03-10) has four requests on two pools, four node-slots, a partly f
 reconciliation line, an unattributed FOCUS line and a few quarantined records. The expected
 values are written out below with their arithmetic."""
 
+import json
 import math
 from datetime import UTC, date, datetime
 
@@ -52,25 +53,31 @@ def request_costs() -> pl.DataFrame:
     df = pl.DataFrame(rows, schema=cols, orient="row")
     direct = pl.sum_horizontal(*MONEY, "egress_cost")
     occupied = (pl.col("completed_at") - pl.col("arrived_at")).dt.total_microseconds() / 1e6
+    policy = pl.when(pl.col("tier") == "premium").then(pl.lit("reserved")).otherwise(pl.lit("pro_rata"))
     return df.with_columns(
         direct.alias("direct_cost"), (direct + pl.col("idle_share")).alias("fully_loaded_cost"),
         pl.lit(DAY).alias("date"), pl.lit("USD").alias("currency"), pl.lit(None, pl.Int64).alias("response_bytes"),
         ((pl.col("it_energy_j") + pl.col("overhead_energy_j")) / J).alias("energy_kwh"), occupied.alias("occupied_s"),
-        pl.lit("time").alias("weight"), pl.lit("measured").alias("energy_method"), pl.lit("measured").alias("pue_method"),
-        pl.when(pl.col("tier") == "premium").then(pl.lit("reserved")).otherwise(pl.lit("pro_rata")).alias("idle_policy"),
+        pl.lit("time").alias("weight"), pl.lit("measured").alias("energy_method"),
+        pl.lit("measured").alias("pue_method"),
+        policy.alias("idle_policy"),
     ).select(list(BY_NAME["request_costs"].columns))
 
 
 def node_slots() -> pl.DataFrame:
     # node, pool, site, slot start, occupied, it J, overhead J, energy, demand, amortization, cloud, fixed
     rows = [
-        ("m-h200-01", "premium-h200", "metro-east", at(10), True, 10800.0, 5400.0, 0.30, 0.06, 0.90, 0.0, 0.24),
-        ("m-h200-01", "premium-h200", "metro-east", at(12), False, 5000.0, 2500.0, 0.10, 0.0, 0.50, 0.0, 0.15),
-        ("r-l40s-std-01", "standard-l40s", "remote-plains", at(11), True, 36360.0, 7272.0, 0.06, 0.0, 0.19, 0.0, 0.05),
-        ("r-l40s-std-01", "standard-l40s", "remote-plains", at(11, 30), False, 1800.0, 360.0, 0.01, 0.0, 0.04, 0.0, 0.01),
+        ("m-h200-01", "premium-h200", "metro-east", at(10), True, 10800.0, 5400.0,
+         0.30, 0.06, 0.90, 0.0, 0.24),
+        ("m-h200-01", "premium-h200", "metro-east", at(12), False, 5000.0, 2500.0,
+         0.10, 0.0, 0.50, 0.0, 0.15),
+        ("r-l40s-std-01", "standard-l40s", "remote-plains", at(11), True, 36360.0, 7272.0,
+         0.06, 0.0, 0.19, 0.0, 0.05),
+        ("r-l40s-std-01", "standard-l40s", "remote-plains", at(11, 30), False, 1800.0, 360.0,
+         0.01, 0.0, 0.04, 0.0, 0.01),
     ]
-    df = pl.DataFrame(rows, schema=["node_id", "pool_id", "site_id", "slot_start", "occupied", "it_energy_j", "overhead_j",
-                                    *MONEY], orient="row")
+    df = pl.DataFrame(rows, schema=["node_id", "pool_id", "site_id", "slot_start", "occupied", "it_energy_j",
+                                    "overhead_j", *MONEY], orient="row")
     idle = ~pl.col("occupied")
     return df.with_columns(*[pl.when(idle).then(pl.col(c)).otherwise(0.0).alias(f"idle_{c}")
                              for c in ["it_energy_j", "overhead_j", *MONEY]])
@@ -78,11 +85,13 @@ def node_slots() -> pl.DataFrame:
 
 def pool_idle() -> pl.DataFrame:
     return pl.DataFrame([
-        ("premium-h200", "metro-east", 0.10, 0.0, 0.50, 0.0, 0.15, 5000.0, 2500.0, 1, 0.75, 0.75, 0.0, "reserved", "premium"),
-        ("standard-l40s", "remote-plains", 0.01, 0.0, 0.04, 0.0, 0.01, 1800.0, 360.0, 1, 0.06, 0.06, 0.0, "pro_rata", None),
-    ], schema=["pool_id", "site_id", "idle_energy_cost", "idle_demand_cost", "idle_amortization_cost", "idle_cloud_cost",
-               "idle_fixed_cost", "idle_it_energy_j", "idle_overhead_j", "idle_slots", "idle_cost", "absorbed", "unabsorbed",
-               "policy", "reserved_by"], orient="row")
+        ("premium-h200", "metro-east", 0.10, 0.0, 0.50, 0.0, 0.15, 5000.0, 2500.0,
+         1, 0.75, 0.75, 0.0, "reserved", "premium"),
+        ("standard-l40s", "remote-plains", 0.01, 0.0, 0.04, 0.0, 0.01, 1800.0, 360.0,
+         1, 0.06, 0.06, 0.0, "pro_rata", None),
+    ], schema=["pool_id", "site_id", "idle_energy_cost", "idle_demand_cost", "idle_amortization_cost",
+               "idle_cloud_cost", "idle_fixed_cost", "idle_it_energy_j", "idle_overhead_j", "idle_slots", "idle_cost",
+               "absorbed", "unabsorbed", "policy", "reserved_by"], orient="row")
 
 
 def site_hours() -> pl.DataFrame:
@@ -90,8 +99,8 @@ def site_hours() -> pl.DataFrame:
         ("metro-east", at(10), 10800.0, 16200.0, 5400.0, 1.5, "measured", False),
         ("metro-east", at(12), 5000.0, 7500.0, 2500.0, 1.5, "measured", False),
         ("remote-plains", at(11), 38160.0, 45792.0, 7632.0, 1.2, "design_pue", False),
-    ], schema=["site_id", "hour", "it_energy_j", "facility_energy_j", "overhead_j", "pue", "pue_method", "overhead_clamped"],
-        orient="row")
+    ], schema=["site_id", "hour", "it_energy_j", "facility_energy_j", "overhead_j", "pue", "pue_method",
+               "overhead_clamped"], orient="row")
 
 
 def reconciliation() -> pl.DataFrame:
@@ -108,9 +117,10 @@ def totals() -> pl.DataFrame:
     return pl.DataFrame([
         ("amortization_cost", "currency", 1.40, 0.90, 0.50, 0.0, 0.90, 0.50),
         ("it_energy_j", "J", 54000.0, 47160.0, 6800.0, 0.0, 47160.0, 6800.0),
-    ], schema=["component", "unit", "source_amount", "to_requests", "to_idle", "unattributed", "in_requests", "in_idle"],
-        orient="row").with_columns((pl.col("to_requests") - pl.col("in_requests")).alias("requests_difference"),
-                                   (pl.col("to_idle") - pl.col("in_idle")).alias("idle_difference"))
+    ], schema=["component", "unit", "source_amount", "to_requests", "to_idle", "unattributed", "in_requests",
+               "in_idle"], orient="row").with_columns(
+        (pl.col("to_requests") - pl.col("in_requests")).alias("requests_difference"),
+        (pl.col("to_idle") - pl.col("in_idle")).alias("idle_difference"))
 
 
 def write_day(lake: Lake) -> None:
@@ -119,18 +129,19 @@ def write_day(lake: Lake) -> None:
     lake.write(pool_idle(), "pool_idle", DAY)
     lake.write(site_hours(), "site_hours", DAY)
     lake.write(pl.DataFrame([("metro-east", "all", "inv-1", 6.5, 0.52, 0.09, 0.585, 1.125)],
-                            schema=["site_id", "tou_period", "invoice_line_id", "day_kwh", "tariff_cost", "invoiced_rate",
-                                    "energy_cost", "true_up_factor"], orient="row"), "true_up", DAY)
+                            schema=["site_id", "tou_period", "invoice_line_id", "day_kwh", "tariff_cost",
+                                    "invoiced_rate", "energy_cost", "true_up_factor"], orient="row"), "true_up", DAY)
     lake.write(pl.DataFrame([("focus", "line-x", "cloud_cost", 1.25, "USD", "unknown_resource", "Amazon S3")],
                             schema=["source", "line_id", "component", "amount", "currency", "reason", "service_name"],
                             orient="row"), "unattributed", DAY)
     lake.write(reconciliation(), "reconciliation", DAY)
     lake.write(totals(), "totals", DAY)
     q = ["dataset", "source_file", "source_row", "record_key", "reason", "detail"]
-    lake.write(pl.DataFrame([("requests", "d/metro-east/requests/b.jsonl", 7, "r9", "negative_value", "output_tokens -1"),
-                             ("requests", "d/metro-east/requests/a.jsonl", 3, "r8", "negative_value", "input_tokens -5"),
-                             ("requests", "d/metro-east/requests/a.jsonl", 9, None, "malformed_record", "not JSON")],
-                            schema=q, orient="row"), "quarantine", DAY, "metro-east")
+    lake.write(pl.DataFrame([
+        ("requests", "d/metro-east/requests/b.jsonl", 7, "r9", "negative_value", "output_tokens -1"),
+        ("requests", "d/metro-east/requests/a.jsonl", 3, "r8", "negative_value", "input_tokens -5"),
+        ("requests", "d/metro-east/requests/a.jsonl", 9, None, "malformed_record", "not JSON"),
+    ], schema=q, orient="row"), "quarantine", DAY, "metro-east")
     lake.write(pl.DataFrame([("assets", "d/_fleet/assets/register.csv", 2, "a-9", "missing_required", "no cost")],
                             schema=q, orient="row"), "quarantine", DAY, FLEET)
     a = ["dataset", "source_file", "rows_read", "rows_accepted", "rows_quarantined"]
@@ -216,7 +227,8 @@ def test_tier_percentiles_from_the_histogram_equal_quantile_cont(requests):
     frame = pl.DataFrame(requests, schema={"tier": pl.String, "status": pl.String, "ttft_s": pl.Float64,
                                            "e2e_us": pl.Int64}, orient="row").with_columns(
         pl.lit(datetime(2026, 3, 10, tzinfo=UTC)).alias("arrived_at"))
-    frame = frame.with_columns((pl.col("arrived_at") + pl.duration(microseconds=pl.col("e2e_us"))).alias("completed_at"))
+    frame = frame.with_columns(
+        (pl.col("arrived_at") + pl.duration(microseconds=pl.col("e2e_us"))).alias("completed_at"))
     con = connect()
     try:
         con.register("rc_frame", frame.to_arrow())
@@ -258,7 +270,8 @@ def test_idle_by_pool_hour_and_day(marts):
     df = marts["idle_by_pool_hour"]
     assert rows(df, "hour", "pool_id", "node_slots", "idle_slots") == [
         (at(10), "premium-h200", 1, 0), (at(11), "standard-l40s", 2, 1), (at(12), "premium-h200", 1, 1)]
-    assert rows(df, "idle_slot_share", "energy_kwh", "idle_energy_kwh", "slot_cost", "idle_cost", "idle_cost_share") == approx_rows([
+    assert rows(df, "idle_slot_share", "energy_kwh", "idle_energy_kwh", "slot_cost", "idle_cost",
+                "idle_cost_share") == approx_rows([
         (0.0, 16200 / J, 0.0, 1.50, 0.0, 0.0),
         (0.5, (43632 + 2160) / J, 2160 / J, 0.36, 0.06, 0.06 / 0.36),
         (1.0, 7500 / J, 7500 / J, 0.75, 0.75, 1.0)])
@@ -283,8 +296,8 @@ def test_site_energy_hour(marts):
 
 def test_reconciliation_and_conservation(marts):
     df = marts["reconciliation"]
-    assert rows(df, "source", "line_id", "unit", "source_amount", "to_requests", "to_idle", "unattributed", "difference",
-                "within_tolerance") == approx_rows([
+    assert rows(df, "source", "line_id", "unit", "source_amount", "to_requests", "to_idle", "unattributed",
+                "difference", "within_tolerance") == approx_rows([
         ("asset_register", "a-1", "currency", 1.40, 0.90, 0.50, 0.0, 0.0, True),
         ("colocation_invoice", "c-1", "currency", 0.50, 0.24, 0.15, 0.0, 0.11, False),
         ("focus", "line-x", "currency", 1.25, 0.0, 0.0, 1.25, 0.0, True),
@@ -304,7 +317,8 @@ def test_quarantine_summary_and_audit(marts):
         ("metro-east", "requests", "malformed_record", 1, "d/metro-east/requests/a.jsonl", 9),
         ("metro-east", "requests", "negative_value", 2, "d/metro-east/requests/a.jsonl", 3)]  # first by file, then row
     a = marts["ingest_audit"]
-    assert rows(a, "site_id", "source_file", "rows_read", "rows_accepted", "rows_quarantined", "status", "status_detail") == [
+    assert rows(a, "site_id", "source_file", "rows_read", "rows_accepted", "rows_quarantined", "status",
+                "status_detail") == [
         ("_fleet", "d/Metro-East/requests/a.jsonl", 0, 0, 0, "ignored", "not a site"),
         ("metro-east", "d/metro-east/requests/a.jsonl", 10, 8, 2, "read", None),
         ("metro-east", "d/metro-east/requests/b.jsonl", 5, 4, 1, "read", None)]
@@ -327,8 +341,6 @@ def test_marts_are_rebuilt_only_when_their_day_changes(marts, small_inventory, t
 def test_marts_built_by_an_earlier_release_with_other_columns_are_rebuilt(marts, small_inventory):
     # A release that adds columns to a mart (the audit's `status`, say) finds the marts of days built
     # before it: same facts, other columns. They are rebuilt from the same facts, named for that.
-    import json
-
     lake = marts["lake"]
     m = lake.marts_manifest(DAY)
     recorded = json.loads(m.read_text())
@@ -373,10 +385,13 @@ def test_published_tables_equal_the_marts_and_month_rolls_up(marts, small_invent
             (date(2026, 3, 1), "t-b", "premium", 1, 1, 1.50, 0.024, 0.024 - 1.50)])
         assert con.sql("SELECT tenant_id, first_day, last_day, requests FROM dim_tenants").fetchall() == [
             ("t-a", DAY, DAY, 3), ("t-b", DAY, DAY, 1)]
-        assert con.sql("SELECT count(*), sum(fully_loaded_cost) FROM request_costs").fetchall() == [(4, pytest.approx(2.61))]
-        assert con.sql("SELECT tier, ttft_objective_s, price_per_m_output_tokens, reserved_pools FROM dim_tiers").fetchall() == [
+        assert con.sql("SELECT count(*), sum(fully_loaded_cost) FROM request_costs").fetchall() == [
+            (4, pytest.approx(2.61))]
+        assert con.sql("SELECT tier, ttft_objective_s, price_per_m_output_tokens, reserved_pools "
+                       "FROM dim_tiers").fetchall() == [
             ("batch", 60.0, 1.2, None), ("premium", 0.5, 12.0, "premium-h200"), ("standard", 2.0, 3.2, None)]
-        assert con.sql("SELECT date, month, day_of_week, is_weekend, days_in_month, published FROM dim_calendar").fetchall() == [
+        assert con.sql("SELECT date, month, day_of_week, is_weekend, days_in_month, published "
+                       "FROM dim_calendar").fetchall() == [
             (DAY, date(2026, 3, 1), "Tuesday", False, 31, True)]
     finally:
         con.close()

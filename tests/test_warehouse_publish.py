@@ -1,6 +1,8 @@
 """The published warehouse of the demo day: documented in place, equal to the attributed Parquet
 and the sources, published without half states, readable by DuckDB 1.x."""
 
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -11,12 +13,17 @@ import venv
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 
 import fleetsim
+from lake.inventory import load_inventory
+from lake.store import Lake
 from pipelines.cli import main
+from pipelines.defs.warehouse.assets import cost_marts, warehouse as warehouse_asset
+from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
 from warehouse.access import open_warehouse
 from warehouse.dictionary import DOC, render_file
 from warehouse.publish import (
@@ -69,11 +76,12 @@ def test_data_dictionary_page_is_generated_from_the_warehouse(demo_warehouse):
 def test_mart_totals_equal_the_attributed_parquet_and_the_sources_to_the_cent(demo_warehouse):
     lake, day, wh = demo_warehouse["lake"], demo_warehouse["day"], demo_warehouse["warehouse"]
     part = lambda name: pl.read_parquet(lake / name / f"date={day}" / "part-0.parquet")  # noqa: E731
-    facts, totals, pool_idle, unattributed = part("request_costs"), part("totals"), part("pool_idle"), part("unattributed")
+    facts, totals = part("request_costs"), part("totals")
+    pool_idle, unattributed = part("pool_idle"), part("unattributed")
     money = ["energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost"]
 
-    (tier,) = sql(wh, f"SELECT sum(requests), {', '.join(f'sum({c})' for c in money)}, sum(direct_cost), sum(idle_cost), "
-                      "sum(fully_loaded_cost), sum(energy_kwh) FROM cost_by_tier_day")
+    (tier,) = sql(wh, f"SELECT sum(requests), {', '.join(f'sum({c})' for c in money)}, sum(direct_cost), "
+                      "sum(idle_cost), sum(fully_loaded_cost), sum(energy_kwh) FROM cost_by_tier_day")
     assert tier[0] == facts.height == 49_997
     parquet = [facts[c].sum() for c in [*money, "direct_cost", "idle_share", "fully_loaded_cost", "energy_kwh"]]
     assert list(tier[1:]) == pytest.approx(parquet, abs=CENT)
@@ -164,7 +172,8 @@ def two_nights(demo_warehouse, tmp_path):
 
 
 def _publish_cmd(n):
-    return [str(INFERLEDGER), "publish", "--raw", str(n["raw"]), "--lake", str(n["lake"]), "--warehouse", str(n["warehouse"])]
+    return [str(INFERLEDGER), "publish", "--raw", str(n["raw"]), "--lake", str(n["lake"]),
+            "--warehouse", str(n["warehouse"])]
 
 
 def _env():
@@ -200,7 +209,8 @@ def test_a_publish_killed_midway_leaves_the_previous_warehouse_intact(two_nights
     killed = False
     for _attempt in range(3):
         known = {p.name for p in versions_dir(wh).iterdir()}
-        proc = subprocess.Popen(_publish_cmd(two_nights), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+        proc = subprocess.Popen(_publish_cmd(two_nights), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=_env())
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
             building = [p for p in versions_dir(wh).iterdir() if p.name not in known and not (p / COMPLETE).exists()]
@@ -226,8 +236,6 @@ def test_a_publish_killed_midway_leaves_the_previous_warehouse_intact(two_nights
 
 
 def test_versions_are_kept_for_rollback_and_marts_are_identical_on_republish(two_nights, small_inventory):
-    from lake.inventory import load_inventory
-
     wh, lake = two_nights["warehouse"], two_nights["lake"]
     inventory = load_inventory(two_nights["raw"] / "inventory.yaml")
     first = current_version(wh)
@@ -254,12 +262,6 @@ def test_nothing_to_publish_is_a_clear_error(tmp_path, small_inventory):
 
 
 def test_a_mart_off_by_a_dollar_fails_the_named_blocking_check_and_publishes_nothing(demo_warehouse, tmp_path):
-    import dagster as dg
-
-    from lake.store import Lake
-    from pipelines.defs.warehouse.assets import cost_marts, warehouse
-    from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
-
     raw, lake = tmp_path / "raw", tmp_path / "lake"
     shutil.copytree(demo_warehouse["raw"], raw)
     shutil.copytree(demo_warehouse["lake"], lake)
@@ -267,10 +269,11 @@ def test_a_mart_off_by_a_dollar_fails_the_named_blocking_check_and_publishes_not
     resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)),
                  "warehouse": Warehouse(path=str(wh)), "settings": AttributionSettings()}
     instance = dg.DagsterInstance.ephemeral()
-    ok = dg.materialize([cost_marts, warehouse], selection=[warehouse], resources=resources, instance=instance)
+    ok = dg.materialize([cost_marts, warehouse_asset], selection=[warehouse_asset], resources=resources,
+                        instance=instance)
     assert ok.success
     evaluations = {e.check_name: e for e in ok.get_asset_check_evaluations()}
-    assert set(evaluations) == {c.name for c in warehouse.check_specs}
+    assert set(evaluations) == {c.name for c in warehouse_asset.check_specs}
     assert all(e.passed for n, e in evaluations.items() if n != "freshness")
     before = (current_version(wh), sql(wh, "SELECT * FROM cost_by_tier_day ORDER BY ALL"))
 
@@ -282,15 +285,15 @@ def test_a_mart_off_by_a_dollar_fails_the_named_blocking_check_and_publishes_not
     facts = facts.with_columns(*[pl.when(bump).then(pl.col(c) + 1.0).otherwise(pl.col(c)).alias(c)
                                  for c in ("energy_cost", "direct_cost", "fully_loaded_cost")])
     Lake(lake).write(facts, "request_costs", day)
-    stale = dg.materialize([cost_marts, warehouse], selection=[warehouse], resources=resources, instance=instance,
-                           raise_on_error=False)
+    stale = dg.materialize([cost_marts, warehouse_asset], selection=[warehouse_asset], resources=resources,
+                           instance=instance, raise_on_error=False)
     assert not stale.success
     assert f"the marts of {day} (stale)" in stale.get_step_failure_events()[0].event_specific_data.error.message
     # ... and once the marts follow the facts (the cost_marts asset run on its own), they no
     # longer add up to the sources: the named check fails the publish.
     assert dg.materialize([cost_marts], partition_key=str(day), resources=resources, instance=instance).success
-    bad = dg.materialize([cost_marts, warehouse], selection=[warehouse], resources=resources, instance=instance,
-                         raise_on_error=False)
+    bad = dg.materialize([cost_marts, warehouse_asset], selection=[warehouse_asset], resources=resources,
+                         instance=instance, raise_on_error=False)
     assert not bad.success
     failed = {e.check_name: e for e in bad.get_asset_check_evaluations() if not e.passed}
     assert "marts_equal_sources" in failed
@@ -309,8 +312,6 @@ def test_a_mart_off_by_a_dollar_fails_the_named_blocking_check_and_publishes_not
 @pytest.fixture
 def kept_versions(demo_warehouse, tmp_path):
     """The demo lake (copied) published twice: version a kept, version b published."""
-    from lake.inventory import load_inventory
-
     lake = tmp_path / "lake"
     shutil.copytree(demo_warehouse["lake"], lake)
     wh = tmp_path / "warehouse" / "inferledger.duckdb"
@@ -327,9 +328,6 @@ def _rollback_cli(wh, version):
 
 
 def test_complete_records_the_size_and_digest_of_every_file_of_the_version(kept_versions):
-    import hashlib
-    import json
-
     for vdir in (kept_versions["a_dir"], kept_versions["b_dir"]):
         recorded = json.loads((vdir / COMPLETE).read_text())
         assert recorded["version"] == vdir.name

@@ -68,11 +68,13 @@ def test_copy_into_the_export_directory_and_out_files(demo_warehouse, tmp_path):
 
 def test_a_sql_file_and_errors_that_name_the_problem(demo_warehouse, tmp_path, capsys):
     f = tmp_path / "q.sql"
-    f.write_text("-- two statements\nSELECT count(*) AS tiers FROM dim_tiers;\nSELECT sum(requests) AS n FROM cost_by_tier_day;\n")
+    f.write_text("-- two statements\nSELECT count(*) AS tiers FROM dim_tiers;\n"
+                 "SELECT sum(requests) AS n FROM cost_by_tier_day;\n")
     assert main(["sql", "--warehouse", str(demo_warehouse["warehouse"]), str(f)]) == 0
     shown = capsys.readouterr().out
     assert "tiers" in shown and "49,997" in shown
-    assert main(["sql", "--warehouse", str(demo_warehouse["warehouse"]), "-c", "SELECT nope FROM cost_by_tier_day"]) == 1
+    assert main(["sql", "--warehouse", str(demo_warehouse["warehouse"]), "-c",
+                 "SELECT nope FROM cost_by_tier_day"]) == 1
     assert "nope" in capsys.readouterr().err
     assert main(["sql", "--warehouse", str(tmp_path / "missing.duckdb"), "-c", "SELECT 1"]) == 1
     assert "no published warehouse here" in capsys.readouterr().err
@@ -81,7 +83,8 @@ def test_a_sql_file_and_errors_that_name_the_problem(demo_warehouse, tmp_path, c
 def test_interactive_session(demo_warehouse):
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     proc = subprocess.run([str(INFERLEDGER), "sql", "--warehouse", str(demo_warehouse["warehouse"])],
-                          input=".tables\nSELECT count(*) AS n\nFROM dim_pools;\nINSERT INTO dim_pools SELECT * FROM dim_pools;\n.quit\n",
+                          input=".tables\nSELECT count(*) AS n\nFROM dim_pools;\n"
+                                "INSERT INTO dim_pools SELECT * FROM dim_pools;\n.quit\n",
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "cost_by_tier_day" in proc.stdout and "request_costs" in proc.stdout
