@@ -61,6 +61,7 @@ def request_costs() -> pl.DataFrame:
         pl.lit("time").alias("weight"), pl.lit("measured").alias("energy_method"),
         pl.lit("measured").alias("pue_method"),
         policy.alias("idle_policy"),
+        pl.lit(0.0).alias("estimated_energy_j"), pl.lit(0.0).alias("interpolated_energy_j"),
     ).select(list(BY_NAME["request_costs"].columns))
 
 
@@ -79,8 +80,9 @@ def node_slots() -> pl.DataFrame:
     df = pl.DataFrame(rows, schema=["node_id", "pool_id", "site_id", "slot_start", "occupied", "it_energy_j",
                                     "overhead_j", *MONEY], orient="row")
     idle = ~pl.col("occupied")
-    return df.with_columns(*[pl.when(idle).then(pl.col(c)).otherwise(0.0).alias(f"idle_{c}")
-                             for c in ["it_energy_j", "overhead_j", *MONEY]])
+    df = df.with_columns(pl.lit(0.0).alias("estimated_energy_j"), pl.lit(0.0).alias("interpolated_energy_j"))
+    amounts = ["it_energy_j", "overhead_j", *MONEY, "estimated_energy_j", "interpolated_energy_j"]
+    return df.with_columns(*[pl.when(idle).then(pl.col(c)).otherwise(0.0).alias(f"idle_{c}") for c in amounts])
 
 
 def pool_idle() -> pl.DataFrame:

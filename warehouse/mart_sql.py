@@ -19,6 +19,21 @@ def _ok_share(cond: str) -> str:
     return f"count(*) FILTER (WHERE status = 'ok' AND {cond}) / nullif(count(*) FILTER (WHERE status = 'ok'), 0)"
 
 
+def _energy_shares(total: str, estimated: str, interpolated: str) -> str:
+    """The three energy_<method>_share columns of a row whose energy is `total` (J), of which
+    `estimated` and `interpolated` came from node-slots with that energy method: null without
+    energy; measured is the rest (counter or gauge), so the three sum to 1."""
+    e, i = f"{estimated} / nullif({total}, 0)", f"{interpolated} / nullif({total}, 0)"
+    return (f"greatest(1 - {e} - {i}, 0) AS energy_measured_share, {i} AS energy_interpolated_share, "
+            f"{e} AS energy_estimated_share")
+
+
+# Of request rows (`rc`) and of node-slots (`ns`): their energy and its estimated and interpolated parts.
+_RC_SHARES = _energy_shares("(xsum(it_energy_j) + xsum(overhead_energy_j))", "xsum(estimated_energy_j)",
+                            "xsum(interpolated_energy_j)")
+_NS_SHARES = _energy_shares("xsum(it_energy_j + overhead_j)", "xsum(estimated_energy_j)", "xsum(interpolated_energy_j)")
+
+
 # The 95th percentiles of each tier's ok requests. DuckDB's `quantile_cont` holds every value of
 # its group in memory and cannot spill: the two latencies of a 100 M-request day needed more than
 # the marts' memory limit, and the build failed. A day larger than `quantiles_fit`
@@ -67,6 +82,7 @@ DAY_SQL = {
             xsum(it_energy_j) / {J_PER_KWH} AS it_energy_kwh,
             xsum(overhead_energy_j) / {J_PER_KWH} AS overhead_energy_kwh,
             (xsum(it_energy_j) + xsum(overhead_energy_j)) / {J_PER_KWH} AS energy_kwh,
+            {_RC_SHARES},
             xsum(energy_cost) AS energy_cost, xsum(demand_cost) AS demand_cost,
             xsum(amortization_cost) AS amortization_cost, xsum(cloud_cost) AS cloud_cost,
             xsum(fixed_cost) AS fixed_cost, xsum(egress_cost) AS egress_cost,
@@ -98,6 +114,7 @@ DAY_SQL = {
             CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
             CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
             (xsum(it_energy_j) + xsum(overhead_energy_j)) / {J_PER_KWH} AS energy_kwh,
+            {_RC_SHARES},
             xsum(direct_cost) AS direct_cost, xsum(idle_share) AS idle_cost,
             xsum(fully_loaded_cost) AS fully_loaded_cost,
             coalesce((sum(input_tokens) FILTER (WHERE status = 'ok') * any_value(t.price_per_m_input_tokens)
@@ -118,6 +135,7 @@ DAY_SQL = {
             (xsum(it_energy_j) + xsum(overhead_energy_j)) / {J_PER_KWH} AS energy_kwh,
             xsum(it_energy_j) / nullif(sum(output_tokens), 0) AS it_j_per_output_token,
             (xsum(it_energy_j) + xsum(overhead_energy_j)) / nullif(sum(output_tokens), 0) AS j_per_output_token,
+            {_RC_SHARES},
             xsum(direct_cost) AS direct_cost, xsum(fully_loaded_cost) AS fully_loaded_cost,
             xsum(direct_cost) * 1e6 / nullif(sum(output_tokens), 0) AS direct_cost_per_m_output_tokens,
             xsum(fully_loaded_cost) * 1e6 / nullif(sum(input_tokens) + sum(output_tokens), 0)
@@ -132,6 +150,7 @@ DAY_SQL = {
             count(*) FILTER (WHERE NOT occupied) AS idle_slots,
             count(*) FILTER (WHERE NOT occupied) / count(*) AS idle_slot_share,
             xsum(it_energy_j + overhead_j) / {J_PER_KWH} AS energy_kwh,
+            {_NS_SHARES},
             xsum(idle_it_energy_j + idle_overhead_j) / {J_PER_KWH} AS idle_energy_kwh,
             xsum(energy_cost + demand_cost + amortization_cost + cloud_cost + fixed_cost) AS slot_cost,
             xsum(idle_energy_cost + idle_demand_cost + idle_amortization_cost + idle_cloud_cost + idle_fixed_cost)
@@ -140,20 +159,27 @@ DAY_SQL = {
             $currency AS currency
         FROM ns GROUP BY ALL""",
     "idle_by_pool_day": f"""
-        SELECT $day AS date, pool_id, site_id, idle_slots,
+        WITH m AS (
+            SELECT pool_id, xsum(idle_it_energy_j + idle_overhead_j) AS e, xsum(idle_estimated_energy_j) AS est,
+                   xsum(idle_interpolated_energy_j) AS interp
+            FROM ns GROUP BY pool_id)
+        SELECT $day AS date, pi.pool_id, site_id, idle_slots,
             (idle_it_energy_j + idle_overhead_j) / {J_PER_KWH} AS idle_energy_kwh,
+            {_energy_shares("m.e", "m.est", "m.interp")},
             idle_energy_cost, idle_demand_cost, idle_amortization_cost, idle_cloud_cost, idle_fixed_cost,
             idle_cost, absorbed, unabsorbed, policy, reserved_by, $currency AS currency
-        FROM pi""",
+        FROM pi LEFT JOIN m ON m.pool_id = pi.pool_id""",
     "site_energy_hour": f"""
         WITH cost AS (
             SELECT site_id, date_trunc('hour', slot_start) AS hour, xsum(energy_cost) AS energy_cost,
-                   xsum(demand_cost) AS demand_cost
+                   xsum(demand_cost) AS demand_cost, xsum(it_energy_j + overhead_j) AS e,
+                   xsum(estimated_energy_j) AS est, xsum(interpolated_energy_j) AS interp
             FROM ns GROUP BY ALL)
         SELECT $day AS date, sh.site_id, sh.hour,
             sh.it_energy_j / {J_PER_KWH} AS it_energy_kwh,
             sh.overhead_j / {J_PER_KWH} AS overhead_energy_kwh,
             (sh.it_energy_j + sh.overhead_j) / {J_PER_KWH} AS facility_energy_kwh,
+            {_energy_shares("cost.e", "cost.est", "cost.interp")},
             sh.pue, sh.pue_method, sh.overhead_clamped,
             coalesce(cost.energy_cost, 0) AS energy_cost, coalesce(cost.demand_cost, 0) AS demand_cost,
             coalesce(cost.energy_cost, 0) / nullif((sh.it_energy_j + sh.overhead_j) / {J_PER_KWH}, 0) AS price_per_kwh,

@@ -25,3 +25,16 @@ def commented(columns, comments: dict[str, str]) -> dict[str, str]:
         raise ValueError(f"warehouse/tables.py: comments missing for column(s) {missing}, or for column(s) that do "
                          f"not exist {extra}; write one per column of the declared schema")
     return {c: comments[c] for c in columns}
+
+
+def energy_shares(of: str) -> dict[str, str]:
+    """The comments of the three energy method shares of a row's energy `of`
+    (`warehouse.mart_sql._energy_shares`): by the method of the node-slot IT readings the energy
+    comes from (overhead follows its node-slot's IT energy)."""
+    return {
+        "energy_measured_share": f"Share of {of} read from meters (counter or gauge), 0-1; the three shares sum to 1 "
+                                 "(null without energy).",
+        "energy_interpolated_share": f"Share of {of} interpolated over short meter gaps, 0-1.",
+        "energy_estimated_share": f"Share of {of} estimated (long gaps or no meter: idle power), 0-1; above 0.5 the "
+                                  "report flags the row's energy figures as estimated.",
+    }

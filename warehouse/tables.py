@@ -8,7 +8,7 @@ Money is in the reporting currency named by each row's `currency`; energy in kWh
 """
 
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
-from warehouse.table import Table, commented
+from warehouse.table import Table, commented, energy_shares
 
 MONEY = "in the reporting currency"
 
@@ -62,6 +62,8 @@ TABLES: list[Table] = [
                              "estimated (long gap: idle/nameplate power) or none.",
             "pue_method": "measured (facility meter) or design_pue (inventory), or none.",
             "idle_policy": "Idle policy applied to the request's tier on its pool: pro_rata, reserved or none.",
+            "estimated_energy_j": "Part of the IT + overhead energy from node-slots of estimated IT energy, J.",
+            "interpolated_energy_j": "Part of the IT + overhead energy from node-slots of interpolated IT energy, J.",
         }),
         ("date", "request_id"), kind="view", group="detail",
     ),
@@ -80,6 +82,7 @@ TABLES: list[Table] = [
             "it_energy_kwh": "IT energy attributed to the tier's requests, kWh.",
             "overhead_energy_kwh": "Facility overhead energy attributed to the tier's requests, kWh.",
             "energy_kwh": "it_energy_kwh + overhead_energy_kwh, kWh.",
+            **energy_shares("energy_kwh"),
             **_COSTS,
             "direct_cost": f"Sum of the six cost columns, {MONEY}.",
             "idle_cost": f"Idle capacity cost carried by the tier (sum of request idle shares), {MONEY}.",
@@ -113,6 +116,7 @@ TABLES: list[Table] = [
             "input_tokens": "Prompt tokens.",
             "output_tokens": "Generated tokens.",
             "energy_kwh": "IT + overhead energy attributed, kWh.",
+            **energy_shares("energy_kwh"),
             "direct_cost": f"Direct cost of the tenant's requests, {MONEY}.",
             "idle_cost": f"Idle capacity cost carried by the tenant's requests, {MONEY}.",
             "fully_loaded_cost": f"direct_cost + idle_cost, {MONEY}.",
@@ -134,6 +138,7 @@ TABLES: list[Table] = [
             "input_tokens": "Prompt tokens.",
             "output_tokens": "Generated tokens.",
             "energy_kwh": "IT + overhead energy attributed, kWh.",
+            **energy_shares("energy_kwh"),
             "direct_cost": f"Showback: direct cost, {MONEY}.",
             "idle_cost": f"Idle capacity cost carried, {MONEY}.",
             "fully_loaded_cost": f"Chargeback: direct_cost + idle_cost, {MONEY}.",
@@ -159,6 +164,7 @@ TABLES: list[Table] = [
             "energy_kwh": "IT + overhead energy attributed, kWh.",
             "it_j_per_output_token": "IT energy per output token, joules (null without output tokens).",
             "j_per_output_token": "IT + overhead energy per output token, joules.",
+            **energy_shares("energy_kwh"),
             "direct_cost": f"Direct cost, {MONEY}.",
             "fully_loaded_cost": f"Direct cost + idle share, {MONEY}.",
             "direct_cost_per_m_output_tokens": f"direct_cost per million output tokens, {MONEY}.",
@@ -180,6 +186,7 @@ TABLES: list[Table] = [
             "idle_slots": "Node-slots with no request running.",
             "idle_slot_share": "idle_slots / node_slots: share of capacity idle, 0-1.",
             "energy_kwh": "IT + overhead energy of the pool in the hour, kWh.",
+            **energy_shares("energy_kwh"),
             "idle_energy_kwh": "IT + overhead energy of its idle node-slots, kWh.",
             "slot_cost": f"Energy, demand, amortization, cloud and fixed cost of the pool in the hour, {MONEY}.",
             "idle_cost": f"The part of slot_cost in idle node-slots, {MONEY}.",
@@ -197,6 +204,7 @@ TABLES: list[Table] = [
             "site_id": "Site of the pool.",
             "idle_slots": "Node-slots with no request running.",
             "idle_energy_kwh": "IT + overhead energy of idle node-slots, kWh.",
+            **energy_shares("idle_energy_kwh"),
             "idle_energy_cost": f"Energy cost of idle node-slots, {MONEY}.",
             "idle_demand_cost": f"Demand charge share of idle node-slots, {MONEY}.",
             "idle_amortization_cost": f"Depreciation of idle node-slots, {MONEY}.",
@@ -222,6 +230,7 @@ TABLES: list[Table] = [
             "overhead_energy_kwh": "Facility overhead energy (facility - IT), kWh.",
             "facility_energy_kwh": "IT + overhead energy, kWh "
                                    "(measured by the facility meter when pue_method is measured).",
+            **energy_shares("facility_energy_kwh"),
             "pue": "facility / IT energy.",
             "pue_method": "measured (facility meter) or design_pue (inventory).",
             "overhead_clamped": "True when the facility meter read below the IT energy and overhead was set to 0.",

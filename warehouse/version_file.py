@@ -20,6 +20,10 @@ from warehouse.connection import DuckDBLimits, connect, run, sql_list, sql_strin
 from warehouse.tables import BY_NAME, DAILY, TABLES, Table
 
 STORAGE_VERSION = "v1.5.0"
+# A month's energy method shares: the days' shares weighted by their energy (mart_sql._energy_shares).
+_MONTH_SHARES = ", ".join(
+    f"xsum(energy_{m}_share * energy_kwh) / nullif(xsum(CASE WHEN energy_{m}_share IS NOT NULL THEN energy_kwh END), 0)"
+    f" AS energy_{m}_share" for m in ("measured", "interpolated", "estimated"))
 
 
 def _dimension_frames(inventory: Inventory) -> dict[str, pl.DataFrame]:
@@ -53,7 +57,9 @@ def _history_sql(day_files: dict[str, list[Path]], version: str, days: list[date
             SELECT CAST(date_trunc('month', date) AS DATE) AS month, tenant_id, tier,
                 count(DISTINCT date) AS days, CAST(sum(requests) AS BIGINT) AS requests,
                 CAST(sum(input_tokens) AS BIGINT) AS input_tokens, CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
-                xsum(energy_kwh) AS energy_kwh, xsum(direct_cost) AS direct_cost, xsum(idle_cost) AS idle_cost,
+                xsum(energy_kwh) AS energy_kwh,
+                {_MONTH_SHARES},
+                xsum(direct_cost) AS direct_cost, xsum(idle_cost) AS idle_cost,
                 xsum(fully_loaded_cost) AS fully_loaded_cost, xsum(revenue) AS revenue,
                 xsum(revenue) - xsum(fully_loaded_cost) AS gross_margin, any_value(currency) AS currency
             FROM read_parquet({tenant_days}) GROUP BY ALL""",

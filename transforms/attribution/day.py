@@ -30,6 +30,9 @@ ENERGY_COMPONENTS = ["it_energy_j", "overhead_j"]
 SHARED = [*ENERGY_COMPONENTS, *COMPONENTS]
 # Slot flags counted per request (`n_<flag>`): the methods behind its energy.
 METHOD_FLAGS = ("estimated", "interpolated", "design_pue")
+# Energy (IT + overhead) of the node-slots whose IT energy was estimated or interpolated, shared
+# like the energy itself: the marts' energy_<method>_share columns (measured = the rest).
+METHOD_ENERGY = ("estimated_energy_j", "interpolated_energy_j")
 # Request columns the facts keep (read once, carried along the requests' own rows).
 REQUEST_COLUMNS = tuple(c for c in REQUEST_COSTS_SCHEMA if c in REQUESTS.schema)
 
@@ -127,9 +130,10 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
     # 2, 3. Occupancy: requests share each slot by weight; unoccupied slots are idle.
     costs = costs.with_columns((pl.col("energy_method") == "estimated").alias("estimated"),
                                (pl.col("energy_method") == "interpolated").alias("interpolated"),
-                               (pl.col("pue_method") == "design_pue").alias("design_pue"))
-    per_request, node_out = share_node_slots(inputs.requests, costs, SHARED, grid, weight, keep=REQUEST_COLUMNS,
-                                             flags=METHOD_FLAGS)
+                               (pl.col("pue_method") == "design_pue").alias("design_pue"),
+                               *_method_energy())
+    per_request, node_out = share_node_slots(inputs.requests, costs, [*SHARED, *METHOD_ENERGY], grid, weight,
+                                             keep=REQUEST_COLUMNS, flags=METHOD_FLAGS)
     (node_out,) = materialize(node_out.drop(METHOD_FLAGS)
                               .with_columns(grid.slot_start(pl.col("slot")).alias("slot_start")))
     # 7. Egress: every request takes response_bytes x amount / line_bytes of its lines in its own row.
@@ -179,6 +183,12 @@ def _node_slot_costs(energy: pl.LazyFrame, electricity: pl.LazyFrame, allocation
         .drop("_fixed_spread")
         .join(nodes.select("node_id", "pool_id", "site_id"), on="node_id")
     )
+
+
+def _method_energy() -> list[pl.Expr]:
+    """A node-slot's energy (IT + overhead) under each of METHOD_ENERGY's methods (0 under another)."""
+    return [pl.when(pl.col("energy_method") == c.split("_")[0]).then(pl.col("it_energy_j") + pl.col("overhead_j"))
+            .otherwise(0.0).alias(c) for c in METHOD_ENERGY]
 
 
 def _egress_paid(egress_lines: pl.LazyFrame, unattributed: pl.LazyFrame) -> pl.LazyFrame:

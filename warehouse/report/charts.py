@@ -77,6 +77,8 @@ def energy_per_token_by_model_pool(df: pl.DataFrame, cur: str) -> alt.Chart:
         color=alt.Color("pool_id:N", title="Pool"),
         tooltip=["model:N", "pool_id:N", alt.Tooltip("j_per_output_token:Q", title="J per output token", format=",.3f"),
                  alt.Tooltip("it_j_per_output_token:Q", title="IT J per output token", format=",.3f"),
+                 alt.Tooltip("energy_estimated_share:Q", title="energy estimated", format=".0%"),
+                 alt.Tooltip("energy_flag:N", title="flag"),
                  alt.Tooltip("output_tokens:Q", title="output tokens", format=",")],
     ).properties(width=WIDTH - 90, height=max(HEIGHT, 18 * df.height))  # room for model names
 

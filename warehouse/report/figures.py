@@ -151,7 +151,10 @@ QUERIES = {
     "energy_per_token_by_model_pool": """
         SELECT model, pool_id, sum(output_tokens) AS output_tokens,
                sum(energy_kwh) * 3.6e6 / nullif(sum(output_tokens), 0) AS j_per_output_token,
-               sum(it_energy_kwh) * 3.6e6 / nullif(sum(output_tokens), 0) AS it_j_per_output_token
+               sum(it_energy_kwh) * 3.6e6 / nullif(sum(output_tokens), 0) AS it_j_per_output_token,
+               sum(energy_estimated_share * energy_kwh) / nullif(sum(energy_kwh), 0) AS energy_estimated_share,
+               CASE WHEN sum(energy_estimated_share * energy_kwh) / nullif(sum(energy_kwh), 0) > 0.5
+                    THEN 'estimated' ELSE '' END AS energy_flag
         FROM cost_by_model_pool_day WHERE date BETWEEN $lo AND $hi GROUP BY model, pool_id ORDER BY model, pool_id""",
     "pue_by_site_hour": """
         SELECT strftime(hour, '%Y-%m-%dT%H:%M:%SZ') AS hour, site_id, pue, pue_method, it_energy_kwh,

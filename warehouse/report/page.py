@@ -208,6 +208,12 @@ def _after_chart(chart_id: str, data: ReportData) -> str:
                 + table(exc, cur, empty="none", table_id="reconciliation-exceptions")
                 + "<h3>Unattributed cost lines (matched no node, request or site)</h3>"
                 + table(f["unattributed"], cur, empty="none", table_id="unattributed-lines"))
+    if chart_id == "energy-per-token":
+        e = f["energy_per_token_by_model_pool"].select("model", "pool_id", "output_tokens", "j_per_output_token",
+                                                       "energy_estimated_share", "energy_flag")
+        return ('<p class="note">Flagged <b>estimated</b>: more than half of the energy behind the figure was '
+                "estimated (no meter reading: idle power), not measured.</p>"
+                + table(e, cur, empty="no request", table_id="energy-per-token-table"))
     if chart_id == "quarantine":
         return ("<h3>Quarantined rows by input and reason</h3>"
                 + table(f["quarantine_by_reason"], cur, empty="no row quarantined")
