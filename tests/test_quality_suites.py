@@ -89,6 +89,7 @@ def request_costs_frame() -> pl.DataFrame:
         pl.Series("energy_method", ["measured", "interpolated", "none"]),
         pl.Series("pue_method", ["measured", "design_pue", "none"]),
         pl.Series("idle_policy", ["reserved", "pro_rata", "pro_rata"]),
+        pl.lit(0.0).alias("estimated_energy_j"), pl.Series("interpolated_energy_j", [0.0, 13050.0, 0.0]),
     ).select(list(REQUEST_COSTS_COLUMNS))
 
 
@@ -291,7 +292,7 @@ def test_inventory_nodes_suite(small_inventory):
     assert failures(run("inventory", nodes, small_inventory)) == {}
     drills = {
         "inventory.key.unique": pl.concat([nodes, nodes.head(1)]),
-        "inventory.gpus.within_bounds": nodes.with_columns(pl.lit(0, pl.Int16).alias("gpus")),
+        "inventory.gpus.within_bounds": nodes.with_columns(pl.lit(65, pl.Int16).alias("gpus")),
         "inventory.nameplate_w.covers_gpus": nodes.with_columns(pl.lit(1000.0).alias("nameplate_w")),
         "inventory.pool_id.known": nodes.with_columns(pl.lit("nowhere").alias("pool_id")),
     }

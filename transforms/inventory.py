@@ -57,9 +57,13 @@ class Pool(_Strict):
 
 class Node(_Strict):
     id: str
-    pool: str
-    gpus: int = Field(ge=1, le=64)
-    gpu_tdp_w: float = Field(gt=0, le=MAX_NODE_W, description="Nameplate power of one GPU, W.")
+    pool: str | None = Field(None, description="Pool of a serving node; an infrastructure node may have none.")
+    site: str | None = Field(None, description="Site of an infrastructure node without a pool (else its pool's).")
+    gpus: int = Field(ge=0, le=64)
+    gpu_tdp_w: float | None = Field(None, gt=0, le=MAX_NODE_W, description="Nameplate power of one GPU, W.")
+    role: Literal["serving", "infrastructure"] | None = Field(
+        None, description="infrastructure (routers, gateways, CPU servers: run no request) by default for 0 GPUs.")
+    serves: list[str] = Field([], description="Pools an infrastructure node serves (default: its site's GPU pools).")
     idle_w: float = Field(ge=0, le=MAX_NODE_W,
                           description="Node power when idle (whole node), W; used to estimate long meter gaps.")
     nameplate_w: float = Field(gt=0, le=MAX_NODE_W, description="Node nameplate power (whole node), W.")
@@ -67,6 +71,11 @@ class Node(_Strict):
                                description="Power reserved for the node in its colocation contract, kW.")
     cloud_resource_id: str | None = Field(None, description="FOCUS ResourceId of a rented node.")
     gpu_telemetry: Literal["dcgm", "none"] = "dcgm"
+
+    @property
+    def infrastructure(self) -> bool:
+        """Runs no request: its costs are spread over the pools it serves (docs/attribution.md)."""
+        return self.role == "infrastructure" or (self.role is None and self.gpus == 0)
 
 
 class Meter(_Strict):
@@ -173,9 +182,11 @@ class Inventory(_Strict):
                 ref(f"pools[{i}].tiers", t, tiers, "tier")
         for i, n in enumerate(self.nodes):
             ref(f"nodes[{i}].pool", n.pool, pools, "pool")
-            if n.gpus * n.gpu_tdp_w > n.nameplate_w:
+            ref(f"nodes[{i}].site", n.site, sites, "site")
+            if n.gpus * (n.gpu_tdp_w or 0) > n.nameplate_w:
                 problems.append(f"nodes[{i}].nameplate_w: {n.nameplate_w} W is below its GPUs' TDP "
                                 f"({n.gpus} x {n.gpu_tdp_w} W)")
+        problems += node_role_problems(self)
         for i, m in enumerate(self.meters):
             ref(f"meters[{i}].site", m.site, sites, "site")
             ref(f"meters[{i}].node", m.node, nodes, "node")
@@ -202,30 +213,44 @@ class Inventory(_Strict):
         return pl.LazyFrame({c: [getattr(s, a) for s in self.sites] for c, a in cols.items()},
                             schema={c: pl.Float64 if c == "design_pue" else pl.String for c in cols})
 
+    def node_site(self, node: Node) -> str:
+        """The site of a node: its pool's, or (an infrastructure node without a pool) its own."""
+        return next((p.site for p in self.pools if p.id == node.pool), node.site)
+
     def nodes_frame(self) -> pl.LazyFrame:
-        """node_id, pool_id, site_id, gpus, gpu_tdp_w, idle_w, nameplate_w, reserved_kw, cloud_resource_id."""
-        pool_site = {p.id: p.site for p in self.pools}
+        """node_id, pool_id, site_id, gpus, gpu_tdp_w, idle_w, nameplate_w, reserved_kw, cloud_resource_id,
+        role (serving, infrastructure). Infrastructure nodes have 0 GPUs or `role: infrastructure`
+        and may have no pool (null pool_id and gpu_tdp_w)."""
         return pl.LazyFrame(
             {
                 "node_id": [n.id for n in self.nodes],
                 "pool_id": [n.pool for n in self.nodes],
-                "site_id": [pool_site[n.pool] for n in self.nodes],
+                "site_id": [self.node_site(n) for n in self.nodes],
                 "gpus": [n.gpus for n in self.nodes],
                 "gpu_tdp_w": [n.gpu_tdp_w for n in self.nodes],
                 "idle_w": [n.idle_w for n in self.nodes],
                 "nameplate_w": [n.nameplate_w for n in self.nodes],
                 "reserved_kw": [n.reserved_kw for n in self.nodes],
                 "cloud_resource_id": [n.cloud_resource_id for n in self.nodes],
+                "role": ["infrastructure" if n.infrastructure else "serving" for n in self.nodes],
             },
-            schema_overrides={"gpus": pl.Int16, "cloud_resource_id": pl.String},
+            schema_overrides={"gpus": pl.Int16, "cloud_resource_id": pl.String, "pool_id": pl.String,
+                              "gpu_tdp_w": pl.Float64},
         )
+
+    def served_pools(self) -> pl.LazyFrame:
+        """`node_id, pool_id`: the pools each infrastructure node serves (`serves:`, default every
+        pool of its site with a serving node)."""
+        serving = {n.pool for n in self.nodes if not n.infrastructure}
+        rows = [(n.id, p) for n in self.nodes if n.infrastructure
+                for p in (n.serves or [p.id for p in self.pools if p.site == self.node_site(n) and p.id in serving])]
+        return pl.LazyFrame(rows, schema={"node_id": pl.String, "pool_id": pl.String}, orient="row")
 
     def meters_frame(self) -> pl.LazyFrame:
         """meter_id, scope, site_id, node_id, gpu_index, source, sensor: declared meters plus one
         implicit GPU meter `<node>/gpu<i>` per GPU of every node with DCGM telemetry."""
-        pool_site = {p.id: p.site for p in self.pools}
         rows = [(m.id, m.scope, m.site, m.node, None, m.source, m.sensor) for m in self.meters]
-        rows += [(f"{n.id}/gpu{i}", "gpu", pool_site[n.pool], n.id, i, "dcgm", None)
+        rows += [(f"{n.id}/gpu{i}", "gpu", self.node_site(n), n.id, i, "dcgm", None)
                  for n in self.nodes if n.gpu_telemetry == "dcgm" for i in range(n.gpus)]
         cols = ["meter_id", "scope", "site_id", "node_id", "gpu_index", "source", "sensor"]
         return pl.LazyFrame(rows, schema={c: (pl.Int16 if c == "gpu_index" else pl.String) for c in cols}, orient="row")
@@ -246,6 +271,40 @@ class Inventory(_Strict):
     @property
     def tier_ids(self) -> list[str]:
         return [t.id for t in self.tiers]
+
+
+def node_role_problems(inv: Inventory) -> list[str]:
+    """What is wrong with the nodes' roles: a serving node needs GPUs, their TDP and a pool; an
+    infrastructure node a pool or a site, and pools to serve (of its site, with serving nodes)."""
+    problems = []
+    serving = {n.pool for n in inv.nodes if not n.infrastructure}
+    pool_site = {p.id: p.site for p in inv.pools}
+    for i, n in enumerate(inv.nodes):
+        at = f"nodes[{i}]"
+        if not n.infrastructure:
+            if n.gpus == 0 or n.gpu_tdp_w is None or n.pool is None:
+                problems.append(f"{at}: serving node {n.id!r} needs `pool:`, `gpus:` (1 or more) and `gpu_tdp_w:`; "
+                                "a node that runs no request is `role: infrastructure` (docs/inventory.md)")
+            if n.serves or n.site:
+                problems.append(f"{at}: `serves:` and `site:` are for infrastructure nodes; {n.id!r} serves requests "
+                                "in its pool")
+            continue
+        site = pool_site.get(n.pool, n.site)
+        if site is None:
+            problems.append(f"{at}: infrastructure node {n.id!r} needs `site:` (or `pool:`)")
+            continue
+        if n.pool is not None and n.site is not None and n.site != site:
+            problems.append(f"{at}.site: {n.site!r} but its pool {n.pool!r} is in site {site!r}; give one of them")
+        for p in n.serves:
+            if p in pool_site and (pool_site[p] != site or p not in serving):
+                problems.append(f"{at}.serves: pool {p!r} is in site {pool_site[p]!r} or has no serving node; an "
+                                f"infrastructure node serves pools of its own site ({site!r}) with serving nodes")
+            elif p not in pool_site:
+                problems.append(f"{at}.serves: unknown pool {p!r}; known: {', '.join(sorted(pool_site)) or 'none'}")
+        if not n.serves and not any(s == site and p in serving for p, s in pool_site.items()):
+            problems.append(f"{at}: infrastructure node {n.id!r} has no pool with serving nodes in site {site!r} to "
+                            "spread its costs over; list them in `serves:` or move it")
+    return problems
 
 
 # Pydantic error types of a number outside its bounds (transforms/bounds.py) or not finite.

@@ -358,12 +358,13 @@ TABLES: list[Table] = [
         ("pool_id",), group="dimensions",
     ),
     Table(
-        "dim_nodes", "Serving nodes of the inventory.",
+        "dim_nodes", "Nodes of the inventory: serving nodes and infrastructure (routers, gateways, CPU servers).",
         {"node_id": "Node.", "pool_id": "Pool.", "site_id": "Site.", "gpus": "GPUs in the node.",
          "gpu_tdp_w": "Nameplate power of one GPU, W.", "idle_w": "Idle power of the node, W.",
          "nameplate_w": "Nameplate power of the node, W.",
          "reserved_kw": "Power reserved in the colocation contract, kW.",
-         "cloud_resource_id": "FOCUS ResourceId of a rented node (null when owned)."},
+         "cloud_resource_id": "FOCUS ResourceId of a rented node (null when owned).",
+         "role": "serving, or infrastructure (runs no request; its costs are spread over the pools it serves)."},
         ("node_id",), group="dimensions",
     ),
     Table(

@@ -17,6 +17,8 @@ from transforms.attribution.electricity import energy_costs
 from transforms.attribution.energy import attach_overhead, node_slot_energy, site_hour_overhead
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA, idle_by_pool, idle_by_policy, request_facts
 from transforms.attribution.grid import COMPONENTS, SlotGrid, fsum, materialize
+from transforms.attribution.infrastructure import (ENERGY, infrastructure_energy, reconcile_energy_lines,
+                                                   served_nodes, spread_allocations, spread_energy)
 from transforms.attribution.occupancy import Weight, share_node_slots
 from transforms.attribution.prices import site_slot_prices
 from transforms.attribution.rates import (amortization_allocations, asset_depreciation, cloud_allocations,
@@ -110,9 +112,11 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
     """Steps 1-8 and 10 of docs/attribution.md: node-slot costs, and each request's shares of
     them (lazy: the caller collects it, or streams it to a file for days larger than memory)."""
     nodes, currency = inventory.nodes_frame(), inventory.currency
-    (cost_lines,) = materialize(inputs.cost_lines)
-    # 1, 4. Energy per node-slot and its share of facility overhead.
-    energy, site_hours = _energy_and_overhead(inputs.power_readings, inventory, grid, gap_limit_s)
+    cost_lines, pairs = materialize(inputs.cost_lines, served_nodes(inventory))
+    # 1, 4. Energy per node-slot and its share of facility overhead; infrastructure nodes' energy
+    # spread over the node-slots they serve.
+    own_energy, site_hours = _energy_and_overhead(inputs.power_readings, inventory, grid, gap_limit_s)
+    (energy,) = materialize(spread_energy(own_energy.with_columns(_method_energy()), pairs, METHOD_ENERGY))
 
     # 5. Energy price, invoice true-up, demand charges.
     prices = site_slot_prices(inventory, inputs.market_prices, grid)
@@ -124,14 +128,13 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
     am = materialize(*amortization_allocations(asset_depreciation(inputs.assets, grid), grid, currency))
     cl_alloc, cl_unatt, cl_days, egress_lines = materialize(*cloud_allocations(cost_lines, nodes, grid, currency))
     fx = materialize(*fixed_site_allocations(cost_lines, nodes, grid, currency))
-    allocations = pl.concat([am[0], cl_alloc, fx[0]])
+    allocations = spread_allocations(pl.concat([am[0], cl_alloc, fx[0]]), pairs)
     (costs,) = materialize(_node_slot_costs(energy, priced.node_slot_costs, allocations, nodes))
 
     # 2, 3. Occupancy: requests share each slot by weight; unoccupied slots are idle.
     costs = costs.with_columns((pl.col("energy_method") == "estimated").alias("estimated"),
                                (pl.col("energy_method") == "interpolated").alias("interpolated"),
-                               (pl.col("pue_method") == "design_pue").alias("design_pue"),
-                               *_method_energy())
+                               (pl.col("pue_method") == "design_pue").alias("design_pue"))
     per_request, node_out = share_node_slots(inputs.requests, costs, [*SHARED, *METHOD_ENERGY], grid, weight,
                                              keep=REQUEST_COLUMNS, flags=METHOD_FLAGS)
     (node_out,) = materialize(node_out.drop(METHOD_FLAGS)
@@ -146,7 +149,8 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
                                   pl.concat([am[1], cl_unatt, fx[1], eg_unatt]), node_out,
                                   paid_to_requests=_egress_paid(egress_lines, eg_unatt)),
         reconcile_site_slot_lines(priced.line_site_slots, priced.line_days, priced.unattributed, node_out),
-        reconcile_energy(node_out, grid),
+        reconcile_energy(node_out.with_columns(pl.col(c) - pl.col(f"infra_{c}") for c in ENERGY), grid),
+        reconcile_energy_lines(infrastructure_energy(own_energy, pairs), pairs, node_out, grid),
     ]).sort("source", "line_id", "component")
     unattributed = pl.concat([am[1], cl_unatt, fx[1], eg_unatt, priced.unattributed])
     pool_idle_amounts, reconciliation, unattributed = materialize(

@@ -38,6 +38,8 @@ REASONS = {
     "bad_timestamp": "A timestamp could not be parsed, or has no UTC offset where the format requires one.",
     "outside_partition_day": "The record belongs to another UTC day than the raw folder it was delivered in.",
     "unknown_node": "The node (or host) is not in the inventory.",
+    "node_runs_no_requests": "A request logged on an infrastructure node (a router, gateway or CPU server of the "
+                             "inventory, which runs no request).",
     "unknown_meter": "The meter is not in the inventory.",
     "unknown_site": "The site is not in the inventory.",
     "unknown_tier": "The tier is not in the inventory.",

@@ -163,7 +163,7 @@ def check_requests(parsed: pl.LazyFrame, inventory: Inventory, site_id: str, *,
     names = dict(names or {})
     node_key = names.get("node_id", "node_id")
     nodes = inventory.nodes_frame().select("node_id", pl.col("site_id").alias("_node_site"),
-                                           pl.col("pool_id").alias("_node_pool"))
+                                           pl.col("pool_id").alias("_node_pool"), pl.col("role").alias("_node_role"))
     tiers = inventory.tier_ids
     node, tier = pl.col("node_id"), pl.col("tier")
     reference_checks = [
@@ -173,6 +173,10 @@ def check_requests(parsed: pl.LazyFrame, inventory: Inventory, site_id: str, *,
         (pl.col("_node_site") != pl.lit(site_id), "unknown_node",
          pl.format(f"node {{}} belongs to site {{}}, not {site_id}; deliver its records in the raw folder of site {{}}",
                    node, pl.col("_node_site"), pl.col("_node_site"))),
+        (pl.col("_node_role") == "infrastructure", "node_runs_no_requests",
+         pl.format(f"node {{}} (`{node_key}`) is an infrastructure node of the inventory (no GPUs, or `role: "
+                   "infrastructure`): it runs no request; fix the exporter's node name, or the node's role in "
+                   "inventory.yaml", node)),
         (pl.col("site_id") != pl.col("_node_site"), "invalid_value",
          pl.format("`site_id` {} contradicts the inventory (node {} is in site {}); fix or drop the column",
                    pl.col("site_id"), node, pl.col("_node_site"))),

@@ -44,6 +44,7 @@ REQUEST_COSTS_MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud
 NODES_COLUMNS: dict[str, pl.DataType] = {
     "node_id": pl.String, "pool_id": pl.String, "site_id": pl.String, "gpus": pl.Int16, "gpu_tdp_w": pl.Float64,
     "idle_w": pl.Float64, "nameplate_w": pl.Float64, "reserved_kw": pl.Float64, "cloud_resource_id": pl.String,
+    "role": pl.String,
 }
 
 
@@ -301,13 +302,14 @@ def assets_suite(ctx: SuiteContext) -> list[Check]:
 def inventory_nodes_suite(ctx: SuiteContext) -> list[Check]:
     s = "inventory"
     return [
-        *schema_checks(s, NODES_COLUMNS, ["node_id", "pool_id", "site_id", "gpus", "gpu_tdp_w", "idle_w", "nameplate_w",
-                                           "reserved_kw"]),
+        # pool_id and gpu_tdp_w are null on infrastructure nodes (the parser requires them of serving nodes).
+        *schema_checks(s, NODES_COLUMNS,
+                       ["node_id", "site_id", "gpus", "idle_w", "nameplate_w", "reserved_kw", "role"]),
         key_check(s, ("node_id",)),
         check(f"{s}.cloud_resource_id.unique", "error", "No two nodes rent the same cloud resource.",
               gxe.ExpectColumnValuesToBeUnique, column="cloud_resource_id"),
-        check(f"{s}.gpus.within_bounds", "error", "1 to 64 GPUs per node.", gxe.ExpectColumnValuesToBeBetween,
-              column="gpus", min_value=1, max_value=64),
+        check(f"{s}.gpus.within_bounds", "error", "0 (infrastructure) to 64 GPUs per node.",
+              gxe.ExpectColumnValuesToBeBetween, column="gpus", min_value=0, max_value=64),
         check(f"{s}.gpu_tdp_w.within_bounds", "warning", "GPU TDP between 50 and 2,000 W.",
               gxe.ExpectColumnValuesToBeBetween, column="gpu_tdp_w", min_value=50, max_value=2000),
         not_before(s, "nameplate_w.covers_gpus", "nameplate_w", "gpus_tdp_w"),
