@@ -25,7 +25,8 @@ def _per_request(rows, egress=None):
           "output_tokens": 1, "response_bytes": None, "ttft_s": None, "it_energy_j": 1.0, "overhead_j": 0.0,
           **dict.fromkeys(COMPONENTS, 0.0), "energy_cost": direct - egress.get(r, 0.0),
           "egress_cost": egress.get(r, 0.0), "occupied_s": 1.0, "n_estimated": 0, "n_interpolated": 0,
-          "n_design_pue": 0, "estimated_energy_j": 0.0, "interpolated_energy_j": 0.0}
+          "n_design_pue": 0, "estimated_energy_j": 0.0, "interpolated_energy_j": 0.0,
+          "infrastructure_cost": 0.0}
          for r, pool, tier, direct in rows],
         schema_overrides={c: REQUESTS.schema[c] for c in ("arrived_at", "completed_at", "response_bytes", "ttft_s")})
     return frame.lazy()

@@ -202,3 +202,14 @@ def test_inventory_refuses_an_infrastructure_node_it_cannot_place(change, messag
     with pytest.raises(InventoryError, match=None) as err:
         parse_inventory(text)
     assert message in str(err.value)
+
+
+def test_request_costs_say_how_much_came_from_infrastructure(day):
+    rc = {r["request_id"]: r for r in day["request_costs"].iter_rows(named=True)}
+    # q1: the router's energy in its 10 slots, 10 x 5,000 J = 50,000 J at 0.10 USD/kWh, plus its
+    # depreciation 40 / 3 x 10 / 1,440: 0.0013889 + 0.0925926 = 0.0939815 USD, within the components.
+    assert rc["q1"]["infrastructure_cost"] == pytest.approx(50_000 / 3.6e6 * 0.1 + 40 / 3 * 10 / 1440, rel=1e-12)
+    assert rc["q2"]["infrastructure_cost"] == pytest.approx(25_000 / 3.6e6 * 0.1 + 40 / 3 * 5 / 1440, rel=1e-12)
+    # The fleet's requests and idle node-slots hold the router's whole day: 0.60 USD of energy + 40 USD.
+    total = day["request_costs"]["infrastructure_cost"].sum() + day["node_slots"]["idle_infrastructure_cost"].sum()
+    assert total == pytest.approx(0.60 + 40.0, rel=1e-12)

@@ -90,6 +90,7 @@ def request_costs_frame() -> pl.DataFrame:
         pl.Series("pue_method", ["measured", "design_pue", "none"]),
         pl.Series("idle_policy", ["reserved", "pro_rata", "pro_rata"]),
         pl.lit(0.0).alias("estimated_energy_j"), pl.Series("interpolated_energy_j", [0.0, 13050.0, 0.0]),
+        pl.lit(0.0).alias("infrastructure_cost"),
     ).select(list(REQUEST_COSTS_COLUMNS))
 
 

@@ -62,6 +62,7 @@ def request_costs() -> pl.DataFrame:
         pl.lit("measured").alias("pue_method"),
         policy.alias("idle_policy"),
         pl.lit(0.0).alias("estimated_energy_j"), pl.lit(0.0).alias("interpolated_energy_j"),
+        pl.lit(0.0).alias("infrastructure_cost"),
     ).select(list(BY_NAME["request_costs"].columns))
 
 

@@ -12,7 +12,6 @@ from warehouse.table import Table, commented, energy_shares
 
 MONEY = "in the reporting currency"
 
-
 _DATE = {"date": "UTC day the row belongs to (the attributed partition)."}
 _CUR = {"currency": "ISO 4217 code of the money columns (the inventory's reporting currency)."}
 _COSTS = {
@@ -64,6 +63,7 @@ TABLES: list[Table] = [
             "idle_policy": "Idle policy applied to the request's tier on its pool: pro_rata, reserved or none.",
             "estimated_energy_j": "Part of the IT + overhead energy from node-slots of estimated IT energy, J.",
             "interpolated_energy_j": "Part of the IT + overhead energy from node-slots of interpolated IT energy, J.",
+            "infrastructure_cost": f"Part of direct_cost from infrastructure nodes (routers, CPU servers), {MONEY}.",
         }),
         ("date", "request_id"), kind="view", group="detail",
     ),

@@ -17,8 +17,9 @@ from transforms.attribution.electricity import energy_costs
 from transforms.attribution.energy import attach_overhead, node_slot_energy, site_hour_overhead
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA, idle_by_pool, idle_by_policy, request_facts
 from transforms.attribution.grid import COMPONENTS, SlotGrid, fsum, materialize
-from transforms.attribution.infrastructure import (ENERGY, infrastructure_energy, reconcile_energy_lines,
-                                                   served_nodes, spread_allocations, spread_energy)
+from transforms.attribution.infrastructure import (ENERGY, infrastructure_costs, infrastructure_energy,
+                                                   reconcile_energy_lines, served_nodes, spread_allocations,
+                                                   spread_energy)
 from transforms.attribution.occupancy import Weight, share_node_slots
 from transforms.attribution.prices import site_slot_prices
 from transforms.attribution.rates import (amortization_allocations, asset_depreciation, cloud_allocations,
@@ -130,13 +131,20 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
     fx = materialize(*fixed_site_allocations(cost_lines, nodes, grid, currency))
     allocations = spread_allocations(pl.concat([am[0], cl_alloc, fx[0]]), pairs)
     (costs,) = materialize(_node_slot_costs(energy, priced.node_slot_costs, allocations, nodes))
+    shared_columns = [*SHARED, *METHOD_ENERGY]
+    if has_infrastructure := pairs.select(pl.len()).collect().item() > 0:  # else 0, and nothing more to share
+        (costs,) = materialize(infrastructure_costs(costs, priced.node_slot_costs,
+                                                    pl.concat([am[0], cl_alloc, fx[0]]), pairs))
+        shared_columns.append("infrastructure_cost")
 
     # 2, 3. Occupancy: requests share each slot by weight; unoccupied slots are idle.
     costs = costs.with_columns((pl.col("energy_method") == "estimated").alias("estimated"),
                                (pl.col("energy_method") == "interpolated").alias("interpolated"),
                                (pl.col("pue_method") == "design_pue").alias("design_pue"))
-    per_request, node_out = share_node_slots(inputs.requests, costs, [*SHARED, *METHOD_ENERGY], grid, weight,
+    per_request, node_out = share_node_slots(inputs.requests, costs, shared_columns, grid, weight,
                                              keep=REQUEST_COLUMNS, flags=METHOD_FLAGS)
+    if not has_infrastructure:
+        per_request = per_request.with_columns(pl.lit(0.0).alias("infrastructure_cost"))
     (node_out,) = materialize(node_out.drop(METHOD_FLAGS)
                               .with_columns(grid.slot_start(pl.col("slot")).alias("slot_start")))
     # 7. Egress: every request takes response_bytes x amount / line_bytes of its lines in its own row.

@@ -26,7 +26,7 @@ REQUEST_COSTS_SCHEMA = pl.Schema({
                      "fully_loaded_cost"), pl.Float64),
     "currency": pl.String, "occupied_s": pl.Float64, "weight": pl.String, "energy_method": pl.String,
     "pue_method": pl.String, "idle_policy": pl.String,
-    "estimated_energy_j": pl.Float64, "interpolated_energy_j": pl.Float64,
+    "estimated_energy_j": pl.Float64, "interpolated_energy_j": pl.Float64, "infrastructure_cost": pl.Float64,
 })
 ENERGY = ("it_energy_j", "overhead_j")
 

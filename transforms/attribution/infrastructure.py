@@ -23,7 +23,7 @@ any other: shared by its requests by occupancy, or idle where the node is idle.
 import polars as pl
 
 from transforms.attribution.grid import SlotGrid, fsum
-from transforms.attribution.reconcile import RECONCILIATION
+from transforms.attribution.reconcile import RECONCILIATION, allocations_to_node_slots
 from transforms.inventory import Inventory
 
 ENERGY = ("it_energy_j", "overhead_j")
@@ -74,12 +74,36 @@ def spread_allocations(allocations: pl.LazyFrame, pairs: pl.LazyFrame) -> pl.Laz
     infra = pairs.select("infra_node_id").unique().collect()["infra_node_id"]
     if infra.is_empty():  # the same frame, to the last bit, for a fleet without infrastructure nodes
         return allocations
-    cols = allocations.collect_schema().names()
     own = allocations.filter(~pl.col("node_id").is_in(infra.implode()))
-    moved = (allocations.join(pairs, left_on="node_id", right_on="infra_node_id")
-             .with_columns(pl.col("node_id_right").alias("node_id"), (pl.col("amount") / pl.col("n")).alias("amount"))
-             .select(cols))
-    return pl.concat([own, moved])
+    return pl.concat([own, _moved_allocations(allocations, pairs)])
+
+
+def _moved_allocations(allocations: pl.LazyFrame, pairs: pl.LazyFrame) -> pl.LazyFrame:
+    """The allocations of infrastructure nodes, as `spread_allocations` places them on served nodes."""
+    return (allocations.join(pairs, left_on="node_id", right_on="infra_node_id")
+            .with_columns(pl.col("node_id_right").alias("node_id"), (pl.col("amount") / pl.col("n")).alias("amount"))
+            .select(allocations.collect_schema().names()))
+
+
+def infrastructure_costs(costs: pl.LazyFrame, electricity: pl.LazyFrame, allocations: pl.LazyFrame,
+                         pairs: pl.LazyFrame) -> pl.LazyFrame:
+    """`costs` (node-slot costs of `spread_energy`'s frame) with `infrastructure_cost`: the part of
+    the node-slot's money that came from infrastructure nodes (already within its components). Its
+    electricity (energy, demand and fixed invoice lines, each shared by energy within a site-slot)
+    in the proportion of the energy it received, plus the infrastructure allocations (`allocations`
+    before `spread_allocations`) placed on it."""
+    money = [c for c in ("energy_cost", "demand_cost", "fixed_cost") if c in electricity.collect_schema().names()]
+    spread = allocations_to_node_slots(_moved_allocations(allocations, pairs), costs.select("node_id", "slot"),
+                                       ["amortization_cost", "cloud_cost", "fixed_cost"])
+    energy, received = pl.sum_horizontal(ENERGY), pl.sum_horizontal(f"infra_{c}" for c in ENERGY)
+    elec = pl.sum_horizontal(f"_e_{c}" for c in money).fill_null(0.0)
+    return (costs.join(electricity.select("node_id", "slot", *[pl.col(c).alias(f"_e_{c}") for c in money]),
+                       on=["node_id", "slot"], how="left")
+            .join(spread.select("node_id", "slot", pl.sum_horizontal("amortization_cost", "cloud_cost", "fixed_cost")
+                                .alias("_alloc")), on=["node_id", "slot"], how="left")
+            .with_columns((pl.when(energy > 0).then(elec * received / energy).otherwise(0.0)
+                           + pl.col("_alloc").fill_null(0.0)).alias("infrastructure_cost"))
+            .drop("_alloc", *[f"_e_{c}" for c in money]))
 
 
 def reconcile_energy_lines(infra_energy: pl.LazyFrame, pairs: pl.LazyFrame, node_out: pl.LazyFrame,
