@@ -1,9 +1,8 @@
 """The warehouse's tables, declared once: name, meaning and the meaning and unit of every column.
 
-`COMMENT ON` statements of the published file and `docs/data-dictionary.md` both come from
-here (through the file: `warehouse.dictionary`). The SQL that fills each table lives in
-`warehouse.mart_sql` (per-day marts) and `warehouse.version_file` (history-wide tables,
-dimensions); what a declaration holds is `warehouse.table.Table`.
+`COMMENT ON` statements of the published file and `docs/data-dictionary.md` both come from here (through the
+file: `warehouse.dictionary`). The SQL that fills each table lives in `warehouse.mart_sql` (per-day marts) and
+`warehouse.version_file` (history-wide tables, dimensions); what a declaration holds is `warehouse.table.Table`.
 Money is in the reporting currency named by each row's `currency`; energy in kWh; times in UTC.
 """
 
@@ -81,8 +80,7 @@ TABLES: list[Table] = [
             "output_tokens": "Generated tokens, all requests.",
             "it_energy_kwh": "IT energy attributed to the tier's requests, kWh.",
             "overhead_energy_kwh": "Facility overhead energy attributed to the tier's requests, kWh.",
-            "energy_kwh": "it_energy_kwh + overhead_energy_kwh, kWh.",
-            **energy_shares("energy_kwh"),
+            "energy_kwh": "it_energy_kwh + overhead_energy_kwh, kWh.", **energy_shares("energy_kwh"),
             **_COSTS,
             "direct_cost": f"Sum of the six cost columns, {MONEY}.",
             "idle_cost": f"Idle capacity cost carried by the tier (sum of request idle shares), {MONEY}.",
@@ -115,8 +113,7 @@ TABLES: list[Table] = [
             "requests": "Requests completed in the day.",
             "input_tokens": "Prompt tokens.",
             "output_tokens": "Generated tokens.",
-            "energy_kwh": "IT + overhead energy attributed, kWh.",
-            **energy_shares("energy_kwh"),
+            "energy_kwh": "IT + overhead energy attributed, kWh.", **energy_shares("energy_kwh"),
             "direct_cost": f"Direct cost of the tenant's requests, {MONEY}.",
             "idle_cost": f"Idle capacity cost carried by the tenant's requests, {MONEY}.",
             "fully_loaded_cost": f"direct_cost + idle_cost, {MONEY}.",
@@ -137,8 +134,7 @@ TABLES: list[Table] = [
             "requests": "Requests completed in those days.",
             "input_tokens": "Prompt tokens.",
             "output_tokens": "Generated tokens.",
-            "energy_kwh": "IT + overhead energy attributed, kWh.",
-            **energy_shares("energy_kwh"),
+            "energy_kwh": "IT + overhead energy attributed, kWh.", **energy_shares("energy_kwh"),
             "direct_cost": f"Showback: direct cost, {MONEY}.",
             "idle_cost": f"Idle capacity cost carried, {MONEY}.",
             "fully_loaded_cost": f"Chargeback: direct_cost + idle_cost, {MONEY}.",
@@ -155,16 +151,14 @@ TABLES: list[Table] = [
             **_DATE,
             "model": "Model.",
             "pool_id": "Pool that served it.",
-            "site_id": "Site of the pool.",
-            "gpu_model": "GPU model of the pool.",
+            "site_id": "Site of the pool.", "gpu_model": "GPU model of the pool.",
             "requests": "Requests completed in the day.",
             "input_tokens": "Prompt tokens.",
             "output_tokens": "Generated tokens.",
             "it_energy_kwh": "IT energy attributed, kWh.",
             "energy_kwh": "IT + overhead energy attributed, kWh.",
             "it_j_per_output_token": "IT energy per output token, joules (null without output tokens).",
-            "j_per_output_token": "IT + overhead energy per output token, joules.",
-            **energy_shares("energy_kwh"),
+            "j_per_output_token": "IT + overhead energy per output token, joules.", **energy_shares("energy_kwh"),
             "direct_cost": f"Direct cost, {MONEY}.",
             "fully_loaded_cost": f"Direct cost + idle share, {MONEY}.",
             "direct_cost_per_m_output_tokens": f"direct_cost per million output tokens, {MONEY}.",
@@ -185,8 +179,7 @@ TABLES: list[Table] = [
             "node_slots": "Node-slots in the hour (nodes x slots of the attribution's slot length).",
             "idle_slots": "Node-slots with no request running.",
             "idle_slot_share": "idle_slots / node_slots: share of capacity idle, 0-1.",
-            "energy_kwh": "IT + overhead energy of the pool in the hour, kWh.",
-            **energy_shares("energy_kwh"),
+            "energy_kwh": "IT + overhead energy of the pool in the hour, kWh.", **energy_shares("energy_kwh"),
             "idle_energy_kwh": "IT + overhead energy of its idle node-slots, kWh.",
             "slot_cost": f"Energy, demand, amortization, cloud and fixed cost of the pool in the hour, {MONEY}.",
             "idle_cost": f"The part of slot_cost in idle node-slots, {MONEY}.",
@@ -203,8 +196,7 @@ TABLES: list[Table] = [
             "pool_id": "Pool.",
             "site_id": "Site of the pool.",
             "idle_slots": "Node-slots with no request running.",
-            "idle_energy_kwh": "IT + overhead energy of idle node-slots, kWh.",
-            **energy_shares("idle_energy_kwh"),
+            "idle_energy_kwh": "IT + overhead energy of idle node-slots, kWh.", **energy_shares("idle_energy_kwh"),
             "idle_energy_cost": f"Energy cost of idle node-slots, {MONEY}.",
             "idle_demand_cost": f"Demand charge share of idle node-slots, {MONEY}.",
             "idle_amortization_cost": f"Depreciation of idle node-slots, {MONEY}.",
@@ -228,8 +220,7 @@ TABLES: list[Table] = [
             "hour": "Start of the UTC hour.",
             "it_energy_kwh": "Energy drawn by the site's serving nodes, kWh.",
             "overhead_energy_kwh": "Facility overhead energy (facility - IT), kWh.",
-            "facility_energy_kwh": "IT + overhead energy, kWh "
-                                   "(measured by the facility meter when pue_method is measured).",
+            "facility_energy_kwh": "IT + overhead energy, kWh (the facility meter's when pue_method is measured).",
             **energy_shares("facility_energy_kwh"),
             "pue": "facility / IT energy.",
             "pue_method": "measured (facility meter) or design_pue (inventory).",
