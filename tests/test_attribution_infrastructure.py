@@ -213,3 +213,21 @@ def test_request_costs_say_how_much_came_from_infrastructure(day):
     # The fleet's requests and idle node-slots hold the router's whole day: 0.60 USD of energy + 40 USD.
     total = day["request_costs"]["infrastructure_cost"].sum() + day["node_slots"]["idle_infrastructure_cost"].sum()
     assert total == pytest.approx(0.60 + 40.0, rel=1e-12)
+
+
+def test_an_unmetered_router_is_estimated_at_its_idle_w_and_its_share_shows_as_estimated():
+    # No meter: 150 W (idle_w) x 60 s = 9,000 J a slot, 3,000 J IT + 750 J overhead to each of a1,
+    # b1, b2, all of it estimated (their own energy is measured): 3,750 J of estimated energy per slot.
+    inventory = parse_inventory(HEAD + NODES.replace(
+        "  - {id: rt/bmc, scope: node, site: s1, source: ipmi, node: rt, sensor: Chassis Power}\n", ""))
+    inputs = DayInputs(_requests().lazy(), _readings().filter(pl.col("node_id") != "rt").lazy(),
+                       pl.DataFrame(schema=COST_LINES.schema).lazy(), _assets().lazy())
+    shared = share_day(inputs, inventory, SlotGrid(DAY, 60))
+    got = (shared.node_out.collect().filter(pl.col("slot") == 0).sort("node_id")
+           .select("node_id", "infra_it_energy_j", "estimated_energy_j", "energy_method").rows())
+    assert got == [("a1", 3_000.0, 3_750.0, "measured_gauge"), ("b1", 3_000.0, 3_750.0, "measured_gauge"),
+                   ("b2", 3_000.0, 3_750.0, "measured_gauge"), ("c1", 0.0, 0.0, "measured_gauge")]
+    # Its line: 150 W x 86,400 s = 12,960,000 J; q1 (10 slots) and q2 (5 slots) took 15 x 3,000 J.
+    line = shared.reconciliation.collect().filter(pl.col("line_id") == "rt:2026-11-24",
+                                                  pl.col("component") == "it_energy_j").row(0, named=True)
+    assert (line["source_amount"], line["to_requests"]) == (pytest.approx(12_960_000.0), pytest.approx(45_000.0))
