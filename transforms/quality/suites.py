@@ -32,6 +32,9 @@ from transforms.inventory import Inventory
 Severity = Literal["error", "warning"]
 UTC = pl.Datetime("us", "UTC")
 
+# Node power below this share of `idle_w` warns: idle is measured within a few % (the demo's meters
+# read down to 97.4 %), a sub-component rail far below (FASRC holygpu8a11101's `Sys Power`, 20 W).
+IDLE_FLOOR = 0.9
 # Row count of a partition versus the same partition the day before.
 ROW_COUNT_RATIO = (0.2, 5.0)
 POWER_SOURCES = ("dcgm", "ipmi", "redfish", "facility_csv", "canonical")
@@ -235,6 +238,12 @@ def power_readings_suite(ctx: SuiteContext) -> list[Check]:
               "examples are (limit W, reading W).", gxe.ExpectColumnPairValuesAToBeGreaterThanB,
               column_A="power_limit_w", column_B="power_w", or_equal=True, ignore_row_if="either_value_is_missing",
               row_condition=node),
+        check(f"{s}.power_w.not_below_node_idle", "warning",
+              f"A node meter reads at least {IDLE_FLOOR:.0%} of the node's idle power (inventory `idle_w`): far "
+              "below it, the sensor is likely a sub-component rail (name the whole-node input with the meter's "
+              "`sensor:`) or `idle_w` is too high; examples are (reading W, floor W).",
+              gxe.ExpectColumnPairValuesAToBeGreaterThanB, column_A="power_w", column_B="idle_floor_w", or_equal=True,
+              ignore_row_if="either_value_is_missing", row_condition=node),
         check(f"{s}.power_w.has_measurement", "error", "Every sample carries power, energy or interval energy.",
               gxe.ExpectColumnValuesToNotBeNull, column="power_w",
               row_condition=Col("energy_j").is_null() & Col("interval_energy_j").is_null()),
@@ -357,9 +366,11 @@ def prepare(suite: str, frame: pl.LazyFrame, ctx: SuiteContext) -> pl.LazyFrame:
         if not {"meter_id", "scope", "ts", "interval_s", "interval_energy_j"} <= names:
             return frame.with_columns(pl.lit(None, pl.Float64).alias("power_limit_w"),
                                       pl.lit(None, UTC).alias("interval_start"),
-                                      pl.lit(None, pl.Float64).alias("interval_power_w"))
-        limits = ctx.inventory.meter_power_limits() if ctx.inventory else \
-            pl.LazyFrame(schema={"meter_id": pl.String, "scope": pl.String, "power_limit_w": pl.Float64})
+                                      pl.lit(None, pl.Float64).alias("interval_power_w"),
+                                      pl.lit(None, pl.Float64).alias("idle_floor_w"))
+        limits = (ctx.inventory.meter_power_limits() if ctx.inventory else pl.LazyFrame(schema={
+            "meter_id": pl.String, "scope": pl.String, "power_limit_w": pl.Float64, "idle_w": pl.Float64})).select(
+            "meter_id", "scope", "power_limit_w", (pl.col("idle_w") * IDLE_FLOOR).alias("idle_floor_w"))
         # The limit follows the meter id and the reading's own scope: a node meter mislabelled as
         # gpu gets no limit here and fails the `meter_id.known` or `scope` checks instead.
         return (frame.join(limits, on=["meter_id", "scope"], how="left", maintain_order="left")
@@ -380,7 +391,7 @@ def prepare(suite: str, frame: pl.LazyFrame, ctx: SuiteContext) -> pl.LazyFrame:
 
 
 # Columns `prepare` adds: not part of the dataset, so the schema check ignores them.
-REFERENCE_COLUMNS = {"power_readings": ("power_limit_w", "interval_start", "interval_power_w"),
+REFERENCE_COLUMNS = {"power_readings": ("power_limit_w", "interval_start", "interval_power_w", "idle_floor_w"),
                      "cost_lines": ("price_per_kwh",), "inventory": ("gpus_tdp_w",)}
 
 SUITES: dict[str, Callable[[SuiteContext], list[Check]]] = {
