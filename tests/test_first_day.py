@@ -19,7 +19,8 @@ def first_keys(defs: dg.Definitions) -> dict[str, str]:
     out = {}
     for job in ("ingest_day_site", "attribute_day"):
         keys = defs.resolve_job_def(job).partitions_def
-        daily = keys.get_partitions_def_for_dimension("date") if isinstance(keys, dg.MultiPartitionsDefinition) else keys
+        multi = isinstance(keys, dg.MultiPartitionsDefinition)
+        daily = keys.get_partitions_def_for_dimension("date") if multi else keys
         out[job] = daily.get_first_partition_key()
     return out
 

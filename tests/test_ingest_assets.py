@@ -131,8 +131,8 @@ def test_a_column_missing_from_a_canonical_file_is_named_with_the_file(tmp_path,
         ("_fleet/canonical/b.csv", "C-3", "missing_required_field"),
         ("_fleet/canonical/b.csv", "C-4", "missing_required_field")]
     assert q["detail"][0] == "required field `acquisition_cost` is empty; fill it in the source or fix the exporter"
-    assert q["detail"][1] == ("column `acquisition_cost` is missing from _fleet/canonical/b.csv (its header or schema): "
-                              "add the column (the `assets` contract, docs/data-contracts.md)")
+    assert q["detail"][1] == ("column `acquisition_cost` is missing from _fleet/canonical/b.csv (its header or "
+                              "schema): add the column (the `assets` contract, docs/data-contracts.md)")
     assert a.select("source_file", "rows_read", "rows_accepted", "rows_quarantined").rows() == [
         ("_fleet/canonical/a.csv", 2, 1, 1), ("_fleet/canonical/b.csv", 2, 0, 2)]
 

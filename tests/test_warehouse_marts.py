@@ -380,8 +380,8 @@ def test_published_tables_equal_the_marts_and_month_rolls_up(marts, small_invent
     try:
         for t in DAILY:
             assert con.sql(f"SELECT * FROM {t.name}").pl().equals(marts[t.name]), t.name
-        assert con.sql("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'ingest_audit' "
-                       "AND column_name LIKE 'rows_%' ORDER BY 1").fetchall() == [
+        assert con.sql("SELECT column_name, data_type FROM information_schema.columns "
+                       "WHERE table_name = 'ingest_audit' AND column_name LIKE 'rows_%' ORDER BY 1").fetchall() == [
             ("rows_accepted", "BIGINT"), ("rows_quarantined", "BIGINT"), ("rows_read", "BIGINT")]
         month = con.sql("SELECT month, tenant_id, tier, days, requests, fully_loaded_cost, revenue, gross_margin "
                         "FROM cost_by_tenant_month").fetchall()

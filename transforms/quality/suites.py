@@ -23,7 +23,7 @@ from great_expectations.expectations.row_conditions import Column as Col
 from transforms.bounds import (  # (the parsers quarantine outside the same bounds)
     MAX_ASSET_COST, MAX_BILL_LINE, MAX_COUNTER_J, MAX_ENERGY_PRICE_PER_KWH, MAX_INPUT_TOKENS, MAX_INTERVAL_S,
     MAX_LATENCY_S, MAX_METER_W, MAX_OUTPUT_TOKENS, MAX_REQUEST_COST, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES,
-    MAX_USEFUL_LIFE_MONTHS, NAMEPLATE_MULTIPLE)
+    MAX_USEFUL_LIFE_MONTHS, NAMEPLATE_MULTIPLE, IDLE_FLOOR)
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
 from transforms.contracts import (
     ASSETS, COST_LINES, COST_TYPES, DEPRECIATION_METHODS, METER_SCOPES, POWER_READINGS, REQUESTS, STATUSES, Contract)
@@ -32,9 +32,6 @@ from transforms.inventory import Inventory
 Severity = Literal["error", "warning"]
 UTC = pl.Datetime("us", "UTC")
 
-# Node power below this share of `idle_w` warns: idle is measured within a few % (the demo's meters
-# read down to 97.4 %), a sub-component rail far below (FASRC holygpu8a11101's `Sys Power`, 20 W).
-IDLE_FLOOR = 0.9
 # Row count of a partition versus the same partition the day before.
 ROW_COUNT_RATIO = (0.2, 5.0)
 POWER_SOURCES = ("dcgm", "ipmi", "redfish", "facility_csv", "canonical")
@@ -238,12 +235,11 @@ def power_readings_suite(ctx: SuiteContext) -> list[Check]:
               "examples are (limit W, reading W).", gxe.ExpectColumnPairValuesAToBeGreaterThanB,
               column_A="power_limit_w", column_B="power_w", or_equal=True, ignore_row_if="either_value_is_missing",
               row_condition=node),
-        check(f"{s}.power_w.not_below_node_idle", "warning",
-              f"A node meter reads at least {IDLE_FLOOR:.0%} of the node's idle power (inventory `idle_w`): far "
-              "below it, the sensor is likely a sub-component rail (name the whole-node input with the meter's "
-              "`sensor:`) or `idle_w` is too high; examples are (reading W, floor W).",
-              gxe.ExpectColumnPairValuesAToBeGreaterThanB, column_A="power_w", column_B="idle_floor_w", or_equal=True,
-              ignore_row_if="either_value_is_missing", row_condition=node),
+        check(f"{s}.power_w.not_below_node_idle", "warning", f"A node meter reads at least {IDLE_FLOOR:.0%} of the "
+              "node's idle power (inventory `idle_w`): far below it, the sensor is likely a sub-component rail (name "
+              "the whole-node input with the meter's `sensor:`) or `idle_w` is too high; examples are (reading W, "
+              "floor W).", gxe.ExpectColumnPairValuesAToBeGreaterThanB, column_A="power_w", column_B="idle_floor_w",
+              or_equal=True, ignore_row_if="either_value_is_missing", row_condition=node),
         check(f"{s}.power_w.has_measurement", "error", "Every sample carries power, energy or interval energy.",
               gxe.ExpectColumnValuesToNotBeNull, column="power_w",
               row_condition=Col("energy_j").is_null() & Col("interval_energy_j").is_null()),
@@ -364,10 +360,8 @@ def prepare(suite: str, frame: pl.LazyFrame, ctx: SuiteContext) -> pl.LazyFrame:
     names = set(frame.collect_schema().names())
     if suite == "power_readings":
         if not {"meter_id", "scope", "ts", "interval_s", "interval_energy_j"} <= names:
-            return frame.with_columns(pl.lit(None, pl.Float64).alias("power_limit_w"),
-                                      pl.lit(None, UTC).alias("interval_start"),
-                                      pl.lit(None, pl.Float64).alias("interval_power_w"),
-                                      pl.lit(None, pl.Float64).alias("idle_floor_w"))
+            return frame.with_columns(pl.lit(None, UTC if c == "interval_start" else pl.Float64).alias(c)
+                                      for c in REFERENCE_COLUMNS["power_readings"])
         limits = (ctx.inventory.meter_power_limits() if ctx.inventory else pl.LazyFrame(schema={
             "meter_id": pl.String, "scope": pl.String, "power_limit_w": pl.Float64, "idle_w": pl.Float64})).select(
             "meter_id", "scope", "power_limit_w", (pl.col("idle_w") * IDLE_FLOOR).alias("idle_floor_w"))
