@@ -21,6 +21,9 @@ NAMEPLATE_MULTIPLE = 1.5
 # to 97.4 % of it), a sub-component rail read as node power far below it (Harvard FASRC
 # holygpu8a11101's `Sys Power`, 20 W).
 IDLE_FLOOR = 0.9
+IDLE_RULE = (f"A node meter reads at least {IDLE_FLOOR:.0%} of the node's idle power (inventory `idle_w`): far below "
+             "it, the sensor is likely a sub-component rail (name the whole-node input with the meter's `sensor:`) or "
+             "`idle_w` is too high; examples are (reading W, floor W).")
 # Any meter without a nameplate in the inventory (PDU, facility): no single meter of a site
 # carries more than a large power plant's output. Also bounds a facility interval's average
 # power (its energy over its length).
