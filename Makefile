@@ -3,10 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The Dagster instance lives here (dagster.yaml), its storage under .dagster_home/.
-export DAGSTER_HOME := $(CURDIR)
+# The Dagster instance: .dagster_home/ of the checkout, its dagster.yaml written from the template
+# pipelines/dagster.yaml with absolute storage paths by the first command that needs it.
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test lint test-deep setup defs clean docs bench bench-attribution bench-e2e check-data
+.PHONY: demo test lint test-deep setup defs ui clean docs bench bench-attribution bench-e2e check-data
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,8 +58,14 @@ bench-attribution: $(VENV)/.installed
 bench-e2e: $(VENV)/.installed
 	$(PY) bench/bench_e2e.py
 
+## The Dagster UI on the instance the commands record their runs in ($DAGSTER_HOME, created if missing).
+ui: $(VENV)/.installed
+	$(PY) -m pipelines.instance "$(DAGSTER_HOME)"
+	$(VENV)/bin/dg dev
+
 ## Validate the Dagster definitions as the UI would load them.
 defs: $(VENV)/.installed
+	$(PY) -m pipelines.instance "$(DAGSTER_HOME)"
 	$(VENV)/bin/dg check defs
 
 ## Regenerate docs/data-contracts.md (from transforms/contracts.py, by lake/docs.py) and docs/data-dictionary.md (from the demo warehouse's comments).

@@ -14,6 +14,7 @@ import polars as pl
 
 from lake.files import write_text
 from transforms.contracts import ALL_CONTRACTS, UTC_US
+from transforms.ingest.canonical import MAY_OMIT
 from transforms.ingest.common import REASONS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "data-contracts.md"
@@ -38,6 +39,11 @@ def generated_markdown() -> str:
         out += [f"| `{col.name}` | {_type_name(col.dtype)} | {col.unit} | {'yes' if col.nullable else 'no'} | "
                 f"{col.description} |" for col in c.columns]
         out.append("")
+        if c.name in MAY_OMIT:
+            omitted = "; ".join(f"`{k}` ({v})" for k, v in MAY_OMIT[c.name].items())
+            out += [f"A canonical `{c.name}` file may leave out the nullable columns and: {omitted}. Every other "
+                    "column must be in each file's header: a file without one has every row quarantined as "
+                    "`missing_required_field`, naming the column and the file.", ""]
     out += ["### Quarantine reasons", "", "| reason | meaning |", "|---|---|"]
     out += [f"| `{k}` | {v} |" for k, v in REASONS.items()]
     return "\n".join(out)

@@ -229,7 +229,8 @@ def scan_csv_text(paths: list[Path], raw_root: Path, *, separator: str = ",",
     """Every column as text (parsers cast and judge), plus `_source_file` and `_source_row`
     (1-based data row, the header not counted). Files with different headers are aligned
     by column name; a column missing from a file is null there. A UTF-8 BOM is stripped.
-    Blank lines are not records (their row numbers are kept for the rows after them).
+    Blank lines are not records (their row numbers are kept for the rows after them). When the
+    headers differ, `_absent_<column>` is True on the rows of a file whose header lacks the column.
     A file without even a header row is named in `unreadable` (relative name -> why) and left
     out (without `unreadable` it raises UnreadableFile); a CSV that cannot be parsed further down
     fails when the frame is read (`pipelines.ingest` then finds the file). Text is decoded lossily
@@ -250,7 +251,21 @@ def scan_csv_text(paths: list[Path], raw_root: Path, *, separator: str = ",",
         # A blank line comes back as an all-null row: it is not a record.
         lf = lf.filter(pl.any_horizontal(pl.exclude("_source_row").is_not_null()))
         frames.append(_with_origin(lf, p, raw_root))
-    return _aligned(frames)
+    return _aligned(_marking_absent(frames))
+
+
+ABSENT = "_absent_"
+
+
+def _marking_absent(frames: list[pl.LazyFrame]) -> list[pl.LazyFrame]:
+    """When the files' headers differ, each file's frame gets `_absent_<column>` (True) for every
+    column another file has and its header lacks, so a parser can tell a column missing from a
+    file's header from an empty cell (`transforms.ingest.canonical`). Files with one header: no
+    column added."""
+    names = [set(f.collect_schema().names()) for f in frames]
+    union = set().union(*names) if names else set()
+    return [f.with_columns(pl.lit(True).alias(f"{ABSENT}{c}") for c in sorted(union - n)) if union - n else f
+            for f, n in zip(frames, names, strict=True)]
 
 
 def scan_parquet_files(paths: list[Path], raw_root: Path, *, unreadable: dict[str, str] | None = None,

@@ -54,7 +54,9 @@ def _ingested(parsed: pl.LazyFrame, contract, day: date, day_column: str | None)
     return accepted(judged, contract).collect()
 
 
-FASRC_SENSORS = {"lichtmandce04": None, "holygpu2c0701": "Sys Power", "holygpu8a11101": "PSU Power"}
+# The sensor each Harvard FASRC host is read from: the parser's default (transforms/ingest/power_bmc.py,
+# IPMI_DEFAULT_SENSORS) for two, `Sys Power` named in the inventory for the third.
+FASRC_SENSORS = {"lichtmandce04": None, "holygpu2c0701": "Sys Power", "holygpu8a11101": None}
 
 
 def bmc_sample_inventory(source: str, sensors: dict[str, str | None]) -> Inventory:

@@ -1,5 +1,6 @@
 """Running the nightly graph without the daemon: the three jobs of `pipelines/defs/jobs/` for a
-day, in-process, against the instance of $DAGSTER_HOME (ephemeral when unset).
+day, in-process, against the instance of $DAGSTER_HOME (created when missing: pipelines/instance.py;
+ephemeral when unset).
 
 `inferledger run`, `ingest`, `attribute`, `publish`, `backfill` and `demo` all come through here,
 so the command line runs exactly what the schedule and the UI run: the same jobs, assets and
@@ -20,6 +21,7 @@ import dagster as dg
 
 from lake.raw import raw_files
 from pipelines.adapters.dagster_private import defs_state_storage
+from pipelines.instance import ensure_home
 from pipelines.location import code_location
 from pipelines.partitions import register_sites
 from pipelines.resources import RawInputs
@@ -53,7 +55,23 @@ class RunOutcome:
 
 
 def instance() -> dg.DagsterInstance:
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    """The instance of $DAGSTER_HOME, made absolute (worker processes inherit it so) and created
+    with the project's settings when missing (`pipelines.instance.ensure_home`); without
+    DAGSTER_HOME, an ephemeral one: the runs are not recorded."""
+    home = os.environ.get("DAGSTER_HOME", "").strip()
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    os.environ["DAGSTER_HOME"] = str(ensure_home(home))
+    return dg.DagsterInstance.get()
+
+
+def where_runs_are() -> str:
+    """Where the runs of this process are recorded, and how to see them."""
+    home = os.environ.get("DAGSTER_HOME", "").strip()
+    if not home:
+        return ("runs not recorded (DAGSTER_HOME is not set: an in-memory Dagster instance); set DAGSTER_HOME to a "
+                "directory to keep them (`make` sets .dagster_home/ of the checkout)")
+    return f"runs recorded in DAGSTER_HOME={home}; see them with `DAGSTER_HOME={home} dg dev` (or `make ui`)"
 
 
 def _value(v):
@@ -154,11 +172,22 @@ def step_seconds(inst: dg.DagsterInstance, run_id: str) -> dict[str, float]:
     return {k: round(end - start, 3) for k, (start, end) in step_spans(inst, run_id).items()}
 
 
-def prepare(settings: Settings, day: date | None, inst: dg.DagsterInstance) -> list[str]:
-    """Load the inventory (clear error when invalid), check the day was delivered, register the
-    inventory's sites as partitions; returns the site ids."""
+def check_first_day(settings: Settings, day: date) -> None:
+    """RunFailed, one line naming the setting, when `day` is before the first partition day."""
+    if day < settings.first_day:
+        raise RunFailed(f"{day} is before the first day the pipeline has partitions for, {settings.first_day} "
+                        f"(INFERLEDGER_FIRST_DAY): set INFERLEDGER_FIRST_DAY={day} or earlier to run it "
+                        "(docs/operations.md, \"Settings\")")
+
+
+def prepare(settings: Settings, day: date | None, inst: dg.DagsterInstance, *, delivered: bool = True) -> list[str]:
+    """Load the inventory (clear error when invalid), check the day is not before the first
+    partition day and (`delivered`) that it was delivered, register the inventory's sites as
+    partitions; returns the site ids."""
+    if day is not None:
+        check_first_day(settings, day)
     inv = RawInputs(root=str(settings.raw), inventory_path=str(settings.inventory or "")).inventory()
-    if day is not None and not (settings.raw / day.isoformat()).is_dir():
+    if day is not None and delivered and not (settings.raw / day.isoformat()).is_dir():
         raise RunFailed(f"no raw folder {settings.raw / day.isoformat()}: nothing delivered for {day}. "
                         f"Simulate one with `inferledger simulate --date {day} --out {settings.raw}`.")
     register_sites(inst, inv.site_ids)

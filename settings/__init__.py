@@ -18,6 +18,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,6 +60,13 @@ def _time_zone(text: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError("not a time zone: write an IANA name, e.g. UTC or Europe/Paris") from None
     return text
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError("write a date as YYYY-MM-DD, e.g. 2024-01-01") from None
 
 
 def _cache_dir(environ: Mapping[str, str]) -> Path:
@@ -137,11 +145,19 @@ SETTINGS: tuple[Setting, ...] = (
             _time_zone),
     Setting("late_days", "INFERLEDGER_LATE_DAYS", "62", "days", "how far back the late-data sensor looks",
             _whole("days", 62)),
+    Setting("first_day", "INFERLEDGER_FIRST_DAY", "2024-01-01", "date (YYYY-MM-DD)",
+            "the first UTC day the pipeline has partitions for (Dagster's daily partitions start there); a command "
+            "for an earlier day is refused naming this variable: set it to your oldest data's day", _day),
 )
 
 # Read by Dagster itself (`{"env": ...}` in dagster-celery's executor configuration and
-# deploy/celery.yaml), never by this project's code: declared for the table and for the executor.
+# deploy/celery.yaml; DAGSTER_HOME, which the runner also makes absolute and creates): declared for
+# the table and for the executor.
 DAGSTER_READS: tuple[Setting, ...] = (
+    Setting("dagster_home", "DAGSTER_HOME", None, "path",
+            "the Dagster instance that records the runs (`dg dev` shows them); made absolute and, when missing, "
+            "created with the project's instance settings, storage paths absolute (`pipelines/dagster.yaml`, "
+            "pipelines/instance.py)", shown="none: runs kept in memory, not recorded (`make` sets `.dagster_home/`)"),
     Setting("celery_broker", "INFERLEDGER_CELERY_BROKER", None, "URL",
             "the Celery broker of `pipelines.celery_definitions` (docs/deploy.md), e.g. `redis://redis:6379/0`",
             shown="none: needed by the Celery location only"),
@@ -207,6 +223,7 @@ class Settings:
     nightly_cron: str
     nightly_tz: str
     late_days: int
+    first_day: date
     from_environment: frozenset[str] = frozenset()
 
     def override(self, **values: Any) -> "Settings":

@@ -1,7 +1,6 @@
 """The code location loads, as `dg dev` would load it, and its graph is what we expect."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.definitions import defs as load_defs
+from pipelines.instance import instance_config
 from transforms.quality import catalog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def test_dg_check_defs_passes(tmp_path):
     dg_bin = Path(sys.executable).parent / "dg"
     assert dg_bin.exists(), "dagster-dg-cli is a dev dependency; reinstall with `make setup`"
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    (tmp_path / "dagster.yaml").write_text(instance_config(tmp_path))
     proc = subprocess.run([str(dg_bin), "check", "defs"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -109,3 +109,40 @@ def test_parsers_give_the_parsed_shape_without_files(small_inventory):
         parsed = parser(scan_csv_text([], Path(".")), small_inventory)
         assert parsed.collect_schema() == empty_parsed(ASSETS).collect_schema()
         assert parsed.collect().height == 0
+
+
+def test_a_column_missing_from_a_canonical_file_is_named_with_the_file(tmp_path, small_inventory):
+    """Two canonical CSVs: `a.csv` has every column; `b.csv` leaves out `acquisition_cost` (required)
+    and `site_id`, `method` (which a canonical asset file may omit: transforms/ingest/canonical.py).
+    Its 2 rows are quarantined naming the column to add and the file; `a.csv`'s row with an empty
+    `acquisition_cost` cell is the ordinary "required field is empty". 3 rows read, 1 accepted."""
+    folder = tmp_path / "_fleet" / "canonical"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_text(
+        "asset_id,node_id,acquisition_cost,currency,in_service_date,useful_life_months,salvage_value,method,site_id\n"
+        "C-1,c-h100-01,250000,USD,2026-03-01,72,0,straight_line,\n"
+        "C-2,c-h100-01,,USD,2026-03-01,72,0,straight_line,\n")
+    (folder / "b.csv").write_text("asset_id,node_id,currency,in_service_date,useful_life_months,salvage_value\n"
+                                  "C-3,m-h200-01,USD,2026-03-01,60,0\nC-4,m-h200-01,USD,2026-03-01,60,0\n")
+    acc, q, a = ingest(parse_canonical_assets, scan_csv_text(sorted(folder.glob("*.csv")), tmp_path), small_inventory)
+    assert acc["asset_id"].to_list() == ["C-1"]
+    assert q.select("source_file", "record_key", "reason").rows() == [
+        ("_fleet/canonical/a.csv", "C-2", "missing_required_field"),
+        ("_fleet/canonical/b.csv", "C-3", "missing_required_field"),
+        ("_fleet/canonical/b.csv", "C-4", "missing_required_field")]
+    assert q["detail"][0] == "required field `acquisition_cost` is empty; fill it in the source or fix the exporter"
+    assert q["detail"][1] == ("column `acquisition_cost` is missing from _fleet/canonical/b.csv (its header or "
+                              "schema): add the column (the `assets` contract, docs/data-contracts.md)")
+    assert a.select("source_file", "rows_read", "rows_accepted", "rows_quarantined").rows() == [
+        ("_fleet/canonical/a.csv", 2, 1, 1), ("_fleet/canonical/b.csv", 2, 0, 2)]
+
+
+def test_a_column_missing_from_every_canonical_file_is_named(small_inventory):
+    """One typed frame (a Parquet file's) without `useful_life_months`: its row names the column."""
+    raw = pl.LazyFrame({"asset_id": ["C-1"], "node_id": ["c-h100-01"], "acquisition_cost": [1000.0],
+                        "currency": ["USD"], "in_service_date": [date(2026, 3, 1)], "salvage_value": [0.0],
+                        "_source_file": ["_fleet/canonical/assets.parquet"], "_source_row": [1]})
+    _, q, _ = ingest(parse_canonical_assets, raw, small_inventory)
+    assert q.select("reason", "detail").rows() == [(
+        "missing_required_field", "column `useful_life_months` is missing from _fleet/canonical/assets.parquet (its "
+        "header or schema): add the column (the `assets` contract, docs/data-contracts.md)")]

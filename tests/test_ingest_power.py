@@ -26,6 +26,7 @@ from transforms.ingest.power import (
     parse_redfish_sensors,
 )
 from transforms.ingest.power_dcgm import DCGM_MEASURES
+from transforms.quality import SuiteContext, validate_frame
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "real"
@@ -95,8 +96,9 @@ HOLYGPU2 = "ipmi_sdr_holygpu2c0701_2025-06-03_first60min.txt"
 HOLYGPU8 = "ipmi_sdr_holygpu8a11101_2025-06-03_0208-0308UTC.txt"
 # Node power per host, decided from the files (see the two tests below): on the Lenovo nodes
 # lichtmandce04 and holygpu2c0701 `Sys Power` is the AC input (the PSUs' AC inputs add up to it);
-# on holygpu8a11101 `Sys Power` is 20 W (system board only, `GPU Board Power` has no reading)
-# and `Chassis Power` a flat 450 W for half an hour, while `PSU Power` moves like a measured input.
+# on the GPU node holygpu8a11101 `Sys Power` is 20 W (system board only, `GPU Board Power` has no
+# reading), `PSU Power` 115-135 W (one supply) and `Chassis Power` 450 W, the whole chassis's
+# input: the default (IPMI_DEFAULT_SENSORS) reads it.
 
 
 def parse_ipmi_file(name: str, sensors: dict[str, str | None]) -> pl.LazyFrame:
@@ -115,15 +117,14 @@ def test_ipmi_real_samples_exact_counts_and_values():
     assert per_meter == {
         "lichtmandce04/bmc": (60, 400.0, utc(2025, 6, 3, 0, 0, 11), 400.0, utc(2025, 6, 3, 0, 59, 12), 24090.0),
         "holygpu2c0701/bmc": (60, 35.0, utc(2025, 6, 3, 0, 0, 11), 35.0, utc(2025, 6, 3, 0, 59, 12), 2100.0),
-        "holygpu8a11101/bmc": (30, 125.0, utc(2025, 6, 3, 2, 8, 8), 125.0, utc(2025, 6, 3, 2, 37, 7), 3730.0),
+        # Chassis Power, 450 W in each of the 30 answered samples: 30 x 450 = 13,500.
+        "holygpu8a11101/bmc": (30, 450.0, utc(2025, 6, 3, 2, 8, 8), 450.0, utc(2025, 6, 3, 2, 37, 7), 13500.0),
     }
-    assert rows.filter(pl.col("meter_id") == "holygpu8a11101/bmc")["power_w"].value_counts(sort=True).rows() == [
-        (125.0, 18), (115.0, 7), (135.0, 5)]
     assert set(rows["scope"]) == {"node"} and set(rows["source"]) == {"ipmi"} and not rows["counter_reset"].any()
     # The BMC of holygpu8a11101 stopped answering at 02:38: 30 `Timestamp:` lines with nothing under them.
     assert set(quarantine["reason"]) == {"sensor_no_reading"}
     assert quarantine["source_row"].to_list() == list(range(8341, 8371))
-    assert quarantine["detail"][0] == "sensor `PSU Power` gave no Watts reading in this sample (no line)"
+    assert quarantine["detail"][0] == "sensor `Chassis Power` gave no Watts reading in this sample (no line)"
 
 
 @pytest.mark.parametrize("name, host", [(LICHTMAN, "lichtmandce04"), (HOLYGPU2, "holygpu2c0701")])
@@ -138,14 +139,38 @@ def test_ipmi_sys_power_is_the_default_and_the_psus_ac_input(name, host):
     assert ac_in.null_count() == 0 and (sys_power - ac_in).abs().max() <= 20
 
 
-def test_ipmi_holygpu8_node_power_is_psu_power():
+def test_ipmi_holygpu8_default_is_the_chassis_input_and_the_inventory_names_another():
     def watts(sensor):
         return parse_ipmi_file(HOLYGPU8, {"holygpu8a11101": sensor}).collect()["power_w"].drop_nulls()
 
-    assert set(watts(None)) == {20.0}  # default Sys Power: the system board alone
-    assert set(watts("Chassis Power")) == {450.0}  # flat, not a measurement of a powered-down node
-    assert set(watts("PSU Power")) == {115.0, 125.0, 135.0}
+    # The default reads Chassis Power (450 W), not Sys Power (20 W, the system board alone).
+    assert watts(None).to_list() == [450.0] * 30
+    assert watts(None).equals(watts("Chassis Power"))
+    assert set(watts("Sys Power")) == {20.0}  # a meter's `sensor:` still names any sensor
+    # PSU Power, one supply: 18 samples at 125 W, 7 at 115, 5 at 135 = 2250 + 805 + 675 = 3730 W summed.
+    assert watts("PSU Power").value_counts(sort=True).rows() == [(125.0, 18), (115.0, 7), (135.0, 5)]
+    assert watts("PSU Power").sum() == 3730.0
     assert parse_ipmi_file(HOLYGPU8, {"holygpu8a11101": "GPU Board Power"}).collect()["power_w"].null_count() == 60
+
+
+@pytest.mark.parametrize("holygpu8_sensor, below", [(None, {"holygpu2c0701/bmc": 60}),
+                                                    ("Sys Power", {"holygpu2c0701/bmc": 60, "holygpu8a11101/bmc": 30})])
+def test_node_power_below_idle_warns(holygpu8_sensor, below):
+    """The power_readings suite's warning `power_w.not_below_node_idle` on the real dumps, every node
+    at `idle_w` 300 W (bmc_sample_inventory), so a floor of 0.9 x 300 = 270 W: lichtmandce04 reads
+    400 W (60 samples, none below),
+    holygpu2c0701 35 W (its 60 samples below: the site was powered down), holygpu8a11101 450 W by
+    default (Chassis Power) but 20 W when the inventory names `Sys Power` (its 30 answered samples)."""
+    inv = bmc_sample_inventory("ipmi", {**FASRC_SENSORS, "holygpu8a11101": holygpu8_sensor})
+    rows, _, _ = ingest(parse_ipmi_sdr(scan_text_lines(sorted(IPMI_DIR.glob("ipmi_sdr_*.txt")), IPMI_DIR), inv,
+                                       "mghpcc"), date(2025, 6, 3))
+    result = validate_frame("power_readings", rows, SuiteContext(inventory=inv, day=date(2025, 6, 3)))
+    (idle,) = [r for r in result.results if r.name == "power_readings.power_w.not_below_node_idle"]
+    assert (idle.severity, idle.success, idle.unexpected_count) == ("warning", False, sum(below.values()))
+    readings = {tuple(e) if isinstance(e, list) else e for e in idle.examples}
+    assert readings <= {(35.0, 270.0), (20.0, 270.0)} and (35.0, 270.0) in readings
+    # Only warnings: no error of the suite fails on these samples.
+    assert all(r.success for r in result.results if r.severity == "error")
 
 
 # --- real samples: DMTF Redfish mock-ups and the DCGM field catalogue ----------------------

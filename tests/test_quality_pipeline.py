@@ -92,8 +92,8 @@ def test_clean_day_passes_every_check_and_attributes(day):
     ev = evaluations(day["daily"])
     assert ev["request_costs.key.unique"].passed and ev["assets.currency.reporting_currency"].passed
     n_checks = {k: sum(1 for e in r.get_asset_check_evaluations()) for k, r in zip(SITES, day["ingest"], strict=True)}
-    # GX suites (requests 61, power readings 38, cost lines 40) and source checks (2 + 4 + 2).
-    assert n_checks == dict.fromkeys(SITES, 61 + 38 + 40 + 2 + 4 + 2)
+    # GX suites (requests 61, power readings 39, cost lines 40) and source checks (2 + 4 + 2).
+    assert n_checks == dict.fromkeys(SITES, 61 + 39 + 40 + 2 + 4 + 2)
 
 
 def test_register_in_another_currency_blocks_request_costs_in_the_run(day, tmp_path):

@@ -167,6 +167,10 @@ DRILLS = {
                        {"power_readings.power_w.within_gpu_nameplate": E}),
     "power-node-over-nameplate": ("power_readings", set_row("power_w", 20_000.0, row=2),
                                   {"power_readings.power_w.within_node_nameplate": E}),
+    # m-h200-01's idle_w is 1,400 W: the floor is 0.9 x 1,400 = 1,260 W; 1,259 W is below it, 1,260 W is not.
+    "power-node-below-idle": ("power_readings", set_row("power_w", 1259.0, row=2),
+                              {"power_readings.power_w.not_below_node_idle": W}),
+    "power-node-at-idle-floor": ("power_readings", set_row("power_w", 1260.0, row=2), {}),
     "power-negative": ("power_readings", set_row("power_w", -3.0), {"power_readings.power_w.non_negative": E}),
     "power-negative-interval-energy": ("power_readings", set_row("interval_energy_j", -1.0, row=3),
                                        {"power_readings.interval_energy_j.non_negative": E}),

@@ -325,6 +325,9 @@ def test_quarantine_summary_and_audit(marts):
         ("_fleet", "d/Metro-East/requests/a.jsonl", 0, 0, 0, "ignored", "not a site"),
         ("metro-east", "d/metro-east/requests/a.jsonl", 10, 8, 2, "read", None),
         ("metro-east", "d/metro-east/requests/b.jsonl", 5, 4, 1, "read", None)]
+    # Counts are integers in the mart's Parquet (DuckDB's sum of BIGINT, HUGEINT, would be written as DOUBLE).
+    assert {c: a.schema[c] for c in ("rows_read", "rows_accepted", "rows_quarantined")} == dict.fromkeys(
+        ("rows_read", "rows_accepted", "rows_quarantined"), pl.Int64)
 
 
 def test_marts_are_rebuilt_only_when_their_day_changes(marts, small_inventory, tmp_path):
@@ -380,6 +383,9 @@ def test_published_tables_equal_the_marts_and_month_rolls_up(marts, small_invent
     try:
         for t in DAILY:
             assert con.sql(f"SELECT * FROM {t.name}").pl().equals(marts[t.name]), t.name
+        assert con.sql("SELECT column_name, data_type FROM information_schema.columns "
+                       "WHERE table_name = 'ingest_audit' AND column_name LIKE 'rows_%' ORDER BY 1").fetchall() == [
+            ("rows_accepted", "BIGINT"), ("rows_quarantined", "BIGINT"), ("rows_read", "BIGINT")]
         month = con.sql("SELECT month, tenant_id, tier, days, requests, fully_loaded_cost, revenue, gross_margin "
                         "FROM cost_by_tenant_month").fetchall()
         assert month == approx_rows([

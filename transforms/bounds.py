@@ -16,6 +16,14 @@ import polars as pl
 # times it: the limit of a GPU meter is 1.5 x the GPU's TDP, of a node meter 1.5 x the node's
 # nameplate (inventory `gpu_tdp_w`, `nameplate_w`).
 NAMEPLATE_MULTIPLE = 1.5
+# A node meter reading below this share of the node's `idle_w` is warned about (a quality warning,
+# not a quarantine): idle is measured within a few per cent (the demo fleet's node meters read down
+# to 97.4 % of it), a sub-component rail read as node power far below it (Harvard FASRC
+# holygpu8a11101's `Sys Power`, 20 W).
+IDLE_FLOOR = 0.9
+IDLE_RULE = (f"A node meter reads at least {IDLE_FLOOR:.0%} of the node's idle power (inventory `idle_w`): far below "
+             "it, the sensor is likely a sub-component rail (name the whole-node input with the meter's `sensor:`) or "
+             "`idle_w` is too high; examples are (reading W, floor W).")
 # Any meter without a nameplate in the inventory (PDU, facility): no single meter of a site
 # carries more than a large power plant's output. Also bounds a facility interval's average
 # power (its energy over its length).

@@ -138,6 +138,9 @@ class Model(_Strict):
     params_b: float = Field(gt=0, le=MAX_MODEL_PARAMS_B, description="Parameters, billions.")
 
 
+# The frame `Inventory.meter_power_limits` returns.
+METER_LIMITS_SCHEMA = {"meter_id": pl.String, "scope": pl.String, "power_limit_w": pl.Float64, "idle_w": pl.Float64}
+
 class Inventory(_Strict):
     version: int = 1
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="Reporting currency (ISO 4217).")
@@ -255,14 +258,16 @@ class Inventory(_Strict):
         cols = ["meter_id", "scope", "site_id", "node_id", "gpu_index", "source", "sensor"]
         return pl.LazyFrame(rows, schema={c: (pl.Int16 if c == "gpu_index" else pl.String) for c in cols}, orient="row")
 
-    def meter_power_limits(self) -> pl.LazyFrame:
-        """`meter_id, scope, power_limit_w` of every GPU and node meter: NAMEPLATE_MULTIPLE
-        (transforms/bounds.py) x the GPU's TDP (gpu) or the node's nameplate (node), in W."""
-        nodes = self.nodes_frame().select("node_id", "gpu_tdp_w", "nameplate_w")
+    def meter_power_limits(self) -> pl.LazyFrame:  # columns and types: METER_LIMITS_SCHEMA
+        """`meter_id, scope, power_limit_w, idle_w` of every GPU and node meter: NAMEPLATE_MULTIPLE
+        (transforms/bounds.py) x the GPU's TDP (gpu) or the node's nameplate (node), in W; the
+        node's `idle_w` for a node meter (null for a GPU meter)."""
+        nodes = self.nodes_frame().select("node_id", "gpu_tdp_w", "nameplate_w", "idle_w")
         limit = pl.when(pl.col("scope") == "gpu").then("gpu_tdp_w").otherwise("nameplate_w") * NAMEPLATE_MULTIPLE
+        idle = pl.when(pl.col("scope") == "node").then("idle_w")
         return (self.meters_frame().filter(pl.col("scope").is_in(["gpu", "node"]))
                 .select("meter_id", "scope", "node_id").join(nodes, on="node_id", how="left")
-                .select("meter_id", "scope", limit.alias("power_limit_w")))
+                .select("meter_id", "scope", limit.alias("power_limit_w"), idle.alias("idle_w")))
 
     @property
     def site_ids(self) -> list[str]:

@@ -219,7 +219,9 @@ DAY_SQL = {
         FROM quarantine GROUP BY ALL""",
     "ingest_audit": """
         SELECT $day AS date, site AS site_id, dataset, source_file,
-            sum(rows_read) AS rows_read, sum(rows_accepted) AS rows_accepted, sum(rows_quarantined) AS rows_quarantined,
+            -- DuckDB sums BIGINT to HUGEINT, which Parquet stores as DOUBLE: counts stay BIGINT.
+            sum(rows_read)::BIGINT AS rows_read, sum(rows_accepted)::BIGINT AS rows_accepted,
+            sum(rows_quarantined)::BIGINT AS rows_quarantined,
             coalesce(any_value(status), 'read') AS status, any_value(status_detail) AS status_detail
         FROM audit GROUP BY site, dataset, source_file""",
 }

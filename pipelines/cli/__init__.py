@@ -19,7 +19,8 @@ attribute, demo, run), `backfill`, `quality` (check-data), `publishing` (publish
 `ingest` materializes the real Dagster ingest assets for one day (every site of the
 inventory, then the fleet-wide asset register and market prices) in-process, without the UI, and exits
 non-zero naming the failed step. Runs are recorded in the instance of $DAGSTER_HOME when
-it is set (the Makefile sets it), so `dg dev` shows them.
+it is set (the Makefile sets it; created with the project's settings when missing, its storage
+paths absolute: pipelines/instance.py), so `dg dev` shows them from any working directory.
 """
 
 import os
@@ -28,6 +29,7 @@ from importlib import import_module
 
 from lake.files import NoSpaceLeft, is_no_space
 from pipelines.cli.parser import DEFAULT_PARALLEL, DEMO_DAY, build_parser
+from pipelines.instance import InstanceError
 from settings import SETTINGS, SettingError, resolve
 
 __all__ = ["DEFAULT_PARALLEL", "DEMO_DAY", "main"]
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     run = getattr(import_module(f"pipelines.cli.{module}"), function)
     try:
         return run(args, settings)
+    except InstanceError as e:  # $DAGSTER_HOME unusable (pipelines/instance.py)
+        _say(str(e))
+        return 2
     except Exception as e:  # a full disk outside a pipeline step (simulated raw files, a backfill's state)
         if not is_no_space(e):
             raise

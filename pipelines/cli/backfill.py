@@ -21,7 +21,7 @@ from lake.store import Lake
 from pipelines.cli.output import console
 from pipelines.cli.runs import prepare_or_exit, run_publish
 from pipelines.location import code_location
-from pipelines.runner import RunFailed, day_steps, instance, prepare, run_steps
+from pipelines.runner import RunFailed, check_first_day, day_steps, instance, prepare, run_steps, where_runs_are
 from settings import Settings
 
 DayResult = tuple[date, str | None, float]  # day, error or None, seconds
@@ -82,6 +82,11 @@ def cmd_backfill(args, settings: Settings) -> int:
     if args.parallel < 1:
         out.print("[red]error:[/red] --parallel must be 1 or more")
         return 2
+    try:
+        check_first_day(settings, first)
+    except RunFailed as e:
+        out.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        return 2
     state_file = Lake(settings.lake).backfill_state(first, last)
     todo, done, missing = _todo(args, settings, state_file, out)
     prepare_or_exit(settings, None, out, instance())  # inventory valid, sites registered, before any worker starts
@@ -105,6 +110,7 @@ def cmd_backfill(args, settings: Settings) -> int:
     if not args.no_publish and (len(todo) > len(failed) or not todo):
         meta = run_publish(settings, out=out)
         out.print(f"published version {meta['version']}: {meta['days']} day(s) -> {settings.warehouse.resolve()}")
+    out.print(where_runs_are(), markup=False, soft_wrap=True)
     if failed:
         out.print(f"[red]{len(failed)} day(s) failed[/red]: {', '.join(d.isoformat() for d, _ in failed)}; "
                   "run the same command again to retry them (days done are kept)")

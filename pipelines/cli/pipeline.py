@@ -5,10 +5,11 @@ import time
 from pathlib import Path
 
 import fleetsim
+from lake.inventory import inventory_path
 from pipelines.cli.output import (console, print_attribution, print_ingest_table, print_published,
                                       print_run_summary)
 from pipelines.cli.runs import execute_steps, prepare_or_exit, run_attribution, run_ingest, run_publish
-from pipelines.runner import day_steps, instance
+from pipelines.runner import day_steps, instance, where_runs_are
 from settings import Settings
 from warehouse.connection import DuckDBLimits
 
@@ -39,6 +40,12 @@ def cmd_demo(args, settings: Settings) -> int:
     summary = fleetsim.simulate(settings.raw, args.date, requests=args.requests, seed=args.seed, invoices=True)
     out.print(summary.describe() if hasattr(summary, "describe") else summary)
     out.print(f"simulated in {time.perf_counter() - started:.1f} s -> {settings.raw.resolve()}")
+    # The demo runs on the fleet it simulated, whose inventory the simulation wrote into the raw
+    # folder, even when INFERLEDGER_INVENTORY names another fleet's.
+    simulated = inventory_path(settings.raw)
+    if settings.inventory is not None and Path(settings.inventory).resolve() != simulated.resolve():
+        out.print(f"inventory: {simulated} (the simulated fleet's), not {settings.inventory}", markup=False)
+    settings = settings.override(inventory=simulated)
     print_ingest_table(run_ingest(settings, args.date, out=out), settings.lake, out)
     run_attribution(settings, args.date, out=out)
     print_attribution(args.date, settings.lake, out, by_tier=False)  # the warehouse answers it below
@@ -46,6 +53,7 @@ def cmd_demo(args, settings: Settings) -> int:
     limits = DuckDBLimits(settings.duckdb_memory_limit, settings.duckdb_temp)
     print_published(meta, settings.warehouse, out, limits=limits, export_dir=settings.export_dir)
     out.print(f"morning report: [bold]{meta['report_path']}[/bold]  (one HTML file, opens offline; docs/report.md)")
+    out.print(where_runs_are(), markup=False, soft_wrap=True)
     return 0
 
 
@@ -69,4 +77,5 @@ def cmd_run(args, settings: Settings) -> int:
         out.print(f"published version {meta['version']} ({meta['days']} day(s)) -> {settings.warehouse.resolve()}")
         if "report" in outcomes[-1].materializations:
             out.print(f"morning report: {outcomes[-1].materializations['report']['path']}")
+    out.print(where_runs_are(), markup=False, soft_wrap=True)
     return 0

@@ -1,7 +1,6 @@
 """The commands' runs of the nightly graph (pipelines.runner): the code location built from the
 command's settings, a progress bar, and what failed said plainly (exit 1) when a run fails."""
 
-import os
 from datetime import date
 
 from rich.console import Console
@@ -10,7 +9,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipelines.cli.output import StepResult, console
 from pipelines.location import code_location
-from pipelines.runner import RunFailed, RunOutcome, Step, day_steps, expand_steps, instance, prepare, run_steps
+from pipelines.runner import (RunFailed, RunOutcome, Step, day_steps, expand_steps, instance, prepare, run_steps,
+                              where_runs_are)
 from settings import Settings
 
 
@@ -43,17 +43,17 @@ def execute_steps(steps: list[Step], settings: Settings, *, out: Console, title:
         except RunFailed as e:
             progress.stop()
             out.print(f"[red]failed:[/red] {escape(str(e))}", soft_wrap=True)
-            home = os.environ.get("DAGSTER_HOME", "not set: ephemeral")
-            out.print(f"inspect the run with `dg dev` (DAGSTER_HOME={home})")
+            out.print(where_runs_are(), markup=False, soft_wrap=True)
             raise SystemExit(1) from None
 
 
-def prepare_or_exit(settings: Settings, day: date | None, out: Console, inst) -> list[str]:
-    """`pipelines.runner.prepare`; an invalid inventory or a missing day is one line and exit 2."""
+def prepare_or_exit(settings: Settings, day: date | None, out: Console, inst, *, delivered: bool = True) -> list[str]:
+    """`pipelines.runner.prepare`; an invalid inventory, a day before the first partition day or
+    a missing day is one line and exit 2."""
     try:
-        return prepare(settings, day, inst)
+        return prepare(settings, day, inst, delivered=delivered)
     except (RunFailed, ValueError) as e:
-        out.print(f"[red]error:[/red] {e}")
+        out.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         raise SystemExit(2) from None
 
 
@@ -73,7 +73,7 @@ def run_attribution(settings: Settings, day: date, *, out: Console | None = None
     the request_costs metadata. Raises SystemExit(1) naming the failed step or check."""
     out = out or console(stderr=True)
     inst = instance()
-    prepare_or_exit(settings, None, out, inst)
+    prepare_or_exit(settings, day, out, inst, delivered=False)
     (outcome,) = execute_steps([("attribute_day", day.isoformat(), None)], settings, out=out, title=f"attribute {day}",
                                tags={"inferledger/command": "attribute"}, inst=inst)
     return outcome.materializations["request_costs"]

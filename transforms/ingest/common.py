@@ -324,7 +324,7 @@ def raw_text(frame: pl.LazyFrame, names: tuple[str, ...], *, null_words: tuple[s
     of one scan may spell it differently). Rows with no value in any column of the file (blank
     CSV lines, which the CSV reader returns as rows) are dropped."""
     schema = frame.collect_schema()
-    data = [c for c in schema.names() if c not in ("_source_file", "_source_row")]
+    data = [c for c in schema.names() if c not in ("_source_file", "_source_row") and not c.startswith("_absent_")]
 
     def clean(c: str) -> pl.Expr:
         s = pl.col(c).cast(pl.String).str.strip_chars()

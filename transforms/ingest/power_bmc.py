@@ -7,8 +7,14 @@ from transforms.ingest.common import first_reason, parse_utc
 from transforms.ingest.power_meters import J_PER_KWH, finish, host_checks, host_from_file, node_meters, unjudged
 from transforms.inventory import Inventory
 
-# Node power sensors read when the meter names none, in order of preference (first present wins).
-IPMI_DEFAULT_SENSORS = ("Sys Power", "Total Power", "Pwr Consumption", "Chassis Power", "PSU Power")
+# Node power sensors read when the meter names none, in order of preference (the first with a Watts
+# reading in the file wins): the whole chassis's input, then the system's input under its vendors'
+# names, and a single supply's output last (one of several PSUs on most servers). Never a
+# sub-component rail (`CPU Power`, `Mem Power`, `Sys Fan Pwr`, `PSU1 DC Out Pwr`, `GPU Board Power`):
+# they are not in the list. On Harvard FASRC's Lenovo GPU node holygpu8a11101 `Sys Power` reads
+# 20 W (the system board) beside `Chassis Power` 450 W; on its other nodes `Sys Power` is the only
+# one present and equals the PSUs' AC inputs. A meter's `sensor:` in the inventory overrides it.
+IPMI_DEFAULT_SENSORS = ("Chassis Power", "Total Power", "Pwr Consumption", "Sys Power", "PSU Power")
 REDFISH_POWER_SENSOR = "TotalPower"
 REDFISH_ENERGY_SENSOR = "TotalEnergy"
 NODE_POWER_FIX = (f"above {NAMEPLATE_MULTIPLE} x the node's nameplate; check the sensor's unit (W) and the meter's "

@@ -23,11 +23,11 @@ from great_expectations.expectations.row_conditions import Column as Col
 from transforms.bounds import (  # (the parsers quarantine outside the same bounds)
     MAX_ASSET_COST, MAX_BILL_LINE, MAX_COUNTER_J, MAX_ENERGY_PRICE_PER_KWH, MAX_INPUT_TOKENS, MAX_INTERVAL_S,
     MAX_LATENCY_S, MAX_METER_W, MAX_OUTPUT_TOKENS, MAX_REQUEST_COST, MAX_REQUEST_TOKENS, MAX_RESPONSE_BYTES,
-    MAX_USEFUL_LIFE_MONTHS, NAMEPLATE_MULTIPLE)
+    MAX_USEFUL_LIFE_MONTHS, NAMEPLATE_MULTIPLE, IDLE_FLOOR, IDLE_RULE)
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
 from transforms.contracts import (
     ASSETS, COST_LINES, COST_TYPES, DEPRECIATION_METHODS, METER_SCOPES, POWER_READINGS, REQUESTS, STATUSES, Contract)
-from transforms.inventory import Inventory
+from transforms.inventory import METER_LIMITS_SCHEMA, Inventory
 
 Severity = Literal["error", "warning"]
 UTC = pl.Datetime("us", "UTC")
@@ -236,6 +236,9 @@ def power_readings_suite(ctx: SuiteContext) -> list[Check]:
               "examples are (limit W, reading W).", gxe.ExpectColumnPairValuesAToBeGreaterThanB,
               column_A="power_limit_w", column_B="power_w", or_equal=True, ignore_row_if="either_value_is_missing",
               row_condition=node),
+        check(f"{s}.power_w.not_below_node_idle", "warning", IDLE_RULE, gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+              column_A="power_w", column_B="idle_floor_w", or_equal=True, ignore_row_if="either_value_is_missing",
+              row_condition=node),
         check(f"{s}.power_w.has_measurement", "error", "Every sample carries power, energy or interval energy.",
               gxe.ExpectColumnValuesToNotBeNull, column="power_w",
               row_condition=Col("energy_j").is_null() & Col("interval_energy_j").is_null()),
@@ -357,11 +360,10 @@ def prepare(suite: str, frame: pl.LazyFrame, ctx: SuiteContext) -> pl.LazyFrame:
     names = set(frame.collect_schema().names())
     if suite == "power_readings":
         if not {"meter_id", "scope", "ts", "interval_s", "interval_energy_j"} <= names:
-            return frame.with_columns(pl.lit(None, pl.Float64).alias("power_limit_w"),
-                                      pl.lit(None, UTC).alias("interval_start"),
-                                      pl.lit(None, pl.Float64).alias("interval_power_w"))
-        limits = ctx.inventory.meter_power_limits() if ctx.inventory else \
-            pl.LazyFrame(schema={"meter_id": pl.String, "scope": pl.String, "power_limit_w": pl.Float64})
+            return frame.with_columns(pl.lit(None, UTC if c == "interval_start" else pl.Float64).alias(c)
+                                      for c in REFERENCE_COLUMNS["power_readings"])
+        limits = (ctx.inventory.meter_power_limits() if ctx.inventory else pl.LazyFrame(schema=METER_LIMITS_SCHEMA)
+                  ).select("meter_id", "scope", "power_limit_w", (pl.col("idle_w") * IDLE_FLOOR).alias("idle_floor_w"))
         # The limit follows the meter id and the reading's own scope: a node meter mislabelled as
         # gpu gets no limit here and fails the `meter_id.known` or `scope` checks instead.
         return (frame.join(limits, on=["meter_id", "scope"], how="left", maintain_order="left")
@@ -382,7 +384,7 @@ def prepare(suite: str, frame: pl.LazyFrame, ctx: SuiteContext) -> pl.LazyFrame:
 
 
 # Columns `prepare` adds: not part of the dataset, so the schema check ignores them.
-REFERENCE_COLUMNS = {"power_readings": ("power_limit_w", "interval_start", "interval_power_w"),
+REFERENCE_COLUMNS = {"power_readings": ("power_limit_w", "interval_start", "interval_power_w", "idle_floor_w"),
                      "cost_lines": ("price_per_kwh",), "inventory": ("gpus_tdp_w",)}
 
 SUITES: dict[str, Callable[[SuiteContext], list[Check]]] = {
