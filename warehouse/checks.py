@@ -16,6 +16,9 @@ from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TO
 
 MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost")
 PUE_BOUNDS = (1.0, 3.0)
+# A fact row of the day its request completed (the connection's time zone is UTC): a request in
+# flight at midnight also has a row, its cost before midnight, in the day before.
+COMPLETED_ON_DAY = "CAST(completed_at AS DATE) = date"
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ def checks(max_age_days: int = default("max_age_days"), today: date | None = Non
             "marts_equal_request_facts",
             "Per day: requests, direct and fully loaded cost of the tier marts = the sums over request_costs "
             "(the attributed Parquet).",
-            f"""WITH f AS (SELECT date, count(*) AS requests, sum(direct_cost) AS direct_cost,
+            f"""WITH f AS (SELECT date, count(*) FILTER (WHERE {COMPLETED_ON_DAY}) AS requests,
+                                  sum(direct_cost) AS direct_cost,
                                   sum(fully_loaded_cost) AS fully_loaded_cost, {money_sum} AS parts
                            FROM request_costs GROUP BY date),
                      m AS (SELECT date, sum(requests) AS requests, sum(direct_cost) AS direct_cost,
@@ -96,13 +100,17 @@ def checks(max_age_days: int = default("max_age_days"), today: date | None = Non
             "as requests the ingest accepted each day.",
             # The ids costed twice first (one hash aggregate over every fact, as the per-day check
             # did), then their days: naming the days of every id in the aggregate cost 6x.
-            """WITH twice AS (SELECT request_id FROM request_costs GROUP BY request_id HAVING count(*) > 1)
+            # A request in flight at midnight has a row in each day it touches: it is costed
+            # (counted) on the day it completed, and that row is the one that must be unique.
+            f"""WITH twice AS (SELECT request_id FROM request_costs WHERE {COMPLETED_ON_DAY}
+                              GROUP BY request_id HAVING count(*) > 1)
                SELECT max(date) AS date, request_id, count(*) AS times, NULL AS accepted,
                       string_agg(CAST(date AS VARCHAR), ', ' ORDER BY date) AS days
-               FROM request_costs WHERE request_id IN (SELECT request_id FROM twice) GROUP BY request_id
+               FROM request_costs WHERE request_id IN (SELECT request_id FROM twice) AND {COMPLETED_ON_DAY}
+               GROUP BY request_id
                UNION ALL
                SELECT coalesce(f.date, a.date), NULL, f.n, a.n, NULL
-               FROM (SELECT date, count(*) AS n FROM request_costs GROUP BY date) f
+               FROM (SELECT date, count(*) AS n FROM request_costs WHERE {COMPLETED_ON_DAY} GROUP BY date) f
                FULL JOIN (SELECT date, sum(rows_accepted) AS n FROM ingest_audit WHERE dataset = 'requests'
                           GROUP BY date) a ON f.date = a.date
                WHERE f.n IS DISTINCT FROM a.n

@@ -27,8 +27,10 @@ _COSTS = {
 TABLES: list[Table] = [
     Table(
         "request_costs",
-        "One row per request of every published day: its energy and every cost type attributed to it, the "
-        "share of idle capacity its tier carries, and the methods behind the numbers. A view over the "
+        "One row per request and day it touched: its energy and every cost type attributed to it, the "
+        "share of idle capacity its tier carries, and the methods behind the numbers. A request in flight "
+        "at midnight has a row in each day (that day's part of its cost; its total is the sum of its rows); "
+        "it is counted on the day it completed (date = completed_at's UTC date). A view over the "
         "day's Parquet files published beside the warehouse file (versions/<version>/request_costs/).",
         commented(REQUEST_COSTS_SCHEMA, {  # the facts' columns: transforms.attribution.facts
             "request_id": "Request identifier as logged by the serving gateway (unique per day).",
@@ -56,7 +58,7 @@ TABLES: list[Table] = [
             "idle_share": f"Share of idle capacity cost carried by the request under its tier's idle policy, {MONEY}.",
             "fully_loaded_cost": f"direct_cost + idle_share, {MONEY}.",
             **_CUR,
-            "occupied_s": "Seconds the request occupied its node (GPU start to completion, inside the day).",
+            "occupied_s": "Seconds the request occupied its node on this day (GPU start to completion, in the day).",
             "weight": "How requests shared a slot: time (overlap seconds) or tokens.",
             "energy_method": "measured, interpolated (short meter gap), "
                              "estimated (long gap: idle/nameplate power) or none.",
@@ -72,7 +74,8 @@ TABLES: list[Table] = [
         {
             **_DATE,
             "tier": "Service tier.",
-            "requests": "Requests completed in the day, all statuses.",
+            "requests": "Requests completed in the day, all statuses (money columns also hold the day's part of "
+                        "requests in flight at its midnights, counted on their completion day).",
             "ok_requests": "Requests with status ok.",
             "input_tokens": "Prompt tokens, all requests.",
             "cached_input_tokens": "Prompt tokens served from the prefix cache.",

@@ -10,6 +10,7 @@ lazy for the caller to collect together.
 """
 
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
@@ -17,7 +18,7 @@ from transforms.attribution.electricity import energy_costs
 from transforms.attribution.energy import attach_overhead, node_slot_energy, site_hour_overhead
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA, idle_by_pool, idle_by_policy, request_facts
 from transforms.attribution.grid import COMPONENTS, SlotGrid, fsum, materialize
-from transforms.attribution.occupancy import Weight, share_node_slots
+from transforms.attribution.occupancy import Weight, gpu_start, share_node_slots
 from transforms.attribution.prices import site_slot_prices
 from transforms.attribution.rates import (amortization_allocations, asset_depreciation, cloud_allocations,
                                           egress_by_response_bytes, fixed_site_allocations)
@@ -38,13 +39,16 @@ REQUEST_COLUMNS = tuple(c for c in REQUEST_COSTS_SCHEMA if c in REQUESTS.schema)
 class DayInputs:
     """Canonical inputs of one UTC day: its requests and power readings (all sites), the cost
     lines whose periods may touch it (any delivery day, latest version of each line), the
-    asset register in force, and hourly market prices (`tariff_id, hour_utc, price_per_kwh`)."""
+    asset register in force, and hourly market prices (`tariff_id, hour_utc, price_per_kwh`).
+    `next_day_requests`: the requests logged (completed) the day after, when ingested: those
+    that started on the GPU before midnight occupy this day's slots too (DOMAIN 3.2)."""
 
     requests: pl.LazyFrame
     power_readings: pl.LazyFrame
     cost_lines: pl.LazyFrame
     assets: pl.LazyFrame
     market_prices: pl.LazyFrame | None = None
+    next_day_requests: pl.LazyFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class SharedDay:
     true_up: pl.LazyFrame
     unattributed: pl.LazyFrame
     reconciliation: pl.LazyFrame
+    day: date
 
 
 # Nodes whose energy per slot is computed together. A node's energy depends on its own meters'
@@ -128,8 +133,8 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
     costs = costs.with_columns((pl.col("energy_method") == "estimated").alias("estimated"),
                                (pl.col("energy_method") == "interpolated").alias("interpolated"),
                                (pl.col("pue_method") == "design_pue").alias("design_pue"))
-    per_request, node_out = share_node_slots(inputs.requests, costs, SHARED, grid, weight, keep=REQUEST_COLUMNS,
-                                             flags=METHOD_FLAGS)
+    per_request, node_out = share_node_slots(occupying_requests(inputs, grid), costs, SHARED, grid, weight,
+                                             keep=REQUEST_COLUMNS, flags=METHOD_FLAGS)
     (node_out,) = materialize(node_out.drop(METHOD_FLAGS)
                               .with_columns(grid.slot_start(pl.col("slot")).alias("slot_start")))
     # 7. Egress: every request takes response_bytes x amount / line_bytes of its lines in its own row.
@@ -148,7 +153,18 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
     pool_idle_amounts, reconciliation, unattributed = materialize(
         idle_by_pool(node_out, nodes), reconciliation, unattributed.sort("source", "line_id", "component"))
     return SharedDay(per_request, node_out, pool_idle_amounts, site_hours,
-                     priced.true_up, unattributed, reconciliation)
+                     priced.true_up, unattributed, reconciliation, grid.day)
+
+
+def occupying_requests(inputs: DayInputs, grid: SlotGrid) -> pl.LazyFrame:
+    """The requests that occupy the day's slots: the day's own (completed in it), and those of
+    the next day's log that started on the GPU before the day's end (in flight at midnight;
+    each is charged here for its seconds before midnight and there for the rest). A request
+    logged on a later day still, longer than a day, is not looked for."""
+    if inputs.next_day_requests is None:
+        return inputs.requests
+    in_flight = inputs.next_day_requests.filter(gpu_start() < pl.lit(grid.end, pl.Datetime("us", "UTC")))
+    return pl.concat([inputs.requests, in_flight])
 
 
 def _energy_and_overhead(power_readings: pl.LazyFrame, inventory: Inventory, grid: SlotGrid,
@@ -197,7 +213,7 @@ def finish_day(shared: SharedDay, per_request: pl.LazyFrame, inventory: Inventor
     `shared.per_request`, a plan over the requests) is read twice: the pool-tier sums here,
     then the facts by whoever collects them."""
     factors, pool_idle = idle_by_policy(per_request, shared.pool_idle_amounts, inventory)
-    return request_facts(per_request, factors, currency=inventory.currency, weight=weight), pool_idle
+    return request_facts(per_request, factors, currency=inventory.currency, weight=weight, day=shared.day), pool_idle
 
 
 def day_outputs(shared: SharedDay, facts: pl.LazyFrame, pool_idle: pl.LazyFrame,

@@ -32,6 +32,13 @@ WEIGHT_SCALE = 2.0 ** 20
 DECIMAL = pl.Decimal(38, 18)
 
 
+def gpu_start() -> pl.Expr:
+    """When a request started on the GPU: `arrived_at + queue_s` (queue unknown or negative:
+    arrival), never after `completed_at`; a UTC datetime to the microsecond."""
+    queue_us = (pl.col("queue_s").fill_null(0.0).clip(lower_bound=0.0) * 1e6).round(0).cast(pl.Int64)
+    return pl.min_horizontal(pl.col("arrived_at") + pl.duration(microseconds=queue_us), pl.col("completed_at"))
+
+
 def request_segments(requests: pl.LazyFrame, grid: SlotGrid, weight: Weight = "time",
                      keep: tuple[str, ...] = ()) -> pl.LazyFrame:
     """Occupancy segments of the day's requests: `request_id, node_id, s, e, density` and the
@@ -139,18 +146,49 @@ def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGri
     sums = events.group_by("_n", "slot").agg(fsum(pl.col("edge"), WEIGHT_SCALE), pl.col("d").cast(DECIMAL).sum(),
                                              pl.col("n", "c").sum())
     spanning = slot_s * pl.col("d").cum_sum().over("node_id").cast(f64)
+    occupied_us = pl.col("_u") + slot_s * 1_000_000 * pl.col("_k").cum_sum().over("node_id")
     return (
         node_slots.with_columns(node_index(nodes).alias("_n"))
         .join(sums, on=["_n", "slot"], how="left")
-        .with_columns(pl.col("edge", "d", "n", "c").fill_null(0))
+        .join(_union_events(spans, slot_s), on=["_n", "slot"], how="left")
+        .with_columns(pl.col("edge", "d", "n", "c", "_u", "_k").fill_null(0))
         .sort("node_id", "slot")
         .with_columns(pl.col("n").cum_sum().over("node_id").alias("active"),
                       pl.col("c").cum_sum().over("node_id").alias("_covering"),
-                      (pl.col("edge") + spanning).alias("weight"))
+                      (pl.col("edge") + spanning).alias("weight"),
+                      (occupied_us.cast(f64) * 1e-6).alias("occupied_s"),
+                      (occupied_us.cast(f64) / (slot_s * 1_000_000)).alias("occupied_share"))
         .with_columns(pl.when(pl.col("active") > 0).then(pl.col("weight").clip(lower_bound=0.0)).otherwise(0.0)
                       .alias("weight"))
-        .drop("edge", "d", "n", "c", "_n")
+        .drop("edge", "d", "n", "c", "_u", "_k", "_n")
     )
+
+
+def _union_events(spans: pl.LazyFrame, slot_s: int) -> pl.LazyFrame:
+    """Per (node index `_n`, slot): the exact integer microseconds of the slot that the union of
+    the segments covers, as difference events: `_u` the partial coverage of a merged interval's
+    first and last slot, `_k` +1 after its first slot and -1 at its last (the slots between are
+    covered whole). Overlapping segments are merged first (sorted by start, a new interval
+    wherever a start lies beyond every earlier end), so a second covered by several requests
+    counts once. The node is folded into the key (`_n * K + µs`, `K` above a day's µs) so one
+    sort and one running maximum serve every node at once."""
+    slot_us, day = slot_s * 1_000_000, 86_400_000_001
+    us = [(pl.col("_n") * day + (pl.col(c) * 1e6).round(0).cast(pl.Int64)).alias(c) for c in ("s", "e")]
+    merged = (spans.select(*us).sort("s", "e")
+              .with_columns((pl.col("s") > pl.col("e").cum_max().shift(1)).fill_null(True).cum_sum().alias("_g"))
+              .group_by("_g").agg(pl.col("s").min(), pl.col("e").max())
+              .select((pl.col("s") // day).alias("_n"), pl.col("s") % day, pl.col("e") % day)
+              .with_columns((pl.col("s") // slot_us).cast(pl.Int32).alias("a"),
+                            ((pl.col("e") - 1) // slot_us).cast(pl.Int32).alias("b")))
+    multi = merged.filter(pl.col("a") < pl.col("b"))
+    first = pl.min_horizontal(pl.col("e"), (pl.col("a").cast(pl.Int64) + 1) * slot_us) - pl.col("s")
+    i64 = pl.Int64
+    return pl.concat([
+        merged.select("_n", pl.col("a").alias("slot"), first.alias("_u"), pl.lit(0, i64).alias("_k")),
+        multi.select("_n", pl.col("b").alias("slot"), (pl.col("e") - pl.col("b").cast(i64) * slot_us).alias("_u"),
+                     pl.lit(-1, i64).alias("_k")),
+        multi.select("_n", (pl.col("a") + 1).alias("slot"), pl.lit(0, i64).alias("_u"), pl.lit(1, i64).alias("_k")),
+    ]).group_by("_n", "slot").agg(pl.col("_u", "_k").sum())
 
 
 def slot_rates(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: list[str], grid: SlotGrid,
@@ -162,14 +200,19 @@ def slot_rates(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: lis
     slots (those a segment spans whole: no other slot is ever interior to a segment); per flag
     its exclusive prefix count `_F_<f>`. Node-slot sized: collect it once, then read it twice."""
     weighted = slot_weights(segments, node_slots, grid).with_columns((pl.col("active") > 0).alias("occupied"))
-    q = [pl.when(pl.col("occupied")).then(pl.col(c) / pl.col("weight")).otherwise(0.0).alias(f"_q_{c}")
+    # The occupied share of a slot's amount goes to its requests, the rest is idle: `C·u` and
+    # `C - C·u` (u = occupied seconds / slot seconds; exactly 1.0 for a slot occupied throughout,
+    # whose amount then goes to its requests whole, as before).
+    busy = {c: pl.col(c) * pl.col("occupied_share") for c in components}
+    q = [pl.when(pl.col("occupied")).then(busy[c] / pl.col("weight")).otherwise(0.0).alias(f"_q_{c}")
          for c in components]
     covered = [pl.when(pl.col("_covering") > 0).then(pl.col(f"_q_{c}")).otherwise(0.0) for c in components]
     return weighted.with_columns(q).with_columns(
         *[(x.cum_sum().over("node_id") - x).alias(f"_Q_{c}") for x, c in zip(covered, components, strict=True)],
         *[(pl.col(f).cast(pl.Int32).cum_sum().over("node_id") - pl.col(f).cast(pl.Int32)).alias(f"_F_{f}")
           for f in flags],
-        *[pl.when(pl.col("occupied")).then(0.0).otherwise(pl.col(c)).alias(f"idle_{c}") for c in components],
+        *[pl.when(pl.col("occupied")).then(pl.col(c) - busy[c]).otherwise(pl.col(c)).alias(f"idle_{c}")
+          for c in components],
     ).drop("_covering")
 
 
