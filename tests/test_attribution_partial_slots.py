@@ -7,7 +7,10 @@ from datetime import date, datetime, timedelta, UTC
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.conftest import examples
 from transforms.attribution.grid import SlotGrid
 from transforms.attribution.occupancy import share_node_slots
 
@@ -118,3 +121,50 @@ def test_a_lone_requests_direct_cost_does_not_depend_on_the_slot_length(slot_s):
     assert facts["energy_cost"].item() == pytest.approx(0.009, rel=1e-12)
     assert nodes["occupied_s"].sum() == pytest.approx(90.0, rel=1e-15)
     assert facts["energy_cost"].item() + nodes["idle_energy_cost"].sum() == pytest.approx(0.0001 * 86_400, rel=1e-12)
+
+
+@st.composite
+def intervals(draw):
+    slot_s = draw(st.sampled_from([60, 300]))
+    # whole microseconds, as the engine snaps them; some overlapping, some across slot edges
+    rows = []
+    for i in range(draw(st.integers(1, 12))):
+        s_us = draw(st.integers(0, 1_800_000_000))
+        rows.append((f"r{i}", s_us, s_us + draw(st.integers(0, 400_000_000))))
+    return slot_s, rows
+
+
+def _union_by_slot(rows, slot_s: int, n_slots: int) -> list[int]:
+    """Occupied microseconds per slot, by merging the intervals in plain Python."""
+    merged: list[list[int]] = []
+    for s, e in sorted((s, e) for _, s, e in rows if e > s):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    slot_us = slot_s * 1_000_000
+    out = [0] * n_slots
+    for s, e in merged:
+        for k in range(s // slot_us, (e - 1) // slot_us + 1):
+            out[k] += min(e, (k + 1) * slot_us) - max(s, k * slot_us)
+    return out
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(intervals())
+def test_occupied_seconds_are_the_union_of_the_intervals_and_each_slot_is_conserved(case):
+    slot_s, rows = case
+    grid = SlotGrid(DAY, slot_s)
+    reqs = pl.LazyFrame({"request_id": [r for r, _, _ in rows], "node_id": ["n"] * len(rows),
+                         "arrived_at": [T0 + timedelta(microseconds=s) for _, s, _ in rows],
+                         "completed_at": [T0 + timedelta(microseconds=e) for _, _, e in rows],
+                         "queue_s": [None] * len(rows)},
+                        schema_overrides={"arrived_at": pl.Datetime("us", "UTC"),
+                                          "completed_at": pl.Datetime("us", "UTC"), "queue_s": pl.Float64})
+    facts, nodes = _share(reqs, _slots(grid, {"fixed_cost": 7.0}), grid, components=["fixed_cost"])
+    expected = _union_by_slot([(r, s, e) for r, s, e in rows], slot_s, grid.n_slots)
+    assert (nodes["occupied_s"] * 1e6).round(0).cast(pl.Int64).to_list() == expected
+    # Per slot: the requests' part is 7 x occupied share, the idle part the rest (to float precision).
+    busy = [7.0 * us / (slot_s * 1e6) for us in expected]
+    assert nodes["idle_fixed_cost"].to_list() == pytest.approx([7.0 - b for b in busy], abs=1e-12)
+    assert facts["fixed_cost"].sum() == pytest.approx(sum(busy), abs=1e-9)

@@ -17,7 +17,8 @@ from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TO
 MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost")
 PUE_BOUNDS = (1.0, 3.0)
 # A fact row of the day its request completed (the connection's time zone is UTC): a request in
-# flight at midnight also has a row, its cost before midnight, in the day before.
+# flight at midnight also has a row, its cost before midnight, in the day before. Requests are
+# counted (and must be unique) by these rows.
 COMPLETED_ON_DAY = "CAST(completed_at AS DATE) = date"
 
 
@@ -100,8 +101,6 @@ def checks(max_age_days: int = default("max_age_days"), today: date | None = Non
             "as requests the ingest accepted each day.",
             # The ids costed twice first (one hash aggregate over every fact, as the per-day check
             # did), then their days: naming the days of every id in the aggregate cost 6x.
-            # A request in flight at midnight has a row in each day it touches: it is costed
-            # (counted) on the day it completed, and that row is the one that must be unique.
             f"""WITH twice AS (SELECT request_id FROM request_costs WHERE {COMPLETED_ON_DAY}
                               GROUP BY request_id HAVING count(*) > 1)
                SELECT max(date) AS date, request_id, count(*) AS times, NULL AS accepted,
