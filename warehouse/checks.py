@@ -20,6 +20,21 @@ PUE_BOUNDS = (1.0, 3.0)
 # flight at midnight also has a row, its cost before midnight, in the day before. Requests are
 # counted (and must be unique) by these rows.
 COMPLETED_ON_DAY = "CAST(completed_at AS DATE) = date"
+# `every_request_costed_once`: the ids costed twice first (one hash aggregate over every fact, as
+# the per-day check did), then their days: naming the days of every id in the aggregate cost 6x.
+COSTED_ONCE_SQL = f"""WITH twice AS (SELECT request_id FROM request_costs WHERE {COMPLETED_ON_DAY}
+                              GROUP BY request_id HAVING count(*) > 1)
+               SELECT max(date) AS date, request_id, count(*) AS times, NULL AS accepted,
+                      string_agg(CAST(date AS VARCHAR), ', ' ORDER BY date) AS days
+               FROM request_costs WHERE request_id IN (SELECT request_id FROM twice) AND {COMPLETED_ON_DAY}
+               GROUP BY request_id
+               UNION ALL
+               SELECT coalesce(f.date, a.date), NULL, f.n, a.n, NULL
+               FROM (SELECT date, count(*) AS n FROM request_costs WHERE {COMPLETED_ON_DAY} GROUP BY date) f
+               FULL JOIN (SELECT date, sum(rows_accepted) AS n FROM ingest_audit WHERE dataset = 'requests'
+                          GROUP BY date) a ON f.date = a.date
+               WHERE f.n IS DISTINCT FROM a.n
+               ORDER BY 1, 2"""
 
 
 @dataclass(frozen=True)
@@ -99,21 +114,7 @@ def checks(max_age_days: int = default("max_age_days"), today: date | None = Non
             "id in two days' logs is billed twice; `days` names them): remove the copy from the later day's raw "
             "request logs, or have the exporter issue unique ids, then re-run that day and publish. And as many facts "
             "as requests the ingest accepted each day.",
-            # The ids costed twice first (one hash aggregate over every fact, as the per-day check
-            # did), then their days: naming the days of every id in the aggregate cost 6x.
-            f"""WITH twice AS (SELECT request_id FROM request_costs WHERE {COMPLETED_ON_DAY}
-                              GROUP BY request_id HAVING count(*) > 1)
-               SELECT max(date) AS date, request_id, count(*) AS times, NULL AS accepted,
-                      string_agg(CAST(date AS VARCHAR), ', ' ORDER BY date) AS days
-               FROM request_costs WHERE request_id IN (SELECT request_id FROM twice) AND {COMPLETED_ON_DAY}
-               GROUP BY request_id
-               UNION ALL
-               SELECT coalesce(f.date, a.date), NULL, f.n, a.n, NULL
-               FROM (SELECT date, count(*) AS n FROM request_costs WHERE {COMPLETED_ON_DAY} GROUP BY date) f
-               FULL JOIN (SELECT date, sum(rows_accepted) AS n FROM ingest_audit WHERE dataset = 'requests'
-                          GROUP BY date) a ON f.date = a.date
-               WHERE f.n IS DISTINCT FROM a.n
-               ORDER BY 1, 2"""),
+            COSTED_ONCE_SQL),
         WarehouseCheck(
             "no_negative_costs",
             "No negative amortization, cloud, fixed, egress, idle or fully loaded cost in any mart row.",

@@ -27,10 +27,9 @@ _COSTS = {
 TABLES: list[Table] = [
     Table(
         "request_costs",
-        "One row per request and day it touched: its energy and every cost type attributed to it, the "
-        "share of idle capacity its tier carries, and the methods behind the numbers. A request in flight "
-        "at midnight has a row in each day (that day's part of its cost; its total is the sum of its rows); "
-        "it is counted on the day it completed (date = completed_at's UTC date). A view over the "
+        "One row per request and day it touched (one in each for a request in flight at midnight, with that "
+        "day's part of its cost; counted on its completion day): its energy and every cost type attributed to "
+        "it, the share of idle capacity its tier carries, and the methods behind the numbers. A view over the "
         "day's Parquet files published beside the warehouse file (versions/<version>/request_costs/).",
         commented(REQUEST_COSTS_SCHEMA, {  # the facts' columns: transforms.attribution.facts
             "request_id": "Request identifier as logged by the serving gateway (unique per day).",
@@ -74,8 +73,7 @@ TABLES: list[Table] = [
         {
             **_DATE,
             "tier": "Service tier.",
-            "requests": "Requests completed in the day, all statuses (money columns also hold the day's part of "
-                        "requests in flight at its midnights, counted on their completion day).",
+            "requests": "Requests completed in the day, all statuses (money also has requests in flight at midnight).",
             "ok_requests": "Requests with status ok.",
             "input_tokens": "Prompt tokens, all requests.",
             "cached_input_tokens": "Prompt tokens served from the prefix cache.",
@@ -180,8 +178,7 @@ TABLES: list[Table] = [
             "pool_id": "Pool.",
             "site_id": "Site of the pool.",
             "node_slots": "Node-slots in the hour (nodes x slots of the attribution's slot length).",
-            "idle_slots": "Node-slots with no request running at all (the idle seconds of partly occupied slots "
-                          "are in the idle amounts).",
+            "idle_slots": "Node-slots with no request running at all (idle seconds of other slots: idle amounts).",
             "idle_slot_share": "idle_slots / node_slots: share of node-slots wholly idle, 0-1.",
             "energy_kwh": "IT + overhead energy of the pool in the hour, kWh.",
             "idle_energy_kwh": "IT + overhead energy of its idle node-slots, kWh.",
@@ -199,8 +196,7 @@ TABLES: list[Table] = [
             **_DATE,
             "pool_id": "Pool.",
             "site_id": "Site of the pool.",
-            "idle_slots": "Node-slots with no request running at all (the idle seconds of partly occupied slots "
-                          "are in the idle amounts).",
+            "idle_slots": "Node-slots with no request running at all (idle seconds of other slots: idle amounts).",
             "idle_energy_kwh": "IT + overhead energy of idle node-slots, kWh.",
             "idle_energy_cost": f"Energy cost of idle node-slots, {MONEY}.",
             "idle_demand_cost": f"Demand charge share of idle node-slots, {MONEY}.",

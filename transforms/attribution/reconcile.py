@@ -90,8 +90,9 @@ def reconcile_site_slot_lines(line_site_slots: pl.LazyFrame, line_days: pl.LazyF
                               node_out: pl.LazyFrame) -> pl.LazyFrame:
     """Reconciliation of lines placed on site-slots and shared there by energy (electricity
     invoices, tariff-priced energy): a site-slot's part went to requests in the proportion of
-    its energy drawn by occupied nodes (times their occupied share). `node_out` needs `site_id, slot, occupied_share` and the
-    energy columns. Tariff-priced energy (no invoice line) gets its own line per site and day."""
+    its energy drawn by occupied nodes (times their occupied share). `node_out` needs `site_id,
+    slot, occupied_share` and the energy columns. Tariff-priced energy (no invoice line) gets its
+    own line per site and day."""
     energy = pl.col("it_energy_j") + pl.col("overhead_j")
     occ = node_out.group_by("site_id", "slot").agg(
         (energy * pl.col("occupied_share")).pipe(fsum).alias("_occ"), energy.pipe(fsum).alias("_all")
