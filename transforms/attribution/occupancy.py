@@ -3,9 +3,11 @@
 A request occupies its node over one or more *segments* `[s, e)` (seconds since the day's
 start) with a weight *density* `d`: 1 for time weighting; tokens per second of the prefill
 or decode window for token weighting. A node-slot's total weight is
-`W_k = ∫_slot Σ d`, and a request's share of that slot's cost `C_k` is `∫_slot d / W_k · C_k`.
+`W_k = ∫_slot Σ d`; its occupied share `u_k` is the part of the slot the union of the segments
+covers (`_union_events`; the rest of the slot is idle, DOMAIN 3.3), and a request's share of the
+slot's cost `C_k` is `∫_slot d / W_k · C_k · u_k`; `C_k - C_k · u_k` is idle.
 
-Nothing here makes a row per request per slot: with `q_k = C_k / W_k` and its per-node
+Nothing here makes a row per request per slot: with `q_k = C_k · u_k / W_k` and its per-node
 exclusive prefix sum `Q`, a segment over slots `a..b` costs
 `d · [(end_a - s)·q_a + (e - start_b)·q_b + slot_s·(Q_b - Q_{a+1})]` — lookups (by
 position, `dense_lookup`) near its first and last slot, so the cost grows with requests +
@@ -109,8 +111,10 @@ def _nodes_of(frame: pl.LazyFrame | pl.DataFrame) -> list[str]:
 
 def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
     """`node_slots` (`node_id, slot`, one row per node and slot) with `active` (Int64: segments
-    overlapping the slot, exact), `weight` (Float64: `W_k`) and `_covering` (Int64: segments
-    spanning the whole slot, exact). A slot is occupied iff `active > 0`.
+    overlapping the slot, exact), `weight` (Float64: `W_k`), `_covering` (Int64: segments
+    spanning the whole slot, exact), `occupied_s` (seconds of the slot the segments' union
+    covers, from exact µs) and `occupied_share` (`occupied_s / slot_s`). A slot is occupied iff
+    `active > 0`.
     The segments are grouped on integer keys (`node_index`, slot): no string hashing per segment."""
     slot_s = grid.slot_s
     nodes = _nodes_of(node_slots)
@@ -194,9 +198,10 @@ def _union_events(spans: pl.LazyFrame, slot_s: int) -> pl.LazyFrame:
 def slot_rates(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: list[str], grid: SlotGrid,
                flags: tuple[str, ...] = ()) -> pl.LazyFrame:
     """`node_slots` (one row per node and slot, with the amounts in `components` and boolean
-    `flags`) with `active`, `weight`, `occupied`, `idle_<component>` (the whole amount of an
-    unoccupied slot, 0 otherwise) and the lookups `segment_shares` reads: per component the
-    rate `_q_<c> = amount / weight` and its exclusive per-node prefix `_Q_<c>` over covered
+    `flags`) with `active`, `weight`, `occupied`, `occupied_s`, `occupied_share`,
+    `idle_<component>` (the amount less its occupied share: the whole amount of an unoccupied
+    slot) and the lookups `segment_shares` reads: per component the
+    rate `_q_<c> = amount x occupied_share / weight` and its exclusive per-node prefix `_Q_<c>` over covered
     slots (those a segment spans whole: no other slot is ever interior to a segment); per flag
     its exclusive prefix count `_F_<f>`. Node-slot sized: collect it once, then read it twice."""
     weighted = slot_weights(segments, node_slots, grid).with_columns((pl.col("active") > 0).alias("occupied"))
@@ -277,7 +282,9 @@ def share_node_slots(requests: pl.LazyFrame, node_slot_costs: pl.LazyFrame, comp
                      weight: Weight = "time", *, keep: tuple[str, ...] = (),
                      flags: tuple[str, ...] = ()) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Steps 2 and 3 of docs/attribution.md: every node-slot amount in `components` split between
-    the requests active in the slot by `weight`; a slot no request occupies is idle.
+    the requests active in the slot by `weight`, in the slot's occupied share (the seconds of the
+    slot the union of their windows covers); the rest of the slot, and a slot no request
+    occupies, is idle.
 
     `requests`: `request_id, node_id, arrived_at, completed_at, queue_s` (and `prefill_s,
     decode_s, input_tokens, output_tokens` for `tokens`) and the columns in `keep`.
@@ -287,8 +294,8 @@ def share_node_slots(requests: pl.LazyFrame, node_slot_costs: pl.LazyFrame, comp
     - `per_request`: one row per request, every request: `request_id, node_id`, the `keep`
       columns, its share of each component (0 when it occupied nothing), `n_<flag>` (the slots
       it occupies with the flag) and `occupied_s` (seconds its segments cover);
-    - `node_slots`: `node_slot_costs` with `active`, `weight`, `occupied` and `idle_<component>`
-      (`node_slots_out`).
+    - `node_slots`: `node_slot_costs` with `active`, `weight`, `occupied`, `occupied_s`,
+      `occupied_share` and `idle_<component>` (`node_slots_out`).
 
     Per component, `Σ per_request + Σ idle = Σ node_slot_costs`. The slot rates are collected
     here once (node-slot sized: both frames read them); the per-request frame is a plan over
