@@ -5,7 +5,7 @@ the CLI call `attribute_partition`.
 
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -53,12 +53,16 @@ def _scan(files: list[Path], schema: pl.Schema) -> pl.LazyFrame:
 
 
 def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
-    """The day's requests and readings; every cost line ever delivered (the latest delivery of
+    """The day's requests (and the next day's, when ingested: `DayInputs.next_day_requests`) and
+    readings; every cost line ever delivered (the latest delivery of
     each line wins, so a corrected invoice replaces the first); the latest asset register
     delivered on or before the day (`Lake.delivered_days`: not a day whose ingest found none);
     the day's hourly prices of the inventory's market tariffs (None when no tariff is a market
     one)."""
     requests = _scan(lake.day_files("requests", day), REQUESTS.schema)
+    # The next day's log, when ingested: its requests in flight at midnight occupy this day too.
+    next_files = lake.day_files("requests", day + timedelta(days=1))
+    next_day = _scan(next_files, REQUESTS.schema) if next_files else None
     readings = _scan(lake.day_files("power_readings", day), POWER_READINGS.schema)
 
     bill_files = lake.all_files("cost_lines")
@@ -80,7 +84,7 @@ def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
             raise MissingInput(f"{lake.partition_dir('market_prices', day)}: the market prices of {day} are not "
                                f"ingested; ingest the day first (`inferledger ingest --date {day}`)")
         market_prices = _scan(lake.day_files("market_prices", day), MARKET_PRICES.schema)
-    return DayInputs(requests, readings, cost_lines, assets, market_prices)
+    return DayInputs(requests, readings, cost_lines, assets, market_prices, next_day_requests=next_day)
 
 
 def attribute_partition(day: date, lake: Lake, inventory: Inventory, *, slot_s: int = default("slot_s"),

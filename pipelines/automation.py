@@ -6,7 +6,8 @@ so it is testable against a real instance.
   were ingested (late meter uploads, a corrected invoice, a re-issued FOCUS export).
 - `downstream_requests`: attribute each day whose inputs are complete and newer than its
   attribution (including later days a re-delivered bill covers), then publish once when the
-  marts changed and nothing upstream is still running.
+  marts changed and nothing upstream is still running; a day whose next day's request log
+  holds requests in flight at its midnight is attributed again too (pipelines/midnight.py).
 """
 
 import json
@@ -118,6 +119,19 @@ def _active_days(instance: dg.DagsterInstance) -> set[str] | None:
     return days
 
 
+def _previous_day(instance: dg.DagsterInstance, record, day: str, attributed: set[str],
+                  candidates: dict[str, int]) -> None:
+    """A request log of `day` with requests in flight at its midnight (`started_before_day`), or
+    one replacing a log whose in-flight requests the day before was charged with, makes the
+    attributed day before a candidate again (pipelines/midnight.py)."""
+    prev = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    if prev not in attributed:
+        return
+    charged = _meta(_latest(instance, "request_costs", prev), "in_flight_from_next_day")
+    if _meta(record, "started_before_day") or charged:
+        candidates[prev] = max(candidates.get(prev, 0), record.storage_id)
+
+
 def downstream_requests(instance: dg.DagsterInstance, cursor: Cursor,
                         site_ids: list[str]) -> tuple[list[dg.RunRequest], Cursor]:
     """Attribution runs for days whose ingest is complete and newer than their attribution, and
@@ -140,6 +154,8 @@ def downstream_requests(instance: dg.DagsterInstance, cursor: Cursor,
                 for d in attributed:
                     if d > day and first <= d <= last:
                         candidates[d] = max(candidates.get(d, 0), r.storage_id)
+            if asset == "requests":
+                _previous_day(instance, r, day, attributed, candidates)
     active = _active_days(instance)
     requests: list[dg.RunRequest] = []
     pending: dict[str, int] = {}

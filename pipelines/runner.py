@@ -15,14 +15,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 
 from lake.raw import raw_files
+from lake.store import Lake
 from pipelines.adapters.dagster_private import defs_state_storage
 from pipelines.instance import ensure_home
 from pipelines.location import code_location
+from pipelines.midnight import previous_day_stale
 from pipelines.partitions import register_sites
 from pipelines.resources import RawInputs
 from settings import Settings
@@ -197,12 +199,20 @@ def prepare(settings: Settings, day: date | None, inst: dg.DagsterInstance, *, d
 Step = tuple[str, str | None, list[str] | None]  # job, partition, asset subset
 
 
+# A step that attributes the day before its partition again, when the partition's request log
+# reveals requests in flight at that midnight (`pipelines.midnight.previous_day_stale`); nothing
+# otherwise. `run_steps` needs `settings` (the lake) for it.
+PREVIOUS_DAY = "attribute_previous_day_if_stale"
+
+
 def day_steps(day: date, sites: list[str], *, ingest: bool = True, attribute: bool = True) -> list[Step]:
     steps: list[Step] = []
     if ingest:
         steps += [("ingest_day_site", f"{day.isoformat()}|{s}", None) for s in sites]
     if attribute:
         steps.append(("attribute_day", day.isoformat(), None))
+        if ingest:
+            steps.append((PREVIOUS_DAY, day.isoformat(), None))
     elif ingest:
         steps.append(("attribute_day", day.isoformat(), list(FLEET_INGEST_ASSETS)))
     return steps
@@ -293,6 +303,12 @@ def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance,
         if on_step:
             on_step(step, None)
         job, partition, assets = step
+        if job == PREVIOUS_DAY:
+            job, partition = "attribute_day", _stale_previous_day(partition, settings)
+            if partition is None:  # nothing to do: the step is done
+                if on_step:
+                    on_step(step, RunOutcome(PREVIOUS_DAY, None, "", 0.0))
+                continue
         try:
             out = run_job(defs, job, partition, inst, tags=tags, assets=assets)
         except RunFailed as e:
@@ -306,6 +322,14 @@ def run_steps(defs: dg.Definitions, steps: list[Step], inst: dg.DagsterInstance,
     if failures:
         raise RunFailed("\n".join(failures))
     return outcomes
+
+
+def _stale_previous_day(partition: str, settings: Settings | None) -> str | None:
+    """The day before `partition` when its attribution must be redone (`previous_day_stale`)."""
+    if settings is None:
+        raise ValueError(f"{PREVIOUS_DAY} needs the settings (the lake) to look at; pass settings= to run_steps")
+    day = date.fromisoformat(partition)
+    return (day - timedelta(days=1)).isoformat() if previous_day_stale(Lake(settings.lake), day) else None
 
 
 def _run_parallel(steps: list[Step], settings: Settings, parallel: int,

@@ -50,11 +50,14 @@ def test_a_request_spanning_three_slots_a_shared_slot_and_an_idle_slot():
     # R: 00:00:30-00:02:30 over slots 0, 1, 2; Q shares 30 s of slot 1; slot 3 has nobody.
     reqs = _requests([("R", "n", 30, 150, None, None, None, 1, 1), ("Q", "n", 60, 90, None, None, None, 1, 1)])
     shares, nodes = _share(reqs, _slots({"n": [6.0, 12.0, 18.0, 5.0]}))
-    # slot 0: R alone (30 s) -> 6; slot 1: R 60 s, Q 30 s of 90 -> 8 and 4; slot 2: R alone -> 18.
-    assert shares == pytest.approx({"R": 32.0, "Q": 4.0}, abs=1e-12)
+    # slot 0: R alone for 30 of 60 s -> 6 x 30/60 = 3, the other 3 idle; slot 1: occupied
+    # throughout, R 60 s, Q 30 s of 90 -> 8 and 4; slot 2: R alone for 30 s -> 18 x 30/60 = 9,
+    # 9 idle; slot 3 wholly idle (5). R = 3 + 8 + 9 = 20.
+    assert shares == pytest.approx({"R": 20.0, "Q": 4.0}, abs=1e-12)
     assert nodes["active"].to_list() == [1, 2, 1, 0]
     assert nodes["weight"].to_list() == [30.0, 90.0, 30.0, 0.0]
-    assert nodes["idle_cost"].to_list() == [0.0, 0.0, 0.0, 5.0]
+    assert nodes["occupied_s"].to_list() == [30.0, 60.0, 30.0, 0.0]
+    assert nodes["idle_cost"].to_list() == [3.0, 0.0, 9.0, 5.0]
 
 
 def test_token_weights_split_prefill_by_input_and_decode_by_output():
@@ -67,20 +70,21 @@ def test_token_weights_split_prefill_by_input_and_decode_by_output():
     assert shares == pytest.approx({"A": 150 / 210 * 16, "B": 60 / 210 * 16}, rel=1e-12)
 
 
-def test_a_one_microsecond_request_keeps_its_slot_and_costs_nobody_else_a_digit():
-    # "blip" holds the GPU for 1 µs alone in slot 0: the node served it and nobody else, so it
-    # takes slot 0 whole (1000.0). Its weight, 1e-6, must keep all its digits on the way to the
-    # share (18 decimal places kept 12 of them: 999.9999999997). "long" spans slots 1-9 (100.0
-    # each): its middle slots are read through the node's prefix sum of cost per weight, where
-    # slot 0's 1000.0 / 1e-6 once sat and cost it 1.9e-5 (issue 21). "zero" holds the GPU for
-    # 0 µs: it occupies nothing, and slot 10, which only it touches, stays idle.
+def test_a_one_microsecond_request_pays_its_microsecond_and_costs_nobody_else_a_digit():
+    # "blip" holds the GPU for 1 µs alone in slot 0: the slot is occupied for 1e-6 of its 60 s,
+    # so blip pays 1000.0 x 1e-6 / 60 and the rest of the slot is idle (issue 16, item 4). Its
+    # weight, 1e-6, must keep all its digits on the way to the share. "long" spans slots 1-9
+    # (100.0 each): its middle slots are read through the node's prefix sum of cost per weight,
+    # where slot 0's rate once swallowed digits (issue 21). "zero" holds the GPU for 0 µs: it
+    # occupies nothing, and slot 10, which only it touches, stays idle.
     reqs = _requests([("blip", "n", 1.0, 1.000001, None, None, None, 1, 1),
                       ("long", "n", 60, 600, None, None, None, 1, 1),
                       ("zero", "n", 630, 630, None, None, None, 1, 1)])
     shares, nodes = _share(reqs, _slots({"n": [1000.0] + [100.0] * 10}))
-    assert shares == pytest.approx({"blip": 1000.0, "long": 900.0, "zero": 0.0}, rel=1e-15)
+    assert shares == pytest.approx({"blip": 1000.0 * 1e-6 / 60, "long": 900.0, "zero": 0.0}, rel=1e-12)
     assert nodes["active"].to_list() == [1] * 10 + [0]
-    assert nodes["idle_cost"].to_list() == [0.0] * 10 + [100.0]
+    assert nodes["idle_cost"].to_list() == pytest.approx([1000.0 - 1000.0 * 1e-6 / 60] + [0.0] * 9 + [100.0],
+                                                         rel=1e-15)
 
 
 def test_segments_clip_to_the_day_and_drop_empty_windows():

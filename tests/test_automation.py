@@ -3,6 +3,7 @@ request executed for real: the nightly ingest covers the previous UTC day for ev
 downstream sensor attributes complete days and publishes once, and a corrected invoice
 re-runs exactly its partition and the days its period covers, with nothing doubled."""
 
+import json
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -149,3 +150,35 @@ def test_nights_flow_downstream_and_a_corrected_invoice_reruns_exactly_what_it_t
     assert warehouse_sql(fleet, "SELECT count(*) FROM reconciliation WHERE NOT within_tolerance") == [(0,)]
     assert warehouse_sql(fleet, "SELECT count(*) - count(DISTINCT (date, source, line_id, component)) "
                                 "FROM reconciliation") == [(0,)]
+
+
+def test_a_late_request_log_with_a_request_in_flight_at_midnight_reattributes_the_day_before(fleet):
+    # Runs after the test above (same fleet): D1 and D2 attributed and published. D2's log of
+    # m-h200-01 is re-delivered with one more request, from 23:59:30 on D1 to 00:00:30 on D2
+    # (logged on D2, its completion day). `late_data` re-ingests that log; `downstream` then
+    # attributes D2 and D1 again (D1 for the request's 30 s before midnight), then publishes.
+    log = fleet["paths"].raw / D2.isoformat() / "metro-east" / "requests" / "m-h200-01.jsonl"
+    record = json.loads(log.read_text().splitlines()[0])
+    record.update({"time": "2026-11-24T23:59:30.000Z", "gen_ai.response.id": "midnight-R",
+                   "gen_ai.latency.time_in_queue": 0.0, "gen_ai.latency.e2e": 60.0})
+    with log.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    requests_before = dict(warehouse_sql(fleet, "SELECT date, sum(requests) FROM cost_by_tier_day GROUP BY date"))
+    (late,) = tick_late(fleet)
+    assert [k.to_user_string() for k in late.asset_selection] == ["requests"]
+    ingest = execute(fleet, late, "ingest_day_site")
+    assert ingest.materializations["requests"]["started_before_day"] == 1
+    attributes = tick_downstream(fleet)
+    assert sorted(r.partition_key for r in attributes) == [D1.isoformat(), D2.isoformat()]
+    for r in attributes:
+        execute(fleet, r, "attribute_day")
+    (publish,) = tick_downstream(fleet)
+    execute(fleet, publish, "publish_warehouse")
+    assert tick_downstream(fleet) == []
+    rows = warehouse_sql(fleet, "SELECT date, occupied_s, direct_cost > 0 FROM request_costs "
+                                "WHERE request_id = 'midnight-R' ORDER BY date")
+    assert rows == [(D1, 30.0, True), (D2, 30.0, True)]
+    # Counted once, on its completion day.
+    after = dict(warehouse_sql(fleet, "SELECT date, sum(requests) FROM cost_by_tier_day GROUP BY date"))
+    assert after == {D1: requests_before[D1], D2: requests_before[D2] + 1}
+    assert warehouse_sql(fleet, "SELECT count(*) FROM reconciliation WHERE NOT within_tolerance") == [(0,)]

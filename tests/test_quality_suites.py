@@ -244,8 +244,10 @@ DRILLS = {
                             {"request_costs.energy_method.allowed": E}),
     "facts-pue-method": ("request_costs", set_row("pue_method", "nameplate"), {"request_costs.pue_method.allowed": E}),
     "facts-other-day": ("request_costs", set_row("date", date(2026, 11, 23)), {"request_costs.date.partition_day": E}),
-    "facts-completed-next-day": ("request_costs", set_row("completed_at", at(0) + timedelta(days=1)),
-                                 {"request_costs.completed_at.inside_partition_day": E}),
+    # A request in flight at midnight has a row in the day before its completion (issue 16,
+    # item 3); two days later is no day it could touch.
+    "facts-completed-two-days-later": ("request_costs", set_row("completed_at", at(0) + timedelta(days=2)),
+                                       {"request_costs.completed_at.on_partition_day_or_next": E}),
     "facts-null-cost": ("request_costs", set_row("direct_cost", None), {"request_costs.direct_cost.not_null": E}),
     "facts-unknown-tier": ("request_costs", set_row("tier", "gold"), {"request_costs.tier.known": E}),
 }

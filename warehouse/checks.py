@@ -16,6 +16,25 @@ from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TO
 
 MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost")
 PUE_BOUNDS = (1.0, 3.0)
+# A fact row of the day its request completed (the connection's time zone is UTC): a request in
+# flight at midnight also has a row, its cost before midnight, in the day before. Requests are
+# counted (and must be unique) by these rows.
+COMPLETED_ON_DAY = "CAST(completed_at AS DATE) = date"
+# `every_request_costed_once`: the ids costed twice first (one hash aggregate over every fact, as
+# the per-day check did), then their days: naming the days of every id in the aggregate cost 6x.
+COSTED_ONCE_SQL = f"""WITH twice AS (SELECT request_id FROM request_costs WHERE {COMPLETED_ON_DAY}
+                              GROUP BY request_id HAVING count(*) > 1)
+               SELECT max(date) AS date, request_id, count(*) AS times, NULL AS accepted,
+                      string_agg(CAST(date AS VARCHAR), ', ' ORDER BY date) AS days
+               FROM request_costs WHERE request_id IN (SELECT request_id FROM twice) AND {COMPLETED_ON_DAY}
+               GROUP BY request_id
+               UNION ALL
+               SELECT coalesce(f.date, a.date), NULL, f.n, a.n, NULL
+               FROM (SELECT date, count(*) AS n FROM request_costs WHERE {COMPLETED_ON_DAY} GROUP BY date) f
+               FULL JOIN (SELECT date, sum(rows_accepted) AS n FROM ingest_audit WHERE dataset = 'requests'
+                          GROUP BY date) a ON f.date = a.date
+               WHERE f.n IS DISTINCT FROM a.n
+               ORDER BY 1, 2"""
 
 
 @dataclass(frozen=True)
@@ -75,7 +94,8 @@ def checks(max_age_days: int = default("max_age_days"), today: date | None = Non
             "marts_equal_request_facts",
             "Per day: requests, direct and fully loaded cost of the tier marts = the sums over request_costs "
             "(the attributed Parquet).",
-            f"""WITH f AS (SELECT date, count(*) AS requests, sum(direct_cost) AS direct_cost,
+            f"""WITH f AS (SELECT date, count(*) FILTER (WHERE {COMPLETED_ON_DAY}) AS requests,
+                                  sum(direct_cost) AS direct_cost,
                                   sum(fully_loaded_cost) AS fully_loaded_cost, {money_sum} AS parts
                            FROM request_costs GROUP BY date),
                      m AS (SELECT date, sum(requests) AS requests, sum(direct_cost) AS direct_cost,
@@ -94,19 +114,7 @@ def checks(max_age_days: int = default("max_age_days"), today: date | None = Non
             "id in two days' logs is billed twice; `days` names them): remove the copy from the later day's raw "
             "request logs, or have the exporter issue unique ids, then re-run that day and publish. And as many facts "
             "as requests the ingest accepted each day.",
-            # The ids costed twice first (one hash aggregate over every fact, as the per-day check
-            # did), then their days: naming the days of every id in the aggregate cost 6x.
-            """WITH twice AS (SELECT request_id FROM request_costs GROUP BY request_id HAVING count(*) > 1)
-               SELECT max(date) AS date, request_id, count(*) AS times, NULL AS accepted,
-                      string_agg(CAST(date AS VARCHAR), ', ' ORDER BY date) AS days
-               FROM request_costs WHERE request_id IN (SELECT request_id FROM twice) GROUP BY request_id
-               UNION ALL
-               SELECT coalesce(f.date, a.date), NULL, f.n, a.n, NULL
-               FROM (SELECT date, count(*) AS n FROM request_costs GROUP BY date) f
-               FULL JOIN (SELECT date, sum(rows_accepted) AS n FROM ingest_audit WHERE dataset = 'requests'
-                          GROUP BY date) a ON f.date = a.date
-               WHERE f.n IS DISTINCT FROM a.n
-               ORDER BY 1, 2"""),
+            COSTED_ONCE_SQL),
         WarehouseCheck(
             "no_negative_costs",
             "No negative amortization, cloud, fixed, egress, idle or fully loaded cost in any mart row.",

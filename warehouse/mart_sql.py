@@ -74,7 +74,7 @@ DAY_SQL = {
         WITH r AS (
             SELECT *, epoch(completed_at - arrived_at) AS e2e_s FROM rc){{p95_cte}}
         SELECT $day AS date, r.tier,
-            count(*) AS requests,
+            count(*) FILTER (WHERE done) AS requests,
             count(*) FILTER (WHERE status = 'ok') AS ok_requests,
             CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
             CAST(sum(cached_input_tokens) AS BIGINT) AS cached_input_tokens,
@@ -88,8 +88,8 @@ DAY_SQL = {
             xsum(fixed_cost) AS fixed_cost, xsum(egress_cost) AS egress_cost,
             xsum(direct_cost) AS direct_cost, xsum(idle_share) AS idle_cost,
             xsum(fully_loaded_cost) AS fully_loaded_cost,
-            xsum(direct_cost) / count(*) AS direct_cost_per_query,
-            xsum(fully_loaded_cost) / count(*) AS fully_loaded_cost_per_query,
+            xsum(direct_cost) / nullif(count(*) FILTER (WHERE done), 0) AS direct_cost_per_query,
+            xsum(fully_loaded_cost) / nullif(count(*) FILTER (WHERE done), 0) AS fully_loaded_cost_per_query,
             xsum(fully_loaded_cost) * 1e6 / nullif(sum(input_tokens) + sum(output_tokens), 0)
                 AS fully_loaded_cost_per_m_tokens,
             xsum(fully_loaded_cost) * 1e6 / nullif(sum(output_tokens), 0) AS fully_loaded_cost_per_m_output_tokens,
@@ -110,7 +110,7 @@ DAY_SQL = {
         GROUP BY r.tier""",
     "cost_by_tenant_day": f"""
         SELECT $day AS date, rc.tenant_id, rc.tier,
-            count(*) AS requests,
+            count(*) FILTER (WHERE done) AS requests,
             CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
             CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
             (xsum(it_energy_j) + xsum(overhead_energy_j)) / {J_PER_KWH} AS energy_kwh,
@@ -128,7 +128,7 @@ DAY_SQL = {
             SELECT pool_id, count(*) FILTER (WHERE occupied) / count(*) AS pool_utilization FROM ns GROUP BY pool_id)
         SELECT $day AS date, rc.model, rc.pool_id, any_value(rc.site_id) AS site_id,
             any_value(p.gpu_model) AS gpu_model,
-            count(*) AS requests,
+            count(*) FILTER (WHERE done) AS requests,
             CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
             CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
             xsum(it_energy_j) / {J_PER_KWH} AS it_energy_kwh,

@@ -124,6 +124,16 @@ def _duck_type(t: pl.DataType) -> str:
 def _register_day(con: duckdb.DuckDBPyConnection, sources: dict[str, list[Path]], inventory: Inventory) -> None:
     for view, name in ATTRIBUTED.items():
         run(con, f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({sql_list(sources[name])})")
+    # A request in flight at midnight has a fact row in each day it touches: its money counts in
+    # each, the request itself (count, tokens, status, latency, revenue) on the day it completed
+    # (`done`); in its other day's row the marts see no status and no tokens.
+    run(con, f"""CREATE OR REPLACE TEMP VIEW rc AS SELECT * REPLACE (
+                     CASE WHEN done THEN status END AS status,
+                     CASE WHEN done THEN input_tokens ELSE 0 END AS input_tokens,
+                     CASE WHEN done THEN cached_input_tokens ELSE 0 END AS cached_input_tokens,
+                     CASE WHEN done THEN output_tokens ELSE 0 END AS output_tokens)
+                 FROM (SELECT *, CAST(completed_at AS DATE) = date AS done
+                       FROM read_parquet({sql_list(sources['request_costs'])}))""")
     for view, name, contract in (("quarantine", "quarantine", QUARANTINE), ("audit", "ingest_audit", INGEST_AUDIT)):
         files = sources[name]
         # By name, with every column of the contract: an audit written before `status` existed

@@ -25,14 +25,14 @@ _COSTS = {
 TABLES: list[Table] = [
     Table(
         "request_costs",
-        "One row per request of every published day: its energy and every cost type attributed to it, the "
-        "share of idle capacity its tier carries, and the methods behind the numbers. A view over the "
+        "One row per request and day it touched (one in each for a request in flight at midnight, with that "
+        "day's part of its cost; counted on its completion day): its energy and every cost type attributed to "
+        "it, the share of idle capacity its tier carries, and the methods behind the numbers. A view over the "
         "day's Parquet files published beside the warehouse file (versions/<version>/request_costs/).",
         commented(REQUEST_COSTS_SCHEMA, {  # the facts' columns: transforms.attribution.facts
             "request_id": "Request identifier as logged by the serving gateway (unique per day).",
             "node_id": "Serving node that ran the request.",
-            "pool_id": "Pool of the node.",
-            "site_id": "Site of the pool.",
+            "pool_id": "Pool of the node.", "site_id": "Site of the pool.",
             "tier": "Service tier of the request (see dim_tiers).",
             "tenant_id": "Customer or team the request is charged to.",
             "model": "Model that served the request.",
@@ -54,7 +54,7 @@ TABLES: list[Table] = [
             "idle_share": f"Share of idle capacity cost carried by the request under its tier's idle policy, {MONEY}.",
             "fully_loaded_cost": f"direct_cost + idle_share, {MONEY}.",
             **_CUR,
-            "occupied_s": "Seconds the request occupied its node (GPU start to completion, inside the day).",
+            "occupied_s": "Seconds the request occupied its node on this day (GPU start to completion, in the day).",
             "weight": "How requests shared a slot: time (overlap seconds) or tokens.",
             "energy_method": "measured, interpolated (short meter gap), "
                              "estimated (long gap: idle/nameplate power) or none.",
@@ -73,7 +73,7 @@ TABLES: list[Table] = [
         {
             **_DATE,
             "tier": "Service tier.",
-            "requests": "Requests completed in the day, all statuses.",
+            "requests": "Requests completed in the day, all statuses (money also has requests in flight at midnight).",
             "ok_requests": "Requests with status ok.",
             "input_tokens": "Prompt tokens, all requests.",
             "cached_input_tokens": "Prompt tokens served from the prefix cache.",
@@ -111,8 +111,7 @@ TABLES: list[Table] = [
             "tenant_id": "Customer or team.",
             "tier": "Service tier.",
             "requests": "Requests completed in the day.",
-            "input_tokens": "Prompt tokens.",
-            "output_tokens": "Generated tokens.",
+            "input_tokens": "Prompt tokens.", "output_tokens": "Generated tokens.",
             "energy_kwh": "IT + overhead energy attributed, kWh.", **energy_shares("energy_kwh"),
             "direct_cost": f"Direct cost of the tenant's requests, {MONEY}.",
             "idle_cost": f"Idle capacity cost carried by the tenant's requests, {MONEY}.",
@@ -177,8 +176,8 @@ TABLES: list[Table] = [
             "pool_id": "Pool.",
             "site_id": "Site of the pool.",
             "node_slots": "Node-slots in the hour (nodes x slots of the attribution's slot length).",
-            "idle_slots": "Node-slots with no request running.",
-            "idle_slot_share": "idle_slots / node_slots: share of capacity idle, 0-1.",
+            "idle_slots": "Node-slots with no request running at all (idle seconds of other slots: idle amounts).",
+            "idle_slot_share": "idle_slots / node_slots: share of node-slots wholly idle, 0-1.",
             "energy_kwh": "IT + overhead energy of the pool in the hour, kWh.", **energy_shares("energy_kwh"),
             "idle_energy_kwh": "IT + overhead energy of its idle node-slots, kWh.",
             "slot_cost": f"Energy, demand, amortization, cloud and fixed cost of the pool in the hour, {MONEY}.",
@@ -195,7 +194,7 @@ TABLES: list[Table] = [
             **_DATE,
             "pool_id": "Pool.",
             "site_id": "Site of the pool.",
-            "idle_slots": "Node-slots with no request running.",
+            "idle_slots": "Node-slots with no request running at all (idle seconds of other slots: idle amounts).",
             "idle_energy_kwh": "IT + overhead energy of idle node-slots, kWh.", **energy_shares("idle_energy_kwh"),
             "idle_energy_cost": f"Energy cost of idle node-slots, {MONEY}.",
             "idle_demand_cost": f"Demand charge share of idle node-slots, {MONEY}.",
@@ -281,7 +280,7 @@ TABLES: list[Table] = [
             "to_idle": "Lines' allocations to idle capacity, in unit.",
             "unattributed": "Lines' unattributed amounts, in unit.",
             "in_request_facts": "Sum of the component over request_costs, in unit.",
-            "in_idle_slots": "Sum of the component over idle node-slots, in unit.",
+            "in_idle_slots": "Sum of the component's idle amounts over node-slots (their unoccupied seconds), in unit.",
         },
         ("date", "component"), daily=True, group="reconciliation",
     ),

@@ -21,6 +21,7 @@ from lake.store import Lake
 from pipelines.cli.output import console
 from pipelines.cli.runs import prepare_or_exit, run_publish
 from pipelines.location import code_location
+from pipelines.midnight import previous_day_stale
 from pipelines.runner import RunFailed, check_first_day, day_steps, instance, prepare, run_steps, where_runs_are
 from settings import Settings
 
@@ -35,7 +36,7 @@ def _backfill_day(day: date, settings: Settings, dagster_home: str | None) -> Da
     inst = instance()
     try:
         sites = prepare(settings, day, inst)
-        run_steps(code_location(settings), day_steps(day, sites), inst,
+        run_steps(code_location(settings), day_steps(day, sites), inst, settings=settings,
                   tags={"inferledger/command": "backfill", "inferledger/date": day.isoformat()})
     except (RunFailed, ValueError) as e:
         return day, str(e), time.perf_counter() - started
@@ -55,6 +56,26 @@ def _day_results(days: list[date], settings: Settings, parallel: int) -> Iterato
         yield (f.result() for f in as_completed([pool.submit(_backfill_day, d, settings, home) for d in days]))
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def _midnight_sweep(days: list[date], settings: Settings, out: Console) -> list[tuple[date, str]]:
+    """Days run in parallel may have been attributed before the next day's request log was
+    ingested: every day before one of `days` whose log holds requests in flight at its midnight
+    is attributed again, in order (`pipelines.midnight`). Returns the days that failed."""
+    lake, failed = Lake(settings.lake), []
+    stale = [d - timedelta(days=1) for d in days if previous_day_stale(lake, d, changed_only=False)]
+    if stale:
+        out.print(f"attributing again {len(stale)} day(s) with requests in flight at their midnight: "
+                  f"{', '.join(d.isoformat() for d in stale)}")
+    inst = instance()
+    for day in stale:
+        try:
+            run_steps(code_location(settings), [("attribute_day", day.isoformat(), None)], inst, settings=settings,
+                      tags={"inferledger/command": "backfill", "inferledger/date": day.isoformat()})
+        except RunFailed as e:
+            out.print(f"[red]failed:[/red] {day}: {escape(str(e))}", soft_wrap=True)
+            failed.append((day, str(e)))
+    return failed
 
 
 def _todo(args, settings: Settings, state_file: Path, out: Console) -> tuple[list[date], set[str], list[date]]:
@@ -105,6 +126,8 @@ def cmd_backfill(args, settings: Settings) -> int:
                                                    "done": sorted(done)}, indent=1))
                 progress.console.print(f"{day} done in {seconds:.1f} s")
             progress.advance(task)
+    if args.parallel > 1:
+        failed += _midnight_sweep(sorted(set(todo) - {d for d, _ in failed}), settings, out)
     out.print(f"backfill {first} .. {last}: {len(todo) - len(failed)} day(s) done, {len(failed)} failed, "
               f"{len(missing)} without raw data, {time.perf_counter() - started:.1f} s")
     if not args.no_publish and (len(todo) > len(failed) or not todo):

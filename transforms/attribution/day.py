@@ -10,6 +10,7 @@ lazy for the caller to collect together.
 """
 
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
@@ -20,7 +21,7 @@ from transforms.attribution.grid import COMPONENTS, SlotGrid, fsum, materialize
 from transforms.attribution.infrastructure import (ENERGY, infrastructure_costs, infrastructure_energy,
                                                    reconcile_energy_lines, served_nodes, spread_allocations,
                                                    spread_energy)
-from transforms.attribution.occupancy import Weight, share_node_slots
+from transforms.attribution.occupancy import Weight, gpu_start, share_node_slots
 from transforms.attribution.prices import site_slot_prices
 from transforms.attribution.rates import (amortization_allocations, asset_depreciation, cloud_allocations,
                                           egress_by_response_bytes, fixed_site_allocations)
@@ -44,13 +45,16 @@ REQUEST_COLUMNS = tuple(c for c in REQUEST_COSTS_SCHEMA if c in REQUESTS.schema)
 class DayInputs:
     """Canonical inputs of one UTC day: its requests and power readings (all sites), the cost
     lines whose periods may touch it (any delivery day, latest version of each line), the
-    asset register in force, and hourly market prices (`tariff_id, hour_utc, price_per_kwh`)."""
+    asset register in force, and hourly market prices (`tariff_id, hour_utc, price_per_kwh`).
+    `next_day_requests`: the requests logged (completed) the day after, when ingested: those
+    that started on the GPU before midnight occupy this day's slots too (DOMAIN 3.2)."""
 
     requests: pl.LazyFrame
     power_readings: pl.LazyFrame
     cost_lines: pl.LazyFrame
     assets: pl.LazyFrame
     market_prices: pl.LazyFrame | None = None
+    next_day_requests: pl.LazyFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class SharedDay:
     true_up: pl.LazyFrame
     unattributed: pl.LazyFrame
     reconciliation: pl.LazyFrame
+    day: date
 
 
 # Nodes whose energy per slot is computed together. A node's energy depends on its own meters'
@@ -141,8 +146,8 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
     costs = costs.with_columns((pl.col("energy_method") == "estimated").alias("estimated"),
                                (pl.col("energy_method") == "interpolated").alias("interpolated"),
                                (pl.col("pue_method") == "design_pue").alias("design_pue"))
-    per_request, node_out = share_node_slots(inputs.requests, costs, shared_columns, grid, weight,
-                                             keep=REQUEST_COLUMNS, flags=METHOD_FLAGS)
+    per_request, node_out = share_node_slots(occupying_requests(inputs, grid), costs, shared_columns, grid,
+                                             weight, keep=REQUEST_COLUMNS, flags=METHOD_FLAGS)
     if not has_infrastructure:
         per_request = per_request.with_columns(pl.lit(0.0).alias("infrastructure_cost"))
     (node_out,) = materialize(node_out.drop(METHOD_FLAGS)
@@ -157,14 +162,29 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
                                   pl.concat([am[1], cl_unatt, fx[1], eg_unatt]), node_out,
                                   paid_to_requests=_egress_paid(egress_lines, eg_unatt)),
         reconcile_site_slot_lines(priced.line_site_slots, priced.line_days, priced.unattributed, node_out),
-        reconcile_energy(node_out.with_columns(pl.col(c) - pl.col(f"infra_{c}") for c in ENERGY), grid),
+        # A served node's own line: its energy without the infrastructure's part, and that part's idle
+        # share (its unoccupied seconds) out of the node's idle; the infrastructure's lines below hold it.
+        reconcile_energy(node_out.with_columns(
+            *(pl.col(c) - pl.col(f"infra_{c}") for c in ENERGY),
+            *(pl.col(f"idle_{c}") - pl.col(f"infra_{c}") * (1 - pl.col("occupied_share")) for c in ENERGY)), grid),
         reconcile_energy_lines(infrastructure_energy(own_energy, pairs), pairs, node_out, grid),
     ]).sort("source", "line_id", "component")
     unattributed = pl.concat([am[1], cl_unatt, fx[1], eg_unatt, priced.unattributed])
     pool_idle_amounts, reconciliation, unattributed = materialize(
         idle_by_pool(node_out, nodes), reconciliation, unattributed.sort("source", "line_id", "component"))
     return SharedDay(per_request, node_out, pool_idle_amounts, site_hours,
-                     priced.true_up, unattributed, reconciliation)
+                     priced.true_up, unattributed, reconciliation, grid.day)
+
+
+def occupying_requests(inputs: DayInputs, grid: SlotGrid) -> pl.LazyFrame:
+    """The requests that occupy the day's slots: the day's own (completed in it), and those of
+    the next day's log that started on the GPU before the day's end (in flight at midnight;
+    each is charged here for its seconds before midnight and there for the rest). A request
+    logged on a later day still, longer than a day, is not looked for."""
+    if inputs.next_day_requests is None:
+        return inputs.requests
+    in_flight = inputs.next_day_requests.filter(gpu_start() < pl.lit(grid.end, pl.Datetime("us", "UTC")))
+    return pl.concat([inputs.requests, in_flight])
 
 
 def _energy_and_overhead(power_readings: pl.LazyFrame, inventory: Inventory, grid: SlotGrid,
@@ -219,7 +239,7 @@ def finish_day(shared: SharedDay, per_request: pl.LazyFrame, inventory: Inventor
     `shared.per_request`, a plan over the requests) is read twice: the pool-tier sums here,
     then the facts by whoever collects them."""
     factors, pool_idle = idle_by_policy(per_request, shared.pool_idle_amounts, inventory)
-    return request_facts(per_request, factors, currency=inventory.currency, weight=weight), pool_idle
+    return request_facts(per_request, factors, currency=inventory.currency, weight=weight, day=shared.day), pool_idle
 
 
 def day_outputs(shared: SharedDay, facts: pl.LazyFrame, pool_idle: pl.LazyFrame,

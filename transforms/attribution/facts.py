@@ -6,6 +6,8 @@ tier's policy, fully loaded cost.
 exactly once, zero-cost ones too), in the columns of `REQUEST_COSTS_SCHEMA`.
 """
 
+from datetime import date
+
 import polars as pl
 
 from transforms.attribution.grid import COMPONENTS, fsum, materialize
@@ -141,15 +143,18 @@ def _factor_lookup(factors: pl.LazyFrame | pl.DataFrame) -> list[pl.Expr]:
     return [pl.lit(table[c]).gather(idx).alias(c) for c in ("per_direct", "per_request", "idle_policy")]
 
 
-def request_facts(per_request: pl.LazyFrame, factors: pl.LazyFrame, *, currency: str, weight: str) -> pl.LazyFrame:
-    """One row per request of the day (request columns, shares, `egress_cost`, flags
+def request_facts(per_request: pl.LazyFrame, factors: pl.LazyFrame, *, currency: str, weight: str,
+                  day: date | None = None) -> pl.LazyFrame:
+    """One row per request occupying the day (request columns, shares, `egress_cost`, flags
     `n_estimated`, `n_interpolated`, `n_design_pue`, `occupied_s`), in the order of
     `per_request`: costs, idle share, fully loaded cost and methods. Requests that occupied no
-    slot appear with zero costs."""
+    slot appear with zero costs. `date` is `day` (the day whose costs the row holds; a request
+    in flight at midnight has a row in each day it touches), by default its completion day."""
     money = [*COMPONENTS, "egress_cost"]
+    on_day = pl.lit(day, pl.Date) if day is not None else pl.col("completed_at").dt.date()
     facts = (
         per_request
-        .with_columns(pl.col("egress_cost").fill_null(0.0), pl.col("completed_at").dt.date().alias("date"))
+        .with_columns(pl.col("egress_cost").fill_null(0.0), on_day.alias("date"))
         .with_columns(pl.sum_horizontal(money).alias("direct_cost"), *_factor_lookup(factors))
         .with_columns((pl.col("direct_cost") * pl.col("per_direct").fill_null(0.0)
                        + pl.col("per_request").fill_null(0.0)).alias("idle_share"),

@@ -110,10 +110,10 @@ def reconcile_energy_lines(infra_energy: pl.LazyFrame, pairs: pl.LazyFrame, node
                            grid: SlotGrid) -> pl.LazyFrame:
     """`RECONCILIATION` rows of each infrastructure node's energy (IT: `node_energy`; its overhead
     share: `facility_overhead`), in J: each slot's energy in equal parts to its served node-slots,
-    to requests where they were occupied, else to idle."""
-    occupied = (pairs.join(node_out.select("node_id", "slot", "occupied"), on="node_id")
+    to requests by their occupied share (docs/attribution.md, step 3), the rest to idle."""
+    occupied = (pairs.join(node_out.select("node_id", "slot", "occupied_share"), on="node_id")
                 .group_by("infra_node_id", "slot")
-                .agg((pl.col("occupied").cast(pl.Float64) / pl.col("n")).pipe(fsum).alias("frac")))
+                .agg((pl.col("occupied_share") / pl.col("n")).pipe(fsum).alias("frac")))
     per_slot = infra_energy.join(occupied, left_on=["node_id", "slot"], right_on=["infra_node_id", "slot"], how="left")
     day = grid.day.isoformat()
     rows = [per_slot.group_by("node_id").agg(

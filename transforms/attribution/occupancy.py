@@ -3,9 +3,11 @@
 A request occupies its node over one or more *segments* `[s, e)` (seconds since the day's
 start) with a weight *density* `d`: 1 for time weighting; tokens per second of the prefill
 or decode window for token weighting. A node-slot's total weight is
-`W_k = ∫_slot Σ d`, and a request's share of that slot's cost `C_k` is `∫_slot d / W_k · C_k`.
+`W_k = ∫_slot Σ d`; its occupied share `u_k` is the part of the slot the union of the segments
+covers (`_union_events`; the rest of the slot is idle, DOMAIN 3.3), and a request's share of the
+slot's cost `C_k` is `∫_slot d / W_k · C_k · u_k`; `C_k - C_k · u_k` is idle.
 
-Nothing here makes a row per request per slot: with `q_k = C_k / W_k` and its per-node
+Nothing here makes a row per request per slot: with `q_k = C_k · u_k / W_k` and its per-node
 exclusive prefix sum `Q`, a segment over slots `a..b` costs
 `d · [(end_a - s)·q_a + (e - start_b)·q_b + slot_s·(Q_b - Q_{a+1})]` — lookups (by
 position, `dense_lookup`) near its first and last slot, so the cost grows with requests +
@@ -30,6 +32,13 @@ Weight = Literal["time", "tokens"]
 WEIGHT_SCALE = 2.0 ** 20
 # Interior densities too, unscaled (their +d and -d must cancel exactly; a density is tokens per second).
 DECIMAL = pl.Decimal(38, 18)
+
+
+def gpu_start() -> pl.Expr:
+    """When a request started on the GPU: `arrived_at + queue_s` (queue unknown or negative:
+    arrival), never after `completed_at`; a UTC datetime to the microsecond."""
+    queue_us = (pl.col("queue_s").fill_null(0.0).clip(lower_bound=0.0) * 1e6).round(0).cast(pl.Int64)
+    return pl.min_horizontal(pl.col("arrived_at") + pl.duration(microseconds=queue_us), pl.col("completed_at"))
 
 
 def request_segments(requests: pl.LazyFrame, grid: SlotGrid, weight: Weight = "time",
@@ -102,8 +111,10 @@ def _nodes_of(frame: pl.LazyFrame | pl.DataFrame) -> list[str]:
 
 def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
     """`node_slots` (`node_id, slot`, one row per node and slot) with `active` (Int64: segments
-    overlapping the slot, exact), `weight` (Float64: `W_k`) and `_covering` (Int64: segments
-    spanning the whole slot, exact). A slot is occupied iff `active > 0`.
+    overlapping the slot, exact), `weight` (Float64: `W_k`), `_covering` (Int64: segments
+    spanning the whole slot, exact), `occupied_s` (seconds of the slot the segments' union
+    covers, from exact µs) and `occupied_share` (`occupied_s / slot_s`). A slot is occupied iff
+    `active > 0`.
     The segments are grouped on integer keys (`node_index`, slot): no string hashing per segment."""
     slot_s = grid.slot_s
     nodes = _nodes_of(node_slots)
@@ -139,37 +150,74 @@ def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGri
     sums = events.group_by("_n", "slot").agg(fsum(pl.col("edge"), WEIGHT_SCALE), pl.col("d").cast(DECIMAL).sum(),
                                              pl.col("n", "c").sum())
     spanning = slot_s * pl.col("d").cum_sum().over("node_id").cast(f64)
+    occupied_us = pl.col("_u") + slot_s * 1_000_000 * pl.col("_k").cum_sum().over("node_id")
     return (
         node_slots.with_columns(node_index(nodes).alias("_n"))
         .join(sums, on=["_n", "slot"], how="left")
-        .with_columns(pl.col("edge", "d", "n", "c").fill_null(0))
+        .join(_union_events(spans, slot_s), on=["_n", "slot"], how="left")
+        .with_columns(pl.col("edge", "d", "n", "c", "_u", "_k").fill_null(0))
         .sort("node_id", "slot")
         .with_columns(pl.col("n").cum_sum().over("node_id").alias("active"),
                       pl.col("c").cum_sum().over("node_id").alias("_covering"),
-                      (pl.col("edge") + spanning).alias("weight"))
+                      (pl.col("edge") + spanning).alias("weight"),
+                      (occupied_us.cast(f64) * 1e-6).alias("occupied_s"),
+                      (occupied_us.cast(f64) / (slot_s * 1_000_000)).alias("occupied_share"))
         .with_columns(pl.when(pl.col("active") > 0).then(pl.col("weight").clip(lower_bound=0.0)).otherwise(0.0)
                       .alias("weight"))
-        .drop("edge", "d", "n", "c", "_n")
+        .drop("edge", "d", "n", "c", "_u", "_k", "_n")
     )
+
+
+def _union_events(spans: pl.LazyFrame, slot_s: int) -> pl.LazyFrame:
+    """Per (node index `_n`, slot): the exact integer microseconds of the slot that the union of
+    the segments covers, as difference events: `_u` the partial coverage of a merged interval's
+    first and last slot, `_k` +1 after its first slot and -1 at its last (the slots between are
+    covered whole). Overlapping segments are merged first (sorted by start, a new interval
+    wherever a start lies beyond every earlier end), so a second covered by several requests
+    counts once. The node is folded into the key (`_n * K + µs`, `K` above a day's µs) so one
+    sort and one running maximum serve every node at once."""
+    slot_us, day = slot_s * 1_000_000, 86_400_000_001
+    us = [(pl.col("_n") * day + (pl.col(c) * 1e6).round(0).cast(pl.Int64)).alias(c) for c in ("s", "e")]
+    merged = (spans.select(*us).sort("s", "e")
+              .with_columns((pl.col("s") > pl.col("e").cum_max().shift(1)).fill_null(True).cum_sum().alias("_g"))
+              .group_by("_g").agg(pl.col("s").min(), pl.col("e").max())
+              .select((pl.col("s") // day).alias("_n"), pl.col("s") % day, pl.col("e") % day)
+              .with_columns((pl.col("s") // slot_us).cast(pl.Int32).alias("a"),
+                            ((pl.col("e") - 1) // slot_us).cast(pl.Int32).alias("b")))
+    multi = merged.filter(pl.col("a") < pl.col("b"))
+    first = pl.min_horizontal(pl.col("e"), (pl.col("a").cast(pl.Int64) + 1) * slot_us) - pl.col("s")
+    i64 = pl.Int64
+    return pl.concat([
+        merged.select("_n", pl.col("a").alias("slot"), first.alias("_u"), pl.lit(0, i64).alias("_k")),
+        multi.select("_n", pl.col("b").alias("slot"), (pl.col("e") - pl.col("b").cast(i64) * slot_us).alias("_u"),
+                     pl.lit(-1, i64).alias("_k")),
+        multi.select("_n", (pl.col("a") + 1).alias("slot"), pl.lit(0, i64).alias("_u"), pl.lit(1, i64).alias("_k")),
+    ]).group_by("_n", "slot").agg(pl.col("_u", "_k").sum())
 
 
 def slot_rates(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: list[str], grid: SlotGrid,
                flags: tuple[str, ...] = ()) -> pl.LazyFrame:
     """`node_slots` (one row per node and slot, with the amounts in `components` and boolean
-    `flags`) with `active`, `weight`, `occupied`, `idle_<component>` (the whole amount of an
-    unoccupied slot, 0 otherwise) and the lookups `segment_shares` reads: per component the
-    rate `_q_<c> = amount / weight` and its exclusive per-node prefix `_Q_<c>` over covered
+    `flags`) with `active`, `weight`, `occupied`, `occupied_s`, `occupied_share`,
+    `idle_<component>` (the amount less its occupied share: the whole amount of an unoccupied
+    slot) and the lookups `segment_shares` reads: per component the
+    rate `_q_<c> = amount x occupied_share / weight` and its exclusive per-node prefix `_Q_<c>` over covered
     slots (those a segment spans whole: no other slot is ever interior to a segment); per flag
     its exclusive prefix count `_F_<f>`. Node-slot sized: collect it once, then read it twice."""
     weighted = slot_weights(segments, node_slots, grid).with_columns((pl.col("active") > 0).alias("occupied"))
-    q = [pl.when(pl.col("occupied")).then(pl.col(c) / pl.col("weight")).otherwise(0.0).alias(f"_q_{c}")
+    # The occupied share of a slot's amount goes to its requests, the rest is idle: `C·u` and
+    # `C - C·u` (u = occupied seconds / slot seconds; exactly 1.0 for a slot occupied throughout,
+    # whose amount then goes to its requests whole, as before).
+    busy = {c: pl.col(c) * pl.col("occupied_share") for c in components}
+    q = [pl.when(pl.col("occupied")).then(busy[c] / pl.col("weight")).otherwise(0.0).alias(f"_q_{c}")
          for c in components]
     covered = [pl.when(pl.col("_covering") > 0).then(pl.col(f"_q_{c}")).otherwise(0.0) for c in components]
     return weighted.with_columns(q).with_columns(
         *[(x.cum_sum().over("node_id") - x).alias(f"_Q_{c}") for x, c in zip(covered, components, strict=True)],
         *[(pl.col(f).cast(pl.Int32).cum_sum().over("node_id") - pl.col(f).cast(pl.Int32)).alias(f"_F_{f}")
           for f in flags],
-        *[pl.when(pl.col("occupied")).then(0.0).otherwise(pl.col(c)).alias(f"idle_{c}") for c in components],
+        *[pl.when(pl.col("occupied")).then(pl.col(c) - busy[c]).otherwise(pl.col(c)).alias(f"idle_{c}")
+          for c in components],
     ).drop("_covering")
 
 
@@ -234,7 +282,9 @@ def share_node_slots(requests: pl.LazyFrame, node_slot_costs: pl.LazyFrame, comp
                      weight: Weight = "time", *, keep: tuple[str, ...] = (),
                      flags: tuple[str, ...] = ()) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Steps 2 and 3 of docs/attribution.md: every node-slot amount in `components` split between
-    the requests active in the slot by `weight`; a slot no request occupies is idle.
+    the requests active in the slot by `weight`, in the slot's occupied share (the seconds of the
+    slot the union of their windows covers); the rest of the slot, and a slot no request
+    occupies, is idle.
 
     `requests`: `request_id, node_id, arrived_at, completed_at, queue_s` (and `prefill_s,
     decode_s, input_tokens, output_tokens` for `tokens`) and the columns in `keep`.
@@ -244,8 +294,8 @@ def share_node_slots(requests: pl.LazyFrame, node_slot_costs: pl.LazyFrame, comp
     - `per_request`: one row per request, every request: `request_id, node_id`, the `keep`
       columns, its share of each component (0 when it occupied nothing), `n_<flag>` (the slots
       it occupies with the flag) and `occupied_s` (seconds its segments cover);
-    - `node_slots`: `node_slot_costs` with `active`, `weight`, `occupied` and `idle_<component>`
-      (`node_slots_out`).
+    - `node_slots`: `node_slot_costs` with `active`, `weight`, `occupied`, `occupied_s`,
+      `occupied_share` and `idle_<component>` (`node_slots_out`).
 
     Per component, `Σ per_request + Σ idle = Σ node_slot_costs`. The slot rates are collected
     here once (node-slot sized: both frames read them); the per-request frame is a plan over

@@ -36,9 +36,10 @@ def allocations_to_node_slots(allocations: pl.LazyFrame, node_slots: pl.LazyFram
 
 
 def _occupied_prefix(node_out: pl.LazyFrame) -> pl.LazyFrame:
-    """`node_id, slot, occ_before`: occupied slots of the node before `slot` (exclusive prefix),
-    with one extra row per node at `slot = n` holding the day's total."""
-    occ = node_out.select("node_id", "slot", pl.col("occupied").cast(pl.Int64)).sort("node_id", "slot")
+    """`node_id, slot, occ_before`: the occupied shares of the node's slots before `slot` added
+    up (exclusive prefix; a slot occupied throughout counts 1, one occupied 30 s of 60 counts
+    0.5), with one extra row per node at `slot = n` holding the day's total."""
+    occ = node_out.select("node_id", "slot", pl.col("occupied_share").alias("occupied")).sort("node_id", "slot")
     before = occ.with_columns((pl.col("occupied").cum_sum().over("node_id") - pl.col("occupied")).alias("occ_before"))
     end = occ.group_by("node_id").agg((pl.col("slot").max() + 1).alias("slot"),
                                       pl.col("occupied").sum().alias("occ_before"))
@@ -89,11 +90,12 @@ def reconcile_site_slot_lines(line_site_slots: pl.LazyFrame, line_days: pl.LazyF
                               node_out: pl.LazyFrame) -> pl.LazyFrame:
     """Reconciliation of lines placed on site-slots and shared there by energy (electricity
     invoices, tariff-priced energy): a site-slot's part went to requests in the proportion of
-    its energy drawn by occupied nodes. `node_out` needs `site_id, slot, occupied` and the
-    energy columns. Tariff-priced energy (no invoice line) gets its own line per site and day."""
+    its energy drawn by occupied nodes (times their occupied share). `node_out` needs `site_id,
+    slot, occupied_share` and the energy columns. Tariff-priced energy (no invoice line) gets its
+    own line per site and day."""
     energy = pl.col("it_energy_j") + pl.col("overhead_j")
     occ = node_out.group_by("site_id", "slot").agg(
-        energy.filter(pl.col("occupied")).pipe(fsum).alias("_occ"), energy.pipe(fsum).alias("_all")
+        (energy * pl.col("occupied_share")).pipe(fsum).alias("_occ"), energy.pipe(fsum).alias("_all")
     ).with_columns(pl.when(pl.col("_all") > 0).then(pl.col("_occ") / pl.col("_all")).otherwise(0.0).alias("frac"))
     placed = line_site_slots.join(occ.select("site_id", "slot", "frac"), on=["site_id", "slot"], how="left").select(
         "source", "line_id", "component", (pl.col("amount") * pl.col("frac")).alias("to_requests"),
@@ -107,14 +109,15 @@ def reconcile_site_slot_lines(line_site_slots: pl.LazyFrame, line_days: pl.LazyF
 
 def reconcile_energy(node_out: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
     """Energy sources: each node's IT energy of the day (its meter, or its estimate) and each
-    node's share of its site's facility overhead, in J: occupied slots to requests, the rest idle."""
+    node's share of its site's facility overhead, in J: the idle part of each slot (`idle_<col>`)
+    to idle, the rest to requests."""
     day = grid.day.isoformat()
     rows = []
     for col, source in (("it_energy_j", "node_energy"), ("overhead_j", "facility_overhead")):
         rows.append(node_out.group_by("node_id").agg(
             pl.col(col).pipe(fsum).alias("source_amount"),
-            pl.col(col).filter(pl.col("occupied")).pipe(fsum).alias("to_requests"),
-            pl.col(col).filter(~pl.col("occupied")).pipe(fsum).alias("to_idle"),
+            (pl.col(col) - pl.col(f"idle_{col}")).pipe(fsum).alias("to_requests"),
+            pl.col(f"idle_{col}").pipe(fsum).alias("to_idle"),
         ).select(pl.lit(source).alias("source"), (pl.col("node_id") + f":{day}").alias("line_id"),
                  pl.lit(col).alias("component"), pl.lit("J").alias("unit"), "source_amount", "to_requests", "to_idle",
                  pl.lit(0.0).alias("unattributed")))

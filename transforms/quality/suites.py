@@ -1,14 +1,12 @@
-"""Great Expectations 1.x suites, written in code: one per canonical dataset, the inventory's
-nodes and the attributed facts.
+"""Great Expectations 1.x suites, written in code: one per canonical dataset, the inventory's nodes and the
+attributed facts.
 
-A suite is a list of `Check`s: a stable name (`requests.output_tokens.non_negative`), a
-severity (`error` stops the run, `warning` is reported) and the GX expectation. Its parameters
-come from a `SuiteContext` (the inventory, the partition's day, the previous day's row count);
-its names never do, so Dagster can declare one asset check per name before any data exists.
-
-Some expectations compare a row with reference data (a GPU reading with its TDP, an
-interval with the partition's day). `prepare(suite, frame, ctx)` adds those reference columns
-(`power_limit_w`, `interval_start`, ...) to the frame GX validates; GX still evaluates every row.
+A suite is a list of `Check`s: a stable name (`requests.output_tokens.non_negative`), a severity (`error` stops the
+run, `warning` is reported) and the GX expectation. Its parameters come from a `SuiteContext` (the inventory, the
+partition's day, the previous day's row count); its names never do, so Dagster can declare one asset check per name
+before any data exists. Some expectations compare a row with reference data (a GPU reading with its TDP, an interval
+with the partition's day): `prepare(suite, frame, ctx)` adds those reference columns (`power_limit_w`,
+`interval_start`, ...) to the frame GX validates; GX still evaluates every row.
 """
 
 from collections.abc import Callable
@@ -44,8 +42,7 @@ REQUEST_COSTS_MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud
 NODES_COLUMNS: dict[str, pl.DataType] = {
     "node_id": pl.String, "pool_id": pl.String, "site_id": pl.String, "gpus": pl.Int16, "gpu_tdp_w": pl.Float64,
     "idle_w": pl.Float64, "nameplate_w": pl.Float64, "reserved_kw": pl.Float64, "cloud_resource_id": pl.String,
-    "role": pl.String,
-}
+    "role": pl.String}
 
 
 @dataclass(frozen=True)
@@ -171,10 +168,13 @@ def allowed(suite: str, column: str, values, what: str, severity: Severity = "er
                  column=column, value_set=sorted(values))
 
 
-def inside_day(suite: str, column: str, ctx: SuiteContext, **kwargs) -> Check:
-    return check(f"{suite}.{column}.inside_partition_day", "error", f"`{column}` falls on the partition's UTC day.",
-                 gxe.ExpectColumnValuesToBeBetween, column=column, min_value=ctx.day_start, max_value=ctx.day_end,
-                 strict_max=True, **kwargs)
+def inside_day(suite: str, column: str, ctx: SuiteContext, *, or_next: bool = False, **kwargs) -> Check:
+    """`column` on the partition's UTC day (or, `or_next`, the next: a request in flight at midnight)."""
+    rule, what = ("on_partition_day_or_next", ", or the next (a request in flight at midnight)") if or_next else \
+        ("inside_partition_day", "")
+    return check(f"{suite}.{column}.{rule}", "error", f"`{column}` falls on the partition's UTC day{what}.",
+                 gxe.ExpectColumnValuesToBeBetween, column=column, min_value=ctx.day_start,
+                 max_value=ctx.day_end + timedelta(days=int(or_next)), strict_max=True, **kwargs)
 
 
 def not_before(suite: str, name: str, later: str, earlier: str, strict: bool = False,
@@ -345,7 +345,7 @@ def request_costs_suite(ctx: SuiteContext) -> list[Check]:
         allowed(s, "pue_method", ("measured", "design_pue", "none"), "measured, design_pue or none"),
         allowed(s, "idle_policy", ("pro_rata", "reserved", "none"), "pro_rata, reserved or none"),
         allowed(s, "weight", ("time", "tokens"), "time or tokens"),
-        inside_day(s, "completed_at", ctx),
+        inside_day(s, "completed_at", ctx, or_next=True),
         check(f"{s}.date.partition_day", "error", "`date` is the partition's day.", gxe.ExpectColumnValuesToBeBetween,
               column="date", min_value=datetime.combine(ctx.day or date(2000, 1, 1), time()),
               max_value=datetime.combine(ctx.day or date(2000, 1, 1), time())),
@@ -388,13 +388,8 @@ REFERENCE_COLUMNS = {"power_readings": ("power_limit_w", "interval_start", "inte
                      "cost_lines": ("price_per_kwh",), "inventory": ("gpus_tdp_w",)}
 
 SUITES: dict[str, Callable[[SuiteContext], list[Check]]] = {
-    "requests": requests_suite,
-    "power_readings": power_readings_suite,
-    "cost_lines": cost_lines_suite,
-    "assets": assets_suite,
-    "inventory": inventory_nodes_suite,
-    "request_costs": request_costs_suite,
-}
+    "requests": requests_suite, "power_readings": power_readings_suite, "cost_lines": cost_lines_suite,
+    "assets": assets_suite, "inventory": inventory_nodes_suite, "request_costs": request_costs_suite}
 
 
 def catalog(suite: str) -> list[Check]:

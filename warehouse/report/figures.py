@@ -198,10 +198,12 @@ QUERIES = {
         FROM ingest_audit WHERE date BETWEEN $lo AND $hi GROUP BY dataset ORDER BY dataset""",
 }
 
-# How each number was measured, over the window: a reader's measure of trust.
+# How each number was measured, over the window: a reader's measure of trust. Requests are counted on
+# their completion day (a request in flight at midnight has a fact row in each day it touches).
 METHODS = {
     "energy_method": """
-        SELECT energy_method AS method, count(*) AS requests, sum(energy_kwh) AS energy_kwh,
+        SELECT energy_method AS method, count(*) FILTER (WHERE CAST(completed_at AS DATE) = date) AS requests,
+               sum(energy_kwh) AS energy_kwh,
                sum(fully_loaded_cost) AS fully_loaded_cost
         FROM request_costs WHERE date BETWEEN $lo AND $hi GROUP BY 1 ORDER BY requests DESC""",
     "pue_method": """
@@ -211,7 +213,7 @@ METHODS = {
                count(*) FILTER (WHERE s.overhead_clamped) AS clamped_hours
         FROM site_energy_hour s WHERE s.date BETWEEN $lo AND $hi GROUP BY 1 ORDER BY site_hours DESC""",
     "attribution": """
-        SELECT weight, idle_policy, count(*) AS requests
+        SELECT weight, idle_policy, count(*) FILTER (WHERE CAST(completed_at AS DATE) = date) AS requests
         FROM request_costs WHERE date BETWEEN $lo AND $hi GROUP BY ALL ORDER BY requests DESC""",
 }
 

@@ -6,6 +6,7 @@ from datetime import date
 import dagster as dg
 
 from pipelines.attribution import attribute_partition
+from pipelines.midnight import in_flight_rows
 from pipelines.partitions import daily
 from pipelines.resources import AttributionSettings, ParquetLake, RawInputs
 
@@ -43,6 +44,8 @@ def request_costs(context: dg.AssetExecutionContext, raw: RawInputs, lake: Parqu
         "dagster/row_count": out.requests,
         "sources_by_component": dg.MetadataValue.json(money),
         "unattributed": round(out.unattributed, 2),
+        # rows of the next day's requests in flight at midnight, charged their part of this day
+        "in_flight_from_next_day": in_flight_rows(lake.lake, day),
         "path": dg.MetadataValue.path(out.paths["request_costs"]),
         "seconds": round(out.seconds, 3),
     })

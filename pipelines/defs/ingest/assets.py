@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines.ingest import IngestOutcome, ingest_partition
+from pipelines.midnight import started_before
 from pipelines.partitions import daily, daily_by_site, day_and_site
 from pipelines.resources import ParquetLake, RawInputs
 from transforms.contracts import CANONICAL
@@ -22,10 +23,19 @@ def _periods(out: IngestOutcome) -> dict:
     return {"period_first_day": first.isoformat(), "period_last_day": last.isoformat()}
 
 
+def _in_flight(out: IngestOutcome) -> dict:
+    """Requests of the log that started before its day (in flight at midnight): the day before
+    is attributed again (the `downstream` sensor, `pipelines.midnight`)."""
+    if out.dataset != "requests" or not out.canonical_rows:
+        return {}
+    return {"started_before_day": started_before([out.paths["canonical"]], out.day)}
+
+
 def outcome_metadata(out: IngestOutcome) -> dict:
     return {
         "raw_fingerprint": out.raw_fingerprint,
         **_periods(out),
+        **_in_flight(out),
         "dagster/row_count": out.canonical_rows,
         "rows_read": out.rows_read,
         "rows_accepted": out.rows_accepted,
