@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # The Dagster instance: .dagster_home/ of the checkout, its dagster.yaml written from the template
-# pipelines/dagster.yaml with absolute storage paths by the first command that needs it.
+# dagster.yaml with absolute storage paths by the first command that needs it.
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
 .PHONY: demo test lint test-deep setup defs ui clean docs bench bench-attribution bench-e2e check-data

@@ -4,7 +4,7 @@ missing, created with the project's instance settings.
 Dagster reads `$DAGSTER_HOME/dagster.yaml`, and a relative `base_dir` in it is relative to the
 current directory of the process that opens the instance: a run started from another directory
 was recorded there, and `dg dev` showed nothing. So the project's settings are a template
-(`pipelines/dagster.yaml`, shipped with the package), and `ensure_home` writes
+(`dagster.yaml` at the top of the repository, shipped with the package as `dagster.yaml`, a link to it), and `ensure_home` writes
 `$DAGSTER_HOME/dagster.yaml` from it with every `base_dir` absolute under $DAGSTER_HOME. An
 existing file is kept (an operator's, deploy/dagster.yaml's), unless a storage path in it is
 relative: that is refused, naming the path and the fix. Imports no Dagster (`inferledger sql`
@@ -41,7 +41,7 @@ def instance_config(home: Path, template: str | None = None) -> str:
     def absolute(m: re.Match) -> str:
         path = Path(_unquoted(m["path"]))
         return f"{m['indent']}base_dir: {json.dumps(str(path if path.is_absolute() else (home / path).resolve()))}"
-    header = (f"# Written by inferledger from its template (pipelines/dagster.yaml) for DAGSTER_HOME={home}.\n"
+    header = (f"# Written by inferledger from its template (dagster.yaml) for DAGSTER_HOME={home}.\n"
               "# Storage paths are absolute: runs are recorded here whatever the working directory.\n")
     return header + _BASE_DIR.sub(absolute, text)
 
@@ -69,7 +69,7 @@ def ensure_home(home: Path | str) -> Path:
         raise InstanceError(
             f"{config}: storage path(s) {', '.join(f'`{r}`' for r in relative)} are relative, so Dagster would record "
             "runs under whatever directory a command starts from; write them as absolute paths, or delete the file "
-            "and inferledger writes one from the project's template (pipelines/dagster.yaml)")
+            "and inferledger writes one from the project's template (dagster.yaml)")
     return home
 
 

@@ -156,7 +156,7 @@ SETTINGS: tuple[Setting, ...] = (
 DAGSTER_READS: tuple[Setting, ...] = (
     Setting("dagster_home", "DAGSTER_HOME", None, "path",
             "the Dagster instance that records the runs (`dg dev` shows them); made absolute and, when missing, "
-            "created with the project's instance settings, storage paths absolute (`pipelines/dagster.yaml`, "
+            "created with the project's instance settings, storage paths absolute (`dagster.yaml`, "
             "pipelines/instance.py)", shown="none: runs kept in memory, not recorded (`make` sets `.dagster_home/`)"),
     Setting("celery_broker", "INFERLEDGER_CELERY_BROKER", None, "URL",
             "the Celery broker of `pipelines.celery_definitions` (docs/deploy.md), e.g. `redis://redis:6379/0`",

@@ -12,7 +12,7 @@ checked series.
   loads.
 - `forget_defs_state_storage()`: sets that context variable (`_current_storage`) back to none,
   what tests do between tests so that a definitions load never reads a dead instance.
-- The instance files (pipelines/dagster.yaml, deploy/dagster.yaml, the Celery test's) name Dagster's
+- The instance files (dagster.yaml, deploy/dagster.yaml, the Celery test's) name Dagster's
   storage classes by module, as Dagster's own documentation writes them:
   `dagster._core.storage.root.LocalArtifactStorage` and
   `dagster._core.storage.local_compute_log_manager.LocalComputeLogManager`. If they move, the
@@ -62,5 +62,5 @@ def problems() -> list[str]:
         try:
             getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):
-            out.append(f"{module}.{name} is gone: pipelines/dagster.yaml and deploy/dagster.yaml do not load")
+            out.append(f"{module}.{name} is gone: dagster.yaml and deploy/dagster.yaml do not load")
     return out
