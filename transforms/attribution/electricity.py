@@ -43,7 +43,7 @@ LINE_ALLOCATIONS_SCHEMA = pl.Schema({"source": pl.String, "line_id": pl.String, 
                                      "reason": pl.String, "detail": pl.String})
 # What each line's share of the day is made of, energy and demand/fixed lines alike.
 LINE_SHARE_COLUMNS = ("source", "line_id", "component", "amount", "billed_amount", "service_name", "_share",
-                      "_unplaced", "reason", "detail")
+                      "_unplaced", "reason", "detail", "currency", "source_currency", "source_amount", "fx_rate")
 
 # A site-slot's start is inside the line's invoice period.
 COVERED = pl.col("slot_start").is_between(pl.col("period_start"), pl.col("period_end"), closed="left")
@@ -88,7 +88,8 @@ class EnergyCostResult:
 
 
 def energy_costs(node_energy: pl.LazyFrame, nodes: pl.LazyFrame, prices: pl.LazyFrame,
-                 invoice_lines: pl.LazyFrame, inventory: Inventory, grid: SlotGrid) -> EnergyCostResult:
+                 invoice_lines: pl.LazyFrame, inventory: Inventory, grid: SlotGrid,
+                 rates: pl.LazyFrame | None = None) -> EnergyCostResult:
     """Energy, demand and fixed electricity cost per node and slot of `grid`'s day.
 
     `node_energy`: `node_id, slot, it_energy_j, overhead_j` (J; their sum is the energy bought),
@@ -97,12 +98,14 @@ def energy_costs(node_energy: pl.LazyFrame, nodes: pl.LazyFrame, prices: pl.Lazy
     sites with no priced node are not used. Cloud-site nodes cost 0 here (their energy is in the
     cloud bill). See the module docstring for the rules; see `EnergyCostResult` for the frames.
     Raises ValueError when prices miss a slot of a priced site or invoice lines are inconsistent
-    (two versions of a line, another currency, an unknown energy unit)."""
+    (two versions of a line, an unknown energy unit). Invoice amounts are converted at the day's
+    rate (`rates`: `fx.day_rates`; a line whose currency has none stays unattributed,
+    `no_fx_rate`, in its own currency)."""
     cloud = [s.id for s in inventory.sites if s.kind == "cloud"]
     node_site = nodes.select("node_id", "site_id")
     site_ids = sorted(set(node_site.select("site_id").unique().collect()["site_id"].to_list()) - set(cloud))
     _check_prices_cover(prices, site_ids, grid)
-    lines = invoice_lines_of_day(invoice_lines, site_ids, inventory, grid)
+    lines = invoice_lines_of_day(invoice_lines, site_ids, inventory, grid, rates)
 
     energy = (node_energy.select("node_id", pl.col("slot").cast(pl.Int32),
                                  (pl.col("it_energy_j") + pl.col("overhead_j")).alias("energy_j"))
@@ -112,16 +115,15 @@ def energy_costs(node_energy: pl.LazyFrame, nodes: pl.LazyFrame, prices: pl.Lazy
     spread = demand_and_fixed_charges(site_slots, lines, grid)
     allocated = pl.concat([f.select(*LINE_SHARE_COLUMNS) for f in (true_up.lines, spread.lines)]).with_columns(
         (pl.col("amount") * pl.col("_share")).alias("day_amount"),
-        (pl.col("billed_amount") * pl.col("_share")).alias("billed_day_amount"))
+        (pl.col("billed_amount") * pl.col("_share")).alias("billed_day_amount"),
+        (pl.col("source_amount") * pl.col("_share")).alias("source_amount"))
     allocated = allocated.with_columns(
         pl.when(pl.col("_unplaced")).then(pl.col("day_amount")).otherwise(0.0).alias("unattributed_amount"))
 
     line_allocations = conform(allocated, LINE_ALLOCATIONS_SCHEMA, "source", "line_id")
-    line_days = conform(allocated.with_columns(pl.lit(inventory.currency).alias("currency")), LINE_DAYS,
-                        "source", "line_id")
+    line_days = conform(allocated, LINE_DAYS, "source", "line_id")
     unattributed = conform(allocated.filter(pl.col("unattributed_amount") != 0)
-                           .with_columns(pl.col("unattributed_amount").alias("amount"),
-                                         pl.lit(inventory.currency).alias("currency")),
+                           .with_columns(pl.col("unattributed_amount").alias("amount")),
                            UNATTRIBUTED, "source", "line_id")
     return EnergyCostResult(_node_slot_costs(energy, site_slots, true_up, spread, allocated, cloud),
                             true_up.true_up, line_allocations, line_days, unattributed,
@@ -242,14 +244,16 @@ def demand_and_fixed_charges(site_slots: pl.LazyFrame, lines: pl.LazyFrame, grid
     of the invoice's kWh over the covered slots), fixed and tax lines by their time share over
     the covered slots, spread by energy."""
     spread_lines = lines.filter(pl.col("cost_type") != "energy").join(period_kwh(lines), on=INVOICE, how="left")
+    unplaceable = pl.col("_unplaceable").is_not_null()  # no reference rate: its share stays unattributed
     peak = pl.col("cost_type").eq("demand") & pl.col("peak_at").is_not_null()
     slot_end = pl.col("slot_start") + pl.duration(seconds=grid.slot_s)
     peak_end = pl.col("peak_at") + pl.duration(seconds=PEAK_INTERVAL_S)
     peak_overlap = (pl.min_horizontal(slot_end, peak_end) - pl.max_horizontal("slot_start", "peak_at")) \
         .dt.total_microseconds().cast(pl.Float64) / 1e6
     weights = (
-        site_slots.join(spread_lines.select("source", "line_id", "site_id", "cost_type", "peak_at", "peak_on_day",
-                                            "period_start", "period_end"), on="site_id", how="inner")
+        site_slots.join(spread_lines.filter(~unplaceable)
+                        .select("source", "line_id", "site_id", "cost_type", "peak_at", "peak_on_day", "period_start",
+                                "period_end"), on="site_id", how="inner")
         .with_columns(pl.when(peak).then(pl.when(pl.col("peak_on_day")).then(peak_overlap.clip(lower_bound=0)
                                                                             / grid.slot_s).otherwise(0.0))
                       .otherwise(pl.when(COVERED).then(1.0).otherwise(0.0)).alias("_f"))
@@ -262,18 +266,21 @@ def demand_and_fixed_charges(site_slots: pl.LazyFrame, lines: pl.LazyFrame, grid
         .with_columns(pl.col("_weight").fill_null(0.0))
         .with_columns(
             pl.when(peak).then(pl.when(pl.col("peak_on_day")).then(1.0).otherwise(0.0))
+            .when(unplaceable).then(TIME_SHARE)
             .when((pl.col("cost_type") == "demand") & (pl.col("_period_kwh") > 0))
             .then(pl.col("_weight") / J_PER_KWH / pl.col("_period_kwh"))
             .otherwise(TIME_SHARE).alias("_share"))
-        .with_columns((~(pl.col("_weight") > 0)).alias("_unplaced"))
+        .with_columns((~(pl.col("_weight") > 0) | unplaceable).alias("_unplaced"))
         .with_columns(
             pl.when(peak & ~pl.col("peak_on_day")).then(pl.lit("peak_on_other_day"))
+            .when(unplaceable).then(pl.col("_unplaceable"))
             .when(peak & pl.col("_unplaced")).then(pl.lit("no_energy_in_peak_interval"))
             .when(pl.col("_unplaced") & (pl.col("_share") != 0)).then(pl.lit("no_energy_in_period"))
             .alias("reason"),
             pl.when(peak & ~pl.col("peak_on_day")).then(pl.format(
                 "demand peak interval starts {}, not on this day: nothing of the line is due today",
                 iso_utc(pl.col("peak_at"))))
+            .when(unplaceable).then(pl.col("_unplaceable_detail"))
             .when(peak & pl.col("_unplaced")).then(pl.format(
                 "no energy at site {}'s nodes in the demand peak interval starting {}", pl.col("site_id"),
                 iso_utc(pl.col("peak_at"))))
