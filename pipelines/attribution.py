@@ -81,10 +81,10 @@ def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
             raise MissingInput(f"{lake.partition_dir('market_prices', day)}: the market prices of {day} are not "
                                f"ingested; ingest the day first (`inferledger ingest --date {day}`)")
         market_prices = _scan(lake.day_files("market_prices", day), MARKET_PRICES.schema)
-    return DayInputs(requests, readings, cost_lines, assets, market_prices, _fx_rates(lake))
+    return DayInputs(requests, readings, cost_lines, assets, market_prices, delivered_fx_rates(lake))
 
 
-def _fx_rates(lake: Lake) -> pl.LazyFrame:
+def delivered_fx_rates(lake: Lake) -> pl.LazyFrame:
     """Every delivered rate, one per date and currency (the latest delivery; partitions are named
     `date=<delivery day>`, so their paths sort by delivery)."""
     files = [f for d in lake.days("fx_rates") for f in lake.day_files("fx_rates", d)]
