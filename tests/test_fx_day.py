@@ -85,6 +85,6 @@ def test_the_eur_asset_is_converted_at_the_days_ecb_rate_and_the_aed_line_left_u
     assert amort.select("unit", "source_amount").row(0) == ("USD", pytest.approx(ASSET_USD, abs=1e-12))
     assert totals.filter(pl.col("component") == "cloud_cost")["source_amount"].item() == pytest.approx(86.40, abs=1e-12)
     with duckdb.connect(str(fx_day["warehouse"]), read_only=True) as con:
-        rows = con.execute("SELECT unit, source_currency, round(source_currency_amount, 6), fx_rate FROM reconciliation "
-                           "WHERE source = 'asset_register'").fetchall()
+        rows = con.execute("SELECT unit, source_currency, round(source_currency_amount, 6), fx_rate "
+                           "FROM reconciliation WHERE source = 'asset_register'").fetchall()
     assert rows == [("USD", "EUR", round(ASSET_EUR, 6), pytest.approx(1.1357, abs=1e-15))]

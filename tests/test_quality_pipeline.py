@@ -121,8 +121,9 @@ def test_register_in_another_currency_warns_and_no_longer_blocks_request_costs(d
     un = pl.read_parquet(lake / "unattributed" / f"date={DAY}" / "part-0.parquet").filter(pl.col("line_id") == line_id)
     assert un.select("amount", "currency", "reason").rows() == [(usd, "EUR", "no_fx_rate")]
     after = pl.read_parquet(lake / "reconciliation" / f"date={DAY}" / "part-0.parquet")
-    assert after.filter(pl.col("line_id") == line_id).select(
-        "unit", "source_amount", "unattributed", "source_currency", "fx_rate").rows() == [("EUR", usd, usd, "EUR", None)]
+    row = after.filter(pl.col("line_id") == line_id)
+    assert row.select("unit", "source_amount", "unattributed", "source_currency", "fx_rate").rows() == [
+        ("EUR", usd, usd, "EUR", None)]
 
 
 def test_fifty_kilowatt_gpu_is_quarantined_and_a_focus_line_in_another_currency_warns(day, tmp_path):

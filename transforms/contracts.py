@@ -203,7 +203,8 @@ FX_RATES = Contract(
     columns=(
         _c("date", pl.Date, "date", "Day the rate is the reference rate of (the ECB publishes business days only)."),
         _c("currency", pl.String, "ISO 4217", "Currency quoted against the euro."),
-        _c("rate", pl.Float64, "currency per EUR", "Units of `currency` one euro buys (USD 1.1357: 1 EUR = 1.1357 USD)."),
+        _c("rate", pl.Float64, "currency per EUR",
+           "Units of `currency` one euro buys (USD 1.1357: 1 EUR = 1.1357 USD)."),
     ),
 )
 

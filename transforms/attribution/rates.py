@@ -89,8 +89,9 @@ def amortization_allocations(depreciation: pl.LazyFrame, grid: SlotGrid, currenc
 
 # --- step 7: cloud bills (FOCUS) -------------------------------------------------------------
 
-def cloud_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotGrid, currency: str,
-                      rates: pl.LazyFrame | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+def cloud_allocations(
+        cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotGrid, currency: str,
+        rates: pl.LazyFrame | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
     """(allocations, unattributed, line_days, egress_lines) of the `focus` lines touching the day.
 
     The day's share of a line: `effective_amount` (and `billed_amount`, in `billed_day_amount`)

@@ -21,8 +21,8 @@ RECONCILIATION = pl.Schema({
     "source_currency_amount": pl.Float64, "fx_rate": pl.Float64,
 })
 # The columns of a money line as billed (`lines.LINE_DAYS` -> RECONCILIATION).
-AS_BILLED = (pl.col("currency").alias("unit"), "source_currency", pl.col("source_amount").alias("source_currency_amount"),
-             "fx_rate")
+AS_BILLED = (pl.col("currency").alias("unit"), "source_currency",
+             pl.col("source_amount").alias("source_currency_amount"), "fx_rate")
 MONEY_TOLERANCE = 0.01  # one cent, in the reporting currency
 ENERGY_RELATIVE_TOLERANCE = 1e-9
 
@@ -113,13 +113,15 @@ def reconcile_site_slot_lines(line_site_slots: pl.LazyFrame, line_days: pl.LazyF
     tariff_days = line_site_slots.filter(pl.col("source") == "tariff").group_by("source", "line_id", "component").agg(
         pl.col("amount").pipe(fsum).alias("day_amount"))
     if tariffs is not None:
-        tariff_days = tariff_days.join(tariffs.select("line_id", "source_currency", "fx_rate"), on="line_id", how="left")
+        tariff_days = tariff_days.join(tariffs.select("line_id", "source_currency", "fx_rate"), on="line_id",
+                                       how="left")
     else:
         tariff_days = tariff_days.with_columns(pl.lit(None, pl.String).alias("source_currency"),
                                                pl.lit(None, pl.Float64).alias("fx_rate"))
     tariff_days = tariff_days.with_columns(
         pl.lit(currency).alias("currency"), pl.col("source_currency").fill_null(currency),
-        pl.col("fx_rate").fill_null(1.0)).with_columns((pl.col("day_amount") / pl.col("fx_rate")).alias("source_amount"))
+        pl.col("fx_rate").fill_null(1.0),
+    ).with_columns((pl.col("day_amount") / pl.col("fx_rate")).alias("source_amount"))
     cols = ["source", "line_id", "component", "day_amount", "currency", "source_currency", "source_amount", "fx_rate"]
     lines = pl.concat([line_days.select(cols), tariff_days.select(cols)])
     return _finish(lines.select("source", "line_id", "component", *AS_BILLED,
