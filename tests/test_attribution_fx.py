@@ -107,3 +107,22 @@ def test_eur_tariff_priced_and_converted(small_inventory, ecb):
                           lines().clear(), inv, grid, rates)
     costs = result.node_slot_costs.filter(pl.col("node_id") == "r-l40s-std-01").collect()
     assert costs.filter(pl.col("slot") == 40)["energy_cost"].item() == pytest.approx(0.147641, abs=1e-12)
+
+
+def test_a_tariff_without_a_rate_leaves_its_energy_unattributed_and_the_day_goes_on(small_inventory, ecb):
+    # Saturday 2025-05-10: the sample's last rate (04-25) is 15 days old, so EUR has none. The EUR
+    # tariff's energy stays in EUR, unattributed: 2 kWh x 0.065 EUR = 0.13 EUR; the node-slot costs
+    # 0. The USD market site is priced as ever: 1 kWh x (0.05 + adder 0.045) = 0.095 USD.
+    sat = date(2025, 5, 10)
+    inv = with_tariff(small_inventory, "plains-tou", currency="EUR")
+    grid = SlotGrid(sat, 900)
+    rates = day_rates(ecb, sat, "USD")
+    prices = site_slot_prices(inv, flat_market(inv, sat), grid, rates)
+    result = energy_costs(node_energy({("r-l40s-std-01", 40): 2, ("m-h200-01", 40): 1}), inv.nodes_frame(), prices,
+                          lines().clear(), inv, grid, rates)
+    costs = dict(result.node_slot_costs.filter(pl.col("slot") == 40).select("node_id", "energy_cost").collect().rows())
+    assert costs["r-l40s-std-01"] == 0.0
+    assert costs["m-h200-01"] == pytest.approx(0.095, abs=1e-12)
+    assert result.unattributed.collect().select("source", "line_id", "amount", "currency", "reason").rows() == [
+        ("tariff", "remote-plains:2025-05-10", pytest.approx(0.13, abs=1e-12), "EUR", "no_fx_rate")]
+    assert result.line_site_slots.filter(pl.col("site_id") == PLAINS).collect().height == 0

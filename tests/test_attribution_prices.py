@@ -14,7 +14,7 @@ import pytest
 
 from transforms.attribution.electricity import energy_costs
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.prices import site_slot_prices
+from transforms.attribution.prices import site_slot_prices, stranded_sites
 from transforms.contracts import COST_LINES, MARKET_PRICES
 from transforms.ingest.common import accepted, classify, quarantined
 from transforms.ingest.market_prices import hours_of_day, parse_market_price_csv
@@ -153,12 +153,15 @@ def test_overlapping_periods_raise(small_inventory):
         site_slot_prices(inv, flat_market(inv, date(2026, 11, 24)), grid(date(2026, 11, 24)))
 
 
-def test_tariff_in_another_currency_without_a_rate_raises_naming_it(small_inventory):
-    # With a rate it is converted (tests/test_attribution_fx.py); without one the slots have no price.
+def test_tariff_in_another_currency_without_a_rate_keeps_its_prices_in_its_currency(small_inventory):
+    # With a rate it is converted (tests/test_attribution_fx.py); without one its slots keep the
+    # tariff's own prices (0.065 EUR off peak at 00:00 UTC, 18:00 CST: on_peak 0.14 EUR), and
+    # electricity.energy_costs leaves that energy unattributed in EUR (`no_fx_rate`).
     inv = with_tariff(small_inventory, "plains-tou", currency="EUR")
-    with pytest.raises(ValueError, match=r"no reference rate of 2026-11-24 \(nor of the 7 days before\) to convert "
-                       r"energy prices to USD: tariff 'plains-tou' of site 'remote-plains' is in EUR"):
-        site_slot_prices(inv, flat_market(inv, date(2026, 11, 24)), grid(date(2026, 11, 24)))
+    g = grid(date(2026, 11, 24))
+    assert stranded_sites(inv, None, g) == {PLAINS: "EUR"}
+    p = site_slot_prices(inv, flat_market(inv, g.day), g).filter(pl.col("site_id") == PLAINS).collect()
+    assert p.filter(pl.col("slot") == 0)["price_per_kwh"].item() == 0.14
 
 
 # --- market prices ---------------------------------------------------------------------------

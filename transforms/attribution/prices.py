@@ -10,12 +10,13 @@ DST-correct: the US spring-forward local day has 23 hours, the fall-back day 25)
 takes the hourly price of the UTC hour the slot starts in, plus `adder_per_kwh`. A slot no period
 or no market hour prices, or more than one period prices, is an inventory gap and raises: it must
 never cost 0 silently. A tariff in another currency than the reporting one is converted at the
-day's reference rate (`fx.day_rates`): every price (and the market adder) x `fx_rate`.
+day's reference rate (`fx.day_rates`): every price (and the market adder) x `fx_rate`; a tariff
+whose currency has no rate keeps its prices in that currency (`stranded_sites`).
 """
 
 import polars as pl
 
-from transforms.attribution.fx import MAX_RATE_AGE_DAYS, day_rates, rate_of
+from transforms.attribution.fx import day_rates, rate_of
 from transforms.attribution.grid import SlotGrid
 from transforms.contracts import UTC_US
 from transforms.inventory import Inventory, Site, Tariff
@@ -40,22 +41,21 @@ def _priced_sites(inventory: Inventory) -> list[tuple[Site, Tariff]]:
     return [(site, tariffs[site.tariff]) for site in inventory.sites if site.kind != "cloud"]
 
 
-def tariff_rates(inventory: Inventory, rates: pl.LazyFrame | None, grid: SlotGrid) -> dict[str, float]:
+def tariff_rates(inventory: Inventory, rates: pl.LazyFrame | None, grid: SlotGrid) -> dict[str, float | None]:
     """The `fx_rate` (reporting units per unit of the tariff's currency, `fx.day_rates`) of every
-    tariff of a priced site on the grid's day. Raises ValueError naming the tariffs, their currency
-    and the fix when a currency has no rate of the day (nor of the week before)."""
+    tariff of a priced site on the grid's day; None when its currency has no rate of the day (nor
+    of the MAX_RATE_AGE_DAYS before): `stranded_sites`."""
     rates = day_rates(None, grid.day, inventory.currency) if rates is None else rates
-    out, missing = {}, []
-    for site, tariff in _priced_sites(inventory):
-        rate = rate_of(rates, tariff.currency)
-        if rate is None:
-            missing.append(f"tariff {tariff.id!r} of site {site.id!r} is in {tariff.currency}")
-        out[tariff.id] = rate
-    if missing:
-        raise ValueError(f"no reference rate of {grid.day.isoformat()} (nor of the {MAX_RATE_AGE_DAYS} days before) "
-                         f"to convert energy prices to {inventory.currency}: " + "; ".join(missing)
-                         + "; deliver the rates (`<raw>/<day>/_fleet/fx/`, docs/raw-formats.md)")
-    return out
+    return {tariff.id: rate_of(rates, tariff.currency) for _, tariff in _priced_sites(inventory)}
+
+
+def stranded_sites(inventory: Inventory, rates: pl.LazyFrame | None, grid: SlotGrid) -> dict[str, str]:
+    """Priced sites whose tariff's currency has no rate of the day -> that currency. Their slots
+    are priced in the tariff's own currency (`site_slot_prices`), and the energy no invoice
+    covers stays unattributed there (`no_fx_rate`, electricity.energy_costs): never converted at
+    a made-up rate, never blocking the day."""
+    fx = tariff_rates(inventory, rates, grid)
+    return {site.id: tariff.currency for site, tariff in _priced_sites(inventory) if fx[tariff.id] is None}
 
 
 def tariff_lines(inventory: Inventory, rates: pl.LazyFrame | None, grid: SlotGrid) -> pl.LazyFrame:
@@ -63,7 +63,7 @@ def tariff_lines(inventory: Inventory, rates: pl.LazyFrame | None, grid: SlotGri
     (`<site>:<day>`, electricity.EnergyCostResult): the currency its tariff states prices in."""
     fx = tariff_rates(inventory, rates, grid)
     sites = _priced_sites(inventory)
-    return pl.LazyFrame({"line_id": [f"{s.id}:{grid.day.isoformat()}" for s, _ in sites],
+    return pl.LazyFrame({"line_id": [f"{s.id}:{grid.day.isoformat()}" for s, _ in sites],  # (stranded: fx_rate null)
                          "source_currency": [t.currency for _, t in sites], "fx_rate": [fx[t.id] for _, t in sites]},
                         schema={"line_id": pl.String, "source_currency": pl.String, "fx_rate": pl.Float64})
 
@@ -151,14 +151,14 @@ def site_slot_prices(inventory: Inventory, market_prices: pl.LazyFrame | None, g
     (`time_of_use`, `market`). `market_prices`: `tariff_id, hour_utc, price_per_kwh` of every
     market tariff in use (the lake's `market_prices` of the day), may be None when no site buys at market.
     A tariff in another currency is converted at the day's rate (`rates`: `fx.day_rates`;
-    `tariff_rates`).
+    `tariff_rates`); without a rate its prices stay in its own currency (`stranded_sites`).
 
     Raises ValueError naming the site, the slot time (UTC and local) and what to fix when a
-    slot has no price or two, or when a tariff's currency has no rate of the day. The frame is
+    slot has no price or two. The frame is
     small (sites x slots) and collected here to be judged."""
     slots = grid.slots()
     frames = []
-    fx = tariff_rates(inventory, rates, grid)
+    fx = {t: 1.0 if r is None else r for t, r in tariff_rates(inventory, rates, grid).items()}  # None: stranded
     for site, tariff in _priced_sites(inventory):  # a loop over sites of the inventory, not rows
         cand = (_tou_candidates(site, tariff, slots, fx[tariff.id]) if tariff.kind == "time_of_use"
                 else _market_candidates(site, tariff, market_prices, slots, fx[tariff.id]))
