@@ -32,7 +32,8 @@ def materialize_day(raw: Path, lake: Path, instance: dg.DagsterInstance) -> list
     resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)), "warehouse": Warehouse()}
     results = [dg.materialize([requests, power_readings, cost_lines], partition_key=f"{DAY}|{site}",
                               resources=resources, instance=instance, run_config=QUIET_RUN) for site in SITES]
-    results.append(dg.materialize([asset_register, market_prices, fx_rates], partition_key=str(DAY), resources=resources,
+    results.append(dg.materialize([asset_register, market_prices, fx_rates], partition_key=str(DAY),
+                                  resources=resources,
                                   instance=instance, run_config=QUIET_RUN))
     return results
 

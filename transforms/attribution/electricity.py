@@ -150,7 +150,8 @@ def _stranded_tariff_lines(site_slots: pl.LazyFrame, true_up: "TrueUp", stranded
         .select(pl.lit("tariff").alias("source"), (pl.col("site_id") + f":{grid.day.isoformat()}").alias("line_id"),
                 pl.lit("energy_cost").alias("component"), "day_amount",
                 pl.col("day_amount").alias("billed_day_amount"), pl.col("day_amount").alias("amount"),
-                currency.alias("currency"), currency.alias("source_currency"), pl.col("day_amount").alias("source_amount"),
+                currency.alias("currency"), currency.alias("source_currency"),
+                pl.col("day_amount").alias("source_amount"),
                 pl.lit(None, pl.Float64).alias("fx_rate"), pl.lit("no_fx_rate").alias("reason"),
                 pl.lit(None, pl.String).alias("service_name"))
     )
@@ -347,7 +348,8 @@ def _node_slot_costs(energy: pl.LazyFrame, site_slots: pl.LazyFrame, true_up: Tr
     return (
         energy.join(site_rates, on=["site_id", "slot"], how="left")
         .select("node_id", "slot",
-                pl.when(is_cloud).then(0.0).otherwise((pl.col("energy_j") / J_PER_KWH * pl.col("_price")).fill_null(0.0))
+                pl.when(is_cloud).then(0.0)
+                .otherwise((pl.col("energy_j") / J_PER_KWH * pl.col("_price")).fill_null(0.0))
                 .alias("energy_cost"),
                 (pl.col("energy_j") * pl.col("_demand_cost_per_j")).fill_null(0.0).alias("demand_cost"),
                 (pl.col("energy_j") * pl.col("_fixed_cost_per_j")).fill_null(0.0).alias("fixed_cost"))
