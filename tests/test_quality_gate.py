@@ -55,6 +55,7 @@ def test_a_50_kw_gpu_is_quarantined_and_a_focus_line_without_a_rate_stays_unattr
     focus.write_text("".join(lines))
     eur = float(next(csv.DictReader(io.StringIO(lines[0] + lines[1])))["EffectiveCost"])  # its day: 00:00-01:00
     assert main(["run", "--date", D2.isoformat(), *night["args"], "--parallel", parallel]) == 0
+    said = " ".join("".join(capsys.readouterr()).split())
     un = pl.read_parquet(night["lake"] / "unattributed" / f"date={D2}" / "part-0.parquet")
     assert un.filter(pl.col("reason") == "no_fx_rate").select("source", "component", "amount", "currency").rows() == [
         ("focus", "cloud_cost", eur, "EUR")]

@@ -37,9 +37,7 @@ ROW_COUNT_RATIO = (0.2, 5.0)
 POWER_SOURCES = ("dcgm", "ipmi", "redfish", "facility_csv", "canonical")
 BILL_SOURCES = ("focus", "electricity_invoice", "colocation_invoice", "canonical")
 FOCUS_CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
-# Bills and assets in another currency than the reporting one are converted by the attribution.
-CONVERTED = ("; another is converted at the day's reference rate (docs/attribution.md, \"Currency\"), or, without "
-             "one, stays unattributed (`no_fx_rate`)")
+CONVERTED = "; another is converted at the day's reference rate, or stays unattributed (`no_fx_rate`)"
 
 REQUEST_COSTS_COLUMNS: dict[str, pl.DataType] = dict(REQUEST_COSTS_SCHEMA)  # declared by the facts' producer
 REQUEST_COSTS_MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost",
