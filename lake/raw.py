@@ -94,6 +94,7 @@ def raw_folder(raw_root: Path, day: date, site: str | None) -> Path:
 # unknown folder, an unknown site folder, a file outside any folder): listed by the fleet-wide
 # ingest (the asset register's), in its audit partition `site=_fleet`.
 UNCLAIMED = "unclaimed"
+UNCLAIMED_BY = "assets"  # the fleet-wide ingest whose audit lists them (fx_rates' is fleet-wide too)
 
 
 @dataclass
@@ -239,7 +240,7 @@ def raw_listing(dataset: str, raw_root: Path, day: date, site: str | None,
                 elif src is None and owner == dataset:
                     out.ignored[relative_name(path, raw_root)] = why
     out.sources = [(SOURCES[i], sorted(paths)) for i, paths in sorted(found.items())]
-    if fleet and _fleet_wide(dataset) and day_dir.is_dir():
+    if fleet and dataset == UNCLAIMED_BY and day_dir.is_dir():  # one fleet-wide ingest lists them, not each
         out.unclaimed = _unclaimed(day_dir, raw_root, roots, list(sites))
     return out
 
