@@ -127,5 +127,6 @@ def reconcile_energy_lines(infra_energy: pl.LazyFrame, pairs: pl.LazyFrame, node
     return (pl.concat(rows)
             .with_columns((pl.col("source_amount") - pl.col("to_requests") - pl.col("to_idle")).alias("difference"),
                           pl.lit(None, pl.String).alias("source_currency"),  # energy: no currency
-                          pl.lit(None, pl.Float64).alias("source_currency_amount"), pl.lit(None, pl.Float64).alias("fx_rate"))
+                          pl.lit(None, pl.Float64).alias("source_currency_amount"),
+                          pl.lit(None, pl.Float64).alias("fx_rate"))
             .select(pl.col(n).cast(t) for n, t in RECONCILIATION.items()))
