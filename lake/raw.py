@@ -2,7 +2,7 @@
 the ingest of one dataset for one day (and site) finds there (docs/raw-formats.md).
 
     <raw>/<YYYY-MM-DD>/<site>/<folder>/<file>     a site's exports of the day
-    <raw>/<YYYY-MM-DD>/_fleet/<folder>/<file>     fleet-wide exports (the asset register)
+    <raw>/<YYYY-MM-DD>/_fleet/<folder>/<file>     fleet-wide exports (the asset register, exchange rates)
     <raw>/<market_price_file>                     hourly market prices, named by the inventory
 
 Which raw folders feed which dataset is the table `SOURCES` below (and `MARKET_PRICES_SOURCE`),
@@ -25,7 +25,7 @@ from lake.readers import relative_name, scan_csv_text, scan_parquet_files, scan_
 from lake.store import FLEET
 from transforms.contracts import CANONICAL
 from transforms.ingest import assets as assets_parsers
-from transforms.ingest import bills, market_prices, power, requests
+from transforms.ingest import bills, fx_rates, market_prices, power, requests
 
 # A reader: raw files -> lazy frame of their records. Keywords `unreadable` (a dict it fills with the
 # files it cannot read as their format, relative name -> why and the fix, left out) and `lossy` (a
@@ -73,6 +73,9 @@ SOURCES: tuple[Source, ...] = (
     Source("assets", "assets", ("*.csv",), scan_csv_text, assets_parsers.parse_asset_register),
     Source("assets", "canonical", ("assets*.csv",), scan_csv_text, assets_parsers.parse_canonical_assets),
     Source("assets", "canonical", ("assets*.parquet",), scan_parquet_files, assets_parsers.parse_canonical_assets),
+    # Reference exchange rates, fleet-wide: the ECB's file as it ships, or the canonical table.
+    Source("fx_rates", "fx", ("eurofxref*.csv",), scan_csv_text, fx_rates.parse_ecb_rates),
+    Source("fx_rates", "fx", ("fx_rates*.csv",), scan_csv_text, fx_rates.parse_canonical_fx_rates),
 )
 
 
@@ -91,6 +94,7 @@ def raw_folder(raw_root: Path, day: date, site: str | None) -> Path:
 # unknown folder, an unknown site folder, a file outside any folder): listed by the fleet-wide
 # ingest (the asset register's), in its audit partition `site=_fleet`.
 UNCLAIMED = "unclaimed"
+UNCLAIMED_BY = "assets"  # the fleet-wide ingest whose audit lists them (fx_rates' is fleet-wide too)
 
 
 @dataclass
@@ -236,7 +240,7 @@ def raw_listing(dataset: str, raw_root: Path, day: date, site: str | None,
                 elif src is None and owner == dataset:
                     out.ignored[relative_name(path, raw_root)] = why
     out.sources = [(SOURCES[i], sorted(paths)) for i, paths in sorted(found.items())]
-    if fleet and _fleet_wide(dataset) and day_dir.is_dir():
+    if fleet and dataset == UNCLAIMED_BY and day_dir.is_dir():  # one fleet-wide ingest lists them, not each
         out.unclaimed = _unclaimed(day_dir, raw_root, roots, list(sites))
     return out
 

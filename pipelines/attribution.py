@@ -15,7 +15,7 @@ from settings import default
 from transforms.attribution.day import DayInputs, day_outputs, finish_day, share_day
 from transforms.attribution.grid import SlotGrid
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE, conservation_failures
-from transforms.contracts import ASSETS, COST_LINES, MARKET_PRICES, POWER_READINGS, REQUESTS
+from transforms.contracts import ASSETS, COST_LINES, FX_RATES, MARKET_PRICES, POWER_READINGS, REQUESTS
 from transforms.inventory import Inventory
 
 # Lake datasets written per day by the attribution, in the order they are written.
@@ -58,7 +58,8 @@ def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
     each line wins, so a corrected invoice replaces the first); the latest asset register
     delivered on or before the day (`Lake.delivered_days`: not a day whose ingest found none);
     the day's hourly prices of the inventory's market tariffs (None when no tariff is a market
-    one)."""
+    one); every reference exchange rate ever delivered (`fx_rates`, the latest delivery of a date
+    and currency wins: the rate of a day is a fact of that day, whenever the file came)."""
     requests = _scan(lake.day_files("requests", day), REQUESTS.schema)
     # The next day's log, when ingested: its requests in flight at midnight occupy this day too.
     next_files = lake.day_files("requests", day + timedelta(days=1))
@@ -84,7 +85,19 @@ def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
             raise MissingInput(f"{lake.partition_dir('market_prices', day)}: the market prices of {day} are not "
                                f"ingested; ingest the day first (`inferledger ingest --date {day}`)")
         market_prices = _scan(lake.day_files("market_prices", day), MARKET_PRICES.schema)
-    return DayInputs(requests, readings, cost_lines, assets, market_prices, next_day_requests=next_day)
+    return DayInputs(requests, readings, cost_lines, assets, market_prices, fx_rates=delivered_fx_rates(lake),
+                     next_day_requests=next_day)
+
+
+def delivered_fx_rates(lake: Lake) -> pl.LazyFrame:
+    """Every delivered rate, one per date and currency (the latest delivery; partitions are named
+    `date=<delivery day>`, so their paths sort by delivery)."""
+    files = [f for d in lake.days("fx_rates") for f in lake.day_files("fx_rates", d)]
+    if not files:
+        return pl.LazyFrame(schema=FX_RATES.schema)
+    return (pl.scan_parquet(files, schema=FX_RATES.schema, hive_partitioning=False, include_file_paths="_file")
+            .sort("_file").group_by("date", "currency", maintain_order=True).last()
+            .select(FX_RATES.names).sort("date", "currency"))
 
 
 def attribute_partition(day: date, lake: Lake, inventory: Inventory, *, slot_s: int = default("slot_s"),
@@ -128,7 +141,7 @@ def _check_conservation(day: date, frames: dict[str, pl.DataFrame]) -> None:
     failures = conservation_failures(frames["reconciliation"])
     totals = frames["totals"]
     off = totals.filter(
-        pl.when(pl.col("unit") == "currency")
+        pl.when(pl.col("unit") != "J")
         .then((pl.col("requests_difference").abs() > MONEY_TOLERANCE)
               | (pl.col("idle_difference").abs() > MONEY_TOLERANCE))
         .otherwise((pl.col("requests_difference").abs()

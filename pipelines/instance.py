@@ -4,9 +4,10 @@ missing, created with the project's instance settings.
 Dagster reads `$DAGSTER_HOME/dagster.yaml`, and a relative `base_dir` in it is relative to the
 current directory of the process that opens the instance: a run started from another directory
 was recorded there, and `dg dev` showed nothing. So the project's settings are a template
-(`dagster.yaml` at the top of the repository, shipped with the package as `dagster.yaml`, a link to it), and `ensure_home` writes
-`$DAGSTER_HOME/dagster.yaml` from it with every `base_dir` absolute under $DAGSTER_HOME. An
-existing file is kept (an operator's, deploy/dagster.yaml's), unless a storage path in it is
+(`dagster.yaml` at the top of the repository, shipped with the package as
+`pipelines/dagster.yaml`, a link to it), and `ensure_home` writes `$DAGSTER_HOME/dagster.yaml`
+from it with every `base_dir` absolute under $DAGSTER_HOME. An existing file is kept (an operator's,
+deploy/dagster.yaml's), unless a storage path in it is
 relative: that is refused, naming the path and the fix. Imports no Dagster (`inferledger sql`
 loads this room's CLI without it).
 

@@ -14,7 +14,7 @@ import pytest
 
 from transforms.attribution.electricity import energy_costs
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.prices import site_slot_prices
+from transforms.attribution.prices import site_slot_prices, stranded_sites
 from transforms.contracts import COST_LINES, MARKET_PRICES
 from transforms.ingest.common import accepted, classify, quarantined
 from transforms.ingest.market_prices import hours_of_day, parse_market_price_csv
@@ -153,11 +153,15 @@ def test_overlapping_periods_raise(small_inventory):
         site_slot_prices(inv, flat_market(inv, date(2026, 11, 24)), grid(date(2026, 11, 24)))
 
 
-def test_tariff_in_another_currency_raises(small_inventory):
+def test_tariff_in_another_currency_without_a_rate_keeps_its_prices_in_its_currency(small_inventory):
+    # With a rate it is converted (tests/test_attribution_fx.py); without one its slots keep the
+    # tariff's own prices (0.065 EUR off peak at 00:00 UTC, 18:00 CST: on_peak 0.14 EUR), and
+    # electricity.energy_costs leaves that energy unattributed in EUR (`no_fx_rate`).
     inv = with_tariff(small_inventory, "plains-tou", currency="EUR")
-    with pytest.raises(ValueError, match="tariff 'plains-tou' of site 'remote-plains' is in EUR, "
-                                         "the reporting currency is USD"):
-        site_slot_prices(inv, flat_market(inv, date(2026, 11, 24)), grid(date(2026, 11, 24)))
+    g = grid(date(2026, 11, 24))
+    assert stranded_sites(inv, None, g) == {PLAINS: "EUR"}
+    p = site_slot_prices(inv, flat_market(inv, g.day), g).filter(pl.col("site_id") == PLAINS).collect()
+    assert p.filter(pl.col("slot") == 0)["price_per_kwh"].item() == 0.14
 
 
 # --- market prices ---------------------------------------------------------------------------
@@ -319,7 +323,8 @@ def test_invoice_true_up_with_demand_charge(small_inventory):
     }
     assert out["unattributed"].height == 0
     days = out["line_days"]
-    assert days.columns == ["source", "line_id", "component", "day_amount", "billed_day_amount", "currency"]
+    assert days.columns == ["source", "line_id", "component", "day_amount", "billed_day_amount", "currency",
+                            "source_currency", "source_amount", "fx_rate"]
     assert days["day_amount"].to_list() == pytest.approx([2.352, 0.429, 500.0, 10.0, 2.0], abs=1e-12)
     assert days["billed_day_amount"].to_list() == pytest.approx(days["day_amount"].to_list(), abs=1e-12)
     assert_conserved(out, small_inventory, date(2026, 12, 15))
@@ -431,8 +436,11 @@ def test_inconsistent_invoice_lines_raise(small_inventory):
     revised = line(1, "energy", 101.00, 600, "kWh", "on_peak")
     with pytest.raises(ValueError, match=r"lines delivered in different versions \(line PLN-202612-4417:1\)"):
         run(small_inventory, d, ENERGY, [*DECEMBER, revised])
-    with pytest.raises(ValueError, match=r"not in the reporting currency USD \(line PLN-202612-4417:1 currency EUR\)"):
-        run(small_inventory, d, ENERGY, [line(1, "energy", 100.80, 600, "kWh", "on_peak", currency="EUR")])
+    # Another currency without a rate no longer raises: the line's time share (1 of the 31 days
+    # of December) stays unattributed in EUR: 100.80 / 31 = 3.2516...
+    eur = run(small_inventory, d, ENERGY, [line(1, "energy", 100.80, 600, "kWh", "on_peak", currency="EUR")])
+    assert eur["unattributed"].select("amount", "currency", "reason").rows() == [
+        (pytest.approx(100.80 / 31, abs=1e-12), "EUR", "no_fx_rate")]
     with pytest.raises(ValueError, match=r"unit other than kWh, MWh or Wh \(line PLN-202612-4417:1 unit therm\)"):
         run(small_inventory, d, ENERGY, [line(1, "energy", 100.80, 600, "therm", "on_peak")])
 

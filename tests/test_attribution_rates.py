@@ -57,6 +57,11 @@ def requests(*rows: tuple) -> pl.LazyFrame:
     return pl.LazyFrame(rows, schema=schema, orient="row")
 
 
+def same_currency_rows(line_days: pl.DataFrame) -> list[tuple]:
+    """Line days without the columns that say how they were converted (all in USD here)."""
+    return line_days.drop("source_currency", "source_amount", "fx_rate").rows()
+
+
 def egress_costs(egress_lines: pl.DataFrame | pl.LazyFrame, reqs: pl.LazyFrame,
                  grid: SlotGrid = GRID) -> tuple[dict[str, float], pl.DataFrame]:
     """Each request's egress cost and the unattributed egress lines, as `day.share_day` computes
@@ -96,8 +101,8 @@ def test_asset_entering_service_on_the_day_depreciates_the_whole_day_and_not_the
     assert alloc.rows() == [("asset_register", "A1:2026-11-24", "m-01", 0, 1440, "amortization_cost",
                              pytest.approx(SL_DAILY, abs=1e-9))]
     assert alloc.schema == ALLOCATIONS and unattributed.height == 0
-    assert line_days.rows() == [("asset_register", "A1:2026-11-24", "amortization_cost",
-                                 pytest.approx(SL_DAILY, abs=1e-9), pytest.approx(SL_DAILY, abs=1e-9), USD)]
+    sl = pytest.approx(SL_DAILY, abs=1e-9)
+    assert same_currency_rows(line_days) == [("asset_register", "A1:2026-11-24", "amortization_cost", sl, sl, USD)]
 
 
 def test_disposal_day_and_after_carry_nothing():
@@ -152,7 +157,7 @@ def test_asset_in_another_currency_stays_unattributed():
         asset_depreciation(assets({"currency": "EUR"}), GRID), GRID, USD))
     assert alloc.height == 0
     assert unattributed.rows() == [("asset_register", "A1:2026-11-24", "amortization_cost",
-                                    pytest.approx(SL_DAILY, abs=1e-9), "EUR", "currency_mismatch", None)]
+                                    pytest.approx(SL_DAILY, abs=1e-9), "EUR", "no_fx_rate", None)]
 
 
 # --- step 7: cloud bills ---------------------------------------------------------------------
@@ -166,7 +171,7 @@ def test_hourly_compute_line_fills_sixty_slots_of_its_node():
     assert alloc.rows() == [("focus", "L1", "c-01", 600, 660, "cloud_cost", 98.32)]
     assert unattributed.height == 0 and egress.height == 0
     # savings plan: billed 0, effective 98.32, both kept
-    assert line_days.rows() == [("focus", "L1", "cloud_cost", 98.32, 0.0, USD)]
+    assert same_currency_rows(line_days) == [("focus", "L1", "cloud_cost", 98.32, 0.0, USD)]
     assert (alloc.schema, unattributed.schema, line_days.schema, egress.schema) == (
         ALLOCATIONS, UNATTRIBUTED, LINE_DAYS, EGRESS_LINES)
 
@@ -177,7 +182,7 @@ def test_line_spanning_midnight_is_shared_by_seconds():
                   "effective_amount": 12.0, "billed_amount": 20.0})
     alloc, _, line_days, _ = cloud(line)
     assert alloc.rows() == [("focus", "L1", "c-01", 0, 90, "cloud_cost", 9.0)]
-    assert line_days.rows() == [("focus", "L1", "cloud_cost", 9.0, 15.0, USD)]
+    assert same_currency_rows(line_days) == [("focus", "L1", "cloud_cost", 9.0, 15.0, USD)]
     alloc, _, line_days, _ = cloud(line, SlotGrid(date(2026, 11, 23)))
     assert alloc.rows() == [("focus", "L1", "c-01", 1410, 1440, "cloud_cost", 3.0)]
     assert line_days["billed_day_amount"].to_list() == [5.0]
@@ -232,9 +237,9 @@ def test_cloud_line_in_another_currency_is_not_converted():
     euro = lines({"currency": "EUR", "effective_amount": 80.0, "billed_amount": 80.0})
     alloc, unattributed, line_days, _ = cloud(euro)
     assert alloc.height == 0
-    assert unattributed.rows() == [("focus", "L1", "cloud_cost", 80.0, "EUR", "currency_mismatch",
+    assert unattributed.rows() == [("focus", "L1", "cloud_cost", 80.0, "EUR", "no_fx_rate",
                                     "Amazon Elastic Compute Cloud")]
-    assert line_days.rows() == [("focus", "L1", "cloud_cost", 80.0, 80.0, "EUR")]
+    assert same_currency_rows(line_days) == [("focus", "L1", "cloud_cost", 80.0, 80.0, "EUR")]
 
 
 def test_egress_goes_to_requests_by_response_bytes():
@@ -246,7 +251,8 @@ def test_egress_goes_to_requests_by_response_bytes():
         {**egress_line, "line_id": "E3", "resource_id": "i-elsewhere", "effective_amount": 1.0},
     ))
     assert alloc.height == 0 and unattributed.height == 0
-    assert line_days.filter(pl.col("line_id") == "E1").rows() == [("focus", "E1", "egress_cost", 4.0, 4.0, USD)]
+    e1 = line_days.filter(pl.col("line_id") == "E1").drop("source_currency", "source_amount", "fx_rate")
+    assert e1.rows() == [("focus", "E1", "egress_cost", 4.0, 4.0, USD)]
     assert egress.sort("line_id").rows() == [
         ("focus", "E1", "c-01", utc(2026, 11, 24, 10), utc(2026, 11, 24, 11), 4.0, USD, "AWS Data Transfer"),
         ("focus", "E2", "c-02", utc(2026, 11, 24, 10), utc(2026, 11, 24, 11), 2.0, USD, "AWS Data Transfer"),
@@ -305,7 +311,7 @@ def test_colocation_month_split_by_reserved_kw():
     ]
     assert unattributed.height == 0
     day = pytest.approx(245.33333333333334, abs=1e-9)
-    assert line_days.rows() == [("colocation_invoice", "INV-11:1", "fixed_cost", day, day, USD)]
+    assert same_currency_rows(line_days) == [("colocation_invoice", "INV-11:1", "fixed_cost", day, day, USD)]
 
 
 def test_site_without_reserved_kw_splits_evenly_and_a_site_without_nodes_keeps_its_line():
@@ -320,7 +326,7 @@ def test_site_without_reserved_kw_splits_evenly_and_a_site_without_nodes_keeps_i
     ))
     assert sorted(alloc.select("line_id", "node_id", "amount").rows()) == [("R1", "r-01", 5.0), ("R1", "r-02", 5.0)]
     assert sorted(unattributed.rows()) == [
-        ("colocation_invoice", "E1", "fixed_cost", 2.0, "EUR", "currency_mismatch", "power_commit"),
+        ("colocation_invoice", "E1", "fixed_cost", 2.0, "EUR", "no_fx_rate", "power_commit"),
         ("colocation_invoice", "X1", "fixed_cost", 1.0, USD, "site_has_no_nodes", "power_commit"),
     ]
 

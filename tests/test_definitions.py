@@ -18,19 +18,20 @@ def test_definitions_load_and_graph_snapshot():
     defs = load_defs()
     graph = defs.resolve_asset_graph()
     keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
-    assert keys == ["asset_register", "cost_lines", "cost_marts", "market_prices", "power_readings", "report",
-                    "request_costs", "requests", "warehouse"]
+    assert keys == ["asset_register", "cost_lines", "cost_marts", "fx_rates", "market_prices", "power_readings",
+                    "report", "request_costs", "requests", "warehouse"]
     assert graph.get(dg.AssetKey("report")).parent_keys == {dg.AssetKey("warehouse")}
     for name in ("requests", "power_readings", "cost_lines"):
         pd = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(pd, dg.MultiPartitionsDefinition)
         assert [d.name for d in pd.partitions_defs] == ["date", "site"]
-    for name in ("asset_register", "market_prices"):  # fleet-wide inputs, by day
+    for name in ("asset_register", "market_prices", "fx_rates"):  # fleet-wide inputs, by day
         daily = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(daily, dg.DailyPartitionsDefinition) and daily.timezone == "UTC"
     assert isinstance(graph.get(dg.AssetKey("request_costs")).partitions_def, dg.DailyPartitionsDefinition)
     assert sorted(graph.get(dg.AssetKey("request_costs")).parent_keys) == [
-        dg.AssetKey(k) for k in ("asset_register", "cost_lines", "market_prices", "power_readings", "requests")]
+        dg.AssetKey(k) for k in ("asset_register", "cost_lines", "fx_rates", "market_prices", "power_readings",
+                                 "requests")]
     spec = next(s for s in defs.resolve_asset_graph().asset_check_keys if s.name == "conservation")
     assert spec.asset_key == dg.AssetKey("request_costs")
     assert set(defs.resources) >= {"raw", "lake", "warehouse", "settings"}
@@ -57,11 +58,13 @@ def test_quality_checks_on_their_assets():
         for c in catalog(suite):
             assert checks[(asset, c.name)].blocking == (c.severity == "error"), c.name
     assert checks[("power_readings", "power_readings.power_w.within_gpu_nameplate")].blocking
-    assert checks[("cost_lines", "cost_lines.currency.reporting_currency")].blocking
+    # A line in another currency is converted (or left unattributed, no_fx_rate): a warning (issue 16).
+    assert not checks[("cost_lines", "cost_lines.currency.reporting_currency")].blocking
     assert checks[("requests", "requests.output_tokens.non_negative")].blocking
     # What the fleet-wide ingests lost blocks the attribution of the day, in the same run.
     assert checks[("market_prices", "market_prices.sources.not_lost")].blocking
     assert checks[("asset_register", "assets.sources.not_lost")].blocking
+    assert checks[("fx_rates", "fx_rates.sources.not_lost")].blocking
     assert not checks[("requests", "requests.row_count.vs_previous_day")].blocking
 
 

@@ -138,7 +138,7 @@ def test_8_unattributed_by_reason(demo):
 
 
 def test_9_cost_by_component(demo):
-    t = demo["totals"].filter(pl.col("unit") == "currency").sort("source_amount", descending=True)
+    t = demo["totals"].filter(pl.col("unit") != "J").sort("source_amount", descending=True)
     got = answer(demo, 9)
     assert got["component"].to_list() == t["component"].to_list()
     assert got["source_amount"].to_list() == approx(t["source_amount"].to_list())

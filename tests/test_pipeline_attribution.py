@@ -48,7 +48,8 @@ def test_conservation_check_passes_and_every_line_adds_up(day):
     assert [(c.check_name, c.passed) for c in checks] == [("conservation", True)]
     rec = day["reconciliation"]
     assert conservation_failures(rec).height == 0
-    assert rec.filter(pl.col("unit") == "currency").select(pl.col("difference").abs().max()).item() < 1e-9
+    assert rec.filter(pl.col("unit") != "J").select(pl.col("difference").abs().max()).item() < 1e-9
+    assert set(rec.filter(pl.col("unit") != "J")["unit"]) == {"USD"}  # the ISO code (issue 16, item 8)
     t = day["totals"]
     worst = t.select(pl.col("requests_difference").abs().max(), pl.col("idle_difference").abs().max()).row(0)
     assert worst < (1e-6, 1e-6)

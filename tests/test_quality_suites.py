@@ -198,7 +198,7 @@ DRILLS = {
                                  {"power_readings.interval_s.in_range": E,
                                   "power_readings.interval_start.inside_partition_day": E}),
     # cost lines ----------------------------------------------------------------------------
-    "cost-currency-mismatch": ("cost_lines", set_row("currency", "EUR"), {"cost_lines.currency.reporting_currency": E}),
+    "cost-currency-mismatch": ("cost_lines", set_row("currency", "EUR"), {"cost_lines.currency.reporting_currency": W}),
     "cost-unknown-cost-type": ("cost_lines", set_row("cost_type", "gpu"), {"cost_lines.cost_type.allowed": E}),
     "cost-unknown-charge-category": ("cost_lines", set_row("charge_category", "Refund"),
                                      {"cost_lines.charge_category.allowed": E}),
@@ -216,7 +216,7 @@ DRILLS = {
     "cost-duplicate-key": ("cost_lines", dup_row, {"cost_lines.key.unique": E}),
     "cost-null-amount": ("cost_lines", set_row("effective_amount", None), {"cost_lines.effective_amount.not_null": E}),
     # assets --------------------------------------------------------------------------------
-    "assets-currency-mismatch": ("assets", set_row("currency", "EUR"), {"assets.currency.reporting_currency": E}),
+    "assets-currency-mismatch": ("assets", set_row("currency", "EUR"), {"assets.currency.reporting_currency": W}),
     "assets-negative-cost": ("assets", set_row("acquisition_cost", -10.0),
                              {"assets.acquisition_cost.within_bounds": E, "assets.salvage_value.within_cost": E}),
     "assets-salvage-above-cost": ("assets", set_row("salvage_value", 1e6), {"assets.salvage_value.within_cost": E}),

@@ -107,18 +107,19 @@ def site_hours() -> pl.DataFrame:
 
 
 def reconciliation() -> pl.DataFrame:
+    # a-1: an asset of 1.25 EUR a day at 1.12 USD/EUR = 1.40 USD.
     return pl.DataFrame([
-        ("asset_register", "a-1", "amortization_cost", "currency", 1.40, 0.90, 0.50, 0.0, 0.0),
-        ("colocation_invoice", "c-1", "fixed_cost", "currency", 0.50, 0.24, 0.15, 0.0, 0.11),
-        ("focus", "line-x", "cloud_cost", "currency", 1.25, 0.0, 0.0, 1.25, 0.0),
-        ("node_energy", "m-h200-01", "it_energy_j", "J", 15800.0, 10800.0, 5000.0, 0.0, 0.0),
+        ("asset_register", "a-1", "amortization_cost", "USD", 1.40, 0.90, 0.50, 0.0, 0.0, "EUR", 1.25, 1.12),
+        ("colocation_invoice", "c-1", "fixed_cost", "USD", 0.50, 0.24, 0.15, 0.0, 0.11, "USD", 0.50, 1.0),
+        ("focus", "line-x", "cloud_cost", "USD", 1.25, 0.0, 0.0, 1.25, 0.0, "USD", 1.25, 1.0),
+        ("node_energy", "m-h200-01", "it_energy_j", "J", 15800.0, 10800.0, 5000.0, 0.0, 0.0, None, None, None),
     ], schema=["source", "line_id", "component", "unit", "source_amount", "to_requests", "to_idle", "unattributed",
-               "difference"], orient="row")
+               "difference", "source_currency", "source_currency_amount", "fx_rate"], orient="row")
 
 
 def totals() -> pl.DataFrame:
     return pl.DataFrame([
-        ("amortization_cost", "currency", 1.40, 0.90, 0.50, 0.0, 0.90, 0.50),
+        ("amortization_cost", "USD", 1.40, 0.90, 0.50, 0.0, 0.90, 0.50),
         ("it_energy_j", "J", 54000.0, 47160.0, 6800.0, 0.0, 47160.0, 6800.0),
     ], schema=["component", "unit", "source_amount", "to_requests", "to_idle", "unattributed", "in_requests",
                "in_idle"], orient="row").with_columns(
@@ -301,10 +302,11 @@ def test_reconciliation_and_conservation(marts):
     df = marts["reconciliation"]
     assert rows(df, "source", "line_id", "unit", "source_amount", "to_requests", "to_idle", "unattributed",
                 "difference", "within_tolerance") == approx_rows([
-        ("asset_register", "a-1", "currency", 1.40, 0.90, 0.50, 0.0, 0.0, True),
-        ("colocation_invoice", "c-1", "currency", 0.50, 0.24, 0.15, 0.0, 0.11, False),
-        ("focus", "line-x", "currency", 1.25, 0.0, 0.0, 1.25, 0.0, True),
+        ("asset_register", "a-1", "USD", 1.40, 0.90, 0.50, 0.0, 0.0, True),
+        ("colocation_invoice", "c-1", "USD", 0.50, 0.24, 0.15, 0.0, 0.11, False),
+        ("focus", "line-x", "USD", 1.25, 0.0, 0.0, 1.25, 0.0, True),
         ("node_energy", "m-h200-01", "kWh", 15800 / J, 10800 / J, 5000 / J, 0.0, 0.0, True)])
+    assert rows(df, "line_id", "source_currency", "source_currency_amount", "fx_rate")[0] == ("a-1", "EUR", 1.25, 1.12)
     c = marts["conservation_by_component"]
     assert rows(c, "component", "unit", "source_amount", "in_request_facts", "in_idle_slots") == approx_rows([
         ("amortization_cost", "USD", 1.40, 0.90, 0.50), ("it_energy_j", "kWh", 54000 / J, 47160 / J, 6800 / J)])

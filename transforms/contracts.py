@@ -191,6 +191,23 @@ MARKET_PRICES = Contract(
     ),
 )
 
+FX_RATES = Contract(
+    name="fx_rates",
+    description="Reference exchange rates, in the ECB's convention: units of `currency` per 1 EUR (EUR itself is 1 "
+    "and needs no row). From the ECB's reference-rate file (`eurofxref-hist.csv` layout, one column per currency) or "
+    "the canonical `date,currency,rate` table, delivered fleet-wide (`<raw>/<day>/_fleet/fx/`); partitioned by the "
+    "day delivered. Attribution converts an amount of day D at the rate of D, else the latest published before it "
+    "(at most 7 days older; docs/attribution.md, \"Currency\"); cross rates go through EUR.",
+    key=("date", "currency"),
+    partition_by=("date",),
+    columns=(
+        _c("date", pl.Date, "date", "Day the rate is the reference rate of (the ECB publishes business days only)."),
+        _c("currency", pl.String, "ISO 4217", "Currency quoted against the euro."),
+        _c("rate", pl.Float64, "currency per EUR",
+           "Units of `currency` one euro buys (USD 1.1357: 1 EUR = 1.1357 USD)."),
+    ),
+)
+
 QUARANTINE = Contract(
     name="quarantine",
     description="Every input row that did not become canonical data, with where it came from and "
@@ -235,5 +252,5 @@ INGEST_AUDIT = Contract(
     ),
 )
 
-CANONICAL = {c.name: c for c in (REQUESTS, POWER_READINGS, COST_LINES, ASSETS, MARKET_PRICES)}
+CANONICAL = {c.name: c for c in (REQUESTS, POWER_READINGS, COST_LINES, ASSETS, MARKET_PRICES, FX_RATES)}
 ALL_CONTRACTS = {**CANONICAL, QUARANTINE.name: QUARANTINE, INGEST_AUDIT.name: INGEST_AUDIT}

@@ -65,7 +65,8 @@ def _component_sources_sql() -> str:
                 (SELECT coalesce(sum({c}), 0) FROM cost_by_tier_day t WHERE t.date = s.date)
                 + {idle}
                 + (SELECT coalesce(sum(amount), 0) FROM unattributed_costs u
-                   WHERE u.date = s.date AND u.component = '{c}')
+                   WHERE u.date = s.date AND u.component = '{c}'
+                     AND u.currency = s.unit)  -- no_fx_rate lines are in another currency
                 AS in_marts
             FROM conservation_by_component s WHERE s.component = '{c}'""")
     return " UNION ALL ".join(parts)
@@ -85,8 +86,8 @@ def checks(max_age_days: int = default("max_age_days"), today: date | None = Non
             "WHERE NOT within_tolerance ORDER BY abs(difference) DESC"),
         WarehouseCheck(
             "marts_equal_sources",
-            "Per day and cost component: the tier marts + idle by pool + unattributed = the sources' total, "
-            "to the cent.",
+            "Per day and cost component: the tier marts + idle by pool + unattributed = the sources' total, to the "
+            "cent (in the reporting currency: lines left in their own, `no_fx_rate`, are in neither).",
             f"SELECT date, component, source_amount, in_marts, in_marts - source_amount AS difference "
             f"FROM ({_component_sources_sql()}) WHERE abs(in_marts - source_amount) > {MONEY_TOLERANCE} "
             f"ORDER BY date, component"),

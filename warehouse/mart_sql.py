@@ -198,7 +198,8 @@ DAY_SQL = {
             CASE WHEN unit = 'J' THEN rec.unattributed / {J_PER_KWH} ELSE rec.unattributed END AS unattributed,
             CASE WHEN unit = 'J' THEN difference / {J_PER_KWH} ELSE difference END AS difference,
             CASE WHEN unit = 'J' THEN abs(difference) <= {ENERGY_RELATIVE_TOLERANCE} * greatest(abs(source_amount), 1.0)
-                 ELSE abs(difference) <= {MONEY_TOLERANCE} END AS within_tolerance
+                 ELSE abs(difference) <= {MONEY_TOLERANCE} END AS within_tolerance,
+            source_currency, source_currency_amount, fx_rate
         FROM rec""",
     "conservation_by_component": f"""
         SELECT $day AS date, component,

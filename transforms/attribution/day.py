@@ -17,12 +17,13 @@ import polars as pl
 from transforms.attribution.electricity import energy_costs
 from transforms.attribution.energy import attach_overhead, node_slot_energy, site_hour_overhead
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA, idle_by_pool, idle_by_policy, request_facts
+from transforms.attribution.fx import day_rates
 from transforms.attribution.grid import COMPONENTS, SlotGrid, fsum, materialize
 from transforms.attribution.infrastructure import (ENERGY, infrastructure_costs, infrastructure_energy,
                                                    reconcile_energy_lines, served_nodes, spread_allocations,
                                                    spread_energy)
 from transforms.attribution.occupancy import Weight, gpu_start, share_node_slots
-from transforms.attribution.prices import site_slot_prices
+from transforms.attribution.prices import site_slot_prices, tariff_lines
 from transforms.attribution.rates import (amortization_allocations, asset_depreciation, cloud_allocations,
                                           egress_by_response_bytes, fixed_site_allocations)
 from transforms.attribution.reconcile import (allocations_to_node_slots, reconcile_allocated_lines, reconcile_energy,
@@ -45,7 +46,9 @@ REQUEST_COLUMNS = tuple(c for c in REQUEST_COSTS_SCHEMA if c in REQUESTS.schema)
 class DayInputs:
     """Canonical inputs of one UTC day: its requests and power readings (all sites), the cost
     lines whose periods may touch it (any delivery day, latest version of each line), the
-    asset register in force, and hourly market prices (`tariff_id, hour_utc, price_per_kwh`).
+    asset register in force, hourly market prices (`tariff_id, hour_utc, price_per_kwh`) and the
+    reference exchange rates (`date, currency, rate` per EUR, the lake's `fx_rates`: one row per
+    date and currency; None: no rates, nothing but the reporting currency is converted).
     `next_day_requests`: the requests logged (completed) the day after, when ingested: those
     that started on the GPU before midnight occupy this day's slots too (DOMAIN 3.2)."""
 
@@ -54,6 +57,7 @@ class DayInputs:
     cost_lines: pl.LazyFrame
     assets: pl.LazyFrame
     market_prices: pl.LazyFrame | None = None
+    fx_rates: pl.LazyFrame | None = None
     next_day_requests: pl.LazyFrame | None = None
 
 
@@ -118,22 +122,24 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
     """Steps 1-8 and 10 of docs/attribution.md: node-slot costs, and each request's shares of
     them (lazy: the caller collects it, or streams it to a file for days larger than memory)."""
     nodes, currency = inventory.nodes_frame(), inventory.currency
-    cost_lines, pairs = materialize(inputs.cost_lines, served_nodes(inventory))
+    cost_lines, pairs, rates = materialize(inputs.cost_lines, served_nodes(inventory),
+                                           day_rates(inputs.fx_rates, grid.day, currency))
     # 1, 4. Energy per node-slot and its share of facility overhead; infrastructure nodes' energy
     # spread over the node-slots they serve.
     own_energy, site_hours = _energy_and_overhead(inputs.power_readings, inventory, grid, gap_limit_s)
     (energy,) = materialize(spread_energy(own_energy.with_columns(_method_energy()), pairs, METHOD_ENERGY))
 
     # 5. Energy price, invoice true-up, demand charges.
-    prices = site_slot_prices(inventory, inputs.market_prices, grid)
+    prices = site_slot_prices(inventory, inputs.market_prices, grid, rates)
     invoices = cost_lines.filter(pl.col("source") == "electricity_invoice")
-    priced = energy_costs(energy, nodes, prices, invoices, inventory, grid)
+    priced = energy_costs(energy, nodes, prices, invoices, inventory, grid, rates)
     priced = type(priced)(*materialize(*(getattr(priced, f) for f in priced.__dataclass_fields__)))
 
     # 6-8. Amortization, cloud bills, fixed site costs: even spreads over node-slots.
-    am = materialize(*amortization_allocations(asset_depreciation(inputs.assets, grid), grid, currency))
-    cl_alloc, cl_unatt, cl_days, egress_lines = materialize(*cloud_allocations(cost_lines, nodes, grid, currency))
-    fx = materialize(*fixed_site_allocations(cost_lines, nodes, grid, currency))
+    am = materialize(*amortization_allocations(asset_depreciation(inputs.assets, grid), grid, currency, rates))
+    cl_alloc, cl_unatt, cl_days, egress_lines = materialize(*cloud_allocations(cost_lines, nodes, grid, currency,
+                                                                               rates))
+    fx = materialize(*fixed_site_allocations(cost_lines, nodes, grid, currency, rates))
     allocations = spread_allocations(pl.concat([am[0], cl_alloc, fx[0]]), pairs)
     (costs,) = materialize(_node_slot_costs(energy, priced.node_slot_costs, allocations, nodes))
     shared_columns = [*SHARED, *METHOD_ENERGY]
@@ -161,7 +167,8 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
         reconcile_allocated_lines(allocations, pl.concat([am[2], cl_days, fx[2]]),
                                   pl.concat([am[1], cl_unatt, fx[1], eg_unatt]), node_out,
                                   paid_to_requests=_egress_paid(egress_lines, eg_unatt)),
-        reconcile_site_slot_lines(priced.line_site_slots, priced.line_days, priced.unattributed, node_out),
+        reconcile_site_slot_lines(priced.line_site_slots, priced.line_days, priced.unattributed, node_out, currency,
+                                  tariff_lines(inventory, rates, grid)),
         # A served node's own line: its energy without the infrastructure's part, and that part's idle
         # share (its unoccupied seconds) out of the node's idle; the infrastructure's lines below hold it.
         reconcile_energy(node_out.with_columns(
@@ -262,8 +269,11 @@ def day_outputs(shared: SharedDay, facts: pl.LazyFrame, pool_idle: pl.LazyFrame,
 def component_totals(reconciliation: pl.LazyFrame, facts: pl.LazyFrame, node_out: pl.LazyFrame) -> pl.LazyFrame:
     """Per component: what the source lines say went to requests and idle, against what the
     request facts and the idle node-slots actually hold. `requests_difference` and
-    `idle_difference` must be zero (to a cent, or 1e-9 relative for energy)."""
-    by_line = reconciliation.group_by("component").agg(
+    `idle_difference` must be zero (to a cent, or 1e-9 relative for energy). Lines left in their
+    own currency (no reference rate: `fx_rate` null, wholly unattributed) are not summed here:
+    the totals are in the reporting currency (and J)."""
+    in_reporting = (pl.col("unit") == "J") | pl.col("fx_rate").is_not_null()
+    by_line = reconciliation.filter(in_reporting).group_by("component").agg(
         pl.col("unit").first(), pl.col("source_amount").pipe(fsum), pl.col("to_requests").pipe(fsum),
         pl.col("to_idle").pipe(fsum), pl.col("unattributed").pipe(fsum))
     fact_cols = {c: c for c in [*COMPONENTS, "egress_cost", "it_energy_j"]} | {"overhead_j": "overhead_energy_j"}

@@ -33,7 +33,7 @@ import polars as pl
 from transforms.attribution.grid import SlotGrid, fsum
 from transforms.attribution.invoices import INVOICE, invoice_lines_of_day, period_kwh
 from transforms.attribution.lines import LINE_DAYS, UNATTRIBUTED, conform
-from transforms.attribution.prices import J_PER_KWH, iso_utc
+from transforms.attribution.prices import J_PER_KWH, iso_utc, stranded_sites
 from transforms.inventory import Inventory
 
 PEAK_INTERVAL_S = 900  # a demand charge's `peak_at` starts a 15-minute interval
@@ -43,7 +43,7 @@ LINE_ALLOCATIONS_SCHEMA = pl.Schema({"source": pl.String, "line_id": pl.String, 
                                      "reason": pl.String, "detail": pl.String})
 # What each line's share of the day is made of, energy and demand/fixed lines alike.
 LINE_SHARE_COLUMNS = ("source", "line_id", "component", "amount", "billed_amount", "service_name", "_share",
-                      "_unplaced", "reason", "detail")
+                      "_unplaced", "reason", "detail", "currency", "source_currency", "source_amount", "fx_rate")
 
 # A site-slot's start is inside the line's invoice period.
 COVERED = pl.col("slot_start").is_between(pl.col("period_start"), pl.col("period_end"), closed="left")
@@ -88,7 +88,8 @@ class EnergyCostResult:
 
 
 def energy_costs(node_energy: pl.LazyFrame, nodes: pl.LazyFrame, prices: pl.LazyFrame,
-                 invoice_lines: pl.LazyFrame, inventory: Inventory, grid: SlotGrid) -> EnergyCostResult:
+                 invoice_lines: pl.LazyFrame, inventory: Inventory, grid: SlotGrid,
+                 rates: pl.LazyFrame | None = None) -> EnergyCostResult:
     """Energy, demand and fixed electricity cost per node and slot of `grid`'s day.
 
     `node_energy`: `node_id, slot, it_energy_j, overhead_j` (J; their sum is the energy bought),
@@ -97,12 +98,18 @@ def energy_costs(node_energy: pl.LazyFrame, nodes: pl.LazyFrame, prices: pl.Lazy
     sites with no priced node are not used. Cloud-site nodes cost 0 here (their energy is in the
     cloud bill). See the module docstring for the rules; see `EnergyCostResult` for the frames.
     Raises ValueError when prices miss a slot of a priced site or invoice lines are inconsistent
-    (two versions of a line, another currency, an unknown energy unit)."""
+    (two versions of a line, an unknown energy unit). Invoice amounts are converted at the day's
+    rate (`rates`: `fx.day_rates`; a line whose currency has none stays unattributed,
+    `no_fx_rate`, in its own currency). A site whose tariff's currency has no rate
+    (`prices.stranded_sites`, priced in that currency) has its energy that no invoice line covers
+    cost 0 in its node-slots and kept whole as its `tariff` line, unattributed (`no_fx_rate`) in
+    the tariff's currency (`_stranded_tariff_lines`)."""
     cloud = [s.id for s in inventory.sites if s.kind == "cloud"]
+    stranded = stranded_sites(inventory, rates, grid)
     node_site = nodes.select("node_id", "site_id")
     site_ids = sorted(set(node_site.select("site_id").unique().collect()["site_id"].to_list()) - set(cloud))
     _check_prices_cover(prices, site_ids, grid)
-    lines = invoice_lines_of_day(invoice_lines, site_ids, inventory, grid)
+    lines = invoice_lines_of_day(invoice_lines, site_ids, inventory, grid, rates)
 
     energy = (node_energy.select("node_id", pl.col("slot").cast(pl.Int32),
                                  (pl.col("it_energy_j") + pl.col("overhead_j")).alias("energy_j"))
@@ -112,20 +119,42 @@ def energy_costs(node_energy: pl.LazyFrame, nodes: pl.LazyFrame, prices: pl.Lazy
     spread = demand_and_fixed_charges(site_slots, lines, grid)
     allocated = pl.concat([f.select(*LINE_SHARE_COLUMNS) for f in (true_up.lines, spread.lines)]).with_columns(
         (pl.col("amount") * pl.col("_share")).alias("day_amount"),
-        (pl.col("billed_amount") * pl.col("_share")).alias("billed_day_amount"))
+        (pl.col("billed_amount") * pl.col("_share")).alias("billed_day_amount"),
+        (pl.col("source_amount") * pl.col("_share")).alias("source_amount"))
     allocated = allocated.with_columns(
         pl.when(pl.col("_unplaced")).then(pl.col("day_amount")).otherwise(0.0).alias("unattributed_amount"))
 
     line_allocations = conform(allocated, LINE_ALLOCATIONS_SCHEMA, "source", "line_id")
-    line_days = conform(allocated.with_columns(pl.lit(inventory.currency).alias("currency")), LINE_DAYS,
+    unpriced = _stranded_tariff_lines(site_slots, true_up, stranded, grid)
+    line_days = conform(pl.concat([allocated.select(*LINE_DAYS), unpriced.select(*LINE_DAYS)]), LINE_DAYS,
                         "source", "line_id")
-    unattributed = conform(allocated.filter(pl.col("unattributed_amount") != 0)
-                           .with_columns(pl.col("unattributed_amount").alias("amount"),
-                                         pl.lit(inventory.currency).alias("currency")),
+    unattributed = conform(pl.concat([allocated.filter(pl.col("unattributed_amount") != 0)
+                                      .with_columns(pl.col("unattributed_amount").alias("amount"))
+                                      .select(*UNATTRIBUTED), unpriced.select(*UNATTRIBUTED)]),
                            UNATTRIBUTED, "source", "line_id")
-    return EnergyCostResult(_node_slot_costs(energy, site_slots, true_up, spread, allocated, cloud),
+    return EnergyCostResult(_node_slot_costs(energy, site_slots, true_up, spread, allocated, cloud, list(stranded)),
                             true_up.true_up, line_allocations, line_days, unattributed,
-                            _line_site_slots(site_slots, true_up, spread, allocated, cloud, grid))
+                            _line_site_slots(site_slots, true_up, spread, allocated, cloud, grid, list(stranded)))
+
+
+def _stranded_tariff_lines(site_slots: pl.LazyFrame, true_up: "TrueUp", stranded: dict[str, str],
+                           grid: SlotGrid) -> pl.LazyFrame:
+    """The `tariff` line (`<site>:<day>`) of each site whose tariff's currency has no rate: its
+    energy no invoice line covers at the tariff's prices, in the tariff's currency, with the
+    columns of `lines.LINE_DAYS` and `lines.UNATTRIBUTED` (reason `no_fx_rate`, `fx_rate` null)."""
+    currency = pl.col("site_id").replace_strict(stranded, return_dtype=pl.String)
+    return (
+        site_slots.filter(pl.col("site_id").is_in(list(stranded)))
+        .join(true_up.invoiced, on=["site_id", "slot"], how="anti")
+        .group_by("site_id").agg(pl.col("tariff_cost").pipe(fsum).alias("day_amount"))
+        .select(pl.lit("tariff").alias("source"), (pl.col("site_id") + f":{grid.day.isoformat()}").alias("line_id"),
+                pl.lit("energy_cost").alias("component"), "day_amount",
+                pl.col("day_amount").alias("billed_day_amount"), pl.col("day_amount").alias("amount"),
+                currency.alias("currency"), currency.alias("source_currency"),
+                pl.col("day_amount").alias("source_amount"),
+                pl.lit(None, pl.Float64).alias("fx_rate"), pl.lit("no_fx_rate").alias("reason"),
+                pl.lit(None, pl.String).alias("service_name"))
+    )
 
 
 def _check_prices_cover(prices: pl.LazyFrame, site_ids: list[str], grid: SlotGrid) -> None:
@@ -242,14 +271,16 @@ def demand_and_fixed_charges(site_slots: pl.LazyFrame, lines: pl.LazyFrame, grid
     of the invoice's kWh over the covered slots), fixed and tax lines by their time share over
     the covered slots, spread by energy."""
     spread_lines = lines.filter(pl.col("cost_type") != "energy").join(period_kwh(lines), on=INVOICE, how="left")
+    unplaceable = pl.col("_unplaceable").is_not_null()  # no reference rate: its share stays unattributed
     peak = pl.col("cost_type").eq("demand") & pl.col("peak_at").is_not_null()
     slot_end = pl.col("slot_start") + pl.duration(seconds=grid.slot_s)
     peak_end = pl.col("peak_at") + pl.duration(seconds=PEAK_INTERVAL_S)
     peak_overlap = (pl.min_horizontal(slot_end, peak_end) - pl.max_horizontal("slot_start", "peak_at")) \
         .dt.total_microseconds().cast(pl.Float64) / 1e6
     weights = (
-        site_slots.join(spread_lines.select("source", "line_id", "site_id", "cost_type", "peak_at", "peak_on_day",
-                                            "period_start", "period_end"), on="site_id", how="inner")
+        site_slots.join(spread_lines.filter(~unplaceable)
+                        .select("source", "line_id", "site_id", "cost_type", "peak_at", "peak_on_day", "period_start",
+                                "period_end"), on="site_id", how="inner")
         .with_columns(pl.when(peak).then(pl.when(pl.col("peak_on_day")).then(peak_overlap.clip(lower_bound=0)
                                                                             / grid.slot_s).otherwise(0.0))
                       .otherwise(pl.when(COVERED).then(1.0).otherwise(0.0)).alias("_f"))
@@ -262,18 +293,21 @@ def demand_and_fixed_charges(site_slots: pl.LazyFrame, lines: pl.LazyFrame, grid
         .with_columns(pl.col("_weight").fill_null(0.0))
         .with_columns(
             pl.when(peak).then(pl.when(pl.col("peak_on_day")).then(1.0).otherwise(0.0))
+            .when(unplaceable).then(TIME_SHARE)
             .when((pl.col("cost_type") == "demand") & (pl.col("_period_kwh") > 0))
             .then(pl.col("_weight") / J_PER_KWH / pl.col("_period_kwh"))
             .otherwise(TIME_SHARE).alias("_share"))
-        .with_columns((~(pl.col("_weight") > 0)).alias("_unplaced"))
+        .with_columns((~(pl.col("_weight") > 0) | unplaceable).alias("_unplaced"))
         .with_columns(
             pl.when(peak & ~pl.col("peak_on_day")).then(pl.lit("peak_on_other_day"))
+            .when(unplaceable).then(pl.col("_unplaceable"))
             .when(peak & pl.col("_unplaced")).then(pl.lit("no_energy_in_peak_interval"))
             .when(pl.col("_unplaced") & (pl.col("_share") != 0)).then(pl.lit("no_energy_in_period"))
             .alias("reason"),
             pl.when(peak & ~pl.col("peak_on_day")).then(pl.format(
                 "demand peak interval starts {}, not on this day: nothing of the line is due today",
                 iso_utc(pl.col("peak_at"))))
+            .when(unplaceable).then(pl.col("_unplaceable_detail"))
             .when(peak & pl.col("_unplaced")).then(pl.format(
                 "no energy at site {}'s nodes in the demand peak interval starting {}", pl.col("site_id"),
                 iso_utc(pl.col("peak_at"))))
@@ -293,9 +327,10 @@ def _spread_amounts(spread: SpreadCharges, allocated: pl.LazyFrame) -> pl.LazyFr
 
 
 def _node_slot_costs(energy: pl.LazyFrame, site_slots: pl.LazyFrame, true_up: TrueUp, spread: SpreadCharges,
-                     allocated: pl.LazyFrame, cloud: list[str]) -> pl.LazyFrame:
-    """Each node-slot's energy at its site-slot's price (the invoiced rate, else the tariff's) and
-    its share, by energy, of the demand and fixed charges spread on its site-slot."""
+                     allocated: pl.LazyFrame, cloud: list[str], stranded: list[str]) -> pl.LazyFrame:
+    """Each node-slot's energy at its site-slot's price (the invoiced rate, else the tariff's; at
+    a `stranded` site the invoiced rate only, else 0: the tariff is in a currency without a rate)
+    and its share, by energy, of the demand and fixed charges spread on its site-slot."""
     per_j = (
         _spread_amounts(spread, allocated)
         .with_columns((pl.col("day_amount") * pl.col("_f") / pl.col("_weight")).alias("_per_j"))
@@ -306,13 +341,15 @@ def _node_slot_costs(energy: pl.LazyFrame, site_slots: pl.LazyFrame, true_up: Tr
     site_rates = (site_slots.join(true_up.invoiced, on=["site_id", "slot"], how="left")
                   .join(per_j, on=["site_id", "slot"], how="left")
                   .select("site_id", "slot",
-                          pl.coalesce("_invoiced_rate", "price_per_kwh").alias("_price"),
+                          pl.when(pl.col("site_id").is_in(stranded)).then(pl.col("_invoiced_rate"))
+                          .otherwise(pl.coalesce("_invoiced_rate", "price_per_kwh")).alias("_price"),
                           "_demand_cost_per_j", "_fixed_cost_per_j"))
     is_cloud = pl.col("site_id").is_in(cloud)
     return (
         energy.join(site_rates, on=["site_id", "slot"], how="left")
         .select("node_id", "slot",
-                pl.when(is_cloud).then(0.0).otherwise(pl.col("energy_j") / J_PER_KWH * pl.col("_price"))
+                pl.when(is_cloud).then(0.0)
+                .otherwise((pl.col("energy_j") / J_PER_KWH * pl.col("_price")).fill_null(0.0))
                 .alias("energy_cost"),
                 (pl.col("energy_j") * pl.col("_demand_cost_per_j")).fill_null(0.0).alias("demand_cost"),
                 (pl.col("energy_j") * pl.col("_fixed_cost_per_j")).fill_null(0.0).alias("fixed_cost"))
@@ -321,15 +358,17 @@ def _node_slot_costs(energy: pl.LazyFrame, site_slots: pl.LazyFrame, true_up: Tr
 
 
 def _line_site_slots(site_slots: pl.LazyFrame, true_up: TrueUp, spread: SpreadCharges, allocated: pl.LazyFrame,
-                     cloud: list[str], grid: SlotGrid) -> pl.LazyFrame:
+                     cloud: list[str], grid: SlotGrid, stranded: list[str] = ()) -> pl.LazyFrame:
     """`EnergyCostResult.line_site_slots`: each line's placed amount per site-slot, and the
-    tariff-priced energy no invoice line covers as the site's `tariff` line of the day."""
+    tariff-priced energy no invoice line covers as the site's `tariff` line of the day (none for
+    the `stranded` sites, whose tariff has no rate: `_stranded_tariff_lines`)."""
     cols = ["source", "line_id", "component", "site_id", "slot", "amount"]
     return pl.concat([
         true_up.matches.filter(~pl.col("site_id").is_in(cloud)).select(
             "source", "line_id", pl.lit("energy_cost").alias("component"), "site_id", "slot",
             (pl.col("kwh") * pl.col("rate")).alias("amount")),
-        site_slots.filter(~pl.col("site_id").is_in(cloud)).join(true_up.invoiced, on=["site_id", "slot"], how="anti")
+        site_slots.filter(~pl.col("site_id").is_in([*cloud, *stranded]))
+        .join(true_up.invoiced, on=["site_id", "slot"], how="anti")
         .select(pl.lit("tariff").alias("source"), (pl.col("site_id") + f":{grid.day.isoformat()}").alias("line_id"),
                 pl.lit("energy_cost").alias("component"), "site_id", "slot", pl.col("tariff_cost").alias("amount")),
         _spread_amounts(spread, allocated)

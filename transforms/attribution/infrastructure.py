@@ -125,5 +125,8 @@ def reconcile_energy_lines(infra_energy: pl.LazyFrame, pairs: pl.LazyFrame, node
              pl.lit(0.0).alias("unattributed"))
         for col, source in (("it_energy_j", "node_energy"), ("overhead_j", "facility_overhead"))]
     return (pl.concat(rows)
-            .with_columns((pl.col("source_amount") - pl.col("to_requests") - pl.col("to_idle")).alias("difference"))
+            .with_columns((pl.col("source_amount") - pl.col("to_requests") - pl.col("to_idle")).alias("difference"),
+                          pl.lit(None, pl.String).alias("source_currency"),  # energy: no currency
+                          pl.lit(None, pl.Float64).alias("source_currency_amount"),
+                          pl.lit(None, pl.Float64).alias("fx_rate"))
             .select(pl.col(n).cast(t) for n, t in RECONCILIATION.items()))

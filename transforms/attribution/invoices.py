@@ -2,14 +2,16 @@
 
 An invoice is the lines of one source, site and period. A line is used on a day when its period
 overlaps the day, or, for a demand line, when its peak interval starts on it. Lines that cannot
-be used as they are (two versions of one line, an unknown cost type, energy unit or currency, an
-empty period) raise: the invoice must be corrected. Lines that can be read but not placed on the
-day's energy (a TOU period the tariff does not have, an energy line stating no kWh) are marked,
-and their time share stays unattributed.
+be used as they are (two versions of one line, an unknown cost type or energy unit, an empty
+period) raise: the invoice must be corrected. Amounts are converted to the reporting currency at
+the day's reference rate (`fx`). Lines that can be read but not placed on the day's energy (a
+currency without a rate, a TOU period the tariff does not have, an energy line stating no kWh)
+are marked, and their time share stays unattributed.
 """
 
 import polars as pl
 
+from transforms.attribution.fx import day_rates
 from transforms.attribution.grid import SlotGrid, fsum
 from transforms.attribution.prices import MAX_LISTED
 from transforms.contracts import COST_LINES, UTC_US
@@ -27,13 +29,17 @@ def _peak_on_day(grid: SlotGrid) -> pl.Expr:
 
 
 def invoice_lines_of_day(invoice_lines: pl.LazyFrame, site_ids: list[str], inventory: Inventory,
-                         grid: SlotGrid) -> pl.LazyFrame:
+                         grid: SlotGrid, rates: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """The electricity invoice lines of `site_ids` whose period overlaps the day (or whose demand
     peak starts on it), judged (`check_invoice_lines`; exact copies, one invoice delivered twice,
     collapse) and read: `amount` (effective amount), `q_kwh` (an energy line's quantity in kWh),
     `period_s`, `overlap_s` (seconds of the period, and of it within the day), `peak_on_day`,
     `component` (`LINE_COST_TYPES`), and for a line that cannot be placed `_unplaceable` (a reason
-    code) and `_unplaceable_detail` (a sentence). Small: collected to be judged."""
+    code) and `_unplaceable_detail` (a sentence). `amount` and `billed_amount` are converted to the
+    reporting currency at the day's rate (`rates`: `fx.day_rates`; None: the reporting currency's
+    only), `currency` then the reporting one; `source_currency`, `source_amount` (the effective
+    amount as billed) and `fx_rate` (null: no rate, `_unplaceable` `no_fx_rate`, the line kept in
+    its own currency) say how. Small: collected to be judged."""
     day_start, day_end = pl.lit(grid.start, UTC_US), pl.lit(grid.end, UTC_US)
     lines = (COST_LINES.conform(invoice_lines)
              .filter(pl.col("site_id").is_in(site_ids)
@@ -41,13 +47,14 @@ def invoice_lines_of_day(invoice_lines: pl.LazyFrame, site_ids: list[str], inven
                         | ((pl.col("cost_type") == "demand") & _peak_on_day(grid))))
              .unique().sort("source", "line_id").collect())
     check_invoice_lines(lines, inventory, grid)
-    return _read_lines(lines, site_ids, inventory, grid)
+    rates = day_rates(None, grid.day, inventory.currency) if rates is None else rates
+    return _read_lines(lines, site_ids, inventory, grid, rates)
 
 
 def check_invoice_lines(lines: pl.DataFrame, inventory: Inventory, grid: SlotGrid) -> None:
     """Raises ValueError naming the lines and the fix when lines come in two versions, are of a
-    cost type other than energy/demand/other, not in the reporting currency, of an energy unit
-    not in ENERGY_UNITS, or of a period that does not end after it starts."""
+    cost type other than energy/demand/other, of an energy unit not in ENERGY_UNITS, or of a
+    period that does not end after it starts."""
     def listed(frame: pl.DataFrame, *cols: str) -> str:
         return "; ".join(" ".join(f"{c} {v}" for c, v in zip(("line", *cols), row, strict=True))
                          for row in frame.select("line_id", *cols).unique(maintain_order=True).head(MAX_LISTED).rows())
@@ -61,10 +68,6 @@ def check_invoice_lines(lines: pl.DataFrame, inventory: Inventory, grid: SlotGri
     if odd.height:
         problems.append(f"lines of cost type other than {', '.join(LINE_COST_TYPES)} ({listed(odd, 'cost_type')}); "
                         "pass electricity invoice lines only (source electricity_invoice)")
-    fx = lines.filter(pl.col("currency") != inventory.currency)
-    if fx.height:
-        problems.append(f"lines not in the reporting currency {inventory.currency} ({listed(fx, 'currency')}); "
-                        "amounts are not converted")
     units = lines.filter((pl.col("cost_type") == "energy") & pl.col("unit").is_not_null()
                          & ~pl.col("unit").str.to_lowercase().is_in(list(ENERGY_UNITS)))
     if units.height:
@@ -89,7 +92,9 @@ def _tariff_periods(site_ids: list[str], inventory: Inventory) -> tuple[pl.LazyF
                          schema={"site_id": pl.String, "tou_period": pl.String, "_known": pl.Boolean}).unique()
     names = pl.LazyFrame({"site_id": [s.id for s in sites], "_tariff": [s.tariff for s in sites],
                           "_names": [", ".join(dict.fromkeys(p.name for p in tariff_of[s.tariff].periods)) or "none"
-                                     for s in sites]})
+                                     for s in sites]},
+                         # typed: with no priced site (a cloud-only fleet) the lists are empty (issue 16, item 6)
+                         schema={"site_id": pl.String, "_tariff": pl.String, "_names": pl.String})
     return known, names
 
 
@@ -97,7 +102,8 @@ def _seconds(d: pl.Expr) -> pl.Expr:
     return d.dt.total_microseconds().cast(pl.Float64) / 1e6
 
 
-def _read_lines(lines: pl.DataFrame, site_ids: list[str], inventory: Inventory, grid: SlotGrid) -> pl.LazyFrame:
+def _read_lines(lines: pl.DataFrame, site_ids: list[str], inventory: Inventory, grid: SlotGrid,
+                rates: pl.LazyFrame) -> pl.LazyFrame:
     """`invoice_lines_of_day`'s columns of judged lines."""
     day_start, day_end = pl.lit(grid.start, UTC_US), pl.lit(grid.end, UTC_US)
     known, names = _tariff_periods(site_ids, inventory)
@@ -106,12 +112,19 @@ def _read_lines(lines: pl.DataFrame, site_ids: list[str], inventory: Inventory, 
     energy = pl.col("cost_type") == "energy"
     unknown_tou = energy & pl.col("tou_period").is_not_null() & pl.col("_known").is_null()
     no_kwh = energy & ~(pl.col("q_kwh") > 0).fill_null(False)
+    no_rate = pl.col("fx_rate").is_null()
+    converted = pl.when(no_rate).then(1.0).otherwise(pl.col("fx_rate"))
     return (
         lines.lazy()
         .join(known, on=["site_id", "tou_period"], how="left")
         .join(names, on="site_id", how="left")
+        .join(rates.select("currency", "fx_rate"), on="currency", how="left")
         .with_columns(
-            pl.col("effective_amount").alias("amount"),
+            pl.col("currency").alias("source_currency"),
+            pl.col("effective_amount").alias("source_amount"),
+            (pl.col("effective_amount") * converted).alias("amount"),
+            (pl.col("billed_amount") * converted).alias("billed_amount"),
+            pl.when(no_rate).then(pl.col("currency")).otherwise(pl.lit(inventory.currency)).alias("currency"),
             pl.when(energy).then(q_kwh).alias("q_kwh"),
             _seconds(pl.col("period_end") - pl.col("period_start")).alias("period_s"),
             _seconds(pl.min_horizontal("period_end", day_end) - pl.max_horizontal("period_start", day_start))
@@ -120,9 +133,14 @@ def _read_lines(lines: pl.DataFrame, site_ids: list[str], inventory: Inventory, 
             pl.col("cost_type").replace_strict(LINE_COST_TYPES, return_dtype=pl.String).alias("component"),
         )
         .with_columns(
-            pl.when(unknown_tou).then(pl.lit("tou_period_not_in_tariff"))
+            pl.when(no_rate).then(pl.lit("no_fx_rate"))
+            .when(unknown_tou).then(pl.lit("tou_period_not_in_tariff"))
             .when(no_kwh).then(pl.lit("no_billed_kwh")).alias("_unplaceable"),
-            pl.when(unknown_tou).then(pl.format(
+            pl.when(no_rate).then(pl.format(
+                "no reference rate of {} to {} on {} (nor in the week before): the line's time share stays "
+                "unattributed in {}; deliver the rates (`_fleet/fx/`)", pl.col("source_currency"),
+                pl.lit(inventory.currency), pl.lit(grid.day.isoformat()), pl.col("source_currency")))
+            .when(unknown_tou).then(pl.format(
                 "TOU period {} of the invoice is not a period of tariff {} of site {} (periods: {}); its time share "
                 "stays unattributed: name the tariff's periods as the invoice does", pl.col("tou_period"),
                 pl.col("_tariff"), pl.col("site_id"), pl.col("_names")))

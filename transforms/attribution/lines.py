@@ -11,8 +11,10 @@ For every line: its allocations + its unattributed rows = its `day_amount` (egre
 requests directly, by response bytes: `rates.egress_by_response_bytes`). `reconcile` stacks
 every step's frames, so they share these shapes.
 
-Amounts are in the reporting currency. A line or asset in another currency is not converted: its
-whole day amount stays unattributed (`currency_mismatch`) in its own `currency`.
+Amounts are in the reporting currency, converted at the day's reference rate (`fx.to_reporting`):
+a line day carries its `source_currency`, its `source_amount` (the day amount in that currency)
+and the `fx_rate` applied. A line or asset whose currency has no rate is not converted: its whole
+day amount stays unattributed (`no_fx_rate`) in its own `currency` (`fx_rate` null).
 """
 
 import polars as pl
@@ -25,7 +27,8 @@ ALLOCATIONS = pl.Schema({"source": pl.String, "line_id": pl.String, "node_id": p
 UNATTRIBUTED = pl.Schema({"source": pl.String, "line_id": pl.String, "component": pl.String, "amount": pl.Float64,
                           "currency": pl.String, "reason": pl.String, "service_name": pl.String})
 LINE_DAYS = pl.Schema({"source": pl.String, "line_id": pl.String, "component": pl.String, "day_amount": pl.Float64,
-                       "billed_day_amount": pl.Float64, "currency": pl.String})
+                       "billed_day_amount": pl.Float64, "currency": pl.String, "source_currency": pl.String,
+                       "source_amount": pl.Float64, "fx_rate": pl.Float64})
 
 DAY_US = 86_400_000_000
 
@@ -47,11 +50,6 @@ def unattributed_rows(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 def line_day_rows(lines: pl.LazyFrame) -> pl.LazyFrame:
     return conform(lines, LINE_DAYS, "source", "line_id")
-
-
-def currency_mismatch(currency: str) -> pl.Expr:
-    """`currency_mismatch` where the line is not in the reporting `currency` (a `reason` to extend)."""
-    return pl.when(pl.col("currency") != currency).then(pl.lit("currency_mismatch"))
 
 
 def whole_day(lines: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:

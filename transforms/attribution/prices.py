@@ -9,11 +9,14 @@ DST-correct: the US spring-forward local day has 23 hours, the fall-back day 25)
 `end < start` wraps past local midnight and belongs to the date it starts on). A market tariff
 takes the hourly price of the UTC hour the slot starts in, plus `adder_per_kwh`. A slot no period
 or no market hour prices, or more than one period prices, is an inventory gap and raises: it must
-never cost 0 silently.
+never cost 0 silently. A tariff in another currency than the reporting one is converted at the
+day's reference rate (`fx.day_rates`): every price (and the market adder) x `fx_rate`; a tariff
+whose currency has no rate keeps its prices in that currency (`stranded_sites`).
 """
 
 import polars as pl
 
+from transforms.attribution.fx import day_rates, rate_of
 from transforms.attribution.grid import SlotGrid
 from transforms.contracts import UTC_US
 from transforms.inventory import Inventory, Site, Tariff
@@ -33,20 +36,36 @@ def iso_utc(ts: pl.Expr) -> pl.Expr:
 # --- price per site and slot -----------------------------------------------------------------
 
 def _priced_sites(inventory: Inventory) -> list[tuple[Site, Tariff]]:
-    """Every non-cloud site with its tariff; a tariff in another currency than the reporting one
-    raises (no FX here)."""
+    """Every non-cloud site with its tariff."""
     tariffs = {t.id: t for t in inventory.tariffs}
-    out = []
-    for site in inventory.sites:
-        if site.kind == "cloud":
-            continue
-        tariff = tariffs[site.tariff]
-        if tariff.currency != inventory.currency:
-            raise ValueError(f"tariff {tariff.id!r} of site {site.id!r} is in {tariff.currency}, the reporting "
-                             f"currency is {inventory.currency}; state the tariff in {inventory.currency} "
-                             "(prices are not converted)")
-        out.append((site, tariff))
-    return out
+    return [(site, tariffs[site.tariff]) for site in inventory.sites if site.kind != "cloud"]
+
+
+def tariff_rates(inventory: Inventory, rates: pl.LazyFrame | None, grid: SlotGrid) -> dict[str, float | None]:
+    """The `fx_rate` (reporting units per unit of the tariff's currency, `fx.day_rates`) of every
+    tariff of a priced site on the grid's day; None when its currency has no rate of the day (nor
+    of the MAX_RATE_AGE_DAYS before): `stranded_sites`."""
+    rates = day_rates(None, grid.day, inventory.currency) if rates is None else rates
+    return {tariff.id: rate_of(rates, tariff.currency) for _, tariff in _priced_sites(inventory)}
+
+
+def stranded_sites(inventory: Inventory, rates: pl.LazyFrame | None, grid: SlotGrid) -> dict[str, str]:
+    """Priced sites whose tariff's currency has no rate of the day -> that currency. Their slots
+    are priced in the tariff's own currency (`site_slot_prices`), and the energy no invoice
+    covers stays unattributed there (`no_fx_rate`, electricity.energy_costs): never converted at
+    a made-up rate, never blocking the day."""
+    fx = tariff_rates(inventory, rates, grid)
+    return {site.id: tariff.currency for site, tariff in _priced_sites(inventory) if fx[tariff.id] is None}
+
+
+def tariff_lines(inventory: Inventory, rates: pl.LazyFrame | None, grid: SlotGrid) -> pl.LazyFrame:
+    """`line_id, source_currency, fx_rate` of each priced site's `tariff` line of the day
+    (`<site>:<day>`, electricity.EnergyCostResult): the currency its tariff states prices in."""
+    fx = tariff_rates(inventory, rates, grid)
+    sites = _priced_sites(inventory)
+    return pl.LazyFrame({"line_id": [f"{s.id}:{grid.day.isoformat()}" for s, _ in sites],  # (stranded: fx_rate null)
+                         "source_currency": [t.currency for _, t in sites], "fx_rate": [fx[t.id] for _, t in sites]},
+                        schema={"line_id": pl.String, "source_currency": pl.String, "fx_rate": pl.Float64})
 
 
 def _seconds(hhmm: str) -> int:
@@ -54,7 +73,7 @@ def _seconds(hhmm: str) -> int:
     return int(h) * 3600 + int(m) * 60
 
 
-def _tou_candidates(site: Site, tariff: Tariff, slots: pl.LazyFrame) -> pl.LazyFrame:
+def _tou_candidates(site: Site, tariff: Tariff, slots: pl.LazyFrame, fx_rate: float = 1.0) -> pl.LazyFrame:
     """Per slot: how many periods price it (`_matches`) and the first one's name and price."""
     periods = pl.LazyFrame(
         {"_name": [p.name for p in tariff.periods], "_days": [p.days for p in tariff.periods],
@@ -79,14 +98,14 @@ def _tou_candidates(site: Site, tariff: Tariff, slots: pl.LazyFrame) -> pl.LazyF
         .group_by("slot", "slot_start", "_local_text")
         .agg(hit.sum().cast(pl.Int32).alias("_matches"),
              pl.col("_name").filter(hit).first().alias("tou_period"),
-             pl.col("_price").filter(hit).first().alias("price_per_kwh"),
+             (pl.col("_price").filter(hit).first() * fx_rate).alias("price_per_kwh"),
              pl.col("_name").filter(hit).str.join(", ").alias("_matched"))
         .with_columns(pl.lit("time_of_use").alias("price_source"))
     )
 
 
 def _market_candidates(site: Site, tariff: Tariff, market_prices: pl.LazyFrame | None,
-                       slots: pl.LazyFrame) -> pl.LazyFrame:
+                       slots: pl.LazyFrame, fx_rate: float = 1.0) -> pl.LazyFrame:
     if market_prices is None:
         raise ValueError(f"site {site.id!r} buys at market tariff {tariff.id!r} but no market prices were given; "
                          f"pass the day's market prices (the lake's market_prices, ingested from "
@@ -98,7 +117,7 @@ def _market_candidates(site: Site, tariff: Tariff, market_prices: pl.LazyFrame |
         .join(hourly, on="_hour", how="left")
         .group_by("slot", "slot_start", "_hour")
         .agg(pl.col("price_per_kwh").count().cast(pl.Int32).alias("_matches"),
-             (pl.col("price_per_kwh").first() + tariff.adder_per_kwh).alias("price_per_kwh"),
+             ((pl.col("price_per_kwh").first() + tariff.adder_per_kwh) * fx_rate).alias("price_per_kwh"),
              pl.col("price_per_kwh").cast(pl.String).str.join(", ").alias("_matched"))
         .with_columns(pl.lit(None, pl.String).alias("tou_period"), pl.lit("market").alias("price_source"),
                       iso_utc(pl.col("_hour")).alias("_local_text"))
@@ -125,20 +144,24 @@ def _price_gap_message(site: Site, tariff: Tariff, grid: SlotGrid, bad: pl.DataF
             "make the tariff's periods not overlap")
 
 
-def site_slot_prices(inventory: Inventory, market_prices: pl.LazyFrame | None, grid: SlotGrid) -> pl.LazyFrame:
+def site_slot_prices(inventory: Inventory, market_prices: pl.LazyFrame | None, grid: SlotGrid,
+                     rates: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """Price of energy per non-cloud site and slot of `grid`'s day: `site_id, slot, price_per_kwh`
     (reporting currency per kWh), `tou_period` (null for market prices), `price_source`
     (`time_of_use`, `market`). `market_prices`: `tariff_id, hour_utc, price_per_kwh` of every
     market tariff in use (the lake's `market_prices` of the day), may be None when no site buys at market.
+    A tariff in another currency is converted at the day's rate (`rates`: `fx.day_rates`;
+    `tariff_rates`); without a rate its prices stay in its own currency (`stranded_sites`).
 
     Raises ValueError naming the site, the slot time (UTC and local) and what to fix when a
-    slot has no price or two, or when a tariff is not in the reporting currency. The frame is
+    slot has no price or two. The frame is
     small (sites x slots) and collected here to be judged."""
     slots = grid.slots()
     frames = []
+    fx = {t: 1.0 if r is None else r for t, r in tariff_rates(inventory, rates, grid).items()}  # None: stranded
     for site, tariff in _priced_sites(inventory):  # a loop over sites of the inventory, not rows
-        cand = (_tou_candidates(site, tariff, slots) if tariff.kind == "time_of_use"
-                else _market_candidates(site, tariff, market_prices, slots))
+        cand = (_tou_candidates(site, tariff, slots, fx[tariff.id]) if tariff.kind == "time_of_use"
+                else _market_candidates(site, tariff, market_prices, slots, fx[tariff.id]))
         frames.append(cand.with_columns(pl.lit(site.id).alias("site_id")))
     if not frames:
         return pl.LazyFrame(schema=SITE_SLOT_PRICES_SCHEMA)

@@ -8,9 +8,10 @@ frames of `lines`): for every line of its `line_days`, its allocations + its una
 
 import polars as pl
 
+from transforms.attribution.fx import day_rates, no_fx_rate, to_reporting
 from transforms.attribution.grid import SlotGrid, fsum, materialize
-from transforms.attribution.lines import (allocation_rows, conform, currency_mismatch, day_lines, line_day_rows,
-                                          period_slots, unattributed_rows, whole_day)
+from transforms.attribution.lines import (allocation_rows, conform, day_lines, line_day_rows, period_slots,
+                                          unattributed_rows, whole_day)
 from transforms.attribution.occupancy import node_index
 from transforms.contracts import UTC_US
 
@@ -65,18 +66,20 @@ def asset_depreciation(assets: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
     )
 
 
-def amortization_allocations(depreciation: pl.LazyFrame, grid: SlotGrid,
-                             currency: str) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+def amortization_allocations(depreciation: pl.LazyFrame, grid: SlotGrid, currency: str,
+                             rates: pl.LazyFrame | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
     """(allocations, unattributed, line_days) of `asset_depreciation` rows: each asset-day
     (`source` `asset_register`, `line_id` `<asset_id>:<YYYY-MM-DD>`) over the whole day
-    [0, n_slots) of its node, component `amortization_cost`; an asset in another currency than
-    `currency` stays unattributed (`currency_mismatch`)."""
-    lines = depreciation.with_columns(
+    [0, n_slots) of its node, component `amortization_cost`, converted to the reporting
+    `currency` at the day's rate (`rates`: `fx.day_rates`; None: none but the reporting
+    currency's); an asset whose currency has no rate stays unattributed (`no_fx_rate`)."""
+    rates = day_rates(None, grid.day, currency) if rates is None else rates
+    lines = to_reporting(depreciation.with_columns(pl.col("day_amount").alias("billed_day_amount")), rates, currency)
+    lines = lines.with_columns(
         pl.lit(ASSET_SOURCE).alias("source"),
         (pl.col("asset_id") + pl.lit(f":{grid.day.isoformat()}")).alias("line_id"),
         pl.lit("amortization_cost").alias("component"),
-        pl.col("day_amount").alias("billed_day_amount"),
-        currency_mismatch(currency).alias("reason"),
+        no_fx_rate(currency).alias("reason"),
         pl.lit(None, pl.String).alias("service_name"),
     )
     allocations = whole_day(lines.filter(pl.col("reason").is_null()), grid).with_columns(
@@ -86,8 +89,9 @@ def amortization_allocations(depreciation: pl.LazyFrame, grid: SlotGrid,
 
 # --- step 7: cloud bills (FOCUS) -------------------------------------------------------------
 
-def cloud_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotGrid,
-                      currency: str) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+def cloud_allocations(
+        cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotGrid, currency: str,
+        rates: pl.LazyFrame | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
     """(allocations, unattributed, line_days, egress_lines) of the `focus` lines touching the day.
 
     The day's share of a line: `effective_amount` (and `billed_amount`, in `billed_day_amount`)
@@ -96,17 +100,20 @@ def cloud_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotG
     period within the day, by time (component `cloud_cost`). `egress` lines go to
     `egress_lines` for `egress_by_response_bytes`: there `period_start`/`period_end` are the charge
     period clipped to the day (the window `day_amount` belongs to), `node_id` is null when the
-    resource is no node. Unattributed: another currency (`currency_mismatch`), other cost types
-    (`not_a_serving_cost`), compute of a resource that is no node (`resource_not_a_serving_node`)."""
+    resource is no node. Amounts converted to `currency` at the day's rate (`rates`, as for
+    `amortization_allocations`). Unattributed: a currency without a rate (`no_fx_rate`), other
+    cost types (`not_a_serving_cost`), compute of a resource that is no node
+    (`resource_not_a_serving_node`)."""
+    rates = day_rates(None, grid.day, currency) if rates is None else rates
     serving = (nodes.filter(pl.col("cloud_resource_id").is_not_null())
                .group_by("cloud_resource_id").agg(pl.col("node_id").min()))  # never two nodes for one line
     is_egress = pl.col("cost_type") == "egress"
     lines = (
-        day_lines(cost_lines.filter(pl.col("source") == "focus"), grid)
+        to_reporting(day_lines(cost_lines.filter(pl.col("source") == "focus"), grid), rates, currency)
         .join(serving, left_on="resource_id", right_on="cloud_resource_id", how="left")
         .with_columns(
             pl.when(is_egress).then(pl.lit("egress_cost")).otherwise(pl.lit("cloud_cost")).alias("component"),
-            currency_mismatch(currency)
+            no_fx_rate(currency)
             .when(~pl.col("cost_type").is_in(["cloud_compute", "egress"])).then(pl.lit("not_a_serving_cost"))
             .when(~is_egress & pl.col("node_id").is_null()).then(pl.lit("resource_not_a_serving_node"))
             .alias("reason"),
@@ -229,13 +236,15 @@ def egress_unattributed(egress_lines: pl.LazyFrame, line_bytes: pl.LazyFrame) ->
 
 # --- step 8: fixed site costs ----------------------------------------------------------------
 
-def fixed_site_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotGrid,
-                           currency: str) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+def fixed_site_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: SlotGrid, currency: str,
+                           rates: pl.LazyFrame | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
     """(allocations, unattributed, line_days) of fixed site costs touching the day: every
     `colocation_invoice` line, and `canonical` lines of cost type `colocation` or `other` with no
     `resource_id`. The day's share (as for cloud lines) goes to the nodes of the line's site by
     `reserved_kw` (evenly when the site reserves none), each node's part over the whole day
-    [0, n_slots), component `fixed_cost`. Unattributed: `currency_mismatch`, `site_has_no_nodes`."""
+    [0, n_slots), component `fixed_cost`, converted at the day's rate (`rates`, as for
+    `amortization_allocations`). Unattributed: `no_fx_rate`, `site_has_no_nodes`."""
+    rates = day_rates(None, grid.day, currency) if rates is None else rates
     fixed = cost_lines.filter(
         (pl.col("source") == "colocation_invoice")
         | ((pl.col("source") == "canonical") & pl.col("cost_type").is_in(["colocation", "other"])
@@ -247,11 +256,11 @@ def fixed_site_allocations(cost_lines: pl.LazyFrame, nodes: pl.LazyFrame, grid: 
         .alias("node_share"))
     sites = nodes.select("site_id").unique().with_columns(pl.lit(True).alias("has_nodes"))
     lines = (
-        day_lines(fixed, grid)
+        to_reporting(day_lines(fixed, grid), rates, currency)
         .join(sites, on="site_id", how="left")
         .with_columns(
             pl.lit("fixed_cost").alias("component"),
-            currency_mismatch(currency).when(pl.col("has_nodes").is_null()).then(pl.lit("site_has_no_nodes"))
+            no_fx_rate(currency).when(pl.col("has_nodes").is_null()).then(pl.lit("site_has_no_nodes"))
             .alias("reason"),
         )
     )

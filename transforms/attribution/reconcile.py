@@ -1,8 +1,13 @@
 """Conservation: every source line's day amount ends in requests, idle or unattributed.
 
 `RECONCILIATION` rows, one per source line and day: `source_amount` (the day's share of the
-line), `to_requests`, `to_idle`, `unattributed`, `difference`. `conservation_failures`
-lists the lines and totals that do not add up; the pipeline fails the run on any.
+line), `to_requests`, `to_idle`, `unattributed`, `difference`, all in `unit`: `J` for energy, else
+the ISO code of the currency they are in (the reporting one; a line without a reference rate
+stays in its own). `source_currency`, `source_currency_amount` and `fx_rate` show a money line as
+billed and the rate it was converted at (`source_amount = source_currency_amount x fx_rate`;
+`fx_rate` null: not converted). Conservation holds in `unit`, to the cent after conversion.
+`conservation_failures` lists the lines and totals that do not add up; the pipeline fails the
+run on any.
 """
 
 import polars as pl
@@ -12,8 +17,12 @@ from transforms.attribution.grid import SlotGrid, fsum
 RECONCILIATION = pl.Schema({
     "source": pl.String, "line_id": pl.String, "component": pl.String, "unit": pl.String,
     "source_amount": pl.Float64, "to_requests": pl.Float64, "to_idle": pl.Float64,
-    "unattributed": pl.Float64, "difference": pl.Float64,
+    "unattributed": pl.Float64, "difference": pl.Float64, "source_currency": pl.String,
+    "source_currency_amount": pl.Float64, "fx_rate": pl.Float64,
 })
+# The columns of a money line as billed (`lines.LINE_DAYS` -> RECONCILIATION).
+AS_BILLED = (pl.col("currency").alias("unit"), "source_currency",
+             pl.col("source_amount").alias("source_currency_amount"), "fx_rate")
 MONEY_TOLERANCE = 0.01  # one cent, in the reporting currency
 ENERGY_RELATIVE_TOLERANCE = 1e-9
 
@@ -66,8 +75,8 @@ def reconcile_allocated_lines(allocations: pl.LazyFrame, line_days: pl.LazyFrame
         direct = paid_to_requests.group_by("source", "line_id", "component").agg(
             pl.col("amount").pipe(fsum).alias("to_requests")).with_columns(pl.lit(0.0).alias("to_idle"))
         placed = pl.concat([placed, direct])
-    return _finish(line_days.select("source", "line_id", "component", pl.col("day_amount").alias("source_amount"),
-                                    pl.lit("currency").alias("unit")), placed, unattributed)
+    return _finish(line_days.select("source", "line_id", "component", *AS_BILLED,
+                                    pl.col("day_amount").alias("source_amount")), placed, unattributed)
 
 
 def _finish(lines: pl.LazyFrame, placed: pl.LazyFrame, unattributed: pl.LazyFrame) -> pl.LazyFrame:
@@ -87,12 +96,15 @@ def _finish(lines: pl.LazyFrame, placed: pl.LazyFrame, unattributed: pl.LazyFram
 
 
 def reconcile_site_slot_lines(line_site_slots: pl.LazyFrame, line_days: pl.LazyFrame, unattributed: pl.LazyFrame,
-                              node_out: pl.LazyFrame) -> pl.LazyFrame:
+                              node_out: pl.LazyFrame, currency: str,
+                              tariffs: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """Reconciliation of lines placed on site-slots and shared there by energy (electricity
     invoices, tariff-priced energy): a site-slot's part went to requests in the proportion of
     its energy drawn by occupied nodes (times their occupied share). `node_out` needs `site_id,
-    slot, occupied_share` and the energy columns. Tariff-priced energy (no invoice line) gets its
-    own line per site and day."""
+    slot, occupied_share` and the energy columns. Tariff-priced energy (no invoice line) gets
+    its own line per site and day, in the reporting `currency`; `tariffs` (`line_id,
+    source_currency, fx_rate` of each site's tariff line) says what currency its tariff was in
+    (default: the reporting one, rate 1)."""
     energy = pl.col("it_energy_j") + pl.col("overhead_j")
     occ = node_out.group_by("site_id", "slot").agg(
         (energy * pl.col("occupied_share")).pipe(fsum).alias("_occ"), energy.pipe(fsum).alias("_all")
@@ -102,9 +114,20 @@ def reconcile_site_slot_lines(line_site_slots: pl.LazyFrame, line_days: pl.LazyF
         (pl.col("amount") * (1 - pl.col("frac"))).alias("to_idle"))
     tariff_days = line_site_slots.filter(pl.col("source") == "tariff").group_by("source", "line_id", "component").agg(
         pl.col("amount").pipe(fsum).alias("day_amount"))
-    lines = pl.concat([line_days.select("source", "line_id", "component", "day_amount"), tariff_days])
-    return _finish(lines.select("source", "line_id", "component", pl.col("day_amount").alias("source_amount"),
-                                pl.lit("currency").alias("unit")), placed, unattributed)
+    if tariffs is not None:
+        tariff_days = tariff_days.join(tariffs.select("line_id", "source_currency", "fx_rate"), on="line_id",
+                                       how="left")
+    else:
+        tariff_days = tariff_days.with_columns(pl.lit(None, pl.String).alias("source_currency"),
+                                               pl.lit(None, pl.Float64).alias("fx_rate"))
+    tariff_days = tariff_days.with_columns(
+        pl.lit(currency).alias("currency"), pl.col("source_currency").fill_null(currency),
+        pl.col("fx_rate").fill_null(1.0),
+    ).with_columns((pl.col("day_amount") / pl.col("fx_rate")).alias("source_amount"))
+    cols = ["source", "line_id", "component", "day_amount", "currency", "source_currency", "source_amount", "fx_rate"]
+    lines = pl.concat([line_days.select(cols), tariff_days.select(cols)])
+    return _finish(lines.select("source", "line_id", "component", *AS_BILLED,
+                                pl.col("day_amount").alias("source_amount")), placed, unattributed)
 
 
 def reconcile_energy(node_out: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
@@ -122,13 +145,15 @@ def reconcile_energy(node_out: pl.LazyFrame, grid: SlotGrid) -> pl.LazyFrame:
                  pl.lit(col).alias("component"), pl.lit("J").alias("unit"), "source_amount", "to_requests", "to_idle",
                  pl.lit(0.0).alias("unattributed")))
     return (pl.concat(rows).with_columns(
-        (pl.col("source_amount") - pl.col("to_requests") - pl.col("to_idle")).alias("difference"))
+        (pl.col("source_amount") - pl.col("to_requests") - pl.col("to_idle")).alias("difference"),
+        pl.lit(None, pl.String).alias("source_currency"), pl.lit(None, pl.Float64).alias("source_currency_amount"),
+        pl.lit(None, pl.Float64).alias("fx_rate"))
         .select(pl.col(n).cast(t) for n, t in RECONCILIATION.items()).sort("source", "line_id"))
 
 
 def conservation_failures(reconciliation: pl.DataFrame) -> pl.DataFrame:
-    """Lines whose difference exceeds a cent (money) or 1e-9 of the amount (energy, J)."""
-    money = (pl.col("unit") == "currency") & (pl.col("difference").abs() > MONEY_TOLERANCE)
+    """Lines whose difference exceeds a cent (money, in its `unit`) or 1e-9 of the amount (energy, J)."""
+    money = (pl.col("unit") != "J") & (pl.col("difference").abs() > MONEY_TOLERANCE)
     allowed_j = ENERGY_RELATIVE_TOLERANCE * pl.col("source_amount").abs().clip(lower_bound=1.0)
     energy = (pl.col("unit") == "J") & (pl.col("difference").abs() > allowed_j)
     return reconciliation.filter(money | energy)

@@ -43,7 +43,7 @@ LOST_SHARE = 0.5
 DUPLICATE = "exact_duplicate"
 NO_READING = ("sensor_not_supported", "sensor_no_reading")
 NOT_LOST = (DUPLICATE, *NO_READING)
-DATASETS = ("requests", "power_readings", "cost_lines", "assets", "market_prices")
+DATASETS = ("requests", "power_readings", "cost_lines", "assets", "market_prices", "fx_rates")
 UTC_TEXT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -69,7 +69,8 @@ class PartitionSources:
 
 
 def catalog(dataset: str) -> list[SourceCheck]:
-    """The source checks of `dataset` (requests, power_readings, cost_lines, assets, market_prices)."""
+    """The source checks of `dataset` (requests, power_readings, cost_lines, assets, market_prices,
+    fx_rates)."""
     out = [SourceCheck(f"{dataset}.sources.not_lost", "error",
                        f"No raw file and no folder of a site lost more than {LOST_SHARE:.0%} of its records to "
                        "quarantine (exact duplicates and sensors without a reading set aside); "

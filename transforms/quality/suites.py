@@ -35,6 +35,7 @@ ROW_COUNT_RATIO = (0.2, 5.0)
 POWER_SOURCES = ("dcgm", "ipmi", "redfish", "facility_csv", "canonical")
 BILL_SOURCES = ("focus", "electricity_invoice", "colocation_invoice", "canonical")
 FOCUS_CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
+CONVERTED = "; another is converted at the day's reference rate, or stays unattributed (`no_fx_rate`)"
 
 REQUEST_COSTS_COLUMNS: dict[str, pl.DataType] = dict(REQUEST_COSTS_SCHEMA)  # declared by the facts' producer
 REQUEST_COSTS_MONEY = ("energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost",
@@ -156,9 +157,9 @@ def in_range(suite: str, bounds: dict[str, tuple[float, str]]) -> list[Check]:
                   gxe.ExpectColumnValuesToBeBetween, column=c, max_value=bound) for c, (bound, unit) in bounds.items()]
 
 
-def reporting_currency(suite: str, ctx: SuiteContext, rows: str, note: str = "") -> Check:
+def reporting_currency(suite: str, ctx: SuiteContext, rows: str, note: str = "", severity: Severity = "error") -> Check:
     """`<suite>.currency.reporting_currency`: `rows` ("Every line is") in the inventory's currency."""
-    return check(f"{suite}.currency.reporting_currency", "error",
+    return check(f"{suite}.currency.reporting_currency", severity,
                  f"{rows} in the inventory's reporting currency ({ctx.currency}){note}.",
                  gxe.ExpectColumnValuesToBeInSet, column="currency", value_set=[ctx.currency])
 
@@ -257,7 +258,7 @@ def cost_lines_suite(ctx: SuiteContext) -> list[Check]:
     spent = Col("charge_category").is_in(["Usage", "Purchase", "Tax"])
     return [
         *dataset_checks(s, COST_LINES, ctx),
-        reporting_currency(s, ctx, "Every line is", "; nothing is converted"),
+        reporting_currency(s, ctx, "Every line is", CONVERTED, severity="warning"),
         allowed(s, "source", BILL_SOURCES, "one of " + ", ".join(BILL_SOURCES)),
         allowed(s, "cost_type", COST_TYPES, "one of " + ", ".join(COST_TYPES)),
         allowed(s, "charge_category", FOCUS_CHARGE_CATEGORIES,
@@ -286,7 +287,7 @@ def assets_suite(ctx: SuiteContext) -> list[Check]:
     s = "assets"
     return [
         *dataset_checks(s, ASSETS, ctx),
-        reporting_currency(s, ctx, "Every asset is"),
+        reporting_currency(s, ctx, "Every asset is", CONVERTED, severity="warning"),
         check(f"{s}.acquisition_cost.within_bounds", "error", f"0 < acquisition cost <= {MAX_ASSET_COST:,.0f}.",
               gxe.ExpectColumnValuesToBeBetween, column="acquisition_cost", min_value=0, max_value=MAX_ASSET_COST,
               strict_min=True),

@@ -27,6 +27,7 @@ with warnings.catch_warnings():
         "cost_lines": dg.AssetIn(partition_mapping=_ALL_SITES_OF_THE_DAY, dagster_type=dg.Nothing),
         "asset_register": dg.AssetIn(dagster_type=dg.Nothing),
         "market_prices": dg.AssetIn(dagster_type=dg.Nothing),
+        "fx_rates": dg.AssetIn(dagster_type=dg.Nothing),
     },
     check_specs=[dg.AssetCheckSpec("conservation", asset="request_costs", blocking=True,
                                    description="Every source line of the day: requests + idle + unattributed = "
@@ -39,7 +40,7 @@ def request_costs(context: dg.AssetExecutionContext, raw: RawInputs, lake: Parqu
     day = date.fromisoformat(context.partition_key)
     out = attribute_partition(day, lake.lake, raw.inventory(), slot_s=settings.slot_s, weight=settings.weight,
                               gap_limit_s=settings.gap_limit_s, morsel_rows=settings.morsel_rows)
-    money = {t["component"]: round(t["source_amount"], 2) for t in out.totals if t["unit"] == "currency"}
+    money = {t["component"]: round(t["source_amount"], 2) for t in out.totals if t["unit"] != "J"}
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": out.requests,
         "sources_by_component": dg.MetadataValue.json(money),
