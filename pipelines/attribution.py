@@ -10,12 +10,13 @@ from pathlib import Path
 
 import polars as pl
 
+from lake.bills import day_bill_lines
 from lake.store import Lake
 from settings import default
 from transforms.attribution.day import DayInputs, day_outputs, finish_day, share_day
 from transforms.attribution.grid import SlotGrid
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE, conservation_failures
-from transforms.contracts import ASSETS, COST_LINES, FX_RATES, MARKET_PRICES, POWER_READINGS, REQUESTS
+from transforms.contracts import ASSETS, FX_RATES, MARKET_PRICES, POWER_READINGS, REQUESTS
 from transforms.inventory import Inventory
 
 # Lake datasets written per day by the attribution, in the order they are written.
@@ -54,8 +55,8 @@ def _scan(files: list[Path], schema: pl.Schema) -> pl.LazyFrame:
 
 def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
     """The day's requests (and the next day's, when ingested: `DayInputs.next_day_requests`) and
-    readings; every cost line ever delivered (the latest delivery of
-    each line wins, so a corrected invoice replaces the first); the latest asset register
+    readings; the bill lines touching the day, whenever delivered, each bill in its latest
+    delivery (`lake.bills.day_bill_lines`); the latest asset register
     delivered on or before the day (`Lake.delivered_days`: not a day whose ingest found none);
     the day's hourly prices of the inventory's market tariffs (None when no tariff is a market
     one); every reference exchange rate ever delivered (`fx_rates`, the latest delivery of a date
@@ -66,12 +67,7 @@ def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
     next_day = _scan(next_files, REQUESTS.schema) if next_files else None
     readings = _scan(lake.day_files("power_readings", day), POWER_READINGS.schema)
 
-    bill_files = lake.all_files("cost_lines")
-    bills = (pl.scan_parquet(bill_files, hive_partitioning=True).with_columns(pl.col("date").cast(pl.Date))
-             if bill_files else pl.LazyFrame(schema={**COST_LINES.schema, "date": pl.Date, "site": pl.String}))
-    cost_lines = (bills.filter(pl.col("date") <= day)
-                  .sort("date").group_by("source", "line_id", maintain_order=True).last()
-                  .select(COST_LINES.names).sort("source", "line_id"))
+    cost_lines = day_bill_lines(lake, day)
 
     # The register in force is the latest one delivered on or before the day: a day without a
     # delivery has an empty partition (its ingest found no file), which is not a register.

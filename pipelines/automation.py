@@ -5,7 +5,7 @@ so it is testable against a real instance.
 - `changed_raw_partitions`: (dataset, day, site) partitions whose raw files changed since they
   were ingested (late meter uploads, a corrected invoice, a re-issued FOCUS export).
 - `downstream_requests`: attribute each day whose inputs are complete and newer than its
-  attribution (including later days a re-delivered bill covers), then publish once when the
+  attribution (including every day a late or re-delivered bill covers), then publish once when the
   marts changed and nothing upstream is still running; a day whose next day's request log
   holds requests in flight at its midnight is attributed again too (pipelines/midnight.py).
 """
@@ -150,9 +150,10 @@ def downstream_requests(instance: dg.DagsterInstance, cursor: Cursor,
             candidates.setdefault(day, 0)
             first, last = _meta(r, "period_first_day"), _meta(r, "period_last_day")
             if asset == "cost_lines" and first and last:
-                # A bill delivered on `day` is read by every later day its period covers.
+                # A bill delivered on `day` is read by every other day its period covers, before
+                # or after its delivery (lake/bills.py): those days are attributed again.
                 for d in attributed:
-                    if d > day and first <= d <= last:
+                    if d != day and first <= d <= last:
                         candidates[d] = max(candidates.get(d, 0), r.storage_id)
             if asset == "requests":
                 _previous_day(instance, r, day, attributed, candidates)

@@ -23,6 +23,7 @@ from lake.files import fsync_dir, fsync_file, link_into_place, link_or_copy
 from lake.store import Lake
 from settings import default
 from transforms.inventory import Inventory
+from warehouse import restatements
 from warehouse.checks import CheckOutcome, WarehouseCheck, checks, describe, failures, remember_published
 from warehouse.connection import DuckDBLimits
 from warehouse.marts import MartError, attributed_days, build_day_marts, marts_status
@@ -48,6 +49,7 @@ class PublishOutcome:
     version_dir: Path
     days: list[date] = field(default_factory=list)
     rebuilt_days: list[date] = field(default_factory=list)
+    restated_days: list[date] = field(default_factory=list)  # published before, changed now (`restatements`)
     requests: int = 0
     tables: dict[str, int] = field(default_factory=dict)
     pruned: list[str] = field(default_factory=list)
@@ -123,8 +125,10 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         day_files = {t.name: [lake.mart_path(t.name, d) for d in days] for t in DAILY}
         db = vdir / DB_NAME
         which = checks(max_age_days) if checks_to_run is None else checks_to_run
+        restated = restatements.pending(lake, days, inventory.currency, version, published_at)
         out.tables, out.checks = build_version_file(db, vdir, day_files, days, inventory, version, published_at,
-                                                    report, which, limits=limits)
+                                                    report, which, limits=limits,
+                                                    frames=restatements.history(lake, restated))
         out.requests = out.tables["request_costs"]
         failed = failures(out.checks)
         if failed:
@@ -137,6 +141,8 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         fsync_dir(vdir)
         report(f"swap {path}")
         link_into_place(db, path)
+        restated.commit(lake)  # once published: a version that failed its checks records nothing
+        out.restated_days = sorted(set(restated.restatements["date"].to_list()))
         remember_published(path, version, which, out.checks)
         out.pruned = prune(path, keep)
     out.seconds = time.perf_counter() - started

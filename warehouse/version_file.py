@@ -105,12 +105,13 @@ def _check_columns(con, table: Table) -> None:
 
 def build_version_file(db: Path, vdir: Path, day_files: dict[str, list[Path]], days: list[date],
                        inventory: Inventory, version: str, published_at: datetime, report: Callable[[str], None],
-                       which: list[WarehouseCheck], *,
-                       limits: DuckDBLimits | None = None) -> tuple[dict[str, int], list[CheckOutcome]]:
+                       which: list[WarehouseCheck], *, limits: DuckDBLimits | None = None,
+                       frames: dict[str, pl.DataFrame] | None = None) -> tuple[dict[str, int], list[CheckOutcome]]:
     """Write the version's DuckDB file `db` (its `request_costs` Parquet files already linked under
-    `vdir`) from the daily marts' files `day_files` (table -> one file per day of `days`), DuckDB
-    within `limits`; run the checks `which` on it. Returns the rows of each table and view, and
-    the checks' outcomes."""
+    `vdir`) from the daily marts' files `day_files` (table -> one file per day of `days`) and the
+    history-wide tables given as `frames` (`warehouse.restatements.history`), DuckDB within
+    `limits`; run the checks `which` on it. Returns the rows of each table and view, and the
+    checks' outcomes."""
     con = connect(limits=limits)
     rows: dict[str, int] = {}
     try:
@@ -127,7 +128,7 @@ def build_version_file(db: Path, vdir: Path, day_files: dict[str, list[Path]], d
             used = {k: v for k, v in params.items() if f"${k}" in sql}
             order = f" ORDER BY {', '.join(t.order_by)}" if t.order_by else ""
             run(con, f"CREATE TABLE {name} AS SELECT * FROM ({sql}){order}", used)
-        for name, frame in _dimension_frames(inventory).items():
+        for name, frame in {**_dimension_frames(inventory), **(frames or {})}.items():
             con.register(f"_{name}", frame.to_arrow())
             run(con, f"CREATE TABLE {name} AS SELECT * FROM _{name} ORDER BY {', '.join(BY_NAME[name].order_by)}")
             con.unregister(f"_{name}")

@@ -5,7 +5,9 @@ import time
 from pathlib import Path
 
 import fleetsim
+from lake.bills import stale_days
 from lake.inventory import inventory_path
+from lake.store import Lake
 from pipelines.cli.output import (console, print_attribution, print_ingest_table, print_published,
                                       print_run_summary)
 from pipelines.cli.runs import execute_steps, prepare_or_exit, run_attribution, run_ingest, run_publish
@@ -64,13 +66,22 @@ def cmd_run(args, settings: Settings) -> int:
     inst = instance()
     started = time.perf_counter()
     sites = prepare_or_exit(settings, args.date, out, inst)
-    steps = day_steps(args.date, sites) + ([] if args.no_publish else [("publish_warehouse", None, None)])
     if args.parallel < 1:
         out.print("[red]error:[/red] --parallel must be 1 or more")
         return 2
-    outcomes = execute_steps(steps, settings, out=out, title=f"run {args.date}",
-                             tags={"inferledger/command": "run", "inferledger/date": args.date.isoformat()}, inst=inst,
-                             parallel=args.parallel)
+    tags = {"inferledger/command": "run", "inferledger/date": args.date.isoformat()}
+    outcomes = execute_steps(day_steps(args.date, sites), settings, out=out, title=f"run {args.date}", tags=tags,
+                             inst=inst, parallel=args.parallel)
+    # Bills delivered today whose periods cover days attributed before: those days are restated.
+    stale = [d for d in stale_days(Lake(settings.lake)) if d != args.date]
+    if stale:
+        out.print(f"bills delivered up to {args.date} touch {len(stale)} day(s) attributed before: re-attributing "
+                  + ", ".join(d.isoformat() for d in stale))
+        outcomes += execute_steps([("attribute_day", d.isoformat(), None) for d in stale], settings, out=out,
+                                  title="re-attribute", tags=tags, inst=inst)
+    if not args.no_publish:
+        outcomes += execute_steps([("publish_warehouse", None, None)], settings, out=out, title="publish", tags=tags,
+                                  inst=inst)
     print_run_summary(outcomes, out, f"{args.date}: {len(outcomes)} run(s) in {time.perf_counter() - started:.1f} s")
     if not args.no_publish:
         meta = outcomes[-1].materializations["warehouse"]
