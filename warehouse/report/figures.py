@@ -219,6 +219,10 @@ METHODS = {
 
 
 DESIGN_PUE = "SELECT site_id, kind, cooling, design_pue FROM dim_sites ORDER BY site_id"
+# The days this publication changed after they were first published (warehouse.restatements).
+RESTATED = """
+    SELECT date, component, measure, amount_before, amount_after, difference, currency, caused_by, version_before
+    FROM restatements WHERE version_after = (SELECT version FROM publication) ORDER BY date, component, measure"""
 
 
 def read_report_data(con: duckdb.DuckDBPyConnection, day: date | None = None, days: int = 7, *,
@@ -240,7 +244,8 @@ def read_report_data(con: duckdb.DuckDBPyConnection, day: date | None = None, da
     return ReportData(
         day=day, first_day=first, currency=currency, publication=pub,
         headlines=_headlines(con, day, outcomes),
-        frames={name: _frame(con, sql, first, day) for name, sql in QUERIES.items()},
+        frames={**{name: _frame(con, sql, first, day) for name, sql in QUERIES.items()},
+                "restated": _plain(con.sql(RESTATED).pl())},
         checks=outcomes,
         methods={**{name: _frame(con, sql, first, day) for name, sql in METHODS.items()},
                  "design_pue": _plain(con.sql(DESIGN_PUE).pl())},

@@ -221,6 +221,18 @@ def _after_chart(chart_id: str, data: ReportData) -> str:
     return ""
 
 
+def _restated_section(data: ReportData) -> str:
+    """The days this publication restated: what each showed before, what it shows now, and why."""
+    restated = data.frames["restated"]
+    days = sorted(set(restated["date"].to_list()))
+    note = (f"{len(days)} day(s) published before changed in this publication: "
+            f"{', '.join(str(d) for d in days)}. Their first figures stay in cost_by_tier_day_first_published."
+            if days else "No day published before changed in this publication.")
+    rows = table(restated, data.currency, empty="none", table_id="restated")
+    return (f'<section id="restatements" data-days="{",".join(str(d) for d in days)}"><h2>Restated days</h2>'
+            f'<p class="note">{html.escape(note)}</p>{rows}</section>')
+
+
 def render(data: ReportData, *, expectations: pl.DataFrame | None = None, generated_at: datetime | None = None,
            cache_dir: Path | None = None) -> str:
     """The report page. Charts whose frame is empty are replaced by a note. The Vega bundle is kept
@@ -263,6 +275,7 @@ with days {pub.first_day} .. {pub.last_day} ({pub.days}); the latest published d
 ({(generated_at.date() - pub.last_day).days} day(s) before this report was generated, {generated_at:%Y-%m-%d %H:%M} UTC;
 inferledger {html.escape(pub.inferledger_version)}).</p>
 <div class="kpis" id="headlines">{kpis}</div>
+{_restated_section(data)}
 <section id="trust"><h2>How far to trust these numbers</h2><ul>{trust_summary(data)}</ul>
 <div class="grid"><div><h3>Energy method of requests</h3>{table(data.methods["energy_method"], cur)}</div>
 <div><h3>PUE method of site-hours</h3>{table(data.methods["pue_method"], cur)}
