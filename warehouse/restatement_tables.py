@@ -1,15 +1,33 @@
 """The declarations of the restatement tables (`warehouse.restatements` fills them), kept beside
-`warehouse.tables`, which appends them to `TABLES`."""
+`warehouse.tables`, which places them among its `TABLES` (`with_restatement_tables`)."""
 
 from warehouse.table import Table
 
 MONEY = "in the reporting currency"
 
 
+def with_restatement_tables(tables: list[Table]) -> list[Table]:
+    """`tables` with `cost_by_tier_day_first_published` after `cost_by_tier_day` and `restatements`
+    after the last reconciliation table (the data dictionary lists tables in this order)."""
+    first, restated = restatement_tables(next(t for t in tables if t.name == "cost_by_tier_day"))
+    out = [u for t in tables for u in ([t, first] if t.name == "cost_by_tier_day" else [t])]
+    last = max(i for i, t in enumerate(out) if t.group == "reconciliation")
+    return [*out[:last + 1], restated, *out[last + 1:]]
+
+
 def restatement_tables(cost_by_tier_day: Table) -> list[Table]:
-    """`restatements` and `cost_by_tier_day_first_published` (the columns of `cost_by_tier_day`,
-    as the day was first published, and when)."""
+    """`cost_by_tier_day_first_published` (the columns of `cost_by_tier_day`, as the day was first
+    published, and when) and `restatements`."""
     return [
+        Table(
+            "cost_by_tier_day_first_published",
+            "cost_by_tier_day as each day was first published: the figures finance saw first, kept when a "
+            "late file restates the day (compare with cost_by_tier_day, and see restatements).",
+            {**cost_by_tier_day.columns,
+             "first_version": "Publication that first published the day.",
+             "first_published_at": "When it was published, UTC."},
+            cost_by_tier_day.order_by, group="marts",
+        ),
         Table(
             "restatements",
             "Every change a publish made to a day already published (DOMAIN.md section 7): a late bill, meter "
@@ -33,14 +51,5 @@ def restatement_tables(cost_by_tier_day: Table) -> list[Table]:
                 "restated_at": "When version_after was published, UTC.",
             },
             ("date", "version_after", "component", "measure"), group="reconciliation",
-        ),
-        Table(
-            "cost_by_tier_day_first_published",
-            "cost_by_tier_day as each day was first published: the figures finance saw first, kept when a "
-            "late file restates the day (compare with cost_by_tier_day, and see restatements).",
-            {**cost_by_tier_day.columns,
-             "first_version": "Publication that first published the day.",
-             "first_published_at": "When it was published, UTC."},
-            cost_by_tier_day.order_by, group="marts",
         ),
     ]

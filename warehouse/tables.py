@@ -7,7 +7,7 @@ Money is in the reporting currency named by each row's `currency`; energy in kWh
 """
 
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
-from warehouse.restatement_tables import restatement_tables
+from warehouse.restatement_tables import with_restatement_tables
 from warehouse.table import Table, commented, energy_shares
 
 MONEY = "in the reporting currency"
@@ -397,6 +397,6 @@ TABLES: list[Table] = [
     ),
 ]
 
-TABLES += restatement_tables(next(t for t in TABLES if t.name == "cost_by_tier_day"))
+TABLES = with_restatement_tables(TABLES)
 BY_NAME = {t.name: t for t in TABLES}
 DAILY = [t for t in TABLES if t.daily]
