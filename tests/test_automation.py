@@ -150,6 +150,13 @@ def test_nights_flow_downstream_and_a_corrected_invoice_reruns_exactly_what_it_t
     assert warehouse_sql(fleet, "SELECT count(*) FROM reconciliation WHERE NOT within_tolerance") == [(0,)]
     assert warehouse_sql(fleet, "SELECT count(*) - count(DISTINCT (date, source, line_id, component)) "
                                 "FROM reconciliation") == [(0,)]
+    # Restated, visibly: each day's fixed cost, caused by the re-issued invoice.
+    name = invoice.relative_to(fleet["paths"].raw).as_posix()
+    rows = warehouse_sql(fleet, "SELECT date, difference, caused_by FROM restatements "
+                                "WHERE component = 'fixed_cost' AND measure = 'cost' ORDER BY date")
+    assert [(d, c) for d, _, c in rows] == [(D1, name), (D2, name)]
+    assert [diff for _, diff, _ in rows] == [pytest.approx(200 * 86_400 / (30 * 86_400 + 3_600), abs=1e-9)] * 2
+
 
 
 def test_a_late_request_log_with_a_request_in_flight_at_midnight_reattributes_the_day_before(fleet):
@@ -182,3 +189,36 @@ def test_a_late_request_log_with_a_request_in_flight_at_midnight_reattributes_th
     after = dict(warehouse_sql(fleet, "SELECT date, sum(requests) FROM cost_by_tier_day GROUP BY date"))
     assert after == {D1: requests_before[D1], D2: requests_before[D2] + 1}
     assert warehouse_sql(fleet, "SELECT count(*) FROM reconciliation WHERE NOT within_tolerance") == [(0,)]
+
+
+FIXED_BY_DAY = "SELECT date, source_amount FROM conservation_by_component WHERE component = 'fixed_cost'"
+
+
+def test_a_bill_delivered_after_its_day_re_attributes_the_earlier_day(fleet):
+    """Continues the nights above: a one-day invoice of remote-plains for 24 November (local),
+    filed in 25 November's folder, reaches the 24th, the day before its delivery."""
+    before = dict(warehouse_sql(fleet, FIXED_BY_DAY))
+    folder = fleet["paths"].raw / D2.isoformat() / "remote-plains" / "electricity"
+    (folder / "PLN-20261124-LATE.csv").write_text(
+        "invoice_id,line_no,account,period_start,period_end,line_type,tou_period,quantity,unit,rate,amount,currency,"
+        "peak_at\nPLN-20261124-LATE,1,ACCT-1,2026-11-24,2026-11-25,fixed,,1,day,24,24.00,USD,\n")
+    (late,) = tick_late(fleet)
+    assert (str(late.partition_key), [k.to_user_string() for k in late.asset_selection]) == (
+        f"{D2}|remote-plains", ["cost_lines"])
+    execute(fleet, late, "ingest_day_site")
+    attributes = tick_downstream(fleet)
+    assert sorted(r.partition_key for r in attributes) == [D1.isoformat(), D2.isoformat()]  # the 24th too
+    for r in attributes:
+        execute(fleet, r, "attribute_day")
+    (publish,) = tick_downstream(fleet)
+    execute(fleet, publish, "publish_warehouse")
+    after = dict(warehouse_sql(fleet, FIXED_BY_DAY))
+    # 24 Nov 00:00 to 25 Nov 00:00 in Chicago (UTC-6) is 24 Nov 06:00 to 25 Nov 06:00 UTC:
+    # 18 hours of the 24th (24.00 x 18 / 24 = 18.00), 6 hours of the 25th (6.00).
+    assert after[D1] - before[D1] == pytest.approx(18.00, abs=1e-9)
+    assert after[D2] - before[D2] == pytest.approx(6.00, abs=1e-9)
+    version = warehouse_sql(fleet, "SELECT version FROM publication")[0][0]
+    rows = warehouse_sql(fleet, "SELECT date, difference, caused_by FROM restatements WHERE component = 'fixed_cost' "
+                                f"AND measure = 'cost' AND version_after = '{version}' ORDER BY date")
+    late_file = f"{D2}/remote-plains/electricity/PLN-20261124-LATE.csv"
+    assert rows == [(D1, pytest.approx(18.00, abs=1e-9), late_file), (D2, pytest.approx(6.00, abs=1e-9), late_file)]

@@ -124,7 +124,8 @@ def test_a_month_invoice_delivered_on_the_3rd_of_the_next_month_reaches_every_da
 
 def test_a_focus_line_delivered_5_days_late_reaches_its_day_only(restated):
     lake, before = restated["lake"], restated["before"]
-    cloud = {d: before[d]["totals"].filter(pl.col("component") == "cloud_cost")["source_amount"].item() for d in (D1, D2)}
+    cloud = {d: before[d]["totals"].filter(pl.col("component") == "cloud_cost")["source_amount"].item()
+             for d in (D1, D2)}
     assert component(lake, D1, "cloud_cost") == pytest.approx(cloud[D1] + 42.00, abs=1e-9)
     assert component(lake, D2, "cloud_cost") == pytest.approx(cloud[D2], abs=1e-12)
 
@@ -146,7 +147,8 @@ def test_restatements_log_each_change_with_the_files_that_caused_it(restated):
         assert e["amount_before"] == pytest.approx(
             before[day]["totals"].filter(pl.col("component") == "energy_cost")["source_amount"].item(), abs=1e-12)
         # tariff cost out, invoiced cost in: kWh x 0.10 - kWh x tariff
-        assert e["difference"] == pytest.approx(old["day_kwh"].sum() * INVOICED_RATE - old["tariff_cost"].sum(), rel=1e-9)
+        invoiced = old["day_kwh"].sum() * INVOICED_RATE
+        assert e["difference"] == pytest.approx(invoiced - old["tariff_cost"].sum(), rel=1e-9)
     assert all(r["difference"] == pytest.approx(r["amount_after"] - r["amount_before"]) for r in by.values())
     assert {r["version_before"] for r in by.values()} == {v2} and {r["version_after"] for r in by.values()} == {version}
     assert {r["currency"] for r in by.values()} == {"USD"}
