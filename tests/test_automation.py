@@ -199,6 +199,7 @@ def test_a_bill_delivered_after_its_day_re_attributes_the_earlier_day(fleet):
     filed in 25 November's folder, reaches the 24th, the day before its delivery."""
     before = dict(warehouse_sql(fleet, FIXED_BY_DAY))
     folder = fleet["paths"].raw / D2.isoformat() / "remote-plains" / "electricity"
+    folder.mkdir()  # D2 had no invoice
     (folder / "PLN-20261124-LATE.csv").write_text(
         "invoice_id,line_no,account,period_start,period_end,line_type,tou_period,quantity,unit,rate,amount,currency,"
         "peak_at\nPLN-20261124-LATE,1,ACCT-1,2026-11-24,2026-11-25,fixed,,1,day,24,24.00,USD,\n")

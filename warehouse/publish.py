@@ -125,6 +125,7 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         day_files = {t.name: [lake.mart_path(t.name, d) for d in days] for t in DAILY}
         db = vdir / DB_NAME
         which = checks(max_age_days) if checks_to_run is None else checks_to_run
+        report("restatements")
         restated = restatements.pending(lake, days, inventory.currency, version, published_at)
         out.tables, out.checks = build_version_file(db, vdir, day_files, days, inventory, version, published_at,
                                                     report, which, limits=limits,

@@ -77,13 +77,15 @@ def _file_row(day: date, dataset: str, path: Path, root: Path, known: dict[tuple
             "sha256": digest}
 
 
-def day_inputs(lake: Lake, day: date, index: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
+def day_inputs(lake: Lake, day: date, index: pl.DataFrame, registers: list[date],
+               previous: pl.DataFrame) -> pl.DataFrame:
     """The lake partitions `day` was computed from: its requests, readings and market prices, the
-    asset register in force, and every bill delivery touching it (`index`: `lake.bills.bill_index`);
-    `previous`: the record of its previous publish (its digests are reused)."""
+    asset register in force (`registers`: `Lake.delivered_days("assets")`), and every bill
+    delivery touching it (`index`: `lake.bills.bill_index`); `previous`: the record of its
+    previous publish (its digests are reused)."""
     known = {(r[0], r[1], r[2]): r[3] for r in previous.select("partition", "size", "mtime_ns", "sha256").iter_rows()}
     found = [(ds, f) for ds in ("requests", "power_readings", "market_prices") for f in lake.day_files(ds, day)]
-    in_force = [d for d in lake.delivered_days("assets") if d <= day]
+    in_force = [d for d in registers if d <= day]
     found += [("assets", f) for f in (lake.day_files("assets", in_force[-1]) if in_force else [])]
     found += [("cost_lines", Path(f)) for f in deliveries_touching(index, day, day)["file"]]
     rows = [_file_row(day, ds, f, lake.root, known) for ds, f in found]
@@ -142,12 +144,12 @@ def _first_path(lake: Lake, day: date) -> Path:
 def pending(lake: Lake, days: list[date], currency: str, version: str, published_at: datetime) -> Pending:
     """Compare each of `days` (about to be published as `version`) with what it showed at its
     previous publish; the restatement rows and the records to write."""
-    index = bill_index(lake)
+    index, registers = bill_index(lake), lake.delivered_days("assets")
     out = Pending(pl.DataFrame(schema=RESTATEMENTS), version=version)
     rows = []
     for day in days:
         previous = _read(_dir(lake, "_published", "inputs", f"date={day}.parquet"), INPUTS)
-        now, inputs = day_amounts(lake, day, currency, version), day_inputs(lake, day, index, previous)
+        now, inputs = day_amounts(lake, day, currency, version), day_inputs(lake, day, index, registers, previous)
         out.amounts[day], out.inputs[day] = now, inputs
         if not _first_path(lake, day).exists():
             out.first_published[day] = pl.read_parquet(lake.mart_path("cost_by_tier_day", day)).with_columns(
@@ -181,5 +183,6 @@ def history(lake: Lake, new: Pending) -> dict[str, pl.DataFrame]:
     restated = pl.concat([*(pl.read_parquet(f) for f in kept), new.restatements], how="vertical_relaxed")
     firsts = sorted(_dir(lake, "_first_published", "cost_by_tier_day").glob("date=*.parquet"))
     first = [pl.read_parquet(f) for f in firsts] + list(new.first_published.values())
+    # Never empty: every published day has its first-published rows (written by this publish or before).
     return {"restatements": restated.cast(RESTATEMENTS),
-            "cost_by_tier_day_first_published": pl.concat(first, how="vertical_relaxed") if first else None}
+            "cost_by_tier_day_first_published": pl.concat(first, how="vertical_relaxed")}

@@ -86,6 +86,8 @@ def cmd_run(args, settings: Settings) -> int:
     if not args.no_publish:
         meta = outcomes[-1].materializations["warehouse"]
         out.print(f"published version {meta['version']} ({meta['days']} day(s)) -> {settings.warehouse.resolve()}")
+        if meta.get("restated_days"):
+            out.print(f"restated (published before, changed now; see restatements): {', '.join(meta['restated_days'])}")
         if "report" in outcomes[-1].materializations:
             out.print(f"morning report: {outcomes[-1].materializations['report']['path']}")
     out.print(where_runs_are(), markup=False, soft_wrap=True)

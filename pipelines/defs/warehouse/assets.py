@@ -69,6 +69,8 @@ def warehouse(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLa
         "first_day": out.days[0].isoformat(),
         "last_day": out.days[-1].isoformat(),
         "rebuilt_days": dg.MetadataValue.json([d.isoformat() for d in out.rebuilt_days]),
+        # Days published before whose amounts this version changed (the `restatements` table).
+        "restated_days": dg.MetadataValue.json([d.isoformat() for d in out.restated_days]),
         "pruned_versions": dg.MetadataValue.json(out.pruned),
         "rows_by_table": dg.MetadataValue.json(out.tables),
         "seconds": round(out.seconds, 3),
