@@ -126,10 +126,11 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         db = vdir / DB_NAME
         which = checks(max_age_days) if checks_to_run is None else checks_to_run
         report("restatements")
-        restated = restatements.pending(lake, days, inventory.currency, version, published_at)
+        history = restatements.history_dir(path)
+        restated = restatements.pending(lake, history, days, inventory.currency, version, published_at)
         out.tables, out.checks = build_version_file(db, vdir, day_files, days, inventory, version, published_at,
                                                     report, which, limits=limits,
-                                                    frames=restatements.history(lake, restated))
+                                                    frames=restatements.history_tables(history, restated))
         out.requests = out.tables["request_costs"]
         failed = failures(out.checks)
         if failed:
@@ -142,7 +143,7 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         fsync_dir(vdir)
         report(f"swap {path}")
         link_into_place(db, path)
-        restated.commit(lake)  # once published: a version that failed its checks records nothing
+        restated.commit(history)  # once published: a version that failed its checks records nothing
         out.restated_days = sorted(set(restated.restatements["date"].to_list()))
         remember_published(path, version, which, out.checks)
         out.pruned = prune(path, keep)

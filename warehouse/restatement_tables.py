@@ -46,7 +46,7 @@ def restatement_tables(cost_by_tier_day: Table) -> list[Table]:
                 "caused_by": "Raw files (relative to the raw directory, '; '-separated) whose ingest changed the "
                              "day's inputs since its previous publish (from the ingest audit); when none did, says "
                              "that the method, inventory or settings changed instead.",
-                "version_before": "Publication that showed amount_before.",
+                "version_before": "Publication that first showed amount_before.",
                 "version_after": "Publication that first showed amount_after.",
                 "restated_at": "When version_after was published, UTC.",
             },

@@ -1,23 +1,25 @@
 """Restatement: what a publish changed in days already published, and what each day showed first
 (DOMAIN.md section 7: finance sees both what a day showed first and what it shows now).
 
-Each publish records, per published day, what the day showed (`_published/amounts/`: per money
+Each publish records, per published day, what the day showed (`published/amounts/`: per money
 component, the day's source amount and its split to requests, idle and unattributed, from the
-attribution's `totals`) and which lake partitions it was computed from (`_published/inputs/`:
-dataset, partition file, size and modification time; the bill deliveries touching the day
+attribution's `totals`) and which lake partitions it was computed from (`published/inputs/`:
+dataset, partition file and the SHA-256 of its bytes; the bill deliveries touching the day
 included, `lake.bills`). The next publish compares: an amount that differs by a cent or more
 (rounded to cents) is a **restatement** row, naming the raw files whose ingest changed the day's
 inputs since (the ingest audit's files of the partitions that are new or rewritten). The rows
-of every publish are kept (`_restatements/<version>.parquet`), as is each day's
-`cost_by_tier_day` as first published (`_first_published/cost_by_tier_day/date=D.parquet`).
+of every publish are kept (`restatements/<version>.parquet`), as is each day's
+`cost_by_tier_day` as first published (`first_published/cost_by_tier_day/date=D.parquet`).
+These records are the warehouse's history: they live beside the published file, under
+`history/` (`history_dir`), not in the lake, whose data they do not change.
 
 Nothing is written until the version is published (`Pending.commit`): a publish that fails its
 checks records nothing, and the next one finds the same changes. A publish with nothing new
 adds no row.
 
-    <lake>/marts/_published/{amounts,inputs}/date=D.parquet
-    <lake>/marts/_restatements/<version>.parquet
-    <lake>/marts/_first_published/cost_by_tier_day/date=D.parquet
+    <warehouse dir>/history/published/{amounts,inputs}/date=D.parquet
+    <warehouse dir>/history/restatements/<version>.parquet
+    <warehouse dir>/history/first_published/cost_by_tier_day/date=D.parquet
 """
 
 import hashlib
@@ -46,8 +48,9 @@ FIRST_EXTRA = pl.Schema({"first_version": pl.String, "first_published_at": pl.Da
 NO_INPUT_CHANGED = "(no input changed: the method, the inventory or the settings did)"
 
 
-def _dir(lake: Lake, *parts: str) -> Path:
-    return lake.marts_dir().joinpath(*parts)
+def history_dir(warehouse: Path) -> Path:
+    """Where the publishes of the warehouse file `warehouse` keep their history."""
+    return Path(warehouse).parent / "history"
 
 
 def day_amounts(lake: Lake, day: date, currency: str, version: str) -> pl.DataFrame:
@@ -127,36 +130,43 @@ class Pending:
     first_published: dict[date, pl.DataFrame] = field(default_factory=dict)
     version: str = ""
 
-    def commit(self, lake: Lake) -> None:
+    def commit(self, history: Path) -> None:
         if self.restatements.height:
-            files.write_parquet(_dir(lake, "_restatements", f"{self.version}.parquet"), self.restatements)
+            files.write_parquet(Path(history, "restatements", f"{self.version}.parquet"), self.restatements)
         for day, frame in self.first_published.items():
-            files.write_parquet(_first_path(lake, day), frame)
-        for day in self.amounts:
-            files.write_parquet(_dir(lake, "_published", "amounts", f"date={day}.parquet"), self.amounts[day])
-            files.write_parquet(_dir(lake, "_published", "inputs", f"date={day}.parquet"), self.inputs[day])
+            files.write_parquet(_first_path(history, day), frame)
+        for day, frame in self.amounts.items():
+            files.write_parquet(Path(history, "published", "amounts", f"date={day}.parquet"), frame)
+        for day, frame in self.inputs.items():
+            files.write_parquet(Path(history, "published", "inputs", f"date={day}.parquet"), frame)
 
 
-def _first_path(lake: Lake, day: date) -> Path:
-    return _dir(lake, "_first_published", "cost_by_tier_day", f"date={day}.parquet")
+def _first_path(history: Path, day: date) -> Path:
+    return Path(history, "first_published", "cost_by_tier_day", f"date={day}.parquet")
 
 
-def pending(lake: Lake, days: list[date], currency: str, version: str, published_at: datetime) -> Pending:
+def pending(lake: Lake, history: Path, days: list[date], currency: str, version: str,
+            published_at: datetime) -> Pending:
     """Compare each of `days` (about to be published as `version`) with what it showed at its
-    previous publish; the restatement rows and the records to write."""
+    previous publish recorded in `history` (`history_dir`); the restatement rows, and the records
+    to write: a day's amounts when first published or restated (so `version_before` names the
+    publication that first showed them), its inputs when a file of them changed."""
     index, registers = bill_index(lake), lake.delivered_days("assets")
     out = Pending(pl.DataFrame(schema=RESTATEMENTS), version=version)
     rows = []
     for day in days:
-        previous = _read(_dir(lake, "_published", "inputs", f"date={day}.parquet"), INPUTS)
-        now, inputs = day_amounts(lake, day, currency, version), day_inputs(lake, day, index, registers, previous)
-        out.amounts[day], out.inputs[day] = now, inputs
-        if not _first_path(lake, day).exists():
+        previous = _read(Path(history, "published", "inputs", f"date={day}.parquet"), INPUTS)
+        inputs = day_inputs(lake, day, index, registers, previous)
+        if not inputs.equals(previous):
+            out.inputs[day] = inputs
+        if not _first_path(history, day).exists():
             out.first_published[day] = pl.read_parquet(lake.mart_path("cost_by_tier_day", day)).with_columns(
                 pl.lit(version).alias("first_version"), pl.lit(published_at, FIRST_EXTRA["first_published_at"])
                 .alias("first_published_at"))
-        before = _read(_dir(lake, "_published", "amounts", f"date={day}.parquet"), AMOUNTS)
+        now = day_amounts(lake, day, currency, version)
+        before = _read(Path(history, "published", "amounts", f"date={day}.parquet"), AMOUNTS)
         if before.is_empty():
+            out.amounts[day] = now
             continue
         diff = (before.join(now, on=["component", "measure"], how="full", coalesce=True, suffix="_after")
                 .with_columns(pl.col("amount").fill_null(0.0).alias("amount_before"),
@@ -164,11 +174,12 @@ def pending(lake: Lake, days: list[date], currency: str, version: str, published
                 .filter(pl.col("amount_before").round(2) != pl.col("amount_after").round(2)))
         if diff.is_empty():
             continue
-        cause = _causes(lake, previous, inputs)
+        out.amounts[day] = now
         rows.append(diff.select(
             pl.lit(day).alias("date"), "component", "measure", "amount_before", "amount_after",
             (pl.col("amount_after") - pl.col("amount_before")).alias("difference"),
-            pl.coalesce("currency_after", "currency").alias("currency"), pl.lit(cause).alias("caused_by"),
+            pl.coalesce("currency_after", "currency").alias("currency"),
+            pl.lit(_causes(lake, previous, inputs)).alias("caused_by"),
             pl.lit(before["version"][0]).alias("version_before"), pl.lit(version).alias("version_after"),
             pl.lit(published_at, RESTATEMENTS["restated_at"]).alias("restated_at")))
     if rows:
@@ -176,12 +187,12 @@ def pending(lake: Lake, days: list[date], currency: str, version: str, published
     return out
 
 
-def history(lake: Lake, new: Pending) -> dict[str, pl.DataFrame]:
+def history_tables(history: Path, new: Pending) -> dict[str, pl.DataFrame]:
     """The tables `restatements` (every publish's rows, this one's included) and
     `cost_by_tier_day_first_published` (each day's rows as first published) of a version."""
-    kept = sorted(_dir(lake, "_restatements").glob("*.parquet"))
+    kept = sorted(Path(history, "restatements").glob("*.parquet"))
     restated = pl.concat([*(pl.read_parquet(f) for f in kept), new.restatements], how="vertical_relaxed")
-    firsts = sorted(_dir(lake, "_first_published", "cost_by_tier_day").glob("date=*.parquet"))
+    firsts = sorted(Path(history, "first_published", "cost_by_tier_day").glob("date=*.parquet"))
     first = [pl.read_parquet(f) for f in firsts] + list(new.first_published.values())
     # Never empty: every published day has its first-published rows (written by this publish or before).
     return {"restatements": restated.cast(RESTATEMENTS),
