@@ -130,7 +130,8 @@ COST_LINES = Contract(
     name="cost_lines",
     description="Every bill line of every source (FOCUS cloud bills, electricity and colocation "
     "invoices, canonical CSV). Amounts are in `currency`; nothing is converted at ingest. "
-    "Partitioned by the day the bill was delivered (the raw folder's date) and its site.",
+    "Partitioned by the day the bill was delivered (the raw folder's date) and its site; a day is attributed with "
+    "every line whose charge period overlaps it, whenever delivered, each bill in its latest delivery (lake/bills.py).",
     key=("source", "line_id"),
     columns=(
         _c("source", pl.String, "-", "Bill family: focus, electricity_invoice, colocation_invoice or canonical."),
