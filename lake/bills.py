@@ -22,6 +22,7 @@ every delivery.
 """
 
 from datetime import date, datetime, timedelta, UTC
+from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -33,21 +34,21 @@ INDEX = pl.Schema({"file": pl.String, "delivered": pl.Date, "site": pl.String,
                    "first_at": UTC_US, "last_at": UTC_US, "mtime_ns": pl.Int64})
 
 
-def _stat(meta: pq.FileMetaData, column: str, which: str) -> datetime | None:
-    """The min or max of a timestamp column over the file's row groups (None: no statistics or all null)."""
+def _stat(meta: pq.FileMetaData, column: str, which: str) -> tuple[bool, datetime | None]:
+    """Whether every row group of the file states `column`'s statistics (or is all null there),
+    and the min or max over them (None when all null)."""
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     if column not in names:
-        return None
-    j = names.index(column)
-    values = []
+        return False, None
+    j, values = names.index(column), []
     for g in range(meta.num_row_groups):
         st = meta.row_group(g).column(j).statistics
         if st is not None and st.has_min_max:
             values.append(getattr(st, which))
-    if not values:
-        return None
-    v = min(values) if which == "min" else max(values)
-    return v.replace(tzinfo=UTC) if v.tzinfo is None else v
+        elif st is None or st.null_count != meta.row_group(g).num_rows:
+            return False, None
+    v = (min(values) if which == "min" else max(values)) if values else None
+    return True, (v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v)
 
 
 def bill_index(lake: Lake) -> pl.DataFrame:
@@ -58,17 +59,27 @@ def bill_index(lake: Lake) -> pl.DataFrame:
     rows = []
     for f in lake.all_files("cost_lines"):
         meta = pq.ParquetFile(f).metadata
-        first, ends = _stat(meta, "period_start", "min"), [_stat(meta, "period_end", "max")]
-        peak_first, peak_last = _stat(meta, "peak_at", "min"), _stat(meta, "peak_at", "max")
-        if peak_last is not None:
-            ends.append(peak_last + timedelta(minutes=15))
-        if peak_first is not None and first is not None:
-            first = min(first, peak_first)
-        known = [e for e in ends if e is not None]
+        first, last = _span(f, meta) if meta.num_rows else (None, None)
         rows.append({"file": str(f), "delivered": date.fromisoformat(f.parent.parent.name.removeprefix("date=")),
-                     "site": f.parent.name.removeprefix("site="), "first_at": first,
-                     "last_at": max(known) if known and meta.num_rows else None, "mtime_ns": f.stat().st_mtime_ns})
+                     "site": f.parent.name.removeprefix("site="), "first_at": first, "last_at": last,
+                     "mtime_ns": f.stat().st_mtime_ns})
     return pl.DataFrame(rows, schema=INDEX)
+
+
+def _span(f: Path, meta: pq.FileMetaData) -> tuple[datetime, datetime]:
+    """First and last instant the lines of file `f` touch, from its footer's statistics; from
+    its columns when the writer kept no statistics (a file is never left out for want of them)."""
+    stats = {(c, w): _stat(meta, c, w) for c in ("period_start", "period_end", "peak_at") for w in ("min", "max")}
+    if all(known for known, _ in stats.values()):
+        got = {k: v for k, (_, v) in stats.items()}
+    else:
+        cols = [getattr(pl.col(c), w)().alias(f"{c} {w}") for c, w in stats]
+        got = dict(zip(stats, pl.scan_parquet(f).select(cols).collect().row(0), strict=True))
+    first, end = got[("period_start", "min")], got[("period_end", "max")]
+    if got[("peak_at", "min")] is not None:
+        first = min(first, got[("peak_at", "min")])
+        end = max(end, got[("peak_at", "max")] + timedelta(minutes=15))
+    return first, end
 
 
 def deliveries_touching(index: pl.DataFrame, first: date, last: date) -> pl.DataFrame:

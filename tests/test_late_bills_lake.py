@@ -89,3 +89,14 @@ def test_days_attributed_before_a_bill_touching_them_are_stale(tmp_path):
     deliver(lake, date(2026, 11, 29), lines(("focus", "f-1", "2026-11-24T10:00:00", "2026-11-24T11:00:00",
                                              "cloud_compute", 42.0)))
     assert stale_days(lake) == [D]  # delivered after D was attributed, touching D only
+
+
+def test_a_bill_file_written_without_statistics_is_read_from_its_columns(tmp_path):
+    lake = Lake(tmp_path)
+    path = lake.partition_file("cost_lines", date(2026, 12, 3), "remote-plains")
+    path.parent.mkdir(parents=True)
+    lines(("electricity_invoice", "INV-11:1", "2026-11-01T05:00:00", "2026-12-01T06:00:00", "other", 300.0)
+          ).write_parquet(path, statistics=False)
+    index = bill_index(lake).row(0, named=True)
+    assert (index["first_at"], index["last_at"]) == (_t("2026-11-01T05:00:00"), _t("2026-12-01T06:00:00"))
+    assert amounts(day_bill_lines(lake, D)) == {"INV-11:1": 300.0}
