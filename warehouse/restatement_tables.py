@@ -1,12 +1,12 @@
 """The declarations of the restatement tables (`warehouse.restatements` fills them), kept beside
-`warehouse.tables`, which places them among its `TABLES` (`with_restatement_tables`)."""
-
-from warehouse.table import Table
+`warehouse.tables`, which places them among its `TABLES` (`with_restatement_tables`, through
+`warehouse.table`; the declarations are made with the class of the tables given, so this module
+imports neither)."""
 
 MONEY = "in the reporting currency"
 
 
-def with_restatement_tables(tables: list[Table]) -> list[Table]:
+def with_restatement_tables(tables: list) -> list:
     """`tables` with `cost_by_tier_day_first_published` after `cost_by_tier_day` and `restatements`
     after the last reconciliation table (the data dictionary lists tables in this order)."""
     first, restated = restatement_tables(next(t for t in tables if t.name == "cost_by_tier_day"))
@@ -15,9 +15,10 @@ def with_restatement_tables(tables: list[Table]) -> list[Table]:
     return [*out[:last + 1], restated, *out[last + 1:]]
 
 
-def restatement_tables(cost_by_tier_day: Table) -> list[Table]:
+def restatement_tables(cost_by_tier_day) -> list:
     """`cost_by_tier_day_first_published` (the columns of `cost_by_tier_day`, as the day was first
     published, and when) and `restatements`."""
+    Table = type(cost_by_tier_day)  # noqa: N806 (warehouse.table.Table)
     return [
         Table(
             "cost_by_tier_day_first_published",

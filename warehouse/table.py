@@ -4,6 +4,8 @@ meaning, the meaning and unit of every column, how its rows are ordered, and how
 
 from dataclasses import dataclass, field
 
+from warehouse.restatement_tables import with_restatement_tables
+
 
 @dataclass(frozen=True)
 class Table:
@@ -38,3 +40,6 @@ def energy_shares(of: str) -> dict[str, str]:
         "energy_estimated_share": f"Share of {of} estimated (long gaps or no meter: idle power), 0-1; above 0.5 the "
                                   "report flags the row's energy figures as estimated.",
     }
+
+
+__all__ = ["Table", "commented", "energy_shares", "with_restatement_tables"]

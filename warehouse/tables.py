@@ -7,8 +7,7 @@ Money is in the reporting currency named by each row's `currency`; energy in kWh
 """
 
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
-from warehouse.restatement_tables import with_restatement_tables
-from warehouse.table import Table, commented, energy_shares
+from warehouse.table import Table, commented, energy_shares, with_restatement_tables
 
 MONEY = "in the reporting currency"
 
@@ -23,7 +22,7 @@ _COSTS = {
     "egress_cost": f"Cloud data transfer charges, by response bytes, {MONEY}.",
 }
 
-TABLES: list[Table] = [
+TABLES: list[Table] = with_restatement_tables([
     Table(
         "request_costs",
         "One row per request and day it touched (one in each for a request in flight at midnight, with that "
@@ -395,8 +394,7 @@ TABLES: list[Table] = [
          "inferledger_version": "Version of the code that published it."},
         group="about",
     ),
-]
+])
 
-TABLES = with_restatement_tables(TABLES)
 BY_NAME = {t.name: t for t in TABLES}
 DAILY = [t for t in TABLES if t.daily]
