@@ -162,8 +162,8 @@ def _marts_digest(lake: Path) -> dict[str, str]:
 
 
 def _warehouse_tables(path: Path) -> dict[str, pl.DataFrame]:
-    """Every table and view of a published file, rows in a fixed order; the publish log's
-    version and time (when, not what) left out."""
+    """Every table and view of a published file, rows in a fixed order; the versions and times of
+    publishing (the log's, the first publication's, a restatement's: when, not what) left out."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
@@ -171,7 +171,9 @@ def _warehouse_tables(path: Path) -> dict[str, pl.DataFrame]:
         out = {}
         for name in names:
             frame = con.sql(f'SELECT * FROM "{name}"').pl()
-            frame = frame.drop([c for c in ("version", "published_at") if c in frame.columns])
+            when = ("version", "published_at", "first_version", "first_published_at", "version_before",
+                    "version_after", "restated_at")
+            frame = frame.drop([c for c in when if c in frame.columns])
             out[name] = frame.sort(frame.columns, nulls_last=True) if frame.height else frame
         return out
     finally:

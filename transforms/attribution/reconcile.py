@@ -50,8 +50,11 @@ def _occupied_prefix(node_out: pl.LazyFrame) -> pl.LazyFrame:
     0.5), with one extra row per node at `slot = n` holding the day's total."""
     occ = node_out.select("node_id", "slot", pl.col("occupied_share").alias("occupied")).sort("node_id", "slot")
     before = occ.with_columns((pl.col("occupied").cum_sum().over("node_id") - pl.col("occupied")).alias("occ_before"))
-    end = occ.group_by("node_id").agg((pl.col("slot").max() + 1).alias("slot"),
-                                      pl.col("occupied").sum().alias("occ_before"))
+    # The day's total is the prefix's last value, not a group sum: a float sum follows row order,
+    # which differs between runs (threads, processes), and the shares are fractions now.
+    end = before.group_by("node_id").agg((pl.col("slot").max() + 1).alias("slot"),
+                                         (pl.col("occ_before") + pl.col("occupied")).sort_by("slot").last()
+                                         .alias("occ_before"))
     return pl.concat([before.select("node_id", "slot", "occ_before"), end.select("node_id", "slot", "occ_before")])
 
 
