@@ -45,6 +45,16 @@ def _forget_dagster_state_storage():
     forget_defs_state_storage()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _forget_dagster_state_storage_per_module():
+    """The same before a module's own fixtures: an instance a previous module's fixture closes
+    restores, on exit, whatever storage was current when it opened (possibly a dead instance's),
+    after the last per-test forget; a module fixture loading definitions would read it."""
+    forget_defs_state_storage()
+    yield
+    forget_defs_state_storage()
+
+
 @contextmanager
 def fast_instance():
     """`dg.instance_for_test` in memory-backed storage when the machine has it: SQLite commits
