@@ -47,8 +47,8 @@ def read_plan(inputs: PlanInputs, solved: Solved) -> Plan:
                              .cast(pl.Int64))
     # Nodes owned or rented over the window: the most kept on in any hour (the program's N, which
     # is free to exceed it when the pool has no amortization, e.g. rented).
-    installed = (nodes.group_by("pool").agg(nodes=pl.col("nodes_on").max()).join(program.fleet.select("pool"), on="pool")
-                 .sort("pool"))
+    installed = (nodes.group_by("pool").agg(nodes=pl.col("nodes_on").max())
+                 .join(program.fleet.select("pool"), on="pool").sort("pool"))
     costs = price(inputs, nodes.lazy(), routing.select("hour", "tier", "model", "bucket", "pool", "share").lazy(),
                   installed.lazy()).collect()
     binds = _binds(inputs, solved, costs)
