@@ -130,4 +130,9 @@ def test_mip_optimum_equals_brute_force(inst):
         with pytest.raises(PlanInfeasible):
             plan(inst)
         return
-    assert plan(inst).objective == pytest.approx(sum(per_hour), rel=1e-6, abs=1e-9)
+    best = sum(per_hour)
+    exact = plan(inst, mip_rel_gap=1e-9)
+    assert exact.objective == pytest.approx(best, rel=1e-7, abs=1e-9)
+    # at the default gap, the plan is within the gap it states of the optimum
+    default = plan(inst)
+    assert best - 1e-9 <= default.objective <= best + default.mip_gap * abs(default.objective) + 1e-9

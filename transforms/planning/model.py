@@ -8,17 +8,14 @@ in the fleet horizon, the links between `n`, `N` and `z`. The columns and rows a
 with their ids; the matrix is their (row, col, value) triplets, handed to HiGHS column-wise.
 """
 
-import time
 from dataclasses import dataclass
 
-import highspy
 import numpy as np
 import polars as pl
 
-from transforms.planning.inputs import PlanInputError, PlanInputs
+from transforms.planning.inputs import PlanInputs
 from transforms.planning.pairs import demand, node_costs, pool_frame, routing_pairs, unit_costs
 
-MIP_REL_GAP = 1e-6
 
 
 class PlanInfeasible(ValueError):
@@ -37,16 +34,6 @@ class Program:
     triplets: pl.DataFrame
     rows: pl.DataFrame
     pairs: pl.DataFrame
-
-
-@dataclass(frozen=True)
-class Solved:
-    program: Program
-    values: np.ndarray
-    status: str
-    objective: float
-    mip_gap: float
-    solve_time_s: float
 
 
 def _hour_prices(inputs: PlanInputs) -> pl.LazyFrame:
@@ -152,46 +139,3 @@ def _rows(inputs: PlanInputs, x: pl.DataFrame, n: pl.DataFrame, fleet: pl.DataFr
                                                  value=-pl.col("nodes_available").cast(pl.Float64))]).sort("key"),
             -np.inf, 0.0)
     return pl.concat([t for t, _ in blocks]), pl.concat([r for _, r in blocks])
-
-
-def solve(program: Program, time_limit_s: float = 300.0) -> Solved:
-    """Hand the program to HiGHS (silent, relative gap MIP_REL_GAP) and read the values back."""
-    x, n, fleet = program.x, program.n, program.fleet
-    cost = np.concatenate([x["cost"].to_numpy(), n["cost"].to_numpy(),
-                           np.column_stack([fleet["cost"].to_numpy(), np.zeros(fleet.height)]).ravel()])
-    lower = np.concatenate([np.zeros(x.height), n["lower"].to_numpy().astype(float), np.zeros(2 * fleet.height)])
-    upper = np.concatenate([np.ones(x.height), n["upper"].to_numpy().astype(float),
-                            np.column_stack([fleet["nodes_available"].to_numpy().astype(float),
-                                             np.ones(fleet.height)]).ravel()])
-    integer = np.concatenate([np.zeros(x.height, bool), np.ones(n.height + 2 * fleet.height, bool)])
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = len(cost), program.rows.height
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lower, upper
-    lp.row_lower_, lp.row_upper_ = program.rows["lower"].to_numpy(), program.rows["upper"].to_numpy()
-    rows, cols, vals = (program.triplets[c].to_numpy() for c in ("row", "col", "value"))
-    order = np.lexsort((rows, cols))
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=len(cost)))]).astype(np.int32)
-    lp.a_matrix_.index_ = rows[order].astype(np.int32)
-    lp.a_matrix_.value_ = vals[order].astype(float)
-    lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in integer]
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("mip_rel_gap", MIP_REL_GAP)
-    h.setOptionValue("time_limit", float(time_limit_s))
-    h.passModel(lp)
-    started = time.perf_counter()
-    h.run()
-    elapsed = time.perf_counter() - started
-    status = h.modelStatusToString(h.getModelStatus())
-    if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
-        raise PlanInfeasible("no plan serves all demand within the nodes available, the site power caps and the "
-                             "redundancy minimums (HiGHS: infeasible); add nodes, raise a cap, lower a minimum or "
-                             "relax the what-if")
-    if h.getModelStatus() not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit):
-        raise PlanInputError(f"HiGHS stopped with status {status!r}")
-    info = h.getInfo()
-    values = np.asarray(h.getSolution().col_value)
-    if values.size != len(cost):
-        raise PlanInfeasible(f"HiGHS found no feasible plan within {time_limit_s} s (status {status!r})")
-    return Solved(program, values, status, float(info.objective_function_value), float(info.mip_gap), elapsed)

@@ -6,7 +6,7 @@ import polars as pl
 
 from transforms.planning.costs import price
 from transforms.planning.inputs import PlanInputs
-from transforms.planning.model import Solved
+from transforms.planning.highs import Solved
 
 # A constraint binds when its slack is within this (node-equivalents, kW, or shares).
 BIND_TOLERANCE = 1e-6
