@@ -133,6 +133,8 @@ def test_mip_optimum_equals_brute_force(inst):
     best = sum(per_hour)
     exact = plan(inst, mip_rel_gap=1e-9)
     assert exact.objective == pytest.approx(best, rel=1e-7, abs=1e-9)
+    # the plan's costs, priced by the cost model on its nodes and routing, are its objective
+    assert exact.costs["total_cost"].sum() == pytest.approx(exact.objective, rel=1e-9, abs=1e-9)
     # at the default gap, the plan is within the gap it states of the optimum
     default = plan(inst)
     assert best - 1e-9 <= default.objective <= best + default.mip_gap * abs(default.objective) + 1e-9

@@ -165,3 +165,26 @@ def test_inputs_errors_name_the_frame_row_and_fix():
         plan(base.with_(tiers=(Tier("standard", 0.005, 30.0, "metro"),)))
     with pytest.raises(PlanInfeasible, match="infeasible"):
         plan(base.with_(demand=base.demand.with_columns(output_tokens_per_s=pl.lit(700.0))))
+
+
+def test_calibration_prices_actual_routing_and_flags_what_the_plan_would_refuse():
+    base = two_pools_one_tier()
+    # actual: cheap runs 1 node at 150 tok/s (1.5 node-equivalents on 1 node: over capacity),
+    # dear 2 nodes at 150 tok/s. cheap: 0.10 + 1.5 x 0.20 = 0.40; dear: 2 x 2.10 + 1.5 x 0.20 = 4.50;
+    # egress 300 tok/s -> 0.054 in all (0.027 each).
+    nodes_ = pl.LazyFrame([("cheap", hour(0), 1), ("dear", hour(0), 2)], schema=NODES_SCHEMA, orient="row")
+    routing = pl.LazyFrame([(hour(0), "standard", "llama", "all", "cheap", 0.5),
+                            (hour(0), "standard", "llama", "all", "dear", 0.5)], schema=ROUTING_SCHEMA, orient="row")
+    got = {r["pool"]: r for r in calibrate(base, nodes_, routing).collect().iter_rows(named=True)}
+    assert got["cheap"]["total_cost"] == pytest.approx(0.40 + 0.027, abs=CENT)
+    assert got["dear"]["total_cost"] == pytest.approx(4.50 + 0.027, abs=CENT)
+    assert got["cheap"]["over_capacity"] and not got["dear"]["over_capacity"]
+    with pytest.raises(PlanInputError, match=r"actual routing, demand row .*'tier': 'standard'.* must sum to 1"):
+        calibrate(base, nodes_, routing.filter(pl.col("pool") == "dear"))
+
+
+def test_a_plan_is_the_same_on_every_run():
+    first, second = plan(two_pools_one_tier()), plan(two_pools_one_tier())
+    for a, b in ((first.routing, second.routing), (first.nodes, second.nodes), (first.costs, second.costs),
+                 (first.binds, second.binds)):
+        assert a.equals(b)
