@@ -155,6 +155,25 @@ def test_fleet_horizon_buys_the_base_and_rents_the_peak():
     assert p.objective == pytest.approx(9.50, abs=CENT)
 
 
+def test_fleet_horizon_redundancy_minimum_applies_once_an_option_is_used():
+    # The instance above, but a rented pool must keep 2 nodes on in every hour once it has any.
+    # own 1 + rent: the cloud keeps 2 on all 3 hours: 3.00 + 0.90 + 2 x 2.80 + 2 x 2 x (2.50 + 0.10)
+    # = 19.90; rent only: h0 3 x 2.80, h1 and h2 one full and one idle 2.80 + 2.60: 19.20; own 3:
+    # 9.00 + 0.90 + 0.30 + 0.30 = 10.50 (the other owned nodes off in hours 1 and 2).
+    common = {"site": "m", "gpu_model": "H100", "max_nodes": 5, "idle_w": 1000.0, "full_w": 3000.0, "pue": 1.0}
+    options = [HardwareOption("buy", capex=43_800.0, life_hours=43_800.0, **common),
+               HardwareOption("cloud", hourly_price=2.5, redundancy_min=2, **common)]
+    p = plan(inputs(
+        demand=[(h, "standard", "llama", "all", d) for h, d in ((0, 150.0), (1, 50.0), (2, 50.0))],
+        tiers=[STANDARD], pools=[o.as_pool() for o in options], sites=[Site("m")],
+        capacity=[(o.name, "llama", "all", 0.5, 10.0, 100.0) for o in options],
+        round_trips=[("m", "metro", 5.0)], prices={"m": 0.10}, horizon="fleet", growth=2.0))
+    assert dict(p.installed.iter_rows()) == {"buy": 3, "cloud": 0}
+    assert nodes(p) == {("buy", 0): 3, ("buy", 1): 1, ("buy", 2): 1, ("cloud", 0): 0, ("cloud", 1): 0,
+                        ("cloud", 2): 0}
+    assert p.objective == pytest.approx(10.50, abs=CENT)
+
+
 def test_inputs_errors_name_the_frame_row_and_fix():
     base = two_pools_one_tier()
     with pytest.raises(PlanInputError, match=r"prices frame, row .*'site': 'm'.*no energy price"):
