@@ -200,6 +200,10 @@ def test_calibration_prices_actual_routing_and_flags_what_the_plan_would_refuse(
     assert got["cheap"]["over_capacity"] and not got["dear"]["over_capacity"]
     with pytest.raises(PlanInputError, match=r"actual routing, demand row .*'tier': 'standard'.* must sum to 1"):
         calibrate(base, nodes_, routing.filter(pl.col("pool") == "dear"))
+    with pytest.raises(PlanInputError, match=r"actual nodes, row .*'pool': 'gone'.*not among the pools"):
+        calibrate(base, pl.LazyFrame([("gone", hour(0), 1)], schema=NODES_SCHEMA, orient="row"), routing)
+    with pytest.raises(PlanInputError, match=r"actual routing, row .*'model': 'other'.*no demand row"):
+        calibrate(base, nodes_, routing.with_columns(model=pl.lit("other")))
 
 
 def test_a_plan_is_the_same_on_every_run():

@@ -79,6 +79,16 @@ def calibrate(inputs: PlanInputs, actual_nodes: pl.LazyFrame, actual_routing: pl
         got = frame.collect_schema()
         if dict(got) != dict(schema):
             raise PlanInputError(f"{name} frame has columns {dict(got)}; expected {dict(schema)}")
+    window = demand(inputs).select("hour").unique().join(pool_frame(inputs).select("pool"), how="cross")
+    stray = (actual_nodes.join(window, on=["pool", "hour"], how="anti").sort("pool", "hour").head(1).collect())
+    if stray.height:
+        raise PlanInputError(f"actual nodes, row {stray.row(0, named=True)}: its pool is not among the pools or its "
+                             "hour not among the demand's hours; declare the pool or drop the row")
+    unmatched = (actual_routing.join(demand(inputs), on=["hour", "tier", "model", "bucket"], how="anti")
+                 .sort("hour", "tier", "model", "bucket", "pool").head(1).collect())
+    if unmatched.height:
+        raise PlanInputError(f"actual routing, row {unmatched.row(0, named=True)}: no demand row has its hour, tier, "
+                             "model and bucket; add the demand or drop the row")
     totals = (demand(inputs).filter(pl.col("output_tokens_per_s") > 0)
               .join(actual_routing.group_by("hour", "tier", "model", "bucket").agg(share=pl.col("share").sum()),
                     on=["hour", "tier", "model", "bucket"], how="left")
