@@ -43,18 +43,22 @@ def test_cheaper_pool_takes_demand_until_its_capacity_binds():
     assert {("capacity", "cheap", 0), ("availability", "cheap", 0), ("capacity", "dear", 0)} <= binds(p)
 
 
-def test_premium_tier_kept_off_the_remote_site_by_its_round_trip():
+def metro_and_remote():
     premium = Tier("premium", ttft_p95_s=0.3, e2e_p95_s=10.0, users="metro")
     common = {"gpu_model": "H100", "nodes_available": 2, "idle_w": 1000.0, "full_w": 3000.0, "pue": 1.0}
     points = [(0.2, 5.0, 100.0), (1.0, 10.0, 200.0)]  # (ttft, e2e, tok/s per node)
-    p = plan(inputs(
+    return inputs(
         demand=[(0, "premium", "llama", "all", 100.0), (0, "standard", "llama", "all", 100.0)],
         tiers=[premium, STANDARD], pools=[Pool("metro-h100", site="metro", **common),
                                          Pool("remote-h100", site="remote", **common)],
         sites=[Site("metro"), Site("remote")],
         capacity=[(pool, "llama", "all", *pt) for pool in ("metro-h100", "remote-h100") for pt in points],
         round_trips=[("metro", "metro", 5.0), ("remote", "metro", 400.0)],
-        prices={"metro": 0.30, "remote": 0.05}))
+        prices={"metro": 0.30, "remote": 0.05})
+
+
+def test_premium_tier_kept_off_the_remote_site_by_its_round_trip():
+    p = plan(metro_and_remote())
     # premium: remote's 0.400 s round trip alone breaks its 0.3 s TTFT -> excluded. At metro the
     # budget is 0.3 - 0.005 = 0.295 s: only the 0.2 s point (100 tok/s) -> 1 node, fully busy:
     # 1 kW x 0.30 + 2 kW x 1.0 x 0.30 = 0.90. standard on remote: budget 2 - 0.4 = 1.6 s, the 1.0 s
@@ -65,6 +69,17 @@ def test_premium_tier_kept_off_the_remote_site_by_its_round_trip():
     assert p.objective == pytest.approx(1.00, abs=CENT)
     excluded = {(r["tier"], r["pool"]): r["excluded"] for r in p.exclusions.iter_rows(named=True)}
     assert excluded == {("premium", "remote-h100"): "round_trip"}
+
+
+def test_what_if_moves_a_tier_to_a_site():
+    # standard moved to the metro site: a second metro node, 0.5 busy at the 1.0 s point (budget
+    # 2 - 0.005 s): 0.30 + 2 kW x 0.5 x 0.30 = 0.60, beside premium's 0.90; remote off: 1.50.
+    p = what_if(metro_and_remote(), "move standard to metro")
+    assert nodes(p) == {("metro-h100", 0): 2, ("remote-h100", 0): 0}
+    assert p.objective == pytest.approx(1.50, abs=CENT)
+    # the premium tier cannot be moved to the remote site: every pool left to it is excluded
+    with pytest.raises(PlanInfeasible, match="'remote-h100': 'round_trip'"):
+        what_if(metro_and_remote(), "premium -> site remote")
 
 
 def test_site_power_cap_binds():
