@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # dagster.yaml with absolute storage paths by the first command that needs it.
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test lint test-deep setup defs ui clean docs bench bench-attribution bench-e2e check-data
+.PHONY: demo test lint test-deep setup defs ui clean docs bench bench-attribution bench-e2e bench-plan check-data
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-attribution: $(VENV)/.installed
 ## The nightly job end to end (raw JSON Lines -> published warehouse, every check) at 1, 10, 30 and 100 M requests.
 bench-e2e: $(VENV)/.installed
 	$(PY) bench/bench_e2e.py
+
+## The planner's solve time: 10 and 100 pools x 5 tiers x 10 models x 24 hours (goals 5 s and 60 s).
+bench-plan: $(VENV)/.installed
+	$(PY) bench/bench_plan.py
 
 ## The Dagster UI on the instance the commands record their runs in ($DAGSTER_HOME, created if missing).
 ui: $(VENV)/.installed
