@@ -199,7 +199,7 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
     started = time.perf_counter()
     contract = CANONICAL[dataset]
     listing = raw_listing(dataset, Path(raw_root), day, site, inventory.site_ids,
-                          market_prices.market_price_files(inventory))
+                          market_prices.market_price_files(inventory), market_prices.market_price_separators(inventory))
     raw_print = listing_fingerprint(listing, Path(raw_root))  # before reading: a file changed meanwhile shows next time
     spilled: list[Path] = []
 

@@ -1,0 +1,233 @@
+"""Market price files in other layouts than the canonical one (issue 16, "real exports without
+hand-work"): Energinet's Elspotprices export exactly as downloaded (the real slice in
+tests/data/real/energinet_elspot_dk2/), and a generic hourly CSV described by its tariff, across
+a clock change in Europe/Copenhagen. Each is ingested by the production ingest (real CSV files,
+real Parquet partitions) into the same `market_prices` rows as the canonical file; figures by hand."""
+
+import shutil
+import textwrap
+from datetime import date, datetime, UTC
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from lake.store import Lake
+from pipelines.ingest import ingest_partition
+from transforms.inventory import InventoryError, parse_inventory
+
+ELSPOT = Path(__file__).parent / "data" / "real" / "energinet_elspot_dk2" / "Elspotprices.csv"
+DAY = date(2022, 10, 18)  # lines 24-47 of the slice: all 24 hours of the UTC day
+
+INVENTORY = """\
+version: 1
+currency: EUR
+valid_from: 2022-01-01
+sites:
+- {id: dk-east, kind: metro, cooling: liquid, design_pue: 1.25, timezone: Europe/Copenhagen, tariff: dk2-spot}
+pools:
+- {id: p1, site: dk-east, gpu_model: H100, tiers: [standard]}
+nodes:
+- {id: n1, pool: p1, gpus: 8, gpu_tdp_w: 700, idle_w: 1200, nameplate_w: 10200, gpu_telemetry: none}
+tariffs:
+- {id: dk2-spot, kind: market, currency: EUR, market_price_file: prices/Elspotprices.csv,
+   market_price_format: energinet_elspot, market_price_area: DK2, adder_per_kwh: 0.09}
+tiers:
+- {id: standard, ttft_p95_s: 2.0, e2e_p95_s: 30, price_per_m_input_tokens: 0.8, price_per_m_output_tokens: 3.2,
+   idle_policy: pro_rata}
+models:
+- {id: llama-3.1-8b-instruct, params_b: 8}
+"""
+
+
+def inventory(tariff: str | None = None):
+    """INVENTORY, or with `tariff` (YAML list items) for its tariffs; the site buys at the first."""
+    if tariff is None:
+        return parse_inventory(INVENTORY, "inventory.yaml")
+    first = tariff.split("id: ", 1)[1].split(",", 1)[0]
+    text = (INVENTORY.split("tariffs:\n")[0].replace("tariff: dk2-spot", f"tariff: {first}") + "tariffs:\n" + tariff
+            + "tiers:\n" + INVENTORY.split("\ntiers:\n", 1)[1])
+    return parse_inventory(textwrap.dedent(text), "inventory.yaml")
+
+
+def ingest(tmp_path: Path, inv, day: date = DAY):
+    out = ingest_partition("market_prices", day, None, tmp_path / "raw", Lake(tmp_path / "lake"), inv)
+    read = {k: pl.read_parquet(out.paths[k]) for k in ("canonical", "quarantine", "ingest_audit")}
+    return out, read
+
+
+def at(frame: pl.DataFrame, hour: datetime) -> float:
+    return frame.filter(pl.col("hour_utc") == hour)["price_per_kwh"].item()
+
+
+# --- Energinet's Elspotprices export ----------------------------------------------------------
+
+def test_the_real_energinet_slice_gives_the_days_24_hours_per_kwh_exactly(tmp_path):
+    (tmp_path / "raw" / "prices").mkdir(parents=True)
+    shutil.copy(ELSPOT, tmp_path / "raw" / "prices" / "Elspotprices.csv")
+    out, read = ingest(tmp_path, inventory())
+    prices = read["canonical"]
+    assert prices.height == 24 and prices["tariff_id"].unique().to_list() == ["dk2-spot"]
+    # Line 47: `2022-10-18 00:00;2022-10-18 02:00;DK2;1043,859985;140,350006`: 140,350006 EUR/MWh
+    # / 1000 = 0.140350006 EUR/kWh. Line 26: `2022-10-18 21:00;...;1144,780029;153,919998`.
+    assert at(prices, datetime(2022, 10, 18, 0, tzinfo=UTC)) == 0.140350006
+    assert at(prices, datetime(2022, 10, 18, 21, tzinfo=UTC)) == 0.153919998
+    assert read["quarantine"].height == 0
+    # The file's 49 rows: 24 of the day's hours read, the 25 of 2022-10-17/19 belong to other days.
+    assert read["ingest_audit"].select("source_file", "rows_read", "rows_accepted", "rows_quarantined",
+                                       "status").rows() == [("prices/Elspotprices.csv", 24, 24, 0, "read")]
+    # The day after: the slice ends at 2022-10-19 21:00 (line 2): 22 hours, 00:00-21:00;
+    # 131,570007 EUR/MWh is 0.131570007 EUR/kWh, exactly the decimal (no float division).
+    _, after = ingest(tmp_path, inventory(), date(2022, 10, 19))
+    assert after["canonical"].height == 22
+    assert at(after["canonical"], datetime(2022, 10, 19, 21, tzinfo=UTC)) == 0.131570007
+
+
+def test_broken_rows_are_quarantined_with_their_reason_and_other_areas_are_not_records(tmp_path):
+    """The real slice (49 data rows) with four rows appended for the day (data rows 50-53)."""
+    (tmp_path / "raw" / "prices").mkdir(parents=True)
+    broken = ELSPOT.read_text() + "".join(line + "\n" for line in (
+        "2022-10-18 05:00;2022-10-18 07:00;DK2;1234,500000;1.234,5",   # 50: a thousands mark: not guessed
+        "2022-10-18 06:00;2022-10-18 08:00;DK2;1234,500000;",          # 51: no EUR price: not a zero price
+        "2022-10-18 07:00;2022-10-18 09:00;DK1;700,000000;94,100000",  # 52: DK1: no tariff's record
+        "18-10-2022 08:00;18-10-2022 10:00;DK2;700,000000;94,100000",  # 53: not a time
+    ))
+    (tmp_path / "raw" / "prices" / "Elspotprices.csv").write_text(broken)
+    _, read = ingest(tmp_path, inventory())
+    assert read["canonical"].height == 24  # the real hours 05:00-07:00 are kept (the copies were refused)
+    q = read["quarantine"]
+    assert q.select("source_row", "reason").rows() == [
+        (50, "invalid_value"), (51, "missing_required_field"), (53, "bad_timestamp")]
+    detail = dict(zip(q["source_row"], q["detail"], strict=True))
+    assert detail[50].startswith("`SpotPriceEUR` 1.234,5 is not a number per MWh with a decimal comma")
+    assert "an hour without a price is not a zero price" in detail[51]
+    assert detail[53].startswith("`HourUTC` 18-10-2022 08:00 is not a time")
+    # Every row of the day's hours counted once: 24 + 3 quarantined = 27 read; the DK1 row is
+    # another area's, not a record of dk2-spot (docs/raw-formats.md).
+    assert read["ingest_audit"].select("rows_read", "rows_accepted", "rows_quarantined").row(0) == (27, 24, 3)
+
+
+def test_a_dk1_and_a_dk2_tariff_read_one_file_each_its_own_area_and_currency(tmp_path):
+    (tmp_path / "raw" / "prices").mkdir(parents=True)
+    text = ELSPOT.read_text() + "2022-10-18 03:00;2022-10-18 05:00;DK1;700,000000;94,100000\n"
+    (tmp_path / "raw" / "prices" / "Elspotprices.csv").write_text(text)
+    inv = inventory("""\
+- {id: dk2-spot, kind: market, currency: EUR, market_price_file: prices/Elspotprices.csv,
+   market_price_format: energinet_elspot, market_price_area: DK2}
+- {id: dk1-spot, kind: market, currency: DKK, market_price_file: prices/Elspotprices.csv,
+   market_price_format: energinet_elspot, market_price_area: DK1}
+""")
+    _, read = ingest(tmp_path, inv)
+    dk1 = read["canonical"].filter(pl.col("tariff_id") == "dk1-spot")
+    # 700,000000 DKK/MWh = 0.7 DKK/kWh (DKK picks SpotPriceDKK).
+    assert dk1.select("hour_utc", "price_per_kwh").rows() == [(datetime(2022, 10, 18, 3, tzinfo=UTC), 0.7)]
+    assert read["canonical"].filter(pl.col("tariff_id") == "dk2-spot").height == 24
+    # One audit row for the file: 24 DK2 rows + 1 DK1 row, each read by its own tariff.
+    assert read["ingest_audit"].select("rows_read", "rows_accepted").row(0) == (25, 25)
+
+
+def test_a_missing_price_column_is_named_as_missing_from_the_file(tmp_path):
+    (tmp_path / "raw" / "prices").mkdir(parents=True)
+    (tmp_path / "raw" / "prices" / "Elspotprices.csv").write_text(
+        "HourUTC;HourDK;PriceArea;SpotPriceEUR\n2022-10-18 00:00;2022-10-18 02:00;DK2;140,350006\n")
+    inv = inventory("""\
+- {id: dk2-spot, kind: market, currency: DKK, market_price_file: prices/Elspotprices.csv,
+   market_price_format: energinet_elspot, market_price_area: DK2}
+""")
+    _, read = ingest(tmp_path, inv)
+    q = read["quarantine"].row(0, named=True)
+    assert (q["source_row"], q["reason"]) == (1, "missing_required_field")
+    assert q["detail"].startswith("column `SpotPriceDKK` is missing from prices/Elspotprices.csv; add it "
+                                  "(tariff dk2-spot, `market_price_format: energinet_elspot` reads it")
+
+
+# --- the inventory ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("tariff", "message"), [
+    ("{id: t, kind: market, currency: EUR, market_price_file: p.csv, market_price_format: nordpool}",
+     "tariffs[0].market_price_format: Input should be 'canonical', 'energinet_elspot' or 'hourly_csv'"),
+    ("{id: t, kind: market, currency: EUR, market_price_file: p.csv, market_price_format: energinet_elspot}",
+     "tariffs[0]: an energinet_elspot tariff needs `market_price_area:` (the PriceArea its site buys in"),
+    ("{id: t, kind: market, currency: USD, market_price_file: p.csv, market_price_format: energinet_elspot, "
+     "market_price_area: DK2}",
+     "tariffs[0]: an energinet_elspot tariff is priced in EUR (SpotPriceEUR) or DKK (SpotPriceDKK), not USD"),
+    ("{id: t, kind: market, currency: EUR, market_price_file: p.csv, market_price_format: hourly_csv}",
+     "tariffs[0]: an hourly_csv tariff needs `market_price_columns: {hour: <column>, price: <column>}`"),
+    ("{id: t, kind: market, currency: EUR, market_price_file: p.csv, market_price_unit: MWh}",
+     "tariffs[0]: market_price_unit is read by the hourly_csv format only, not canonical"),
+    ("{id: t, kind: market, currency: EUR, market_price_file: p.csv, market_price_format: hourly_csv, "
+     "market_price_columns: {hour: h, price: p}, market_price_timezone: Europe/Copenhagn}",
+     "tariffs[0]: `market_price_timezone: Europe/Copenhagn` is not an IANA time zone"),
+])
+def test_the_inventory_refuses_an_unknown_format_and_a_format_missing_what_it_needs(tariff, message):
+    with pytest.raises(InventoryError) as e:
+        inventory(f"- {tariff}\n")
+    assert message in str(e.value)
+
+
+def test_two_tariffs_read_one_file_one_way():
+    with pytest.raises(InventoryError, match=r"tariffs\[1\].market_price_format: p.csv is read by tariffs\[0\] as "
+                                             r"energinet_elspot \(separator ';'\), here as canonical"):
+        inventory("""\
+- {id: a, kind: market, currency: EUR, market_price_file: p.csv, market_price_format: energinet_elspot,
+   market_price_area: DK2}
+- {id: b, kind: market, currency: EUR, market_price_file: p.csv}
+""")
+
+
+# --- a generic hourly CSV across the clock changes of Europe/Copenhagen --------------------------
+
+HOURLY = """\
+- {id: cph, kind: market, currency: EUR, market_price_file: prices/cph.csv, market_price_format: hourly_csv,
+   market_price_columns: {hour: Tid, price: Pris}, market_price_separator: ";", market_price_decimal: ",",
+   market_price_unit: MWh, market_price_timezone: Europe/Copenhagen}
+"""
+
+# The local day of 2022-10-30 in Copenhagen has 25 hours: 00:00 and 01:00 CEST (UTC+2: 22:00 and
+# 23:00 UTC on the 29th), 02:00 CEST (00:00 UTC), 02:00 again in CET (UTC+1: 01:00 UTC), then
+# 03:00-23:00 CET (02:00-22:00 UTC). Price of local row i (0-24) = 100 + i EUR/MWh.
+FALL = [f"2022-10-30 {h:02d}:00" for h in (0, 1, 2, 2, *range(3, 24))]
+
+
+def _write_hourly(tmp_path: Path, rows: list[str]) -> None:
+    (tmp_path / "raw" / "prices").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "raw" / "prices" / "cph.csv").write_text("Tid;Område;Pris\n" + "".join(r + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_the_autumn_day_has_25_local_hours_each_priced_at_its_utc_hour(tmp_path, newest_first):
+    rows = [f"{t};DK2;{100 + i},5" for i, t in enumerate(FALL)]
+    _write_hourly(tmp_path, rows[::-1] if newest_first else rows)
+    _, read = ingest(tmp_path, inventory(HOURLY), date(2022, 10, 30))
+    prices = read["canonical"].sort("hour_utc")
+    # UTC day 2022-10-30: local rows 2..24 (23 rows, 00:00-22:00 UTC); rows 0, 1 are the 29th's.
+    assert prices.height == 23 and read["quarantine"].height == 0
+    assert prices["hour_utc"].to_list() == [datetime(2022, 10, 30, h, tzinfo=UTC) for h in range(23)]
+    # The repeated 02:00: its first row in time order (102,5 EUR/MWh) is summer time, 00:00 UTC;
+    # the second (103,5) winter time, 01:00 UTC; in a newest-first file the order is reversed
+    # and so is the reading. 102,5 EUR/MWh = 0.1025 EUR/kWh.
+    assert at(prices, datetime(2022, 10, 30, 0, tzinfo=UTC)) == 0.1025
+    assert at(prices, datetime(2022, 10, 30, 1, tzinfo=UTC)) == 0.1035
+    assert at(prices, datetime(2022, 10, 30, 22, tzinfo=UTC)) == 0.1245  # 23:00 CET, row 24
+
+
+def test_the_spring_day_has_23_hours_and_a_nonexistent_or_lone_repeated_hour_is_refused(tmp_path):
+    # 2023-03-26: 02:00 local does not exist (01:00 CET = 00:00 UTC, then 03:00 CEST = 01:00 UTC).
+    spring = [f"2023-03-26 {h:02d}:00;DK2;{50 + h}" for h in range(24) if h != 2]  # 23 local hours
+    _write_hourly(tmp_path, [*spring, "2023-03-26 02:00;DK2;99",    # row 24: no such local time
+                             "2022-10-30 02:00;DK2;99",              # row 25: the repeated hour, given once
+                             "2023-03-26T12:00:00Z;DK2;1,5"])         # row 26: an offset: UTC 12:00 itself
+    _, read = ingest(tmp_path, inventory(HOURLY), date(2023, 3, 26))
+    prices = read["canonical"].sort("hour_utc")
+    # Local 01:00-23:00 less 02:00 = 22 rows of the UTC day (00:00 local is 23:00 UTC on the 25th),
+    # 01:00-21:00 UTC from 03:00 CEST on (row h for h >= 3). 12:00 UTC from local 14:00 (row 14,
+    # 64 EUR/MWh) and row 26 (1,5 EUR/MWh) are conflicting duplicates: neither kept. 22 - 1 = 21.
+    assert at(prices, datetime(2023, 3, 26, 0, tzinfo=UTC)) == 0.051    # 01:00 CET, 51 EUR/MWh
+    assert at(prices, datetime(2023, 3, 26, 1, tzinfo=UTC)) == 0.053    # 03:00 CEST, 53 EUR/MWh
+    assert prices.height == 21
+    q = read["quarantine"]
+    assert q.select("source_row", "reason").rows() == [
+        (14, "conflicting_duplicate"), (24, "bad_timestamp"), (25, "bad_timestamp"), (26, "conflicting_duplicate")]
+    detail = dict(zip(q["source_row"], q["detail"], strict=True))
+    assert "does not exist in Europe/Copenhagen (the clocks go forward over it)" in detail[24]
+    assert "is given 1 time(s) and is ambiguous in Europe/Copenhagen" in detail[25]
