@@ -13,7 +13,9 @@ import polars as pl
 import pytest
 
 from lake.store import Lake
+from pipelines.cli import main
 from pipelines.ingest import ingest_partition
+from transforms.attribution.reconcile import conservation_failures
 from transforms.inventory import InventoryError, parse_inventory
 
 ELSPOT = Path(__file__).parent / "data" / "real" / "energinet_elspot_dk2" / "Elspotprices.csv"
@@ -139,6 +141,50 @@ def test_a_missing_price_column_is_named_as_missing_from_the_file(tmp_path):
     assert (q["source_row"], q["reason"]) == (1, "missing_required_field")
     assert q["detail"].startswith("column `SpotPriceDKK` is missing from prices/Elspotprices.csv; add it "
                                   "(tariff dk2-spot, `market_price_format: energinet_elspot` reads it")
+
+
+REQUESTS = """\
+request_id,node_id,model,tier,tenant_id,arrived_at,completed_at,queue_s,ttft_s,prefill_s,decode_s,input_tokens,cached_input_tokens,output_tokens,response_bytes,status
+r1,n1,llama-3.1-8b-instruct,standard,acme,2022-10-18T21:00:00Z,2022-10-18T21:01:00Z,,,,,100,0,10,,ok
+"""
+
+
+@pytest.fixture(scope="module")
+def energinet_day(tmp_path_factory):
+    """`inferledger run` of 2022-10-18 (ingest, attribution, publish: real Dagster runs) for a
+    fleet of one node whose site buys at DK2's spot price, from the real export as downloaded."""
+    root = tmp_path_factory.mktemp("energinet_day")
+    raw = root / "raw"
+    (raw / "prices").mkdir(parents=True)
+    shutil.copy(ELSPOT, raw / "prices" / "Elspotprices.csv")
+    (raw / "inventory.yaml").write_text(INVENTORY)
+    requests = raw / DAY.isoformat() / "dk-east" / "canonical"
+    requests.mkdir(parents=True)
+    (requests / "requests.csv").write_text(REQUESTS)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INFERLEDGER_FIRST_DAY", "2022-01-01")
+        mp.delenv("DAGSTER_HOME", raising=False)
+        mp.delenv("INFERLEDGER_INVENTORY", raising=False)
+        code = main(["run", "--date", DAY.isoformat(), "--raw", str(raw), "--lake", str(root / "lake"),
+                     "--warehouse", str(root / "warehouse.duckdb")])
+    return code, root / "lake"
+
+
+def test_a_pipeline_day_prices_its_energy_at_the_energinet_hour(energinet_day):
+    code, lake = energinet_day
+    assert code == 0
+    part = f"date={DAY}"
+    prices = pl.read_parquet(lake / "market_prices" / part / "part-0.parquet")
+    assert at(prices, datetime(2022, 10, 18, 21, tzinfo=UTC)) == 0.153919998  # 153,919998 EUR/MWh, line 26
+    slot = pl.read_parquet(lake / "node_slots" / part / "part-0.parquet").filter(pl.col("slot") == 21 * 60)
+    # Slot 1260 (21:00-21:01 UTC) of n1, no meter: estimated at idle_w, 1,200 W x 60 s = 72,000 J IT;
+    # overhead (design_pue 1.25 - 1) x 72,000 = 18,000 J; 90,000 J = 0.025 kWh at
+    # 0.153919998 + 0.09 (adder) = 0.243919998 EUR/kWh = 0.00609799995 EUR, all r1's (it occupies the slot).
+    assert slot.select("it_energy_j", "overhead_j").row(0) == (72_000.0, 18_000.0)
+    r1 = pl.read_parquet(lake / "request_costs" / part / "part-0.parquet").row(0, named=True)
+    assert (r1["request_id"], r1["currency"]) == ("r1", "EUR")
+    assert r1["energy_cost"] == pytest.approx(0.025 * 0.243919998, abs=1e-15)
+    assert conservation_failures(pl.read_parquet(lake / "reconciliation" / part / "part-0.parquet")).height == 0
 
 
 # --- the inventory ---------------------------------------------------------------------------
