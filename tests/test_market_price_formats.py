@@ -12,10 +12,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from lake.readers import scan_csv_text
 from lake.store import Lake
 from pipelines.cli import main
 from pipelines.ingest import ingest_partition
+from transforms.attribution.grid import SlotGrid
+from transforms.attribution.prices import site_slot_prices
 from transforms.attribution.reconcile import conservation_failures
+from transforms.contracts import MARKET_PRICES
+from transforms.ingest.common import accepted, classify
+from transforms.ingest.market_prices import hours_of_day, parse_market_price_csv
 from transforms.inventory import InventoryError, parse_inventory
 
 ELSPOT = Path(__file__).parent / "data" / "real" / "energinet_elspot_dk2" / "Elspotprices.csv"
@@ -185,6 +191,24 @@ def test_a_pipeline_day_prices_its_energy_at_the_energinet_hour(energinet_day):
     assert (r1["request_id"], r1["currency"]) == ("r1", "EUR")
     assert r1["energy_cost"] == pytest.approx(0.025 * 0.243919998, abs=1e-15)
     assert conservation_failures(pl.read_parquet(lake / "reconciliation" / part / "part-0.parquet")).height == 0
+
+
+def test_an_hour_missing_from_the_export_stops_the_attribution_naming_the_file_and_its_layout(tmp_path):
+    """The slice without line 42 (2022-10-18 05:00 UTC), parsed as the pipeline does: the slots
+    of 05:00 have no price, and the message names the file and how it is written."""
+    lines = ELSPOT.read_text().splitlines(keepends=True)
+    assert lines[41].startswith("2022-10-18 05:00;")
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "Elspotprices.csv").write_text("".join(lines[:41] + lines[42:]))
+    inv = inventory()
+    raw = scan_csv_text([tmp_path / "prices" / "Elspotprices.csv"], tmp_path, separator=";")
+    prices = accepted(classify(hours_of_day(parse_market_price_csv(raw, inv), DAY), MARKET_PRICES, DAY), MARKET_PRICES)
+    assert prices.collect().height == 23
+    with pytest.raises(ValueError) as e:
+        site_slot_prices(inv, prices, SlotGrid(DAY, 60))
+    assert ("no market price for 60 slot(s), first slot 300 at 2022-10-18T05:00:00Z (hour 2022-10-18T05:00:00Z); "
+            "add the missing hours to prices/Elspotprices.csv (Energinet's Elspotprices export, PriceArea DK2), "
+            "or see the day's market_prices quarantine for the rows refused") in str(e.value)
 
 
 # --- the inventory ---------------------------------------------------------------------------
