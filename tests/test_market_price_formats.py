@@ -110,9 +110,15 @@ def test_broken_rows_are_quarantined_with_their_reason_and_other_areas_are_not_r
     assert detail[50].startswith("`SpotPriceEUR` 1.234,5 is not a number per MWh with a decimal comma")
     assert "an hour without a price is not a zero price" in detail[51]
     assert detail[53].startswith("`HourUTC` 18-10-2022 08:00 is not a time")
-    # Every row of the day's hours counted once: 24 + 3 quarantined = 27 read; the DK1 row is
-    # another area's, not a record of dk2-spot (docs/raw-formats.md).
-    assert read["ingest_audit"].select("rows_read", "rows_accepted", "rows_quarantined").row(0) == (27, 24, 3)
+    # Every row of the day's hours counted once: 24 + 3 quarantined = 27 read; the DK1 row (52) is
+    # of an area no tariff reads: not a record, an ignored entry of its own (docs/raw-formats.md).
+    audit = read["ingest_audit"].select("source_file", "rows_read", "rows_accepted", "rows_quarantined", "status")
+    assert audit.rows() == [("prices/Elspotprices.csv", 27, 24, 3, "read"),
+                            ("prices/Elspotprices.csv:PriceArea=DK1", 0, 0, 0, "ignored")]
+    assert read["ingest_audit"]["status_detail"][1] == (
+        "`Elspotprices.csv:PriceArea=DK1` holds 1 row(s) of 2022-10-18's hours of price area DK1, which no market "
+        "tariff naming the file reads (`market_price_area:`): not records of any tariff, not read. Nothing to do "
+        "unless a site buys in DK1 (then add its tariff)")
 
 
 def test_a_dk1_and_a_dk2_tariff_read_one_file_each_its_own_area_and_currency(tmp_path):
@@ -130,8 +136,9 @@ def test_a_dk1_and_a_dk2_tariff_read_one_file_each_its_own_area_and_currency(tmp
     # 700,000000 DKK/MWh = 0.7 DKK/kWh (DKK picks SpotPriceDKK).
     assert dk1.select("hour_utc", "price_per_kwh").rows() == [(datetime(2022, 10, 18, 3, tzinfo=UTC), 0.7)]
     assert read["canonical"].filter(pl.col("tariff_id") == "dk2-spot").height == 24
-    # One audit row for the file: 24 DK2 rows + 1 DK1 row, each read by its own tariff.
-    assert read["ingest_audit"].select("rows_read", "rows_accepted").row(0) == (25, 25)
+    # One audit row for the file: 24 DK2 rows + 1 DK1 row, each read by its own tariff (no area unread).
+    assert read["ingest_audit"].select("source_file", "rows_read", "rows_accepted").rows() == [
+        ("prices/Elspotprices.csv", 25, 25)]
 
 
 def test_a_missing_price_column_is_named_as_missing_from_the_file(tmp_path):

@@ -33,6 +33,8 @@ _PRICE_DECIMAL = pl.Decimal(38, 15)
 # Energinet's Elspotprices export: the columns read, and the price column of each currency.
 ENERGINET_HOUR, ENERGINET_AREA = "HourUTC", "PriceArea"
 ENERGINET_PRICE = {"EUR": "SpotPriceEUR", "DKK": "SpotPriceDKK"}
+# Parsed-frame column: the price area of an Energinet row no tariff reads (null on records).
+UNREAD_AREA = "_unread_area"
 
 
 def market_price_files(inventory: Inventory) -> dict[str, list[str]]:
@@ -69,8 +71,27 @@ def parse_market_price_csv(raw: pl.LazyFrame, inventory: Inventory, site_id: str
     other_files = {_file(t) for t in others}
     canonical = _parse_canonical(raw.filter(~pl.col("_source_file").is_in(sorted(other_files))), inventory,
                                  other_files) if other_files else _parse_canonical(raw, inventory, other_files)
+    areas: dict[str, set[str]] = {}
+    for t in others:
+        if t.market_price_format == "energinet_elspot":
+            areas.setdefault(_file(t), set()).add(t.market_price_area or "")
     return pl.concat([canonical, *(_parse_layout(raw.filter(pl.col("_source_file") == _file(t)), t)
-                                   for t in others)], how="vertical")
+                                   for t in others),
+                      *(_unread_areas(raw.filter(pl.col("_source_file") == f), read) for f, read in areas.items())],
+                     how="vertical")
+
+
+def _unread_areas(raw: pl.LazyFrame, read: set[str]) -> pl.LazyFrame:
+    """The rows of an Energinet file whose `PriceArea` no tariff naming the file reads: not records
+    of any tariff, each marked `UNREAD_AREA` with its area and hour (so a day keeps its own),
+    counted in the audit as an ignored entry per area (`unread_areas`)."""
+    text = raw_text(raw, (ENERGINET_HOUR, ENERGINET_AREA))
+    area = field(ENERGINET_AREA)
+    rows = text.filter(area.is_not_null() & ~area.is_in(sorted(read))).with_columns(
+        pl.lit(None, pl.String).alias("tariff_id"), _hour_columns(field(ENERGINET_HOUR), "UTC")[0],
+        pl.lit(None, pl.Float64).alias("price_per_kwh"), pl.lit(None, pl.String).alias("_reason"),
+        pl.lit(None, pl.String).alias("_detail"))
+    return _finish(rows.with_columns(area.alias(UNREAD_AREA)))
 
 
 def _parse_canonical(raw: pl.LazyFrame, inventory: Inventory, other_files: set[str]) -> pl.LazyFrame:
@@ -100,8 +121,27 @@ def _parse_canonical(raw: pl.LazyFrame, inventory: Inventory, other_files: set[s
 
 
 def _finish(parsed: pl.LazyFrame) -> pl.LazyFrame:
+    unread = pl.col(UNREAD_AREA) if UNREAD_AREA in parsed.collect_schema() else pl.lit(None, pl.String)
     return parsed.select(*(pl.col(c.name).cast(c.dtype) for c in MARKET_PRICES.columns),
-                         "_source_file", pl.col("_source_row").cast(pl.Int64), "_reason", "_detail")
+                         "_source_file", pl.col("_source_row").cast(pl.Int64), "_reason", "_detail",
+                         unread.alias(UNREAD_AREA))
+
+
+def unread_areas(parsed: pl.LazyFrame, day: date) -> tuple[pl.LazyFrame, list[tuple[str, str]]]:
+    """`parsed` (of day `day`'s hours) without the rows of price areas no tariff reads, and one
+    ignored audit entry per file and area (`<file>:PriceArea=<area>`, why, and the count), so each
+    row of the day's hours is accounted once: a record of its tariff (read, accepted or
+    quarantined) or a row of an unread area (docs/raw-formats.md, "Market prices")."""
+    if UNREAD_AREA not in parsed.collect_schema():
+        return parsed, []
+    counts = (parsed.filter(pl.col(UNREAD_AREA).is_not_null()).group_by("_source_file", UNREAD_AREA)
+              .agg(pl.len().alias("n")).sort("_source_file", UNREAD_AREA).collect())
+    entries = [(f"{file}:PriceArea={area}",
+                f"holds {n:,} row(s) of {day.isoformat()}'s hours of price area {area}, which no market tariff "
+                "naming the file reads (`market_price_area:`): not records of any tariff, not read. Nothing to do "
+                f"unless a site buys in {area} (then add its tariff)")
+               for file, area, n in counts.iter_rows()]
+    return parsed.filter(pl.col(UNREAD_AREA).is_null()).drop(UNREAD_AREA), entries
 
 
 def _exact_price(text: pl.Expr, comma: bool, per_mwh: bool) -> pl.Expr:
