@@ -217,7 +217,8 @@ def _hour_columns(text: pl.Expr, zone: str) -> list[pl.Expr]:
     file = pl.col("_source_file")
     copies = pl.len().over(file, naive)
     first = pl.int_range(pl.len()).over(file, naive, order_by="_source_row") == 0
-    ascending = (naive.sort_by("_source_row").first().over(file) <= naive.sort_by("_source_row").last().over(file))
+    in_order = naive.sort_by("_source_row").drop_nulls()
+    ascending = in_order.first().over(file) <= in_order.last().over(file)
     local = pl.when(~ambiguous).then(earliest).when(copies == 2).then(
         pl.when(first == ascending).then(earliest).otherwise(latest))
     hour = pl.coalesce(aware, local.dt.convert_time_zone("UTC"))
