@@ -6,16 +6,21 @@ real Parquet partitions) into the same `market_prices` rows as the canonical fil
 
 import shutil
 import textwrap
-from datetime import date, datetime, UTC
+from datetime import date, datetime, timedelta, UTC
+from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from lake.readers import scan_csv_text
 from lake.store import Lake
 from pipelines.cli import main
 from pipelines.ingest import ingest_partition
+from tests.conftest import examples
 from transforms.attribution.grid import SlotGrid
 from transforms.attribution.prices import site_slot_prices
 from transforms.attribution.reconcile import conservation_failures
@@ -308,3 +313,48 @@ def test_the_spring_day_has_23_hours_and_a_nonexistent_or_lone_repeated_hour_is_
     detail = dict(zip(q["source_row"], q["detail"], strict=True))
     assert "does not exist in Europe/Copenhagen (the clocks go forward over it)" in detail[24]
     assert "is given 1 time(s) and is ambiguous in Europe/Copenhagen" in detail[25]
+
+
+# --- properties ------------------------------------------------------------------------------
+
+def _read_as_text(path_name: str, columns: dict[str, list[str]]) -> pl.LazyFrame:
+    """The frame `scan_csv_text` gives for a file of these text columns (rows numbered from 1)."""
+    n = len(next(iter(columns.values())))
+    return pl.LazyFrame({**columns, "_source_row": list(range(1, n + 1)), "_source_file": [path_name] * n},
+                        schema={**dict.fromkeys(columns, pl.String), "_source_row": pl.Int64,
+                                "_source_file": pl.String})
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(st.lists(st.tuples(st.integers(-500, 4_000), st.integers(0, 999_999)), min_size=1, max_size=24))
+def test_an_energinet_price_is_the_decimal_divided_by_1000(prices):
+    """`-50,040000`, `871,000000`: the price per kWh is the float nearest the decimal / 1000,
+    whatever the digits (no float division of a float)."""
+    text = [f"{'-' if whole < 0 else ''}{abs(whole)},{frac:06d}" for whole, frac in prices]
+    hours = [f"2022-10-18 {h:02d}:00" for h in range(len(text))]
+    raw = _read_as_text("prices/Elspotprices.csv", {"HourUTC": hours, "HourDK": hours, "PriceArea": ["DK2"] * len(text),
+                                                    "SpotPriceDKK": text, "SpotPriceEUR": text})
+    got = parse_market_price_csv(raw, inventory()).collect()
+    assert got["_reason"].null_count() == len(text)
+    assert got["price_per_kwh"].to_list() == [float(Decimal(t.replace(",", ".")) / 1000) for t in text]
+
+
+@settings(max_examples=examples(50), deadline=None)
+@given(st.dates(date(2020, 1, 1), date(2030, 12, 31)), st.booleans())
+@example(date(2022, 10, 30), True).via("the autumn change, newest first: 25 hours")
+@example(date(2023, 3, 26), False).via("the spring change: 23 hours")
+def test_a_local_day_of_copenhagen_prices_maps_to_its_own_utc_hours(day, newest_first):
+    """Any local day (23, 24 or 25 hours), written as naive local times in either order: each row
+    is read at its own UTC hour, none refused, none twice."""
+    zone = ZoneInfo("Europe/Copenhagen")
+    start = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+    end = (datetime(day.year, day.month, day.day, tzinfo=zone) + timedelta(days=1)).astimezone(UTC)
+    utc_hours = [start + timedelta(hours=h) for h in range(int((end - start).total_seconds()) // 3600)]
+    local = [h.astimezone(zone).strftime("%Y-%m-%d %H:%M") for h in utc_hours]
+    prices = [f"{i},5" for i in range(len(local))]
+    order = slice(None, None, -1) if newest_first else slice(None)
+    raw = _read_as_text("prices/cph.csv", {"Tid": local[order], "Pris": prices[order]})
+    got = parse_market_price_csv(raw, inventory(HOURLY)).collect()
+    assert got["_reason"].null_count() == len(local) == got.height
+    assert dict(zip(got["hour_utc"], got["price_per_kwh"], strict=True)) == {
+        h: (i + 0.5) / 1000 for i, h in enumerate(utc_hours)}
