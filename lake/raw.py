@@ -13,10 +13,10 @@ and nowhere else. Every entry under a day's folder belongs to exactly one partit
 import fnmatch
 import hashlib
 import os
-from functools import partial
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import polars as pl

@@ -58,6 +58,13 @@ def test_an_electricity_invoice_without_amount_and_a_colocation_invoice_without_
     assert q.select("source_row", "reason").rows() == [(1, "missing_required_field"), (2, "missing_required_field")]
     assert q["detail"][0] == ("column `amount` is missing from metro-east/electricity/inv.csv; add it (the "
                               "electricity invoice's header, docs/raw-formats.md)")
+    no_type = {"metro-east/electricity/inv2.csv": (
+        "invoice_id,line_no,account,period_start,period_end,quantity,unit,rate,amount,currency\n"
+        "E-2,1,acct,2026-11-01,2026-12-01,1000,kWh,0.1,100.00,USD\n")}
+    q = judged(parse_electricity_invoice, COST_LINES, tmp_path, no_type, small_inventory, "metro-east")
+    assert q.select("source_row", "reason", "detail").rows() == [(1, "missing_required_field", (
+        "column `line_type` is missing from metro-east/electricity/inv2.csv; add it (the electricity invoice's "
+        "header, docs/raw-formats.md)"))]
     colocation = {"metro-east/colocation/inv.csv": (
         "invoice_id,line_no,period_start,period_end,item,quantity,unit,unit_price,amount\n"
         "C-1,1,2026-11-01,2026-12-01,space,1,cabinet-month,900,900\n")}

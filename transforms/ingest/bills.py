@@ -335,7 +335,7 @@ def parse_electricity_invoice(raw: pl.LazyFrame, inventory: Inventory, site_id: 
     checks = [
         (field("line_type").is_null() & ~pl.col("_missing_line_type"), "missing_required_field",
          f"`line_type` is empty; write one of {', '.join(ELECTRICITY_COST_TYPES)}"),
-        (pl.col("cost_type").is_null(), "invalid_value",
+        (pl.col("cost_type").is_null() & field("line_type").is_not_null(), "invalid_value",
          pl.format(f"line_type {{}} is not one of {', '.join(ELECTRICITY_COST_TYPES)}", field("line_type"))),
         (unreadable("peak_at", pl.col("peak_at")), "bad_timestamp",
          pl.format("`peak_at` {} is not an RFC 3339 timestamp with offset (e.g. 2026-11-28T14:15:00-05:00)",

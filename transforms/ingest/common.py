@@ -339,6 +339,7 @@ def raw_text(frame: pl.LazyFrame, names: tuple[str, ...], *, null_words: tuple[s
 
     not_blank = pl.any_horizontal([pl.col(c).cast(pl.String).str.strip_chars().fill_null("") != "" for c in data]) \
         if data else pl.lit(False)
+
     def absent(n: str) -> pl.Expr:
         spelt = [c for c in data if c == n or (any_case and c.lower() == n.lower())]
         if not spelt:
