@@ -315,6 +315,27 @@ def test_the_spring_day_has_23_hours_and_a_nonexistent_or_lone_repeated_hour_is_
     assert "is given 1 time(s) and is ambiguous in Europe/Copenhagen" in detail[25]
 
 
+def test_a_canonical_file_and_a_comma_separated_hourly_csv_are_read_together(tmp_path):
+    """Both files are read with `,` (one source, their headers aligned): each tariff gets its own
+    file's rows, in UTC by default, per kWh with a decimal point."""
+    prices = tmp_path / "raw" / "prices"
+    prices.mkdir(parents=True)
+    (prices / "a.csv").write_text("hour_utc,price_per_kwh\n2022-10-18T05:00:00Z,0.0431\n")
+    (prices / "b.csv").write_text("time,eur_per_kwh,note\n2022-10-18 05:00,0.1015,x\n2022-10-18T06:00:00+01:00,0.2,\n")
+    inv = inventory("""\
+- {id: a, kind: market, currency: EUR, market_price_file: prices/a.csv}
+- {id: b, kind: market, currency: EUR, market_price_file: prices/b.csv, market_price_format: hourly_csv,
+   market_price_columns: {hour: time, price: eur_per_kwh}}
+""")
+    _, read = ingest(tmp_path, inv)
+    # b's second row: 06:00+01:00 is 05:00 UTC, a second price for b's 05:00: both refused.
+    assert read["canonical"].select("tariff_id", "price_per_kwh").rows() == [("a", 0.0431)]
+    assert read["quarantine"].select("source_file", "source_row", "reason").rows() == [
+        ("prices/b.csv", 1, "conflicting_duplicate"), ("prices/b.csv", 2, "conflicting_duplicate")]
+    assert read["ingest_audit"].select("source_file", "rows_read", "rows_accepted").rows() == [
+        ("prices/a.csv", 1, 1), ("prices/b.csv", 2, 0)]
+
+
 # --- properties ------------------------------------------------------------------------------
 
 def _read_as_text(path_name: str, columns: dict[str, list[str]]) -> pl.LazyFrame:
