@@ -2,12 +2,15 @@
 step by step or whole."""
 
 import time
+from datetime import date
 from pathlib import Path
 
 import fleetsim
 from lake.bills import stale_days
 from lake.inventory import inventory_path
+from lake.real_day import REAL_DAY, MissingSample, assemble_real_day
 from lake.store import Lake
+from lake.trace_logs import TraceError
 from pipelines.cli.output import (console, print_attribution, print_ingest_table, print_published,
                                       print_run_summary)
 from pipelines.cli.runs import execute_steps, prepare_or_exit, run_attribution, run_ingest, run_publish
@@ -35,8 +38,18 @@ def cmd_attribute(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_demo(args, settings: Settings) -> int:
-    out = console()
+def _demo_real(args, settings: Settings, out) -> tuple[Settings, date]:
+    """`demo --real`: the real samples' day assembled under --real-data (lake/real_day.py)."""
+    data = Path(args.real_data)
+    settings = settings.override(raw=data / "raw", lake=data / "lake",
+                                 warehouse=data / "warehouse" / "inferledger.duckdb", report=None)
+    out.rule(f"inferledger demo --real: the real public samples of {args.samples}, {REAL_DAY}")
+    placed = assemble_real_day(Path(args.samples), settings.raw)
+    out.print(placed.describe(), markup=False, soft_wrap=True)
+    return settings.override(inventory=inventory_path(settings.raw)), REAL_DAY
+
+
+def _demo_simulated(args, settings: Settings, out) -> tuple[Settings, date]:
     out.rule(f"inferledger demo: the default fleet, {args.date}")
     started = time.perf_counter()
     summary = fleetsim.simulate(settings.raw, args.date, requests=args.requests, seed=args.seed, invoices=True)
@@ -47,10 +60,19 @@ def cmd_demo(args, settings: Settings) -> int:
     simulated = inventory_path(settings.raw)
     if settings.inventory is not None and Path(settings.inventory).resolve() != simulated.resolve():
         out.print(f"inventory: {simulated} (the simulated fleet's), not {settings.inventory}", markup=False)
-    settings = settings.override(inventory=simulated)
-    print_ingest_table(run_ingest(settings, args.date, out=out), settings.lake, out)
-    run_attribution(settings, args.date, out=out)
-    print_attribution(args.date, settings.lake, out, by_tier=False)  # the warehouse answers it below
+    return settings.override(inventory=simulated), args.date
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    out = console()
+    try:
+        settings, day = (_demo_real if args.real else _demo_simulated)(args, settings, out)
+    except (MissingSample, TraceError) as e:
+        out.print(f"[red]error:[/red] {e}", markup=True)
+        return 1
+    print_ingest_table(run_ingest(settings, day, out=out), settings.lake, out)
+    run_attribution(settings, day, out=out)
+    print_attribution(day, settings.lake, out, by_tier=False)  # the warehouse answers it below
     meta = run_publish(settings, out=out)
     limits = DuckDBLimits(settings.duckdb_memory_limit, settings.duckdb_temp)
     print_published(meta, settings.warehouse, out, limits=limits, export_dir=settings.export_dir)
