@@ -152,3 +152,13 @@ def print_published(meta: dict, path: Path, out: Console, *, limits: DuckDBLimit
     out.print("Ask it yourself (read-only):")
     out.print('  .venv/bin/inferledger sql -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"')
     out.print("  .venv/bin/inferledger sql        # interactive; thirteen questions in docs/finance-queries.md")
+
+
+def print_check_warnings(checks: list[dict], out: Console) -> None:
+    """The day's asset checks (`runs.check_rows`): how many passed, and each that did not (a
+    warning: a failed error check stops the run before), with its unexpected rows."""
+    failed = [c for c in checks if not c["success"]]
+    out.print(f"checks: {len(checks) - len(failed)} of {len(checks)} passed" + ("; not passed:" if failed else ""))
+    for c in failed:
+        rows = "" if c["unexpected_count"] is None else f" ({c['unexpected_count']} rows)"
+        out.print(f"  {c['severity']}: {c['suite']}: {c['name']}{rows}", markup=False, soft_wrap=True)

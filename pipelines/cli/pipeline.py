@@ -5,18 +5,21 @@ import time
 from datetime import date
 from pathlib import Path
 
+import polars as pl
+
 import fleetsim
 from lake.bills import stale_days
 from lake.inventory import inventory_path
 from lake.real_day import REAL_DAY, MissingSample, assemble_real_day
 from lake.store import Lake
 from lake.trace_logs import TraceError
-from pipelines.cli.output import (console, print_attribution, print_ingest_table, print_published,
-                                      print_run_summary)
+from pipelines.cli.output import (console, print_attribution, print_check_warnings, print_ingest_table,
+                                  print_published, print_run_summary)
 from pipelines.cli.runs import execute_steps, prepare_or_exit, run_attribution, run_ingest, run_publish
 from pipelines.runner import day_steps, instance, where_runs_are
 from settings import Settings
 from warehouse.connection import DuckDBLimits
+from warehouse.report import write_report
 
 
 def cmd_simulate(args, settings: Settings) -> int:
@@ -70,12 +73,17 @@ def cmd_demo(args, settings: Settings) -> int:
     except (MissingSample, TraceError) as e:
         out.print(f"[red]error:[/red] {e}", markup=True)
         return 1
-    print_ingest_table(run_ingest(settings, day, out=out), settings.lake, out)
-    run_attribution(settings, day, out=out)
+    checks: list[dict] = []
+    print_ingest_table(run_ingest(settings, day, out=out, checks=checks), settings.lake, out)
+    run_attribution(settings, day, out=out, checks=checks)
     print_attribution(day, settings.lake, out, by_tier=False)  # the warehouse answers it below
+    print_check_warnings(checks, out)
     meta = run_publish(settings, out=out)
     limits = DuckDBLimits(settings.duckdb_memory_limit, settings.duckdb_temp)
     print_published(meta, settings.warehouse, out, limits=limits, export_dir=settings.export_dir)
+    # The report the publish wrote, again with the day's input checks (what they warn about shown)
+    write_report(settings.warehouse, meta["report_path"], expectations=pl.DataFrame(checks), limits=limits,
+                 cache_dir=settings.cache_dir)
     out.print(f"morning report: [bold]{meta['report_path']}[/bold]  (one HTML file, opens offline; docs/report.md)")
     out.print(where_runs_are(), markup=False, soft_wrap=True)
     return 0
