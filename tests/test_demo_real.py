@@ -33,7 +33,7 @@ def demo_real(tmp_path_factory):
 def _sql(data, query: str) -> pl.DataFrame:
     con = open_warehouse(data / "warehouse" / "inferledger.duckdb")
     try:
-        return con.execute(query).pl()
+        return con.sql(query).pl()
     finally:
         con.close()
 
