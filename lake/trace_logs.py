@@ -17,7 +17,7 @@ import polars as pl
 
 from lake.files import staging
 from lake.json_lines import extract_json_fields
-from lake.readers import scan_csv_text, scan_text_lines
+from lake.readers import UnreadableFile, scan_csv_text, scan_text_lines
 from transforms.ingest.traces import (
     MOONCAKE_KEYS, ThroughputModel, adapt_azure_trace, adapt_mooncake_trace,
 )
@@ -84,7 +84,11 @@ def _trace_frame(replay: Replay, files: list[Path], inventory: Inventory) -> pl.
         fields = extract_json_fields(scan_text_lines(files, root), MOONCAKE_KEYS)
         return adapt_mooncake_trace(fields, start=replay.begin(), **common)
     for f in files:
-        header = pl.scan_csv(f, infer_schema=False, n_rows=0).collect_schema().names()
+        try:
+            header = pl.scan_csv(f, infer_schema=False, n_rows=0).collect_schema().names()
+        except (pl.exceptions.PolarsError, OSError) as e:
+            raise TraceError(f"{f}: cannot be read as CSV ({str(e).strip().splitlines()[0][:160]}); give the "
+                             "trace file as published") from None
         missing = [c for c in AZURE_COLUMNS if c not in header]
         if missing:
             raise TraceError(f"{f}: not an Azure LLM inference trace CSV: no column {', '.join(missing)} (its "
@@ -121,7 +125,11 @@ def replayed_requests(replay: Replay, files: list[Path], inventory: Inventory) -
     if replay.kind not in KINDS:
         raise TraceError(f"unknown trace kind {replay.kind!r}: one of {', '.join(KINDS)}")
     files = [Path(f) for f in files]
-    parsed = _trace_frame(replay, files, inventory).collect()
+    try:
+        parsed = _trace_frame(replay, files, inventory).collect()
+    except (pl.exceptions.PolarsError, UnreadableFile) as e:
+        raise TraceError(f"{', '.join(map(str, files))}: cannot be read as a {replay.kind} trace "
+                         f"({str(e).strip().splitlines()[0][:160]}); give the trace file as published") from None
     _refuse_bad_rows(parsed, _common_root(files))
     return _placed(parsed, replay).sort("arrived_at", "request_id")
 

@@ -155,6 +155,12 @@ def test_a_broken_trace_row_is_named_with_its_file_and_row(tmp_path, capsys):
                  "--raw", str(raw)]) == 1
     assert "not an Azure LLM inference trace CSV: no column TIMESTAMP, ContextTokens, GeneratedTokens" in (
         capsys.readouterr().err)
+    lines = tmp_path / "conversation_trace.jsonl"
+    lines.write_text(MOONCAKE.read_text().splitlines()[0] + "\nnot json\n")
+    assert main(["import-trace", "mooncake", str(lines), "--node", "holygpu2c0701", "--date", D.isoformat(),
+                 "--raw", str(raw)]) == 1
+    assert f"{lines} row 2: malformed_record: line is not valid JSON" in capsys.readouterr().err
+    assert not (raw / D.isoformat()).exists()
 
 
 @pytest.fixture(scope="module")
