@@ -137,8 +137,10 @@ def print_run_summary(outcomes, out: Console, title: str) -> None:
     out.print(t)
 
 
-def print_published(meta: dict, path: Path, out: Console, *, limits: DuckDBLimits, export_dir: Path) -> None:
-    """The published version, and the cost per query by tier read back from it."""
+def print_published(meta: dict, path: Path, out: Console, *, limits: DuckDBLimits, export_dir: Path,
+                    sql_flags: str = "") -> None:
+    """The published version, and the cost per query by tier read back from it (`sql_flags`: what
+    the `inferledger sql` examples add to reach it, e.g. its `--warehouse`)."""
     out.rule("Warehouse")
     out.print(f"published version {meta['version']} ({meta['days']} day(s), {meta['dagster/row_count']:,} requests, "
               f"{meta['seconds']:.1f} s)")
@@ -150,8 +152,9 @@ def print_published(meta: dict, path: Path, out: Console, *, limits: DuckDBLimit
         con.close()
     print_frame(result.frame, out, title="Cost per query by tier (from the warehouse)")
     out.print("Ask it yourself (read-only):")
-    out.print('  .venv/bin/inferledger sql -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"')
-    out.print("  .venv/bin/inferledger sql        # interactive; thirteen questions in docs/finance-queries.md")
+    sql = f"  .venv/bin/inferledger sql{sql_flags}"
+    out.print(f'{sql} -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"', markup=False)
+    out.print(f"{sql}        # interactive; thirteen questions in docs/finance-queries.md", markup=False)
 
 
 def print_check_warnings(checks: list[dict], out: Console) -> None:

@@ -80,7 +80,8 @@ def cmd_demo(args, settings: Settings) -> int:
     print_check_warnings(checks, out)
     meta = run_publish(settings, out=out)
     limits = DuckDBLimits(settings.duckdb_memory_limit, settings.duckdb_temp)
-    print_published(meta, settings.warehouse, out, limits=limits, export_dir=settings.export_dir)
+    print_published(meta, settings.warehouse, out, limits=limits, export_dir=settings.export_dir,
+                    sql_flags=f" --warehouse {settings.warehouse}" if args.real else "")
     # The report the publish wrote, again with the day's input checks (what they warn about shown)
     write_report(settings.warehouse, meta["report_path"], expectations=pl.DataFrame(checks), limits=limits,
                  cache_dir=settings.cache_dir)
