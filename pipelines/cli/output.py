@@ -153,8 +153,9 @@ def print_published(meta: dict, path: Path, out: Console, *, limits: DuckDBLimit
     print_frame(result.frame, out, title="Cost per query by tier (from the warehouse)")
     out.print("Ask it yourself (read-only):")
     sql = f"  .venv/bin/inferledger sql{sql_flags}"
-    out.print(f'{sql} -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"', markup=False)
-    out.print(f"{sql}        # interactive; thirteen questions in docs/finance-queries.md", markup=False)
+    plain = {"markup": False, "soft_wrap": True}  # a path may hold [ ]; a long line stays one line to copy
+    out.print(f'{sql} -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"', **plain)
+    out.print(f"{sql}        # interactive; thirteen questions in docs/finance-queries.md", **plain)
 
 
 def print_check_warnings(checks: list[dict], out: Console) -> None:
