@@ -58,8 +58,9 @@ def _step_by_step(sub, s: Settings) -> None:
     p.add_argument("--seed", type=int, default=7)
     _paths(p, s, "raw", "lake", "warehouse")
     p.add_argument("--real", action="store_true",
-                   help="instead of the simulated fleet, the day of the real public samples (docs/real-data.md), "
-                        "under --real-data (its raw/, lake/ and warehouse/; --raw, --lake, --warehouse not used)")
+                   help="instead of the simulated fleet, the day of the real public samples, 2025-06-03 "
+                        "(docs/real-data.md), under --real-data (its raw/, lake/ and warehouse/; --date, --requests, "
+                        "--seed, --raw, --lake and --warehouse are not used)")
     p.add_argument("--samples", default="tests/data/real",
                    help="with --real: the samples folder (default tests/data/real)")
     p.add_argument("--real-data", dest="real_data", default="data/real",
