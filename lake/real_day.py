@@ -13,7 +13,7 @@ example" has the why of each):
   node's dump.
 - FOCUS 1.0 sample (September 2024): `<day>/aws-us-west-2/focus/`, a bill delivered that day; its
   lines reach September 2024's days (DOMAIN.md section 7), not this one.
-- ECB reference rates (to 2025-05-09): `<day>/_fleet/fx/`, as they are.
+- ECB reference rates (2025-04-14 to 2025-04-25): `<day>/_fleet/fx/`, as they are.
 - Hourly market prices: `prices/mghpcc-spot.csv`, canonical, written here (`day_prices`).
 """
 
