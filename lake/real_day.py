@@ -49,9 +49,9 @@ TRACES = (
     ("mooncake_fast25_traces", ("conversation_trace.jsonl",),
      Replay("mooncake", REAL_DAY, "holygpu2c0701", MODEL, "batch", "kimi-replay", start=time(0, 0))),
 )
-# Until the Energinet Elspot adapter is on main: the day's hourly prices as a canonical file, each
-# hour at the US industrial average of DOMAIN.md section 6 (0.08 USD/kWh), an assumption stated in
-# docs/real-data.md ("Prices").
+# No price of the day ships with the samples (the Energinet slice is 2022-10-17..19; docs/real-data.md,
+# "Why a stand-in price"): the day's hourly prices as a canonical file, each hour at the US industrial
+# average of DOMAIN.md section 6 (0.08 USD/kWh), an assumption stated there.
 STAND_IN_PRICE_PER_KWH = 0.08
 PRICE_FILE = "prices/mghpcc-spot.csv"
 
