@@ -12,6 +12,7 @@
     inferledger import-trace azure|mooncake FILE... --node N --date D [--start HH:MM] [--model M --tier T
                          --tenant X --raw DIR --inventory FILE --force]
     inferledger report   [--date D] [--days N] [--out FILE.html] [--warehouse FILE]
+    inferledger import-profile mlenergy|splitwise FILE [--out CSV] [--raw DIR]
 
 The settings are resolved once, here (settings/): the environment's, else the declared defaults,
 then the command's flags. One module per group of commands: `pipeline` (simulate, ingest,
