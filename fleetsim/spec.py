@@ -111,21 +111,19 @@ SITES = (
 # headroom), from the profiles; tests/test_fleetsim_capacity.py checks it on the demo day.
 POOLS = (
     PoolSpec("premium-h200", "metro-east", "H200", "NVIDIA H200", "m-h200", ("premium",), 8, 700, 0.17, 0.93,
-             448, 900, 10200, 10.2, "redfish", 260_000, 2,
-             {"llama-3.1-70b-instruct": (2, 3), "qwen3-32b": (1, 2)},
-             {"llama-3.1-70b-instruct": 0.45, "qwen3-32b": 0.55},
+             448, 900, 10200, 10.2, "redfish", 145_000, 2,
+             {"llama-3.1-70b-instruct": (2, 4)}, {"llama-3.1-70b-instruct": 1.0},
              server_cost=298_000),
     PoolSpec("standard-l40s", "remote-plains", "L40S", "NVIDIA L40S", "r-l40s-std", ("standard",), 4, 350, 0.17, 0.92,
-             182, 260, 2400, 0.0, "ipmi", 145_000, 2,
+             182, 260, 2400, 0.0, "ipmi", 150_000, 2,
              {"llama-3.1-8b-instruct": (1, 4)}, {"llama-3.1-8b-instruct": 1.0},
              server_cost=61_500),
     PoolSpec("batch-l40s", "remote-plains", "L40S", "NVIDIA L40S", "r-l40s-bat", ("batch",), 4, 350, 0.17, 0.92,
-             182, 260, 2400, 0.0, "ipmi", 110_000, 1,
-             {"llama-3.1-8b-instruct": (1, 2), "deepseek-r1-distill-qwen-14b": (1, 2)},
-             {"llama-3.1-8b-instruct": 0.88, "deepseek-r1-distill-qwen-14b": 0.12},
+             182, 260, 2400, 0.0, "ipmi", 25_000, 1,
+             {"deepseek-r1-distill-qwen-14b": (1, 4)}, {"deepseek-r1-distill-qwen-14b": 1.0},
              server_cost=58_900),
     PoolSpec("cloud-h100", "cloud-use1", "H100", "NVIDIA H100 80GB HBM3", "c-h100", ("premium", "standard"), 8, 700,
-             0.16, 0.92, 400, 850, 10200, 0.0, None, 220_000, 1,
+             0.16, 0.92, 400, 850, 10200, 0.0, None, 210_000, 1,
              {"llama-3.1-70b-instruct": (4, 2)}, {"llama-3.1-70b-instruct": 1.0},
              server_cost=None, hourly_price=55.04, cloud_instance_type="p5.48xlarge"),
 )
@@ -134,14 +132,14 @@ POOLS = (
 # gpt-oss-120b 0.15/0.60 at Together and Fireworks, late 2025): standard between the 8B and the
 # 70B it mixes, batch half of that, premium a real-time markup over the 70B-class price.
 TIERS = (
-    TierSpec("premium", 0.525, {"premium-h200": 0.88, "cloud-h100": 0.12}, 1.0, 20, 1.20, 3.60, "reserved",
+    TierSpec("premium", 0.40, {"premium-h200": 0.88, "cloud-h100": 0.12}, 1.0, 20, 1.20, 3.60, "reserved",
              ("premium-h200",),
              input_median=900, input_sigma=0.9, output_median=220, output_sigma=0.75, timeout_s=60,
              night_floor=0.30, peak_hour=13.0, peak_width_h=4.5, bursts=1, burst_share=0.01, burst_minutes=(5, 12)),
-    TierSpec("standard", 0.385, {"standard-l40s": 0.66, "cloud-h100": 0.34}, 2.0, 40, 0.30, 0.90, "pro_rata", (),
+    TierSpec("standard", 0.57, {"standard-l40s": 0.64, "cloud-h100": 0.36}, 2.0, 40, 0.30, 0.90, "pro_rata", (),
              input_median=1200, input_sigma=1.0, output_median=300, output_sigma=0.8, timeout_s=120,
              night_floor=0.10, peak_hour=15.0, peak_width_h=4.0, bursts=2, burst_share=0.015, burst_minutes=(8, 20)),
-    TierSpec("batch", 0.09, {"batch-l40s": 1.0}, 60, 3600, 0.10, 0.30, "pro_rata", (),
+    TierSpec("batch", 0.03, {"batch-l40s": 1.0}, 60, 3600, 0.10, 0.30, "pro_rata", (),
              input_median=2600, input_sigma=0.8, output_median=480, output_sigma=0.7, timeout_s=3600,
              night_floor=0.04, peak_hour=11.0, peak_width_h=3.5, bursts=4, burst_share=0.10, burst_minutes=(30, 90)),
 )

@@ -8,7 +8,7 @@ from datetime import date
 from settings import BY_NAME, Settings
 
 DEMO_DAY = date(2026, 11, 24)
-DEMO_REQUESTS = 1_100_000  # the demo fleet's day: each pool's peak hour at 55-72% of its capacity (fleetsim/spec.py)
+DEMO_REQUESTS = 800_000  # the demo fleet's day: each pool's peak hour at 54-74% of its capacity (fleetsim/spec.py)
 # `inferledger run --parallel` default: ingest runs one at a time. Each run's Polars and DuckDB
 # already use every core; on the 2-core machine, two at once took the 10 M-request day from
 # 88.9 s to 86.6 s for 47 % more peak memory (bench/README.md). More cores, more to gain.
