@@ -60,11 +60,18 @@ def test_energy_per_output_token_is_within_2x_of_the_profile_at_the_observed_bat
         j, tokens = measured[pool_id, model]
         checked[pool_id, model] = (round(batch, 2), round(profile_j, 3), round(j, 3))
         assert tokens > 0 and 0.5 <= j / profile_j <= 2.0, (pool_id, model, batch, profile_j, j)
-    # Every (pool, model) the fleet serves was compared (the numbers: see the report of issue 17).
+    # Every (pool, model) the fleet serves was compared. On the demo day (mean batch per replica,
+    # profile J/token there, measured IT J/token): premium 70B 2.64, 4.89, 6.53 (1.33x: the
+    # node's host power and idle GPU share ride on the requests); rented 70B 8.57, 3.55, 3.36
+    # (0.94x, DCGM only: no host); standard 8B 5.11, 1.11, 1.52 (1.36x); batch 14B 6.76, 1.49,
+    # 1.88 (1.26x).
     assert set(checked) == {(p.id, m) for p in spec.pools for m in p.models}, checked
 
 
 def test_at_least_one_tier_has_a_positive_gross_margin(demo):
     margins = dict(_query(demo, "SELECT tier, gross_margin FROM cost_by_tier_day"))
     assert set(margins) == {"premium", "standard", "batch"}
-    assert max(margins.values()) > 0, margins
+    # Demo day: premium +175.54 USD (revenue at 1.20 / 3.60 USD per million input / output
+    # tokens over its fully loaded cost), standard -359.01 (a third of it on the rented H100s),
+    # batch -44.20.
+    assert margins["premium"] > 0, margins
