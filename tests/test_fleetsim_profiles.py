@@ -129,3 +129,18 @@ def test_every_simulated_day_writes_the_profiles_outside_the_day_folder(tmp_path
     path = tmp_path / "profiles" / "demo.csv"
     assert path.read_bytes() == PROFILES_CSV.read_bytes()
     assert s.files["profiles"] == 1 and s.records["profiles"] == 109
+
+
+def test_the_profiles_folder_is_outside_what_a_days_ingest_lists(tmp_path):
+    """`<raw>/profiles/` sits beside `prices/`, outside the day folders: today's ingest neither
+    reads it nor lists it as unclaimed (the fleet-wide listing covers `<raw>/<day>/` only)."""
+    from lake.raw import UNCLAIMED_BY, raw_listing
+
+    day = date(2026, 11, 24)
+    simulate(tmp_path, day, requests=2_000, seed=3, defects=False)
+    sites = ["cloud-use1", "metro-east", "remote-plains"]
+    listing = raw_listing(UNCLAIMED_BY, tmp_path, day, None, sites=sites)
+    named = [*listing.ignored, *listing.unclaimed,
+             *(Path(p).relative_to(tmp_path).as_posix() for _, paths in listing.sources for p in paths)]
+    assert (tmp_path / "profiles" / "demo.csv").is_file()
+    assert named == ["2026-11-24/_fleet/assets/asset_register_2026-11-24.csv"], named
