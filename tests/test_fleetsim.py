@@ -21,6 +21,7 @@ REQUESTS = 10_000
 LAYOUT = {
     "inventory": r"inventory\.yaml",
     "prices": r"prices/[^/]+\.csv",
+    "profiles": r"profiles/[^/]+\.csv",
     "assets": r"\d{4}-\d\d-\d\d/_fleet/assets/[^/]+\.csv",
     "requests": r"\d{4}-\d\d-\d\d/(?P<site>[^/_][^/]*)/requests/[^/]+\.jsonl",
     "dcgm": r"\d{4}-\d\d-\d\d/(?P<site>[^/_][^/]*)/dcgm/[^/]+\.prom",
