@@ -16,6 +16,7 @@ from fleetsim.power import SECONDS, node_power
 from fleetsim.profiles import PROFILES_CSV, load_profiles, max_batch, p95_output_tokens, replica_groups
 from fleetsim.spec import Fleet, FleetSpec
 from fleetsim.traffic import NodeRequests
+from lake.raw import UNCLAIMED_BY, raw_listing
 
 SAMPLE = Path(__file__).parent / "data" / "real" / "mlenergy_profiles_sample" / "lm-arena-chat-subset.json"
 
@@ -134,8 +135,6 @@ def test_every_simulated_day_writes_the_profiles_outside_the_day_folder(tmp_path
 def test_the_profiles_folder_is_outside_what_a_days_ingest_lists(tmp_path):
     """`<raw>/profiles/` sits beside `prices/`, outside the day folders: today's ingest neither
     reads it nor lists it as unclaimed (the fleet-wide listing covers `<raw>/<day>/` only)."""
-    from lake.raw import UNCLAIMED_BY, raw_listing
-
     day = date(2026, 11, 24)
     simulate(tmp_path, day, requests=2_000, seed=3, defects=False)
     sites = ["cloud-use1", "metro-east", "remote-plains"]
