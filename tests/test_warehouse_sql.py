@@ -65,7 +65,7 @@ def test_copy_into_the_export_directory_and_out_files(demo_warehouse, tmp_path):
         assert main(["sql", "--warehouse", str(demo_warehouse["warehouse"]), "--out", str(target), "-c",
                      "SELECT tier, requests FROM cost_by_tier_day ORDER BY tier"]) == 0
         frame = pl.read_csv(target) if suffix == "csv" else pl.read_parquet(target)
-        assert frame["requests"].to_list() == [14_998, 9_999, 25_000]
+        assert frame["requests"].to_list() == [1_499, 19_999, 28_499]
 
 
 def test_a_sql_file_and_errors_that_name_the_problem(demo_warehouse, tmp_path, capsys):
