@@ -27,7 +27,7 @@ from pathlib import Path
 import fleetsim
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO = {"requests": 50_000, "seed": 7, "date": "2026-11-24"}  # pipelines.cli's demo defaults
+DEMO = {"requests": 800_000, "seed": 7, "date": "2026-11-24"}  # pipelines.cli's demo defaults
 BENCH = {"requests": 1_000_000, "seed": 7, "date": "2026-10-31"}  # bench_e2e.py's day at 1 M
 
 

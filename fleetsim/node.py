@@ -81,7 +81,7 @@ def simulate_node(job: NodeJob) -> NodeResult:
     log: list[dict] = []
 
     reqs = generate_node_requests(job.fleet, node, day, job.per_tier, job.tenants, r_traffic)
-    power = node_power(reqs, r_power)
+    power = node_power(reqs, r_power, job.fleet.spec)
     _write_gpu_telemetry(job, power, site_dir, r_dcgm, r_defects, written, log)
     _write_node_meter(job, power, site_dir, r_bmc, written, log)
     local_offset_lines = _write_request_log(job, reqs, site_dir, r_logs, r_defects, written, log)

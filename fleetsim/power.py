@@ -1,9 +1,9 @@
 """Power of one node for one day, per second, following its requests; and its meter files.
 
-A GPU draws between its idle floor (~17% of TDP) and near TDP, rising steeply with the
-first concurrent requests (decode is memory-bound: one stream already lifts power to
-~half of TDP) and saturating as the batch fills. The node's BMC reads the sum of its GPUs
-plus the host (CPUs, memory, fans), which also rises with load. Counters integrate the
+Each replica's GPUs draw the performance profile's power at the batch the replica runs
+(`fleetsim.profiles`), their idle power (~17% of TDP per GPU, an H100/H200 with a model loaded
+and no request: ~120 W) at batch 0. The node's BMC reads the sum of its GPUs plus the host
+(CPUs, memory, fans), which also rises with load. Counters integrate the
 per-second power exactly, so DCGM mJ, Redfish kWh and the facility meter agree.
 
 Files (docs/raw-formats.md): DCGM Prometheus scrapes every `dcgm_interval_s` (30 s) per
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fleetsim.spec import Node
+from fleetsim.profiles import replica_groups
+from fleetsim.spec import FleetSpec, Node
 from fleetsim.text import clock_strings, decimal_text, write_lines
 from fleetsim.traffic import NodeRequests
 
@@ -57,16 +58,26 @@ def gpu_utilization(concurrency: np.ndarray, gpus: int) -> np.ndarray:
     return 1.0 - np.exp(-((concurrency / (1.2 * gpus)) ** 0.7))
 
 
-def node_power(reqs: NodeRequests, rng: np.random.Generator) -> NodePower:
+def node_power(reqs: NodeRequests, rng: np.random.Generator, spec: FleetSpec) -> NodePower:
+    """Per second: each replica group's GPUs at the profile's power for the batch its replicas
+    run (requests in flight / replicas, within seconds), idle power at batch 0; the node = GPUs
+    + host (idle, plus up to `host_dynamic_w` as the GPUs work)."""
     node, pool = reqs.node, reqs.node.pool
-    conc = occupancy_per_second(reqs.gpu_start_ms / 1000.0, reqs.end_ms / 1000.0)
-    smooth = np.convolve(conc, np.ones(5) / 5, mode="same")  # power follows load within seconds
-    util = gpu_utilization(smooth, pool.gpus)
-    share = rng.uniform(0.9, 1.05, pool.gpus)[:, None]  # replicas and tensor-parallel ranks differ a little
-    noise = rng.normal(0.0, 0.012, (pool.gpus, SECONDS))
-    frac = (pool.gpu_idle_frac + (pool.gpu_max_frac - pool.gpu_idle_frac) * np.minimum(1.0, util[None, :] * share)
-            + noise)
-    gpu_w = np.clip(frac, 0.1, 1.0) * pool.gpu_tdp_w
+    start_s, end_s = reqs.gpu_start_ms / 1000.0, reqs.end_ms / 1000.0
+    conc = occupancy_per_second(start_s, end_s)
+    idle_gpu_w = pool.gpu_idle_frac * pool.gpu_tdp_w
+    mean_w = np.full((pool.gpus, SECONDS), idle_gpu_w)
+    for g in replica_groups(spec, pool):
+        sel = reqs.model == g.model_index
+        in_flight = np.convolve(occupancy_per_second(start_s[sel], end_s[sel]), np.ones(5) / 5, mode="same")
+        batch = np.minimum(in_flight / g.replicas, g.max_batch)
+        per_gpu = g.curve.power(batch, idle_gpu_w * g.gpus_per_replica) / g.gpus_per_replica
+        mean_w[g.first_gpu: g.first_gpu + g.replicas * g.gpus_per_replica] = per_gpu
+    share = rng.uniform(0.97, 1.03, pool.gpus)[:, None]  # GPUs of a replica differ a little
+    noise = rng.normal(0.0, 0.012 * pool.gpu_tdp_w, (pool.gpus, SECONDS))
+    gpu_w = np.clip(mean_w * share + noise, 0.1 * pool.gpu_tdp_w, pool.gpu_tdp_w)
+    full_w = pool.gpus * (pool.gpu_max_frac * pool.gpu_tdp_w - idle_gpu_w)
+    util = np.clip((mean_w.sum(axis=0) - pool.gpus * idle_gpu_w) / full_w, 0.0, 1.0)
     host = pool.host_idle_w + pool.host_dynamic_w * util + rng.normal(0.0, 4.0, SECONDS)
     return NodePower(node, gpu_w, gpu_w.sum(axis=0) + host, conc)
 

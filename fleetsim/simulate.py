@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from fleetsim.defects import count_defects, defect_targets, expected_quarantine
+from fleetsim.profiles import PROFILES_CSV
 from fleetsim.node import FileTally, NodeJob, NodeResult, simulate_node
 from fleetsim.sites import write_site_files
 from fleetsim.spec import Fleet, FleetSpec
@@ -28,8 +29,8 @@ from fleetsim.text import COMPRESSION_SUFFIX
 from fleetsim.traffic import split_requests, tenant_weights
 from transforms.inventory import parse_inventory
 
-FAMILIES = ("inventory", "prices", "requests", "dcgm", "ipmi", "redfish", "facility", "focus", "electricity",
-            "colocation", "assets")
+FAMILIES = ("inventory", "profiles", "prices", "requests", "dcgm", "ipmi", "redfish", "facility", "focus",
+            "electricity", "colocation", "assets")
 
 
 @dataclass
@@ -86,6 +87,15 @@ def write_inventory(path: Path, fleet: Fleet) -> int:
     return len(fleet.nodes)
 
 
+def write_profiles(out_dir: Path) -> Path:
+    """The fleet's performance profiles (`fleetsim/profiles.csv`, the canonical profile CSV) at
+    `<raw>/profiles/demo.csv`: fleet-wide, outside the day folders, rewritten each day."""
+    path = out_dir / "profiles" / "demo.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(PROFILES_CSV.read_bytes())
+    return path
+
+
 def _simulate_nodes(jobs: list[NodeJob], workers: int, written: FileTally,
                     progress: Callable[[int, int, int], None] | None) -> list[NodeResult]:
     """Every node's files, in `workers` processes (spawned) or in this one; their results in the
@@ -116,7 +126,8 @@ def simulate(out_dir: Path, day: date, *, requests: int = 50_000, seed: int = 7,
              progress: Callable[[int, int, int], None] | None = None,
              compress: str | None = None) -> SimulationSummary:
     """Write one UTC day of the fleet's raw exports under `out_dir` (docs/raw-formats.md):
-    `inventory.yaml`, `prices/<tariff>.csv` (merged with months already there) and
+    `inventory.yaml`, `profiles/demo.csv` (the performance profiles the fleet is simulated from),
+    `prices/<tariff>.csv` (merged with months already there) and
     `<day>/...` (replaced if it exists).
 
     `requests`: requests that day (10 thousand to 100 million); the fleet grows with it.
@@ -146,6 +157,8 @@ def simulate(out_dir: Path, day: date, *, requests: int = 50_000, seed: int = 7,
     inv = out_dir / "inventory.yaml"
     n_nodes = write_inventory(inv, fleet)
     written.add("inventory", inv, n_nodes, len(inv.read_text().splitlines()))
+    prof = write_profiles(out_dir)
+    written.add("profiles", prof, len(prof.read_text().splitlines()) - 1)
 
     targets = defect_targets(fleet) if defects else {}
     split = split_requests(fleet, day, seed)

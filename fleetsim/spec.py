@@ -43,8 +43,7 @@ class PoolSpec:
     node_meter: str | None  # redfish | ipmi | None (rented: DCGM only)
     requests_per_node_day: int  # the pool adds a node per this many requests a day
     min_nodes: int
-    max_num_seqs: int  # vLLM batch limit per node (all its replicas)
-    batch_half: float  # concurrent requests at which each stream decodes at half its solo speed
+    layout: dict[str, tuple[int, int]]  # model -> (GPUs per replica, replicas) on each node (profiles.py)
     models: dict[str, float]  # model -> share of the pool's requests
     server_cost: float | None  # purchase price of a node (owned pools), reporting currency
     hourly_price: float | None = None  # cloud on-demand price per node-hour
@@ -86,21 +85,18 @@ class ModelSpec:
     output_factor: float = 1.0  # reasoning models write longer answers
 
 
-# Per (GPU model, served model): single-stream decode speed (tokens/s) and prefill speed
-# (prompt tokens/s). Orders of magnitude from public vLLM benchmarks; batching slows each
-# stream (see traffic.py) while raising the node's total throughput.
-SPEEDS: dict[tuple[str, str], tuple[float, float]] = {
-    ("H200", "llama-3.1-8b-instruct"): (190, 26000),
-    ("H200", "llama-3.1-70b-instruct"): (48, 6500),
-    ("H200", "qwen3-32b"): (85, 11000),
-    ("H200", "gpt-oss-120b"): (150, 12000),
-    ("L40S", "llama-3.1-8b-instruct"): (100, 9000),
-    ("L40S", "deepseek-r1-distill-qwen-14b"): (62, 5200),
-    ("L40S", "qwen3-32b"): (32, 2600),
-    ("L40S", "mixtral-8x7b-instruct"): (38, 3100),
-    ("H100", "llama-3.1-8b-instruct"): (165, 22000),
-    ("H100", "llama-3.1-70b-instruct"): (42, 5400),
-    ("H100", "mixtral-8x7b-instruct"): (85, 8200),
+# Per (GPU model, served model): prefill speed of a replica (prompt tokens/s), orders of
+# magnitude from public vLLM benchmarks. Decode speed and power come from the performance
+# profiles (profiles.csv, profiles.py).
+PREFILL_TPS: dict[tuple[str, str], float] = {
+    ("H200", "llama-3.1-8b-instruct"): 26000,
+    ("H200", "llama-3.1-70b-instruct"): 6500,
+    ("H200", "qwen3-32b"): 11000,
+    ("H200", "gpt-oss-120b"): 12000,
+    ("L40S", "llama-3.1-8b-instruct"): 9000,
+    ("L40S", "deepseek-r1-distill-qwen-14b"): 5200,
+    ("H100", "llama-3.1-8b-instruct"): 22000,
+    ("H100", "llama-3.1-70b-instruct"): 5400,
 }
 
 SITES = (
@@ -110,36 +106,42 @@ SITES = (
     SiteSpec("cloud-use1", "cloud", "provider", 1.2, "UTC", None, 0.0, "America/New_York"),
 )
 
+# Node counts grow with traffic: `requests_per_node_day` is what one node serves with its diurnal
+# peak hour at ~70% of its capacity at the tier objectives (premium: ~55%, kept warm with ~2x
+# headroom), from the profiles; tests/test_fleetsim_capacity.py checks it on the demo day.
 POOLS = (
     PoolSpec("premium-h200", "metro-east", "H200", "NVIDIA H200", "m-h200", ("premium",), 8, 700, 0.17, 0.93,
-             448, 900, 10200, 10.2, "redfish", 300_000, 3, 256, 64,
-             {"llama-3.1-70b-instruct": 0.40, "qwen3-32b": 0.25, "gpt-oss-120b": 0.20, "llama-3.1-8b-instruct": 0.15},
+             448, 900, 10200, 10.2, "redfish", 145_000, 2,
+             {"llama-3.1-70b-instruct": (2, 4)}, {"llama-3.1-70b-instruct": 1.0},
              server_cost=298_000),
     PoolSpec("standard-l40s", "remote-plains", "L40S", "NVIDIA L40S", "r-l40s-std", ("standard",), 4, 350, 0.17, 0.92,
-             182, 260, 2400, 0.0, "ipmi", 60_000, 3, 96, 32,
-             {"llama-3.1-8b-instruct": 0.45, "deepseek-r1-distill-qwen-14b": 0.20, "qwen3-32b": 0.20,
-              "mixtral-8x7b-instruct": 0.15},
+             182, 260, 2400, 0.0, "ipmi", 150_000, 2,
+             {"llama-3.1-8b-instruct": (1, 4)}, {"llama-3.1-8b-instruct": 1.0},
              server_cost=61_500),
     PoolSpec("batch-l40s", "remote-plains", "L40S", "NVIDIA L40S", "r-l40s-bat", ("batch",), 4, 350, 0.17, 0.92,
-             182, 260, 2400, 0.0, "ipmi", 30_000, 2, 128, 32,
-             {"llama-3.1-8b-instruct": 0.50, "deepseek-r1-distill-qwen-14b": 0.20, "qwen3-32b": 0.30},
+             182, 260, 2400, 0.0, "ipmi", 25_000, 1,
+             {"deepseek-r1-distill-qwen-14b": (1, 4)}, {"deepseek-r1-distill-qwen-14b": 1.0},
              server_cost=58_900),
-    PoolSpec("cloud-h100", "cloud-use1", "H100", "NVIDIA H100 80GB HBM3", "c-h100", ("standard", "batch"), 8, 700,
-             0.16, 0.92, 400, 850, 10200, 0.0, None, 150_000, 2, 256, 64,
-             {"llama-3.1-70b-instruct": 0.40, "llama-3.1-8b-instruct": 0.30, "mixtral-8x7b-instruct": 0.30},
+    PoolSpec("cloud-h100", "cloud-use1", "H100", "NVIDIA H100 80GB HBM3", "c-h100", ("premium", "standard"), 8, 700,
+             0.16, 0.92, 400, 850, 10200, 0.0, None, 210_000, 1,
+             {"llama-3.1-70b-instruct": (4, 2)}, {"llama-3.1-70b-instruct": 1.0},
              server_cost=None, hourly_price=55.04, cloud_instance_type="p5.48xlarge"),
 )
 
+# List prices per million tokens near public ones (Llama-3.1-8B ~0.18-0.20 $/M, 70B ~0.88-0.90 $/M,
+# gpt-oss-120b 0.15/0.60 at Together and Fireworks, late 2025): standard between the 8B and the
+# 70B it mixes, batch half of that, premium a real-time markup over the 70B-class price.
 TIERS = (
-    TierSpec("premium", 0.20, {"premium-h200": 1.0}, 0.5, 8, 3.0, 12.0, "reserved", ("premium-h200",),
+    TierSpec("premium", 0.40, {"premium-h200": 0.88, "cloud-h100": 0.12}, 1.0, 20, 1.20, 3.60, "reserved",
+             ("premium-h200",),
              input_median=900, input_sigma=0.9, output_median=220, output_sigma=0.75, timeout_s=60,
              night_floor=0.30, peak_hour=13.0, peak_width_h=4.5, bursts=1, burst_share=0.01, burst_minutes=(5, 12)),
-    TierSpec("standard", 0.50, {"standard-l40s": 0.70, "cloud-h100": 0.30}, 2.0, 30, 0.8, 3.2, "pro_rata", (),
+    TierSpec("standard", 0.57, {"standard-l40s": 0.64, "cloud-h100": 0.36}, 2.0, 40, 0.30, 0.90, "pro_rata", (),
              input_median=1200, input_sigma=1.0, output_median=300, output_sigma=0.8, timeout_s=120,
-             night_floor=0.10, peak_hour=15.0, peak_width_h=4.0, bursts=2, burst_share=0.04, burst_minutes=(8, 20)),
-    TierSpec("batch", 0.30, {"batch-l40s": 0.75, "cloud-h100": 0.25}, 60, 3600, 0.3, 1.2, "pro_rata", (),
+             night_floor=0.10, peak_hour=15.0, peak_width_h=4.0, bursts=2, burst_share=0.015, burst_minutes=(8, 20)),
+    TierSpec("batch", 0.03, {"batch-l40s": 1.0}, 60, 3600, 0.10, 0.30, "pro_rata", (),
              input_median=2600, input_sigma=0.8, output_median=480, output_sigma=0.7, timeout_s=3600,
-             night_floor=0.04, peak_hour=11.0, peak_width_h=3.5, bursts=4, burst_share=0.25, burst_minutes=(20, 60)),
+             night_floor=0.04, peak_hour=11.0, peak_width_h=3.5, bursts=4, burst_share=0.10, burst_minutes=(30, 90)),
 )
 
 MODELS = (

@@ -3,8 +3,8 @@
 Arrivals follow each tier's day in its users' local time (a floor at night, a peak in the
 afternoon), with slow noise and bursts (batch jobs, retry storms). Tokens are lognormal per
 tier and model. Latencies follow vLLM's phases: a queue when the node's work exceeds its
-batch capacity (a fluid backlog per minute), prefill at the GPU's prompt speed, decode at a
-per-stream speed that drops as more requests share the batch. Times are integer
+replicas' batch slots (a fluid backlog per minute), prefill at the GPU's prompt speed, decode at
+the performance profile's per-stream speed at the batch the model's replicas run. Times are integer
 milliseconds from the start of the day, so queue + prefill <= ttft and ttft + decode <= e2e
 hold exactly, and every request arrives and completes inside the day.
 """
@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from fleetsim.spec import PREMIUM_TRADES, SPEEDS, Fleet, FleetSpec, Node, PoolSpec, TierSpec, largest_remainder
+from fleetsim.profiles import ReplicaGroup, replica_groups
+from fleetsim.spec import PREFILL_TPS, PREMIUM_TRADES, Fleet, FleetSpec, Node, PoolSpec, TierSpec, largest_remainder
 
 DAY_MS = 86_400_000
 MINUTES = 1440
@@ -241,33 +242,45 @@ class _Timings:
 
 def _vllm_phases(spec: FleetSpec, pool: PoolSpec, arrival: np.ndarray, work: _Workload,
                  rng: np.random.Generator) -> _Timings:
-    """vLLM's phases of every request: a queue when the node's work exceeds its batch capacity,
-    prefill at the GPU's prompt speed, decode at a per-stream speed that drops with the batch."""
+    """vLLM's phases of every request: prefill at the replica's prompt speed, decode at the
+    profile's per-stream speed at the batch its replicas run, a queue when all their slots are
+    full (`fleetsim.profiles`: each model's replicas on the node batch up to their limit)."""
     n = len(arrival)
-    model_ids = [m.id for m in spec.models]
-    speed = np.array([SPEEDS.get((pool.gpu_model, m), (60.0, 5000.0)) for m in model_ids])
-    decode_tps, prefill_tps = speed[work.model, 0], speed[work.model, 1]
+    prefill_tps = np.array([PREFILL_TPS.get((pool.gpu_model, m.id), 5000.0) for m in spec.models])[work.model]
     prefill_s = (work.input_tokens - work.cached) / prefill_tps * np.exp(rng.normal(0, 0.15, n)) + 0.004
     minute = arrival // 60_000
     jitter = np.exp(rng.normal(0, 0.12, n))
-    b_half = pool.batch_half
-    service_s = prefill_s + (work.output_tokens - 1) / decode_tps
-    for _ in range(2):  # per-stream speed depends on the batch, the batch on the speed
-        busy = np.bincount(minute, weights=service_s, minlength=MINUTES) / 60.0
-        slowdown = 1.0 + np.minimum(busy, pool.max_num_seqs) / b_half
-        stream_tps = decode_tps / slowdown[minute] / jitter
-        service_s = prefill_s + (work.output_tokens - 1) / stream_tps
-    # Work beyond the batch capacity waits: a fluid backlog per minute (Lindley's recursion).
-    excess = np.bincount(minute, weights=service_s, minlength=MINUTES) - pool.max_num_seqs * 60.0
-    total = np.cumsum(excess)
-    backlog = total - np.minimum(0.0, np.minimum.accumulate(total))
-    wait_s = np.concatenate([[0.0], backlog[:-1]])[minute] / pool.max_num_seqs
+    stream_tps, wait_s = np.ones(n), np.zeros(n)
+    for g in replica_groups(spec, pool):
+        sel = np.flatnonzero(work.model == g.model_index)
+        if len(sel):
+            stream_tps[sel], wait_s[sel] = _replica_group_phases(g, minute[sel], prefill_s[sel],
+                                                                 work.output_tokens[sel], jitter[sel])
     queue_ms = np.round((wait_s * rng.uniform(0.6, 1.4, n) + rng.exponential(0.012, n)) * 1000).astype(np.int64)
     prefill_ms = np.maximum(1, np.round(prefill_s * 1000)).astype(np.int64)
     ttft_ms = queue_ms + prefill_ms + rng.integers(1, 8, n)
     decode_ms = np.round((work.output_tokens - 1) / stream_tps * 1000).astype(np.int64)
     net_ms = rng.integers(2, 25, n)
     return _Timings(queue_ms, prefill_ms, ttft_ms, decode_ms, net_ms, ttft_ms + decode_ms + net_ms)
+
+
+def _replica_group_phases(g: ReplicaGroup, minute: np.ndarray, prefill_s: np.ndarray, output_tokens: np.ndarray,
+                          jitter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-stream decode speed and queue wait (s) of one model's requests on a node, per minute
+    as a fluid: the requests in flight are the minute's work / 60 s, spread over the replicas
+    (the batch), capped at their slots; work beyond the slots waits (Lindley's recursion)."""
+    slots = g.replicas * g.max_batch
+    stream = g.curve.stream_speed(1.0) / jitter
+    for _ in range(4):  # the per-stream speed depends on the batch, the batch on the speed
+        service_s = prefill_s + (output_tokens - 1) / stream
+        in_flight = np.bincount(minute, weights=service_s, minlength=MINUTES) / 60.0
+        stream = g.curve.stream_speed(np.minimum(in_flight, slots) / g.replicas)[minute] / jitter
+    service_s = prefill_s + (output_tokens - 1) / stream
+    excess = np.bincount(minute, weights=service_s, minlength=MINUTES) - slots * 60.0
+    total = np.cumsum(excess)
+    backlog = total - np.minimum(0.0, np.minimum.accumulate(total))
+    wait_s = np.concatenate([[0.0], backlog[:-1]])[minute] / slots
+    return stream, wait_s
 
 
 def _endings(spec: FleetSpec, tier: np.ndarray, work: _Workload, t: _Timings,

@@ -70,11 +70,16 @@ def small_inventory() -> Inventory:
     return load_inventory(DATA / "inventory_small.yaml")
 
 
+DEMO_FIXTURE_REQUESTS = 50_000
+
+
 @pytest.fixture(scope="session")
 def demo_warehouse(tmp_path_factory):
-    """The demo of `make demo` (50,000 requests, seed 7, the demo day), run once per test session
-    through the real CLI into a shared temporary folder: raw files, lake and published warehouse.
-    Tests that change it work on copies (`copy_demo`)."""
+    """The demo fleet's day as `make demo` runs it, on a light day (50,000 requests, seed 7, the
+    demo day; `make demo` itself runs 800,000: tests/test_demo_day_acceptance.py), once per test
+    session through the real CLI into a shared temporary folder: raw files, lake and published
+    warehouse. Light, so the tests that copy it and rerun the pipeline stay quick. Tests that
+    change it work on copies (`copy_demo`)."""
     base = tmp_path_factory.getbasetemp()
     # One per test session: under xdist the workers' folders share the session's parent.
     shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "demo-warehouse"
@@ -87,7 +92,7 @@ def demo_warehouse(tmp_path_factory):
             saved = os.environ.pop("DAGSTER_HOME", None)  # an ephemeral instance: tests leave no runs behind
             try:
                 assert main(["demo", "--raw", str(paths["raw"]), "--lake", str(paths["lake"]),
-                             "--warehouse", str(paths["warehouse"])]) == 0
+                             "--warehouse", str(paths["warehouse"]), "--requests", str(DEMO_FIXTURE_REQUESTS)]) == 0
             finally:
                 if saved is not None:
                     os.environ["DAGSTER_HOME"] = saved

@@ -23,7 +23,9 @@ def test_a_query_prints_a_readable_table(demo_warehouse):
     out = run_sql(demo_warehouse, "-c", "SELECT tier, requests, fully_loaded_cost FROM cost_by_tier_day ORDER BY tier")
     assert out.returncode == 0, out.stderr
     assert "tier" in out.stdout and "fully_loaded_cost" in out.stdout
-    assert "14,998" in out.stdout and "9,999" in out.stdout and "25,000" in out.stdout  # thousands separators
+    # The light demo day (50,000 requests): premium 20,000 - 1 negative_value, standard 28,500 - 1
+    # conflicting duplicate, batch 1,500 - 1 malformed line.
+    assert "19,999" in out.stdout and "1,499" in out.stdout and "28,499" in out.stdout  # thousands separators
     assert "3 row(s)" in out.stdout
 
 
@@ -57,13 +59,13 @@ def test_copy_into_the_export_directory_and_out_files(demo_warehouse, tmp_path):
     out = run_sql(demo_warehouse, "--export-dir", str(exports), "-c",
                   f"COPY (SELECT tier, requests FROM cost_by_tier_day ORDER BY tier) TO '{exports}/tiers.csv'")
     assert out.returncode == 0, out.stderr
-    assert pl.read_csv(exports / "tiers.csv").rows() == [("batch", 14_998), ("premium", 9_999), ("standard", 25_000)]
+    assert pl.read_csv(exports / "tiers.csv").rows() == [("batch", 1_499), ("premium", 19_999), ("standard", 28_499)]
     for suffix in ("csv", "parquet"):
         target = tmp_path / f"by_tier.{suffix}"
         assert main(["sql", "--warehouse", str(demo_warehouse["warehouse"]), "--out", str(target), "-c",
                      "SELECT tier, requests FROM cost_by_tier_day ORDER BY tier"]) == 0
         frame = pl.read_csv(target) if suffix == "csv" else pl.read_parquet(target)
-        assert frame["requests"].to_list() == [14_998, 9_999, 25_000]
+        assert frame["requests"].to_list() == [1_499, 19_999, 28_499]
 
 
 def test_a_sql_file_and_errors_that_name_the_problem(demo_warehouse, tmp_path, capsys):

@@ -8,6 +8,7 @@ from datetime import date
 from settings import BY_NAME, Settings
 
 DEMO_DAY = date(2026, 11, 24)
+DEMO_REQUESTS = 800_000  # the demo fleet's day: each pool's peak hour at 54-74% of its capacity (fleetsim/spec.py)
 # `inferledger run --parallel` default: ingest runs one at a time. Each run's Polars and DuckDB
 # already use every core; on the 2-core machine, two at once took the 10 M-request day from
 # 88.9 s to 86.6 s for 47 % more peak memory (bench/README.md). More cores, more to gain.
@@ -41,7 +42,7 @@ def _step_by_step(sub, s: Settings) -> None:
     p = _command(sub, "simulate", "pipeline:cmd_simulate", "write raw exports of the demo fleet for a day")
     p.add_argument("--date", type=_day, default=DEMO_DAY)
     p.add_argument("--out", default=str(s.raw), help="raw exports folder (default $INFERLEDGER_RAW, else data/raw)")
-    p.add_argument("--requests", type=int, default=50_000)
+    p.add_argument("--requests", type=int, default=DEMO_REQUESTS)
     p.add_argument("--seed", type=int, default=7)
 
     p = _command(sub, "ingest", "pipeline:cmd_ingest", "ingest one day's raw files into the Parquet lake")
@@ -54,7 +55,7 @@ def _step_by_step(sub, s: Settings) -> None:
 
     p = _command(sub, "demo", "pipeline:cmd_demo", "simulate the default fleet's day and run the pipeline on it")
     p.add_argument("--date", type=_day, default=DEMO_DAY)
-    p.add_argument("--requests", type=int, default=50_000)
+    p.add_argument("--requests", type=int, default=DEMO_REQUESTS)
     p.add_argument("--seed", type=int, default=7)
     _paths(p, s, "raw", "lake", "warehouse")
     p.add_argument("--real", action="store_true",
