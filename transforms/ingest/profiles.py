@@ -26,7 +26,10 @@ the files, `inferledger import-profile` runs them):
   fraction of the GPU's power limit) x the limit (A100-80GB SXM 400 W, H100-80GB SXM 700 W) x the
   GPUs, TTFT = the largest `prompt_time` of the runs, ITL = the largest `token_time` (the worst
   repeated run, not a percentile of a live load). The power-capped H100 rows (`h100-80gb-pcap`)
-  are left out: the repository does not state the cap, so their fraction cannot become watts.
+  are left out: the repository does not state the cap, so their fraction cannot become watts. So
+  are the H100 rows: their power is 0.0 in every run (not measured), and a profile point needs a
+  power. A run whose power is 0.0 does not count in the mean power; a run repeated identically (the
+  batch-1 runs appear three times) counts once.
 """
 
 import polars as pl
@@ -115,12 +118,15 @@ def import_splitwise(perf_model: pl.DataFrame) -> pl.DataFrame:
     per model, hardware, tensor parallelism and batch of its batch sweep; see the module's docstring)."""
     hw = pl.DataFrame([(k, g, w) for k, (g, w) in SPLITWISE_POWER_LIMIT_W.items()],
                       schema=["hardware", "gpu_model", "limit_w"], orient="row")
-    sweep = perf_model.filter(pl.col("prompt_size") == SPLITWISE_SWEEP["prompt_size"],
-                              pl.col("token_size") == SPLITWISE_SWEEP["token_size"]).join(hw, on="hardware")
+    sweep = perf_model.unique(maintain_order=True).filter(
+        pl.col("prompt_size") == SPLITWISE_SWEEP["prompt_size"],
+        pl.col("token_size") == SPLITWISE_SWEEP["token_size"]).join(hw, on="hardware")
+    measured = pl.col("average_power").filter(pl.col("average_power") > 0)
     grouped = sweep.group_by("model", "hardware", "gpu_model", "tensor_parallel", "batch_size").agg(
         pl.col("token_time").mean().alias("token_ms"), pl.col("token_time").max().alias("itl_p95_ms"),
         (pl.col("prompt_time").max() / 1000).alias("ttft_p95_s"),
-        (pl.col("average_power").mean() * pl.col("limit_w").first()).alias("gpu_w"), pl.len().alias("runs"))
+        (measured.mean() * pl.col("limit_w").first()).alias("gpu_w"), pl.len().alias("runs"),
+    ).filter(pl.col("gpu_w").is_not_null())
     basis = pl.format("Splitwise perf_model.csv (Patel et al. ISCA 2024, Mutinifni/splitwise-sim): {} on {}, "
                       "tensor_parallel {}, prompt 512 / output 128 tokens, mean of {} runs; TTFT and ITL the worst "
                       "run's", pl.col("model"), pl.col("hardware"), pl.col("tensor_parallel"), pl.col("runs"))
