@@ -21,7 +21,7 @@ and the telemetry's lower bound; `unknown` (null load) when neither exists.
 
 import polars as pl
 
-from transforms.ingest.profiles import profile_model_key
+from transforms.capacity.points import matched_points
 
 MIN_SAMPLES = 30  # node-minutes behind a load bucket (half an hour of one node's minutes)
 
@@ -77,20 +77,13 @@ def learned_capacity(load: pl.LazyFrame, samples: pl.LazyFrame, objectives: pl.L
 def profile_capacity(profiles: pl.LazyFrame, pools: pl.LazyFrame, objectives: pl.LazyFrame,
                      mean_output: pl.LazyFrame) -> pl.LazyFrame:
     """Per (pool_id, model, tier): the profile's capacity of one node at the tier's objectives.
-    `pools`: `pool_id, gpu_model, gpus` (GPUs of the pool's smallest node), `gpus_per_replica`
-    (null: the smallest of the profiles' that fits the node); `mean_output`: `pool_id, model,
+    `pools`: as `points.matched_points` takes them; `mean_output`: `pool_id, model,
     mean_output_tokens`. Columns `profile_output_tokens_per_s`, `profile_in_flight` (node),
     `profile_batch` (replica) and `profile_source`. Pairs without a profile point meeting them are absent."""
-    prof = profiles.with_columns(profile_model_key(pl.col("model")).alias("_mk")).drop("model")
-    cand = (mean_output.with_columns(profile_model_key(pl.col("model")).alias("_mk"))
-            .join(pools.rename({"gpus_per_replica": "_gpr"}), on="pool_id")
-            .join(prof, on=["gpu_model", "_mk"])
-            .filter(pl.col("gpus_per_replica") <= pl.col("gpus"),
-                    pl.col("_gpr").is_null() | (pl.col("gpus_per_replica") == pl.col("_gpr"))))
-    cand = cand.filter(pl.col("gpus_per_replica") == pl.col("gpus_per_replica").min().over("pool_id", "model"))
+    cand = matched_points(profiles, pools, mean_output)
     per_token_s = pl.coalesce(pl.col("itl_p95_ms") / 1000, pl.col("batch") / pl.col("output_tokens_per_s"))
     e2e = pl.col("ttft_p95_s").fill_null(0.0) + per_token_s * pl.col("mean_output_tokens")
-    replicas = pl.col("gpus") // pl.col("gpus_per_replica")
+    replicas = pl.col("replicas")
     keys = ["pool_id", "model", "tier"]
     return (cand.join(objectives.rename({"ttft_p95_s": "ttft_obj", "e2e_p95_s": "e2e_obj"}), on="pool_id")
             .filter(pl.col("ttft_p95_s").is_null() | (pl.col("ttft_p95_s") <= pl.col("ttft_obj")),
