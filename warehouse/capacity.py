@@ -137,11 +137,14 @@ CAPACITY_SQL = {
             nodes_powered, demand_tps / nullif(cap * nodes_powered, 0) AS utilization,
             safety_margin, redundancy_min_nodes, nodes_needed, surplus_nodes,
             {", ".join(_SURPLUS)}, {" + ".join(_SURPLUS)} AS surplus_cost,
+            energy_cost AS pool_energy_cost, amortization_cost AS pool_amortization_cost,
+            cloud_cost AS pool_cloud_cost, fixed_cost AS pool_fixed_cost,
             {_POOL_COST} AS pool_cost, $currency AS currency
         FROM cph""",
     "overprovisioning_by_pool_day": f"""
         WITH peak AS (SELECT pool_id, max(nodes_needed) AS peak_needed,
-                             first(hour ORDER BY nodes_needed DESC NULLS LAST, hour) AS peak_hour
+                             CASE WHEN count(nodes_needed) > 0
+                                  THEN first(hour ORDER BY nodes_needed DESC NULLS LAST, hour) END AS peak_hour
                       FROM cph GROUP BY ALL)
         SELECT $day AS date, c.pool_id, any_value(site_id) AS site_id,
             CASE WHEN count(DISTINCT capacity_source) > 1 THEN 'mixed' ELSE min(capacity_source) END
@@ -152,9 +155,12 @@ CAPACITY_SQL = {
             xsum(pool_cost) AS pool_cost, xsum(surplus_cost) / nullif(xsum(pool_cost), 0) AS surplus_cost_share,
             any_value(peak.peak_hour) AS peak_hour, any_value(peak.peak_needed) AS peak_nodes_needed,
             max(nodes_powered) AS peak_nodes_powered,
-            xsum(greatest(nodes_powered - peak.peak_needed, 0)) AS surplus_node_hours_at_peak_sizing,
-            xsum(greatest(nodes_powered - peak.peak_needed, 0) * surplus_cost_per_node) AS surplus_cost_at_peak_sizing,
-            bool_or(nodes_needed IS NULL) AS capacity_unknown_hours,
+            xsum(CASE WHEN peak.peak_needed IS NOT NULL THEN greatest(nodes_powered - peak.peak_needed, 0) END)
+                AS surplus_node_hours_at_peak_sizing,
+            xsum(CASE WHEN peak.peak_needed IS NOT NULL
+                      THEN greatest(nodes_powered - peak.peak_needed, 0) * surplus_cost_per_node END)
+                AS surplus_cost_at_peak_sizing,
+            count(*) FILTER (WHERE nodes_needed IS NULL) AS capacity_unknown_hours,
             $currency AS currency
         FROM (SELECT *, {" + ".join(_SURPLUS)} AS surplus_cost, {_POOL_COST} AS pool_cost,
                      src AS capacity_source FROM cph) c

@@ -52,6 +52,10 @@ def capacity_tables(idle_by_pool_day) -> list:
                                 "null when the capacity is unknown.",
                 "surplus_nodes": "nodes_powered - nodes_needed, at least 0; null when unknown.",
                 **_SURPLUS,
+                "pool_energy_cost": f"Energy cost of the pool's node-slots in the hour, {MONEY}.",
+                "pool_amortization_cost": f"Amortization of the pool's node-slots in the hour, {MONEY}.",
+                "pool_cloud_cost": f"Cloud rent of the pool's node-slots in the hour, {MONEY}.",
+                "pool_fixed_cost": f"Fixed site cost of the pool's node-slots in the hour, {MONEY}.",
                 "pool_cost": f"Energy, demand, amortization, cloud and fixed cost of the pool's node-slots in the "
                              f"hour, {MONEY}.",
                 **_CUR,
@@ -67,7 +71,7 @@ def capacity_tables(idle_by_pool_day) -> list:
                 "date": "UTC day.", "pool_id": "Pool.", "site_id": "Site of the pool.",
                 "capacity_source": "The hours' capacity source (mixed when they differ); see capacity_by_pool_hour.",
                 "node_hours_powered": "Sum of nodes powered over the hours.",
-                "node_hours_needed": "Sum of nodes needed over the hours (null when any hour's is unknown).",
+                "node_hours_needed": "Sum of nodes needed over the hours whose capacity is known.",
                 "surplus_node_hours": "Sum of surplus nodes over the hours (hour by hour).",
                 **{k: v.replace("Surplus nodes x the hour's", "Over the day: surplus nodes x each hour's")
                    for k, v in _SURPLUS.items()},
@@ -80,7 +84,8 @@ def capacity_tables(idle_by_pool_day) -> list:
                                                      "least 0): the surplus even a pool sized for the day's peak has.",
                 "surplus_cost_at_peak_sizing": f"Cost of those node-hours at each hour's surplus cost per node, "
                                                f"{MONEY}.",
-                "capacity_unknown_hours": "True when some hour's capacity is unknown (its surplus is not counted).",
+                "capacity_unknown_hours": "Hours whose capacity is unknown: their surplus is not counted (the sums "
+                                          "of needed and surplus are then over the known hours).",
                 **_CUR,
             },
             ("date", "pool_id"), daily=True,
