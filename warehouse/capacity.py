@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from transforms.capacity import (MIN_SAMPLES, capacity_at_objectives, latency_samples, learned_capacity,
+from transforms.capacity import (capacity_at_objectives, latency_samples, learned_capacity,
                                  node_minute_load, pool_model_capacity, profile_capacity, profile_efficiency)
 from transforms.contracts import PERFORMANCE_PROFILES
 from transforms.inventory import Inventory
@@ -27,7 +27,8 @@ FACT_COLUMNS = ("node_id", "pool_id", "model", "tier", "status", "arrived_at", "
 
 def capacity_pools(inventory: Inventory) -> pl.LazyFrame:
     """Per pool: `gpu_model`, `gpus` (of its smallest serving node), `gpus_per_replica`,
-    `safety_margin`, `redundancy_min_nodes` and `idle_w` (mean of its serving nodes, W)."""
+    `safety_margin`, `redundancy_min_nodes`, `capacity_min_samples` and `idle_w` (mean of its
+    serving nodes, W)."""
     nodes = (inventory.nodes_frame().filter(pl.col("role") == "serving").group_by("pool_id")
              .agg(pl.col("gpus").min().cast(pl.Int64).alias("gpus"), pl.col("idle_w").mean().alias("idle_w")))
     pools = pl.LazyFrame({
@@ -35,8 +36,9 @@ def capacity_pools(inventory: Inventory) -> pl.LazyFrame:
         "gpus_per_replica": [p.gpus_per_replica for p in inventory.pools],
         "safety_margin": [p.safety_margin for p in inventory.pools],
         "redundancy_min_nodes": [p.redundancy_min_nodes for p in inventory.pools],
+        "capacity_min_samples": [p.capacity_min_samples for p in inventory.pools],
     }, schema={"pool_id": pl.String, "gpu_model": pl.String, "gpus_per_replica": pl.Int32,
-               "safety_margin": pl.Float64, "redundancy_min_nodes": pl.Int64})
+               "safety_margin": pl.Float64, "redundancy_min_nodes": pl.Int64, "capacity_min_samples": pl.Int64})
     return pools.join(nodes, on="pool_id", how="left")
 
 
@@ -47,7 +49,7 @@ def _profiles(files: list[Path]) -> pl.LazyFrame:
 
 
 def register_capacity(con: duckdb.DuckDBPyConnection, facts_files: list[Path], profile_files: list[Path],
-                      inventory: Inventory, day: date, min_samples: int = MIN_SAMPLES) -> None:
+                      inventory: Inventory, day: date) -> None:
     """Register the day's capacity frames and the view `cph` on `con` (module docstring)."""
     facts = pl.scan_parquet(facts_files).select(FACT_COLUMNS)
     load = node_minute_load(facts, day).sort("pool_id", "model", "node_id", "minute").collect().lazy()
@@ -57,11 +59,12 @@ def register_capacity(con: duckdb.DuckDBPyConnection, facts_files: list[Path], p
     tiers = pl.LazyFrame({"tier": [t.id for t in inventory.tiers],
                           "ttft_p95_s": [t.ttft_p95_s for t in inventory.tiers],
                           "e2e_p95_s": [t.e2e_p95_s for t in inventory.tiers]})
-    objectives = pairs.select("pool_id", "tier").unique().join(tiers, on="tier")
+    objectives = pairs.select("pool_id", "tier").unique().join(tiers, on="tier").join(
+        pools.select("pool_id", pl.col("capacity_min_samples").alias("min_samples")), on="pool_id")
     done = pl.col("completed_at").dt.date() == day
     mean_out = (facts.filter(done, pl.col("status") == "ok").group_by("pool_id", "model")
                 .agg(pl.col("output_tokens").mean().alias("mean_output_tokens")))
-    learned = learned_capacity(load, latency_samples(facts, day), objectives, min_samples)
+    learned = learned_capacity(load, latency_samples(facts, day), objectives)
     cap = pool_model_capacity(capacity_at_objectives(
         learned, profile_capacity(profiles, pools, objectives, mean_out), pairs))
     hourly = (load.group_by("pool_id", "model", (pl.col("minute") // 60).alias("h"))

@@ -56,13 +56,16 @@ def _bucket_stats(load: pl.LazyFrame, samples: pl.LazyFrame) -> pl.LazyFrame:
 def learned_capacity(load: pl.LazyFrame, samples: pl.LazyFrame, objectives: pl.LazyFrame,
                      min_samples: int = MIN_SAMPLES) -> pl.LazyFrame:
     """Per (pool_id, model, tier) of `objectives` (`pool_id, tier, ttft_p95_s, e2e_p95_s`: the
-    tiers each pool serves): `bucket`, `samples`, `output_tokens_per_s`, `in_flight` of the highest
-    bucket meeting the objectives with at least `min_samples` samples, and `telemetry_source`
-    (`telemetry` when a higher bucket with enough samples missed, else `telemetry_lower_bound`).
+    tiers each pool serves; a column `min_samples` there overrides `min_samples` per pool):
+    `bucket`, `samples`, `output_tokens_per_s`, `in_flight` of the highest bucket meeting the
+    objectives with at least `min_samples` samples, and `telemetry_source` (`telemetry` when a
+    higher bucket with enough samples missed, else `telemetry_lower_bound`).
     Pairs without such a bucket are absent."""
-    stats = _bucket_stats(load, samples).filter(pl.col("samples") >= min_samples)
     objectives = objectives.rename({"ttft_p95_s": "ttft_obj", "e2e_p95_s": "e2e_obj"})
-    judged = stats.join(objectives, on="pool_id").with_columns(
+    if "min_samples" not in objectives.collect_schema():
+        objectives = objectives.with_columns(pl.lit(min_samples).alias("min_samples"))
+    judged = _bucket_stats(load, samples).join(objectives, on="pool_id").filter(
+        pl.col("samples") >= pl.col("min_samples")).with_columns(
         ((pl.col("ttft_p95_s").is_null() | (pl.col("ttft_p95_s") <= pl.col("ttft_obj")))
          & (pl.col("e2e_p95_s") <= pl.col("e2e_obj"))).alias("meets"))
     keys = ["pool_id", "model", "tier"]
