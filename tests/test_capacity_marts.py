@@ -25,7 +25,9 @@ Node-hour costs (node-slots of one hour each): prem energy 0.50, demand 0.10, am
 """
 
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -34,6 +36,9 @@ from tests.test_warehouse_marts import MONEY, write_day
 from transforms.contracts import PERFORMANCE_PROFILES
 from transforms.inventory import parse_inventory
 from warehouse.marts import build_day_marts
+from warehouse.report.charts import CHARTS
+from warehouse.report.figures import QUERIES, _frame
+from warehouse.report.page import _after_chart
 from warehouse.tables import BY_NAME
 
 DAY = date(2026, 3, 10)
@@ -219,3 +224,29 @@ def test_without_profiles_capacity_is_telemetry_or_unknown(tmp_path):
     assert day.select("pool_id", "capacity_unknown_hours", "surplus_node_hours", "peak_hour").rows() == [
         ("prem", 2, None, None), ("std", 0, 1.0, datetime(2026, 3, 10, 10, tzinfo=UTC))]
     assert marts["efficiency_by_model_pool_day"]["profile_j_per_output_token"].to_list() == [None, None]
+
+
+def test_report_capacity_section_on_the_hand_computed_day(marts):
+    # The report's capacity frames (warehouse.report.figures.QUERIES) over these marts, and the section
+    # the page writes under the utilization chart.
+    con = duckdb.connect()
+    for name, df in marts.items():
+        con.register(name, df.to_arrow())
+    con.register("idle_by_pool_day", pl.DataFrame({"date": [DAY], "pool_id": ["std"], "idle_cost": [0.25]}).to_arrow())
+    frames = {n: _frame(con, QUERIES[n], DAY, DAY)
+              for n in ("utilization_by_pool_hour", "overprovisioning_by_pool", "efficiency_vs_profile")}
+    assert frames["overprovisioning_by_pool"].select(
+        "pool_id", "capacity_source", "surplus_node_hours", "surplus_cost", "pool_cost", "surplus_cost_share",
+        "no_request_idle_cost").rows() == [
+        ("prem", "profile_reference", 2.0, pytest.approx(5.50), pytest.approx(24.0), pytest.approx(5.50 / 24), None),
+        ("std", "profile_assumed", 2.0, pytest.approx(1.268), pytest.approx(2.60), pytest.approx(1.268 / 2.6), 0.25)]
+    assert frames["utilization_by_pool_hour"]["utilization"].to_list() == [
+        pytest.approx(0.375), pytest.approx(0.25), pytest.approx(0.625), 0.0]
+    data = SimpleNamespace(frames=frames, currency="USD")
+    section = _after_chart("capacity-utilization", data)
+    # prem: 5.50 of 24.00 = 22.9%; std: 1.268 -> 1.27 of 2.60 = 48.8%; efficiency 0.30 J vs 5.96 J (interpolated).
+    for shown in ("<td>prem</td><td>profile_reference</td>", "5.50", "24.00", "22.9%", "1.27", "2.60", "48.8%",
+                  "<td>reference (interpolated)</td>", "5.96", "<td>assumed (below_range)</td>"):
+        assert shown in section, shown
+    spec = CHARTS["capacity-utilization"][1](frames["utilization_by_pool_hour"], "USD").to_dict()
+    assert spec["mark"]["type"] == "rect" and spec["encoding"]["color"]["field"] == "utilization"
