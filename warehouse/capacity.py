@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from transforms.capacity.load import exact_sum
 from transforms.capacity import (capacity_at_objectives, latency_samples, learned_capacity,
                                  node_minute_load, pool_model_capacity, profile_capacity, profile_efficiency)
 from transforms.contracts import PERFORMANCE_PROFILES
@@ -30,7 +31,7 @@ def capacity_pools(inventory: Inventory) -> pl.LazyFrame:
     `safety_margin`, `redundancy_min_nodes`, `capacity_min_samples` and `idle_w` (mean of its
     serving nodes, W)."""
     nodes = (inventory.nodes_frame().filter(pl.col("role") == "serving").group_by("pool_id")
-             .agg(pl.col("gpus").min().cast(pl.Int64).alias("gpus"), pl.col("idle_w").mean().alias("idle_w")))
+             .agg(pl.col("gpus").min().cast(pl.Int64).alias("gpus"), pl.col("idle_w").sort().mean().alias("idle_w")))
     pools = pl.LazyFrame({
         "pool_id": [p.id for p in inventory.pools], "gpu_model": [p.gpu_model for p in inventory.pools],
         "gpus_per_replica": [p.gpus_per_replica for p in inventory.pools],
@@ -63,13 +64,13 @@ def register_capacity(con: duckdb.DuckDBPyConnection, facts_files: list[Path], p
         pools.select("pool_id", pl.col("capacity_min_samples").alias("min_samples")), on="pool_id")
     done = pl.col("completed_at").dt.date() == day
     mean_out = (facts.filter(done, pl.col("status") == "ok").group_by("pool_id", "model")
-                .agg(pl.col("output_tokens").mean().alias("mean_output_tokens")))
+                .agg((pl.col("output_tokens").sum() / pl.len()).alias("mean_output_tokens")))
     learned = learned_capacity(load, latency_samples(facts, day), objectives)
     cap = pool_model_capacity(capacity_at_objectives(
         learned, profile_capacity(profiles, pools, objectives, mean_out), pairs))
     hourly = (load.group_by("pool_id", "model", (pl.col("minute") // 60).alias("h"))
-              .agg((pl.col("output_tokens_per_s") * 60).sum().alias("output_tokens"),
-                   (pl.col("in_flight") * 60).sum().alias("request_s")))
+              .agg(exact_sum(pl.col("output_tokens_per_s") * 60).alias("output_tokens"),
+                   exact_sum(pl.col("in_flight") * 60).alias("request_s")))
     frames = {"cap_pm": cap, "load_hour": hourly, "capacity_pools": pools,
               "eff": profile_efficiency(profiles, pools, load)}
     for name, frame in frames.items():

@@ -11,6 +11,7 @@ extrapolated.
 
 import polars as pl
 
+from transforms.capacity.load import exact_mean
 from transforms.capacity.points import matched_points
 
 EFFICIENCY_SCHEMA = pl.Schema({
@@ -24,7 +25,7 @@ def observed_batch(load: pl.LazyFrame) -> pl.LazyFrame:
     """Per (pool_id, model): `in_flight_per_node`, the mean requests in flight on a node over its
     node-minutes that ran the model."""
     return (load.filter(pl.col("in_flight") > 0).group_by("pool_id", "model")
-            .agg(pl.col("in_flight").mean().alias("in_flight_per_node")))
+            .agg(exact_mean(pl.col("in_flight")).alias("in_flight_per_node")))
 
 
 def profile_efficiency(profiles: pl.LazyFrame, pools: pl.LazyFrame, load: pl.LazyFrame) -> pl.LazyFrame:
@@ -39,7 +40,7 @@ def profile_efficiency(profiles: pl.LazyFrame, pools: pl.LazyFrame, load: pl.Laz
           .agg(pl.col("batch").last().alias("b_lo"), pl.col("j").last().alias("j_lo")))
     hi = (pts.filter(pl.col("batch") >= pl.col("b")).sort(*keys, "batch").group_by(keys)
           .agg(pl.col("batch").first().alias("b_hi"), pl.col("j").first().alias("j_hi")))
-    one = pts.group_by(keys).agg(pl.col("gpus_per_replica", "replicas", "b", "source").first())
+    one = pts.sort(*keys, "batch").group_by(keys).agg(pl.col("gpus_per_replica", "replicas", "b", "source").first())
     j = one.join(lo, on=keys, how="left").join(hi, on=keys, how="left")
     frac = (pl.col("b") - pl.col("b_lo")) / (pl.col("b_hi") - pl.col("b_lo"))
     between = pl.col("b_lo").is_not_null() & pl.col("b_hi").is_not_null()

@@ -21,6 +21,7 @@ and the telemetry's lower bound; `unknown` (null load) when neither exists.
 
 import polars as pl
 
+from transforms.capacity.load import exact_mean
 from transforms.capacity.points import matched_points
 
 MIN_SAMPLES = 30  # node-minutes behind a load bucket (half an hour of one node's minutes)
@@ -48,8 +49,8 @@ def _bucket_stats(load: pl.LazyFrame, samples: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("e2e_s").quantile(0.95, "linear").alias("e2e_p95_s"))
     loads = (minutes.join(samples.select(keys).unique(), on=keys, how="semi")
              .group_by("pool_id", "model", "bucket")
-             .agg(pl.len().cast(pl.Int64).alias("samples"), pl.col("output_tokens_per_s").mean().alias("tokens_s"),
-                  pl.col("in_flight").mean().alias("in_flight")))
+             .agg(pl.len().cast(pl.Int64).alias("samples"), exact_mean(pl.col("output_tokens_per_s")).alias("tokens_s"),
+                  exact_mean(pl.col("in_flight")).alias("in_flight")))
     return loads.join(per_bucket, on=["pool_id", "model", "bucket"])
 
 

@@ -18,6 +18,19 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 
 MINUTE_US = 60_000_000
+# Sums and means of floats are taken as DECIMAL (exact, so whatever order Polars' threads add the rows in,
+# a rerun gives the same bits), then cast back: 12 decimals of a token or a request.
+EXACT = pl.Decimal(38, 12)
+
+
+def exact_sum(expr: pl.Expr) -> pl.Expr:
+    """The sum of a float column, independent of the order rows are added in."""
+    return expr.cast(EXACT).sum().cast(pl.Float64)
+
+
+def exact_mean(expr: pl.Expr) -> pl.Expr:
+    """The mean of a float column, independent of the order rows are added in."""
+    return exact_sum(expr) / expr.count()
 
 LOAD_SCHEMA = pl.Schema({"pool_id": pl.String, "model": pl.String, "node_id": pl.String, "minute": pl.Int64,
                          "output_tokens_per_s": pl.Float64, "in_flight": pl.Float64})
@@ -67,7 +80,7 @@ def node_minute_load(facts: pl.LazyFrame, day: date) -> pl.LazyFrame:
 
     return (minutes.with_columns(overlap("rs", "re").alias("_run"), overlap("ds", "de").alias("_dec"))
             .group_by("pool_id", "model", "node_id", "minute")
-            .agg((pl.col("_dec") * pl.col("rate")).sum().alias("_tokens"), pl.col("_run").sum().alias("_run_us"))
+            .agg(exact_sum(pl.col("_dec") * pl.col("rate")).alias("_tokens"), pl.col("_run").sum().alias("_run_us"))
             .select("pool_id", "model", "node_id", pl.col("minute").cast(pl.Int64),
                     (pl.col("_tokens") / 60).alias("output_tokens_per_s"),
                     (pl.col("_run_us").cast(pl.Float64) / MINUTE_US).alias("in_flight")))
