@@ -8,7 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.conftest import examples
 from transforms.capacity import (capacity_at_objectives, latency_samples, learned_capacity, load_bucket,
                                  node_minute_load, pool_model_capacity, profile_capacity)
 
@@ -96,3 +99,26 @@ def test_node_minute_load_spreads_tokens_over_decode():
     assert got.select("minute", "output_tokens_per_s", "in_flight").rows() == [
         (0, 0.0, pytest.approx(20 / 60)), (1, 2.0, 1.0), (2, 2.0, 1.0)]
     assert latency_samples(facts, DAY).collect().select("minute", "ttft_s", "e2e_s").rows() == [(0, 30.0, 150.0)]
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 86_000), st.integers(0, 600_000), st.integers(0, 5_000),
+                          st.integers(0, 400)), min_size=1, max_size=12))
+def test_load_conserves_tokens_and_occupancy(reqs):
+    # Requests inside the day: arrival a s, TTFT t ms, E2E t ms + d s (decode d s), `out` tokens, occupying from
+    # arrival. Every output token lands in some minute of the day, and every occupied second too.
+    rows = []
+    for i, (a, ttft_ms, decode_s, out) in enumerate(reqs):
+        arrived = T0 + timedelta(seconds=a)
+        done = min(arrived + timedelta(milliseconds=ttft_ms, seconds=decode_s), T0 + timedelta(days=1, seconds=-1))
+        rows.append((f"r{i}", "n1", "p", "m", "gold", "ok", arrived, done, ttft_ms / 1000, out,
+                     (done - arrived).total_seconds()))
+    facts = pl.LazyFrame(rows, schema=["request_id", "node_id", "pool_id", "model", "tier", "status", "arrived_at",
+                                       "completed_at", "ttft_s", "output_tokens", "occupied_s"], orient="row",
+                         schema_overrides={"arrived_at": pl.Datetime("us", "UTC"),
+                                           "completed_at": pl.Datetime("us", "UTC")})
+    load = node_minute_load(facts, DAY).collect()
+    assert (load["output_tokens_per_s"] * 60).sum() == pytest.approx(sum(r[3] for r in reqs), rel=1e-9, abs=1e-6)
+    occupied = sum(r[10] for r in rows)
+    assert (load["in_flight"] * 60).sum() == pytest.approx(occupied, rel=1e-9, abs=1e-6)
+    assert load["minute"].is_between(0, 1439).all()
