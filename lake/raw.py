@@ -4,6 +4,7 @@ the ingest of one dataset for one day (and site) finds there (docs/raw-formats.m
     <raw>/<YYYY-MM-DD>/<site>/<folder>/<file>     a site's exports of the day
     <raw>/<YYYY-MM-DD>/_fleet/<folder>/<file>     fleet-wide exports (the asset register, exchange rates)
     <raw>/<market_price_file>                     hourly market prices, named by the inventory
+    <raw>/profiles/*.csv                          performance profiles, fleet-wide (every day reads them all)
 
 Which raw folders feed which dataset is the table `SOURCES` below (and `MARKET_PRICES_SOURCE`),
 and nowhere else. Every entry under a day's folder belongs to exactly one partition's listing
@@ -25,7 +26,7 @@ from lake.readers import relative_name, scan_csv_text, scan_parquet_files, scan_
 from lake.store import FLEET
 from transforms.contracts import CANONICAL
 from transforms.ingest import assets as assets_parsers
-from transforms.ingest import bills, fx_rates, market_prices, power, requests
+from transforms.ingest import bills, fx_rates, market_prices, power, profiles, requests
 
 # A reader: raw files -> lazy frame of their records. Keywords `unreadable` (a dict it fills with the
 # files it cannot read as their format, relative name -> why and the fix, left out) and `lossy` (a
@@ -84,6 +85,10 @@ SOURCES: tuple[Source, ...] = (
 # the files whole and keeps the day's hours (`transforms.ingest.market_prices.hours_of_day`).
 MARKET_PRICES_SOURCE = Source("market_prices", "prices", ("*.csv",), scan_csv_text,
                               market_prices.parse_market_price_csv)
+# Performance profiles are not delivered per day either: every `*.csv` directly in `<raw>/profiles/`,
+# read whole by every day's fleet-wide ingest (docs/raw-formats.md, "Performance profiles").
+PROFILES_SOURCE = Source("performance_profiles", "profiles", ("*.csv",), scan_csv_text,
+                         profiles.parse_canonical_profiles)
 
 
 def raw_folder(raw_root: Path, day: date, site: str | None) -> Path:
@@ -156,12 +161,13 @@ def _all_leaves(entry: Path) -> list[Path]:
     return [entry]
 
 
-def _folder_entries(folder_path: Path, folder: str, fleet: bool,
-                    roots: tuple[Path, ...]) -> Iterator[tuple[Path, Source | None, str | None]]:
+def _folder_entries(folder_path: Path, folder: str, fleet: bool, roots: tuple[Path, ...],
+                    sources: list[Source] | None = None) -> Iterator[tuple[Path, Source | None, str | None]]:
     """Each entry under a dataset folder (`<site>/requests/`): (path, the source that reads it,
     None) or (path, None, why it is ignored). Only files directly in the folder are read, by the
     source whose pattern matches the name exactly (names are case-sensitive)."""
-    sources = [s for s in SOURCES if s.folder == folder and _fleet_wide(s.dataset) == fleet]
+    if sources is None:
+        sources = [s for s in SOURCES if s.folder == folder and _fleet_wide(s.dataset) == fleet]
     patterns = sorted({pat for s in sources for pat in s.patterns})
     if folder_path.is_symlink() and (why := _outside(folder_path, roots)):
         yield folder_path, None, f"(folder `{folder}/`) {why}"
@@ -223,6 +229,8 @@ def raw_listing(dataset: str, raw_root: Path, day: date, site: str | None,
     raw_root = Path(raw_root)
     if dataset == MARKET_PRICES_SOURCE.dataset:
         return _price_listing(raw_root, price_files or {})
+    if dataset == PROFILES_SOURCE.dataset:
+        return _profile_listing(raw_root)
     day_dir = raw_root / day.isoformat()
     roots = (raw_root.resolve(), day_dir.resolve())
     fleet = site is None
@@ -261,6 +269,24 @@ def _price_listing(raw_root: Path, price_files: Mapping[str, Sequence[str]]) -> 
         else:
             read.append(path)
     out.sources = [(MARKET_PRICES_SOURCE, read)] if read else []
+    return out
+
+
+def _profile_listing(raw_root: Path) -> RawListing:
+    """The files of `<raw>/profiles/`: every `*.csv` directly in it is read; anything else there is
+    ignored, with why. No folder: no profile (capacity then comes from the telemetry alone)."""
+    out = RawListing()
+    folder = raw_root / PROFILES_SOURCE.folder
+    if not os.path.lexists(folder):
+        return out
+    read = []
+    for path, src, why in _folder_entries(folder, PROFILES_SOURCE.folder, True, (raw_root.resolve(),),
+                                          [PROFILES_SOURCE]):
+        if src is not None:
+            read.append(path)
+        else:
+            out.ignored[relative_name(path, raw_root)] = why
+    out.sources = [(PROFILES_SOURCE, read)] if read else []
     return out
 
 

@@ -27,7 +27,7 @@ from transforms.inventory import Inventory
 # (facility meters) belongs to the day its interval starts in: the 23:45-24:00 interval, stamped
 # at midnight, is the last of its day, not the first of the next.
 DAY_COLUMN = {"requests": "completed_at", "power_readings": "ts", "cost_lines": None, "assets": None,
-              "market_prices": None, "fx_rates": None}
+              "market_prices": None, "fx_rates": None, "performance_profiles": None}
 DAY_TIME = {"power_readings": pl.when(pl.col("interval_s").is_not_null())
             .then(pl.col("ts") - pl.duration(microseconds=(pl.col("interval_s") * 1e6).round(0).cast(pl.Int64)))
             .otherwise(pl.col("ts"))}

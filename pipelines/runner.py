@@ -226,7 +226,7 @@ def _leading_ingest(steps: list[Step]) -> int:
 # The assets of one `ingest_day_site` run, which parallel runs take one at a time.
 INGEST_ASSETS = ("requests", "power_readings", "cost_lines")
 # The fleet-wide ingest assets of `attribute_day`, run alone by `inferledger ingest`.
-FLEET_INGEST_ASSETS = ("asset_register", "market_prices", "fx_rates")
+FLEET_INGEST_ASSETS = ("asset_register", "market_prices", "fx_rates", "performance_profiles")
 
 
 def expand_steps(steps: list[Step], settings: Settings, parallel: int) -> list[Step]:

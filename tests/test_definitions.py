@@ -18,14 +18,14 @@ def test_definitions_load_and_graph_snapshot():
     defs = load_defs()
     graph = defs.resolve_asset_graph()
     keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
-    assert keys == ["asset_register", "cost_lines", "cost_marts", "fx_rates", "market_prices", "power_readings",
-                    "report", "request_costs", "requests", "warehouse"]
+    assert keys == ["asset_register", "cost_lines", "cost_marts", "fx_rates", "market_prices", "performance_profiles",
+                    "power_readings", "report", "request_costs", "requests", "warehouse"]
     assert graph.get(dg.AssetKey("report")).parent_keys == {dg.AssetKey("warehouse")}
     for name in ("requests", "power_readings", "cost_lines"):
         pd = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(pd, dg.MultiPartitionsDefinition)
         assert [d.name for d in pd.partitions_defs] == ["date", "site"]
-    for name in ("asset_register", "market_prices", "fx_rates"):  # fleet-wide inputs, by day
+    for name in ("asset_register", "market_prices", "fx_rates", "performance_profiles"):  # fleet-wide inputs, by day
         daily = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(daily, dg.DailyPartitionsDefinition) and daily.timezone == "UTC"
     assert isinstance(graph.get(dg.AssetKey("request_costs")).partitions_def, dg.DailyPartitionsDefinition)
@@ -37,14 +37,16 @@ def test_definitions_load_and_graph_snapshot():
     assert set(defs.resources) >= {"raw", "lake", "warehouse", "settings"}
     # The warehouse: day marts after the attribution, one unpartitioned publish after all days,
     # in the single-writer pool, with its SQL checks (error ones blocking).
-    assert graph.get(dg.AssetKey("cost_marts")).parent_keys == {dg.AssetKey("request_costs")}
+    # The capacity marts read the day's performance profiles (docs/capacity.md).
+    assert graph.get(dg.AssetKey("cost_marts")).parent_keys == {dg.AssetKey("request_costs"),
+                                                               dg.AssetKey("performance_profiles")}
     wh = graph.get(dg.AssetKey("warehouse"))
     assert wh.parent_keys == {dg.AssetKey("cost_marts")} and wh.partitions_def is None
     assert wh.pools == {"warehouse"}
     wh_checks = {k.name: graph.get(k) for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("warehouse")}
     assert {n for n, c in wh_checks.items() if c.blocking} == {
         "reconciliation_per_source_line", "marts_equal_sources", "marts_equal_request_facts",
-        "every_request_costed_once", "no_negative_costs", "pue_within_bounds"}
+        "every_request_costed_once", "no_negative_costs", "pue_within_bounds", "surplus_within_pool_cost"}
     assert {n for n, c in wh_checks.items() if not c.blocking} == {"freshness", "negative_energy_cost"}
 
 

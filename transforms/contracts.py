@@ -209,6 +209,33 @@ FX_RATES = Contract(
     ),
 )
 
+PROFILE_SOURCES = ("measured", "reference", "assumed")
+
+PERFORMANCE_PROFILES = Contract(
+    name="performance_profiles",
+    description="Performance profiles: one row per operating point of a (GPU model, model, GPUs per replica) at a "
+    "batch (requests in flight on one replica), from every `<raw>/profiles/*.csv` in the canonical profile layout "
+    "(docs/raw-formats.md; `inferledger import-profile` writes it from ML.ENERGY and Splitwise files). Fleet-wide, "
+    "not per day: the partition of day D holds the files as D's fleet-wide ingest read them.",
+    key=("gpu_model", "model", "gpus_per_replica", "batch"),
+    partition_by=("date",),
+    columns=(
+        _c("gpu_model", pl.String, "-", "GPU model as the inventory's pools name it (H100, H200, L40S, B200)."),
+        _c("model", pl.String, "-", "Model as request logs name it, or its Hugging Face id (matched lower-cased, "
+           "last path component; docs/capacity.md)."),
+        _c("gpus_per_replica", pl.Int32, "GPUs", "GPUs one replica runs on (a node of G GPUs runs "
+           "G // gpus_per_replica replicas)."),
+        _c("batch", pl.Int32, "requests", "Requests in flight on one replica at this operating point."),
+        _c("output_tokens_per_s", pl.Float64, "tokens/s", "Output tokens per second of one replica at this batch."),
+        _c("power_w", pl.Float64, "W", "Average power of the replica's GPUs together at this batch (no host)."),
+        _c("ttft_p95_s", pl.Float64, "s", "95th percentile time to first token at this batch.", True),
+        _c("itl_p95_ms", pl.Float64, "ms", "95th percentile inter-token latency at this batch.", True),
+        _c("source", pl.String, "-", "measured (the operator's benchmark), reference (a public benchmark) or "
+           "assumed (scaled from published specs; `basis` says how)."),
+        _c("basis", pl.String, "-", "Citation, or how an assumed profile was scaled.", True),
+    ),
+)
+
 QUARANTINE = Contract(
     name="quarantine",
     description="Every input row that did not become canonical data, with where it came from and "
@@ -253,5 +280,6 @@ INGEST_AUDIT = Contract(
     ),
 )
 
-CANONICAL = {c.name: c for c in (REQUESTS, POWER_READINGS, COST_LINES, ASSETS, MARKET_PRICES, FX_RATES)}
+CANONICAL = {c.name: c for c in (REQUESTS, POWER_READINGS, COST_LINES, ASSETS, MARKET_PRICES, FX_RATES,
+                                  PERFORMANCE_PROFILES)}
 ALL_CONTRACTS = {**CANONICAL, QUARANTINE.name: QUARANTINE, INGEST_AUDIT.name: INGEST_AUDIT}

@@ -53,6 +53,14 @@ class Pool(_Strict):
     site: str
     gpu_model: str
     tiers: list[str] = Field(description="Tiers this pool serves.")
+    # Capacity planning (docs/capacity.md): nodes needed = max(redundancy minimum, ceil(demand / (capacity per node
+    # x (1 - safety margin)))).
+    safety_margin: float = Field(0.2, ge=0, lt=1, description="Share of a node's capacity kept as headroom.")
+    redundancy_min_nodes: int = Field(1, ge=0, le=10_000, description="Nodes the pool keeps on whatever the load.")
+    capacity_min_samples: int = Field(30, ge=1, le=1_000_000, description="Node-minutes a load bucket needs before "
+                                      "its latency decides the pool's capacity.")
+    gpus_per_replica: int | None = Field(None, ge=1, le=64, description="GPUs one model replica runs on (default: "
+                                         "the smallest of the matching performance profiles' that fits a node).")
 
 
 class Node(_Strict):

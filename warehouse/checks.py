@@ -131,6 +131,14 @@ def checks(max_age_days: int = default("max_age_days"), today: date | None = Non
             "SELECT date, tier, energy_cost FROM cost_by_tier_day WHERE energy_cost < -1e-9 ORDER BY date, tier",
             severity="warning"),
         WarehouseCheck(
+            "surplus_within_pool_cost",
+            "Per pool and hour, each component of the over-provisioning (surplus) cost is at most the pool's cost of "
+            "that component (capacity_by_pool_hour; docs/capacity.md).",
+            "SELECT date, hour, pool_id, surplus_energy_cost, pool_energy_cost, surplus_amortization_cost, "
+            "pool_amortization_cost FROM capacity_by_pool_hour WHERE "
+            + " OR ".join(f"surplus_{c}_cost > pool_{c}_cost + {MONEY_TOLERANCE}"
+                          for c in ("energy", "amortization", "cloud", "fixed")) + " ORDER BY date, pool_id, hour"),
+        WarehouseCheck(
             "pue_within_bounds", f"Hourly PUE of every site within [{lo}, {hi}].",
             f"SELECT site_id, hour, pue, pue_method FROM site_energy_hour "
             f"WHERE pue < {lo} OR pue > {hi} OR pue IS NULL ORDER BY site_id, hour"),

@@ -8,6 +8,7 @@ means is `warehouse.tables`.
 
 from transforms.attribution.prices import J_PER_KWH
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE
+from warehouse.capacity import CAPACITY_SQL
 from warehouse.tables import DAILY
 
 # Attribution outputs a day's marts read, by the view name the SQL uses.
@@ -234,4 +235,5 @@ DAY_SQL["cost_by_tier_day"] = _TIER_DAY.format(
 TIER_DAY_BOUNDED_SQL = _TIER_DAY.format(
     p95_cte=f", p AS ({TIER_P95_SQL})", p95_join=" LEFT JOIN p ON p.tier = r.tier",
     ttft_p95="any_value(p.ttft_p95_s)", e2e_p95="any_value(p.e2e_p95_s)")
+DAY_SQL.update(CAPACITY_SQL)  # capacity_by_pool_hour, overprovisioning_by_pool_day, efficiency_by_model_pool_day
 assert set(DAY_SQL) == {t.name for t in DAILY}, "every daily table has its SQL"

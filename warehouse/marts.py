@@ -27,6 +27,7 @@ from lake.files import staging, write_text
 from lake.store import Lake
 from transforms.contracts import INGEST_AUDIT, QUARANTINE
 from transforms.inventory import Inventory
+from warehouse.capacity import register_capacity
 from warehouse.connection import DuckDBLimits, connect, memory_limit_bytes, run, sql_list, sql_string
 from warehouse.mart_sql import ATTRIBUTED, DAY_SQL, TIER_DAY_BOUNDED_SQL
 from warehouse.tables import DAILY
@@ -65,6 +66,7 @@ def _stat(path: Path) -> list[int]:
 
 def _day_sources(lake: Lake, day: date) -> dict[str, list[Path]]:
     files = {name: lake.partition_files(name, day) for name in ATTRIBUTED.values()}
+    files["performance_profiles"] = lake.partition_files("performance_profiles", day)
     for name in ("quarantine", "ingest_audit"):
         files[name] = [f for site in lake.sites(name, day) for f in lake.partition_files(name, day, site)]
     return files
@@ -121,7 +123,8 @@ def _duck_type(t: pl.DataType) -> str:
     return {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE"}.get(t, "VARCHAR")
 
 
-def _register_day(con: duckdb.DuckDBPyConnection, sources: dict[str, list[Path]], inventory: Inventory) -> None:
+def _register_day(con: duckdb.DuckDBPyConnection, sources: dict[str, list[Path]], inventory: Inventory,
+                  day: date) -> None:
     for view, name in ATTRIBUTED.items():
         run(con, f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({sql_list(sources[name])})")
     # A request in flight at midnight has a fact row in each day it touches: its money counts in
@@ -146,6 +149,7 @@ def _register_day(con: duckdb.DuckDBPyConnection, sources: dict[str, list[Path]]
     pools = pl.DataFrame([{"pool_id": p.id, "site_id": p.site, "gpu_model": p.gpu_model} for p in inventory.pools])
     con.register("tiers", tiers.to_arrow())
     con.register("pools", pools.to_arrow())
+    register_capacity(con, sources["request_costs"], sources["performance_profiles"], inventory, day)
 
 
 def build_day_marts(lake: Lake, day: date, inventory: Inventory, *, limits: DuckDBLimits | None = None) -> DayMarts:
@@ -164,7 +168,7 @@ def build_day_marts(lake: Lake, day: date, inventory: Inventory, *, limits: Duck
     out = DayMarts(day)
     con = connect(limits=limits)
     try:
-        _register_day(con, sources, inventory)
+        _register_day(con, sources, inventory, day)
         params = {"day": day, "currency": inventory.currency}
         # Every table is written beside its file first; they replace the day's marts together,
         # then the manifest (written last: a build killed half way is `missing`).

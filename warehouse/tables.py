@@ -7,7 +7,7 @@ Money is in the reporting currency named by each row's `currency`; energy in kWh
 """
 
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
-from warehouse.table import Table, commented, energy_shares, with_restatement_tables
+from warehouse.table import Table, commented, energy_shares, with_capacity_tables, with_restatement_tables
 
 MONEY = "in the reporting currency"
 
@@ -22,7 +22,7 @@ _COSTS = {
     "egress_cost": f"Cloud data transfer charges, by response bytes, {MONEY}.",
 }
 
-TABLES: list[Table] = with_restatement_tables([
+TABLES: list[Table] = with_capacity_tables(with_restatement_tables([
     Table(
         "request_costs",
         "One row per request and day it touched (one in each for a request in flight at midnight, with that "
@@ -394,7 +394,7 @@ TABLES: list[Table] = with_restatement_tables([
          "inferledger_version": "Version of the code that published it."},
         group="about",
     ),
-])
+]))
 
 BY_NAME = {t.name: t for t in TABLES}
 DAILY = [t for t in TABLES if t.daily]

@@ -10,6 +10,7 @@
     inferledger sql      [-c SQL | FILE.sql] [--warehouse FILE] [--out FILE.csv|.parquet [--force]] [--timeout S]
     inferledger demo     [--date D] [--requests N]
     inferledger report   [--date D] [--days N] [--out FILE.html] [--warehouse FILE]
+    inferledger import-profile mlenergy|splitwise FILE [--out CSV] [--raw DIR]
 
 The settings are resolved once, here (settings/): the environment's, else the declared defaults,
 then the command's flags. One module per group of commands: `pipeline` (simulate, ingest,

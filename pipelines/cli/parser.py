@@ -115,6 +115,13 @@ def _warehouse(sub, s: Settings) -> None:
     p.add_argument("--raw", default=str(s.raw), help="(--out never writes inside it)")
     p.add_argument("--max-rows", type=int, default=50, help="rows printed per result (default 50)")
 
+    p = _command(sub, "import-profile", "profiles:cmd_import_profile",
+                 "write a public performance profile (ML.ENERGY v3 JSON, Splitwise CSV) as a canonical profile CSV")
+    p.add_argument("format", choices=("mlenergy", "splitwise"))
+    p.add_argument("file", help="the ML.ENERGY leaderboard task JSON, or Splitwise's perf_model.csv")
+    p.add_argument("--out", default=None, help="canonical CSV to write (default <raw>/profiles/<format>.csv)")
+    _paths(p, s, "raw")
+
     p = _command(sub, "report", "publishing:cmd_report",
                  "write the morning report (one self-contained HTML file) from the warehouse")
     p.add_argument("--date", type=_day, default=None, help="the report day (default: the last published day)")

@@ -43,7 +43,8 @@ LOST_SHARE = 0.5
 DUPLICATE = "exact_duplicate"
 NO_READING = ("sensor_not_supported", "sensor_no_reading")
 NOT_LOST = (DUPLICATE, *NO_READING)
-DATASETS = ("requests", "power_readings", "cost_lines", "assets", "market_prices", "fx_rates")
+DATASETS = ("requests", "power_readings", "cost_lines", "assets", "market_prices", "fx_rates",
+            "performance_profiles")
 UTC_TEXT = "%Y-%m-%dT%H:%M:%SZ"
 
 

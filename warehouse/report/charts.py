@@ -68,6 +68,26 @@ def idle_share_by_pool_hour(df: pl.DataFrame, cur: str) -> alt.Chart:
     ).properties(width=max(WIDTH, 18 * hours), height=max(120, 40 * df["pool_id"].n_unique()))
 
 
+def utilization_by_pool_hour(df: pl.DataFrame, cur: str) -> alt.Chart:
+    hours = df["hour"].n_unique()
+    return alt.Chart(df).mark_rect().encode(
+        x=alt.X("utcyearmonthdatehours(hour):O", title="Hour (UTC)",
+                axis=alt.Axis(format="%H:00" if hours <= 24 else "%d %b %H:00", labelAngle=-45, labelOverlap=True)),
+        y=alt.Y("pool_id:N", title="Pool"),
+        color=alt.Color("utilization:Q", title="Utilization (served load / capacity, %)",
+                        scale=alt.Scale(scheme="blues", domain=[0, 1], clamp=True), legend=alt.Legend(format=SHARE)),
+        tooltip=[alt.Tooltip("utcyearmonthdatehours(hour):T", title="hour (UTC)", format="%Y-%m-%d %H:00"), "pool_id:N",
+                 alt.Tooltip("utilization:Q", title="utilization", format=".1%"),
+                 alt.Tooltip("capacity_source:N", title="capacity from"),
+                 alt.Tooltip("demand_output_tokens_per_s:Q", title="demand (output tokens/s)", format=",.1f"),
+                 alt.Tooltip("capacity_output_tokens_per_s_per_node:Q", title="capacity per node (tokens/s)",
+                             format=",.1f"),
+                 alt.Tooltip("nodes_powered:Q", title="nodes powered", format=",.2f"),
+                 alt.Tooltip("nodes_needed:Q", title="nodes needed", format=",d"),
+                 alt.Tooltip("surplus_cost:Q", title=f"surplus cost ({cur})", format=MONEY)],
+    ).properties(width=max(WIDTH, 18 * hours), height=max(120, 40 * df["pool_id"].n_unique()))
+
+
 def energy_per_token_by_model_pool(df: pl.DataFrame, cur: str) -> alt.Chart:
     return alt.Chart(df).mark_bar().encode(
         y=alt.Y("model:N", title="Model"),
@@ -175,6 +195,12 @@ CHARTS = {
     "idle-share-heatmap": ("idle_share_by_pool_hour", idle_share_by_pool_hour,
                            "Idle cost share by pool and hour",
                            "Share of each pool's capacity cost spent in node-slots with no request running."),
+    "capacity-utilization": ("utilization_by_pool_hour", utilization_by_pool_hour,
+                             "Capacity: utilization by pool and hour, and over-provisioning",
+                             "Served output tokens/s / (capacity per node at the strictest objective of the tiers "
+                             "served x nodes powered). Blank cells: capacity unknown (no profile, no knee in the "
+                             "telemetry); never invented. Not the idle share above: a node running one request "
+                             "where it could batch sixty is busy, yet mostly surplus."),
     "energy-per-token": ("energy_per_token_by_model_pool", energy_per_token_by_model_pool,
                          "Energy per output token by model and pool",
                          "IT + facility overhead energy attributed to requests / output tokens."),

@@ -97,6 +97,13 @@ def _headlines(con: duckdb.DuckDBPyConnection, day: date, checks: list[CheckOutc
                   (SELECT coalesce(sum(amount), 0) FROM unattributed_costs WHERE date = $d)""", params=p).fetchall()[0]
     (quarantined,) = con.sql("SELECT coalesce(sum(rows), 0) FROM quarantine_summary WHERE date = $d",
                              params=p).fetchall()[0]
+    surplus, pool_cost, unknown = con.sql(
+        "SELECT sum(surplus_cost), sum(pool_cost) FILTER (WHERE surplus_cost IS NOT NULL), "
+        "count(*) FILTER (WHERE capacity_unknown_hours > 0) FROM overprovisioning_by_pool_day WHERE date = $d",
+        params=p).fetchall()[0]
+    surplus_share_text = (f"{surplus / pool_cost:.1%} of those pools' cost" if surplus is not None and pool_cost
+                          else "no pool with a known capacity") + (f"; {unknown} pool(s) of unknown capacity"
+                                                                   if unknown else "")
 
     def ratio(a, b, scale=1.0):
         return None if a is None or not b else a / b * scale
@@ -104,19 +111,24 @@ def _headlines(con: duckdb.DuckDBPyConnection, day: date, checks: list[CheckOutc
     failed = [c for c in checks if not c.passed and c.severity == "error"]
     warned = [c for c in checks if not c.passed and c.severity != "error"]
     return [
-        Headline("requests", "Requests", req, "count", "all statuses"),
-        Headline("fully_loaded_cost", "Fully loaded cost", loaded, "money", "direct + idle share"),
-        Headline("cost_per_query", "Cost per query", ratio(loaded, req), "money_small", "fully loaded"),
-        Headline("cost_per_m_tokens", "Cost per M tokens", ratio(loaded, tokens, 1e6), "money",
-                 "fully loaded, input + output"),
-        Headline("direct_cost", "Direct cost", direct, "money", "energy, hardware, cloud, fixed, egress"),
-        Headline("revenue", "Revenue", revenue, "money", "list price x tokens of ok requests"),
-        Headline("gross_margin", "Gross margin", margin, "money", "revenue - fully loaded cost"),
+        Headline("requests", "Requests, whole day", req, "count", "all statuses"),
+        Headline("fully_loaded_cost", "Fully loaded cost, whole day", loaded, "money",
+                 "all requests of the day: direct + idle share"),
+        Headline("cost_per_query", "Fully loaded cost per query", ratio(loaded, req), "money_small",
+                 "the day's fully loaded cost / its requests"),
+        Headline("cost_per_m_tokens", "Fully loaded cost per M tokens", ratio(loaded, tokens, 1e6), "money",
+                 "per million input + output tokens"),
+        Headline("direct_cost", "Direct cost, whole day", direct, "money",
+                 "all requests of the day: energy, hardware, cloud, fixed, egress"),
+        Headline("revenue", "Revenue, whole day", revenue, "money", "list price x tokens of ok requests"),
+        Headline("gross_margin", "Gross margin, whole day", margin, "money", "revenue - fully loaded cost"),
         Headline("gross_margin_pct", "Gross margin %", ratio(margin, revenue), "share", "of revenue"),
-        Headline("idle_cost_share", "Idle cost share", ratio(idle_cost, slot_cost), "share",
-                 "of capacity cost in idle node-slots"),
+        Headline("idle_cost_share", "No-request (idle) cost share", ratio(idle_cost, slot_cost), "share",
+                 "capacity cost in node-slots with no request running (not the surplus: see Capacity)"),
+        Headline("surplus_cost", "Over-provisioning cost, whole day", surplus, "money",
+                 f"surplus nodes beyond those the load needed; {surplus_share_text}"),
         Headline("pue", "PUE", ratio(facility_kwh, it_kwh), "number", "facility / IT energy, all sites"),
-        Headline("facility_energy_kwh", "Facility energy", facility_kwh, "kwh", "IT + overhead, all sites"),
+        Headline("facility_energy_kwh", "Facility energy, whole day", facility_kwh, "kwh", "IT + overhead, all sites"),
         Headline("j_per_output_token", "Energy per output token", ratio(req_kwh, out_tokens, J_PER_KWH), "joules",
                  "IT + overhead attributed to requests"),
         Headline("reconciliation_exceptions", "Reconciliation exceptions", exceptions, "count",
@@ -156,6 +168,28 @@ QUERIES = {
                CASE WHEN sum(energy_estimated_share * energy_kwh) / nullif(sum(energy_kwh), 0) > 0.5
                     THEN 'estimated' ELSE '' END AS energy_flag
         FROM cost_by_model_pool_day WHERE date BETWEEN $lo AND $hi GROUP BY model, pool_id ORDER BY model, pool_id""",
+    "utilization_by_pool_hour": """
+        SELECT strftime(hour, '%Y-%m-%dT%H:%M:%SZ') AS hour, pool_id, utilization, capacity_source,
+               demand_output_tokens_per_s, capacity_output_tokens_per_s_per_node, nodes_powered, nodes_needed,
+               surplus_nodes, surplus_cost
+        FROM capacity_by_pool_hour WHERE date BETWEEN $lo AND $hi ORDER BY hour, pool_id""",
+    "overprovisioning_by_pool": """
+        SELECT o.pool_id, string_agg(DISTINCT o.capacity_source, ', ' ORDER BY o.capacity_source) AS capacity_source,
+               sum(o.node_hours_powered) AS node_hours_powered, sum(o.node_hours_needed) AS node_hours_needed,
+               sum(o.surplus_node_hours) AS surplus_node_hours, sum(o.surplus_cost) AS surplus_cost,
+               sum(o.pool_cost) AS pool_cost, sum(o.surplus_cost) / nullif(sum(o.pool_cost), 0) AS surplus_cost_share,
+               sum(i.idle_cost) AS no_request_idle_cost, sum(o.capacity_unknown_hours)::BIGINT AS unknown_hours
+        FROM overprovisioning_by_pool_day o
+        LEFT JOIN idle_by_pool_day i ON i.date = o.date AND i.pool_id = o.pool_id
+        WHERE o.date BETWEEN $lo AND $hi GROUP BY o.pool_id ORDER BY surplus_cost DESC NULLS LAST, o.pool_id""",
+    "efficiency_vs_profile": """
+        SELECT model, pool_id, sum(output_tokens)::BIGINT AS output_tokens,
+               sum(observed_batch * output_tokens) / nullif(sum(output_tokens), 0) AS observed_batch,
+               sum(measured_it_j_per_output_token * output_tokens) / nullif(sum(output_tokens), 0) AS measured_j,
+               sum(profile_j_per_output_token * output_tokens) / nullif(sum(output_tokens), 0) AS profile_j,
+               string_agg(DISTINCT profile_source || ' (' || profile_point || ')', ', ') AS profile
+        FROM efficiency_by_model_pool_day WHERE date BETWEEN $lo AND $hi GROUP BY model, pool_id
+        ORDER BY model, pool_id""",
     "pue_by_site_hour": """
         SELECT strftime(hour, '%Y-%m-%dT%H:%M:%SZ') AS hour, site_id, pue, pue_method, it_energy_kwh,
                facility_energy_kwh

@@ -174,7 +174,7 @@ def _expectations(expectations: pl.DataFrame | None, cur: str) -> str:
             + table(failed, cur, empty="every expectation passed", table_id="expectations-failed"))
 
 
-WIDE = {"reconciliation", "quarantine"}  # sections with wide tables span both columns
+WIDE = {"reconciliation", "quarantine", "capacity-utilization"}  # sections with wide tables span both columns
 
 
 def _chart_sections(data: ReportData, specs: dict[str, dict]) -> str:
@@ -208,6 +208,14 @@ def _after_chart(chart_id: str, data: ReportData) -> str:
                 + table(exc, cur, empty="none", table_id="reconciliation-exceptions")
                 + "<h3>Unattributed cost lines (matched no node, request or site)</h3>"
                 + table(f["unattributed"], cur, empty="none", table_id="unattributed-lines"))
+    if chart_id == "capacity-utilization":
+        return ("<h3>Over-provisioning cost by pool (surplus nodes x their idle energy, amortization, rent and fixed "
+                "cost)</h3>" + table(f["overprovisioning_by_pool"], cur, empty="no pool", table_id="overprovisioning")
+                + "<h3>Energy per output token: measured (IT, whole node) vs the performance profile at the observed "
+                "batch</h3>" + table(f["efficiency_vs_profile"], cur, empty="no request", table_id="efficiency")
+                + '<p class="note">Capacity source: telemetry (knee seen), telemetry_lower_bound (no miss seen: '
+                "needed nodes overstated, surplus understated), profile_* (performance profile), unknown. "
+                "docs/capacity.md.</p>")
     if chart_id == "energy-per-token":
         e = f["energy_per_token_by_model_pool"].select("model", "pool_id", "output_tokens", "j_per_output_token",
                                                        "energy_estimated_share", "energy_flag")

@@ -3,7 +3,7 @@ key, and the graph mixes day x site, day, and unpartitioned assets.
 
     ingest_day_site   requests, power_readings, cost_lines     one run per (date, site); sites in parallel
     attribute_day     asset_register, market_prices, fx_rates,   one run per date
-                      request_costs, cost_marts
+                      performance_profiles, request_costs, cost_marts
     publish_warehouse warehouse, report                       one run for every attributed day
 
 Each job carries its assets' checks; a failing blocking check stops the assets downstream of it.
@@ -19,7 +19,7 @@ ingest_day_site = dg.define_asset_job(
 
 attribute_day = dg.define_asset_job(
     "attribute_day", selection=dg.AssetSelection.assets("asset_register", "market_prices", "fx_rates",
-                                                        "request_costs", "cost_marts"),
+                                                        "performance_profiles", "request_costs", "cost_marts"),
     partitions_def=daily, description="Attribute one day's costs (all sites) and build its marts.")
 
 publish_warehouse = dg.define_asset_job(

@@ -23,7 +23,7 @@ def _check_result(o: CheckOutcome) -> dg.AssetCheckResult:
 
 @dg.asset(
     partitions_def=daily,
-    deps=["request_costs"],
+    deps=["request_costs", "performance_profiles"],
     kinds={"duckdb", "parquet"},
     group_name="warehouse",
 )
