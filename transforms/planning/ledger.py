@@ -92,7 +92,7 @@ def _demand(frames: LedgerFrames) -> tuple[pl.LazyFrame, pl.LazyFrame]:
 
 def _capacity(frames: LedgerFrames, options: PlanOptions, sites: pl.LazyFrame) -> pl.LazyFrame:
     """One operating point per (pool, model served there): the pool's smallest known capacity per
-    node over the window (the strictest hour), at the strictest objectives of the tiers it served
+    node over the window (the strictest hour), or the most tokens/s per node observed if higher, at the strictest objectives of the tiers it served
     less the round trip to those tiers' users, so those tiers qualify again and a stricter or
     farther tier does not."""
     tiers = pl.LazyFrame([{"tier": t.name, "ttft": t.ttft_p95_s, "e2e": t.e2e_p95_s,
@@ -101,8 +101,19 @@ def _capacity(frames: LedgerFrames, options: PlanOptions, sites: pl.LazyFrame) -
     rtt = pl.LazyFrame([{"site": s, "users": u, "rtt_s": ms / 1000.0}
                         for s, row in options.round_trips_ms.items() for u, ms in row.items()],
                        schema={"site": pl.String, "users": pl.String, "rtt_s": pl.Float64})
-    cap = (frames.pool_hours.filter(pl.col("capacity") > 0).group_by("pool")
-           .agg(output_tokens_per_s=pl.col("capacity").min()))
+    known = (frames.pool_hours.filter(pl.col("capacity") > 0).group_by("pool")
+             .agg(known=pl.col("capacity").min()))
+    observed = (frames.traffic.group_by("pool", "hour").agg(tokens=pl.col("output_tokens").sum())
+                .join(frames.pool_hours.filter(pl.col("nodes_on") > 0), on=["pool", "hour"])
+                .group_by("pool").agg(observed=(pl.col("tokens") / 3600.0 / pl.col("nodes_on")).max()))
+    # Never below what the pool was seen to serve: the most output tokens/s per node on the pool in
+    # an hour of the window (it met its tiers then, as the marts' objectives say, or the ledger would
+    # show misses). It stands in for an unknown capacity (docs/capacity.md: nothing invented, a
+    # figure the pool is known to sustain) and lifts a lower bound the window itself exceeded; so
+    # the actual routing is always feasible in the plan's program.
+    cap = (known.join(observed, on="pool", how="full", coalesce=True)
+           .select("pool", output_tokens_per_s=pl.max_horizontal("known", "observed"))
+           .filter(pl.col("output_tokens_per_s") > 0))
     bound = (frames.traffic.select("pool", "tier").unique().join(sites, on="pool").join(tiers, on="tier")
              .join(rtt, on=["site", "users"], how="left")
              .with_columns(ttft_p95_s=pl.col("ttft") - pl.col("rtt_s").fill_null(0.0) - POINT_SLACK_S,
