@@ -22,7 +22,7 @@ import polars as pl
 from transforms.contracts import UTC_US
 from transforms.planning.costs import calibrate
 from transforms.planning.inputs import PlanInputError, PlanInputs, Pool, Site, Tier
-from transforms.planning.options import PlanOptions
+from transforms.planning.options import Candidate, PlanOptions
 
 POOL_HOURS_SCHEMA = pl.Schema({"pool": pl.String, "hour": UTC_US, "nodes_on": pl.Float64, "capacity": pl.Float64,
                                "capacity_source": pl.String, "redundancy_min": pl.Int64, "it_kwh": pl.Float64,
@@ -92,7 +92,8 @@ def _demand(frames: LedgerFrames) -> tuple[pl.LazyFrame, pl.LazyFrame]:
 
 def _capacity(frames: LedgerFrames, options: PlanOptions, sites: pl.LazyFrame) -> pl.LazyFrame:
     """One operating point per (pool, model served there): the pool's smallest known capacity per
-    node over the window (the strictest hour), or the most tokens/s per node observed if higher, at the strictest objectives of the tiers it served
+    node over the window (the strictest hour), or the most tokens/s per node observed if higher,
+    at the strictest objectives of the tiers it served
     less the round trip to those tiers' users, so those tiers qualify again and a stricter or
     farther tier does not."""
     tiers = pl.LazyFrame([{"tier": t.name, "ttft": t.ttft_p95_s, "e2e": t.e2e_p95_s,
@@ -253,3 +254,20 @@ def calibration_verdict(table: pl.DataFrame) -> str:
         parts.append(f"{pool} {worst['pool_error']:+.1%} (mostly {worst['component']}: model "
                      f"{worst['model_cost']:.2f} vs ledger {worst['ledger_cost']:.2f})")
     return "NOT calibrated: " + "; ".join(parts) + " — savings are not to be trusted"
+
+
+def with_candidates(inputs: PlanInputs, candidates: tuple[Candidate, ...]) -> PlanInputs:
+    """The fleet horizon's inputs with the options' candidate hardware added as pools, each with the
+    capacity points of the existing pool it is `capacity_like`, at a site of the fleet (its price)."""
+    if not candidates:
+        return inputs
+    sites = {s.name for s in inputs.sites}
+    for c in candidates:
+        if c.option.site not in sites:
+            raise PlanInputError(f"candidate {c.option.name!r}: site {c.option.site!r} has no energy price in the "
+                                 f"ledger; place it at one of {sorted(sites)}")
+    like = pl.LazyFrame({"like": [c.capacity_like for c in candidates], "name": [c.option.name for c in candidates]})
+    extra = (inputs.capacity.join(like, left_on="pool", right_on="like")
+             .with_columns(pool=pl.col("name")).select(inputs.capacity.collect_schema().names()))
+    return inputs.with_(pools=inputs.pools + tuple(c.option.as_pool() for c in candidates),
+                        capacity=pl.concat([inputs.capacity, extra]))
