@@ -11,11 +11,12 @@
     inferledger demo     [--date D] [--requests N]
     inferledger report   [--date D] [--days N] [--out FILE.html] [--warehouse FILE]
     inferledger import-profile mlenergy|splitwise FILE [--out CSV] [--raw DIR]
+    inferledger plan     --date D | --window D1..D2 [--horizon day|fleet] [--options FILE] [--what-if "..."]
 
 The settings are resolved once, here (settings/): the environment's, else the declared defaults,
 then the command's flags. One module per group of commands: `pipeline` (simulate, ingest,
-attribute, demo, run), `backfill`, `quality` (check-data), `publishing` (publish, report), `sql`;
-`parser` declares the flags, `runs` runs the Dagster jobs, `output` prints.
+attribute, demo, run), `backfill`, `quality` (check-data), `publishing` (publish, report), `sql`,
+`planning` (plan); `parser` declares the flags, `runs` runs the Dagster jobs, `output` prints.
 
 `ingest` materializes the real Dagster ingest assets for one day (every site of the
 inventory, then the fleet-wide asset register and market prices) in-process, without the UI, and exits
