@@ -28,6 +28,7 @@ from pipelines.cli.planning import EXAMPLE_OPTIONS
 from tests.test_capacity_marts import DAY, INVENTORY, build
 from transforms.inventory import parse_inventory
 from transforms.planning import PlanInputError, plan
+from transforms.planning.backtest import backtest
 from transforms.planning.ledger import calibration, calibration_verdict, from_ledger
 from transforms.planning.options import PlanOptionsError, check_against, parse_options
 from warehouse.plan_inputs import ledger_frames
@@ -154,3 +155,22 @@ def test_demo_day_calibrates_within_5_percent(demo_warehouse, tmp_path):
     assert table["within"].all(), calibration_verdict(table)
     assert main(["plan", "--date", str(demo_warehouse["day"]), "--lake", str(demo_warehouse["lake"]),
                  "--raw", str(demo_warehouse["raw"]), "--out", str(tmp_path / "plans.duckdb")]) == 0
+
+
+def test_backtest_on_the_same_day_reproduces_the_plan(data):
+    # trained and tested on the hand day: nodes per hour of day prem 2 (10 h), 3 (11 h), std 1, 1;
+    # the plan's routing on the same demand: cost 3.182 (as the plan), no miss; today 4.40, ledger 4.40
+    result = backtest(plan(data.inputs), data)
+    assert result.nodes_by_hour_of_day.sort("pool", "hour_of_day")["nodes_on"].to_list() == [2, 3, 1, 1]
+    assert (result.planned_cost, result.today_cost, result.ledger_cost) == pytest.approx((3.182, 4.4, 4.4))
+    assert result.savings == pytest.approx(1.218) and result.misses.is_empty() and result.fallback_rows == 0
+
+
+def test_backtest_counts_objective_misses(data):
+    # the test window's demand 1.5 x the training's: prem 3,600 and 6,000 tokens/s = 2.25 and 3.75
+    # node-equivalents on the 2 and 3 nodes planned: two misses; std 450 / 600 = 0.75 <= 1: none
+    test = replace(data, inputs=data.inputs.with_(
+        demand=data.inputs.demand.with_columns(pl.col("output_tokens_per_s") * 1.5)))
+    result = backtest(plan(data.inputs), test)
+    assert result.misses.sort("hour")["pool"].to_list() == ["prem", "prem"]
+    assert result.misses.sort("hour")["busy_nodes"].to_list() == pytest.approx([2.25, 3.75])
