@@ -138,6 +138,8 @@ def _planning(sub, s: Settings) -> None:
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--date", type=_day, help="one published day")
     when.add_argument("--window", help="published days D1..D2 (inclusive)")
+    when.add_argument("--train", help="backtest: plan on the days D1..D2, score on --test")
+    p.add_argument("--test", help="backtest: the later days D3..D4 the plan is scored on")
     p.add_argument("--options", default=None, help="plan options YAML (default: the demo fleet's example, "
                    "fleetsim/plan_options.yaml; docs/planning.md, \"Options\")")
     p.add_argument("--what-if", dest="what_if", default=None, help='e.g. "standard -> pool cloud-h100"')

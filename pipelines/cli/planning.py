@@ -19,6 +19,7 @@ from pipelines.cli.output import console, print_frame
 from settings import Settings
 from transforms.inventory import InventoryError
 from transforms.planning import PlanInfeasible, PlanInputError, WhatIfError, calibrate, plan, what_if
+from transforms.planning.backtest import backtest
 from transforms.planning.ledger import calibration, calibration_verdict, from_ledger, with_candidates
 from transforms.planning.options import PlanOptionsError, check_against, parse_options
 from warehouse.connection import connect
@@ -46,16 +47,9 @@ def _window(args) -> tuple[date, date]:
 
 
 def _load(args, settings: Settings):
-    options_file = Path(args.options) if args.options else EXAMPLE_OPTIONS
-    if not options_file.is_file():
-        raise PlanOptionsError(f"{options_file}: options file not found; pass --options FILE "
-                               f"(an example: {EXAMPLE_OPTIONS})")
-    options = parse_options(options_file.read_text(), str(options_file))
-    inventory = load_inventory(inventory_path(settings.raw, settings.inventory))
+    options, inventory = _options_and_inventory(args, settings)
     first, last = _window(args)
     frames = ledger_frames(settings.lake, inventory, first, last)
-    check_against(options, str(options_file), {t.id for t in inventory.tiers}, {s.id for s in inventory.sites},
-                  {p.id for p in inventory.pools})
     today = from_ledger(frames, options, "day")  # calibration: the actual fleet, the actual demand
     planned = today
     if args.horizon == "fleet":
@@ -77,7 +71,50 @@ def _per_pool(data, today: pl.DataFrame, made) -> pl.DataFrame:
             .sort("pool"))
 
 
+def _options_and_inventory(args, settings: Settings):
+    options_file = Path(args.options) if args.options else EXAMPLE_OPTIONS
+    if not options_file.is_file():
+        raise PlanOptionsError(f"{options_file}: options file not found; pass --options FILE "
+                               f"(an example: {EXAMPLE_OPTIONS})")
+    options = parse_options(options_file.read_text(), str(options_file))
+    inventory = load_inventory(inventory_path(settings.raw, settings.inventory))
+    check_against(options, str(options_file), {t.id for t in inventory.tiers}, {s.id for s in inventory.sites},
+                  {p.id for p in inventory.pools})
+    return options, inventory
+
+
+def cmd_backtest(args, settings: Settings) -> int:
+    """`--train D1..D2 --test D3..D4`: the day plan of the training days scored on the test days."""
+    out, err = console(), console(stderr=True)
+    try:
+        if not args.test:
+            raise PlanInputError("--train needs --test D3..D4 (the later days the plan is scored on)")
+        options, inventory = _options_and_inventory(args, settings)
+        train = from_ledger(ledger_frames(settings.lake, inventory, *parse_window(args.train)), options)
+        test = from_ledger(ledger_frames(settings.lake, inventory, *parse_window(args.test)), options)
+        made = plan(train.inputs)
+        result = backtest(made, test)
+    except (PlanInputError, PlanOptionsError, InventoryError, PlanInfeasible) as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        return 1
+    per_pool = (result.costs.group_by("pool").agg(node_hours_planned=pl.col("nodes_on").sum(),
+                                                  cost_planned=pl.col("total_cost").sum())
+                .join(result.misses.group_by("pool").agg(objective_misses=pl.len()), on="pool", how="left")
+                .with_columns(pl.col("objective_misses").fill_null(0)).sort("pool"))
+    print_frame(per_pool, out, title=f"backtest: plan of {args.train} scored on {args.test}")
+    out.print(f"test window: ledger {result.ledger_cost:,.2f}, cost model on the actual fleet "
+              f"{result.today_cost:,.2f}, "
+              f"plan {result.planned_cost:,.2f}: savings {result.savings:,.2f}; objective misses "
+              f"{result.misses.height} pool-hour(s); {result.fallback_rows} demand row(s) routed as actually "
+              f"(unseen in training)", markup=False)
+    out.print("training: " + calibration_verdict(calibration(train)), markup=False)
+    out.print("test: " + calibration_verdict(calibration(test)), markup=False)
+    return 0
+
+
 def cmd_plan(args, settings: Settings) -> int:
+    if args.train:
+        return cmd_backtest(args, settings)
     out, err = console(), console(stderr=True)
     try:
         data, planned, (first, last) = _load(args, settings)
