@@ -112,11 +112,21 @@ def test_cli_plan_writes_the_tables(lake, tmp_path):
                  str(tmp_path / "inventory.yaml"), "--options", str(tmp_path / "opts.yaml"), "--out", str(out)]) == 0
     with duckdb.connect(str(out), read_only=True) as con:
         summary = dict(con.execute("SELECT component, [planned_cost, today_cost, savings] FROM plan_summary "
-                                   "WHERE run_id = 'day-2026-03-10-2026-03-10'").fetchall())
+                                   "WHERE run_id = 'day-2026-03-10-2026-03-10' AND tier = 'ALL'").fetchall())
         runs = con.execute("SELECT horizon, objective, binds_redundancy FROM plan_runs").fetchall()
     assert summary["total_cost"] == pytest.approx([3.182, 4.4, 1.218])
     assert summary["amortization_cost"] == [0.0, 0.0, 0.0]  # sunk in the day horizon
     assert runs == [("day", pytest.approx(3.182), 1)]  # std at 11:00 held at its minimum with no load
+    with duckdb.connect(str(out), read_only=True) as con:
+        tiers = {r[0]: r[1:] for r in con.execute(
+            "SELECT tier, planned_cost, today_cost, requests, planned_cost_per_query, today_cost_per_query, "
+            "objective_risk FROM plan_summary WHERE component = 'total_cost'").fetchall()}
+    # premium: 4 nodes x 60 min x (36 + 60) = 23,040 requests, the whole of prem: 2.95 planned, 4.00 today;
+    # standard: 2 x 60 x 36 = 4,320 requests, the whole of std: 0.232 planned, 0.40 today. No pool-hour of
+    # the plan at capacity (1.5 of 2 nodes, 2.5 of 3, 0.5 of 1): objective risk 0
+    assert tiers["premium"] == pytest.approx((2.95, 4.0, 23040, 2.95 / 23040, 4.0 / 23040, 0.0))
+    assert tiers["standard"] == pytest.approx((0.232, 0.4, 4320, 0.232 / 4320, 0.4 / 4320, 0.0))
+    assert tiers["ALL"][:3] == pytest.approx((3.182, 4.4, 27360))
 
 
 def test_a_day_without_marts_is_refused_naming_the_file(lake):

@@ -64,7 +64,7 @@ def _traffic(files: dict[str, list[Path]], days: list[date]) -> pl.LazyFrame:
     return (pl.scan_parquet(files["request_costs"])
             .filter(pl.col("completed_at").dt.date().is_in(days))
             .group_by(hour.alias("hour"), "tier", "model", pool="pool_id")
-            .agg(output_tokens=pl.col("output_tokens").sum().cast(pl.Float64),
+            .agg(requests=pl.len().cast(pl.Int64), output_tokens=pl.col("output_tokens").sum().cast(pl.Float64),
                  response_bytes=pl.col("response_bytes").sum().cast(pl.Float64),
                  egress_cost=pl.col("egress_cost").sum())
             .select(list(TRAFFIC_SCHEMA)).cast(dict(TRAFFIC_SCHEMA)))

@@ -22,6 +22,7 @@ from transforms.planning import PlanInfeasible, PlanInputError, WhatIfError, cal
 from transforms.planning.backtest import backtest
 from transforms.planning.ledger import calibration, calibration_verdict, from_ledger, with_candidates
 from transforms.planning.options import PlanOptionsError, check_against, parse_options
+from transforms.planning.tiers import cost_by_tier
 from warehouse.connection import connect
 from warehouse.plan_inputs import ledger_frames
 from warehouse.plan_tables import PlanRun, write_plan
@@ -142,7 +143,8 @@ def cmd_plan(args, settings: Settings) -> int:
     plans.parent.mkdir(parents=True, exist_ok=True)
     con = connect(str(plans))
     try:
-        write_plan(con, made, PlanRun(run_id, datetime.now(UTC), args.what_if, today_by))
+        write_plan(con, made, PlanRun(run_id, datetime.now(UTC), args.what_if, today_by,
+                                      _tiers(data, planned, made, today)))
     finally:
         con.close()
     print_frame(_per_pool(data, today, made), out,
@@ -160,6 +162,15 @@ def cmd_plan(args, settings: Settings) -> int:
     out.print(verdict, markup=False)
     out.print(f"plan tables written to {plans.resolve()} (run_id {run_id})", markup=False)
     return 0
+
+
+def _tiers(data, planned, made, today: pl.DataFrame) -> pl.DataFrame:
+    """Per tier and component: planned and today's cost, requests and the plan's objective risk."""
+    routing = made.routing.lazy().select("hour", "tier", "model", "bucket", "pool", "share")
+    plan_side = cost_by_tier(planned.inputs, made.costs, routing).rename({"cost": "planned_cost"})
+    today_side = cost_by_tier(data.inputs, today, data.actual_routing).select("tier", "component", today_cost="cost")
+    return (plan_side.join(today_side, on=["tier", "component"], how="full", coalesce=True)
+            .join(data.requests, on="tier", how="left"))
 
 
 def calibration_today(data) -> pl.DataFrame:

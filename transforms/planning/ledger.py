@@ -10,8 +10,8 @@ Frames (one row per key; money in the reporting currency):
   redundancy minimum, IT kWh of the pool's node-slots, the ledger's energy, rent and amortization.
 - SITE_HOURS: per site and hour (the serving nodes' node-slots): IT and facility kWh, energy cost
   (trued up to the invoice, demand charge apart).
-- TRAFFIC: per hour, tier, model and pool (request_costs, by completion hour): output tokens,
-  response bytes and egress cost.
+- TRAFFIC: per hour, tier, model and pool (request_costs, by completion hour): requests, output
+  tokens, response bytes and egress cost.
 - POOL_DIMS: per pool (dim_pools, dim_nodes): site, GPU model, nodes, mean idle and nameplate W.
 """
 
@@ -30,7 +30,8 @@ POOL_HOURS_SCHEMA = pl.Schema({"pool": pl.String, "hour": UTC_US, "nodes_on": pl
 SITE_HOURS_SCHEMA = pl.Schema({"site": pl.String, "hour": UTC_US, "it_kwh": pl.Float64, "facility_kwh": pl.Float64,
                                "energy_cost": pl.Float64})
 TRAFFIC_SCHEMA = pl.Schema({"hour": UTC_US, "tier": pl.String, "model": pl.String, "pool": pl.String,
-                            "output_tokens": pl.Float64, "response_bytes": pl.Float64, "egress_cost": pl.Float64})
+                            "requests": pl.Int64, "output_tokens": pl.Float64, "response_bytes": pl.Float64,
+                            "egress_cost": pl.Float64})
 POOL_DIMS_SCHEMA = pl.Schema({"pool": pl.String, "site": pl.String, "gpu_model": pl.String, "nodes": pl.Int64,
                               "idle_w": pl.Float64, "nameplate_w": pl.Float64})
 BUCKET = "all"  # request-size buckets are not split yet: one bucket, the whole mix
@@ -61,6 +62,7 @@ class FromLedger:
     actual_routing: pl.LazyFrame
     ledger: pl.DataFrame
     power: pl.DataFrame
+    requests: pl.DataFrame  # tier, requests of the window
 
 
 def _check(frames: LedgerFrames) -> None:
@@ -214,7 +216,8 @@ def from_ledger(frames: LedgerFrames, options: PlanOptions, horizon: str = "day"
     nodes = frames.pool_hours.select("pool", "hour", "nodes_on")
     ledger = rates.select("pool", "energy_cost", "rent_cost", "egress_cost", "amortization_cost")
     power = rates.select("pool", "idle_w", "full_w", "pue", "capacity_source", "busy")
-    return FromLedger(inputs, nodes, routing, ledger, power)
+    requests = frames.traffic.group_by("tier").agg(pl.col("requests").sum()).sort("tier").collect()
+    return FromLedger(inputs, nodes, routing, ledger, power, requests)
 
 
 def calibration(data: FromLedger) -> pl.DataFrame:
