@@ -197,3 +197,20 @@ def test_cli_backtest(lake, tmp_path, capsys):
     assert "ledger 4.40, cost model on the actual fleet 4.40, plan 3.18: savings 1.22; objective misses 0" in said
     assert main(["plan", "--train", window, "--lake", str(lake), "--raw", str(tmp_path)]) == 1
     assert "--train needs --test" in capsys.readouterr().err
+
+
+def test_cli_what_if_is_compared_with_the_optimum(lake, tmp_path, capsys):
+    # "retire 1 nodes of prem": 3 nodes left, enough for 11:00's 2.5 node-equivalents: the same plan,
+    # 3.182 against the optimum 3.182 (+0)
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    (tmp_path / "opts.yaml").write_text(OPTIONS)
+    assert main(["plan", "--date", str(DAY), "--lake", str(lake), "--raw", str(tmp_path), "--inventory",
+                 str(tmp_path / "inventory.yaml"), "--options", str(tmp_path / "opts.yaml"),
+                 "--what-if", "retire 1 nodes of prem", "--out", str(tmp_path / "p.duckdb")]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "what-if 'retire 1 nodes of prem': 3.1820 against the optimum 3.1820 (+0.0000" in said
+    # retiring 2 leaves 2 nodes for 2.5 node-equivalents at 11:00: no plan
+    assert main(["plan", "--date", str(DAY), "--lake", str(lake), "--raw", str(tmp_path), "--inventory",
+                 str(tmp_path / "inventory.yaml"), "--options", str(tmp_path / "opts.yaml"),
+                 "--what-if", "retire 2 nodes of prem", "--out", str(tmp_path / "p.duckdb")]) == 1
+    assert "error:" in capsys.readouterr().err

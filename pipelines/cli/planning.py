@@ -121,6 +121,7 @@ def cmd_plan(args, settings: Settings) -> int:
         data, planned, (first, last) = _load(args, settings)
         verdict = calibration_verdict(calibration(data))
         made = what_if(planned.inputs, args.what_if) if args.what_if else plan(planned.inputs)
+        optimum = plan(planned.inputs) if args.what_if else made
     except (PlanInputError, PlanOptionsError, InventoryError, WhatIfError, PlanInfeasible) as e:
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 1
@@ -159,6 +160,10 @@ def cmd_plan(args, settings: Settings) -> int:
     if args.horizon == "fleet":
         out.print(f"fleet horizon: planned for the demand x {planned.inputs.growth:g} (options' growth), today at x 1; "
                   "amortization counted on both sides", markup=False)
+    if args.what_if:
+        out.print(f"what-if {args.what_if!r}: {made.objective:,.4f} against the optimum {optimum.objective:,.4f} "
+                  f"(+{made.objective - optimum.objective:,.4f}; gaps {made.mip_gap:.1e} and {optimum.mip_gap:.1e})",
+                  markup=False)
     out.print(verdict, markup=False)
     out.print(f"plan tables written to {plans.resolve()} (run_id {run_id})", markup=False)
     return 0
