@@ -29,7 +29,7 @@ from tests.test_capacity_marts import DAY, INVENTORY, build
 from transforms.inventory import parse_inventory
 from transforms.planning import PlanInputError, plan
 from transforms.planning.backtest import backtest
-from transforms.planning.ledger import calibration, calibration_verdict, from_ledger
+from transforms.planning.ledger import calibration, calibration_verdict, from_ledger, with_candidates
 from transforms.planning.options import PlanOptionsError, check_against, parse_options
 from warehouse.plan_inputs import ledger_frames
 
@@ -214,3 +214,22 @@ def test_cli_what_if_is_compared_with_the_optimum(lake, tmp_path, capsys):
                  str(tmp_path / "inventory.yaml"), "--options", str(tmp_path / "opts.yaml"),
                  "--what-if", "retire 2 nodes of prem", "--out", str(tmp_path / "p.duckdb")]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_fleet_candidates_take_the_capacity_of_their_like(lake):
+    text = OPTIONS + """growth: 1.5
+candidates:
+  - {name: buy-prem, site: metro-east, gpu_model: H200, max_nodes: 2, idle_w: 1400, full_w: 2600, pue: 1.1,
+     capex: 43800, life_hours: 43800, capacity_like: prem}
+"""
+    options = parse_options(text, "opts.yaml")
+    fleet = from_ledger(ledger_frames(lake, parse_inventory(INVENTORY), DAY, DAY), options, "fleet")
+    assert fleet.inputs.growth == 1.5  # the day horizon keeps 1 (calibration compares actual demand)
+    inputs = with_candidates(fleet.inputs, options.candidates)
+    added = {p.name: p for p in inputs.pools}["buy-prem"]
+    assert (added.amortization_per_node_hour, added.nodes_available) == (1.0, 2)  # 43,800 / 43,800 h
+    cap = inputs.capacity.filter(pl.col("pool") == "buy-prem").collect()
+    assert cap["output_tokens_per_s"].to_list() == [1600.0] and cap["model"].to_list() == ["llama-3.1-70b-instruct"]
+    away = parse_options(text.replace("site: metro-east, gpu_model: H200", "site: mars, gpu_model: H200"), "o.yaml")
+    with pytest.raises(PlanInputError, match="candidate 'buy-prem': site 'mars' has no energy price"):
+        with_candidates(fleet.inputs, away.candidates)
