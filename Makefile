@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # dagster.yaml with absolute storage paths by the first command that needs it.
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test lint test-deep setup defs ui clean docs bench bench-attribution bench-e2e bench-plan check-data demo-plan
+.PHONY: demo demo-real test lint test-deep setup defs ui clean docs bench bench-attribution bench-e2e bench-plan check-data demo-plan
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ setup: $(VENV)/.installed
 ## Simulate the default fleet's demo day and run the pipeline on it.
 demo: $(VENV)/.installed
 	$(VENV)/bin/inferledger demo
+
+## A day built only from the real public samples of tests/data/real/ (Azure trace, Harvard IPMI dumps, FOCUS
+## sample, ECB rates), run through the same pipeline into data/real/ (docs/real-data.md).
+demo-real: $(VENV)/.installed
+	$(VENV)/bin/inferledger demo --real --samples tests/data/real --real-data data/real
 
 ## The planner's backtest on a simulated fortnight (docs/planning.md, "Backtest"): DAYS days of the demo
 ## fleet in data/plan-demo/, the first half trains the plan, the second half scores it.

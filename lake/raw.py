@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -89,6 +90,15 @@ MARKET_PRICES_SOURCE = Source("market_prices", "prices", ("*.csv",), scan_csv_te
 # read whole by every day's fleet-wide ingest (docs/raw-formats.md, "Performance profiles").
 PROFILES_SOURCE = Source("performance_profiles", "profiles", ("*.csv",), scan_csv_text,
                          profiles.parse_canonical_profiles)
+
+
+def _price_source(separator: str) -> Source:
+    """The market price files read with another separator than `,` (Energinet's `;`, or an
+    `hourly_csv` tariff's `market_price_separator`), every column as text all the same."""
+    if separator == ",":
+        return MARKET_PRICES_SOURCE
+    return Source("market_prices", "prices", ("*.csv",), partial(scan_csv_text, separator=separator),
+                  market_prices.parse_market_price_csv)
 
 
 def raw_folder(raw_root: Path, day: date, site: str | None) -> Path:
@@ -211,7 +221,8 @@ def _folder_entries(folder_path: Path, folder: str, fleet: bool, roots: tuple[Pa
 
 def raw_listing(dataset: str, raw_root: Path, day: date, site: str | None,
                 sites: list[str] | tuple[str, ...] = (),
-                price_files: Mapping[str, Sequence[str]] | None = None) -> RawListing:
+                price_files: Mapping[str, Sequence[str]] | None = None,
+                price_separators: Mapping[str, str] | None = None) -> RawListing:
     """Every entry under `<raw>/<day>/` the ingest of `dataset` for `day` (and `site`) accounts
     for: the files its sources read, and the entries its audit lists as ignored. Each entry of the
     day belongs to exactly one partition's listing (docs/raw-formats.md, "What is not read"):
@@ -224,11 +235,11 @@ def raw_listing(dataset: str, raw_root: Path, day: date, site: str | None,
       outside any folder) is listed by the fleet-wide ingest (`assets`), as dataset UNCLAIMED.
 
     Market prices read the files `price_files` names (`market_price_files` of the inventory: file
-    -> its tariffs), whatever the day. Symlinks are followed only to targets inside the raw
-    directory (or the day's folder)."""
+    -> its tariffs), whatever the day, each with its separator (`price_separators`, default `,`).
+    Symlinks are followed only to targets inside the raw directory (or the day's folder)."""
     raw_root = Path(raw_root)
     if dataset == MARKET_PRICES_SOURCE.dataset:
-        return _price_listing(raw_root, price_files or {})
+        return _price_listing(raw_root, price_files or {}, price_separators or {})
     if dataset == PROFILES_SOURCE.dataset:
         return _profile_listing(raw_root)
     day_dir = raw_root / day.isoformat()
@@ -253,11 +264,13 @@ def raw_listing(dataset: str, raw_root: Path, day: date, site: str | None,
     return out
 
 
-def _price_listing(raw_root: Path, price_files: Mapping[str, Sequence[str]]) -> RawListing:
-    """The market price files the inventory names: read when they are files of the raw directory;
-    a link out of it is ignored, a file that is not there is `missing` (unreadable)."""
+def _price_listing(raw_root: Path, price_files: Mapping[str, Sequence[str]],
+                   separators: Mapping[str, str]) -> RawListing:
+    """The market price files the inventory names: read when they are files of the raw directory
+    (grouped by their separator: one source each); a link out of it is ignored, a file that is not
+    there is `missing` (unreadable)."""
     out = RawListing()
-    read = []
+    read: dict[str, list[Path]] = {}
     for name, tariffs in sorted(price_files.items()):
         path = raw_root / name
         if path.is_symlink() and (why := _outside(path, (raw_root.resolve(),))):
@@ -267,8 +280,8 @@ def _price_listing(raw_root: Path, price_files: Mapping[str, Sequence[str]]) -> 
                 f"is named by market tariff {', '.join(tariffs)} (`market_price_file:` in inventory.yaml) but "
                 f"{'is not a file' if os.path.lexists(path) else 'does not exist'}: deliver it, or fix the inventory")
         else:
-            read.append(path)
-    out.sources = [(MARKET_PRICES_SOURCE, read)] if read else []
+            read.setdefault(separators.get(name, ","), []).append(path)
+    out.sources = [(_price_source(sep), paths) for sep, paths in sorted(read.items())]
     return out
 
 

@@ -137,8 +137,10 @@ def check_data(lake: Path, day: date, inventory: Inventory, warehouse: Path | No
 
 def print_report(report: CheckDataReport, console) -> None:
     t = Table(title="Data quality: Great Expectations suites", title_justify="left")
+    # The batch (the partition or sample to look at) is never cut; a long suite name folds.
+    fit = {"batch": {"no_wrap": True}, "suite": {"overflow": "fold"}}
     for col in ("suite", "batch", "rows", "expectations", "errors", "warnings", "seconds"):
-        t.add_column(col, justify="left" if col in ("suite", "batch") else "right")
+        t.add_column(col, justify="left" if col in ("suite", "batch") else "right", **fit.get(col, {}))
     for r in report.suites:
         t.add_row(r.suite, r.partition, f"{r.rows:,}", str(len(r.results)),
                   f"[red]{len(r.errors)}[/red]" if r.errors else "0", str(len(r.warnings)), f"{r.seconds:.1f}")

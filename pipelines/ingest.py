@@ -199,7 +199,7 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
     started = time.perf_counter()
     contract = CANONICAL[dataset]
     listing = raw_listing(dataset, Path(raw_root), day, site, inventory.site_ids,
-                          market_prices.market_price_files(inventory))
+                          market_prices.market_price_files(inventory), market_prices.market_price_separators(inventory))
     raw_print = listing_fingerprint(listing, Path(raw_root))  # before reading: a file changed meanwhile shows next time
     spilled: list[Path] = []
 
@@ -214,12 +214,13 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
         parsed, files, unreadable = _parsed_inputs(contract, Path(raw_root), listing, inventory, site, spill)
         if dataset in DAY_ROWS:
             parsed = DAY_ROWS[dataset](parsed, day)
+        parsed, unread = market_prices.unread_areas(parsed, day)  # Energinet rows of areas no tariff reads
         judged = classify(parsed, contract, day, day_column=DAY_COLUMN[dataset], day_time=DAY_TIME.get(dataset))
         part_site = site if "site" in contract.partition_by else None
         qa_site = site if site is not None else FLEET
         out = IngestOutcome(dataset, day, site, files, raw_fingerprint=raw_print, unreadable=unreadable,
-                            ignored={**listing.ignored, **listing.unclaimed})
-        ignored = [(dataset, name, why) for name, why in listing.ignored.items()] + \
+                            ignored={**listing.ignored, **dict(unread), **listing.unclaimed})
+        ignored = [(dataset, name, why) for name, why in [*listing.ignored.items(), *unread]] + \
                   [(UNCLAIMED, name, why) for name, why in listing.unclaimed.items()]
         out.paths["canonical"] = str(_write_accepted(lake, judged, contract, day, part_site, spill))
         out.paths["quarantine"] = str(lake.write(quarantined(judged, contract), "quarantine", day, qa_site,

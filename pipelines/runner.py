@@ -53,6 +53,7 @@ class RunOutcome:
     seconds: float
     materializations: dict[str, dict] = field(default_factory=dict)  # asset -> metadata
     checks: list[tuple[str, str, bool, str]] = field(default_factory=list)  # (asset, check, passed, severity)
+    check_counts: dict[tuple[str, str], int | None] = field(default_factory=dict)  # (asset, check) -> unexpected rows
     step_seconds: dict[str, float] = field(default_factory=dict)  # Dagster step -> seconds (start to end)
 
 
@@ -148,6 +149,8 @@ def run_job(defs: dg.Definitions, name: str, partition: str | None, inst: dg.Dag
         out.materializations[mat.asset_key.to_user_string()] = {k: _value(v) for k, v in mat.metadata.items()}
     out.checks = [(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
                   for e in result.get_asset_check_evaluations()]
+    out.check_counts = {(e.asset_key.to_user_string(), e.check_name): _value(e.metadata.get("unexpected_count"))
+                        for e in result.get_asset_check_evaluations()}
     out.step_seconds = step_seconds(inst, result.run_id)
     return out
 

@@ -18,7 +18,8 @@ import pytest
 import fleetsim
 from lake.inventory import load_inventory
 from pipelines.cli import main
-from pipelines.defs.ingest.assets import asset_register, cost_lines, fx_rates, market_prices, power_readings, requests
+from pipelines.defs.ingest.assets import (asset_register, cost_lines, fx_rates, market_prices, performance_profiles,
+                                          power_readings, requests)
 from pipelines.partitions import register_sites
 from pipelines.resources import ParquetLake, RawInputs, Warehouse
 from pipelines.runner import QUIET_RUN
@@ -32,7 +33,8 @@ def materialize_day(raw: Path, lake: Path, instance: dg.DagsterInstance) -> list
     resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)), "warehouse": Warehouse()}
     results = [dg.materialize([requests, power_readings, cost_lines], partition_key=f"{DAY}|{site}",
                               resources=resources, instance=instance, run_config=QUIET_RUN) for site in SITES]
-    results.append(dg.materialize([asset_register, market_prices, fx_rates], partition_key=str(DAY),
+    results.append(dg.materialize([asset_register, market_prices, fx_rates, performance_profiles],
+                                  partition_key=str(DAY),
                                   resources=resources,
                                   instance=instance, run_config=QUIET_RUN))
     return results
@@ -59,7 +61,8 @@ def test_materializations_succeed_and_report_counts(day):
     mats = [ev.event_specific_data.materialization
             for r in day["results"] for ev in r.get_asset_materialization_events()]
     assert sorted({m.asset_key.to_user_string() for m in mats}) == ["asset_register", "cost_lines", "fx_rates",
-                                                                    "market_prices", "power_readings", "requests"]
+                                                                    "market_prices", "performance_profiles",
+                                                                    "power_readings", "requests"]
     for m in mats:
         md = {k: getattr(v, "value", getattr(v, "data", v)) for k, v in m.metadata.items()}
         assert md["rows_read"] == md["rows_accepted"] + md["rows_quarantined"]

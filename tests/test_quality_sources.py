@@ -85,8 +85,8 @@ def test_a_whole_cost_source_lost_fails_a_blocking_check_naming_file_folder_and_
     assert evaluations(runs["cloud-use1"])["cost_lines.sources.not_lost"].metadata["unexpected_count"].value == 1
     assert lost(runs["cloud-use1"]) == [
         f"{D}/cloud-use1/focus/{focus.name}: {n_focus} of {n_focus} records quarantined (missing_required_field "
-        f"{n_focus}); fix: required field `billed_amount` is empty; fill it in the source or fix the exporter; then "
-        "re-run the day's ingest",
+        f"{n_focus}); fix: column `BilledCost` is missing from {D}/cloud-use1/focus/{focus.name}; add it (FOCUS 1.0 "
+        "column BilledCost: the amount invoiced, in BillingCurrency); then re-run the day's ingest",
         f"folder {D}/cloud-use1/focus/ as a whole: {n_focus} of {n_focus} records lost, 1 of 1 file(s) mostly lost"]
     assert failed(runs["remote-plains"]) == {"cost_lines.sources.not_lost": "ERROR"}
     assert lost(runs["remote-plains"])[0].startswith(
@@ -98,7 +98,8 @@ def test_a_whole_cost_source_lost_fails_a_blocking_check_naming_file_folder_and_
     assert failed(daily) == {"assets.sources.not_lost": "ERROR"}
     assert evaluations(daily)["assets.sources.not_lost"].metadata["examples"].data[0].startswith(
         f"{D}/_fleet/assets/{register.name}: {n_register} of {n_register} records quarantined "
-        f"(missing_required_field {n_register}); fix: required field `asset_id` is empty")
+        f"(missing_required_field {n_register}); fix: column `asset_id` is missing from {D}/_fleet/assets/"
+        f"{register.name}; add it")
     assert materialized(daily) == ["asset_register", "market_prices"]
     assert_every_file_accounted(lake)
 

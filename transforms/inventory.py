@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from transforms.bounds import (MAX_ENERGY_PRICE_PER_KWH, MAX_LATENCY_S, MAX_MODEL_PARAMS_B, MAX_NODE_W,
                                MAX_PRICE_PER_M_TOKENS, NAMEPLATE_MULTIPLE)
+from transforms.price_formats import price_format_problems, shared_price_file_problems
 
 
 class InventoryError(ValueError):
@@ -110,13 +111,25 @@ class TouPeriod(_Strict):
     price_per_kwh: float = Field(ge=-MAX_ENERGY_PRICE_PER_KWH, le=MAX_ENERGY_PRICE_PER_KWH)
 
 
+class PriceColumns(_Strict):
+    hour: str = Field(min_length=1, description="Column holding the start of the hour.")
+    price: str = Field(min_length=1, description="Column holding the price.")
+
+
 class Tariff(_Strict):
     id: str
     kind: Literal["time_of_use", "market"]
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     periods: list[TouPeriod] = []
-    market_price_file: str | None = Field(None, description="Hourly price CSV (hour_utc, price_per_kwh), "
-                                                            "relative to the raw directory.")
+    market_price_file: str | None = Field(None, description="Hourly price CSV, relative to the raw directory.")
+    market_price_format: Literal["canonical", "energinet_elspot", "hourly_csv"] = Field(
+        "canonical", description="canonical (hour_utc, price_per_kwh), energinet_elspot or hourly_csv.")
+    market_price_area: str | None = Field(None, pattern=r"^\S+$", description="energinet_elspot: the PriceArea read.")
+    market_price_columns: PriceColumns | None = None
+    market_price_separator: str | None = Field(None, min_length=1, max_length=1, pattern=r'^[^"\r\n]$')
+    market_price_decimal: Literal[".", ","] | None = None
+    market_price_unit: Literal["kWh", "MWh"] | None = None
+    market_price_timezone: str | None = None
     adder_per_kwh: float = Field(0.0, ge=-MAX_ENERGY_PRICE_PER_KWH, le=MAX_ENERGY_PRICE_PER_KWH,
                                  description="Fixed adder on market prices (network fees, taxes), per kWh.")
 
@@ -126,7 +139,15 @@ class Tariff(_Strict):
             raise ValueError("a time_of_use tariff needs `periods:`")
         if self.kind == "market" and not self.market_price_file:
             raise ValueError("a market tariff needs `market_price_file:`")
+        problems = price_format_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
+
+    @property
+    def price_separator(self) -> str:
+        """The field separator of the price file: `;` for Energinet's export, else `,` unless named."""
+        return ";" if self.market_price_format == "energinet_elspot" else (self.market_price_separator or ",")
 
 
 class Tier(_Strict):
@@ -201,6 +222,7 @@ class Inventory(_Strict):
         for i, m in enumerate(self.meters):
             ref(f"meters[{i}].site", m.site, sites, "site")
             ref(f"meters[{i}].node", m.node, nodes, "node")
+        problems += shared_price_file_problems(self.tariffs)
         for i, t in enumerate(self.tiers):
             for p in t.reserved_pools:
                 ref(f"tiers[{i}].reserved_pools", p, pools, "pool")

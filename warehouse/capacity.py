@@ -1,6 +1,6 @@
 """The capacity marts' inputs and SQL (docs/capacity.md, DOMAIN.md section 8).
 
-`register_capacity` computes, with `transforms.capacity`, the day's per node-minute load, the
+`register_capacity` computes, with `transforms.capacity.day_capacity`, the day's per node-minute load, the
 capacity of each (pool, model) at the strictest objective of the tiers it served, and the profile's
 efficiency figures, and registers them for the SQL of `CAPACITY_SQL`: `cap_pm`, `load_hour`,
 `capacity_pools`, `eff`, and the view `cph` (one row per powered pool-hour) the tables read.
@@ -15,32 +15,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from transforms.capacity.load import exact_sum
-from transforms.capacity import (capacity_at_objectives, latency_samples, learned_capacity,
-                                 node_minute_load, pool_model_capacity, profile_capacity, profile_efficiency)
+from transforms.capacity.day import FACT_COLUMNS, day_capacity
 from transforms.contracts import PERFORMANCE_PROFILES
 from transforms.inventory import Inventory
 from warehouse.connection import run
-
-FACT_COLUMNS = ("node_id", "pool_id", "model", "tier", "status", "arrived_at", "completed_at", "ttft_s",
-                "output_tokens", "occupied_s")
-
-
-def capacity_pools(inventory: Inventory) -> pl.LazyFrame:
-    """Per pool: `gpu_model`, `gpus` (of its smallest serving node), `gpus_per_replica`,
-    `safety_margin`, `redundancy_min_nodes`, `capacity_min_samples` and `idle_w` (mean of its
-    serving nodes, W)."""
-    nodes = (inventory.nodes_frame().filter(pl.col("role") == "serving").group_by("pool_id")
-             .agg(pl.col("gpus").min().cast(pl.Int64).alias("gpus"), pl.col("idle_w").sort().mean().alias("idle_w")))
-    pools = pl.LazyFrame({
-        "pool_id": [p.id for p in inventory.pools], "gpu_model": [p.gpu_model for p in inventory.pools],
-        "gpus_per_replica": [p.gpus_per_replica for p in inventory.pools],
-        "safety_margin": [p.safety_margin for p in inventory.pools],
-        "redundancy_min_nodes": [p.redundancy_min_nodes for p in inventory.pools],
-        "capacity_min_samples": [p.capacity_min_samples for p in inventory.pools],
-    }, schema={"pool_id": pl.String, "gpu_model": pl.String, "gpus_per_replica": pl.Int32,
-               "safety_margin": pl.Float64, "redundancy_min_nodes": pl.Int64, "capacity_min_samples": pl.Int64})
-    return pools.join(nodes, on="pool_id", how="left")
 
 
 def _profiles(files: list[Path]) -> pl.LazyFrame:
@@ -51,30 +29,13 @@ def _profiles(files: list[Path]) -> pl.LazyFrame:
 
 def register_capacity(con: duckdb.DuckDBPyConnection, facts_files: list[Path], profile_files: list[Path],
                       inventory: Inventory, day: date) -> None:
-    """Register the day's capacity frames and the view `cph` on `con` (module docstring)."""
+    """Register the day's capacity frames (`transforms.capacity.day.day_capacity`) and the view
+    `cph` on `con` (module docstring)."""
     facts = pl.scan_parquet(facts_files).select(FACT_COLUMNS)
-    load = node_minute_load(facts, day).sort("pool_id", "model", "node_id", "minute").collect().lazy()
-    pools = capacity_pools(inventory)
-    profiles = _profiles(profile_files)
-    pairs = facts.select("pool_id", "model", "tier").unique()
-    tiers = pl.LazyFrame({"tier": [t.id for t in inventory.tiers],
-                          "ttft_p95_s": [t.ttft_p95_s for t in inventory.tiers],
-                          "e2e_p95_s": [t.e2e_p95_s for t in inventory.tiers]})
-    objectives = pairs.select("pool_id", "tier").unique().join(tiers, on="tier").join(
-        pools.select("pool_id", pl.col("capacity_min_samples").alias("min_samples")), on="pool_id")
-    done = pl.col("completed_at").dt.date() == day
-    mean_out = (facts.filter(done, pl.col("status") == "ok").group_by("pool_id", "model")
-                .agg((pl.col("output_tokens").sum() / pl.len()).alias("mean_output_tokens")))
-    learned = learned_capacity(load, latency_samples(facts, day), objectives)
-    cap = pool_model_capacity(capacity_at_objectives(
-        learned, profile_capacity(profiles, pools, objectives, mean_out), pairs))
-    hourly = (load.group_by("pool_id", "model", (pl.col("minute") // 60).alias("h"))
-              .agg(exact_sum(pl.col("output_tokens_per_s") * 60).alias("output_tokens"),
-                   exact_sum(pl.col("in_flight") * 60).alias("request_s")))
-    frames = {"cap_pm": cap, "load_hour": hourly, "capacity_pools": pools,
-              "eff": profile_efficiency(profiles, pools, load)}
-    for name, frame in frames.items():
-        con.register(name, frame.collect().to_arrow())
+    frames = day_capacity(facts, _profiles(profile_files), inventory, day)
+    for name, key in (("cap_pm", "pool_model"), ("load_hour", "load_hour"), ("capacity_pools", "pools"),
+                      ("eff", "efficiency")):
+        con.register(name, frames[key].collect().to_arrow())
     day0 = f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+00'"
     run(con, "CREATE OR REPLACE TEMP VIEW cph AS " + CPH_SQL.replace("$day0", day0))
 

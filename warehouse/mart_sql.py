@@ -1,12 +1,14 @@
 """The SQL of each daily mart: one attributed day of the lake, read through views, to a small table.
 
 Every statement reads the views `build_day_marts` registers (`warehouse.marts`): the day's
-attribution outputs by the names of `ATTRIBUTED`, `quarantine` and `audit` (the ingest's), and the
-inventory's `tiers` and `pools`; `$day` and `$currency` are bound as parameters. What each column
-means is `warehouse.tables`.
+attribution outputs by the names of `ATTRIBUTED`, `quarantine` and `audit` (the ingest's), `pw` (the
+day's node-scope power readings: `meter_id, power_w`), and the inventory's `tiers`, `pools` and
+`node_meters`; `$day` and `$currency` are bound as parameters. What each column means is
+`warehouse.tables`.
 """
 
 from transforms.attribution.prices import J_PER_KWH
+from transforms.bounds import IDLE_FLOOR
 from transforms.attribution.reconcile import ENERGY_RELATIVE_TOLERANCE, MONEY_TOLERANCE
 from warehouse.capacity import CAPACITY_SQL
 from warehouse.tables import DAILY
@@ -227,6 +229,15 @@ DAY_SQL = {
             coalesce(any_value(status), 'read') AS status, any_value(status_detail) AS status_detail
         FROM audit GROUP BY site, dataset, source_file""",
 }
+# power_readings.power_w.not_below_node_idle (transforms/quality/suites.py), per node meter, for the report.
+_BELOW = f"p.power_w < m.idle_w * {IDLE_FLOOR}"
+DAY_SQL["node_power_below_idle"] = f"""
+    SELECT $day AS date, m.site_id, m.node_id, p.meter_id, m.source AS meter_source, m.sensor, m.idle_w,
+           m.idle_w * {IDLE_FLOOR} AS floor_w, count(*) AS samples, count(*) FILTER (WHERE {_BELOW}) AS samples_below,
+           median(p.power_w) AS median_power_w, min(p.power_w) AS min_power_w
+    FROM pw p JOIN node_meters m ON m.meter_id = p.meter_id
+    WHERE p.power_w IS NOT NULL
+    GROUP BY ALL HAVING count(*) FILTER (WHERE {_BELOW}) > 0"""
 _TIER_DAY = DAY_SQL["cost_by_tier_day"]
 DAY_SQL["cost_by_tier_day"] = _TIER_DAY.format(
     p95_cte="", p95_join="", ttft_p95="quantile_cont(ttft_s, 0.95) FILTER (WHERE status = 'ok')",

@@ -152,6 +152,22 @@ def _register_day(con: duckdb.DuckDBPyConnection, sources: dict[str, list[Path]]
     register_capacity(con, sources["request_costs"], sources["performance_profiles"], inventory, day)
 
 
+def _register_power(con: duckdb.DuckDBPyConnection, files: list[Path], inventory: Inventory) -> None:
+    """`pw`: the day's readings of node-scope meters (`meter_id, power_w`); `node_meters`: the
+    inventory's node meters with their node's `idle_w`. The readings are not among the sources
+    the marts' manifest records: a changed reading re-attributes the day, which changes them."""
+    body = (f"SELECT meter_id, power_w FROM read_parquet({sql_list(files)}, union_by_name = true) "
+            "WHERE scope = 'node'" if files else
+            "SELECT CAST(NULL AS VARCHAR) AS meter_id, CAST(NULL AS DOUBLE) AS power_w WHERE false")
+    run(con, f"CREATE OR REPLACE TEMP VIEW pw AS {body}")
+    idle = {n.id: n.idle_w for n in inventory.nodes}
+    meters = pl.DataFrame([(m.id, m.site, m.node, m.source, m.sensor, idle.get(m.node)) for m in inventory.meters
+                           if m.scope == "node"], orient="row",
+                          schema={"meter_id": pl.String, "site_id": pl.String, "node_id": pl.String,
+                                  "source": pl.String, "sensor": pl.String, "idle_w": pl.Float64})
+    con.register("node_meters", meters.to_arrow())
+
+
 def build_day_marts(lake: Lake, day: date, inventory: Inventory, *, limits: DuckDBLimits | None = None) -> DayMarts:
     """Compute every daily table of `day` from the lake into `<lake>/marts/`, DuckDB within
     `limits`; the manifest is written last, so a build killed half way is seen as `missing`
@@ -169,6 +185,7 @@ def build_day_marts(lake: Lake, day: date, inventory: Inventory, *, limits: Duck
     con = connect(limits=limits)
     try:
         _register_day(con, sources, inventory, day)
+        _register_power(con, lake.day_files("power_readings", day), inventory)
         params = {"day": day, "currency": inventory.currency}
         # Every table is written beside its file first; they replace the day's marts together,
         # then the manifest (written last: a build killed half way is `missing`).

@@ -7,10 +7,10 @@ Money is in the reporting currency named by each row's `currency`; energy in kWh
 """
 
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
+from warehouse.quality_tables import NODE_POWER_BELOW_IDLE
 from warehouse.table import Table, commented, energy_shares, with_capacity_tables, with_restatement_tables
 
 MONEY = "in the reporting currency"
-
 _DATE = {"date": "UTC day the row belongs to (the attributed partition)."}
 _CUR = {"currency": "ISO 4217 code of the money columns (the inventory's reporting currency)."}
 _COSTS = {
@@ -332,7 +332,7 @@ TABLES: list[Table] = with_capacity_tables(with_restatement_tables([
             "status_detail": "Why the file is unreadable or ignored, and what to do (null when read).",
         },
         ("date", "site_id", "dataset", "source_file"), daily=True, group="quality",
-    ),
+    ), NODE_POWER_BELOW_IDLE,
     Table(
         "dim_sites", "Sites of the inventory.",
         {"site_id": "Site.", "kind": "metro, remote or cloud.", "cooling": "liquid, air or provider.",

@@ -8,7 +8,9 @@
     inferledger check-data [--date D] [--lake DIR] [--warehouse FILE] [--real DIR] [--json FILE]
     inferledger publish  [--lake DIR] [--warehouse FILE] [--keep N] | --list | --rollback VERSION
     inferledger sql      [-c SQL | FILE.sql] [--warehouse FILE] [--out FILE.csv|.parquet [--force]] [--timeout S]
-    inferledger demo     [--date D] [--requests N]
+    inferledger demo     [--date D] [--requests N] | --real [--samples DIR] [--real-data DIR]
+    inferledger import-trace azure|mooncake FILE... --node N --date D [--start HH:MM] [--model M --tier T
+                         --tenant X --raw DIR --inventory FILE --force]
     inferledger report   [--date D] [--days N] [--out FILE.html] [--warehouse FILE]
     inferledger import-profile mlenergy|splitwise FILE [--out CSV] [--raw DIR]
     inferledger plan     --date D | --window D1..D2 [--horizon day|fleet] [--options FILE] [--what-if "..."]
@@ -17,7 +19,8 @@
 The settings are resolved once, here (settings/): the environment's, else the declared defaults,
 then the command's flags. One module per group of commands: `pipeline` (simulate, ingest,
 attribute, demo, run), `backfill`, `quality` (check-data), `publishing` (publish, report), `sql`,
-`planning` (plan); `parser` declares the flags, `runs` runs the Dagster jobs, `output` prints.
+`traces` (import-trace), `planning` (plan);
+`parser` declares the flags, `runs` runs the Dagster jobs, `output` prints.
 
 `ingest` materializes the real Dagster ingest assets for one day (every site of the
 inventory, then the fleet-wide asset register and market prices) in-process, without the UI, and exits

@@ -137,8 +137,10 @@ def print_run_summary(outcomes, out: Console, title: str) -> None:
     out.print(t)
 
 
-def print_published(meta: dict, path: Path, out: Console, *, limits: DuckDBLimits, export_dir: Path) -> None:
-    """The published version, and the cost per query by tier read back from it."""
+def print_published(meta: dict, path: Path, out: Console, *, limits: DuckDBLimits, export_dir: Path,
+                    sql_flags: str = "") -> None:
+    """The published version, and the cost per query by tier read back from it (`sql_flags`: what
+    the `inferledger sql` examples add to reach it, e.g. its `--warehouse`)."""
     out.rule("Warehouse")
     out.print(f"published version {meta['version']} ({meta['days']} day(s), {meta['dagster/row_count']:,} requests, "
               f"{meta['seconds']:.1f} s)")
@@ -150,5 +152,17 @@ def print_published(meta: dict, path: Path, out: Console, *, limits: DuckDBLimit
         con.close()
     print_frame(result.frame, out, title="Cost per query by tier (from the warehouse)")
     out.print("Ask it yourself (read-only):")
-    out.print('  .venv/bin/inferledger sql -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"')
-    out.print("  .venv/bin/inferledger sql        # interactive; thirteen questions in docs/finance-queries.md")
+    sql = f"  .venv/bin/inferledger sql{sql_flags}"
+    plain = {"markup": False, "soft_wrap": True}  # a path may hold [ ]; a long line stays one line to copy
+    out.print(f'{sql} -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"', **plain)
+    out.print(f"{sql}        # interactive; thirteen questions in docs/finance-queries.md", **plain)
+
+
+def print_check_warnings(checks: list[dict], out: Console) -> None:
+    """The day's asset checks (`runs.check_rows`): how many passed, and each that did not (a
+    warning: a failed error check stops the run before), with its unexpected rows."""
+    failed = [c for c in checks if not c["success"]]
+    out.print(f"checks: {len(checks) - len(failed)} of {len(checks)} passed" + ("; not passed:" if failed else ""))
+    for c in failed:
+        rows = "" if c["unexpected_count"] is None else f" ({c['unexpected_count']} rows)"
+        out.print(f"  {c['severity']}: {c['suite']}: {c['name']}{rows}", markup=False, soft_wrap=True)

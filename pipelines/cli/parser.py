@@ -57,6 +57,14 @@ def _step_by_step(sub, s: Settings) -> None:
     p.add_argument("--requests", type=int, default=50_000)
     p.add_argument("--seed", type=int, default=7)
     _paths(p, s, "raw", "lake", "warehouse")
+    p.add_argument("--real", action="store_true",
+                   help="instead of the simulated fleet, the day of the real public samples, 2025-06-03 "
+                        "(docs/real-data.md), under --real-data (its raw/, lake/ and warehouse/; --date, --requests, "
+                        "--seed, --raw, --lake and --warehouse are not used)")
+    p.add_argument("--samples", default="tests/data/real",
+                   help="with --real: the samples folder (default tests/data/real)")
+    p.add_argument("--real-data", dest="real_data", default="data/real",
+                   help="with --real: data folder (default data/real)")
 
 
 def _nightly(sub, s: Settings) -> None:
@@ -148,6 +156,26 @@ def _planning(sub, s: Settings) -> None:
     _paths(p, s, "raw", "lake", "warehouse", "inventory")
 
 
+def _import_trace(sub, s: Settings) -> None:
+    p = _command(sub, "import-trace", "traces:cmd_import_trace",
+                 "write a public LLM trace (Azure 2023 CSV, Mooncake JSONL) as a node's request logs for a day")
+    p.add_argument("kind", choices=["azure", "mooncake"])
+    p.add_argument("files", nargs="+", metavar="FILE", help="the trace file(s) (Azure: code and/or conv CSV)")
+    p.add_argument("--node", required=True, help="the serving node (the inventory's node id)")
+    p.add_argument("--date", type=_day, required=True, help="the day the trace is replayed on (UTC)")
+    p.add_argument("--start", default=None, metavar="HH:MM[:SS]",
+                   help="UTC time of the first arrival (default: Azure keeps its time of day, Mooncake 00:00)")
+    p.add_argument("--model", default="llama-3.1-70b-instruct", help="model (default llama-3.1-70b-instruct)")
+    p.add_argument("--tier", default="standard", help="SLA tier (default standard)")
+    p.add_argument("--tenant", default=None, help="tenant (default <kind>-replay)")
+    p.add_argument("--id-prefix", dest="id_prefix", default=None,
+                   help="request id prefix (default <kind>-<YYYYMMDD>-<node>)")
+    p.add_argument("--prefill-tokens-per-s", dest="prefill_tokens_per_s", type=float, default=10_000.0)
+    p.add_argument("--decode-tokens-per-s", dest="decode_tokens_per_s", type=float, default=40.0)
+    p.add_argument("--force", action="store_true", help="replace request logs of the same name")
+    _paths(p, s, "raw", "inventory")
+
+
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inferledger", description="Per-query cost of AI inference.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -155,4 +183,5 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     _nightly(sub, settings)
     _warehouse(sub, settings)
     _planning(sub, settings)
+    _import_trace(sub, settings)
     return p

@@ -2,18 +2,24 @@
 step by step or whole."""
 
 import time
+from datetime import date
 from pathlib import Path
+
+import polars as pl
 
 import fleetsim
 from lake.bills import stale_days
 from lake.inventory import inventory_path
+from lake.real_day import REAL_DAY, MissingSample, assemble_real_day
 from lake.store import Lake
-from pipelines.cli.output import (console, print_attribution, print_ingest_table, print_published,
-                                      print_run_summary)
+from lake.trace_logs import TraceError
+from pipelines.cli.output import (console, print_attribution, print_check_warnings, print_ingest_table,
+                                  print_published, print_run_summary)
 from pipelines.cli.runs import execute_steps, prepare_or_exit, run_attribution, run_ingest, run_publish
 from pipelines.runner import day_steps, instance, where_runs_are
 from settings import Settings
 from warehouse.connection import DuckDBLimits
+from warehouse.report import write_report
 
 
 def cmd_simulate(args, settings: Settings) -> int:
@@ -35,8 +41,18 @@ def cmd_attribute(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_demo(args, settings: Settings) -> int:
-    out = console()
+def _demo_real(args, settings: Settings, out) -> tuple[Settings, date]:
+    """`demo --real`: the real samples' day assembled under --real-data (lake/real_day.py)."""
+    data = Path(args.real_data)
+    settings = settings.override(raw=data / "raw", lake=data / "lake",
+                                 warehouse=data / "warehouse" / "inferledger.duckdb", report=None)
+    out.rule(f"inferledger demo --real: the real public samples of {args.samples}, {REAL_DAY}")
+    placed = assemble_real_day(Path(args.samples), settings.raw)
+    out.print(placed.describe(), markup=False, soft_wrap=True)
+    return settings.override(inventory=inventory_path(settings.raw)), REAL_DAY
+
+
+def _demo_simulated(args, settings: Settings, out) -> tuple[Settings, date]:
     out.rule(f"inferledger demo: the default fleet, {args.date}")
     started = time.perf_counter()
     summary = fleetsim.simulate(settings.raw, args.date, requests=args.requests, seed=args.seed, invoices=True)
@@ -47,13 +63,28 @@ def cmd_demo(args, settings: Settings) -> int:
     simulated = inventory_path(settings.raw)
     if settings.inventory is not None and Path(settings.inventory).resolve() != simulated.resolve():
         out.print(f"inventory: {simulated} (the simulated fleet's), not {settings.inventory}", markup=False)
-    settings = settings.override(inventory=simulated)
-    print_ingest_table(run_ingest(settings, args.date, out=out), settings.lake, out)
-    run_attribution(settings, args.date, out=out)
-    print_attribution(args.date, settings.lake, out, by_tier=False)  # the warehouse answers it below
+    return settings.override(inventory=simulated), args.date
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    out = console()
+    try:
+        settings, day = (_demo_real if args.real else _demo_simulated)(args, settings, out)
+    except (MissingSample, TraceError) as e:
+        out.print(f"[red]error:[/red] {e}", markup=True)
+        return 1
+    checks: list[dict] = []
+    print_ingest_table(run_ingest(settings, day, out=out, checks=checks), settings.lake, out)
+    run_attribution(settings, day, out=out, checks=checks)
+    print_attribution(day, settings.lake, out, by_tier=False)  # the warehouse answers it below
+    print_check_warnings(checks, out)
     meta = run_publish(settings, out=out)
     limits = DuckDBLimits(settings.duckdb_memory_limit, settings.duckdb_temp)
-    print_published(meta, settings.warehouse, out, limits=limits, export_dir=settings.export_dir)
+    print_published(meta, settings.warehouse, out, limits=limits, export_dir=settings.export_dir,
+                    sql_flags=f" --warehouse {settings.warehouse}" if args.real else "")
+    # The report the publish wrote, again with the day's input checks (what they warn about shown)
+    write_report(settings.warehouse, meta["report_path"], expectations=pl.DataFrame(checks), limits=limits,
+                 cache_dir=settings.cache_dir)
     out.print(f"morning report: [bold]{meta['report_path']}[/bold]  (one HTML file, opens offline; docs/report.md)")
     out.print(where_runs_are(), markup=False, soft_wrap=True)
     return 0

@@ -57,25 +57,40 @@ def prepare_or_exit(settings: Settings, day: date | None, out: Console, inst, *,
         raise SystemExit(2) from None
 
 
-def run_ingest(settings: Settings, day: date, *, out: Console | None = None) -> list[StepResult]:
+def check_rows(outcomes: list[RunOutcome]) -> list[dict]:
+    """The asset checks of runs, one row each as the report's `expectations` reads them (suite:
+    the asset and partition)."""
+    return [{"suite": f"{asset} [{o.partition}]" if o.partition else asset, "name": name, "severity": severity,
+             "success": passed, "unexpected_count": o.check_counts.get((asset, name))}
+            for o in outcomes for asset, name, passed, severity in o.checks]
+
+
+def run_ingest(settings: Settings, day: date, *, out: Console | None = None,
+               checks: list[dict] | None = None) -> list[StepResult]:
     """Run the ingest of `day` (every site, the asset register and market prices); raises SystemExit naming
-    the failed step or check."""
+    the failed step or check. The runs' asset checks are added to `checks` (`check_rows`)."""
     out = out or console(stderr=True)
     inst = instance()
     sites = prepare_or_exit(settings, day, out, inst)
     outcomes = execute_steps(day_steps(day, sites, attribute=False), settings, out=out, title=f"ingest {day}",
                              tags={"inferledger/command": "ingest"}, inst=inst)
+    if checks is not None:
+        checks += check_rows(outcomes)
     return [StepResult(asset, o.partition, meta) for o in outcomes for asset, meta in o.materializations.items()]
 
 
-def run_attribution(settings: Settings, day: date, *, out: Console | None = None) -> dict:
+def run_attribution(settings: Settings, day: date, *, out: Console | None = None,
+                    checks: list[dict] | None = None) -> dict:
     """Attribute `day` and build its marts (conservation and quality checks included); returns
-    the request_costs metadata. Raises SystemExit(1) naming the failed step or check."""
+    the request_costs metadata. Raises SystemExit(1) naming the failed step or check. The run's
+    asset checks are added to `checks` (`check_rows`)."""
     out = out or console(stderr=True)
     inst = instance()
     prepare_or_exit(settings, day, out, inst, delivered=False)
     (outcome,) = execute_steps([("attribute_day", day.isoformat(), None)], settings, out=out, title=f"attribute {day}",
                                tags={"inferledger/command": "attribute"}, inst=inst)
+    if checks is not None:
+        checks += check_rows([outcome])
     return outcome.materializations["request_costs"]
 
 

@@ -125,6 +125,15 @@ def _market_candidates(site: Site, tariff: Tariff, market_prices: pl.LazyFrame |
     )
 
 
+def _layout(tariff: Tariff) -> str:
+    """How the tariff's price file is written, for a message (docs/raw-formats.md, "Market prices")."""
+    if tariff.market_price_format == "energinet_elspot":
+        return f"Energinet's Elspotprices export, PriceArea {tariff.market_price_area}"
+    if tariff.market_price_format == "hourly_csv" and tariff.market_price_columns is not None:
+        return f"columns {tariff.market_price_columns.hour},{tariff.market_price_columns.price}"
+    return "hour_utc,price_per_kwh"
+
+
 def _price_gap_message(site: Site, tariff: Tariff, grid: SlotGrid, bad: pl.DataFrame) -> str:
     first = bad.row(0, named=True)
     when = f"slot {first['slot']} at {first['slot_start']:%Y-%m-%dT%H:%M:%SZ}"
@@ -132,7 +141,8 @@ def _price_gap_message(site: Site, tariff: Tariff, grid: SlotGrid, bad: pl.DataF
     if tariff.kind == "market":
         if first["_matches"] == 0:
             return (head + f"no market price for {bad.height} slot(s), first {when} (hour {first['_local_text']}); "
-                    f"add the missing hours to {tariff.market_price_file} (hour_utc,price_per_kwh)")
+                    f"add the missing hours to {tariff.market_price_file} ({_layout(tariff)}), or see the day's "
+                    "market_prices quarantine for the rows refused")
         return (head + f"{first['_matches']} prices ({first['_matched']}) for hour {first['_local_text']} ({when}); "
                 "pass one price per hour")
     local = f"local {first['_local_text']} in {site.timezone}"

@@ -12,11 +12,15 @@ import polars as pl
 from transforms.bounds import MAX_ASSET_COST, MAX_USEFUL_LIFE_MONTHS, out_of_range
 from transforms.contracts import ASSETS, DEPRECIATION_METHODS
 from transforms.ingest.canonical import parse_canonical
-from transforms.ingest.common import currency_check, decimal, field, first_reason, raw_text, unreadable
+from transforms.ingest.common import column_missing, currency_check, decimal, field, first_reason, raw_text, unreadable
 from transforms.inventory import Inventory
 
 REGISTER_COLUMNS = ("asset_id", "description", "node_id", "acquisition_cost", "currency", "in_service_date",
                     "useful_life_months", "salvage_value", "depreciation_method", "disposal_date")
+# The register's columns an asset cannot do without (`depreciation_method`, `description` and
+# `disposal_date` may be left out of the header: straight line, none, in service).
+REGISTER_REQUIRED = ("asset_id", "node_id", "acquisition_cost", "currency", "in_service_date", "useful_life_months",
+                     "salvage_value")
 ERP_METHODS = {"sl": "straight_line", "db": "declining_balance"}
 DEFAULT_METHOD = "straight_line"
 
@@ -70,7 +74,7 @@ def parse_asset_register(raw: pl.LazyFrame, inventory: Inventory, site_id: str |
     meaning straight line) to a parsed `assets` frame. Costs in `currency`; life in months.
     `site_id` is unused (the register is fleet-wide; a node's site comes from the inventory);
     it keeps the signature of every parser."""
-    t = raw_text(raw, REGISTER_COLUMNS)
+    t = raw_text(raw, REGISTER_COLUMNS, required=REGISTER_REQUIRED)
     parsed = t.with_columns(
         field("asset_id").alias("asset_id"),
         field("node_id").alias("node_id"),
@@ -97,6 +101,7 @@ def parse_asset_register(raw: pl.LazyFrame, inventory: Inventory, site_id: str |
         (unreadable("depreciation_method", pl.col("method")), "invalid_value",
          pl.format("depreciation_method {} is not SL (straight line) or DB (declining balance)",
                    field("depreciation_method"))),
+        *(column_missing(c, "the asset register's header, docs/raw-formats.md") for c in REGISTER_REQUIRED),
     ]
     return asset_checks(parsed.with_columns(first_reason(checks)), inventory)
 

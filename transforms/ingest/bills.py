@@ -26,7 +26,8 @@ import polars as pl
 from transforms.bounds import MAX_BILL_LINE, MAX_ENERGY_PRICE_PER_KWH, out_of_range
 from transforms.contracts import COST_TYPES, COST_LINES, UTC_US
 from transforms.ingest.canonical import parse_canonical
-from transforms.ingest.common import currency_check, decimal, field, first_reason, parse_utc, raw_text, unreadable
+from transforms.ingest.common import (column_missing, currency_check, decimal, field, first_reason, parse_utc, raw_text,
+                                      unreadable)
 from transforms.inventory import Inventory
 
 # FOCUS 1.0, 1.1 and 1.2 column ids. The stable line id hashes these fields only: custom
@@ -46,6 +47,17 @@ FOCUS_COLUMNS = tuple(sorted("""
     SubAccountId SubAccountName SubAccountType Tags
 """.split()))
 
+# The FOCUS columns a line cannot do without, and what each is (a file whose header lacks one
+# has every line quarantined naming the column, not "a required field is empty").
+FOCUS_REQUIRED = {
+    "ChargePeriodStart": "FOCUS 1.0 column ChargePeriodStart: start of the charge period, UTC",
+    "ChargePeriodEnd": "FOCUS 1.0 column ChargePeriodEnd: end of the charge period, UTC, exclusive",
+    "BilledCost": "FOCUS 1.0 column BilledCost: the amount invoiced, in BillingCurrency",
+    "EffectiveCost": "FOCUS 1.0 column EffectiveCost: the amortized cost, in BillingCurrency; never assumed "
+                     "equal to BilledCost",
+    "BillingCurrency": "FOCUS 1.0 column BillingCurrency: the ISO 4217 code of the costs",
+}
+
 CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
 COMPUTE_SERVICE_CATEGORIES = ("compute", "ai and machine learning")
 
@@ -55,6 +67,8 @@ ELECTRICITY_COST_TYPES = {"energy": "energy", "demand": "demand", "fixed": "othe
 COLOCATION_COLUMNS = ("invoice_id", "line_no", "period_start", "period_end", "item", "quantity", "unit",
                       "unit_price", "amount", "currency")
 SOURCES = ("focus", "electricity_invoice", "colocation_invoice", "canonical")
+# The invoice columns a line cannot do without (the others may be left out of the header: empty).
+INVOICE_REQUIRED = ("invoice_id", "line_no", "period_start", "period_end", "amount", "currency")
 
 # Invoices state amount = quantity x rate rounded to the cent; allow that rounding, not more.
 CENT = 0.01 + 1e-9
@@ -183,7 +197,7 @@ def parse_focus(raw: pl.LazyFrame, inventory: Inventory, site_id: str | None) ->
     `line_id`: see `_focus_line_id`. Column ids are matched exactly, else in any case
     (`SkuPriceid`); other columns (`Id`, `x_*`) are ignored. Amounts in the billing currency;
     times UTC."""
-    t = raw_text(raw, FOCUS_COLUMNS, null_words=("null",), any_case=True)
+    t = raw_text(raw, FOCUS_COLUMNS, null_words=("null",), any_case=True, required=tuple(FOCUS_REQUIRED))
     consumed = field("ConsumedQuantity").is_not_null()
     charge_category = _focus_enum(field("ChargeCategory"), CHARGE_CATEGORIES)
     unit = pl.when(consumed).then(field("ConsumedUnit")).otherwise(field("PricingUnit"))
@@ -230,6 +244,8 @@ def parse_focus(raw: pl.LazyFrame, inventory: Inventory, site_id: str | None) ->
          pl.format(num_detail, pl.lit("PricingQuantity"), field("PricingQuantity"))),
         (unreadable("ChargeCategory", pl.col("charge_category")), "invalid_value",
          pl.format(f"ChargeCategory {{}} is not one of {', '.join(CHARGE_CATEGORIES)}", field("ChargeCategory"))),
+        # After the values' own checks, before the contract's "required field is empty".
+        *(column_missing(c, hint) for c, hint in FOCUS_REQUIRED.items()),
     ]
     return _finish(parsed, checks, inventory, site_id)
 
@@ -267,12 +283,13 @@ def _invoice_columns(tz: str, price_col: str) -> list[pl.Expr]:
     ]
 
 
-def _invoice_checks(price_col: str) -> list[tuple[pl.Expr, str, pl.Expr | str]]:
+def _invoice_checks(price_col: str, layout: str) -> list[tuple[pl.Expr, str, pl.Expr | str]]:
     date_detail = "`{}` {} is not a valid local date YYYY-MM-DD; write the invoice period as the invoice states it"
     num_detail = "`{}` {} is not a number; write a plain decimal (e.g. 1234.56)"
     expected = pl.col("quantity") * pl.col("_price")
     return [
-        (field("invoice_id").is_null() | field("line_no").is_null(), "missing_required_field",
+        ((field("invoice_id").is_null() | field("line_no").is_null())
+         & ~pl.col("_missing_invoice_id") & ~pl.col("_missing_line_no"), "missing_required_field",
          "`invoice_id` or `line_no` is empty; both make the line id, fill them in the export"),
         *[(unreadable(c, pl.col(c)), "bad_timestamp", pl.format(date_detail, pl.lit(c), field(c)))
           for c in ("period_start", "period_end")],
@@ -286,6 +303,7 @@ def _invoice_checks(price_col: str) -> list[tuple[pl.Expr, str, pl.Expr | str]]:
          pl.format(f"amount {{}} differs from quantity x {price_col} = {{}} x {{}} = {{}} by more than a cent; "
                    "correct the invoice line", field("amount"), field("quantity"), field(price_col),
                    expected.round(6))),
+        *(column_missing(c, f"the {layout} invoice's header, docs/raw-formats.md") for c in INVOICE_REQUIRED),
     ]
 
 
@@ -303,7 +321,7 @@ def parse_electricity_invoice(raw: pl.LazyFrame, inventory: Inventory, site_id: 
     only), and a tax line stating its base as quantity and its percentage as a fraction rate is
     checked like any other. Quantities cannot be negative (`negative_value`)."""
     tz = _site_zone(inventory, site_id)
-    t = raw_text(raw, ELECTRICITY_COLUMNS)
+    t = raw_text(raw, ELECTRICITY_COLUMNS, required=(*INVOICE_REQUIRED, "line_type"))
     line_type = field("line_type").str.to_lowercase()
     parsed = t.with_columns(
         *_invoice_columns(tz, "rate"),
@@ -315,14 +333,15 @@ def parse_electricity_invoice(raw: pl.LazyFrame, inventory: Inventory, site_id: 
         parse_utc(field("peak_at")).alias("peak_at"),
     )
     checks = [
-        (field("line_type").is_null(), "missing_required_field",
+        (field("line_type").is_null() & ~pl.col("_missing_line_type"), "missing_required_field",
          f"`line_type` is empty; write one of {', '.join(ELECTRICITY_COST_TYPES)}"),
-        (pl.col("cost_type").is_null(), "invalid_value",
+        (pl.col("cost_type").is_null() & field("line_type").is_not_null(), "invalid_value",
          pl.format(f"line_type {{}} is not one of {', '.join(ELECTRICITY_COST_TYPES)}", field("line_type"))),
         (unreadable("peak_at", pl.col("peak_at")), "bad_timestamp",
          pl.format("`peak_at` {} is not an RFC 3339 timestamp with offset (e.g. 2026-11-28T14:15:00-05:00)",
                    field("peak_at"))),
-        *_invoice_checks("rate"),
+        *_invoice_checks("rate", "electricity"),
+        column_missing("line_type", "the electricity invoice's header, docs/raw-formats.md"),
     ]
     return _finish(parsed, checks, inventory, site_id)
 
@@ -334,7 +353,7 @@ def parse_colocation_invoice(raw: pl.LazyFrame, inventory: Inventory, site_id: s
     `cross_connect` each, ...). Periods, line id, amounts and the quantity x unit_price check
     as for electricity invoices."""
     tz = _site_zone(inventory, site_id)
-    t = raw_text(raw, COLOCATION_COLUMNS)
+    t = raw_text(raw, COLOCATION_COLUMNS, required=INVOICE_REQUIRED)
     parsed = t.with_columns(
         *_invoice_columns(tz, "unit_price"),
         pl.lit("colocation_invoice").alias("source"),
@@ -344,7 +363,7 @@ def parse_colocation_invoice(raw: pl.LazyFrame, inventory: Inventory, site_id: s
         pl.lit(None, pl.String).alias("tou_period"),
         pl.lit(None, UTC_US).alias("peak_at"),
     )
-    return _finish(parsed, _invoice_checks("unit_price"), inventory, site_id)
+    return _finish(parsed, _invoice_checks("unit_price", "colocation"), inventory, site_id)
 
 
 # --- canonical ------------------------------------------------------------------------------

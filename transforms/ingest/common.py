@@ -316,13 +316,15 @@ def field(name: str) -> pl.Expr:
 
 
 def raw_text(frame: pl.LazyFrame, names: tuple[str, ...], *, null_words: tuple[str, ...] = (),
-             any_case: bool = False) -> pl.LazyFrame:
+             any_case: bool = False, required: tuple[str, ...] = ()) -> pl.LazyFrame:
     """The columns `names` of a raw text frame as trimmed text under `_raw_<name>`, plus
     `_source_file` and `_source_row`. Empty values and `null_words` (compared case-insensitively)
     are null; columns the file lacks are null; other columns are dropped. With `any_case`, columns
     named in another case (`SkuPriceid`) also fill `name` where the exact column is empty (files
     of one scan may spell it differently). Rows with no value in any column of the file (blank
-    CSV lines, which the CSV reader returns as rows) are dropped."""
+    CSV lines, which the CSV reader returns as rows) are dropped. For each of `required`,
+    `_missing_<name>` is True on the rows of a file whose header lacks the column (`column_missing`
+    then names it), not only where its cell is empty."""
     schema = frame.collect_schema()
     data = [c for c in schema.names() if c not in ("_source_file", "_source_row") and not c.startswith("_absent_")]
 
@@ -337,11 +339,27 @@ def raw_text(frame: pl.LazyFrame, names: tuple[str, ...], *, null_words: tuple[s
 
     not_blank = pl.any_horizontal([pl.col(c).cast(pl.String).str.strip_chars().fill_null("") != "" for c in data]) \
         if data else pl.lit(False)
+
+    def absent(n: str) -> pl.Expr:
+        spelt = [c for c in data if c == n or (any_case and c.lower() == n.lower())]
+        if not spelt:
+            return pl.lit(True)
+        marks = [pl.col(f"_absent_{c}").fill_null(False) for c in spelt if f"_absent_{c}" in schema]
+        return pl.all_horizontal(marks) if len(marks) == len(spelt) else pl.lit(False)
+
     return frame.filter(not_blank).select(
         pl.col("_source_file"),
         pl.col("_source_row").cast(pl.Int64),
         *[text(n).alias(f"_raw_{n}") for n in names],
+        *[absent(n).alias(f"_missing_{n}") for n in required],
     )
+
+
+def column_missing(name: str, hint: str) -> tuple[pl.Expr, str, pl.Expr]:
+    """A `first_reason` check: the file's header lacks column `name` (`raw_text(..., required=)`),
+    said as such, with what the column is (`hint`), rather than as an empty field on every row."""
+    return (pl.col(f"_missing_{name}"), "missing_required_field",
+            pl.format(f"column `{name}` is missing from {{}}; add it ({hint})", pl.col("_source_file")))
 
 
 def decimal(text: pl.Expr) -> pl.Expr:

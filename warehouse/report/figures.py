@@ -230,6 +230,10 @@ QUERIES = {
         SELECT dataset, sum(rows_read)::BIGINT AS rows_read, sum(rows_accepted)::BIGINT AS rows_accepted,
                sum(rows_quarantined)::BIGINT AS rows_quarantined
         FROM ingest_audit WHERE date BETWEEN $lo AND $hi GROUP BY dataset ORDER BY dataset""",
+    "power_below_idle": """
+        SELECT strftime(date, '%Y-%m-%d') AS day, node_id, meter_id, meter_source, sensor, median_power_w, min_power_w,
+               idle_w, floor_w, samples_below, samples
+        FROM node_power_below_idle WHERE date BETWEEN $lo AND $hi ORDER BY date DESC, node_id, meter_id""",
 }
 
 # How each number was measured, over the window: a reader's measure of trust. Requests are counted on

@@ -12,6 +12,7 @@ import polars as pl
 import vl_convert
 
 from lake.files import write_text
+from transforms.bounds import IDLE_FLOOR
 from warehouse.report.charts import CHARTS, CURRENCY_SYMBOLS, format_locale
 from warehouse.report.figures import Headline, ReportData
 
@@ -229,6 +230,36 @@ def _after_chart(chart_id: str, data: ReportData) -> str:
     return ""
 
 
+# What to check when a node meter reads below its node's idle power, by the meter's format.
+SENSOR_HINT = {
+    "ipmi": "that the IPMI sensor read is the whole node's input power (`Chassis Power`, `Pwr Consumption`), not a "
+            "board or single-PSU sensor such as `Sys Power`",
+    "redfish": "that the Redfish sensor read is the chassis' total input power (`TotalPower`), not one PSU's",
+}
+
+
+def _power_below_idle(data: ReportData) -> str:
+    """One line per node meter that read below IDLE_FLOOR (90%) of its node's `idle_w` on a day of the window
+    (`node_power_below_idle`): the node, measured against idle_w, and what to check."""
+    rows = data.frames["power_below_idle"]
+    if rows.is_empty():
+        return '<p class="ok" id="power-below-idle" data-nodes="0">No node meter read below its idle power.</p>'
+    items = []
+    for r in rows.iter_rows(named=True):  # a few meters at most, for people to read
+        sensor = f"sensor `{r['sensor']}`" if r["sensor"] else "no `sensor:` (the format's default sensor was read)"
+        check = SENSOR_HINT.get(r["meter_source"], "what the meter's export measures")
+        items.append(
+            f'<li data-node="{html.escape(r["node_id"])}" data-day="{r["day"]}">{r["day"]}: node '
+            f"<b>{html.escape(r['node_id'])}</b> measured {r['median_power_w']:,.0f} W (median; lowest "
+            f"{r['min_power_w']:,.0f} W, {r['samples_below']:,} of {r['samples']:,} readings below "
+            f"{r['floor_w']:,.0f} W) against its idle_w of {r['idle_w']:,.0f} W. Meter "
+            f"<code>{html.escape(r['meter_id'])}</code> ({html.escape(r['meter_source'])}, {html.escape(sensor)}): "
+            f"check {html.escape(check)} (the meter's `sensor:` in inventory.yaml), or the node's idle_w.</li>")
+    return (f'<p class="warn">power_readings.power_w.not_below_node_idle (warning): {rows.height} node meter-day(s) '
+            f'read below {IDLE_FLOOR:.0%} of the node\'s idle power; its energy is in doubt.</p>'
+            f'<ul id="power-below-idle" data-nodes="{rows["node_id"].n_unique()}">{"".join(items)}</ul>')
+
+
 def _restated_section(data: ReportData) -> str:
     """The days this publication restated: what each showed before, what it shows now, and why."""
     restated = data.frames["restated"]
@@ -291,6 +322,7 @@ inferledger {html.escape(pub.inferledger_version)}).</p>
 <h3>Attribution settings seen</h3>{table(data.methods["attribution"], cur)}</section>
 <div class="grid">{_chart_sections(data, specs)}</div>
 <section id="data-quality"><h2>Data quality</h2>
+<h3>Node meters reading below idle power</h3>{_power_below_idle(data)}
 <h3>Warehouse checks (SQL, on the published file)</h3>{_checks_table(data)}
 <h3>Input expectations (Great Expectations)</h3>{_expectations(expectations, cur)}
 <p class="note">Quarantined rows by reason: see "Quarantined input rows by reason" above.</p></section>
