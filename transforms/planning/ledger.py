@@ -95,7 +95,7 @@ def _demand(frames: LedgerFrames) -> tuple[pl.LazyFrame, pl.LazyFrame]:
 def _capacity(frames: LedgerFrames, options: PlanOptions, sites: pl.LazyFrame) -> pl.LazyFrame:
     """One operating point per (pool, model served there): the pool's smallest known capacity per
     node over the window (the strictest hour), or the most tokens/s per node observed if higher,
-    at the strictest objectives of the tiers it served
+    less the options' headroom (a share kept free), at the strictest objectives of the tiers it served
     less the round trip to those tiers' users, so those tiers qualify again and a stricter or
     farther tier does not."""
     tiers = pl.LazyFrame([{"tier": t.name, "ttft": t.ttft_p95_s, "e2e": t.e2e_p95_s,
@@ -115,7 +115,7 @@ def _capacity(frames: LedgerFrames, options: PlanOptions, sites: pl.LazyFrame) -
     # figure the pool is known to sustain) and lifts a lower bound the window itself exceeded; so
     # the actual routing is always feasible in the plan's program.
     cap = (known.join(observed, on="pool", how="full", coalesce=True)
-           .select("pool", output_tokens_per_s=pl.max_horizontal("known", "observed"))
+           .select("pool", output_tokens_per_s=pl.max_horizontal("known", "observed") * (1.0 - options.headroom))
            .filter(pl.col("output_tokens_per_s") > 0))
     bound = (frames.traffic.select("pool", "tier").unique().join(sites, on="pool").join(tiers, on="tier")
              .join(rtt, on=["site", "users"], how="left")

@@ -34,9 +34,10 @@ class PlanOptions:
     redundancy: dict[str, int] = field(default_factory=dict)
     growth: float = 1.0
     candidates: tuple[Candidate, ...] = ()
+    headroom: float = 0.0  # share of each node's capacity the plan keeps free (0 = plan to the capacity)
 
 
-_TOP = {"users", "round_trips_ms", "power_caps_kw", "redundancy", "growth", "candidates"}
+_TOP = {"users", "round_trips_ms", "power_caps_kw", "redundancy", "growth", "candidates", "headroom"}
 _CANDIDATE = {"name", "site", "gpu_model", "max_nodes", "idle_w", "full_w", "pue", "capex", "life_hours",
               "hourly_price", "egress_per_gb", "response_bytes_per_token", "redundancy_min", "capacity_like"}
 _REQUIRED = ("name", "site", "gpu_model", "max_nodes", "idle_w", "full_w", "pue", "capacity_like")
@@ -98,11 +99,14 @@ def parse_options(text: str, where: str) -> PlanOptions:
     redundancy = {str(p): int(_number(where, f"redundancy.{p}", n, integer=True))
                   for p, n in _mapping(where, "redundancy", raw.get("redundancy") or {}).items()}
     growth = float(_number(where, "growth", raw.get("growth", 1.0)))
+    headroom = float(_number(where, "headroom", raw.get("headroom", 0.0)))
+    if headroom >= 1:
+        raise _fail(where, "headroom", f"{headroom!r} is not below 1", "write the share kept free, 0 <= h < 1")
     candidates = raw.get("candidates") or []
     if not isinstance(candidates, list):
         raise _fail(where, "candidates", "expected a list", "write one `- {name: ..., ...}` per hardware option")
     return PlanOptions(users, rtts, caps, redundancy, growth,
-                       tuple(_candidate(where, i, c) for i, c in enumerate(candidates)))
+                       tuple(_candidate(where, i, c) for i, c in enumerate(candidates)), headroom)
 
 
 def check_against(options: PlanOptions, where: str, tiers: set[str], sites: set[str], pools: set[str]) -> None:
