@@ -13,18 +13,20 @@ example" has the why of each):
   node's dump.
 - FOCUS 1.0 sample (September 2024): `<day>/aws-us-west-2/focus/`, a bill delivered that day; its
   lines reach September 2024's days (DOMAIN.md section 7), not this one.
-- ECB reference rates (2025-04-14 to 2025-04-25): `<day>/_fleet/fx/`, as they are.
-- Hourly market prices: `prices/mghpcc-spot.csv`, canonical, written here (`day_prices`).
+- ECB reference rates (2025-04-14 to 2025-04-25): `<day>/_fleet/fx/`, as they are (the fleet
+  reports in EUR, the prices' currency: nothing of the day is converted).
+- Energinet day-ahead prices, DK2: the UTC day PRICE_DAY (2022-10-18, the slice's one complete day)
+  replayed onto the day, `prices/Elspotprices.csv` in Energinet's own layout (`replay_prices`).
 """
 
 import shutil
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, time, timedelta
 from pathlib import Path
 
 import polars as pl
 
-from lake.files import write_atomically
+from lake.files import write_atomically, write_text
 from lake.inventory import NAME as INVENTORY_NAME
 from lake.inventory import load_inventory
 from lake.trace_logs import Replay, WrittenLog, replayed_requests, write_request_logs
@@ -50,10 +52,10 @@ TRACES = (
      Replay("mooncake", REAL_DAY, "holygpu2c0701", MODEL, "batch", "kimi-replay", start=time(0, 0))),
 )
 # No price of the day ships with the samples (the Energinet slice is 2022-10-17..19; docs/real-data.md,
-# "Why a stand-in price"): the day's hourly prices as a canonical file, each hour at the US industrial
-# average of DOMAIN.md section 6 (0.08 USD/kWh), an assumption stated there.
-STAND_IN_PRICE_PER_KWH = 0.08
-PRICE_FILE = "prices/mghpcc-spot.csv"
+# "Prices: a replayed Energinet day"): the slice's one complete UTC day, replayed onto the day.
+PRICES = ("energinet_elspot_dk2", "Elspotprices.csv")
+PRICE_DAY = date(2022, 10, 18)
+PRICE_FILE = "prices/Elspotprices.csv"
 
 
 class MissingSample(FileNotFoundError):
@@ -74,8 +76,8 @@ class RealDay:
         lines = [f"real public samples placed on {self.day} in {self.raw}:"]
         lines += [f"  {src.parent.name}/{src.name} -> {dst.relative_to(self.raw)}" for src, dst in self.copied]
         lines += [f"  trace replayed: {w.requests:,} requests -> {w.path.relative_to(self.raw)}" for w in self.logs]
-        lines.append(f"  hourly prices (stand-in, {STAND_IN_PRICE_PER_KWH} USD/kWh) -> "
-                     f"{self.prices.relative_to(self.raw)}")
+        lines.append(f"  {PRICES[0]}/{PRICES[1]}: Energinet DK2 prices of {PRICE_DAY} (UTC) replayed onto "
+                     f"{self.day} -> {self.prices.relative_to(self.raw)}")
         return "\n".join(lines)
 
 
@@ -87,23 +89,37 @@ def _sample(samples: Path, folder: str, name: str) -> Path:
     return path
 
 
-def day_prices(day: date, price_per_kwh: float) -> pl.DataFrame:
-    """The canonical market price file (`hour_utc,price_per_kwh`) of the day's 24 UTC hours."""
-    hours = pl.datetime_range(pl.datetime(day.year, day.month, day.day, time_zone="UTC"),
-                              pl.datetime(day.year, day.month, day.day, 23, time_zone="UTC"), "1h", eager=True)
-    return pl.DataFrame({"hour_utc": hours.dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                         "price_per_kwh": pl.Series([price_per_kwh] * hours.len(), dtype=pl.Float64)})
+def replay_prices(sample: Path, days: list[date], source: date = PRICE_DAY) -> str:
+    """The text of an Energinet Elspotprices export (docs/raw-formats.md) whose rows are the
+    sample's rows of the UTC day `source`, once for each of `days`: the sample's header, then the
+    rows newest first, as Energinet writes them. Only the dates of `HourUTC` and `HourDK` change
+    (each moved by the days from `source` to the day; the hours, the price area, the prices and
+    their decimal commas are the sample's bytes). Both days are in Danish summer time (UTC+2), so a
+    row's HourDK stays its HourUTC's Danish hour."""
+    text = Path(sample).read_text(encoding="utf-8")
+    header, _, body = text.partition("\n")
+    rows = pl.LazyFrame({"line": body.splitlines()}).filter(pl.col("line").str.starts_with(f"{source.isoformat()} "))
+    dk = pl.col("line").str.slice(17, 10).str.to_date("%Y-%m-%d")
+    replayed = pl.concat([rows.select(pl.concat_str(
+        pl.lit(day.isoformat()), pl.col("line").str.slice(10, 7),
+        (dk + timedelta(days=(day - source).days)).dt.strftime("%Y-%m-%d"), pl.col("line").str.slice(27)
+    ).alias("line")) for day in sorted(days, reverse=True)]).collect()
+    if replayed.height != 24 * len(days):
+        raise MissingSample(f"{sample}: {replayed.height // max(len(days), 1)} rows of {source} (UTC), not 24; the "
+                            "real day replays that whole day (restore the sample from tests/data/real)")
+    return "\n".join([header, *replayed["line"]]) + "\n"
 
 
 def assemble_real_day(samples: Path, raw: Path) -> RealDay:
     """Write the raw drop of REAL_DAY into `raw` from the samples folder (tests/data/real): the
-    inventory, the copied samples, the replayed traces and the day's prices. Files of an earlier
+    inventory, the copied samples, the replayed traces and the replayed prices. Files of an earlier
     assembly are replaced."""
     raw = Path(raw)
     day_dir = raw / REAL_DAY.isoformat()
     sources = [(_sample(samples, folder, name), day_dir / dest / name) for folder, names, dest in COPIES
                for name in names]
     traces = [([_sample(samples, folder, name) for name in names], replay) for folder, names, replay in TRACES]
+    price_text = replay_prices(_sample(samples, *PRICES), [REAL_DAY])
     raw.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(INVENTORY, raw / INVENTORY_NAME)
     inventory = load_inventory(raw / INVENTORY_NAME)
@@ -115,5 +131,5 @@ def assemble_real_day(samples: Path, raw: Path) -> RealDay:
         logs += write_request_logs(replayed_requests(replay, files, inventory), raw, replay, files, force=True)
     prices = raw / PRICE_FILE
     prices.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(prices, lambda tmp: day_prices(REAL_DAY, STAND_IN_PRICE_PER_KWH).write_csv(tmp))
+    write_text(prices, price_text)
     return RealDay(raw, REAL_DAY, sources, logs, prices)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from lake.inventory import load_inventory
 from lake.json_lines import extract_json_fields
 from lake.readers import scan_text_lines
-from lake.real_day import INVENTORY, PRICE_FILE, day_prices
+from lake.real_day import INVENTORY, PRICE_FILE, replay_prices
 from lake.trace_logs import Replay, replayed_requests, write_request_logs
 from pipelines.cli import main
 from tests.conftest import examples
@@ -178,8 +178,8 @@ def ingested(tmp_path_factory):
     """Both traces imported (Mooncake across midnight), then `inferledger ingest` of D and D+1."""
     root = tmp_path_factory.mktemp("import-trace")
     raw, lake = _raw(root), root / "lake"
-    (raw / PRICE_FILE).parent.mkdir()  # the site's market tariff: the hours of both days
-    pl.concat([day_prices(D, 0.08), day_prices(D1, 0.08)]).write_csv(raw / PRICE_FILE)
+    (raw / PRICE_FILE).parent.mkdir()  # the site's market tariff: the hours of both days (Energinet's, replayed)
+    (raw / PRICE_FILE).write_text(replay_prices(REAL / "energinet_elspot_dk2" / "Elspotprices.csv", [D, D1]))
     assert _azure(raw) == 0 and _mooncake(raw) == 0
     for day in (D, D1):
         assert main(["ingest", "--date", day.isoformat(), "--raw", str(raw), "--lake", str(lake)]) == 0
