@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # dagster.yaml with absolute storage paths by the first command that needs it.
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo demo-real test lint test-deep setup defs ui clean docs bench bench-attribution bench-e2e bench-plan check-data
+.PHONY: demo demo-real test lint test-deep setup defs ui clean docs bench bench-attribution bench-e2e bench-plan check-data demo-plan
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,19 @@ demo: $(VENV)/.installed
 ## sample, ECB rates), run through the same pipeline into data/real/ (docs/real-data.md).
 demo-real: $(VENV)/.installed
 	$(VENV)/bin/inferledger demo --real --samples tests/data/real --real-data data/real
+
+## The planner's backtest on a simulated fortnight (docs/planning.md, "Backtest"): DAYS days of the demo
+## fleet in data/plan-demo/, the first half trains the plan, the second half scores it.
+DAYS ?= 14
+PLAN_DEMO := data/plan-demo
+PLAN_FIRST := 2026-11-01
+demo-plan: $(VENV)/.installed
+	$(PY) -m fleetsim --out $(PLAN_DEMO)/raw --date $(PLAN_FIRST) --days $(DAYS) --requests 20000
+	$(VENV)/bin/inferledger backfill --from $(PLAN_FIRST) --to $$(date -d "$(PLAN_FIRST) + $$(( $(DAYS) - 1 )) days" +%F) \
+	  --raw $(PLAN_DEMO)/raw --lake $(PLAN_DEMO)/lake --warehouse $(PLAN_DEMO)/warehouse/inferledger.duckdb
+	$(VENV)/bin/inferledger plan --raw $(PLAN_DEMO)/raw --lake $(PLAN_DEMO)/lake \
+	  --train $(PLAN_FIRST)..$$(date -d "$(PLAN_FIRST) + $$(( $(DAYS) / 2 - 1 )) days" +%F) \
+	  --test $$(date -d "$(PLAN_FIRST) + $$(( $(DAYS) / 2 )) days" +%F)..$$(date -d "$(PLAN_FIRST) + $$(( $(DAYS) - 1 )) days" +%F)
 
 ## The test suite (unit, real samples, Dagster materializations, definitions check). CI runs exactly this,
 ## with CI set: Hypothesis then loads its `ci` profile (tests/conftest.py): the same examples on every run

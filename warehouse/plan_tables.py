@@ -58,13 +58,21 @@ PLAN_TABLES = [
         "facility_kwh": "IT energy x PUE over the hour, kWh.", **_COSTS,
         "total_cost": f"Sum of the four cost columns, {MONEY}.",
     }, ("run_id", "pool", "hour"), group="planning"),
-    Table("plan_summary", "Per plan and cost component: the planned cost and, when the caller gave today's "
-          "(calibration on the actual fleet and routing), today's cost and the saving.", {
-              **_RUN, "component": "energy_cost, rent_cost, egress_cost, amortization_cost or total_cost.",
+    Table("plan_summary", "Per plan, tier (ALL: the fleet) and cost component: the planned cost and, when the "
+          "caller gave today's (the cost model on the actual fleet and routing), today's cost and the saving; per "
+          "query, and the tier's objective risk. A tier's cost is each pool's cost split by the tier's share of "
+          "the pool's busy node-hours (docs/planning.md).", {
+              **_RUN, "tier": "Service tier, ALL for the fleet, (unused) for pools no tier used.",
+              "component": "energy_cost, rent_cost, egress_cost, amortization_cost or total_cost.",
               "planned_cost": f"The plan's cost of the component over the window, {MONEY}.",
               "today_cost": f"The cost model on the actual nodes and routing, {MONEY} (null when not given).",
               "savings": f"today_cost - planned_cost, {MONEY} (null when today is not given).",
-          }, ("run_id", "component"), group="planning"),
+              "requests": "Requests of the tier in the window (null when not given).",
+              "planned_cost_per_query": f"planned_cost / requests, {MONEY}.",
+              "today_cost_per_query": f"today_cost / requests, {MONEY}.",
+              "objective_risk": "Share of the tier's output tokens the plan serves on pool-hours at capacity (no "
+                                "headroom within the hour), 0-1.",
+          }, ("run_id", "tier", "component"), group="planning"),
 ]
 _TYPES = {"run_id": "VARCHAR", "horizon": "VARCHAR", "made_at": "TIMESTAMPTZ", "window_start": "TIMESTAMPTZ",
           "window_end": "TIMESTAMPTZ", "what_if": "VARCHAR", "status": "VARCHAR", "hour": "TIMESTAMPTZ",
@@ -82,6 +90,9 @@ class PlanRun:
     made_at: datetime
     what_if: str | None = None
     today: dict[str, float] | None = None
+    # Per tier (transforms.planning.tiers.cost_by_tier): tier, component, planned_cost, today_cost,
+    # requests, objective_risk; None: plan_summary has the fleet's rows only.
+    tiers: pl.DataFrame | None = None
 
 
 def _column_type(name: str) -> str:
@@ -111,9 +122,17 @@ def plan_frames(plan: Plan, who: PlanRun) -> dict[str, pl.DataFrame]:
         **{f"binds_{k}": binds.get(k, 0) for k in ("capacity", "availability", "redundancy", "power_cap")}}],
         schema_overrides={"what_if": pl.String, "made_at": pl.Datetime("us", "UTC")})
     today = who.today or {}
-    summary = pl.DataFrame({"component": list(COMPONENTS), "planned_cost": [costs[c] for c in COMPONENTS],
-                            "today_cost": [today.get(c) for c in COMPONENTS]},
-                           schema={"component": pl.String, "planned_cost": pl.Float64, "today_cost": pl.Float64})
+    schema = {"tier": pl.String, "component": pl.String, "planned_cost": pl.Float64, "today_cost": pl.Float64,
+              "requests": pl.Int64, "objective_risk": pl.Float64}
+    tiers = who.tiers.select(list(schema)).cast(schema) if who.tiers is not None else pl.DataFrame(schema=schema)
+    per_tier = tiers.group_by("tier").agg(pl.col("requests").first())
+    fleet = pl.DataFrame({"tier": "ALL", "component": list(COMPONENTS), "planned_cost": [costs[c] for c in COMPONENTS],
+                          "today_cost": [today.get(c) for c in COMPONENTS],
+                          "requests": per_tier["requests"].sum() if per_tier.height else None,
+                          "objective_risk": None}, schema=schema)
+    summary = (pl.concat([fleet, tiers])
+               .with_columns(planned_cost_per_query=pl.col("planned_cost") / pl.col("requests"),
+                             today_cost_per_query=pl.col("today_cost") / pl.col("requests")))
     frames = {"plan_runs": runs, "plan_routing": plan.routing, "plan_nodes_by_pool_hour": plan.costs,
               "plan_summary": summary.with_columns(savings=pl.col("today_cost") - pl.col("planned_cost"))}
     by_name = {t.name: t for t in PLAN_TABLES}

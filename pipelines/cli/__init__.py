@@ -13,11 +13,13 @@
                          --tenant X --raw DIR --inventory FILE --force]
     inferledger report   [--date D] [--days N] [--out FILE.html] [--warehouse FILE]
     inferledger import-profile mlenergy|splitwise FILE [--out CSV] [--raw DIR]
+    inferledger plan     --date D | --window D1..D2 [--horizon day|fleet] [--options FILE] [--what-if "..."]
+    inferledger plan     --train D1..D2 --test D3..D4 [--options FILE]
 
 The settings are resolved once, here (settings/): the environment's, else the declared defaults,
 then the command's flags. One module per group of commands: `pipeline` (simulate, ingest,
 attribute, demo, run), `backfill`, `quality` (check-data), `publishing` (publish, report), `sql`,
-`traces` (import-trace);
+`traces` (import-trace), `planning` (plan);
 `parser` declares the flags, `runs` runs the Dagster jobs, `output` prints.
 
 `ingest` materializes the real Dagster ingest assets for one day (every site of the

@@ -140,6 +140,23 @@ def _warehouse(sub, s: Settings) -> None:
     _paths(p, s, "warehouse")
 
 
+def _planning(sub, s: Settings) -> None:
+    p = _command(sub, "plan", "planning:cmd_plan",
+                 "least-cost routing and nodes (day) or fleet (fleet) of published days, calibrated on the ledger")
+    p.add_argument("--horizon", choices=("day", "fleet"), default="day")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--date", type=_day, help="one published day")
+    when.add_argument("--window", help="published days D1..D2 (inclusive)")
+    when.add_argument("--train", help="backtest: plan on the days D1..D2, score on --test")
+    p.add_argument("--test", help="backtest: the later days D3..D4 the plan is scored on")
+    p.add_argument("--options", default=None, help="plan options YAML (default: the demo fleet's example, "
+                   "fleetsim/plan_options.yaml; docs/planning.md, \"Options\")")
+    p.add_argument("--what-if", dest="what_if", default=None, help='e.g. "standard -> pool cloud-h100"')
+    p.add_argument("--out", default=None, help="DuckDB file of the plan tables (default plans.duckdb beside "
+                   "the warehouse)")
+    _paths(p, s, "raw", "lake", "warehouse", "inventory")
+
+
 def _import_trace(sub, s: Settings) -> None:
     p = _command(sub, "import-trace", "traces:cmd_import_trace",
                  "write a public LLM trace (Azure 2023 CSV, Mooncake JSONL) as a node's request logs for a day")
@@ -166,5 +183,6 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     _step_by_step(sub, settings)
     _nightly(sub, settings)
     _warehouse(sub, settings)
+    _planning(sub, settings)
     _import_trace(sub, settings)
     return p

@@ -70,15 +70,17 @@ def price(inputs: PlanInputs, nodes: pl.LazyFrame, routing: pl.LazyFrame,
 
 
 def calibrate(inputs: PlanInputs, actual_nodes: pl.LazyFrame, actual_routing: pl.LazyFrame) -> pl.LazyFrame:
-    """The cost model on the ACTUAL nodes on and routing, per (pool, hour) as `price`, after
+    """The cost model on the ACTUAL nodes on (integers, or Float64 node-slots / slots of the hour) and
+    routing, per (pool, hour) as `price`, after
     checking the routing serves the demand: every positive demand row's shares sum to 1 (within
     SHARE_TOLERANCE), else a `PlanInputError` naming the row. The caller compares it with the
     ledger's cost of the same pools and hours (within 5%, docs/planning.md, "Calibration")."""
     for frame, schema, name in ((actual_nodes, NODES_SCHEMA, "actual nodes"),
                                 (actual_routing, ROUTING_SCHEMA, "actual routing")):
-        got = frame.collect_schema()
-        if dict(got) != dict(schema):
-            raise PlanInputError(f"{name} frame has columns {dict(got)}; expected {dict(schema)}")
+        got = dict(frame.collect_schema())
+        # The ledger's nodes on are node-slots / slots of the hour: a node on for half the hour is 0.5.
+        if got != dict(schema) and got != {**dict(schema), "nodes_on": pl.Float64}:
+            raise PlanInputError(f"{name} frame has columns {got}; expected {dict(schema)}")
     window = demand(inputs).select("hour").unique().join(pool_frame(inputs).select("pool"), how="cross")
     stray = (actual_nodes.join(window, on=["pool", "hour"], how="anti").sort("pool", "hour").head(1).collect())
     if stray.height:

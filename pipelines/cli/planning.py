@@ -1,0 +1,183 @@
+"""`inferledger plan`: the least-cost plan of a window of published days (docs/planning.md, "CLI").
+
+Reads the window's ledger (warehouse/plan_inputs.py) and the options YAML, checks calibration
+(the cost model on the actual nodes and routing against the ledger, within 5% per pool and in
+total), solves the plan (or the what-if), writes the plan tables into the plans file and prints
+now vs planned per pool. Exit 0 done, 1 inputs refused or no feasible plan. Loads no Dagster.
+"""
+
+import hashlib
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+from rich.markup import escape
+
+from lake.inventory import inventory_path, load_inventory
+from pipelines.cli.output import console, print_frame
+from settings import Settings
+from transforms.inventory import InventoryError
+from transforms.planning import PlanInfeasible, PlanInputError, WhatIfError, calibrate, plan, what_if
+from transforms.planning.backtest import backtest
+from transforms.planning.ledger import calibration, calibration_verdict, from_ledger, with_candidates
+from transforms.planning.options import PlanOptionsError, check_against, parse_options
+from transforms.planning.tiers import cost_by_tier
+from warehouse.connection import connect
+from warehouse.plan_inputs import ledger_frames
+from warehouse.plan_tables import PlanRun, write_plan
+
+# The documented example for the demo fleet (package data of fleetsim).
+EXAMPLE_OPTIONS = Path(__file__).resolve().parents[2] / "fleetsim" / "plan_options.yaml"
+PLANS_FILE = "plans.duckdb"
+
+
+def parse_window(text: str) -> tuple[date, date]:
+    """`D1..D2` (inclusive) or a single day."""
+    first, _, last = text.partition("..")
+    try:
+        return date.fromisoformat(first), date.fromisoformat(last or first)
+    except ValueError:
+        raise PlanInputError(f"window {text!r}: write YYYY-MM-DD..YYYY-MM-DD") from None
+
+
+def _window(args) -> tuple[date, date]:
+    if args.window:
+        return parse_window(args.window)
+    return args.date, args.date
+
+
+def _load(args, settings: Settings):
+    options, inventory = _options_and_inventory(args, settings)
+    first, last = _window(args)
+    frames = ledger_frames(settings.lake, inventory, first, last)
+    today = from_ledger(frames, options, "day")  # calibration: the actual fleet, the actual demand
+    planned = today
+    if args.horizon == "fleet":
+        fleet = from_ledger(frames, options, "fleet")
+        planned = replace(fleet, inputs=with_candidates(fleet.inputs, options.candidates))
+    return today, planned, (first, last)
+
+
+def _per_pool(data, today: pl.DataFrame, made) -> pl.DataFrame:
+    costs = ["energy_cost", "rent_cost", "egress_cost", "amortization_cost"]
+    now = today.group_by("pool").agg(node_hours_now=pl.col("nodes_on").sum(), cost_now=pl.sum_horizontal(costs).sum())
+    planned = made.costs.group_by("pool").agg(node_hours_planned=pl.col("nodes_on").sum(),
+                                              cost_planned=pl.col("total_cost").sum())
+    ledger = data.ledger.select("pool", ledger=pl.sum_horizontal("energy_cost", "rent_cost", "egress_cost"))
+    return (planned.join(now, on="pool", how="left").join(ledger, on="pool", how="left")
+            .with_columns(pl.col("node_hours_now", "cost_now", "ledger").fill_null(0.0))
+            .with_columns(savings=pl.col("cost_now") - pl.col("cost_planned"))
+            .select("pool", "ledger", "cost_now", "cost_planned", "savings", "node_hours_now", "node_hours_planned")
+            .sort("pool"))
+
+
+def _options_and_inventory(args, settings: Settings):
+    options_file = Path(args.options) if args.options else EXAMPLE_OPTIONS
+    if not options_file.is_file():
+        raise PlanOptionsError(f"{options_file}: options file not found; pass --options FILE "
+                               f"(an example: {EXAMPLE_OPTIONS})")
+    options = parse_options(options_file.read_text(), str(options_file))
+    inventory = load_inventory(inventory_path(settings.raw, settings.inventory))
+    check_against(options, str(options_file), {t.id for t in inventory.tiers}, {s.id for s in inventory.sites},
+                  {p.id for p in inventory.pools})
+    return options, inventory
+
+
+def cmd_backtest(args, settings: Settings) -> int:
+    """`--train D1..D2 --test D3..D4`: the day plan of the training days scored on the test days."""
+    out, err = console(), console(stderr=True)
+    try:
+        if not args.test:
+            raise PlanInputError("--train needs --test D3..D4 (the later days the plan is scored on)")
+        options, inventory = _options_and_inventory(args, settings)
+        train = from_ledger(ledger_frames(settings.lake, inventory, *parse_window(args.train)), options)
+        test = from_ledger(ledger_frames(settings.lake, inventory, *parse_window(args.test)), options)
+        made = plan(train.inputs)
+        result = backtest(made, test)
+    except (PlanInputError, PlanOptionsError, InventoryError, PlanInfeasible) as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        return 1
+    per_pool = (result.costs.group_by("pool").agg(node_hours_planned=pl.col("nodes_on").sum(),
+                                                  cost_planned=pl.col("total_cost").sum())
+                .join(result.misses.group_by("pool").agg(objective_misses=pl.len()), on="pool", how="left")
+                .with_columns(pl.col("objective_misses").fill_null(0)).sort("pool"))
+    print_frame(per_pool, out, title=f"backtest: plan of {args.train} scored on {args.test}")
+    out.print(f"test window: ledger {result.ledger_cost:,.2f}, cost model on the actual fleet "
+              f"{result.today_cost:,.2f}, "
+              f"plan {result.planned_cost:,.2f}: savings {result.savings:,.2f}; objective misses "
+              f"{result.misses.height} pool-hour(s); {result.fallback_rows} demand row(s) routed as actually "
+              f"(unseen in training)", markup=False)
+    out.print("training: " + calibration_verdict(calibration(train)), markup=False)
+    out.print("test: " + calibration_verdict(calibration(test)), markup=False)
+    return 0
+
+
+def cmd_plan(args, settings: Settings) -> int:
+    if args.train:
+        return cmd_backtest(args, settings)
+    out, err = console(), console(stderr=True)
+    try:
+        data, planned, (first, last) = _load(args, settings)
+        verdict = calibration_verdict(calibration(data))
+        made = what_if(planned.inputs, args.what_if) if args.what_if else plan(planned.inputs)
+        optimum = plan(planned.inputs) if args.what_if else made
+    except (PlanInputError, PlanOptionsError, InventoryError, WhatIfError, PlanInfeasible) as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        return 1
+    today = calibration_today(data)
+    if args.horizon == "fleet":  # today's fleet carries its amortization (the ledger's) in this horizon
+        today = (today.drop("amortization_cost")
+                 .join(data.actual_nodes.collect().join(data.ledger.lazy().select("pool").collect(), on="pool")
+                       .join(pl.DataFrame({"pool": [p.name for p in data.inputs.pools],
+                                           "rate": [p.amortization_per_node_hour for p in data.inputs.pools]}),
+                             on="pool")
+                       .select("pool", "hour", amortization_cost=pl.col("nodes_on") * pl.col("rate")),
+                       on=["pool", "hour"], how="left")
+                 .with_columns(pl.col("amortization_cost").fill_null(0.0)))
+    components = ("energy_cost", "rent_cost", "egress_cost", "amortization_cost")
+    today_by = {c: float(today[c].sum()) for c in components}
+    today_by["total_cost"] = sum(today_by.values())
+    tag = hashlib.sha256(args.what_if.encode()).hexdigest()[:8] if args.what_if else ""
+    run_id = f"{args.horizon}-{first}-{last}" + (f"-whatif-{tag}" if tag else "")
+    plans = Path(args.out) if args.out else settings.warehouse.with_name(PLANS_FILE)
+    plans.parent.mkdir(parents=True, exist_ok=True)
+    con = connect(str(plans))
+    try:
+        write_plan(con, made, PlanRun(run_id, datetime.now(UTC), args.what_if, today_by,
+                                      _tiers(data, planned, made, today)))
+    finally:
+        con.close()
+    print_frame(_per_pool(data, today, made), out,
+                title=f"plan {run_id}: now (ledger; cost model on the actual fleet) vs planned")
+    binds = dict(made.binds.group_by("kind").len().iter_rows()) if made.binds.height else {}
+    saving = today_by["total_cost"] - made.objective
+    out.print(f"savings {saving:,.2f} of {today_by['total_cost']:,.2f} ({saving / today_by['total_cost']:.1%})"
+              if today_by["total_cost"] else "savings: no cost today", markup=False)
+    out.print(f"objective {made.objective:,.4f}, gap {made.mip_gap:.2e}, HiGHS {made.solve_time_s:.2f} s, "
+              f"{made.status}; binding: " + (", ".join(f"{k} {v}" for k, v in sorted(binds.items())) or "none"),
+              markup=False)
+    if args.horizon == "fleet":
+        out.print(f"fleet horizon: planned for the demand x {planned.inputs.growth:g} (options' growth), today at x 1; "
+                  "amortization counted on both sides", markup=False)
+    if args.what_if:
+        out.print(f"what-if {args.what_if!r}: {made.objective:,.4f} against the optimum {optimum.objective:,.4f} "
+                  f"(+{made.objective - optimum.objective:,.4f}; gaps {made.mip_gap:.1e} and {optimum.mip_gap:.1e})",
+                  markup=False)
+    out.print(verdict, markup=False)
+    out.print(f"plan tables written to {plans.resolve()} (run_id {run_id})", markup=False)
+    return 0
+
+
+def _tiers(data, planned, made, today: pl.DataFrame) -> pl.DataFrame:
+    """Per tier and component: planned and today's cost, requests and the plan's objective risk."""
+    routing = made.routing.lazy().select("hour", "tier", "model", "bucket", "pool", "share")
+    plan_side = cost_by_tier(planned.inputs, made.costs, routing).rename({"cost": "planned_cost"})
+    today_side = cost_by_tier(data.inputs, today, data.actual_routing).select("tier", "component", today_cost="cost")
+    return (plan_side.join(today_side, on=["tier", "component"], how="full", coalesce=True)
+            .join(data.requests, on="tier", how="left"))
+
+
+def calibration_today(data) -> pl.DataFrame:
+    """Today's cost model per pool-hour (the actual nodes and routing), as the plan is priced."""
+    return calibrate(data.inputs, data.actual_nodes, data.actual_routing).collect()
