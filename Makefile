@@ -44,7 +44,7 @@ demo-plan: $(VENV)/.installed
 ## (derandomized, no example database), each property test at its own budget. Without CI, the `dev`
 ## profile: the same budgets, random examples, failures replayed from .hypothesis/.
 test: lint
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 ## Ruff and the import contract (pyproject.toml; the rooms and what each may import: docs/architecture.md).
 lint: $(VENV)/.installed

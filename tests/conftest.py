@@ -35,6 +35,18 @@ def examples(n: int) -> int:
     return max(1, n * settings.default.max_examples // 100)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_dagster_home():
+    """`make test` exports DAGSTER_HOME (the checkout's .dagster_home/, Makefile): every command a
+    test ran without unsetting it first (a module fixture runs before the test's monkeypatch)
+    recorded its runs there, SQLite on disk at ~20 ms a commit, both workers in one storage.
+    The session runs on ephemeral instances; a test wanting recorded runs names its own home."""
+    saved = os.environ.pop("DAGSTER_HOME", None)
+    yield
+    if saved is not None:
+        os.environ["DAGSTER_HOME"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _forget_dagster_state_storage():
     """A Dagster instance registers its definitions-state storage in a context variable that

@@ -59,7 +59,7 @@ def test_a_day_without_a_register_delivery_keeps_the_register_in_force(demo_ware
     d1 = demo_warehouse["day"]
     register = next((raw / d1.isoformat() / "_fleet" / "assets").glob("*.csv"))
 
-    fleetsim.simulate(raw, D2, requests=3_000, seed=9, invoices=False)
+    fleetsim.simulate(raw, D2, requests=1_000, seed=9, invoices=False)
     shutil.rmtree(raw / D2.isoformat() / "_fleet")  # no register delivered on day 2
     paths = ["--raw", str(raw), "--lake", str(lake)]
     assert main(["ingest", "--date", D2.isoformat(), *paths]) == 0

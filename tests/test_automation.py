@@ -57,8 +57,8 @@ def test_nightly_tick_requests_every_site_of_the_previous_day(tmp_path):
 def fleet(tmp_path_factory):
     root = tmp_path_factory.mktemp("automation")
     raw, lake, wh = root / "raw", root / "lake", root / "warehouse" / "inferledger.duckdb"
-    fleetsim.simulate(raw, D1, requests=2_000, seed=5, invoices=True)  # the month's invoices arrive on D1
-    fleetsim.simulate(raw, D2, requests=2_000, seed=6, invoices=False)
+    fleetsim.simulate(raw, D1, requests=1_000, seed=5, invoices=True)  # the month's invoices arrive on D1
+    fleetsim.simulate(raw, D2, requests=1_000, seed=6, invoices=False)
     settings = defaults(raw=raw, lake=lake, warehouse=wh)
     with fast_instance() as instance:
         yield {"paths": settings, "defs": code_location(settings), "instance": instance,

@@ -80,7 +80,7 @@ def restated(tmp_path_factory):
     paths = [*data, "--warehouse", str(wh)]
     try:
         for day in (D1, D2, INVOICE_DAY):
-            fleetsim.simulate(raw, day, requests=2_000, seed=5, invoices=False)
+            fleetsim.simulate(raw, day, requests=1_000, seed=5, invoices=False)
         assert main(["run", "--date", D1.isoformat(), *paths]) == 0
         v1 = sql(wh, "SELECT version FROM publication").item()
         first_tiers = sql(wh, "SELECT * FROM cost_by_tier_day ORDER BY date, tier")

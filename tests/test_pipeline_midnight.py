@@ -44,8 +44,8 @@ def _clear_midnight(log, keep=lambda r: True) -> dict:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("midnight")
     raw, lake, wh = root / "raw", root / "lake", root / "warehouse" / "inferledger.duckdb"
-    fleetsim.simulate(raw, D, requests=2_000, seed=5, invoices=True)
-    fleetsim.simulate(raw, D1, requests=2_000, seed=6, invoices=False)
+    fleetsim.simulate(raw, D, requests=1_000, seed=5, invoices=True)
+    fleetsim.simulate(raw, D1, requests=1_000, seed=6, invoices=False)
     _clear_midnight(raw / D.isoformat() / "metro-east" / "requests" / f"{NODE}.jsonl")
     log = raw / D1.isoformat() / "metro-east" / "requests" / f"{NODE}.jsonl"
     r = dict(_clear_midnight(log))

@@ -38,7 +38,7 @@ def test_a_request_id_on_two_days_blocks_the_publish_naming_both_days(demo_wareh
     assert demo_warehouse["day"] == D1
 
     # Day 2's first request of one node carries an id day 1 already costed.
-    fleetsim.simulate(raw, D2, requests=3_000, seed=3, invoices=False)
+    fleetsim.simulate(raw, D2, requests=1_000, seed=3, invoices=False)
     taken = pl.read_parquet(lake / "requests" / f"date={D1}" / "site=metro-east" / "part-0.parquet")["request_id"][0]
     log = sorted((raw / D2.isoformat() / "remote-plains" / "requests").glob("*.jsonl"))[0]
     clean = log.read_text()

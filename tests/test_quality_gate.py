@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import shutil
+import subprocess
 from datetime import date
 
 import polars as pl
@@ -29,14 +30,27 @@ def state(wh):
         con.close()
 
 
-@pytest.fixture
-def night(demo_warehouse, tmp_path, monkeypatch):
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    raw, lake, wh = tmp_path / "raw", tmp_path / "lake", tmp_path / "warehouse" / "inferledger.duckdb"
+@pytest.fixture(scope="module")
+def night_base(demo_warehouse, tmp_path_factory):
+    """The demo day published (night 1) and day 2 simulated, once per module; each test works on a
+    clone (`night`): `cp -a` keeps the hard links (the published file is its version's) and times."""
+    root = tmp_path_factory.mktemp("quality_gate") / "night"
+    raw, lake, wh = root / "raw", root / "lake", root / "warehouse" / "inferledger.duckdb"
     shutil.copytree(demo_warehouse["raw"], raw)
     shutil.copytree(demo_warehouse["lake"], lake)
-    assert main(["publish", "--raw", str(raw), "--lake", str(lake), "--warehouse", str(wh)]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("DAGSTER_HOME", raising=False)
+        assert main(["publish", "--raw", str(raw), "--lake", str(lake), "--warehouse", str(wh)]) == 0
     fleetsim.simulate(raw, D2, requests=3_000, seed=21, invoices=False)
+    return root
+
+
+@pytest.fixture
+def night(night_base, tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    root = tmp_path / "night"
+    subprocess.run(["cp", "-a", str(night_base), str(root)], check=True)
+    raw, lake, wh = root / "raw", root / "lake", root / "warehouse" / "inferledger.duckdb"
     args = ["--raw", str(raw), "--lake", str(lake), "--warehouse", str(wh)]
     return {"raw": raw, "lake": lake, "wh": wh, "args": args, "before": state(wh)}
 

@@ -150,14 +150,25 @@ print(con.execute("SELECT count(*) FROM duckdb_columns() WHERE comment IS NOT NU
     assert int(comments) == sum(len(t.columns) for t in TABLES)
 
 
-@pytest.fixture
-def two_nights(demo_warehouse, tmp_path):
+def clone(base: Path, dst: Path) -> Path:
+    """A test's own copy of a module fixture's folder, made by `cp -a`: hard links kept (the
+    published file is a link to its version's, a version's facts are links to the lake's files)
+    and so are modification times (a day's marts stay current: warehouse/marts.py compares sizes
+    and times). Building the folder once per module and copying it per test saves a publish (and
+    an ingest and an attribution) per test."""
+    subprocess.run(["cp", "-a", str(base), str(dst)], check=True)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def two_nights_base(demo_warehouse, tmp_path_factory):
     """A copy of the demo lake published as night 1 (one day), then a second day attributed into
-    the lake: the next publish is night 2."""
-    raw, lake = tmp_path / "raw", tmp_path / "lake"
+    the lake: the next publish is night 2. Built once; each test works on a clone (`two_nights`)."""
+    root = tmp_path_factory.mktemp("two_nights") / "night"
+    raw, lake = root / "raw", root / "lake"
     shutil.copytree(demo_warehouse["raw"], raw)
     shutil.copytree(demo_warehouse["lake"], lake)
-    wh = tmp_path / "warehouse" / "inferledger.duckdb"
+    wh = root / "warehouse" / "inferledger.duckdb"
     saved = os.environ.pop("DAGSTER_HOME", None)
     try:
         assert main(["publish", "--raw", str(raw), "--lake", str(lake), "--warehouse", str(wh)]) == 0
@@ -168,7 +179,14 @@ def two_nights(demo_warehouse, tmp_path):
     finally:
         if saved is not None:
             os.environ["DAGSTER_HOME"] = saved
-    return {"raw": raw, "lake": lake, "warehouse": wh, "day2": day2}
+    return root
+
+
+@pytest.fixture
+def two_nights(two_nights_base, tmp_path):
+    root = clone(two_nights_base, tmp_path / "night")
+    return {"raw": root / "raw", "lake": root / "lake", "warehouse": root / "warehouse" / "inferledger.duckdb",
+            "day2": date(2026, 11, 25)}
 
 
 def _publish_cmd(n):
@@ -309,17 +327,25 @@ def test_a_mart_off_by_a_dollar_fails_the_named_blocking_check_and_publishes_not
     assert not [p for p in versions_dir(wh).iterdir() if not (p / COMPLETE).exists()]
 
 
-@pytest.fixture
-def kept_versions(demo_warehouse, tmp_path):
-    """The demo lake (copied) published twice: version a kept, version b published."""
-    lake = tmp_path / "lake"
+@pytest.fixture(scope="module")
+def kept_versions_base(demo_warehouse, tmp_path_factory):
+    """The demo lake (copied) published twice: version a kept, version b published. Built once;
+    each test works on a clone (`kept_versions`)."""
+    root = tmp_path_factory.mktemp("kept_versions") / "kept"
+    lake = root / "lake"
     shutil.copytree(demo_warehouse["lake"], lake)
-    wh = tmp_path / "warehouse" / "inferledger.duckdb"
+    wh = root / "warehouse" / "inferledger.duckdb"
     inventory = load_inventory(demo_warehouse["raw"] / "inventory.yaml")
     a = publish(lake, inventory, wh)
     b = publish(lake, inventory, wh)
-    return {"warehouse": wh, "a": a.version, "b": b.version, "a_dir": versions_dir(wh) / a.version,
-            "b_dir": versions_dir(wh) / b.version}
+    return root, a.version, b.version
+
+
+@pytest.fixture
+def kept_versions(kept_versions_base, tmp_path):
+    base, a, b = kept_versions_base
+    wh = clone(base, tmp_path / "kept") / "warehouse" / "inferledger.duckdb"
+    return {"warehouse": wh, "a": a, "b": b, "a_dir": versions_dir(wh) / a, "b_dir": versions_dir(wh) / b}
 
 
 def _rollback_cli(wh, version):
