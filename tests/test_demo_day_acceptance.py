@@ -91,7 +91,7 @@ def test_a_pool_is_materially_over_provisioned_and_the_efficiency_mart_agrees(de
     assert over["premium-h200"][1] == "profile_assumed"
     assert over["premium-h200"][2:] == (48.0, 24.0)
     assert over["premium-h200"][0] > 0.20, over
-    ratios = dict(((p, m), r) for p, m, r in _query(
-        demo, "SELECT pool_id, model, measured_to_profile FROM efficiency_by_model_pool_day"))
+    ratios = {(p, m): r for p, m, r in _query(
+        demo, "SELECT pool_id, model, measured_to_profile FROM efficiency_by_model_pool_day")}
     # 1.20 (batch 14B), 0.92 (rented 70B), 1.26 (premium 70B), 1.30 (standard 8B) on the demo day.
     assert len(ratios) == 4 and all(0.5 <= r <= 2.0 for r in ratios.values()), ratios
