@@ -99,7 +99,11 @@ def accounted(raw: Path, lake: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     # The market price files the inventory names are read by every day, from outside its folder.
     prices = audit.filter(pl.col("dataset") == "market_prices")["source_file"].to_list()
     assert prices in ([], sorted(market_price_files(load_inventory(raw / "inventory.yaml"))))
-    day_entries = audit.filter(pl.col("dataset") != "market_prices")["source_file"].to_list()
+    # So are the performance profiles of `<raw>/profiles/` (the simulator writes profiles/demo.csv).
+    profiles = audit.filter(pl.col("dataset") == "performance_profiles")["source_file"].to_list()
+    assert profiles in ([], sorted(p.relative_to(raw).as_posix() for p in (raw / "profiles").glob("*.csv")))
+    day_entries = audit.filter(~pl.col("dataset").is_in(["market_prices", "performance_profiles"]))[
+        "source_file"].to_list()
     assert sorted(day_entries) == entries(raw / DAY.isoformat(), raw)  # each entry, once
     assert audit.filter(pl.col("rows_read") != pl.col("rows_accepted") + pl.col("rows_quarantined")).is_empty()
     by_status = {s: audit.filter(pl.col("status") == s) for s in ("read", "unreadable", "ignored")}

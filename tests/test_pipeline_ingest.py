@@ -86,10 +86,12 @@ def test_audit_accounts_for_every_record_of_every_raw_file(day):
     assert a.filter(pl.col("rows_read") != pl.col("rows_accepted") + pl.col("rows_quarantined")).height == 0
     delivered = sorted(p.relative_to(raw).as_posix() for p in (raw / DAY.isoformat()).rglob("*") if p.is_file())
     prices = sorted(market_price_files(load_inventory(raw / "inventory.yaml")))  # read by every day
-    assert sorted(a["source_file"].to_list()) == sorted([*delivered, *prices])
+    profiles = sorted(p.relative_to(raw).as_posix() for p in (raw / "profiles").glob("*.csv"))  # every day too
+    assert profiles == ["profiles/demo.csv"]
+    assert sorted(a["source_file"].to_list()) == sorted([*delivered, *prices, *profiles])
     price_rows = a.filter(pl.col("dataset") == "market_prices").select("source_file", "rows_read", "rows_accepted")
     assert price_rows.rows() == [(prices[0], 24, 24)]  # the day's hours of the one price file
-    a = a.filter(pl.col("dataset") != "market_prices")
+    a = a.filter(~pl.col("dataset").is_in(["market_prices", "performance_profiles"]))
     # Records read per family equal what the simulator wrote.
     family = a.with_columns(pl.col("source_file").str.split("/").list.get(2).alias("family"))
     read = dict(family.group_by("family").agg(pl.col("rows_read").sum()).iter_rows())
