@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tests.conftest import examples
 from transforms.capacity import (capacity_at_objectives, latency_samples, learned_capacity, load_bucket,
                                  node_minute_load, pool_model_capacity, profile_capacity)
+from transforms.capacity.load import as_strings, encode_keys
 
 DAY = date(2026, 12, 1)
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -122,3 +123,24 @@ def test_load_conserves_tokens_and_occupancy(reqs):
     occupied = sum(r[10] for r in rows)
     assert (load["in_flight"] * 60).sum() == pytest.approx(occupied, rel=1e-9, abs=1e-6)
     assert load["minute"].is_between(0, 1439).all()
+
+
+def test_enum_keys_give_the_string_keys_figures_and_order():
+    # day_capacity encodes node, pool and model as Enums of their sorted values (transforms.capacity.load
+    # .encode_keys) for speed; the figures and the row order must be those of the strings. Three requests,
+    # each alone on its node, arriving 00:00:00, first token 00:00:00 (TTFT 0), completing 00:02:00, occupied
+    # 120 s: 120 tokens over 2 minutes -> 1 token/s, in flight 1, in minutes 0 and 1 of each node.
+    # Nodes n10, n2, n1 sort as strings n1 < n10 < n2 (not n1 < n2 < n10).
+    facts = pl.LazyFrame({
+        "node_id": ["n10", "n2", "n1"], "pool_id": ["p"] * 3, "model": ["m"] * 3, "tier": ["gold"] * 3,
+        "status": ["ok"] * 3, "arrived_at": [T0] * 3, "completed_at": [T0 + timedelta(minutes=2)] * 3,
+        "ttft_s": [0.0] * 3, "output_tokens": [120] * 3, "occupied_s": [120.0] * 3})
+    keys = ("pool_id", "model", "node_id", "minute")
+    encoded = encode_keys(facts)
+    assert encoded.collect_schema()["node_id"] == pl.Enum(["n1", "n10", "n2"])
+    got = as_strings(node_minute_load(encoded, DAY).sort(*keys)).collect()
+    assert got.rows() == node_minute_load(facts, DAY).sort(*keys).collect().rows() == [
+        ("p", "m", n, minute, 1.0, 1.0) for n in ("n1", "n10", "n2") for minute in (0, 1)]
+    assert got.schema["node_id"] == pl.String
+    # A day without facts encodes to empty Enums and gives no load.
+    assert as_strings(node_minute_load(encode_keys(facts.clear()), DAY)).collect().height == 0

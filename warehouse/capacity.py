@@ -33,9 +33,9 @@ def register_capacity(con: duckdb.DuckDBPyConnection, facts_files: list[Path], p
     `cph` on `con` (module docstring)."""
     facts = pl.scan_parquet(facts_files).select(FACT_COLUMNS)
     frames = day_capacity(facts, _profiles(profile_files), inventory, day)
-    for name, key in (("cap_pm", "pool_model"), ("load_hour", "load_hour"), ("capacity_pools", "pools"),
-                      ("eff", "efficiency")):
-        con.register(name, frames[key].collect().to_arrow())
+    names = {"cap_pm": "pool_model", "load_hour": "load_hour", "capacity_pools": "pools", "eff": "efficiency"}
+    for name, frame in zip(names, pl.collect_all([frames[key] for key in names.values()]), strict=True):
+        con.register(name, frame.to_arrow())
     day0 = f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+00'"
     run(con, "CREATE OR REPLACE TEMP VIEW cph AS " + CPH_SQL.replace("$day0", day0))
 

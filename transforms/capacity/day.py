@@ -7,7 +7,7 @@ import polars as pl
 
 from transforms.capacity.efficiency import profile_efficiency
 from transforms.capacity.learn import capacity_at_objectives, learned_capacity, pool_model_capacity, profile_capacity
-from transforms.capacity.load import exact_sum, latency_samples, node_minute_load
+from transforms.capacity.load import as_strings, encode_keys, exact_sum, latency_samples, node_minute_load
 from transforms.inventory import Inventory
 
 FACT_COLUMNS = ("node_id", "pool_id", "model", "tier", "status", "arrived_at", "completed_at", "ttft_s",
@@ -43,21 +43,24 @@ def day_capacity(facts: pl.LazyFrame, profiles: pl.LazyFrame, inventory: Invento
     - `pools`: `capacity_pools(inventory)`;
     - `efficiency`: per (pool_id, model), the observed batch and the profile's J per output token.
     """
-    load = node_minute_load(facts, day).sort("pool_id", "model", "node_id", "minute").collect().lazy()
+    facts = encode_keys(facts)
+    done = pl.col("completed_at").dt.date() == day
+    # One scan of the facts feeds the four frames they give (collect_all shares it), held in memory.
+    load, samples, pairs, mean_out = (frame.lazy() for frame in pl.collect_all([
+        node_minute_load(facts, day).sort("pool_id", "model", "node_id", "minute"), latency_samples(facts, day),
+        as_strings(facts.select("pool_id", "model", "tier").unique()),
+        as_strings(facts.filter(done, pl.col("status") == "ok").group_by("pool_id", "model")
+                   .agg((pl.col("output_tokens").sum() / pl.len()).alias("mean_output_tokens")))]))
     pools = capacity_pools(inventory)
-    pairs = facts.select("pool_id", "model", "tier").unique()
     tiers = pl.LazyFrame({"tier": [t.id for t in inventory.tiers],
                           "ttft_p95_s": [t.ttft_p95_s for t in inventory.tiers],
                           "e2e_p95_s": [t.e2e_p95_s for t in inventory.tiers]})
     objectives = pairs.select("pool_id", "tier").unique().join(tiers, on="tier").join(
         pools.select("pool_id", pl.col("capacity_min_samples").alias("min_samples")), on="pool_id")
-    done = pl.col("completed_at").dt.date() == day
-    mean_out = (facts.filter(done, pl.col("status") == "ok").group_by("pool_id", "model")
-                .agg((pl.col("output_tokens").sum() / pl.len()).alias("mean_output_tokens")))
-    learned = learned_capacity(load, latency_samples(facts, day), objectives)
+    learned = learned_capacity(load, samples, objectives)
     capacity = capacity_at_objectives(learned, profile_capacity(profiles, pools, objectives, mean_out), pairs)
-    hourly = (load.group_by("pool_id", "model", (pl.col("minute") // 60).alias("h"))
-              .agg(exact_sum(pl.col("output_tokens_per_s") * 60).alias("output_tokens"),
-                   exact_sum(pl.col("in_flight") * 60).alias("request_s")))
+    hourly = as_strings(load.group_by("pool_id", "model", (pl.col("minute") // 60).alias("h"))
+                        .agg(exact_sum(pl.col("output_tokens_per_s") * 60).alias("output_tokens"),
+                             exact_sum(pl.col("in_flight") * 60).alias("request_s")))
     return {"capacity": capacity, "pool_model": pool_model_capacity(capacity), "load_hour": hourly, "pools": pools,
             "efficiency": profile_efficiency(profiles, pools, load)}

@@ -11,7 +11,7 @@ extrapolated.
 
 import polars as pl
 
-from transforms.capacity.load import exact_mean
+from transforms.capacity.load import as_strings, exact_mean
 from transforms.capacity.points import matched_points
 
 EFFICIENCY_SCHEMA = pl.Schema({
@@ -24,8 +24,8 @@ EFFICIENCY_SCHEMA = pl.Schema({
 def observed_batch(load: pl.LazyFrame) -> pl.LazyFrame:
     """Per (pool_id, model): `in_flight_per_node`, the mean requests in flight on a node over its
     node-minutes that ran the model."""
-    return (load.filter(pl.col("in_flight") > 0).group_by("pool_id", "model")
-            .agg(exact_mean(pl.col("in_flight")).alias("in_flight_per_node")))
+    return as_strings(load.filter(pl.col("in_flight") > 0).group_by("pool_id", "model")
+                      .agg(exact_mean(pl.col("in_flight")).alias("in_flight_per_node")))
 
 
 def profile_efficiency(profiles: pl.LazyFrame, pools: pl.LazyFrame, load: pl.LazyFrame) -> pl.LazyFrame:

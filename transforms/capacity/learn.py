@@ -21,7 +21,7 @@ and the telemetry's lower bound; `unknown` (null load) when neither exists.
 
 import polars as pl
 
-from transforms.capacity.load import exact_mean
+from transforms.capacity.load import as_strings, exact_mean
 from transforms.capacity.points import matched_points
 
 MIN_SAMPLES = 30  # node-minutes behind a load bucket (half an hour of one node's minutes)
@@ -51,7 +51,7 @@ def _bucket_stats(load: pl.LazyFrame, samples: pl.LazyFrame) -> pl.LazyFrame:
              .group_by("pool_id", "model", "bucket")
              .agg(pl.len().cast(pl.Int64).alias("samples"), exact_mean(pl.col("output_tokens_per_s")).alias("tokens_s"),
                   exact_mean(pl.col("in_flight")).alias("in_flight")))
-    return loads.join(per_bucket, on=["pool_id", "model", "bucket"])
+    return as_strings(loads.join(per_bucket, on=["pool_id", "model", "bucket"]))
 
 
 def learned_capacity(load: pl.LazyFrame, samples: pl.LazyFrame, objectives: pl.LazyFrame,

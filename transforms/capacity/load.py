@@ -16,6 +16,7 @@ TTFT and end-to-end latency (completion - arrival).
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
+import polars.selectors as cs
 
 MINUTE_US = 60_000_000
 # Sums and means of floats are taken as DECIMAL (exact, so whatever order Polars' threads add the rows in,
@@ -31,6 +32,20 @@ def exact_sum(expr: pl.Expr) -> pl.Expr:
 def exact_mean(expr: pl.Expr) -> pl.Expr:
     """The mean of a float column, independent of the order rows are added in."""
     return exact_sum(expr) / expr.count()
+
+KEYS = ("node_id", "pool_id", "model")
+
+
+def encode_keys(facts: pl.LazyFrame) -> pl.LazyFrame:
+    """The facts with `node_id`, `pool_id` and `model` as Enums of their sorted values (one scan of those
+    columns): joins and group-bys then hash integers, and sorts give the strings' order (`as_strings`)."""
+    values = facts.select(pl.col(k).drop_nulls().unique().sort().implode() for k in KEYS).collect().row(0)
+    return facts.with_columns(pl.col(k).cast(pl.Enum(v)) for k, v in zip(KEYS, values, strict=True))
+
+
+def as_strings(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """`frame` with its Enum columns (`encode_keys`) back to String."""
+    return frame.with_columns(cs.enum().cast(pl.String))
 
 LOAD_SCHEMA = pl.Schema({"pool_id": pl.String, "model": pl.String, "node_id": pl.String, "minute": pl.Int64,
                          "output_tokens_per_s": pl.Float64, "in_flight": pl.Float64})
