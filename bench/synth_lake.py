@@ -230,7 +230,7 @@ def _generate(bench: BenchLake, seed: int, log) -> dict:
         r_traffic, r_power, r_dcgm, r_bmc, r_logs, _ = [
             np.random.default_rng(s) for s in np.random.SeedSequence([seed, day.toordinal(), node.index]).spawn(6)]
         reqs = generate_node_requests(fleet, node, day, split[node.id], tenants, r_traffic)
-        power = node_power(reqs, r_power)
+        power = node_power(reqs, r_power, fleet.spec)
         spills[node.site.id].add(_node_requests(fleet, node, reqs, request_ids(reqs, day, r_logs), day0_us))
         readings[node.site.id].append(_node_readings(node, power, node_meter.get(node.id), r_bmc, r_dcgm, day0_us))
         node_energy_15[node.id] = power.energy_per_interval_j(900)
