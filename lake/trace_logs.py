@@ -18,6 +18,7 @@ import polars as pl
 from lake.files import staging
 from lake.json_lines import extract_json_fields
 from lake.readers import UnreadableFile, scan_csv_text, scan_text_lines
+from transforms.ingest.requests import OTEL_NAMES
 from transforms.ingest.traces import (
     MOONCAKE_KEYS, ThroughputModel, adapt_azure_trace, adapt_mooncake_trace,
 )
@@ -142,18 +143,8 @@ def otel_lines(requests: pl.DataFrame) -> pl.Series:
     e2e_us = (pl.col("completed_at") - pl.col("arrived_at")).dt.total_microseconds()
     fields = [
         pl.col("arrived_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").alias("time"),
-        pl.col("request_id").alias("gen_ai.response.id"),
-        pl.col("node_id").alias("server.address"),
-        pl.col("model").alias("gen_ai.request.model"),
-        pl.col("tier").alias("inferledger.tier"),
-        pl.col("tenant_id").alias("inferledger.tenant.id"),
-        pl.col("input_tokens").alias("gen_ai.usage.input_tokens"),
-        pl.col("cached_input_tokens").alias("gen_ai.usage.cache_read.input_tokens"),
-        pl.col("output_tokens").alias("gen_ai.usage.output_tokens"),
-        pl.col("queue_s").alias("gen_ai.latency.time_in_queue"),
-        pl.col("ttft_s").alias("gen_ai.latency.time_to_first_token"),
-        pl.col("prefill_s").alias("gen_ai.latency.time_in_model_prefill"),
-        pl.col("decode_s").alias("gen_ai.latency.time_in_model_decode"),
+        # The ingest's own key for each column (traces carry no response size: the key is left out).
+        *(pl.col(c).alias(key) for c, key in OTEL_NAMES.items() if c != "response_bytes"),
         (e2e_us / 1_000_000).alias("gen_ai.latency.e2e"),
         pl.lit(None, pl.String).alias("error.type"),
     ]
