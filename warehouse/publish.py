@@ -27,6 +27,7 @@ from warehouse import restatements
 from warehouse.checks import CheckOutcome, WarehouseCheck, checks, describe, failures, remember_published
 from warehouse.connection import DuckDBLimits
 from warehouse.marts import MartError, attributed_days, build_day_marts, marts_status
+from warehouse.plans import published_frames
 from warehouse.tables import DAILY
 from warehouse.version_file import STORAGE_VERSION, build_version_file
 from warehouse.versions import (DB_NAME, DEFAULT_KEEP, PublishError, RollbackOutcome, complete_versions,
@@ -130,7 +131,8 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         restated = restatements.pending(lake, history, days, inventory.currency, version, published_at)
         out.tables, out.checks = build_version_file(db, vdir, day_files, days, inventory, version, published_at,
                                                     report, which, limits=limits,
-                                                    frames=restatements.history_tables(history, restated))
+                                                    frames={**restatements.history_tables(history, restated),
+                                                            **published_frames(lake.root)})
         out.requests = out.tables["request_costs"]
         failed = failures(out.checks)
         if failed:
