@@ -67,7 +67,9 @@ def _runs(Table):  # noqa: N803 (warehouse.table.Table)
                      "calibrated": "True when the cost model on the actual fleet and routing reproduced the "
                                    "ledger's energy + rent + egress within 5% per pool and in total (backtest: on "
                                    "both windows); when false, the savings are not to be trusted (DOMAIN.md 9).",
-                     "calibration": "The calibration verdict in words: which pool is off, by how much, and why.",
+                     "calibration": "The calibration verdict in words: which pool is off, by how much, and why "
+                                    "(backtest: both windows', and the test demand rows routed as actually, the "
+                                    "training plan having no share for them).",
                      "ledger_cost": f"The ledger's energy + rent + egress of the window's pools (backtest: of the "
                                     f"test window), {MONEY}.",
                      "today_cost": f"The cost model on the actual nodes and routing of the window, all components "

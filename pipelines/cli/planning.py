@@ -22,9 +22,10 @@ from pipelines.cli.plan_output import print_plan
 from pipelines.cli.runs import run_publish
 from settings import Settings
 from transforms.inventory import InventoryError
-from transforms.planning import PlanInfeasible, PlanInputError, WhatIfError, calibrate, plan, what_if
+from transforms.planning import Plan, PlanInfeasible, PlanInputError, WhatIfError, calibrate, plan, what_if
 from transforms.planning.backtest import backtest
-from transforms.planning.ledger import CALIBRATED, calibration, calibration_verdict, from_ledger, with_candidates
+from transforms.planning.ledger import (CALIBRATED, FromLedger, calibration, calibration_verdict, from_ledger,
+                                       with_candidates)
 from transforms.planning.options import PlanOptionsError, check_against, parse_options
 from transforms.planning.tiers import cost_by_tier
 from warehouse.plan_inputs import ledger_frames
@@ -97,26 +98,34 @@ def cmd_backtest(args, settings: Settings) -> int:
         (t1, t2), (s1, s2) = parse_window(args.train), parse_window(args.test)
         train = from_ledger(ledger_frames(settings.lake, inventory, t1, t2), options)
         test = from_ledger(ledger_frames(settings.lake, inventory, s1, s2), options)
-        made = plan(train.inputs)
-        result = backtest(made, test)
+        scored, who, per_pool = backtest_run(train, test, f"backtest-{t1}-{t2}-on-{s1}-{s2}")
     except (PlanInputError, PlanOptionsError, InventoryError, PlanInfeasible) as e:
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 1
+    console().print(f"backtest: plan of {args.train} scored on {args.test}: ledger {who.ledger_cost:,.2f}, cost model "
+                    f"on the actual fleet {who.today['total_cost']:,.2f}, plan {scored.objective:,.2f}",
+                    markup=False)
+    return _keep_and_publish(args, settings, scored, who, per_pool)
+
+
+def backtest_run(train: FromLedger, test: FromLedger, run_id: str) -> tuple[Plan, PlanRun, pl.DataFrame]:
+    """The day plan of `train` scored on `test` (`transforms.planning.backtest`) as a run of kind
+    backtest: the training plan with the test window's routing, nodes and costs (objective: their
+    total), today's cost model and the ledger of the test window, the verdicts of both windows
+    (calibrated only when both are), and the per-pool table printed."""
+    made = plan(train.inputs)
+    result = backtest(made, test)
     hours = made.nodes["hour"]
     scored = replace(made, routing=result.routing, nodes=result.costs.select("pool", "hour", "nodes_on"),
                      costs=result.costs, objective=float(result.costs["total_cost"].sum()))
     verdicts = {name: calibration(data) for name, data in (("training", train), ("test", test))}
     today = calibration_today(test)
-    who = PlanRun(f"backtest-{t1}-{t2}-on-{s1}-{s2}", datetime.now(UTC), today=_by_component(today),
-                  tiers=_tiers(test, test, scored, today), kind="backtest",
-                  calibrated=all(bool(v["within"].all()) for v in verdicts.values()),
-                  calibration="; ".join(f"{n}: {calibration_verdict(v)}" for n, v in verdicts.items()),
+    who = PlanRun(run_id, datetime.now(UTC), today=_by_component(today), tiers=_tiers(test, test, scored, today),
+                  kind="backtest", calibrated=all(bool(v["within"].all()) for v in verdicts.values()),
+                  calibration="; ".join(f"{n}: {calibration_verdict(v)}" for n, v in verdicts.items())
+                  + f"; {result.fallback_rows} test demand row(s) routed as actually (unseen in training)",
                   ledger_cost=result.ledger_cost, trained=(hours.min(), hours.max()))
-    out = console()
-    out.print(f"backtest: plan of {args.train} scored on {args.test}: ledger {result.ledger_cost:,.2f}, cost model on "
-              f"the actual fleet {result.today_cost:,.2f}, plan {result.planned_cost:,.2f}; "
-              f"{result.fallback_rows} demand row(s) routed as actually (unseen in training)", markup=False)
-    return _keep_and_publish(args, settings, scored, who, _per_pool(test, today, scored))
+    return scored, who, _per_pool(test, today, scored)
 
 
 def cmd_plan(args, settings: Settings) -> int:
