@@ -4,7 +4,8 @@ Layout beside the published file `P` (default `data/warehouse/inferledger.duckdb
 link to the current version's file under `versions/<version>/` (`warehouse.versions`).
 
 A publish builds `versions/<version>/` completely (every daily mart of every attributed day,
-history-wide tables, dimensions, comments: `warehouse.version_file`), then links `P` to it with
+history-wide tables, dimensions, the plans kept in the lake (`warehouse.plans`), comments:
+`warehouse.version_file`), then links `P` to it with
 `os.replace`. A reader holding `P` open keeps the inode it opened, so it sees the previous night
 until it reconnects; a publish killed at any point leaves `P` as it was (the half-built version,
 without COMPLETE, is removed by the next publish). The last `keep` versions stay for rollback

@@ -47,7 +47,8 @@ def _run_html(f: dict[str, pl.DataFrame], prefix: str, cur: str, table) -> str:
     component with the savings, then the objective misses and the binding constraints."""
     runs = f[f"{prefix}_run"]
     if runs.is_empty():
-        return f'<p class="empty" id="{prefix}-none">No {prefix} kept in this warehouse (`inferledger plan`).</p>'
+        return (f'<p class="empty" id="{prefix}-none">No {prefix} kept in this warehouse '
+                "(<code>inferledger plan</code>).</p>")
     run = runs.row(0, named=True)
     ok = run["calibrated"] is not False
     verdict = (f'<p class="{"ok" if ok else "fail"}" id="{prefix}-calibration" data-calibrated="{str(ok).lower()}">'
