@@ -25,6 +25,8 @@ import pytest
 from lake.inventory import load_inventory
 from lake.store import Lake
 from pipelines.cli import main
+from pipelines.cli.output import console
+from pipelines.cli.plan_output import print_plan
 from pipelines.cli.planning import EXAMPLE_OPTIONS, backtest_run
 from tests.test_capacity_marts import DAY, INVENTORY, build
 from transforms.inventory import parse_inventory
@@ -35,7 +37,7 @@ from transforms.planning.options import PlanOptionsError, check_against, parse_o
 from warehouse.access import RefusedStatement, open_finance
 from warehouse.connection import DuckDBLimits
 from warehouse.plan_inputs import ledger_frames
-from warehouse.plans import PLAN_TABLES, keep_plan
+from warehouse.plans import PLAN_TABLES, keep_plan, plan_frames
 from warehouse.publish import publish
 from warehouse.report import write_report
 
@@ -194,13 +196,18 @@ def finance(wh, home, sql: str) -> pl.DataFrame:
         return session.execute(sql)[-1].frame
 
 
-def test_backtest_kept_with_its_misses_and_failed_calibration(data, tmp_path):
+def test_backtest_kept_with_its_misses_and_failed_calibration(data, tmp_path, capsys):
     """A backtest whose test window has 1.5 x the training demand (test_backtest_counts_objective_misses),
     kept and published: its misses are rows finance queries, and the report says it is NOT calibrated
     and shows no saving."""
     test = replace(data, inputs=data.inputs.with_(
         demand=data.inputs.demand.with_columns(pl.col("output_tokens_per_s") * 1.5)))
-    scored, who, _ = backtest_run(data, test, "backtest-hand")
+    scored, who, per_pool = backtest_run(data, test, "backtest-hand")
+    print_plan(plan_frames(scored, who), per_pool, console(), title="backtest")  # as `inferledger plan` prints it
+    said = capsys.readouterr().out
+    assert "savings: not shown, the cost model does not reproduce the ledger" in said
+    assert "savings" not in "".join(line for line in said.splitlines() if line.startswith("┃"))  # no column
+    assert "objective misses (pool-hours whose load exceeds the nodes on): 2" in said and "test: NOT calibrated" in said
     root, wh = tmp_path / "lake", tmp_path / "warehouse" / "inferledger.duckdb"
     build(Lake(root), with_profiles=True)
     keep_plan(root, scored, who)

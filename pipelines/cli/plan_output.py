@@ -13,7 +13,7 @@ def print_plan(frames: dict[str, pl.DataFrame], per_pool: pl.DataFrame, out: Con
     """The tables of one run (`frames`: the four plan tables' rows; `per_pool`: pool, ledger, cost_now,
     cost_planned, savings, node-hours now and planned)."""
     run = frames["plan_runs"].row(0, named=True)
-    trusted = run["calibrated"] is not False
+    trusted = run["calibrated"] is True
     hide = [] if trusted else ["savings"]
     print_frame(per_pool.drop(hide), out, title=f"{title}: per pool, now (ledger; cost model on the actual fleet) "
                                                  "vs planned")

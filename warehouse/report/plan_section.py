@@ -50,7 +50,7 @@ def _run_html(f: dict[str, pl.DataFrame], prefix: str, cur: str, table) -> str:
         return (f'<p class="empty" id="{prefix}-none">No {prefix} kept in this warehouse '
                 "(<code>inferledger plan</code>).</p>")
     run = runs.row(0, named=True)
-    ok = run["calibrated"] is not False
+    ok = run["calibrated"] is True  # no calibration recorded: no saving either
     verdict = (f'<p class="{"ok" if ok else "fail"}" id="{prefix}-calibration" data-calibrated="{str(ok).lower()}">'
                f"{html.escape(run['calibration'] or 'no calibration recorded')}"
                + ("" if ok else " No saving is shown: the plan's cost model does not reproduce the ledger.") + "</p>")
@@ -63,6 +63,8 @@ def _run_html(f: dict[str, pl.DataFrame], prefix: str, cur: str, table) -> str:
               + table(f[f"{prefix}_misses"], cur, table_id=f"{prefix}-misses-by-pool"))
     if not ok:
         return verdict + head + misses
+    if run["savings"] is None or run["ledger_cost"] is None:  # a run kept without today's cost (not the CLI's)
+        return verdict + head + '<p class="empty">No cost of today recorded with this run: no saving.</p>' + misses
     saving = (f'<p id="{prefix}-savings" data-savings="{run["savings"]!r}" data-today="{run["today_cost"]!r}" '
               f'data-planned="{run["objective"]!r}">Planned {run["objective"]:,.2f} against today\'s '
               f'{run["today_cost"]:,.2f} (the cost model on the actual fleet; ledger {run["ledger_cost"]:,.2f}): '
