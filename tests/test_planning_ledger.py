@@ -256,10 +256,12 @@ def test_options_must_cover_every_tier_and_site():
         check_against(options, "opts.yaml", {"batch"}, {"metro-east"}, {"prem"})
 
 
-def test_demo_day_calibrates_within_5_percent(demo_warehouse, tmp_path):
+def test_demo_day_calibrates_within_5_percent(demo_warehouse):
     """The demo fleet's day: the cost model on its actual nodes and routing within 5% of the
     ledger's energy + rent + egress per pool and in total (the simulator's load changes; the rule
-    does not), and `inferledger plan` on it with the packaged example options."""
+    does not). `inferledger plan` on it with the packaged example options, published, is
+    tests/test_report.py's `planned` fixture (on a copy: a plan kept in this shared lake would be in
+    every later publish of it)."""
     frames = ledger_frames(demo_warehouse["lake"], load_inventory(demo_warehouse["raw"] / "inventory.yaml"),
                            demo_warehouse["day"], demo_warehouse["day"])
     data = from_ledger(frames, parse_options(EXAMPLE_OPTIONS.read_text(), str(EXAMPLE_OPTIONS)))
