@@ -2,12 +2,16 @@
 as a publish builds them (warehouse/plans.py). The published, read-only side is in
 tests/test_planning_ledger.py (the hand day's lake, published) and tests/test_report.py."""
 
-from datetime import UTC, datetime
+import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lake.plans import PlanRunIdError, plan_file
+from tests.conftest import examples
 from tests.planning_instances import two_pools_one_tier
 from transforms.planning import plan
 from warehouse.plans import SCHEMAS, PlanRun, keep_plan, markdown, published_frames
@@ -57,6 +61,33 @@ def test_a_run_whose_write_was_interrupted_is_not_published(tmp_path):
     assert {n: f.height for n, f in published_frames(lake).items()} == dict.fromkeys(SCHEMAS, 0)
     with pytest.raises(PlanRunIdError, match=r"'\.\./x': use letters, digits"):
         plan_file(lake, "plan_runs", "../x")
+
+
+SOLVED = plan(two_pools_one_tier())
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.booleans()), min_size=1, max_size=8))
+def test_kept_runs_are_published_once_each_whatever_the_writes(tmp_path_factory, writes):
+    """Any sequence of writes of runs `a`, `b`, `c`, some interrupted (their plan_runs file lost):
+    a run is published when its last write completed, once (one plan_runs row, its 2 routing rows,
+    2 pool-hours, 5 summary rows), with the rows of that last write; never doubled, never half."""
+    lake = tmp_path_factory.mktemp("plans") / "lake"
+    last: dict[str, tuple[int, bool]] = {}
+    for i, (run_id, interrupted) in enumerate(writes):
+        keep_plan(lake, SOLVED, PlanRun(run_id, datetime(2026, 12, 7, tzinfo=UTC) + timedelta(minutes=i)))
+        if interrupted:
+            plan_file(lake, "plan_runs", run_id).unlink()
+        last[run_id] = (i, interrupted)
+    frames = published_frames(lake)
+    done = sorted(r for r, (_, interrupted) in last.items() if not interrupted)
+    assert frames["plan_runs"]["run_id"].to_list() == done
+    assert frames["plan_runs"]["made_at"].to_list() == [datetime(2026, 12, 7, tzinfo=UTC)
+                                                        + timedelta(minutes=last[r][0]) for r in done]
+    per_run = {"plan_routing": 2, "plan_nodes_by_pool_hour": 2, "plan_summary": 5}
+    for table, rows in per_run.items():
+        assert frames[table].group_by("run_id").len().sort("run_id").rows() == [(r, rows) for r in done], table
+    shutil.rmtree(lake.parent)
 
 
 def test_docs_planning_carries_the_tables_dictionary():
