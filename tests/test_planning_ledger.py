@@ -34,12 +34,13 @@ from transforms.planning import PlanInputError, plan
 from transforms.planning.backtest import backtest
 from transforms.planning.ledger import calibration, calibration_verdict, from_ledger, with_candidates
 from transforms.planning.options import PlanOptionsError, check_against, parse_options
-from warehouse.access import RefusedStatement, open_finance
+from warehouse.access import RefusedStatement, open_finance, open_warehouse
 from warehouse.connection import DuckDBLimits
 from warehouse.plan_inputs import ledger_frames
 from warehouse.plans import PLAN_TABLES, keep_plan, plan_frames
 from warehouse.publish import publish
-from warehouse.report import write_report
+from warehouse.report.page import table
+from warehouse.report.plan_section import plan_section, read_plan_frames
 
 OPTIONS = """
 users: {premium: metro, standard: metro}
@@ -147,53 +148,55 @@ def test_plan_published_and_read_by_finance(tmp_path):
     inventory = parse_inventory(INVENTORY)
     publish(root, inventory, wh, checks_to_run=[])
     counts = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t.name})" for t in PLAN_TABLES)
-    assert finance(wh, tmp_path, counts).rows() == [(0, 0, 0, 0)]
+    assert finance(wh, tmp_path, counts)[0].rows() == [(0, 0, 0, 0)]
     assert _cli_plan(root, tmp_path, "--date", str(DAY), "--no-publish") == 0
     publish(root, inventory, wh, checks_to_run=[])
-    run = finance(wh, tmp_path, "SELECT kind, horizon, window_start, window_end, objective, today_cost, ledger_cost, "
-                                "savings, calibrated, objective_misses, binds_redundancy FROM plan_runs")
+    run, nodes, tiers, routing = finance(
+        wh, tmp_path, "SELECT kind, horizon, window_start, window_end, objective, today_cost, ledger_cost, savings, "
+                      "calibrated, objective_misses, binds_redundancy FROM plan_runs",
+        "SELECT pool, hour(hour), nodes_on, busy_nodes, energy_cost, over_capacity FROM plan_nodes_by_pool_hour "
+        "ORDER BY pool, hour",
+        "SELECT tier, planned_cost, today_cost, requests, planned_cost_per_query, today_cost_per_query, "
+        "objective_risk FROM plan_summary WHERE component = 'total_cost'",
+        "SELECT count(*) AS routing FROM plan_routing", refused="DELETE FROM plan_runs")
     # test_plan_from_the_ledger: planned 3.182; today (and the ledger) 4.40: savings 1.218; std held at its
     # redundancy minimum at 11:00 with no load (one binding row)
     assert run.rows() == [("plan", "day", datetime(2026, 3, 10, 10, tzinfo=UTC), datetime(2026, 3, 10, 11, tzinfo=UTC),
                            pytest.approx(3.182), pytest.approx(4.4), pytest.approx(4.4), pytest.approx(1.218), True,
                            0, 1)]
-    nodes = finance(wh, tmp_path, "SELECT pool, hour(hour), nodes_on, busy_nodes, energy_cost, over_capacity "
-                                  "FROM plan_nodes_by_pool_hour ORDER BY pool, hour")
     # prem 10:00 0.25 x (2 x 1.4 + 1.5 x 1.2) = 1.15, 11:00 0.25 x (3 x 1.4 + 2.5 x 1.2) = 1.80;
     # std 10:00 0.2 x (0.42 + 0.5 x 0.64) = 0.148, 11:00 0.2 x 0.42 = 0.084
-    assert nodes.rows() == [("prem", 10, 2, 1.5, pytest.approx(1.15), False), ("prem", 11, 3, 2.5, pytest.approx(1.8),
-                                                                                 False),
-                            ("std", 10, 1, 0.5, pytest.approx(0.148), False), ("std", 11, 1, 0.0, pytest.approx(0.084),
-                                                                                False)]
-    tiers = {r[0]: r[1:] for r in finance(wh, tmp_path, (
-        "SELECT tier, planned_cost, today_cost, requests, planned_cost_per_query, today_cost_per_query, "
-        "objective_risk FROM plan_summary WHERE component = 'total_cost'")).rows()}
+    assert nodes.rows() == [
+        ("prem", 10, 2, 1.5, pytest.approx(1.15), False), ("prem", 11, 3, 2.5, pytest.approx(1.8), False),
+        ("std", 10, 1, 0.5, pytest.approx(0.148), False), ("std", 11, 1, 0.0, pytest.approx(0.084), False)]
+    tiers = {r[0]: r[1:] for r in tiers.rows()}
     # premium: 4 nodes x 60 min x (36 + 60) = 23,040 requests, the whole of prem: 2.95 planned, 4.00 today;
     # standard: 2 x 60 x 36 = 4,320 requests, the whole of std: 0.232 planned, 0.40 today. No pool-hour of
     # the plan at capacity (1.5 of 2 nodes, 2.5 of 3, 0.5 of 1): objective risk 0
     assert tiers["premium"] == pytest.approx((2.95, 4.0, 23040, 2.95 / 23040, 4.0 / 23040, 0.0))
     assert tiers["standard"] == pytest.approx((0.232, 0.4, 4320, 0.232 / 4320, 0.4 / 4320, 0.0))
     assert tiers["ALL"][:3] == pytest.approx((3.182, 4.4, 27360))
-    assert finance(wh, tmp_path, "SELECT routing FROM (SELECT count(*) AS routing FROM plan_routing)").rows() == [(3,)]
-    with open_finance(wh, tmp_path / "exports", limits=DuckDBLimits(temp_dir=tmp_path / "spill")) as session:
-        with pytest.raises(RefusedStatement):
-            session.execute("DELETE FROM plan_runs")
+    assert routing.rows() == [(3,)]  # premium 10:00 and 11:00 on prem, standard 10:00 on std
 
-    tables = {t.name: f"SELECT * {'EXCLUDE (made_at, solve_time_s) ' if t.name == 'plan_runs' else ''}FROM {t.name}"
-              for t in PLAN_TABLES}
-    before = {t: finance(wh, tmp_path, q) for t, q in tables.items()}
+    tables = [f"SELECT * {'EXCLUDE (made_at, solve_time_s) ' if t.name == 'plan_runs' else ''}FROM {t.name}"
+              for t in PLAN_TABLES]
+    before = finance(wh, tmp_path, *tables)
     files = {f: f.read_bytes() for f in (root / "plans").rglob("*.parquet") if "plan_runs" not in str(f)}
     assert _cli_plan(root, tmp_path, "--date", str(DAY), "--no-publish") == 0  # the same plan, made again
     publish(root, inventory, wh, checks_to_run=[])
-    for t, q in tables.items():  # replaced, not doubled: the same rows (made_at and HiGHS's time aside)
-        assert finance(wh, tmp_path, q).equals(before[t]), t
+    after = finance(wh, tmp_path, *tables)  # replaced, not doubled: the same rows (made_at and HiGHS's time aside)
+    assert all(a.equals(b) for a, b in zip(after, before, strict=True)) and before[1].height == 3
     assert {f: f.read_bytes() for f in files} == files  # the run's routing, nodes and summary: the same bytes
 
 
-def finance(wh, home, sql: str) -> pl.DataFrame:
-    """`sql`'s result as finance gets it (`inferledger sql`: read-only, sandboxed)."""
+def finance(wh, home, *sql: str, refused: str | None = None) -> list[pl.DataFrame]:
+    """Each statement's result as finance gets it (`inferledger sql`: read-only, sandboxed), in one
+    session; `refused`: a statement the session must refuse."""
     with open_finance(wh, home / "exports", limits=DuckDBLimits(temp_dir=home / "spill")) as session:
-        return session.execute(sql)[-1].frame
+        if refused:
+            with pytest.raises(RefusedStatement):
+                session.execute(refused)
+        return [session.execute(q)[-1].frame for q in sql]
 
 
 def test_backtest_kept_with_its_misses_and_failed_calibration(data, tmp_path, capsys):
@@ -212,8 +215,10 @@ def test_backtest_kept_with_its_misses_and_failed_calibration(data, tmp_path, ca
     build(Lake(root), with_profiles=True)
     keep_plan(root, scored, who)
     publish(root, parse_inventory(INVENTORY), wh, checks_to_run=[])
-    run = finance(wh, tmp_path, "SELECT kind, objective, today_cost, ledger_cost, calibrated, objective_misses, "
-                                "hour(trained_start), hour(trained_end) FROM plan_runs")
+    run, misses = finance(wh, tmp_path, "SELECT kind, objective, today_cost, ledger_cost, calibrated, "
+                                        "objective_misses, hour(trained_start), hour(trained_end) FROM plan_runs",
+                          "SELECT pool, hour(hour), nodes_on, busy_nodes FROM plan_nodes_by_pool_hour "
+                          "WHERE over_capacity ORDER BY hour")
     # planned nodes prem 2 (10:00), 3 (11:00), std 1, 1 against busy 2.25, 3.75, 0.75, 0:
     # prem 0.25 x ((2 x 1.4 + 2.25 x 1.2) + (3 x 1.4 + 3.75 x 1.2)) = 0.25 x 14.2 = 3.55;
     # std 0.2 x ((0.42 + 0.75 x 0.64) + 0.42) = 0.2 x 1.32 = 0.264; projected 3.814.
@@ -221,10 +226,12 @@ def test_backtest_kept_with_its_misses_and_failed_calibration(data, tmp_path, ca
     # 5.032 against the ledger's 4.40: +14.4%, the test window is NOT calibrated. Misses: prem at both hours.
     assert run.rows() == [("backtest", pytest.approx(3.814), pytest.approx(5.032), pytest.approx(4.4), False, 2,
                            10, 11)]
-    misses = finance(wh, tmp_path, "SELECT pool, hour(hour), nodes_on, busy_nodes FROM plan_nodes_by_pool_hour "
-                                   "WHERE over_capacity ORDER BY hour")
     assert misses.rows() == [("prem", 10, 2, pytest.approx(2.25)), ("prem", 11, 3, pytest.approx(3.75))]
-    page = write_report(wh, tmp_path / "report.html").path.read_text(encoding="utf-8")
+    con = open_warehouse(wh)  # the report's section alone (the whole page: tests/test_report.py)
+    try:
+        page = plan_section(read_plan_frames(con), "USD", table)
+    finally:
+        con.close()
     assert 'id="backtest-calibration" data-calibrated="false">training: calibrated' in page
     assert "test: NOT calibrated" in page and "No saving is shown" in page
     assert 'id="backtest-savings"' not in page and 'id="backtest-tiers"' not in page
