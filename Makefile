@@ -36,6 +36,7 @@ demo-plan: $(VENV)/.installed
 	$(VENV)/bin/inferledger backfill --from $(PLAN_FIRST) --to $$(date -d "$(PLAN_FIRST) + $$(( $(DAYS) - 1 )) days" +%F) \
 	  --raw $(PLAN_DEMO)/raw --lake $(PLAN_DEMO)/lake --warehouse $(PLAN_DEMO)/warehouse/inferledger.duckdb
 	$(VENV)/bin/inferledger plan --raw $(PLAN_DEMO)/raw --lake $(PLAN_DEMO)/lake \
+	  --warehouse $(PLAN_DEMO)/warehouse/inferledger.duckdb \
 	  --train $(PLAN_FIRST)..$$(date -d "$(PLAN_FIRST) + $$(( $(DAYS) / 2 - 1 )) days" +%F) \
 	  --test $$(date -d "$(PLAN_FIRST) + $$(( $(DAYS) / 2 )) days" +%F)..$$(date -d "$(PLAN_FIRST) + $$(( $(DAYS) - 1 )) days" +%F)
 

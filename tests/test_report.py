@@ -30,8 +30,36 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture(scope="module")
-def report(demo_warehouse, tmp_path_factory):
-    return write_report(demo_warehouse["warehouse"], tmp_path_factory.mktemp("report") / "report.html")
+def planned(demo_warehouse, tmp_path_factory) -> dict:
+    """A copy of the demo day with a plan made on it by `inferledger plan`, which keeps the plan in
+    the lake and publishes the warehouse again (the same publish job as the nightly run's)."""
+    root = tmp_path_factory.mktemp("planned")
+    raw, lake, wh = root / "raw", root / "lake", root / "warehouse" / "inferledger.duckdb"
+    shutil.copytree(demo_warehouse["raw"], raw)
+    shutil.copytree(demo_warehouse["lake"], lake)
+    assert main(["plan", "--date", str(demo_warehouse["day"]), "--raw", str(raw), "--lake", str(lake),
+                 "--warehouse", str(wh)]) == 0
+    return {**demo_warehouse, "raw": raw, "lake": lake, "warehouse": wh}
+
+
+@pytest.fixture(scope="module")
+def report(planned, tmp_path_factory):
+    return write_report(planned["warehouse"], tmp_path_factory.mktemp("report") / "report.html")
+
+
+@pytest.fixture(scope="module")
+def plan_expected(planned) -> dict:
+    """The plan section's figures, asked of the plan tables directly."""
+    con = open_warehouse(planned["warehouse"])
+    try:
+        (run,) = con.sql("SELECT run_id, savings, today_cost, objective, objective_misses, calibrated "
+                         "FROM plan_runs").fetchall()
+        tiers = con.sql("SELECT tier FROM plan_summary WHERE component = 'total_cost' "
+                        "ORDER BY tier = 'ALL' DESC, tier").fetchall()
+    finally:
+        con.close()
+    return {"run_id": run[0], "savings": run[1], "today": run[2], "planned": run[3], "misses": run[4],
+            "calibrated": run[5], "tiers": [t[0] for t in tiers]}
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +175,19 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-def test_report_renders_in_headless_chromium(chromium, report, expected, tmp_path):
+def test_plan_section_shows_the_latest_plan(report, plan_expected):
+    """The demo day's plan, made and published by `inferledger plan` (calibrated on the demo day:
+    tests/test_planning_ledger.py): the section's figures are the plan tables' own."""
+    text = report.path.read_text(encoding="utf-8")
+    section = text[text.index('<section id="plan">'):]
+    section = section[:section.index("</section>")]
+    assert plan_expected["run_id"] == f"day-{report.day}-{report.day}" and plan_expected["calibrated"] is True
+    assert 'id="plan-calibration" data-calibrated="true">calibrated' in section
+    assert f'data-savings="{plan_expected["savings"]!r}" data-today="{plan_expected["today"]!r}"' in section
+    assert f'data-misses="{plan_expected["misses"]}"' in section and 'id="backtest-none"' in section
+
+
+def test_report_renders_in_headless_chromium(chromium, report, expected, plan_expected, tmp_path):
     from playwright.sync_api import sync_playwright  # noqa: PLC0415 (optional dev dependency, skipped without it)
 
     problems, outside = [], []
@@ -177,6 +217,13 @@ def test_report_renders_in_headless_chromium(chromium, report, expected, tmp_pat
             })""")
             headlines = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('[data-key]')]
                 .map(e => [e.dataset.key, {value: e.dataset.value, shown: e.querySelector('.value').textContent}]))""")
+            plan = page.evaluate("""() => { const s = document.getElementById('plan-savings');
+                const box = document.getElementById('plan-tiers').getBoundingClientRect();
+                return {savings: s.dataset.savings, text: s.innerText, width: box.width, height: box.height,
+                        calibrated: document.getElementById('plan-calibration').dataset.calibrated,
+                        tiers: [...document.querySelectorAll('#plan-tiers tbody tr')].map(r => r.cells[0].innerText),
+                        components: [...document.querySelectorAll('#plan-components tbody tr')]
+                            .map(r => r.cells[0].innerText)}; }""")
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
@@ -202,6 +249,11 @@ def test_report_renders_in_headless_chromium(chromium, report, expected, tmp_pat
     if expected["currency"] == "USD":
         assert headlines["fully_loaded_cost"]["shown"] == f"${expected['fully_loaded_cost']:,.2f}"
     assert headlines["idle_cost_share"]["shown"] == f"{expected['idle_cost_share']:.1%}"
+    # The plan section, drawn: the savings as the plan tables hold them, one row per tier, every component.
+    assert float(plan["savings"]) == pytest.approx(plan_expected["savings"], rel=1e-12)
+    assert f"savings {plan_expected['savings']:,.2f}" in plan["text"] and plan["calibrated"] == "true"
+    assert plan["tiers"] == plan_expected["tiers"] and plan["width"] > 300 and plan["height"] > 40
+    assert plan["components"] == ["amortization_cost", "egress_cost", "energy_cost", "rent_cost", "total_cost"]
 
 
 def test_the_vega_bundle_is_built_once_and_kept_in_the_cache(tmp_path):

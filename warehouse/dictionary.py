@@ -16,7 +16,7 @@ from warehouse.tables import TABLES
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "data-dictionary.md"
 GROUPS = {"detail": "Request detail", "marts": "Cost marts", "reconciliation": "Reconciliation",
-          "quality": "Data quality", "dimensions": "Dimensions", "about": "About the file"}
+          "quality": "Data quality", "dimensions": "Dimensions", "planning": "Planning", "about": "About the file"}
 
 HEADER = """# Data dictionary
 

@@ -4,7 +4,8 @@ Layout beside the published file `P` (default `data/warehouse/inferledger.duckdb
 link to the current version's file under `versions/<version>/` (`warehouse.versions`).
 
 A publish builds `versions/<version>/` completely (every daily mart of every attributed day,
-history-wide tables, dimensions, comments: `warehouse.version_file`), then links `P` to it with
+history-wide tables, dimensions, the plans kept in the lake (`warehouse.plans`), comments:
+`warehouse.version_file`), then links `P` to it with
 `os.replace`. A reader holding `P` open keeps the inode it opened, so it sees the previous night
 until it reconnects; a publish killed at any point leaves `P` as it was (the half-built version,
 without COMPLETE, is removed by the next publish). The last `keep` versions stay for rollback
@@ -27,6 +28,7 @@ from warehouse import restatements
 from warehouse.checks import CheckOutcome, WarehouseCheck, checks, describe, failures, remember_published
 from warehouse.connection import DuckDBLimits
 from warehouse.marts import MartError, attributed_days, build_day_marts, marts_status
+from warehouse.plans import published_frames
 from warehouse.tables import DAILY
 from warehouse.version_file import STORAGE_VERSION, build_version_file
 from warehouse.versions import (DB_NAME, DEFAULT_KEEP, PublishError, RollbackOutcome, complete_versions,
@@ -130,7 +132,8 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         restated = restatements.pending(lake, history, days, inventory.currency, version, published_at)
         out.tables, out.checks = build_version_file(db, vdir, day_files, days, inventory, version, published_at,
                                                     report, which, limits=limits,
-                                                    frames=restatements.history_tables(history, restated))
+                                                    frames={**restatements.history_tables(history, restated),
+                                                            **published_frames(lake.root)})
         out.requests = out.tables["request_costs"]
         failed = failures(out.checks)
         if failed:

@@ -5,6 +5,7 @@ meaning, the meaning and unit of every column, how its rows are ordered, and how
 from dataclasses import dataclass, field
 
 from warehouse.capacity_tables import with_capacity_tables
+from warehouse.plan_tables import with_plan_tables
 from warehouse.restatement_tables import with_restatement_tables
 
 
@@ -43,4 +44,4 @@ def energy_shares(of: str) -> dict[str, str]:
     }
 
 
-__all__ = ["Table", "commented", "energy_shares", "with_capacity_tables", "with_restatement_tables"]
+__all__ = ["Table", "commented", "energy_shares", "with_capacity_tables", "with_plan_tables", "with_restatement_tables"]

@@ -3,12 +3,12 @@
 `COMMENT ON` statements of the published file and `docs/data-dictionary.md` both come from here (through the
 file: `warehouse.dictionary`). The SQL that fills each table lives in `warehouse.mart_sql` (per-day marts) and
 `warehouse.version_file` (history-wide tables, dimensions); what a declaration holds is `warehouse.table.Table`.
-Money is in the reporting currency named by each row's `currency`; energy in kWh; times in UTC.
-"""
+Money is in the reporting currency named by each row's `currency`; energy in kWh; times in UTC."""
 
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
 from warehouse.quality_tables import NODE_POWER_BELOW_IDLE
-from warehouse.table import Table, commented, energy_shares, with_capacity_tables, with_restatement_tables
+from warehouse.table import (Table, commented, energy_shares, with_capacity_tables, with_plan_tables,
+                             with_restatement_tables)
 
 MONEY = "in the reporting currency"
 _DATE = {"date": "UTC day the row belongs to (the attributed partition)."}
@@ -22,7 +22,7 @@ _COSTS = {
     "egress_cost": f"Cloud data transfer charges, by response bytes, {MONEY}.",
 }
 
-TABLES: list[Table] = with_capacity_tables(with_restatement_tables([
+TABLES: list[Table] = with_plan_tables(with_capacity_tables(with_restatement_tables([
     Table(
         "request_costs",
         "One row per request and day it touched (one in each for a request in flight at midnight, with that "
@@ -394,7 +394,7 @@ TABLES: list[Table] = with_capacity_tables(with_restatement_tables([
          "inferledger_version": "Version of the code that published it."},
         group="about",
     ),
-]))
+])))
 
 BY_NAME = {t.name: t for t in TABLES}
 DAILY = [t for t in TABLES if t.daily]

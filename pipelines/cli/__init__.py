@@ -14,7 +14,8 @@
     inferledger report   [--date D] [--days N] [--out FILE.html] [--warehouse FILE]
     inferledger import-profile mlenergy|splitwise FILE [--out CSV] [--raw DIR]
     inferledger plan     --date D | --window D1..D2 [--horizon day|fleet] [--options FILE] [--what-if "..."]
-    inferledger plan     --train D1..D2 --test D3..D4 [--options FILE]
+                         [--no-publish]
+    inferledger plan     --train D1..D2 --test D3..D4 [--options FILE] [--no-publish]
 
 The settings are resolved once, here (settings/): the environment's, else the declared defaults,
 then the command's flags. One module per group of commands: `pipeline` (simulate, ingest,

@@ -152,8 +152,8 @@ def _planning(sub, s: Settings) -> None:
     p.add_argument("--options", default=None, help="plan options YAML (default: the demo fleet's example, "
                    "fleetsim/plan_options.yaml; docs/planning.md, \"Options\")")
     p.add_argument("--what-if", dest="what_if", default=None, help='e.g. "standard -> pool cloud-h100"')
-    p.add_argument("--out", default=None, help="DuckDB file of the plan tables (default plans.duckdb beside "
-                   "the warehouse)")
+    p.add_argument("--no-publish", dest="no_publish", action="store_true", help="keep the plan in the lake "
+                   "without publishing the warehouse again (the next publish carries it)")
     _paths(p, s, "raw", "lake", "warehouse", "inventory")
 
 

@@ -2,8 +2,10 @@
 
 Reads the window's ledger (warehouse/plan_inputs.py) and the options YAML, checks calibration
 (the cost model on the actual nodes and routing against the ledger, within 5% per pool and in
-total), solves the plan (or the what-if), writes the plan tables into the plans file and prints
-now vs planned per pool. Exit 0 done, 1 inputs refused or no feasible plan. Loads no Dagster.
+total), solves the plan (or the what-if, or scores a training window's plan on a test window),
+keeps its rows in the lake (`warehouse.plans.keep_plan`), prints them (`plan_output`) and
+publishes the warehouse again so that finance reads the plan beside the ledger (unless
+`--no-publish`). Exit 0 done, 1 inputs refused, no feasible plan, or the publish failed.
 """
 
 import hashlib
@@ -15,21 +17,22 @@ import polars as pl
 from rich.markup import escape
 
 from lake.inventory import inventory_path, load_inventory
-from pipelines.cli.output import console, print_frame
+from pipelines.cli.output import console
+from pipelines.cli.plan_output import print_plan
+from pipelines.cli.runs import run_publish
 from settings import Settings
 from transforms.inventory import InventoryError
-from transforms.planning import PlanInfeasible, PlanInputError, WhatIfError, calibrate, plan, what_if
+from transforms.planning import Plan, PlanInfeasible, PlanInputError, WhatIfError, calibrate, plan, what_if
 from transforms.planning.backtest import backtest
-from transforms.planning.ledger import calibration, calibration_verdict, from_ledger, with_candidates
+from transforms.planning.ledger import (CALIBRATED, FromLedger, calibration, calibration_verdict, from_ledger,
+                                       with_candidates)
 from transforms.planning.options import PlanOptionsError, check_against, parse_options
 from transforms.planning.tiers import cost_by_tier
-from warehouse.connection import connect
 from warehouse.plan_inputs import ledger_frames
-from warehouse.plan_tables import PlanRun, write_plan
+from warehouse.plans import COMPONENTS, PlanRun, keep_plan, plan_frames
 
 # The documented example for the demo fleet (package data of fleetsim).
 EXAMPLE_OPTIONS = Path(__file__).resolve().parents[2] / "fleetsim" / "plan_options.yaml"
-PLANS_FILE = "plans.duckdb"
 
 
 def parse_window(text: str) -> tuple[date, date]:
@@ -85,32 +88,44 @@ def _options_and_inventory(args, settings: Settings):
 
 
 def cmd_backtest(args, settings: Settings) -> int:
-    """`--train D1..D2 --test D3..D4`: the day plan of the training days scored on the test days."""
-    out, err = console(), console(stderr=True)
+    """`--train D1..D2 --test D3..D4`: the day plan of the training days scored on the test days,
+    kept as a run of kind backtest (the test window's routing, nodes, costs and misses)."""
+    err = console(stderr=True)
     try:
         if not args.test:
             raise PlanInputError("--train needs --test D3..D4 (the later days the plan is scored on)")
         options, inventory = _options_and_inventory(args, settings)
-        train = from_ledger(ledger_frames(settings.lake, inventory, *parse_window(args.train)), options)
-        test = from_ledger(ledger_frames(settings.lake, inventory, *parse_window(args.test)), options)
-        made = plan(train.inputs)
-        result = backtest(made, test)
+        (t1, t2), (s1, s2) = parse_window(args.train), parse_window(args.test)
+        train = from_ledger(ledger_frames(settings.lake, inventory, t1, t2), options)
+        test = from_ledger(ledger_frames(settings.lake, inventory, s1, s2), options)
+        scored, who, per_pool = backtest_run(train, test, f"backtest-{t1}-{t2}-on-{s1}-{s2}")
     except (PlanInputError, PlanOptionsError, InventoryError, PlanInfeasible) as e:
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 1
-    per_pool = (result.costs.group_by("pool").agg(node_hours_planned=pl.col("nodes_on").sum(),
-                                                  cost_planned=pl.col("total_cost").sum())
-                .join(result.misses.group_by("pool").agg(objective_misses=pl.len()), on="pool", how="left")
-                .with_columns(pl.col("objective_misses").fill_null(0)).sort("pool"))
-    print_frame(per_pool, out, title=f"backtest: plan of {args.train} scored on {args.test}")
-    out.print(f"test window: ledger {result.ledger_cost:,.2f}, cost model on the actual fleet "
-              f"{result.today_cost:,.2f}, "
-              f"plan {result.planned_cost:,.2f}: savings {result.savings:,.2f}; objective misses "
-              f"{result.misses.height} pool-hour(s); {result.fallback_rows} demand row(s) routed as actually "
-              f"(unseen in training)", markup=False)
-    out.print("training: " + calibration_verdict(calibration(train)), markup=False)
-    out.print("test: " + calibration_verdict(calibration(test)), markup=False)
-    return 0
+    console().print(f"backtest: plan of {args.train} scored on {args.test}: ledger {who.ledger_cost:,.2f}, cost model "
+                    f"on the actual fleet {who.today['total_cost']:,.2f}, plan {scored.objective:,.2f}",
+                    markup=False)
+    return _keep_and_publish(args, settings, scored, who, per_pool)
+
+
+def backtest_run(train: FromLedger, test: FromLedger, run_id: str) -> tuple[Plan, PlanRun, pl.DataFrame]:
+    """The day plan of `train` scored on `test` (`transforms.planning.backtest`) as a run of kind
+    backtest: the training plan with the test window's routing, nodes and costs (objective: their
+    total), today's cost model and the ledger of the test window, the verdicts of both windows
+    (calibrated only when both are), and the per-pool table printed."""
+    made = plan(train.inputs)
+    result = backtest(made, test)
+    hours = made.nodes["hour"]
+    scored = replace(made, routing=result.routing, nodes=result.costs.select("pool", "hour", "nodes_on"),
+                     costs=result.costs, objective=float(result.costs["total_cost"].sum()))
+    verdicts = {name: calibration(data) for name, data in (("training", train), ("test", test))}
+    today = calibration_today(test)
+    who = PlanRun(run_id, datetime.now(UTC), today=_by_component(today), tiers=_tiers(test, test, scored, today),
+                  kind="backtest", calibrated=all(bool(v["within"].all()) for v in verdicts.values()),
+                  calibration="; ".join(f"{n}: {calibration_verdict(v)}" for n, v in verdicts.items())
+                  + f"; {result.fallback_rows} test demand row(s) routed as actually (unseen in training)",
+                  ledger_cost=result.ledger_cost, trained=(hours.min(), hours.max()))
+    return scored, who, _per_pool(test, today, scored)
 
 
 def cmd_plan(args, settings: Settings) -> int:
@@ -119,7 +134,7 @@ def cmd_plan(args, settings: Settings) -> int:
     out, err = console(), console(stderr=True)
     try:
         data, planned, (first, last) = _load(args, settings)
-        verdict = calibration_verdict(calibration(data))
+        verdict = calibration(data)
         made = what_if(planned.inputs, args.what_if) if args.what_if else plan(planned.inputs)
         optimum = plan(planned.inputs) if args.what_if else made
     except (PlanInputError, PlanOptionsError, InventoryError, WhatIfError, PlanInfeasible) as e:
@@ -135,28 +150,12 @@ def cmd_plan(args, settings: Settings) -> int:
                        .select("pool", "hour", amortization_cost=pl.col("nodes_on") * pl.col("rate")),
                        on=["pool", "hour"], how="left")
                  .with_columns(pl.col("amortization_cost").fill_null(0.0)))
-    components = ("energy_cost", "rent_cost", "egress_cost", "amortization_cost")
-    today_by = {c: float(today[c].sum()) for c in components}
-    today_by["total_cost"] = sum(today_by.values())
     tag = hashlib.sha256(args.what_if.encode()).hexdigest()[:8] if args.what_if else ""
     run_id = f"{args.horizon}-{first}-{last}" + (f"-whatif-{tag}" if tag else "")
-    plans = Path(args.out) if args.out else settings.warehouse.with_name(PLANS_FILE)
-    plans.parent.mkdir(parents=True, exist_ok=True)
-    con = connect(str(plans))
-    try:
-        write_plan(con, made, PlanRun(run_id, datetime.now(UTC), args.what_if, today_by,
-                                      _tiers(data, planned, made, today)))
-    finally:
-        con.close()
-    print_frame(_per_pool(data, today, made), out,
-                title=f"plan {run_id}: now (ledger; cost model on the actual fleet) vs planned")
-    binds = dict(made.binds.group_by("kind").len().iter_rows()) if made.binds.height else {}
-    saving = today_by["total_cost"] - made.objective
-    out.print(f"savings {saving:,.2f} of {today_by['total_cost']:,.2f} ({saving / today_by['total_cost']:.1%})"
-              if today_by["total_cost"] else "savings: no cost today", markup=False)
-    out.print(f"objective {made.objective:,.4f}, gap {made.mip_gap:.2e}, HiGHS {made.solve_time_s:.2f} s, "
-              f"{made.status}; binding: " + (", ".join(f"{k} {v}" for k, v in sorted(binds.items())) or "none"),
-              markup=False)
+    who = PlanRun(run_id, datetime.now(UTC), args.what_if, _by_component(today), _tiers(data, planned, made, today),
+                  kind="what_if" if args.what_if else "plan", calibrated=bool(verdict["within"].all()),
+                  calibration=calibration_verdict(verdict), ledger_cost=float(data.ledger.select(
+                      pl.sum_horizontal(CALIBRATED)).sum().item()))
     if args.horizon == "fleet":
         out.print(f"fleet horizon: planned for the demand x {planned.inputs.growth:g} (options' growth), today at x 1; "
                   "amortization counted on both sides", markup=False)
@@ -164,9 +163,29 @@ def cmd_plan(args, settings: Settings) -> int:
         out.print(f"what-if {args.what_if!r}: {made.objective:,.4f} against the optimum {optimum.objective:,.4f} "
                   f"(+{made.objective - optimum.objective:,.4f}; gaps {made.mip_gap:.1e} and {optimum.mip_gap:.1e})",
                   markup=False)
-    out.print(verdict, markup=False)
-    out.print(f"plan tables written to {plans.resolve()} (run_id {run_id})", markup=False)
+    return _keep_and_publish(args, settings, made, who, _per_pool(data, today, made))
+
+
+def _keep_and_publish(args, settings: Settings, made, who: PlanRun, per_pool: pl.DataFrame) -> int:
+    """Print the run's tables, keep its rows in the lake, publish the warehouse (unless --no-publish)."""
+    out = console()
+    print_plan(plan_frames(made, who), per_pool, out, title=f"{who.kind} {who.run_id}")
+    keep_plan(settings.lake, made, who)
+    out.print(f"plan kept in {settings.lake.resolve()}/plans (run_id {who.run_id})", markup=False)
+    if args.no_publish:
+        out.print("not published (--no-publish): the next `inferledger publish` or nightly run publishes it",
+                  markup=False)
+        return 0
+    meta = run_publish(settings, out=out)
+    out.print(f"published version {meta['version']}: plan tables in {settings.warehouse.resolve()} "
+              f"(SELECT * FROM plan_summary WHERE run_id = '{who.run_id}')", markup=False)
     return 0
+
+
+def _by_component(today: pl.DataFrame) -> dict[str, float]:
+    """Today's cost (per pool-hour, `calibrate`) by component and in total."""
+    by = {c: float(today[c].sum()) for c in COMPONENTS if c != "total_cost"}
+    return {**by, "total_cost": sum(by.values())}
 
 
 def _tiers(data, planned, made, today: pl.DataFrame) -> pl.DataFrame:

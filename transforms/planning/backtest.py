@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from transforms.planning.costs import calibrate, price
+from transforms.planning.inputs import PlanInputs
 from transforms.planning.ledger import CALIBRATED, FromLedger
+from transforms.planning.pairs import demand, routing_pairs
 from transforms.planning.solution import Plan
 
 
@@ -29,6 +31,7 @@ class Backtest:
     today_cost: float  # the cost model on the test window's actual fleet and routing
     planned_cost: float  # the plan applied to the test window
     fallback_rows: int  # test demand rows routed as they actually were (the training plan had no share)
+    routing: pl.DataFrame  # the routing applied to the test window, as `Plan.routing` (plan_routing's rows)
 
     @property
     def savings(self) -> float:
@@ -64,4 +67,17 @@ def backtest(training_plan: Plan, test: FromLedger) -> Backtest:
                                                            .item()),
                     float(today.select(pl.sum_horizontal(CALIBRATED)).sum().item()),
                     float(costs.select(pl.sum_horizontal(CALIBRATED)).sum().item()),
-                    unseen.select(pl.len()).collect().item())
+                    unseen.select(pl.len()).collect().item(), routed(test.inputs, routing))
+
+
+def routed(inputs: PlanInputs, routing: pl.LazyFrame) -> pl.DataFrame:
+    """`routing` (hour, tier, model, bucket, pool, share) with the output tokens/s it routes and the
+    node-equivalents they keep busy (at the pair's capacity at the objective, else its best point:
+    as `price` loads them), in `Plan.routing`'s columns."""
+    pairs = routing_pairs(inputs).select("tier", "model", "bucket", "pool", "capacity_at_objective", "capacity_max")
+    return (routing.join(demand(inputs), on=["hour", "tier", "model", "bucket"])
+            .join(pairs, on=["tier", "model", "bucket", "pool"], how="left")
+            .with_columns(output_tokens_per_s=pl.col("output_tokens_per_s") * pl.col("share"))
+            .select("hour", "tier", "model", "bucket", "pool", "share", "output_tokens_per_s",
+                    busy_nodes=pl.col("output_tokens_per_s") / pl.coalesce("capacity_at_objective", "capacity_max"))
+            .sort("hour", "tier", "model", "bucket", "pool").collect())

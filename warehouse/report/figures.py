@@ -13,6 +13,7 @@ import polars as pl
 
 from transforms.attribution.prices import J_PER_KWH
 from warehouse.checks import CheckOutcome, published_outcomes, run_checks
+from warehouse.report.plan_section import read_plan_frames
 
 
 class ReportError(ValueError):
@@ -283,7 +284,7 @@ def read_report_data(con: duckdb.DuckDBPyConnection, day: date | None = None, da
         day=day, first_day=first, currency=currency, publication=pub,
         headlines=_headlines(con, day, outcomes),
         frames={**{name: _frame(con, sql, first, day) for name, sql in QUERIES.items()},
-                "restated": _plain(con.sql(RESTATED).pl())},
+                "restated": _plain(con.sql(RESTATED).pl()), **read_plan_frames(con)},
         checks=outcomes,
         methods={**{name: _frame(con, sql, first, day) for name, sql in METHODS.items()},
                  "design_pue": _plain(con.sql(DESIGN_PUE).pl())},

@@ -15,6 +15,7 @@ from lake.files import write_text
 from transforms.bounds import IDLE_FLOOR
 from warehouse.report.charts import CHARTS, CURRENCY_SYMBOLS, format_locale
 from warehouse.report.figures import Headline, ReportData
+from warehouse.report.plan_section import plan_section
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;\
@@ -321,6 +322,7 @@ inferledger {html.escape(pub.inferledger_version)}).</p>
 <h3>Design PUE of the inventory</h3>{table(data.methods["design_pue"], cur)}</div></div>
 <h3>Attribution settings seen</h3>{table(data.methods["attribution"], cur)}</section>
 <div class="grid">{_chart_sections(data, specs)}</div>
+{plan_section(data.frames, cur, table)}
 <section id="data-quality"><h2>Data quality</h2>
 <h3>Node meters reading below idle power</h3>{_power_below_idle(data)}
 <h3>Warehouse checks (SQL, on the published file)</h3>{_checks_table(data)}
