@@ -53,7 +53,7 @@ def _window(args) -> tuple[date, date]:
 def _load(args, settings: Settings):
     options, inventory = _options_and_inventory(args, settings)
     first, last = _window(args)
-    frames = ledger_frames(settings.lake, inventory, first, last)
+    frames = ledger_frames(settings.lake, inventory, first, last, options.buckets)
     today = from_ledger(frames, options, "day")  # calibration: the actual fleet, the actual demand
     planned = today
     if args.horizon == "fleet":
@@ -96,8 +96,8 @@ def cmd_backtest(args, settings: Settings) -> int:
             raise PlanInputError("--train needs --test D3..D4 (the later days the plan is scored on)")
         options, inventory = _options_and_inventory(args, settings)
         (t1, t2), (s1, s2) = parse_window(args.train), parse_window(args.test)
-        train = from_ledger(ledger_frames(settings.lake, inventory, t1, t2), options)
-        test = from_ledger(ledger_frames(settings.lake, inventory, s1, s2), options)
+        train = from_ledger(ledger_frames(settings.lake, inventory, t1, t2, options.buckets), options)
+        test = from_ledger(ledger_frames(settings.lake, inventory, s1, s2, options.buckets), options)
         scored, who, per_pool = backtest_run(train, test, f"backtest-{t1}-{t2}-on-{s1}-{s2}")
     except (PlanInputError, PlanOptionsError, InventoryError, PlanInfeasible) as e:
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
