@@ -19,6 +19,7 @@ import pytest
 from lake.store import Lake
 from tests.test_capacity_marts import DAY, INVENTORY, build, request_costs
 from tests.test_planning_ledger import OPTIONS
+from pipelines.cli.planning import unknown_capacity_note
 from transforms.inventory import parse_inventory
 from transforms.planning import PlanInfeasible, plan
 from transforms.planning.buckets import BUCKET_CAPACITY_SCHEMA, Bucket
@@ -144,3 +145,19 @@ def test_bucket_options_are_checked(text, message):
 def test_default_buckets():
     assert parse_options(OPTIONS, "opts.yaml").buckets == (Bucket("small", 1000), Bucket("medium", 4000),
                                                            Bucket("large", None))
+
+
+def test_the_plan_says_which_capacity_is_unknown_and_routes_around_it(lake):
+    # std unknown; prem learned for standard's qwen3-32b at 3,000 tokens/s (as if it had served it): the
+    # plan sends standard's 300 tokens/s to prem (0.1 node-equivalent) and names std as unknown
+    options = parse_options(OPTIONS + "buckets: [{name: all}]\n", "opts.yaml")
+    frames = ledger_frames(lake, parse_inventory(INVENTORY), DAY, DAY, options.buckets)
+    capacity = pl.concat([frames.capacity.filter(pl.col("pool") != "std"), pl.LazyFrame(
+        [("std", "qwen3-32b", "standard", "all", None, "unknown"),
+         ("prem", "qwen3-32b", "standard", "all", 3000.0, "profile_reference")],
+        schema=BUCKET_CAPACITY_SCHEMA, orient="row")])
+    made = plan(from_ledger(replace(frames, capacity=capacity), options).inputs)
+    assert set(made.routing.filter(pl.col("tier") == "standard")["pool"]) == {"prem"}
+    assert unknown_capacity_note(made.exclusions).endswith("add a profile or let the telemetry learn it): "
+                                                          "std qwen3-32b (all)")
+    assert unknown_capacity_note(made.exclusions.filter(pl.col("pool") != "std")) is None

@@ -163,6 +163,8 @@ def cmd_plan(args, settings: Settings) -> int:
         out.print(f"what-if {args.what_if!r}: {made.objective:,.4f} against the optimum {optimum.objective:,.4f} "
                   f"(+{made.objective - optimum.objective:,.4f}; gaps {made.mip_gap:.1e} and {optimum.mip_gap:.1e})",
                   markup=False)
+    if note := unknown_capacity_note(made.exclusions):
+        out.print(note, markup=False)
     return _keep_and_publish(args, settings, made, who, _per_pool(data, today, made))
 
 
@@ -195,6 +197,16 @@ def _tiers(data, planned, made, today: pl.DataFrame) -> pl.DataFrame:
     today_side = cost_by_tier(data.inputs, today, data.actual_routing).select("tier", "component", today_cost="cost")
     return (plan_side.join(today_side, on=["tier", "component"], how="full", coalesce=True)
             .join(data.requests, on="tier", how="left"))
+
+
+def unknown_capacity_note(exclusions: pl.DataFrame) -> str | None:
+    """One line naming the (pool, model, bucket) whose capacity is unknown (never planned on), or None."""
+    unknown = (exclusions.filter(pl.col("excluded") == "capacity_unknown")
+               .select(name=pl.format("{} {} ({})", "pool", "model", "bucket")).unique().sort("name"))
+    if unknown.is_empty():
+        return None
+    return ("capacity unknown, nothing routed there by the plan (docs/capacity.md; add a profile or let the "
+            "telemetry learn it): " + ", ".join(unknown.to_series()))
 
 
 def calibration_today(data) -> pl.DataFrame:
