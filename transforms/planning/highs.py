@@ -63,8 +63,8 @@ def _columns(program: Program, by_hour: bool):
 
 
 def solve(program: Program, time_limit_s: float = 300.0, mip_rel_gap: float = MIP_REL_GAP) -> Solved:
-    """Solve the program (per hour in the day horizon) within `time_limit_s` in all, each block to
-    `mip_rel_gap`."""
+    """Solve the program (per hour in the day horizon) within `time_limit_s` in all, the window to
+    `mip_rel_gap` (module docstring)."""
     by_hour = program.fleet.height == 0
     cost, lower, upper, integer, col_block = _columns(program, by_hour)
     rows, cols, vals = (program.triplets[c].to_numpy() for c in ("row", "col", "value"))
