@@ -161,3 +161,25 @@ def test_the_plan_says_which_capacity_is_unknown_and_routes_around_it(lake):
     assert unknown_capacity_note(made.exclusions).endswith("add a profile or let the telemetry learn it): "
                                                           "std qwen3-32b (all)")
     assert unknown_capacity_note(made.exclusions.filter(pl.col("pool") != "std")) is None
+
+
+def test_a_bucket_seen_only_in_failed_requests_takes_their_size(tmp_path):
+    # node p1's 36 requests of 10:00's first minute failed, with 20,000 input tokens: a `huge` bucket of
+    # failed requests only. prem's ok mix: 10:00 8,604 x (100 + 1,000), 11:00 14,400 x (3,000 + 1,000):
+    # input 0.8604e6 + 43.2e6 = 44.0604e6, output 23.004e6 -> r = 67.0644e6 / 23.004e6; huge's r_b from
+    # its failed requests: 21,000 / 1,000 = 21. Capacity 1,600 x r / 21 (about 222.1), not unknown.
+    root = tmp_path / "lake"
+    build(Lake(root), with_profiles=True)
+    first = (pl.col("node_id") == "p1") & (pl.col("arrived_at") == pl.datetime(2026, 3, 10, 10, time_zone="UTC"))
+    facts = request_costs().with_columns(
+        input_tokens=pl.when(first).then(20_000).when((pl.col("pool_id") == "prem")
+                                                      & (pl.col("arrived_at").dt.hour() == 11))
+        .then(3000).otherwise(pl.col("input_tokens")),
+        status=pl.when(first).then(pl.lit("error")).otherwise(pl.col("status")))
+    Lake(root).write(facts, "request_costs", DAY)
+    data = _from(root, OPTIONS + "buckets: [{name: short, max_tokens: 2000}, {name: long, max_tokens: 5000}, "
+                 "{name: huge}]\n")
+    cap = {r["bucket"]: r["output_tokens_per_s"] for r in data.inputs.capacity.collect().iter_rows(named=True)
+           if r["pool"] == "prem"}
+    assert cap["huge"] == pytest.approx(1600 * (67_064_400 / 23_004_000) / 21)
+    assert cap["long"] == pytest.approx(1600 * (67_064_400 / 23_004_000) / 4)

@@ -15,10 +15,11 @@ pool's whole mix of sizes. Per bucket, by the same rule one level down:
    taken as one.
 2. **The mix's figure scaled to the bucket**: a node's capacity in tokens processed per second (input
    + output) is taken as the same whatever the size (first order: prefill and decode both grow with
-   tokens), so C_b = C x r / r_b, r = (input + output) / output tokens of the pool's requests of the
-   model (the mix C was learned on), r_b the same ratio of the model's requests in the bucket over
-   the fleet. A bucket of more input per output token gets fewer output tokens/s. Summed over the
-   buckets, demand_b / C_b gives the mix's demand / C: bucketing alone moves no node-equivalent.
+   tokens), so C_b = C x r / r_b, r = (input + output) / output tokens of the pool's ok requests of
+   the model (the mix C was learned on), r_b the same ratio of the model's ok requests in the bucket
+   over the fleet (of all its requests when none is ok). A bucket of more input per output token
+   gets fewer output tokens/s. Summed over the buckets, demand_b / C_b gives the mix's demand / C:
+   bucketing alone moves no node-equivalent.
 3. **Chosen**: the larger of (1) and (2) (each a figure the node is known to reach, as the capacity
    marts choose between a lower bound and a profile); else unknown (never invented: the planner
    cannot route there, `capacity_unknown`). Sources: `bucket_telemetry_lower_bound`, `scaled_<the
@@ -67,9 +68,9 @@ def request_bucket(buckets: tuple[Bucket, ...]) -> pl.Expr:
     return bucket_of(pl.col("input_tokens").fill_null(0) + pl.col("output_tokens").fill_null(0), buckets)
 
 
-def _ratio(facts: pl.LazyFrame, day: date, keys: list[str]) -> pl.LazyFrame:
-    """(input + output) / output tokens of the ok requests completed in `day`, per `keys`."""
-    done = facts.filter(pl.col("status") == "ok", pl.col("completed_at").dt.date() == day)
+def _ratio(facts: pl.LazyFrame, day: date, keys: list[str], ok_only: bool = True) -> pl.LazyFrame:
+    """(input + output) / output tokens of the (ok) requests completed in `day`, per `keys`."""
+    done = facts.filter(pl.col("completed_at").dt.date() == day, (pl.col("status") == "ok") | (not ok_only))
     return (done.group_by(keys).agg(_in=pl.col("input_tokens").fill_null(0).sum().cast(pl.Float64),
                                     _out=pl.col("output_tokens").sum().cast(pl.Float64))
             .filter(pl.col("_out") > 0).select(*keys, ratio=(pl.col("_in") + pl.col("_out")) / pl.col("_out")))
@@ -94,7 +95,10 @@ def day_bucket_capacity(facts: pl.LazyFrame, profiles: pl.LazyFrame, inventory: 
            .select("pool_id", "tier", "bucket", model=pl.col("model").str.split(_SEP).list.first(),
                    own="output_tokens_per_s"))
     mix_ratio = _ratio(facts, day, ["pool_id", "model"]).rename({"ratio": "r_mix"})
-    bucket_ratio = _ratio(sized, day, ["model", "bucket"]).rename({"ratio": "r_bucket"})
+    # a bucket seen only in failed requests still has a size mix (its demand is in the plan too)
+    bucket_ratio = (_ratio(sized, day, ["model", "bucket"], ok_only=False).rename({"ratio": "r_all"})
+                    .join(_ratio(sized, day, ["model", "bucket"]), on=["model", "bucket"], how="left")
+                    .select("model", "bucket", r_bucket=pl.coalesce("ratio", "r_all")))
     # every bucket of the model the fleet served, on every pool serving the model (a bucket a pool never
     # saw gets the scaled figure: the planner may send it there)
     served = sized.select("model", "bucket").unique()
