@@ -76,11 +76,11 @@ def _traffic(files: dict[str, list[Path]], days: list[date], buckets: tuple[Buck
 
 def _capacity(lake: Lake, inventory: Inventory, days: list[date], buckets: tuple[Bucket, ...]) -> pl.LazyFrame:
     """Per (pool, model, tier, bucket): each day's capacity from its facts and profiles, the window's
-    the smallest known (`window_capacity`)."""
+    the smallest known (`window_capacity`); computed once here (a few rows), not again at every use."""
     return window_capacity([
         day_bucket_capacity(pl.scan_parquet(lake.day_files("request_costs", day)).select(BUCKET_FACT_COLUMNS),
                             profiles_frame(lake.day_files("performance_profiles", day)), inventory, day, buckets)
-        for day in days])
+        for day in days]).collect().lazy()
 
 
 def ledger_frames(lake_root: Path | str, inventory: Inventory, first: date, last: date,

@@ -33,7 +33,7 @@ import polars as pl
 
 from transforms.capacity.day import FACT_COLUMNS, capacity_pools, day_capacity
 from transforms.capacity.learn import learned_capacity
-from transforms.capacity.load import latency_samples, node_minute_load
+from transforms.capacity.load import as_strings, encode_keys, latency_samples, node_minute_load
 from transforms.inventory import Inventory
 
 
@@ -90,7 +90,8 @@ def day_bucket_capacity(facts: pl.LazyFrame, profiles: pl.LazyFrame, inventory: 
                           "e2e_p95_s": [t.e2e_p95_s for t in inventory.tiers]})
     objectives = (facts.select("pool_id", "tier").unique().join(tiers, on="tier")
                   .join(capacity_pools(inventory).select("pool_id", min_samples="capacity_min_samples"), on="pool_id"))
-    own = (learned_capacity(node_minute_load(keyed, day), latency_samples(keyed, day), objectives)
+    encoded = encode_keys(keyed)  # node, pool and model|bucket as Enums while joined (as the marts do)
+    own = (as_strings(learned_capacity(node_minute_load(encoded, day), latency_samples(encoded, day), objectives))
            .drop("bucket").join(keys, on=["pool_id", "model"])  # its `bucket` is the load's, ours the size's
            .select("pool_id", "tier", "bucket", model=pl.col("model").str.split(_SEP).list.first(),
                    own="output_tokens_per_s"))
