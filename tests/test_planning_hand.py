@@ -226,3 +226,29 @@ def test_a_plan_is_the_same_on_every_run():
     for a, b in ((first.routing, second.routing), (first.nodes, second.nodes), (first.costs, second.costs),
                  (first.binds, second.binds)):
         assert a.equals(b)
+
+
+def test_small_requests_go_to_the_pool_cheaper_for_them_and_large_ones_to_the_other():
+    # One tier, two request-size buckets, two owned pools at one site (price 0.10 per kWh, PUE 1):
+    # `l40s` idle 500 W, full 1,500 W (a busy node-equivalent adds 1 kW = 0.10/h); capacity 200 tok/s
+    # per node for small requests, 50 for large (long contexts crowd its memory).
+    # `h200` idle 2,000 W, full 6,000 W (adds 4 kW = 0.40/h); 400 tok/s for both.
+    # Cost of a busy token/s for an hour: small on l40s 0.10 / 200 = 0.0005, on h200 0.40 / 400 = 0.001;
+    # large on l40s 0.10 / 50 = 0.002, on h200 0.001. Demand: small 200 tok/s, large 400 tok/s.
+    # Plan: small -> l40s (1.0 node-equivalent: 1 node, 0.05 idle + 0.10 = 0.15); large -> h200 (1.0:
+    # 1 node, 0.20 + 0.40 = 0.60): 0.75. Everything on h200: 0.5 + 1.0 = 1.5 -> 2 nodes, 0.40 + 0.60 =
+    # 1.00; the large bucket on l40s needs 8 nodes of its 4: infeasible. One bucket could not tell them apart.
+    common = {"site": "m", "nodes_available": 4, "pue": 1.0}
+    p = plan(inputs(
+        demand=[(0, "standard", "llama", "small", 200.0), (0, "standard", "llama", "large", 400.0)],
+        tiers=[STANDARD], pools=[Pool("l40s", gpu_model="L40S", idle_w=500.0, full_w=1500.0, **common),
+                                 Pool("h200", gpu_model="H200", idle_w=2000.0, full_w=6000.0, **common)],
+        sites=[Site("m")],
+        capacity=[("l40s", "llama", "small", 0.5, 10.0, 200.0), ("l40s", "llama", "large", 0.5, 10.0, 50.0),
+                  ("h200", "llama", "small", 0.5, 10.0, 400.0), ("h200", "llama", "large", 0.5, 10.0, 400.0)],
+        round_trips=[("m", "metro", 5.0)], prices={"m": 0.10}))
+    routed = {(r["bucket"], r["pool"]): r["share"] for r in p.routing.iter_rows(named=True)}
+    assert routed == pytest.approx({("small", "l40s"): 1.0, ("large", "h200"): 1.0})
+    assert nodes(p) == {("l40s", 0): 1, ("h200", 0): 1}
+    assert p.objective == pytest.approx(0.75, abs=CENT)
+    assert {("capacity", "l40s", 0), ("capacity", "h200", 0)} <= binds(p)

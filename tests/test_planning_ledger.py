@@ -245,7 +245,7 @@ def test_a_day_without_marts_is_refused_naming_the_file(lake):
 
 @pytest.mark.parametrize(("text", "message"), [
     ("users: {premium: metro}\n", r"opts.yaml: round_trips_ms: missing"),
-    (OPTIONS + "grwth: 1.2\n", r"opts.yaml: grwth: unknown key; use only candidates, growth"),
+    (OPTIONS + "grwth: 1.2\n", r"opts.yaml: grwth: unknown key; use only buckets, candidates, growth"),
     (OPTIONS + "growth: -1\n", r"opts.yaml: growth: -1 is not a number >= 0"),
     (OPTIONS + "candidates: [{name: x, site: metro-east, gpu_model: H200, max_nodes: 2.5, idle_w: 1, full_w: 2, "
      "pue: 1.1, capacity_like: prem}]\n", r"candidates\[0\].max_nodes: 2.5 is not an integer"),

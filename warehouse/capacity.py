@@ -21,7 +21,7 @@ from transforms.inventory import Inventory
 from warehouse.connection import run
 
 
-def _profiles(files: list[Path]) -> pl.LazyFrame:
+def profiles_frame(files: list[Path]) -> pl.LazyFrame:
     if not files:
         return pl.LazyFrame(schema=PERFORMANCE_PROFILES.schema)
     return pl.scan_parquet(files).select(PERFORMANCE_PROFILES.names)
@@ -32,7 +32,7 @@ def register_capacity(con: duckdb.DuckDBPyConnection, facts_files: list[Path], p
     """Register the day's capacity frames (`transforms.capacity.day.day_capacity`) and the view
     `cph` on `con` (module docstring)."""
     facts = pl.scan_parquet(facts_files).select(FACT_COLUMNS)
-    frames = day_capacity(facts, _profiles(profile_files), inventory, day)
+    frames = day_capacity(facts, profiles_frame(profile_files), inventory, day)
     names = {"cap_pm": "pool_model", "load_hour": "load_hour", "capacity_pools": "pools", "eff": "efficiency"}
     for name, frame in zip(names, pl.collect_all([frames[key] for key in names.values()]), strict=True):
         con.register(name, frame.to_arrow())

@@ -53,7 +53,7 @@ def _window(args) -> tuple[date, date]:
 def _load(args, settings: Settings):
     options, inventory = _options_and_inventory(args, settings)
     first, last = _window(args)
-    frames = ledger_frames(settings.lake, inventory, first, last)
+    frames = ledger_frames(settings.lake, inventory, first, last, options.buckets)
     today = from_ledger(frames, options, "day")  # calibration: the actual fleet, the actual demand
     planned = today
     if args.horizon == "fleet":
@@ -96,8 +96,8 @@ def cmd_backtest(args, settings: Settings) -> int:
             raise PlanInputError("--train needs --test D3..D4 (the later days the plan is scored on)")
         options, inventory = _options_and_inventory(args, settings)
         (t1, t2), (s1, s2) = parse_window(args.train), parse_window(args.test)
-        train = from_ledger(ledger_frames(settings.lake, inventory, t1, t2), options)
-        test = from_ledger(ledger_frames(settings.lake, inventory, s1, s2), options)
+        train = from_ledger(ledger_frames(settings.lake, inventory, t1, t2, options.buckets), options)
+        test = from_ledger(ledger_frames(settings.lake, inventory, s1, s2, options.buckets), options)
         scored, who, per_pool = backtest_run(train, test, f"backtest-{t1}-{t2}-on-{s1}-{s2}")
     except (PlanInputError, PlanOptionsError, InventoryError, PlanInfeasible) as e:
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
@@ -163,6 +163,8 @@ def cmd_plan(args, settings: Settings) -> int:
         out.print(f"what-if {args.what_if!r}: {made.objective:,.4f} against the optimum {optimum.objective:,.4f} "
                   f"(+{made.objective - optimum.objective:,.4f}; gaps {made.mip_gap:.1e} and {optimum.mip_gap:.1e})",
                   markup=False)
+    if note := unknown_capacity_note(made.exclusions):
+        out.print(note, markup=False)
     return _keep_and_publish(args, settings, made, who, _per_pool(data, today, made))
 
 
@@ -195,6 +197,16 @@ def _tiers(data, planned, made, today: pl.DataFrame) -> pl.DataFrame:
     today_side = cost_by_tier(data.inputs, today, data.actual_routing).select("tier", "component", today_cost="cost")
     return (plan_side.join(today_side, on=["tier", "component"], how="full", coalesce=True)
             .join(data.requests, on="tier", how="left"))
+
+
+def unknown_capacity_note(exclusions: pl.DataFrame) -> str | None:
+    """One line naming the (pool, model, bucket) whose capacity is unknown (never planned on), or None."""
+    unknown = (exclusions.filter(pl.col("excluded") == "capacity_unknown")
+               .select(name=pl.format("{} {} ({})", "pool", "model", "bucket")).unique().sort("name"))
+    if unknown.is_empty():
+        return None
+    return ("capacity unknown, nothing routed there by the plan (docs/capacity.md; add a profile or let the "
+            "telemetry learn it): " + ", ".join(unknown.to_series()))
 
 
 def calibration_today(data) -> pl.DataFrame:

@@ -19,7 +19,8 @@ DEMAND_SCHEMA = pl.Schema({"hour": UTC_US, "tier": pl.String, "model": pl.String
 # Capacity of ONE node of a pool for a model and bucket at an operating point: the point's p95
 # time to first token and end to end latency measured at the node (no network), and the output
 # tokens per second the node sustains there. A few points per (pool, model, bucket): a tighter
-# objective allows a lower throughput.
+# objective allows a lower throughput. A point with null latencies says the capacity at any objective
+# is unknown: never planned on (`capacity_unknown`), its throughput only prices actual routing there.
 CAPACITY_SCHEMA = pl.Schema({"pool": pl.String, "model": pl.String, "bucket": pl.String, "ttft_p95_s": pl.Float64,
                              "e2e_p95_s": pl.Float64, "output_tokens_per_s": pl.Float64})
 # Network round trip from a site to a tier's users (ms), added to both latencies.
@@ -183,9 +184,10 @@ def _check_frames(inputs: PlanInputs) -> None:
          "its tier is not among the tiers; declare the Tier"),
         ("capacity", inputs.capacity.join(pools, on="pool", how="anti"), pl.lit(True),
          "its pool is not among the pools; declare the Pool or drop the rows"),
-        ("capacity", inputs.capacity, ~(pl.col("output_tokens_per_s") > 0) | ~(pl.col("ttft_p95_s") >= 0)
-         | ~(pl.col("e2e_p95_s") >= pl.col("ttft_p95_s")),
-         "need output_tokens_per_s > 0 and 0 <= ttft_p95_s <= e2e_p95_s"),
+        ("capacity", inputs.capacity, ~(pl.col("output_tokens_per_s") > 0).fill_null(False)
+         | ~(pl.col("ttft_p95_s") >= 0) | ~(pl.col("e2e_p95_s") >= pl.col("ttft_p95_s"))
+         | (pl.col("ttft_p95_s").is_null() != pl.col("e2e_p95_s").is_null()),
+         "need output_tokens_per_s > 0 and 0 <= ttft_p95_s <= e2e_p95_s (both null: capacity unknown)"),
         ("round_trips", inputs.round_trips, ~(pl.col("rtt_ms") >= 0) | pl.struct("site", "users").is_duplicated(),
          "need rtt_ms >= 0, one row per (site, users)"),
         ("prices", inputs.prices, pl.struct("site", "hour").is_duplicated() | ~(pl.col("price_per_kwh") >= 0),

@@ -6,12 +6,13 @@ nodes on and routing of the same hours, and the ledger's cost per pool to calibr
 
 Frames (one row per key; money in the reporting currency):
 - POOL_HOURS: per pool and hour with node-slots (capacity_by_pool_hour, node_slots): nodes on, the
-  capacity per node at the strictest objective served (null when unknown) and its source, the
   redundancy minimum, IT kWh of the pool's node-slots, the ledger's energy, rent and amortization.
 - SITE_HOURS: per site and hour (the serving nodes' node-slots): IT and facility kWh, energy cost
   (trued up to the invoice, demand charge apart).
-- TRAFFIC: per hour, tier, model and pool (request_costs, by completion hour): requests, output
-  tokens, response bytes and egress cost.
+- TRAFFIC: per hour, tier, model, request-size bucket and pool (request_costs, by completion hour):
+  requests, output tokens, response bytes and egress cost.
+- CAPACITY: per pool, model, tier served and bucket, one node's capacity at the tier's objectives
+  over the window (`buckets.window_capacity`; null when unknown) and its source.
 - POOL_DIMS: per pool (dim_pools, dim_nodes): site, GPU model, nodes, mean idle and nameplate W.
 """
 
@@ -20,21 +21,23 @@ from dataclasses import dataclass
 import polars as pl
 
 from transforms.contracts import UTC_US
+from transforms.planning.buckets import BUCKET_CAPACITY_SCHEMA
 from transforms.planning.costs import calibrate
 from transforms.planning.inputs import PlanInputError, PlanInputs, Pool, Site, Tier
 from transforms.planning.options import Candidate, PlanOptions
+from transforms.planning.pairs import routing_pairs
 
-POOL_HOURS_SCHEMA = pl.Schema({"pool": pl.String, "hour": UTC_US, "nodes_on": pl.Float64, "capacity": pl.Float64,
-                               "capacity_source": pl.String, "redundancy_min": pl.Int64, "it_kwh": pl.Float64,
+POOL_HOURS_SCHEMA = pl.Schema({"pool": pl.String, "hour": UTC_US, "nodes_on": pl.Float64,
+                               "redundancy_min": pl.Int64, "it_kwh": pl.Float64,
                                "energy_cost": pl.Float64, "rent_cost": pl.Float64, "amortization_cost": pl.Float64})
 SITE_HOURS_SCHEMA = pl.Schema({"site": pl.String, "hour": UTC_US, "it_kwh": pl.Float64, "facility_kwh": pl.Float64,
                                "energy_cost": pl.Float64})
-TRAFFIC_SCHEMA = pl.Schema({"hour": UTC_US, "tier": pl.String, "model": pl.String, "pool": pl.String,
+TRAFFIC_SCHEMA = pl.Schema({"hour": UTC_US, "tier": pl.String, "model": pl.String, "bucket": pl.String,
+                            "pool": pl.String,
                             "requests": pl.Int64, "output_tokens": pl.Float64, "response_bytes": pl.Float64,
                             "egress_cost": pl.Float64})
 POOL_DIMS_SCHEMA = pl.Schema({"pool": pl.String, "site": pl.String, "gpu_model": pl.String, "nodes": pl.Int64,
                               "idle_w": pl.Float64, "nameplate_w": pl.Float64})
-BUCKET = "all"  # request-size buckets are not split yet: one bucket, the whole mix
 CALIBRATION_TOLERANCE = 0.05  # issue 18: per pool and in total
 CALIBRATED = ("energy_cost", "rent_cost", "egress_cost")  # the day horizon's components (amortization is sunk)
 # A capacity point sits this far (s) inside the objective it was learned at, so that adding back the
@@ -49,6 +52,7 @@ class LedgerFrames:
     traffic: pl.LazyFrame
     pool_dims: pl.LazyFrame
     tiers: tuple[Tier, ...]
+    capacity: pl.LazyFrame
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,8 @@ def _check(frames: LedgerFrames) -> None:
     for name, frame, schema in (("pool_hours", frames.pool_hours, POOL_HOURS_SCHEMA),
                                 ("site_hours", frames.site_hours, SITE_HOURS_SCHEMA),
                                 ("traffic", frames.traffic, TRAFFIC_SCHEMA),
-                                ("pool_dims", frames.pool_dims, POOL_DIMS_SCHEMA)):
+                                ("pool_dims", frames.pool_dims, POOL_DIMS_SCHEMA),
+                                ("capacity", frames.capacity, BUCKET_CAPACITY_SCHEMA)):
         got = dict(frame.collect_schema())
         if got != dict(schema):
             raise PlanInputError(f"{name} frame has columns {got}; expected {dict(schema)} "
@@ -77,55 +82,49 @@ def _check(frames: LedgerFrames) -> None:
 
 
 def _demand(frames: LedgerFrames) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Demand per hour, tier and model (mean output tokens/s by completion hour), a zero row for
-    every other (hour of the window, tier, model) seen; and the actual routing's shares."""
+    """Demand per hour, tier, model and bucket (mean output tokens/s by completion hour), a zero row
+    for every other (hour of the window, tier, model, bucket) seen; and the actual routing's shares."""
+    keys = ["hour", "tier", "model", "bucket"]
     hours = frames.pool_hours.select("hour").unique()
-    served = frames.traffic.group_by("hour", "tier", "model").agg(tokens=pl.col("output_tokens").sum())
-    combos = frames.traffic.select("tier", "model").unique()
-    demand = (hours.join(combos, how="cross").join(served, on=["hour", "tier", "model"], how="left")
-              .select("hour", "tier", "model", bucket=pl.lit(BUCKET),
-                      output_tokens_per_s=pl.col("tokens").fill_null(0.0) / 3600.0).sort("hour", "tier", "model"))
-    routing = (frames.traffic.filter(pl.col("output_tokens") > 0)
-               .join(served, on=["hour", "tier", "model"])
-               .select("hour", "tier", "model", bucket=pl.lit(BUCKET), pool="pool",
-                       share=pl.col("output_tokens") / pl.col("tokens")))
+    served = frames.traffic.group_by(keys).agg(tokens=pl.col("output_tokens").sum())
+    combos = frames.traffic.select("tier", "model", "bucket").unique()
+    demand = (hours.join(combos, how="cross").join(served, on=keys, how="left")
+              .select(*keys, output_tokens_per_s=pl.col("tokens").fill_null(0.0) / 3600.0).sort(keys))
+    routing = (frames.traffic.filter(pl.col("output_tokens") > 0).join(served, on=keys)
+               .select(*keys, pool="pool", share=pl.col("output_tokens") / pl.col("tokens")))
     return demand, routing
 
 
 def _capacity(frames: LedgerFrames, options: PlanOptions, sites: pl.LazyFrame) -> pl.LazyFrame:
-    """One operating point per (pool, model served there): the pool's smallest known capacity per
-    node over the window (the strictest hour), or the most tokens/s per node observed if higher,
-    less the options' headroom (a share kept free), at the strictest objectives of the tiers it served
-    less the round trip to those tiers' users, so those tiers qualify again and a stricter or
-    farther tier does not."""
+    """Operating points per (pool, model, bucket): one per tier whose capacity is known
+    (`frames.capacity`, less the options' headroom), at that tier's objectives less the round trip
+    from the pool's site to its users, so that tier qualifies again, a looser one takes the point
+    too and a stricter or farther one does not. A (pool, model, bucket) known for no tier gets one
+    point without latencies (`capacity_unknown`: never planned on) at the most output tokens/s per
+    node the pool served in an hour of the window: only to price the actual routing there
+    (calibration), as the node-slots' energy shows it was served."""
     tiers = pl.LazyFrame([{"tier": t.name, "ttft": t.ttft_p95_s, "e2e": t.e2e_p95_s,
                            "users": options.users.get(t.name, "")} for t in frames.tiers],
                          schema={"tier": pl.String, "ttft": pl.Float64, "e2e": pl.Float64, "users": pl.String})
     rtt = pl.LazyFrame([{"site": s, "users": u, "rtt_s": ms / 1000.0}
                         for s, row in options.round_trips_ms.items() for u, ms in row.items()],
                        schema={"site": pl.String, "users": pl.String, "rtt_s": pl.Float64})
-    known = (frames.pool_hours.filter(pl.col("capacity") > 0).group_by("pool")
-             .agg(known=pl.col("capacity").min()))
+    rtt_s = pl.col("rtt_s").fill_null(0.0)
+    known = (frames.capacity.filter(pl.col("output_tokens_per_s") > 0).join(sites, on="pool").join(tiers, on="tier")
+             .join(rtt, on=["site", "users"], how="left")
+             .select("pool", "model", "bucket",
+                     ttft_p95_s=(pl.col("ttft") - rtt_s - POINT_SLACK_S).clip(lower_bound=0.0),
+                     e2e_p95_s=(pl.col("e2e") - rtt_s - POINT_SLACK_S).clip(lower_bound=0.0),
+                     output_tokens_per_s=pl.col("output_tokens_per_s") * (1.0 - options.headroom)))
     observed = (frames.traffic.group_by("pool", "hour").agg(tokens=pl.col("output_tokens").sum())
                 .join(frames.pool_hours.filter(pl.col("nodes_on") > 0), on=["pool", "hour"])
                 .group_by("pool").agg(observed=(pl.col("tokens") / 3600.0 / pl.col("nodes_on")).max()))
-    # Never below what the pool was seen to serve: the most output tokens/s per node on the pool in
-    # an hour of the window (it met its tiers then, as the marts' objectives say, or the ledger would
-    # show misses). It stands in for an unknown capacity (docs/capacity.md: nothing invented, a
-    # figure the pool is known to sustain) and lifts a lower bound the window itself exceeded; so
-    # the actual routing is always feasible in the plan's program.
-    cap = (known.join(observed, on="pool", how="full", coalesce=True)
-           .select("pool", output_tokens_per_s=pl.max_horizontal("known", "observed") * (1.0 - options.headroom))
-           .filter(pl.col("output_tokens_per_s") > 0))
-    bound = (frames.traffic.select("pool", "tier").unique().join(sites, on="pool").join(tiers, on="tier")
-             .join(rtt, on=["site", "users"], how="left")
-             .with_columns(ttft_p95_s=pl.col("ttft") - pl.col("rtt_s").fill_null(0.0) - POINT_SLACK_S,
-                           e2e_p95_s=pl.col("e2e") - pl.col("rtt_s").fill_null(0.0) - POINT_SLACK_S)
-             .group_by("pool").agg(pl.col("ttft_p95_s", "e2e_p95_s").min().clip(lower_bound=0.0)))
-    models = frames.traffic.select("pool", "model").unique()
-    return (models.join(cap, on="pool").join(bound, on="pool")
-            .select("pool", "model", bucket=pl.lit(BUCKET), ttft_p95_s="ttft_p95_s", e2e_p95_s="e2e_p95_s",
-                    output_tokens_per_s="output_tokens_per_s").sort("pool", "model"))
+    unknown = (frames.traffic.select("pool", "model", "bucket").unique()
+               .join(known.select("pool", "model", "bucket").unique(), on=["pool", "model", "bucket"], how="anti")
+               .join(observed.filter(pl.col("observed") > 0), on="pool")
+               .select("pool", "model", "bucket", ttft_p95_s=pl.lit(None, pl.Float64),
+                       e2e_p95_s=pl.lit(None, pl.Float64), output_tokens_per_s="observed"))
+    return pl.concat([known, unknown]).unique().sort("pool", "model", "bucket", "ttft_p95_s", "output_tokens_per_s")
 
 
 def _prices(frames: LedgerFrames, site_ids: list[str]) -> tuple[pl.LazyFrame, pl.DataFrame]:
@@ -144,18 +143,19 @@ def _prices(frames: LedgerFrames, site_ids: list[str]) -> tuple[pl.LazyFrame, pl
     return prices, pue.collect()
 
 
-def _pool_rates(frames: LedgerFrames, capacity: pl.LazyFrame, routing: pl.LazyFrame,
-                pue: pl.DataFrame) -> pl.DataFrame:
+def _pool_rates(frames: LedgerFrames, pairs: pl.LazyFrame, pue: pl.DataFrame) -> pl.DataFrame:
     """Per pool: nodes, idle W (inventory), full-load W fitted on the window (below), PUE of its site,
-    rent, amortization and egress rates from the ledger, and the ledger's costs."""
-    busy = (routing.join(frames.traffic.group_by("hour", "tier", "model").agg(tokens=pl.col("output_tokens").sum()),
-                         on=["hour", "tier", "model"])
-            .join(capacity.select("pool", "model", cap="output_tokens_per_s"), on=["pool", "model"], how="left")
-            .group_by("pool").agg(busy=(pl.col("share") * pl.col("tokens") / 3600.0 / pl.col("cap")).sum()))
+    rent, amortization and egress rates from the ledger, and the ledger's costs. `pairs`:
+    `pairs.routing_pairs` of the inputs (the capacity each routed row is loaded at, as `price` does)."""
+    cap = pl.coalesce("capacity_at_objective", "capacity_max")
+    busy = (frames.traffic.join(pairs.select("tier", "model", "bucket", "pool", cap=cap),
+                                on=["tier", "model", "bucket", "pool"], how="left")
+            .group_by("pool").agg(busy=(pl.col("output_tokens") / 3600.0 / pl.col("cap")).sum()))
+    sources = (frames.capacity.group_by("pool")
+               .agg(capacity_source=pl.col("capacity_source").drop_nulls().unique().sort().str.join(",")))
     hours = frames.pool_hours.group_by("pool").agg(
         pl.col("nodes_on", "it_kwh", "energy_cost", "rent_cost", "amortization_cost").sum(),
-        redundancy_min=pl.col("redundancy_min").max(),
-        capacity_source=pl.col("capacity_source").drop_nulls().unique().sort().str.join(","))
+        redundancy_min=pl.col("redundancy_min").max()).join(sources, on="pool", how="left")
     traffic = frames.traffic.group_by("pool").agg(pl.col("output_tokens", "response_bytes", "egress_cost").sum())
     above_idle_wh = pl.col("it_kwh") * 1000.0 - pl.col("nodes_on") * pl.col("idle_w")
     return (frames.pool_dims.join(hours, on="pool", how="left").join(busy, on="pool", how="left")
@@ -197,7 +197,17 @@ def from_ledger(frames: LedgerFrames, options: PlanOptions, horizon: str = "day"
     capacity = _capacity(frames, options, sites_of)
     site_ids = sorted(set(dims["site"]))
     prices, pue = _prices(frames, site_ids)
-    rates = _pool_rates(frames, capacity, routing, pue)
+    rtts = pl.LazyFrame([{"site": s, "users": u, "rtt_ms": float(ms)} for s, row in options.round_trips_ms.items()
+                         for u, ms in row.items()], schema={"site": pl.String, "users": pl.String,
+                                                            "rtt_ms": pl.Float64})
+    tiers = tuple(Tier(t.name, t.ttft_p95_s, t.e2e_p95_s, options.users[t.name]) for t in frames.tiers
+                  if t.name in options.users)
+    sites = tuple(Site(s, options.power_caps_kw.get(s)) for s in site_ids)
+    # which capacity each routed row takes (the pools' power is not needed for that, so it is left idle here)
+    placed = tuple(Pool(r["pool"], r["site"], r["gpu_model"], int(r["nodes"]), r["idle_w"], r["idle_w"], 1.0)
+                   for r in dims.iter_rows(named=True))
+    pairs = routing_pairs(PlanInputs(demand, tiers, placed, sites, capacity, rtts, prices))
+    rates = _pool_rates(frames, pairs, pue)
     pools = tuple(Pool(r["pool"], r["site"], r["gpu_model"], int(r["nodes"]), r["idle_w"], r["full_w"], r["pue"],
                        rent_per_node_hour=r["rent_per_node_hour"],
                        amortization_per_node_hour=r["amortization_per_node_hour"], egress_per_gb=r["egress_per_gb"],
@@ -205,13 +215,7 @@ def from_ledger(frames: LedgerFrames, options: PlanOptions, horizon: str = "day"
                        redundancy_min=min(int(options.redundancy.get(r["pool"], r["redundancy_min"])),
                                           int(r["nodes"])))
                   for r in rates.iter_rows(named=True))
-    rtts = pl.LazyFrame([{"site": s, "users": u, "rtt_ms": float(ms)} for s, row in options.round_trips_ms.items()
-                         for u, ms in row.items()], schema={"site": pl.String, "users": pl.String,
-                                                            "rtt_ms": pl.Float64})
-    tiers = tuple(Tier(t.name, t.ttft_p95_s, t.e2e_p95_s, options.users[t.name]) for t in frames.tiers
-                  if t.name in options.users)
-    inputs = PlanInputs(demand, tiers, pools, tuple(Site(s, options.power_caps_kw.get(s)) for s in site_ids),
-                        capacity, rtts, prices, horizon=horizon,
+    inputs = PlanInputs(demand, tiers, pools, sites, capacity, rtts, prices, horizon=horizon,
                         growth=options.growth if horizon == "fleet" else 1.0)
     nodes = frames.pool_hours.select("pool", "hour", "nodes_on")
     ledger = rates.select("pool", "energy_cost", "rent_cost", "egress_cost", "amortization_cost")

@@ -1,15 +1,17 @@
 """The plan options YAML (docs/planning.md, "Options"): what the ledger cannot say.
 
 Where each tier's users are, the network round trip from each site to them, the sites' power caps,
-the redundancy minimums that differ from the inventory's, the fleet horizon's growth factor and its
-candidate hardware. `parse_options(text, where)` checks every key and names the file, the key and
-the fix of the first problem (`PlanOptionsError`); nothing unknown is ignored silently.
+the redundancy minimums that differ from the inventory's, the request-size buckets, the fleet
+horizon's growth factor and its candidate hardware. `parse_options(text, where)` checks every key
+and names the file, the key and the fix of the first problem (`PlanOptionsError`); nothing unknown
+is ignored silently.
 """
 
 from dataclasses import dataclass, field
 
 import yaml
 
+from transforms.planning.buckets import DEFAULT_BUCKETS, Bucket
 from transforms.planning.inputs import HardwareOption
 
 
@@ -35,9 +37,10 @@ class PlanOptions:
     growth: float = 1.0
     candidates: tuple[Candidate, ...] = ()
     headroom: float = 0.0  # share of each node's capacity the plan keeps free (0 = plan to the capacity)
+    buckets: tuple[Bucket, ...] = DEFAULT_BUCKETS  # request-size buckets by input + output tokens
 
 
-_TOP = {"users", "round_trips_ms", "power_caps_kw", "redundancy", "growth", "candidates", "headroom"}
+_TOP = {"users", "round_trips_ms", "power_caps_kw", "redundancy", "growth", "candidates", "headroom", "buckets"}
 _CANDIDATE = {"name", "site", "gpu_model", "max_nodes", "idle_w", "full_w", "pue", "capex", "life_hours",
               "hourly_price", "egress_per_gb", "response_bytes_per_token", "redundancy_min", "capacity_like"}
 _REQUIRED = ("name", "site", "gpu_model", "max_nodes", "idle_w", "full_w", "pue", "capacity_like")
@@ -77,6 +80,34 @@ def _candidate(where: str, i: int, raw) -> Candidate:
     return Candidate(option, str(raw["capacity_like"]))
 
 
+def _buckets(where: str, raw) -> tuple[Bucket, ...]:
+    """`- {name: small, max_tokens: 1000}` ... the last without `max_tokens`; bounds increasing."""
+    if raw is None:
+        return DEFAULT_BUCKETS
+    if not isinstance(raw, list) or not raw:
+        raise _fail(where, "buckets", "expected a list of buckets", "write `- {name: small, max_tokens: 1000}` "
+                    "lines, the last without max_tokens")
+    out: list[Bucket] = []
+    for i, item in enumerate(raw):
+        key = f"buckets[{i}]"
+        item = _mapping(where, key, item)
+        if set(item) - {"name", "max_tokens"} or "name" not in item:
+            raise _fail(where, key, f"keys {sorted(item)}", "give `name` and, but for the last, `max_tokens`")
+        last = i == len(raw) - 1
+        if last != ("max_tokens" not in item):
+            raise _fail(where, f"{key}.max_tokens", "present on the last bucket" if last else "missing",
+                        "every bucket but the last has max_tokens; the last takes every larger request")
+        bound = None if last else int(_number(where, f"{key}.max_tokens", item["max_tokens"], minimum=1,
+                                              integer=True))
+        if bound is not None and out and bound <= out[-1].max_tokens:
+            raise _fail(where, f"{key}.max_tokens", f"{bound} is not above {out[-1].max_tokens}",
+                        "list the buckets from the smallest, bounds increasing")
+        if str(item["name"]) in {b.name for b in out}:
+            raise _fail(where, f"{key}.name", f"{item['name']!r} repeats", "name each bucket once")
+        out.append(Bucket(str(item["name"]), bound))
+    return tuple(out)
+
+
 def parse_options(text: str, where: str) -> PlanOptions:
     """The options of YAML `text` read from `where` (a file name, for the messages)."""
     try:
@@ -106,7 +137,8 @@ def parse_options(text: str, where: str) -> PlanOptions:
     if not isinstance(candidates, list):
         raise _fail(where, "candidates", "expected a list", "write one `- {name: ..., ...}` per hardware option")
     return PlanOptions(users, rtts, caps, redundancy, growth,
-                       tuple(_candidate(where, i, c) for i, c in enumerate(candidates)), headroom)
+                       tuple(_candidate(where, i, c) for i, c in enumerate(candidates)), headroom,
+                       _buckets(where, raw.get("buckets")))
 
 
 def check_against(options: PlanOptions, where: str, tiers: set[str], sites: set[str], pools: set[str]) -> None:

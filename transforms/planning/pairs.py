@@ -6,14 +6,16 @@ when `ttft_p95_s + rtt <= tier.ttft_p95_s` and `e2e_p95_s + rtt <= tier.e2e_p95_
 capacity for the tier is the largest `output_tokens_per_s` among the points that qualify. A pair
 with none is excluded, with its reason: `round_trip` (the round trip alone is at or over the
 tier's TTFT objective), `objective` (no measured point is fast enough), `no_profile` (the pool has
-no capacity row for the model and bucket) or `what_if` (a what-if routes the tier elsewhere).
+no capacity row for the model and bucket), `capacity_unknown` (its only points have no latencies:
+the capacity at any objective is unknown, docs/capacity.md; their throughput only prices actual
+routing there) or `what_if` (a what-if routes the tier elsewhere).
 """
 
 import polars as pl
 
 from transforms.planning.inputs import PlanInputs
 
-EXCLUSIONS = ("round_trip", "objective", "no_profile", "what_if")
+EXCLUSIONS = ("round_trip", "objective", "no_profile", "capacity_unknown", "what_if")
 SECONDS_PER_HOUR = 3600.0
 
 
@@ -62,10 +64,11 @@ def routing_pairs(inputs: PlanInputs) -> pl.LazyFrame:
         pl.col("e2e_p95_s") + pl.col("rtt_s") <= pl.col("tier_e2e_p95_s"))
     best = points.group_by("tier", "model", "bucket", "pool").agg(
         capacity_at_objective=pl.col("output_tokens_per_s").filter(meets).max(),
-        capacity_max=pl.col("output_tokens_per_s").max())
+        capacity_max=pl.col("output_tokens_per_s").max(), known=pl.col("ttft_p95_s").is_not_null().any())
     allowed = _what_if_allowed(inputs)
     excluded = (pl.when(pl.col("rtt_s") >= pl.col("tier_ttft_p95_s")).then(pl.lit("round_trip"))
                 .when(pl.col("capacity_max").is_null()).then(pl.lit("no_profile"))
+                .when(~pl.col("known")).then(pl.lit("capacity_unknown"))
                 .when(pl.col("capacity_at_objective").is_null()).then(pl.lit("objective"))
                 .when(~pl.col("allowed")).then(pl.lit("what_if")))
     return (base.join(best, on=["tier", "model", "bucket", "pool"], how="left")
