@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import examples
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.occupancy import share_node_slots
+from transforms.attribution.occupancy import share_node_slots, slot_weights
 
 DAY = date(2026, 11, 24)
 T0 = datetime(2026, 11, 24, tzinfo=UTC)
@@ -168,3 +168,26 @@ def test_occupied_seconds_are_the_union_of_the_intervals_and_each_slot_is_conser
     busy = [7.0 * us / (slot_s * 1e6) for us in expected]
     assert nodes["idle_fixed_cost"].to_list() == pytest.approx([7.0 - b for b in busy], abs=1e-12)
     assert facts["fixed_cost"].sum() == pytest.approx(sum(busy), abs=1e-9)
+
+
+def test_occupied_seconds_merge_nested_touching_and_long_segments_node_by_node():
+    # slot_weights on two nodes at 60 s slots (the union read off in start order, the weight events
+    # made from one read of the segments). Node a: [10, 40), [30, 50) (overlap), [15, 20) (nested),
+    # [50, 60) (touching at 50), [60, 130) (touching at 60, over three slots): one interval [10, 130):
+    # occupied slot 0 [10, 60) = 50 s, slot 1 = 60 s, slot 2 [120, 130) = 10 s. Node b: [0, 5) and
+    # [100, 200): slot 0 = 5 s, slot 1 [100, 120) = 20 s, slot 2 = 60 s, slot 3 [180, 200) = 20 s.
+    # Time weights (seconds of each segment in the slot, summed): node a slot 0 = 30 + 20 + 5 + 10 = 65
+    # (4 segments active), slot 1 = 60 ([60, 130) spans it whole), slot 2 = 10; node b slot 0 = 5,
+    # slot 1 = 20, slot 2 = 60 (spanned), slot 3 = 20.
+    grid = SlotGrid(DAY, 60)
+    spans = {"a": [(10, 40), (30, 50), (15, 20), (50, 60), (60, 130)], "b": [(0, 5), (100, 200)]}
+    segments = pl.LazyFrame([(f"{n}{i}", n, float(s), float(e), 1.0) for n, rows in spans.items()
+                             for i, (s, e) in enumerate(rows)],
+                            schema={"request_id": pl.String, "node_id": pl.String, "s": pl.Float64,
+                                    "e": pl.Float64, "density": pl.Float64}, orient="row")
+    node_slots = pl.LazyFrame({"node_id": ["a"] * 5 + ["b"] * 5, "slot": list(range(5)) * 2},
+                              schema_overrides={"slot": pl.Int32})
+    out = slot_weights(segments, node_slots, grid).sort("node_id", "slot").collect()
+    assert out["occupied_s"].to_list() == [50.0, 60.0, 10.0, 0.0, 0.0, 5.0, 20.0, 60.0, 20.0, 0.0]
+    assert out["weight"].to_list() == [65.0, 60.0, 10.0, 0.0, 0.0, 5.0, 20.0, 60.0, 20.0, 0.0]
+    assert out["active"].to_list() == [4, 1, 1, 0, 0, 1, 1, 1, 1, 0]

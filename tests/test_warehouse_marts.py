@@ -6,7 +6,7 @@ values are written out below with their arithmetic."""
 
 import json
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -18,7 +18,8 @@ from lake.store import FLEET, Lake
 from tests.conftest import examples
 from warehouse.access import open_warehouse
 from warehouse.connection import connect, run
-from warehouse.mart_sql import TIER_P95_SQL
+from warehouse.checks import COMPLETED_ON_DAY
+from warehouse.mart_sql import E2E_S, TIER_P95_SQL
 from warehouse.marts import MartError, build_day_marts, marts_are_current, marts_status
 from warehouse.publish import WarehouseCheckError, publish
 from warehouse.tables import BY_NAME, DAILY
@@ -247,6 +248,58 @@ def test_tier_percentiles_from_the_histogram_equal_quantile_cont(requests):
     for tier, *want in expected:  # a tier without an ok request has no row: null in the mart's LEFT JOIN
         for a, b in zip(got.get(tier, (None, None)), want, strict=True):
             assert (a is None and b is None) or abs(a - b) <= math.ulp(max(abs(a), abs(b))), (tier, a, b)
+
+
+def _e2e_and_done(rows: list[tuple[datetime, datetime, date]]) -> list[tuple]:
+    """(E2E_S, epoch(completed_at - arrived_at), COMPLETED_ON_DAY, CAST(completed_at AS DATE) = date) per row."""
+    frame = pl.DataFrame(rows, schema={"arrived_at": pl.Datetime("us", "UTC"), "completed_at": pl.Datetime("us", "UTC"),
+                                       "date": pl.Date}, orient="row")
+    con = connect()
+    try:
+        con.register("f", frame.to_arrow())
+        return con.sql(f"""SELECT {E2E_S}, epoch(completed_at - arrived_at), {COMPLETED_ON_DAY},
+                                  CAST(completed_at AS DATE) = date FROM f""").fetchall()
+    finally:
+        con.close()
+
+
+def test_e2e_seconds_and_completed_on_day_by_hand():
+    """The marts' E2E latency (`E2E_S`, from microseconds) and completion-day test (`COMPLETED_ON_DAY`,
+    two comparisons) are `epoch(completed_at - arrived_at)` and `CAST(completed_at AS DATE) = date`."""
+    d = date(2026, 10, 31)
+    t0 = datetime(2026, 10, 31, 23, 59, 58, 500_000, tzinfo=UTC)
+    rows = _e2e_and_done([
+        # 1.25 s, completed 23:59:59.75 on the day: 1.25, on the day
+        (t0, datetime(2026, 10, 31, 23, 59, 59, 750_000, tzinfo=UTC), d),
+        # 2.5 s across midnight, completed 00:00:01 of the next day: 2.5, not on the day (its row of `date` D)
+        (t0, datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC), d),
+        # completed exactly at the day's end (00:00:00.000000 of D+1): 1.5 s, not on the day
+        (t0, datetime(2026, 11, 1, tzinfo=UTC), d),
+        # exactly at the day's start: 0 s, on the day
+        (datetime(2026, 10, 31, tzinfo=UTC), datetime(2026, 10, 31, tzinfo=UTC), d),
+        # 1 day 2 h 0.000001 s: 86,400 + 7,200.000001 = 93,600.000001 (interval days + micros), not on the day
+        (datetime(2026, 10, 30, 22, tzinfo=UTC), datetime(2026, 11, 1, 0, 0, 0, 1, tzinfo=UTC), d),
+        # completed before arrival by 1.5 s: -1.5
+        (datetime(2026, 10, 31, 12, 0, 1, 500_000, tzinfo=UTC), datetime(2026, 10, 31, 12, tzinfo=UTC), d),
+    ])
+    assert [r[0] for r in rows] == [1.25, 2.5, 1.5, 0.0, 86_400.0 + 7_200.000001, -1.5]
+    assert [r[2] for r in rows] == [True, False, False, True, False, True]
+    assert all(r[0] == r[1] and r[2] == r[3] for r in rows)
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(st.lists(st.tuples(st.integers(-3 * 86_400_000_000, 3 * 86_400_000_000),
+                          st.integers(-3 * 86_400_000_000, 3 * 86_400_000_000), st.integers(-2, 2)), max_size=40))
+def test_e2e_seconds_and_completed_on_day_equal_duckdbs_own(rows):
+    """On timestamps up to three days either side of a day, forward and backward, and any `date`
+    near them: E2E_S is `epoch(completed_at - arrived_at)` to the last bit and COMPLETED_ON_DAY is
+    `CAST(completed_at AS DATE) = date`."""
+    base = datetime(2026, 10, 31, tzinfo=UTC)
+    day = date(2026, 10, 31)
+    got = _e2e_and_done([(base + timedelta(microseconds=a), base + timedelta(microseconds=c), day + timedelta(days=k))
+                         for a, c, k in rows])
+    for e2e, epoch, done, cast in got:
+        assert e2e == epoch and done == cast
 
 
 def test_cost_by_tenant_day(marts):

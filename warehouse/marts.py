@@ -28,6 +28,7 @@ from lake.store import Lake
 from transforms.contracts import INGEST_AUDIT, QUARANTINE
 from transforms.inventory import Inventory
 from warehouse.capacity import register_capacity
+from warehouse.checks import COMPLETED_ON_DAY
 from warehouse.connection import DuckDBLimits, connect, memory_limit_bytes, run, sql_list, sql_string
 from warehouse.mart_sql import ATTRIBUTED, DAY_SQL, TIER_DAY_BOUNDED_SQL
 from warehouse.tables import DAILY
@@ -135,7 +136,7 @@ def _register_day(con: duckdb.DuckDBPyConnection, sources: dict[str, list[Path]]
                      CASE WHEN done THEN input_tokens ELSE 0 END AS input_tokens,
                      CASE WHEN done THEN cached_input_tokens ELSE 0 END AS cached_input_tokens,
                      CASE WHEN done THEN output_tokens ELSE 0 END AS output_tokens)
-                 FROM (SELECT *, CAST(completed_at AS DATE) = date AS done
+                 FROM (SELECT *, {COMPLETED_ON_DAY} AS done
                        FROM read_parquet({sql_list(sources['request_costs'])}))""")
     for view, name, contract in (("quarantine", "quarantine", QUARANTINE), ("audit", "ingest_audit", INGEST_AUDIT)):
         files = sources[name]

@@ -130,23 +130,24 @@ def slot_weights(segments: pl.LazyFrame, node_slots: pl.LazyFrame, grid: SlotGri
     # spanning it (`c`: +1 after the first slot, -1 at the last), through two more. One group-by
     # over all of them: each sum only sees its own rows.
     f64, none = pl.Float64, pl.lit(None, pl.Float64)
-    multi = spans.filter(~one)
 
-    def counts(n: int, c: int) -> list[pl.Expr]:
-        return [pl.lit(n, pl.Int64).alias("n"), pl.lit(c, pl.Int64).alias("c")]
-
-    events = pl.concat([
-        spans.select("_n", pl.col("a").alias("slot"),
-                     (pl.col("density") * (pl.when(one).then(pl.col("e")).otherwise((pl.col("a") + 1) * slot_s)
-                                           - pl.col("s"))).cast(f64).alias("edge"),
-                     none.alias("d"), *counts(1, 0)),
-        multi.select("_n", pl.col("b").alias("slot"),
-                     (pl.col("density") * (pl.col("e") - pl.col("b") * slot_s)).cast(f64).alias("edge"),
-                     (-pl.col("density")).cast(f64).alias("d"), *counts(0, -1)),
-        multi.select("_n", (pl.col("a") + 1).alias("slot"), none.alias("edge"), pl.col("density").cast(f64).alias("d"),
-                     *counts(0, 1)),
-        spans.select("_n", (pl.col("b") + 1).alias("slot"), none.alias("edge"), none.alias("d"), *counts(-1, 0)),
-    ])
+    # The four kinds of event, made from one read of the spans (`_ev`: 0 first slot, 1 after the
+    # last, and for a segment over several slots 2 its last slot, 3 after its first), not one read
+    # per kind: each read of the spans re-read and re-segmented the requests.
+    ev, a, b = pl.col("_ev"), pl.col("a"), pl.col("b")
+    events = (spans.with_columns(pl.int_ranges(0, pl.when(one).then(2).otherwise(4), dtype=pl.Int8).alias("_ev"))
+              .explode("_ev")
+              .select("_n", pl.when(ev == 0).then(a).when(ev == 1).then(b + 1).when(ev == 2).then(b).otherwise(a + 1)
+                      .alias("slot"),
+                      pl.when(ev == 0)
+                      .then((pl.col("density") * (pl.when(one).then(pl.col("e")).otherwise((a + 1) * slot_s)
+                                                  - pl.col("s"))).cast(f64))
+                      .when(ev == 2).then((pl.col("density") * (pl.col("e") - b * slot_s)).cast(f64))
+                      .otherwise(none).alias("edge"),
+                      pl.when(ev == 2).then((-pl.col("density")).cast(f64)).when(ev == 3)
+                      .then(pl.col("density").cast(f64)).otherwise(none).alias("d"),
+                      pl.when(ev == 0).then(1).when(ev == 1).then(-1).otherwise(0).cast(pl.Int64).alias("n"),
+                      pl.when(ev == 2).then(-1).when(ev == 3).then(1).otherwise(0).cast(pl.Int64).alias("c")))
     sums = events.group_by("_n", "slot").agg(fsum(pl.col("edge"), WEIGHT_SCALE), pl.col("d").cast(DECIMAL).sum(),
                                              pl.col("n", "c").sum())
     spanning = slot_s * pl.col("d").cum_sum().over("node_id").cast(f64)
@@ -178,9 +179,15 @@ def _union_events(spans: pl.LazyFrame, slot_s: int) -> pl.LazyFrame:
     sort and one running maximum serve every node at once."""
     slot_us, day = slot_s * 1_000_000, 86_400_000_001
     us = [(pl.col("_n") * day + (pl.col(c) * 1e6).round(0).cast(pl.Int64)).alias(c) for c in ("s", "e")]
-    merged = (spans.select(*us).sort("s", "e")
-              .with_columns((pl.col("s") > pl.col("e").cum_max().shift(1)).fill_null(True).cum_sum().alias("_g"))
-              .group_by("_g").agg(pl.col("s").min(), pl.col("e").max())
+    # Sorted by start, an interval begins at a row whose start lies beyond the running maximum
+    # end of the rows before it, and ends (at that running maximum) on the row before the next
+    # begins: two filters in row order give the intervals' starts and ends, paired by position,
+    # with no group-by over the requests (one group per merged interval cost a hash table).
+    reach = pl.col("e").cum_max()
+    begins = (pl.col("s") > reach.shift(1)).fill_null(True)
+    ends = begins.shift(-1).fill_null(True)
+    merged = (spans.select(*us).sort("s")
+              .select(pl.col("s").filter(begins), reach.filter(ends).alias("e"))
               .select((pl.col("s") // day).alias("_n"), pl.col("s") % day, pl.col("e") % day)
               .with_columns((pl.col("s") // slot_us).cast(pl.Int32).alias("a"),
                             ((pl.col("e") - 1) // slot_us).cast(pl.Int32).alias("b")))

@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 
 from transforms.attribution.prices import J_PER_KWH
-from warehouse.checks import CheckOutcome, published_outcomes, run_checks
+from warehouse.checks import COMPLETED_ON_DAY, CheckOutcome, published_outcomes, run_checks
 from warehouse.report.plan_section import read_plan_frames
 
 
@@ -240,8 +240,8 @@ QUERIES = {
 # How each number was measured, over the window: a reader's measure of trust. Requests are counted on
 # their completion day (a request in flight at midnight has a fact row in each day it touches).
 METHODS = {
-    "energy_method": """
-        SELECT energy_method AS method, count(*) FILTER (WHERE CAST(completed_at AS DATE) = date) AS requests,
+    "energy_method": f"""
+        SELECT energy_method AS method, count(*) FILTER (WHERE {COMPLETED_ON_DAY}) AS requests,
                sum(energy_kwh) AS energy_kwh,
                sum(fully_loaded_cost) AS fully_loaded_cost
         FROM request_costs WHERE date BETWEEN $lo AND $hi GROUP BY 1 ORDER BY requests DESC""",
@@ -251,8 +251,8 @@ METHODS = {
                sum(s.facility_energy_kwh) AS facility_energy_kwh,
                count(*) FILTER (WHERE s.overhead_clamped) AS clamped_hours
         FROM site_energy_hour s WHERE s.date BETWEEN $lo AND $hi GROUP BY 1 ORDER BY site_hours DESC""",
-    "attribution": """
-        SELECT weight, idle_policy, count(*) FILTER (WHERE CAST(completed_at AS DATE) = date) AS requests
+    "attribution": f"""
+        SELECT weight, idle_policy, count(*) FILTER (WHERE {COMPLETED_ON_DAY}) AS requests
         FROM request_costs WHERE date BETWEEN $lo AND $hi GROUP BY ALL ORDER BY requests DESC""",
 }
 
