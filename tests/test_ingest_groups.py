@@ -2,7 +2,6 @@
 pass over every file; and the quality runner's pandas frame keeps GX's results."""
 
 import json
-import os
 from datetime import date, datetime
 from pathlib import Path
 
@@ -160,13 +159,13 @@ def test_next_group_is_read_ahead_while_this_one_is_parsed(raw_day, tmp_path, mo
     """The disk reads group n+1 while group n is parsed (`lake.readers.prefetch`): with every file
     its own group, files f1..fk give prefetch f2, parse f1, prefetch f3, parse f2, ..., parse fk (k - 1
     read-aheads: none before the first group, which DuckDB reads at once, none after the last), and
-    each read-ahead is one `posix_fadvise(WILLNEED)` over the whole of each file (offset 0, length 0)."""
+    each read-ahead reads the whole file: its size in bytes."""
     inv = load_inventory(raw_day / "inventory.yaml")
     paths = sorted((raw_day / DAY.isoformat() / "remote-plains" / "requests").glob("*.jsonl"))
     assert len(paths) >= 3
     events: list[tuple[str, list[str]]] = []
-    advised: list[tuple[str, int, int, int]] = []
-    real_prefetch, real_parse, real_advise = ingest.prefetch, ingest._parse_group, readers.os.posix_fadvise
+    read: list[tuple[str, int]] = []
+    real_prefetch, real_parse, real_read = ingest.prefetch, ingest._parse_group, readers.read_ahead
 
     def prefetch(group):
         events.append(("prefetch", [p.name for p in group]))
@@ -178,29 +177,33 @@ def test_next_group_is_read_ahead_while_this_one_is_parsed(raw_day, tmp_path, mo
         events.append(("parse", [p.name for p in group]))
         return real_parse(src, group, *args)
 
-    def advise(fd, offset, length, advice):
-        advised.append((os.readlink(f"/proc/self/fd/{fd}"), offset, length, advice))
-        return real_advise(fd, offset, length, advice)
+    def read_ahead(path):
+        read.append((path.name, real_read(path)))
+        return read[-1][1]
 
     monkeypatch.setattr(ingest, "GROUP_BYTES", 1)  # every file its own group
     monkeypatch.setattr(ingest, "prefetch", prefetch)
     monkeypatch.setattr(ingest, "_parse_group", parse)
-    monkeypatch.setattr(readers.os, "posix_fadvise", advise)
+    monkeypatch.setattr(readers, "read_ahead", read_ahead)
     out = ingest.ingest_partition("requests", DAY, "remote-plains", raw_day, Lake(tmp_path), inv)
     names = [p.name for p in paths]
     expected = [e for i, n in enumerate(names) for e in
                 ([("prefetch", [names[i + 1]])] if i + 1 < len(names) else []) + [("parse", [n])]]
     assert events == expected
     assert len([e for e in events if e[0] == "prefetch"]) == len(names) - 1
-    assert advised == [(str(p), 0, 0, os.POSIX_FADV_WILLNEED) for p in paths[1:]]
+    assert read == [(p.name, p.stat().st_size) for p in paths[1:]]
     assert out.rows_read > 0 and out.files == [f"{DAY.isoformat()}/remote-plains/requests/{n}" for n in names]
 
 
 def test_prefetch_of_a_missing_file_does_nothing(tmp_path):
-    """A file gone between the listing and its read-ahead: the hint is skipped (its own read will
-    say what happened), the thread ends, nothing is raised; no file, no thread."""
+    """A file gone between the listing and its read-ahead: 0 bytes read ahead (its own read will
+    say what happened), the thread ends, nothing is raised; no file, no thread. A file of 3 bytes
+    reads 3 (8 MiB chunks: one)."""
     thread = readers.prefetch([tmp_path / "gone.jsonl"])
     assert thread is not None
     thread.join(timeout=5)
     assert not thread.is_alive()
     assert readers.prefetch([]) is None
+    assert readers.read_ahead(tmp_path / "gone.jsonl") == 0
+    (tmp_path / "three").write_bytes(b"abc")
+    assert readers.read_ahead(tmp_path / "three") == 3
