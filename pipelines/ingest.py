@@ -15,7 +15,7 @@ import polars as pl
 
 from lake.files import NoSpaceLeft, write_scratch
 from lake.raw import UNCLAIMED, RawListing, Reader, Source, listing_fingerprint, raw_listing
-from lake.readers import READ_ERRORS, relative_name, text_bytes, unreadable_detail
+from lake.readers import READ_ERRORS, prefetch, relative_name, text_bytes, unreadable_detail
 from lake.store import FLEET, Lake
 from transforms.contracts import CANONICAL, Contract
 from transforms.ingest import market_prices
@@ -64,7 +64,8 @@ GROUP_BYTES = 384 << 20
 SCRATCH_COMPRESSION = "uncompressed"
 
 
-def _file_groups(paths: list[Path], limit: int = GROUP_BYTES) -> list[list[Path]]:
+def _file_groups(paths: list[Path], limit: int | None = None) -> list[list[Path]]:
+    limit = GROUP_BYTES if limit is None else limit  # read at the call: tests set GROUP_BYTES
     groups: list[list[Path]] = [[]]
     size = 0
     for p in paths:
@@ -127,16 +128,17 @@ def _parsed_inputs(contract: Contract, raw_root: Path, listing: RawListing, inve
     is parsed group by group into scratch files `spill()` names (the caller removes them). A
     file that cannot be read as its format is one row of reason `unreadable_file` (line 0: the
     whole file)."""
-    frames, files = [], []
     unreadable: dict[str, str] = dict(listing.missing)
-    for src, paths in listing.sources:
-        files += [relative_name(p, raw_root) for p in paths]
+    files = [relative_name(p, raw_root) for _src, paths in listing.sources for p in paths]
+    groups = [(src, i, group) for i, (src, paths) in enumerate(listing.sources) for group in _file_groups(paths)]
+    parts: list[list[Path]] = [[] for _ in listing.sources]  # each source's scratch files
+    for n, (src, i, group) in enumerate(groups):
+        if n + 1 < len(groups):  # the disk reads the next group while this one is parsed
+            prefetch(groups[n + 1][2])
         # Spilled even as one group: `classify` and each output read the parsed rows again.
-        parts = []
-        for group in _file_groups(paths):
-            parts.append(spill())
-            unreadable |= _parse_group(src, group, contract, raw_root, inventory, site, parts[-1])
-        frames.append(pl.scan_parquet(parts))
+        parts[i].append(spill())
+        unreadable |= _parse_group(src, group, contract, raw_root, inventory, site, parts[i][-1])
+    frames = [pl.scan_parquet(p) for p in parts]
     if unreadable:
         frames.append(unreadable_rows(contract, unreadable))
     if not frames:

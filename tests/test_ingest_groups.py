@@ -11,6 +11,7 @@ import pytest
 
 import fleetsim
 import pipelines.ingest as ingest
+from lake import readers
 from lake.inventory import load_inventory
 from lake.store import Lake
 from transforms.quality.runner import to_pandas, validate_frame
@@ -152,3 +153,57 @@ def test_a_day_of_compressed_request_logs_ingests_as_the_plain_day(raw_day, tmp_
         if "source_file" in b.columns:  # the quarantine and the audit name the file read
             b = b.with_columns(pl.col("source_file").str.replace(r"\.jsonl\.zst$", ".jsonl"))
         assert a.schema == b.schema and a.equals(b), f
+
+
+def test_next_group_is_read_ahead_while_this_one_is_parsed(raw_day, tmp_path, monkeypatch):
+    """The disk reads group n+1 while group n is parsed (`lake.readers.prefetch`): with every file
+    its own group, files f1..fk give prefetch f2, parse f1, prefetch f3, parse f2, ..., parse fk (k - 1
+    read-aheads: none before the first group, which DuckDB reads at once, none after the last), and
+    each read-ahead reads the whole file: its size in bytes."""
+    inv = load_inventory(raw_day / "inventory.yaml")
+    paths = sorted((raw_day / DAY.isoformat() / "remote-plains" / "requests").glob("*.jsonl"))
+    assert len(paths) >= 3
+    events: list[tuple[str, list[str]]] = []
+    read: list[tuple[str, int]] = []
+    real_prefetch, real_parse, real_read = ingest.prefetch, ingest._parse_group, readers.read_ahead
+
+    def prefetch(group):
+        events.append(("prefetch", [p.name for p in group]))
+        thread = real_prefetch(group)
+        thread.join()  # the hint is given before the test looks (in a run nobody waits for it)
+        return thread
+
+    def parse(src, group, *args):
+        events.append(("parse", [p.name for p in group]))
+        return real_parse(src, group, *args)
+
+    def read_ahead(path):
+        read.append((path.name, real_read(path)))
+        return read[-1][1]
+
+    monkeypatch.setattr(ingest, "GROUP_BYTES", 1)  # every file its own group
+    monkeypatch.setattr(ingest, "prefetch", prefetch)
+    monkeypatch.setattr(ingest, "_parse_group", parse)
+    monkeypatch.setattr(readers, "read_ahead", read_ahead)
+    out = ingest.ingest_partition("requests", DAY, "remote-plains", raw_day, Lake(tmp_path), inv)
+    names = [p.name for p in paths]
+    expected = [e for i, n in enumerate(names) for e in
+                ([("prefetch", [names[i + 1]])] if i + 1 < len(names) else []) + [("parse", [n])]]
+    assert events == expected
+    assert len([e for e in events if e[0] == "prefetch"]) == len(names) - 1
+    assert read == [(p.name, p.stat().st_size) for p in paths[1:]]
+    assert out.rows_read > 0 and out.files == [f"{DAY.isoformat()}/remote-plains/requests/{n}" for n in names]
+
+
+def test_prefetch_of_a_missing_file_does_nothing(tmp_path):
+    """A file gone between the listing and its read-ahead: 0 bytes read ahead (its own read will
+    say what happened), the thread ends, nothing is raised; no file, no thread. A file of 3 bytes
+    reads 3 (8 MiB chunks: one)."""
+    thread = readers.prefetch([tmp_path / "gone.jsonl"])
+    assert thread is not None
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert readers.prefetch([]) is None
+    assert readers.read_ahead(tmp_path / "gone.jsonl") == 0
+    (tmp_path / "three").write_bytes(b"abc")
+    assert readers.read_ahead(tmp_path / "three") == 3
