@@ -1,6 +1,8 @@
 import fcntl
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -85,6 +87,32 @@ def small_inventory() -> Inventory:
 DEMO_FIXTURE_REQUESTS = 50_000
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder `name` built once per test session by `build(folder)`, in the session's shared
+    temporary folder: under xdist (`--dist loadfile`) each module runs in one of two worker
+    processes, and the first worker to ask builds it while the other waits on a file lock. A build
+    that failed half-way is started again from an empty folder by the next one to ask. Tests that
+    change what is inside work on copies."""
+    base = tmp_path_factory.getbasetemp()
+    # One per test session: under xdist the workers' folders share the session's parent.
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "DONE").exists():
+            for leftover in shared.iterdir():
+                if leftover.name != ".lock":
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            saved = os.environ.pop("DAGSTER_HOME", None)  # an ephemeral instance: tests leave no runs behind
+            try:
+                build(shared)
+            finally:
+                if saved is not None:
+                    os.environ["DAGSTER_HOME"] = saved
+            (shared / "DONE").write_text("ok\n")
+    return shared
+
+
 @pytest.fixture(scope="session")
 def demo_warehouse(tmp_path_factory):
     """The demo fleet's day as `make demo` runs it, on a light day (50,000 requests, seed 7, the
@@ -92,21 +120,11 @@ def demo_warehouse(tmp_path_factory):
     session through the real CLI into a shared temporary folder: raw files, lake and published
     warehouse. Light, so the tests that copy it and rerun the pipeline stay quick. Tests that
     change it work on copies (`copy_demo`)."""
-    base = tmp_path_factory.getbasetemp()
-    # One per test session: under xdist the workers' folders share the session's parent.
-    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "demo-warehouse"
-    shared.mkdir(exist_ok=True)
-    paths = {"raw": shared / "raw", "lake": shared / "lake", "warehouse": shared / "warehouse" / "inferledger.duckdb",
-             "day": DEMO_DAY}
-    with open(shared / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / "DONE").exists():
-            saved = os.environ.pop("DAGSTER_HOME", None)  # an ephemeral instance: tests leave no runs behind
-            try:
-                assert main(["demo", "--raw", str(paths["raw"]), "--lake", str(paths["lake"]),
-                             "--warehouse", str(paths["warehouse"]), "--requests", str(DEMO_FIXTURE_REQUESTS)]) == 0
-            finally:
-                if saved is not None:
-                    os.environ["DAGSTER_HOME"] = saved
-            (shared / "DONE").write_text("ok\n")
-    return paths
+    def build(shared: Path) -> None:
+        assert main(["demo", "--raw", str(shared / "raw"), "--lake", str(shared / "lake"),
+                     "--warehouse", str(shared / "warehouse" / "inferledger.duckdb"),
+                     "--requests", str(DEMO_FIXTURE_REQUESTS)]) == 0
+
+    shared = built_once(tmp_path_factory, "demo-warehouse", build)
+    return {"raw": shared / "raw", "lake": shared / "lake", "warehouse": shared / "warehouse" / "inferledger.duckdb",
+            "day": DEMO_DAY}
