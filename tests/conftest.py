@@ -37,6 +37,38 @@ def examples(n: int) -> int:
     return max(1, n * settings.default.max_examples // 100)
 
 
+# The order modules are handed to the two workers (`--dist loadfile`): the heaviest first, so that
+# the last modules to start are short ones and both workers finish together. xdist would otherwise
+# order modules by their number of tests, which sent the slow modules of one or two tests (Celery,
+# crash safety, backfill: a pipeline day each) last, one worker idle while the other ran them. By a
+# full run's `--durations` on 2026-12-07 (docs/operations.md, "Test suite time"); the modules
+# reading the session's demo day (`demo_warehouse`) alternate with modules that do not, so one
+# worker builds it while the other works. A module not listed runs after these, in file order.
+HEAVY_FIRST = (
+    "test_automation", "test_warehouse_publish", "test_late_bills", "test_crash_safety",
+    "test_instance_and_inventory", "test_quality_cross_day", "test_pipeline_midnight", "test_quality_gate",
+    "test_celery", "test_sql_access_attacks", "test_demo_day_acceptance", "test_asset_register_in_force",
+    "test_quality_sources", "test_check_data", "test_run_parallel", "test_backfill", "test_pipeline_ingest",
+    "test_definitions", "test_import_trace", "test_quality_pipeline", "test_attribution_properties",
+    "test_ingest_json_files", "test_settings", "test_demo_real", "test_planning_ledger", "test_first_day",
+    "test_cloud_only_fleet", "test_pipeline_attribution", "test_fx_day", "test_allocator",
+    "test_ingest_awkward_files", "test_report_power_below_idle", "test_market_price_formats",
+)
+
+
+def pytest_configure(config):
+    """xdist's `--dist loadfile` sorts modules by their number of tests unless told not to
+    (`--no-loadscope-reorder`); the order of HEAVY_FIRST is kept instead."""
+    if getattr(config.option, "loadscopereorder", None) is not None:
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules of HEAVY_FIRST first, in its order; a module's own tests keep their order."""
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(item.nodeid.split("::", 1)[0]).stem, len(rank)))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_dagster_home():
     """`make test` exports DAGSTER_HOME (the checkout's .dagster_home/, Makefile): every command a
