@@ -1,6 +1,8 @@
 import fcntl
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,6 +35,38 @@ def examples(n: int) -> int:
     profile (`deep`: 20 n). A decorator's own `max_examples` overrides any profile, so every
     `@settings` in tests/ asks through this."""
     return max(1, n * settings.default.max_examples // 100)
+
+
+# The order modules are handed to the two workers (`--dist loadfile`): the heaviest first, so that
+# the last modules to start are short ones and both workers finish together. xdist would otherwise
+# order modules by their number of tests, which sent the slow modules of one or two tests (Celery,
+# crash safety, backfill: a pipeline day each) last, one worker idle while the other ran them. By a
+# full run's `--durations` on 2026-12-07 (docs/operations.md, "Test suite time"); the modules
+# reading the session's demo day (`demo_warehouse`) alternate with modules that do not, so one
+# worker builds it while the other works. A module not listed runs after these, in file order.
+HEAVY_FIRST = (
+    "test_automation", "test_warehouse_publish", "test_late_bills", "test_crash_safety",
+    "test_instance_and_inventory", "test_quality_cross_day", "test_pipeline_midnight", "test_quality_gate",
+    "test_celery", "test_sql_access_attacks", "test_demo_day_acceptance", "test_asset_register_in_force",
+    "test_quality_sources", "test_check_data", "test_run_parallel", "test_backfill", "test_pipeline_ingest",
+    "test_definitions", "test_import_trace", "test_quality_pipeline", "test_attribution_properties",
+    "test_ingest_json_files", "test_settings", "test_demo_real", "test_planning_ledger", "test_first_day",
+    "test_cloud_only_fleet", "test_pipeline_attribution", "test_fx_day", "test_allocator",
+    "test_ingest_awkward_files", "test_report_power_below_idle", "test_market_price_formats",
+)
+
+
+def pytest_configure(config):
+    """xdist's `--dist loadfile` sorts modules by their number of tests unless told not to
+    (`--no-loadscope-reorder`); the order of HEAVY_FIRST is kept instead."""
+    if getattr(config.option, "loadscopereorder", None) is not None:
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules of HEAVY_FIRST first, in its order; a module's own tests keep their order."""
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(item.nodeid.split("::", 1)[0]).stem, len(rank)))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -85,6 +119,32 @@ def small_inventory() -> Inventory:
 DEMO_FIXTURE_REQUESTS = 50_000
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder `name` built once per test session by `build(folder)`, in the session's shared
+    temporary folder: under xdist (`--dist loadfile`) each module runs in one of two worker
+    processes, and the first worker to ask builds it while the other waits on a file lock. A build
+    that failed half-way is started again from an empty folder by the next one to ask. Tests that
+    change what is inside work on copies."""
+    base = tmp_path_factory.getbasetemp()
+    # One per test session: under xdist the workers' folders share the session's parent.
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "DONE").exists():
+            for leftover in shared.iterdir():
+                if leftover.name != ".lock":
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            saved = os.environ.pop("DAGSTER_HOME", None)  # an ephemeral instance: tests leave no runs behind
+            try:
+                build(shared)
+            finally:
+                if saved is not None:
+                    os.environ["DAGSTER_HOME"] = saved
+            (shared / "DONE").write_text("ok\n")
+    return shared
+
+
 @pytest.fixture(scope="session")
 def demo_warehouse(tmp_path_factory):
     """The demo fleet's day as `make demo` runs it, on a light day (50,000 requests, seed 7, the
@@ -92,21 +152,11 @@ def demo_warehouse(tmp_path_factory):
     session through the real CLI into a shared temporary folder: raw files, lake and published
     warehouse. Light, so the tests that copy it and rerun the pipeline stay quick. Tests that
     change it work on copies (`copy_demo`)."""
-    base = tmp_path_factory.getbasetemp()
-    # One per test session: under xdist the workers' folders share the session's parent.
-    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "demo-warehouse"
-    shared.mkdir(exist_ok=True)
-    paths = {"raw": shared / "raw", "lake": shared / "lake", "warehouse": shared / "warehouse" / "inferledger.duckdb",
-             "day": DEMO_DAY}
-    with open(shared / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / "DONE").exists():
-            saved = os.environ.pop("DAGSTER_HOME", None)  # an ephemeral instance: tests leave no runs behind
-            try:
-                assert main(["demo", "--raw", str(paths["raw"]), "--lake", str(paths["lake"]),
-                             "--warehouse", str(paths["warehouse"]), "--requests", str(DEMO_FIXTURE_REQUESTS)]) == 0
-            finally:
-                if saved is not None:
-                    os.environ["DAGSTER_HOME"] = saved
-            (shared / "DONE").write_text("ok\n")
-    return paths
+    def build(shared: Path) -> None:
+        assert main(["demo", "--raw", str(shared / "raw"), "--lake", str(shared / "lake"),
+                     "--warehouse", str(shared / "warehouse" / "inferledger.duckdb"),
+                     "--requests", str(DEMO_FIXTURE_REQUESTS)]) == 0
+
+    shared = built_once(tmp_path_factory, "demo-warehouse", build)
+    return {"raw": shared / "raw", "lake": shared / "lake", "warehouse": shared / "warehouse" / "inferledger.duckdb",
+            "day": DEMO_DAY}

@@ -2,20 +2,21 @@
 the lake's own inputs, every request costed once, byte-identical reruns."""
 
 import hashlib
+import shutil
 from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 import pytest
 
-import fleetsim
 from pipelines.cli.output import print_attribution
 from pipelines.defs.attribution.assets import request_costs
 from pipelines.defs.ingest.assets import asset_register, cost_lines, market_prices, power_readings, requests
 from pipelines.partitions import register_sites
 from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
 from pipelines.runner import QUIET_RUN
-from tests.test_pipeline_ingest import DAY, SITES, materialize_day
+from tests.conftest import built_once
+from tests.days import DAY, SITES, build_ingested_day
 from transforms.attribution.reconcile import conservation_failures
 
 ALL = [requests, power_readings, cost_lines, asset_register, market_prices, request_costs]
@@ -32,12 +33,15 @@ def attribute(raw, lake, instance):
 
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
+    # tests/test_pipeline_ingest.py's day (10,000 requests, seed 11, invoices), ingested once per
+    # session by the same materializations; copied, since the attribution writes into the lake.
+    shared = built_once(tmp_path_factory, "ingested-day", build_ingested_day)
     root = tmp_path_factory.mktemp("attr")
     raw, lake = root / "raw", root / "lake"
-    fleetsim.simulate(raw, DAY, requests=10_000, seed=11, invoices=True)
+    shutil.copytree(shared / "raw", raw)
+    shutil.copytree(shared / "lake", lake)
     instance = dg.DagsterInstance.ephemeral()
     register_sites(instance, SITES)
-    materialize_day(raw, lake, instance)
     result = attribute(raw, lake, instance)
     out = {name: pl.read_parquet(lake / name / f"date={DAY}" / "part-0.parquet") for name in OUTPUTS}
     return {"raw": raw, "lake": lake, "instance": instance, "result": result, **out}

@@ -8,8 +8,8 @@ byte-identical files when a partition is run again.
 import hashlib
 import json
 import shutil
-from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import polars as pl
@@ -18,37 +18,32 @@ import pytest
 import fleetsim
 from lake.inventory import load_inventory
 from pipelines.cli import main
-from pipelines.defs.ingest.assets import (asset_register, cost_lines, fx_rates, market_prices, performance_profiles,
-                                          power_readings, requests)
+from pipelines.defs.ingest.assets import requests
 from pipelines.partitions import register_sites
 from pipelines.resources import ParquetLake, RawInputs, Warehouse
 from pipelines.runner import QUIET_RUN
+from tests.conftest import built_once
+from tests.days import DAY, INGESTED_REQUESTS, INGESTED_SEED, SITES, build_ingested_day, materialize_day
 from transforms.ingest.market_prices import market_price_files
 
-DAY = date(2026, 11, 24)
-SITES = ["metro-east", "remote-plains", "cloud-use1"]
-
-
-def materialize_day(raw: Path, lake: Path, instance: dg.DagsterInstance) -> list[dg.ExecuteInProcessResult]:
-    resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)), "warehouse": Warehouse()}
-    results = [dg.materialize([requests, power_readings, cost_lines], partition_key=f"{DAY}|{site}",
-                              resources=resources, instance=instance, run_config=QUIET_RUN) for site in SITES]
-    results.append(dg.materialize([asset_register, market_prices, fx_rates, performance_profiles],
-                                  partition_key=str(DAY),
-                                  resources=resources,
-                                  instance=instance, run_config=QUIET_RUN))
-    return results
+__all__ = ["DAY", "SITES", "materialize_day"]  # other modules import them from here
 
 
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
+    """The simulated day (10,000 requests, seed 11, invoices) ingested once per session
+    (`build_ingested_day`, shared with tests/test_pipeline_attribution.py), copied: tests here run
+    partitions again into the lake."""
+    shared = built_once(tmp_path_factory, "ingested-day", build_ingested_day)
     root = tmp_path_factory.mktemp("ingest")
     raw, lake = root / "raw", root / "lake"
-    summary = fleetsim.simulate(raw, DAY, requests=10_000, seed=11, invoices=True)
+    shutil.copytree(shared / "raw", raw)
+    shutil.copytree(shared / "lake", lake)
     instance = dg.DagsterInstance.ephemeral()
     register_sites(instance, SITES)
-    results = materialize_day(raw, lake, instance)
-    return {"raw": raw, "lake": lake, "summary": summary, "instance": instance, "results": results}
+    summary = json.loads((shared / "summary.json").read_text())
+    return {"raw": raw, "lake": lake, "summary": SimpleNamespace(**summary), "instance": instance,
+            "runs": json.loads((shared / "runs.json").read_text())}
 
 
 def _files_digest(lake: Path) -> dict[str, str]:
@@ -57,14 +52,15 @@ def _files_digest(lake: Path) -> dict[str, str]:
 
 
 def test_materializations_succeed_and_report_counts(day):
-    assert all(r.success for r in day["results"])
-    mats = [ev.event_specific_data.materialization
-            for r in day["results"] for ev in r.get_asset_materialization_events()]
-    assert sorted({m.asset_key.to_user_string() for m in mats}) == ["asset_register", "cost_lines", "fx_rates",
-                                                                    "market_prices", "performance_profiles",
-                                                                    "power_readings", "requests"]
+    # The four runs of the day's ingest, as the process that ran them recorded them (tests/days.py).
+    assert len(day["runs"]) == len(SITES) + 1
+    assert all(r["success"] for r in day["runs"])
+    mats = [m for r in day["runs"] for m in r["materializations"]]
+    assert sorted({m["asset"] for m in mats}) == ["asset_register", "cost_lines", "fx_rates",
+                                                  "market_prices", "performance_profiles",
+                                                  "power_readings", "requests"]
     for m in mats:
-        md = {k: getattr(v, "value", getattr(v, "data", v)) for k, v in m.metadata.items()}
+        md = m["metadata"]
         assert md["rows_read"] == md["rows_accepted"] + md["rows_quarantined"]
 
 
@@ -138,7 +134,7 @@ def test_rerun_is_byte_identical_and_replaces_partitions(day, tmp_path):
 
     # A raw file withdrawn and the partition run again: its rows leave the lake, nothing doubles.
     raw2 = tmp_path / "raw"
-    fleetsim.simulate(raw2, DAY, requests=10_000, seed=11, invoices=True)
+    fleetsim.simulate(raw2, DAY, requests=INGESTED_REQUESTS, seed=INGESTED_SEED, invoices=True)
     victim = sorted((raw2 / DAY.isoformat() / "remote-plains" / "requests").glob("*.jsonl"))[0]
     n_lines = sum(1 for ln in victim.read_text().splitlines() if ln.strip())
     victim.unlink()

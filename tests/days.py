@@ -1,0 +1,54 @@
+"""Simulated days that several test modules read, built once per test session (`built_once` in
+tests/conftest.py) instead of once per module."""
+
+import json
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+
+import fleetsim
+from pipelines.defs.ingest.assets import (asset_register, cost_lines, fx_rates, market_prices, performance_profiles,
+                                          power_readings, requests)
+from pipelines.partitions import register_sites
+from pipelines.resources import ParquetLake, RawInputs, Warehouse
+from pipelines.runner import QUIET_RUN
+
+DAY = date(2026, 11, 24)
+SITES = ["metro-east", "remote-plains", "cloud-use1"]
+INGESTED_REQUESTS, INGESTED_SEED = 10_000, 11
+
+
+def materialize_day(raw: Path, lake: Path, instance: dg.DagsterInstance) -> list[dg.ExecuteInProcessResult]:
+    resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)), "warehouse": Warehouse()}
+    results = [dg.materialize([requests, power_readings, cost_lines], partition_key=f"{DAY}|{site}",
+                              resources=resources, instance=instance, run_config=QUIET_RUN) for site in SITES]
+    results.append(dg.materialize([asset_register, market_prices, fx_rates, performance_profiles],
+                                  partition_key=str(DAY),
+                                  resources=resources,
+                                  instance=instance, run_config=QUIET_RUN))
+    return results
+
+
+def _plain(v):
+    return getattr(v, "value", getattr(v, "data", v))
+
+
+def build_ingested_day(folder: Path) -> None:
+    """`DAY` simulated (10,000 requests, seed 11, the month's invoices) into `folder/raw` and
+    ingested by real materializations into `folder/lake`. What the runs reported (success, each
+    materialization's metadata) is kept in `folder/runs.json`: the runs' results stay in the
+    process that built the day."""
+    raw, lake = folder / "raw", folder / "lake"
+    summary = fleetsim.simulate(raw, DAY, requests=INGESTED_REQUESTS, seed=INGESTED_SEED, invoices=True)
+    instance = dg.DagsterInstance.ephemeral()
+    register_sites(instance, SITES)
+    runs = [{"success": r.success,
+             "materializations": [{"asset": m.asset_key.to_user_string(),
+                                   "metadata": {k: _plain(v) for k, v in m.metadata.items()}}
+                                  for m in (ev.event_specific_data.materialization
+                                            for ev in r.get_asset_materialization_events())]}
+            for r in materialize_day(raw, lake, instance)]
+    (folder / "runs.json").write_text(json.dumps(runs, default=str))
+    (folder / "summary.json").write_text(json.dumps({"records": summary.records,
+                                                     "expected_quarantine": summary.expected_quarantine}))
