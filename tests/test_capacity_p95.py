@@ -14,10 +14,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.test_planning_ledger import OPTIONS
 from tests.test_planning_buckets import lake  # noqa: F401  (the hand day's lake fixture)
-from transforms.capacity import day_capacity
+from tests.conftest import examples
+from transforms.capacity import day_capacity, profile_capacity
 from transforms.contracts import PERFORMANCE_PROFILES
 from transforms.inventory import parse_inventory
 from transforms.planning.ledger import calibration, from_ledger, power_note
@@ -135,3 +138,27 @@ def test_a_full_load_power_fitted_above_the_nameplate_is_reported(lake):  # noqa
     table = calibration(data).filter(pl.col("pool") == "prem", pl.col("component") == "energy_cost").row(0, named=True)
     assert (table["model_cost"], table["ledger_cost"], table["within"]) == (pytest.approx(4.0), pytest.approx(4.0),
                                                                           True)
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(st.floats(10, 3000), st.floats(1.01, 4.0), st.floats(0.1, 2.0), st.floats(5, 120))
+def test_a_longer_p95_answer_never_raises_the_capacity(p95, longer, ttft_obj, e2e_obj):
+    # profile_capacity on the H200 70B points: the chosen point's E2E (TTFT objective + batch / tokens/s x the
+    # p95 answer) is within the objective, and a longer p95 answer never gets a larger capacity.
+    pools = pl.LazyFrame({"pool_id": ["p"], "gpu_model": ["H200"], "gpus": [8], "gpus_per_replica": [2]},
+                         schema_overrides={"gpus_per_replica": pl.Int32})
+    obj = pl.LazyFrame({"pool_id": ["p"], "tier": ["t"], "ttft_p95_s": [ttft_obj], "e2e_p95_s": [e2e_obj]})
+
+    def cap(tokens: float) -> float:
+        out = pl.LazyFrame({"pool_id": ["p"], "model": ["llama-3.1-70b-instruct"], "tier": ["t"],
+                            "p95_output_tokens": [tokens]})
+        got = profile_capacity(_profiles(), pools, obj, out).collect()
+        if got.is_empty():
+            return 0.0
+        b = got["profile_batch"].item()
+        tps = {x[0]: x[1] for x in H200_70B}[b]
+        assert ttft_obj + b / tps * tokens <= e2e_obj
+        assert got["profile_output_tokens_per_s"].item() == pytest.approx(4 * tps)
+        return got["profile_output_tokens_per_s"].item()
+
+    assert cap(p95 * longer) <= cap(p95)
