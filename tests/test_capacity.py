@@ -58,9 +58,10 @@ def test_too_few_samples_fall_back_to_profile_then_unknown():
     learned = learned_capacity(load, lat, OBJ)
     assert learned.collect()["telemetry_source"].to_list() == ["telemetry_lower_bound"]
     # A profile of the pool's H100 nodes (8 GPUs) for `org/M` (matched lower-cased, last path component) at
-    # 2 GPUs per replica -> 4 replicas per node. Points: batch 16 at 400 tokens/s, ITL p95 40 ms; batch 32 at
-    # 600 tokens/s, ITL 80 ms. Mean output 100 tokens: E2E estimates 0.04 x 100 = 4 s and 0.08 x 100 = 8 s,
-    # both <= 10 s: batch 32 -> node capacity 600 x 4 = 2,400 tokens/s, 128 in flight.
+    # 2 GPUs per replica -> 4 replicas per node. Points: batch 16 at 400 tokens/s, batch 32 at 600 tokens/s, no
+    # TTFT (taken at the objective, 1 s). The tier's p95 answer 100 tokens: E2E estimates 1 + 16 / 400 x 100 = 5 s
+    # and 1 + 32 / 600 x 100 = 6.33 s, both <= 10 s: batch 32 -> node capacity 600 x 4 = 2,400 tokens/s, 128 in
+    # flight.
     profiles = pl.LazyFrame({"gpu_model": ["H100"] * 3, "model": ["org/M"] * 3, "gpus_per_replica": [2, 2, 8],
                              "batch": [16, 32, 64], "output_tokens_per_s": [400.0, 600.0, 5000.0],
                              "power_w": [1000.0, 1200.0, 5000.0], "ttft_p95_s": [None, None, None],
@@ -69,7 +70,7 @@ def test_too_few_samples_fall_back_to_profile_then_unknown():
                                               "ttft_p95_s": pl.Float64})
     pools = pl.LazyFrame({"pool_id": ["p"], "gpu_model": ["H100"], "gpus": [8], "gpus_per_replica": [None]},
                          schema_overrides={"gpus_per_replica": pl.Int32})
-    mean_out = pl.LazyFrame({"pool_id": ["p"], "model": ["m"], "mean_output_tokens": [100.0]})
+    mean_out = pl.LazyFrame({"pool_id": ["p"], "model": ["m"], "tier": ["gold"], "p95_output_tokens": [100.0]})
     prof = profile_capacity(profiles, pools, OBJ, mean_out)
     pairs = pl.LazyFrame({"pool_id": ["p"], "model": ["m"], "tier": ["gold"]})
     # The profile's 2,400 > the telemetry's lower bound 1,000: the profile is used.

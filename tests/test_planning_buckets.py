@@ -3,7 +3,7 @@ real lake (issue 18, items 1 and 2; docs/planning.md, "Capacity per pool, model,
 
 The hand day is tests/test_capacity_marts.py's (see tests/test_planning_ledger.py): prem serves
 premium llama-3.1-70b-instruct, 1,000 output tokens a request, 2,400 tokens/s at 10:00 and 4,000 at
-11:00 on 4 nodes (capacity 1,600 tokens/s per node from its profile at the mean output of 1,000;
+11:00 on 4 nodes (capacity 1,600 tokens/s per node from its profile at the p95 output of 1,000;
 its telemetry misses every E2E); std serves standard qwen3-32b, 250 output tokens, 300 tokens/s at
 10:00 (capacity 600 from its profile, above its telemetry's lower bound of 150). Every request has
 100 input tokens, except (here) prem's at 11:00: 3,000, so that the two hours are of two sizes.

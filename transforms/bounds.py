@@ -24,6 +24,11 @@ IDLE_FLOOR = 0.9
 IDLE_RULE = (f"A node meter reads at least {IDLE_FLOOR:.0%} of the node's idle power (inventory `idle_w`): far below "
              "it, the sensor is likely a sub-component rail (name the whole-node input with the meter's `sensor:`) or "
              "`idle_w` is too high; examples are (reading W, floor W).")
+# The planner's full-load power of a node, fitted on the ledger (transforms/planning/ledger.py: idle + the
+# measured IT energy above idle per busy node-equivalent-hour), is physical up to this multiple of its
+# nameplate (inventory `nameplate_w`, the rated input power): above it, the load it was fitted on is small
+# (a capacity per node set too high, or a pool far below capacity on a concave power curve): reported.
+FITTED_FULL_LOAD_NAMEPLATE_MULTIPLE = 1.0
 # Any meter without a nameplate in the inventory (PDU, facility): no single meter of a site
 # carries more than a large power plant's output. Also bounds a facility interval's average
 # power (its energy over its length).

@@ -25,7 +25,7 @@ from transforms.inventory import InventoryError
 from transforms.planning import Plan, PlanInfeasible, PlanInputError, WhatIfError, calibrate, plan, what_if
 from transforms.planning.backtest import backtest
 from transforms.planning.ledger import (CALIBRATED, FromLedger, calibration, calibration_verdict, from_ledger,
-                                       with_candidates)
+                                       power_note, with_candidates)
 from transforms.planning.options import PlanOptionsError, check_against, parse_options
 from transforms.planning.tiers import cost_by_tier
 from warehouse.plan_inputs import ledger_frames
@@ -163,8 +163,9 @@ def cmd_plan(args, settings: Settings) -> int:
         out.print(f"what-if {args.what_if!r}: {made.objective:,.4f} against the optimum {optimum.objective:,.4f} "
                   f"(+{made.objective - optimum.objective:,.4f}; gaps {made.mip_gap:.1e} and {optimum.mip_gap:.1e})",
                   markup=False)
-    if note := unknown_capacity_note(made.exclusions):
-        out.print(note, markup=False)
+    for note in (unknown_capacity_note(made.exclusions), power_note(data.power)):
+        if note:
+            out.print(note, markup=False)
     return _keep_and_publish(args, settings, made, who, _per_pool(data, today, made))
 
 

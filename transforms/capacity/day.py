@@ -45,12 +45,20 @@ def day_capacity(facts: pl.LazyFrame, profiles: pl.LazyFrame, inventory: Invento
     """
     facts = encode_keys(facts)
     done = pl.col("completed_at").dt.date() == day
-    # One scan of the facts feeds the four frames they give (collect_all shares it), held in memory.
-    load, samples, pairs, mean_out = (frame.lazy() for frame in pl.collect_all([
+    ok = facts.filter(done, pl.col("status") == "ok")
+    p95 = pl.col("output_tokens").cast(pl.Float64).quantile(0.95, "linear")
+    # One scan of the facts feeds the five frames they give (collect_all shares it), held in memory.
+    load, samples, pairs, out_tier, out_pm = (frame.lazy() for frame in pl.collect_all([
         node_minute_load(facts, day).sort("pool_id", "model", "node_id", "minute"), latency_samples(facts, day),
         as_strings(facts.select("pool_id", "model", "tier").unique()),
-        as_strings(facts.filter(done, pl.col("status") == "ok").group_by("pool_id", "model")
-                   .agg((pl.col("output_tokens").sum() / pl.len()).alias("mean_output_tokens")))]))
+        as_strings(ok.group_by("pool_id", "model", "tier").agg(p95.alias("tier_p95"))),
+        as_strings(ok.group_by("pool_id", "model").agg(p95.alias("pool_p95")))]))
+    # The tier's 95th percentile of output tokens on the pool (its ok answers of the day); a tier
+    # without one takes the pool's for the model (all its tiers' ok answers).
+    output_p95 = (pairs.join(out_tier, on=["pool_id", "model", "tier"], how="left")
+                  .join(out_pm, on=["pool_id", "model"], how="left")
+                  .select("pool_id", "model", "tier", p95_output_tokens=pl.coalesce("tier_p95", "pool_p95"))
+                  .filter(pl.col("p95_output_tokens").is_not_null()))
     pools = capacity_pools(inventory)
     tiers = pl.LazyFrame({"tier": [t.id for t in inventory.tiers],
                           "ttft_p95_s": [t.ttft_p95_s for t in inventory.tiers],
@@ -58,7 +66,7 @@ def day_capacity(facts: pl.LazyFrame, profiles: pl.LazyFrame, inventory: Invento
     objectives = pairs.select("pool_id", "tier").unique().join(tiers, on="tier").join(
         pools.select("pool_id", pl.col("capacity_min_samples").alias("min_samples")), on="pool_id")
     learned = learned_capacity(load, samples, objectives)
-    capacity = capacity_at_objectives(learned, profile_capacity(profiles, pools, objectives, mean_out), pairs)
+    capacity = capacity_at_objectives(learned, profile_capacity(profiles, pools, objectives, output_p95), pairs)
     hourly = as_strings(load.group_by("pool_id", "model", (pl.col("minute") // 60).alias("h"))
                         .agg(exact_sum(pl.col("output_tokens_per_s") * 60).alias("output_tokens"),
                              exact_sum(pl.col("in_flight") * 60).alias("request_s")))

@@ -10,10 +10,14 @@ enough samples misses the objective, the knee was seen (`telemetry`); when none 
 was never loaded to its limit and the figure is a lower bound (`telemetry_lower_bound`).
 
 From a profile (`profile_capacity`): the largest batch whose profile point meets the objectives,
-TTFT by the point's `ttft_p95_s` (not checked when the profile has none, as ML.ENERGY's) and E2E
-estimated as `ttft_p95_s + itl_p95_ms / 1000 x mean output tokens` of the pool's requests for the
-model that day (the mean time per token `batch / output_tokens_per_s` when the ITL is empty); a
-node runs `gpus // gpus_per_replica` replicas, its capacity is that many times the replica's.
+TTFT by the point's `ttft_p95_s` and the p95 E2E estimated as TTFT + the tier's 95th percentile of
+output tokens on the pool that day x a stream's mean time per token at that batch
+(`batch / output_tokens_per_s`, the profile's own throughput shared by the batch's streams). A
+point without TTFT (ML.ENERGY measures none) is taken at the tier's TTFT objective, the most the
+objective allows: it cannot show it is faster. (Until 2026-12-07 the E2E was the ITL p95 x the
+MEAN output tokens, and a missing TTFT counted as 0: a median answer's latency, not a p95, which
+put the demo's H200 70B at batch 64 where its p95 answer takes 33 s against 20 s.) A node runs
+`gpus // gpus_per_replica` replicas, its capacity is that many times the replica's.
 
 `capacity_at_objectives` chooses: the telemetry's knee; else the larger of the profile's figure
 and the telemetry's lower bound; `unknown` (null load) when neither exists.
@@ -79,17 +83,18 @@ def learned_capacity(load: pl.LazyFrame, samples: pl.LazyFrame, objectives: pl.L
 
 
 def profile_capacity(profiles: pl.LazyFrame, pools: pl.LazyFrame, objectives: pl.LazyFrame,
-                     mean_output: pl.LazyFrame) -> pl.LazyFrame:
+                     output_p95: pl.LazyFrame) -> pl.LazyFrame:
     """Per (pool_id, model, tier): the profile's capacity of one node at the tier's objectives.
-    `pools`: as `points.matched_points` takes them; `mean_output`: `pool_id, model,
-    mean_output_tokens`. Columns `profile_output_tokens_per_s`, `profile_in_flight` (node),
-    `profile_batch` (replica) and `profile_source`. Pairs without a profile point meeting them are absent."""
-    cand = matched_points(profiles, pools, mean_output)
-    per_token_s = pl.coalesce(pl.col("itl_p95_ms") / 1000, pl.col("batch") / pl.col("output_tokens_per_s"))
-    e2e = pl.col("ttft_p95_s").fill_null(0.0) + per_token_s * pl.col("mean_output_tokens")
+    `pools`: as `points.matched_points` takes them; `output_p95`: `pool_id, model, tier,
+    p95_output_tokens` (the tier's answers on the pool). Columns `profile_output_tokens_per_s`,
+    `profile_in_flight` (node), `profile_batch` (replica) and `profile_source`. Pairs without a
+    profile point meeting them are absent."""
+    cand = matched_points(profiles, pools, output_p95)
+    ttft = pl.coalesce("ttft_p95_s", "ttft_obj")  # no TTFT measured: the most the objective allows
+    e2e = ttft + pl.col("batch") / pl.col("output_tokens_per_s") * pl.col("p95_output_tokens")
     replicas = pl.col("replicas")
     keys = ["pool_id", "model", "tier"]
-    return (cand.join(objectives.rename({"ttft_p95_s": "ttft_obj", "e2e_p95_s": "e2e_obj"}), on="pool_id")
+    return (cand.join(objectives.rename({"ttft_p95_s": "ttft_obj", "e2e_p95_s": "e2e_obj"}), on=["pool_id", "tier"])
             .filter(pl.col("ttft_p95_s").is_null() | (pl.col("ttft_p95_s") <= pl.col("ttft_obj")),
                     e2e <= pl.col("e2e_obj"))
             .sort(*keys, "batch").group_by(keys).agg(pl.all().last())

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from transforms.bounds import FITTED_FULL_LOAD_NAMEPLATE_MULTIPLE
 from transforms.contracts import UTC_US
 from transforms.planning.buckets import BUCKET_CAPACITY_SCHEMA
 from transforms.planning.costs import calibrate
@@ -59,7 +60,7 @@ class LedgerFrames:
 class FromLedger:
     """`inputs` for the planner; `actual_nodes` and `actual_routing` of the same hours; `ledger`: per
     pool, the ledger's energy, rent and egress (and amortization, for the record); `power`: per pool,
-    idle and fitted full-load W, PUE and the capacity's source."""
+    idle and full-load W (the fit, unless above the nameplate: `power_note`), PUE and the capacity's source."""
 
     inputs: PlanInputs
     actual_nodes: pl.LazyFrame
@@ -158,6 +159,7 @@ def _pool_rates(frames: LedgerFrames, pairs: pl.LazyFrame, pue: pl.DataFrame) ->
         redundancy_min=pl.col("redundancy_min").max()).join(sources, on="pool", how="left")
     traffic = frames.traffic.group_by("pool").agg(pl.col("output_tokens", "response_bytes", "egress_cost").sum())
     above_idle_wh = pl.col("it_kwh") * 1000.0 - pl.col("nodes_on") * pl.col("idle_w")
+    rated = pl.col("nameplate_w") * FITTED_FULL_LOAD_NAMEPLATE_MULTIPLE
     return (frames.pool_dims.join(hours, on="pool", how="left").join(busy, on="pool", how="left")
             .join(traffic, on="pool", how="left").join(pue.lazy(), on="site", how="left")
             .with_columns(pl.col("nodes_on", "it_kwh", "energy_cost", "rent_cost", "amortization_cost", "busy",
@@ -166,9 +168,13 @@ def _pool_rates(frames: LedgerFrames, pairs: pl.LazyFrame, pue: pl.DataFrame) ->
             .with_columns(
                 # Power vs load: idle W (inventory) at no load; the slope is the window's measured IT
                 # energy above idle per busy node-equivalent-hour (the nameplate without load to fit).
-                full_w=pl.when(pl.col("busy") > 0).then(pl.col("idle_w") + (above_idle_wh / pl.col("busy"))
-                                                        .clip(lower_bound=0.0))
-                .otherwise(pl.max_horizontal("nameplate_w", "idle_w")),
+                full_w_fitted=pl.when(pl.col("busy") > 0).then(pl.col("idle_w") + (above_idle_wh / pl.col("busy"))
+                                                               .clip(lower_bound=0.0)))
+            .with_columns(full_w_above_rated=pl.col("full_w_fitted") > rated)
+            .with_columns(
+                # a fit above the node's rated power is no node's full load: used (it reproduces the window's
+                # energy, which calibration holds it to) but reported (`power_note`), never silently
+                full_w=pl.coalesce("full_w_fitted", pl.max_horizontal("nameplate_w", "idle_w")),
                 rent_per_node_hour=_per("rent_cost", "nodes_on"),
                 amortization_per_node_hour=_per("amortization_cost", "nodes_on"),
                 response_bytes_per_token=pl.when(pl.col("response_bytes") > 0)
@@ -219,9 +225,26 @@ def from_ledger(frames: LedgerFrames, options: PlanOptions, horizon: str = "day"
                         growth=options.growth if horizon == "fleet" else 1.0)
     nodes = frames.pool_hours.select("pool", "hour", "nodes_on")
     ledger = rates.select("pool", "energy_cost", "rent_cost", "egress_cost", "amortization_cost")
-    power = rates.select("pool", "idle_w", "full_w", "pue", "capacity_source", "busy")
+    power = rates.select("pool", "idle_w", "full_w", "pue", "capacity_source", "busy", "full_w_fitted", "nameplate_w",
+                         "full_w_above_rated")
     requests = frames.traffic.group_by("tier").agg(pl.col("requests").sum()).sort("tier").collect()
     return FromLedger(inputs, nodes, routing, ledger, power, requests)
+
+
+def power_note(power: pl.DataFrame) -> str | None:
+    """One line naming the pools whose fitted full-load power is above their nameplate, or None. The fit is
+    still the plan's power-vs-load line (it reproduces the window's energy), but no node draws that at full
+    load: the load it was fitted on is small, because the capacity per node is overstated (the issue 17/18
+    bug) or because the pool ran far below its capacity on a concave power curve (the line through idle
+    and the day's mean load is steeper than the chord to full load); its power-cap rows overstate the kW
+    at high load."""
+    over = power.filter(pl.col("full_w_above_rated"))
+    if over.is_empty():
+        return None
+    pools = ", ".join(f"{r['pool']} {r['full_w_fitted']:,.0f} W fitted > {r['nameplate_w']:,.0f} W nameplate "
+                      f"({r['busy']:,.2f} busy node-hours)" for r in over.iter_rows(named=True))
+    return ("full-load power fitted above the nodes' nameplate (used, as it reproduces the energy; docs/planning.md, "
+            "'Inputs from the ledger': a capacity per node set too high, or a pool far below its capacity): " + pools)
 
 
 def calibration(data: FromLedger) -> pl.DataFrame:
