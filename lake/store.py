@@ -200,6 +200,11 @@ class Lake:
         only): the files themselves here; downloaded under `into` from an object store."""
         return [Path(p) for p in paths]
 
+    def collect_garbage(self) -> list:
+        """Files superseded by a rewrite, past their retention, deleted: none here (a local file is
+        replaced by a rename); an object store keeps them a while (`lake.objects`)."""
+        return []
+
     def copy_out(self, path: "Path | str", target: Path) -> None:
         """`target` (a local path) with the file's bytes: a hard link where it can be."""
         files.link_or_copy(path, target)
