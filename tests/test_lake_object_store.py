@@ -171,3 +171,15 @@ def test_the_lake_setting_takes_an_object_store_uri():
     assert resolve({"INFERLEDGER_LAKE": "/srv/lake"}).lake == Path("/srv/lake")
     with pytest.raises(ValueError, match="gs://.*no object store speaks gs"):
         Lake("gs://bucket/lake")
+
+
+def test_the_s3_endpoint_variable_alone_reaches_the_store(s3_server, monkeypatch):
+    """`AWS_ENDPOINT_URL_S3` without `AWS_ENDPOINT_URL` nor `AWS_ALLOW_HTTP`, plain http: Polars
+    and PyArrow both find the store."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.delenv("AWS_ALLOW_HTTP")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint)
+    lake = Lake(s3_server.uri("other"))
+    uri = lake.write(pl.DataFrame({"x": [4, 5]}), "totals", date(2030, 1, 1))  # 4 + 5 = 9
+    assert pl.read_parquet(lake.partition_file("totals", date(2030, 1, 1)))["x"].sum() == 9
+    assert s3_server.keys("other/") == sorted([uri.split("/", 3)[3], "other/totals/date=2030-01-01/part-0" + MANIFEST])
