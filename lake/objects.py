@@ -64,6 +64,10 @@ class ObjectLake(Lake):
         self.root = str(root).rstrip("/")
         self.scheme, self.base = self.root.split("://", 1)
         self.fs, _ = pafs.FileSystem.from_uri(self.root)
+        bucket = self.base.split("/", 1)[0]
+        if self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:  # else a lake that reads as empty
+            raise FileNotFoundError(f"lake {self.root}: the object store has no bucket {bucket}; create it, or "
+                                    "point INFERLEDGER_LAKE (--lake) and AWS_ENDPOINT_URL at the right store")
         self.retention_s = retention_s
         self.scratch_root = scratch or Path(tempfile.gettempdir()) / "inferledger-scratch"
 

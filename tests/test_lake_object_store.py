@@ -166,6 +166,11 @@ def test_listings_on_s3_match_the_local_lake(s3_server, tmp_path):
     assert not s3.exists(s3.partition_file("totals", d1)) and s3.exists(s3.partition_file("totals", d2))
 
 
+def test_a_missing_bucket_is_an_error_not_an_empty_lake(s3_server):
+    with pytest.raises(FileNotFoundError, match="s3://no-such-bucket-here/lake: the object store has no bucket"):
+        Lake("s3://no-such-bucket-here/lake")
+
+
 def test_the_lake_setting_takes_an_object_store_uri():
     assert resolve({"INFERLEDGER_LAKE": "s3://bucket/prefix/"}).lake == "s3://bucket/prefix"
     assert resolve({"INFERLEDGER_LAKE": "/srv/lake"}).lake == Path("/srv/lake")
