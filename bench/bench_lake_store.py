@@ -2,7 +2,9 @@
 raw day, `inferledger run --date D` (ingest, attribution, marts, publish, every check) into a
 fresh lake on local disk and into a fresh lake on a local S3 server (moto in server mode on
 127.0.0.1, `tests/servers.py`), alternately, each in a fresh subprocess; prints the wall times,
-their ratio (goal: within 1.5x) and whether the marts and facts are byte-identical.
+their ratio (goal: within 1.5x), the CPU time of each run's processes and of the moto server
+(its own Python work, which a store such as S3 or MinIO does elsewhere), and whether the marts
+and facts are byte-identical.
 
     .venv/bin/python bench/bench_lake_store.py [--requests 1000000] [--repeat 1] [--json bench/out/lake_store.json]
 
@@ -14,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -44,12 +47,29 @@ def _digests(lake: Lake) -> dict[str, str]:
     return out
 
 
-def _run(raw: Path, lake: str, warehouse: Path, env: dict) -> float:
-    started = time.perf_counter()
+def _cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a running process (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _server_pid() -> int:
+    """The moto server: this process's one child still running."""
+    return int(Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()[0])
+
+
+def _run(raw: Path, lake: str, warehouse: Path, env: dict, cpu: list[float]) -> float:
+    started, cpu0 = time.perf_counter(), _cpu_children()
     run = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--date", DAY.isoformat(), "--raw", str(raw),
                           "--lake", lake, "--warehouse", str(warehouse)], capture_output=True, text=True, env=env,
                          cwd=REPO)
     seconds = time.perf_counter() - started
+    cpu.append(_cpu_children() - cpu0)
     if run.returncode != 0:
         sys.exit(f"inferledger run --lake {lake} failed (exit {run.returncode}):\n{run.stdout[-3000:]}\n"
                  f"{run.stderr[-3000:]}")
@@ -71,25 +91,30 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     times: dict[str, list[float]] = {"local": [], "s3": []}
+    cpu: dict[str, list[float]] = {"local": [], "s3": [], "moto": []}
     same = []
     with moto_server() as endpoint:
+        server = _server_pid()
         for i in range(args.repeat):
             work = OUT / "work"
             shutil.rmtree(work, ignore_errors=True)
             store = new_bucket(endpoint)
-            times["local"].append(_run(raw, str(work / "lake"), work / "local" / "w.duckdb", env))
-            times["s3"].append(_run(raw, store.uri(), work / "s3" / "w.duckdb", {**env, **store.env}))
+            times["local"].append(_run(raw, str(work / "lake"), work / "local" / "w.duckdb", env, cpu["local"]))
+            moto0 = _cpu_of(server)
+            times["s3"].append(_run(raw, store.uri(), work / "s3" / "w.duckdb", {**env, **store.env}, cpu["s3"]))
+            cpu["moto"].append(_cpu_of(server) - moto0)
             os.environ.update(store.env)
             same.append(_digests(Lake(work / "lake")) == _digests(Lake(store.uri())))
-            print(f"run {i + 1}: local {times['local'][-1]:.1f} s, s3 {times['s3'][-1]:.1f} s, "
-                  f"ratio {times['s3'][-1] / times['local'][-1]:.2f}, marts and facts identical: {same[-1]}")
+            print(f"run {i + 1}: local {times['local'][-1]:.1f} s ({cpu['local'][-1]:.1f} s CPU), s3 "
+                  f"{times['s3'][-1]:.1f} s ({cpu['s3'][-1]:.1f} s CPU, moto {cpu['moto'][-1]:.1f} s CPU), ratio "
+                  f"{times['s3'][-1] / times['local'][-1]:.2f}, marts and facts identical: {same[-1]}")
             shutil.rmtree(work, ignore_errors=True)
     best = {k: min(v) for k, v in times.items()}
     ratio = best["s3"] / best["local"]
     print(f"{n:,} requests: best local {best['local']:.1f} s, best s3 {best['s3']:.1f} s, ratio {ratio:.2f} "
           f"(goal <= 1.5: {'met' if ratio <= 1.5 else 'missed'})")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"requests": n, "times": times, "ratio": ratio, "identical": same}, indent=2))
+    args.json.write_text(json.dumps({"requests": n, "times": times, "cpu": cpu, "ratio": ratio, "identical": same}, indent=2))
     return 0 if all(same) else 1
 
 
