@@ -114,7 +114,8 @@ def main() -> int:
     print(f"{n:,} requests: best local {best['local']:.1f} s, best s3 {best['s3']:.1f} s, ratio {ratio:.2f} "
           f"(goal <= 1.5: {'met' if ratio <= 1.5 else 'missed'})")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"requests": n, "times": times, "cpu": cpu, "ratio": ratio, "identical": same}, indent=2))
+    args.json.write_text(json.dumps({"requests": n, "times": times, "cpu": cpu, "ratio": ratio, "identical": same},
+                                    indent=2))
     return 0 if all(same) else 1
 
 
