@@ -136,6 +136,12 @@ class ObjectLake(Lake):
     def day_site(self, path):
         return Lake.day_site(logical_name(str(path)))
 
+    def remove(self, path) -> None:
+        """Its manifest deleted: gone for readers; its object is collected after the retention."""
+        d, name = self._split(logical_name(str(path)))
+        if self.exists(f"{d}/{name}{MANIFEST}"):
+            self.fs.delete_file(self._key(f"{d}/{name}{MANIFEST}"))
+
     def exists(self, path) -> bool:
         return self.fs.get_file_info(self._key(path)).type == pafs.FileType.File
 

@@ -77,6 +77,18 @@ class Lake:
         """`<root>/<parts...>`."""
         return self.root.joinpath(*parts)
 
+    def path(self, *parts: str) -> Path:
+        """`<root>/<parts...>`: a file outside the dated layout (the planner's runs, `lake.plans`)."""
+        return self._path(*parts)
+
+    def files_under(self, *parts: str, pattern: str = "*.parquet") -> list[Path]:
+        """The files directly under `<root>/<parts...>` matching `pattern`, sorted."""
+        return self._glob(self._path(*parts), pattern)
+
+    def remove(self, path: "Path | str") -> None:
+        """The file is gone for readers (no error when it was not there)."""
+        Path(path).unlink(missing_ok=True)
+
     def _glob(self, under: "Path | str", pattern: str) -> list[Path]:
         """The files (or directories) under `under` whose relative path matches `pattern`, sorted."""
         return sorted(Path(under).glob(pattern))

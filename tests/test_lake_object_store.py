@@ -16,6 +16,7 @@ import pytest
 import fleetsim
 from lake.inventory import load_inventory
 from lake.objects import MANIFEST, TOKEN, ObjectLake
+from lake.plans import plan_file, plan_files, write_plan_run
 from lake.store import Lake
 from pipelines.cli import main
 from settings import resolve
@@ -188,3 +189,19 @@ def test_the_s3_endpoint_variable_alone_reaches_the_store(s3_server, monkeypatch
     uri = lake.write(pl.DataFrame({"x": [4, 5]}), "totals", date(2030, 1, 1))  # 4 + 5 = 9
     assert pl.read_parquet(lake.partition_file("totals", date(2030, 1, 1)))["x"].sum() == 9
     assert s3_server.keys("other/") == sorted([uri.split("/", 3)[3], "other/totals/date=2030-01-01/part-0" + MANIFEST])
+
+
+def test_planner_runs_kept_on_s3_are_published_only_when_committed(s3_server):
+    """`lake.plans` on an object store: a run is listed once its plan_runs file is written; written
+    again, it replaces (one file per table and run); removed, it is gone."""
+    root = s3_server.uri()
+    frames = {"plan_hours": pl.DataFrame({"x": [1, 2]}), "plan_runs": pl.DataFrame({"run_id": ["r1"]})}
+    write_plan_run(root, "r1", frames)
+    write_plan_run(root, "r1", {**frames, "plan_hours": pl.DataFrame({"x": [3, 4]})})  # 3 + 4 = 7
+    found = plan_files(root, "plan_hours")
+    assert len(found) == 1 and pl.read_parquet(found)["x"].sum() == 7
+    write_plan_run(root, "r2", frames)
+    assert [Lake(root).relative(p) for p in plan_files(root, "plan_hours")] == [
+        "plans/plan_hours/run=r1.parquet", "plans/plan_hours/run=r2.parquet"]
+    Lake(root).remove(plan_file(root, "plan_runs", "r2"))  # an interrupted run: its plan_runs file gone
+    assert [Lake(root).relative(p) for p in plan_files(root, "plan_hours")] == ["plans/plan_hours/run=r1.parquet"]
