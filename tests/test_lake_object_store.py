@@ -115,7 +115,6 @@ KILLED_WRITER = """
 import os, signal, sys
 import polars as pl
 from datetime import date
-from lake.inventory import load_inventory
 from lake.objects import ObjectLake
 ObjectLake.commit = lambda self, target, data: os.kill(os.getpid(), signal.SIGKILL)  # dies before its manifest
 ObjectLake(sys.argv[1]).write(pl.DataFrame({"x": [10, 20, 30]}), "totals", date(2030, 1, 1))
