@@ -60,9 +60,9 @@ def bill_index(lake: Lake) -> pl.DataFrame:
     for f in lake.all_files("cost_lines"):
         meta = pq.ParquetFile(f).metadata
         first, last = _span(f, meta) if meta.num_rows else (None, None)
-        rows.append({"file": str(f), "delivered": date.fromisoformat(f.parent.parent.name.removeprefix("date=")),
-                     "site": f.parent.name.removeprefix("site="), "first_at": first, "last_at": last,
-                     "mtime_ns": f.stat().st_mtime_ns})
+        delivered, site = lake.day_site(f)
+        rows.append({"file": str(f), "delivered": delivered, "site": site, "first_at": first, "last_at": last,
+                     "mtime_ns": lake.mtime_ns(f)})
     return pl.DataFrame(rows, schema=INDEX)
 
 
@@ -130,7 +130,7 @@ def stale_days(lake: Lake) -> list[date]:
         return []
     out = []
     for day in lake.days_with("request_costs"):
-        attributed = lake.partition_file("request_costs", day).stat().st_mtime_ns
+        attributed = lake.mtime_ns(lake.partition_file("request_costs", day))
         if deliveries_touching(index, day, day).filter(pl.col("mtime_ns") > attributed).height:
             out.append(day)
     return out

@@ -57,10 +57,10 @@ def partition_sources(lake: Lake, dataset: str, day: date, site: str) -> Partiti
     `site` (the audit's site directory: `_fleet` for fleet-wide datasets)."""
     audit_file = lake.partition_file("ingest_audit", day, site, name=dataset)
     quarantine_file = lake.partition_file("quarantine", day, site, name=dataset)
-    audit = pl.read_parquet(audit_file) if audit_file.is_file() else pl.DataFrame(schema=AUDIT_SCHEMA)
+    audit = pl.read_parquet(audit_file) if lake.exists(audit_file) else pl.DataFrame(schema=AUDIT_SCHEMA)
     reasons = (pl.scan_parquet(quarantine_file).group_by("source_file", "reason")
                .agg(pl.len().cast(pl.Int64).alias("n"), pl.col("detail").first()).collect()
-               if quarantine_file.is_file() else pl.DataFrame(schema=REASON_SCHEMA))
+               if lake.exists(quarantine_file) else pl.DataFrame(schema=REASON_SCHEMA))
     canonical = None
     if dataset == "power_readings":
         files = lake.partition_files(dataset, day, site)

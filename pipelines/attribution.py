@@ -77,7 +77,7 @@ def load_day_inputs(lake: Lake, inventory: Inventory, day: date) -> DayInputs:
 
     market_prices = None
     if any(t.kind == "market" for t in inventory.tariffs):
-        if not lake.partition_dir("market_prices", day).is_dir():
+        if not lake.has_partition("market_prices", day):
             raise MissingInput(f"{lake.partition_dir('market_prices', day)}: the market prices of {day} are not "
                                f"ingested; ingest the day first (`inferledger ingest --date {day}`)")
         market_prices = _scan(lake.day_files("market_prices", day), MARKET_PRICES.schema)

@@ -52,7 +52,7 @@ def previous_day_stale(lake: Lake, day: date, *, changed_only: bool = True) -> b
     log = lake.day_files("requests", day)
     if not facts or not log:
         return False
-    attributed_at = min(f.stat().st_mtime_ns for f in facts)
-    if changed_only and all(f.stat().st_mtime_ns <= attributed_at for f in log):
+    attributed_at = min(lake.mtime_ns(f) for f in facts)
+    if changed_only and all(lake.mtime_ns(f) <= attributed_at for f in log):
         return False
     return started_before(log, day) > 0 or in_flight_rows(lake, prev) > 0

@@ -73,7 +73,7 @@ def validate_partition(lake_root: Path, suite: str, day: date, inventory: Invent
     d = lake.partition_dir(suite, day, site)
     files = lake.partition_files(suite, day, site)
     ctx = SuiteContext(inventory=inventory, day=day, previous_rows=previous_rows(lake, suite, day, site))
-    label = d.relative_to(lake.root).as_posix() + ("" if files else " (no file)")
+    label = lake.relative(d) + ("" if files else " (no file)")
     return validate_files(suite, files, ctx, label, batch_rows)
 
 
@@ -84,7 +84,7 @@ def validate_sources(lake_root: Path, dataset: str, day: date, site: str) -> Sui
     lake = Lake(lake_root)
     sources = partition_sources(lake, dataset, day, site)
     results = judge_sources(dataset, sources)
-    partition = (lake.partition_dir("ingest_audit", day, site) / dataset).relative_to(lake.root).as_posix()
+    partition = f"{lake.relative(lake.partition_dir('ingest_audit', day, site))}/{dataset}"
     return SuiteResult(f"{dataset}.sources", partition, int(sources.audit["rows_read"].sum()),
                        time.perf_counter() - started, results)
 
@@ -105,7 +105,7 @@ def run_suites(lake_root: Path, day: date, inventory: Inventory,
         elif suite in PER_SITE:
             out += [validate_partition(lake.root, suite, day, inventory, site, batch_rows)
                     for site in lake.sites(suite, day)]
-        elif lake.partition_dir(suite, day).is_dir():
+        elif lake.has_partition(suite, day):
             out.append(validate_partition(lake.root, suite, day, inventory, batch_rows=batch_rows))
     return out
 

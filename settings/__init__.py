@@ -98,7 +98,9 @@ SETTINGS: tuple[Setting, ...] = (
     # Where things are.
     Setting("raw", "INFERLEDGER_RAW", "data/raw", "path",
             "raw exports as delivered, `<raw>/<YYYY-MM-DD>/<site>/<family>/...` (docs/raw-formats.md)", Path),
-    Setting("lake", "INFERLEDGER_LAKE", "data/lake", "path", "the Parquet lake", Path),
+    Setting("lake", "INFERLEDGER_LAKE", "data/lake", "path or URI",
+            "the Parquet lake: a directory, or `s3://bucket/prefix` on an object store (AWS_* variables; "
+            "docs/deploy.md)", lambda text: text.rstrip("/") if "://" in text else Path(text)),
     Setting("warehouse", "INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb", "path",
             "the published DuckDB file finance queries; its versions are kept beside it", Path),
     Setting("inventory", "INFERLEDGER_INVENTORY", None, "path", "the inventory YAML (docs/inventory.md)", Path,
@@ -203,7 +205,7 @@ class Settings:
     warehouse, DuckDB's default). `from_environment`: the names whose value the environment set."""
 
     raw: Path
-    lake: Path
+    lake: Path | str  # str: an object store's URI
     warehouse: Path
     inventory: Path | None
     report: Path | None

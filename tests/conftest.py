@@ -13,6 +13,7 @@ from hypothesis import settings
 from lake.inventory import load_inventory
 from pipelines.adapters.dagster_private import forget_defs_state_storage
 from pipelines.cli import DEMO_DAY, main
+from tests.servers import S3Store, moto_server, new_bucket
 from transforms.inventory import Inventory
 
 DATA = Path(__file__).parent / "data"
@@ -160,3 +161,21 @@ def demo_warehouse(tmp_path_factory):
     shared = built_once(tmp_path_factory, "demo-warehouse", build)
     return {"raw": shared / "raw", "lake": shared / "lake", "warehouse": shared / "warehouse" / "inferledger.duckdb",
             "day": DEMO_DAY}
+
+
+@pytest.fixture(scope="session")
+def _moto_endpoint():
+    """One moto S3 server per test process (tests/servers.py); each test gets its own bucket."""
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_server(_moto_endpoint, monkeypatch) -> S3Store:
+    """A local S3-compatible server (moto, on 127.0.0.1) with a new bucket, and the standard AWS
+    variables of this test pointing at it (`S3Store.env`: pass them to processes the test starts);
+    `s3_server.uri("lake")` is a lake URI. Stopped when the test process ends."""
+    store = new_bucket(_moto_endpoint)
+    for k, v in store.env.items():
+        monkeypatch.setenv(k, v)
+    return store

@@ -16,6 +16,7 @@ the marts do not depend on the order DuckDB's threads add rows in: a rerun write
 
 import hashlib
 import json
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -23,7 +24,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from lake.files import staging, write_text
 from lake.store import Lake
 from transforms.contracts import INGEST_AUDIT, QUARANTINE
 from transforms.inventory import Inventory
@@ -60,11 +60,6 @@ def inventory_fingerprint(inventory: Inventory) -> str:
     return hashlib.sha256(inventory.model_dump_json().encode()).hexdigest()[:16]
 
 
-def _stat(path: Path) -> list[int]:
-    st = path.stat()  # size and modification time: a lake copied with its times (cp -p, rsync -t) stays current
-    return [st.st_size, st.st_mtime_ns]
-
-
 def _day_sources(lake: Lake, day: date) -> dict[str, list[Path]]:
     files = {name: lake.partition_files(name, day) for name in ATTRIBUTED.values()}
     files["performance_profiles"] = lake.partition_files("performance_profiles", day)
@@ -77,7 +72,7 @@ def _fingerprint(lake: Lake, day: date, inventory: Inventory) -> dict:
     sources = _day_sources(lake, day)
     return {
         "inventory": inventory_fingerprint(inventory),
-        "sources": {str(p.relative_to(lake.root)): _stat(p) for files in sources.values() for p in files},
+        "sources": {lake.relative(p): lake.stamp(p) for files in sources.values() for p in files},
         "columns": {t.name: list(t.columns) for t in DAILY},
     }
 
@@ -93,12 +88,12 @@ def marts_status(lake: Lake, day: date, inventory: Inventory) -> str:
     same facts by the publish; `stale` (the day's files changed since its marts were built); or
     `missing` (never built, or a build killed half way)."""
     m = lake.marts_manifest(day)
-    if not m.exists():
+    if not lake.exists(m):
         return "missing"
     try:
-        recorded = json.loads(m.read_text())
+        recorded = json.loads(lake.read_text(m))
         marts = {t.name: lake.mart_path(t.name, day) for t in DAILY}
-        if not all(p.exists() and recorded["marts"].get(name) == _stat(p) for name, p in marts.items()):
+        if not all(lake.exists(p) and recorded["marts"].get(name) == lake.stamp(p) for name, p in marts.items()):
             return "missing"
         now = _fingerprint(lake, day, inventory)
         if recorded["built_from"]["sources"] != now["sources"]:
@@ -169,10 +164,33 @@ def _register_power(con: duckdb.DuckDBPyConnection, files: list[Path], inventory
     con.register("node_meters", meters.to_arrow())
 
 
+def _write_marts(con: duckdb.DuckDBPyConnection, lake: Lake, day: date, inventory: Inventory, out: DayMarts) -> None:
+    """Every daily table of `day` from the registered views into the lake: each written first
+    (beside its file, or as a new object), then they replace the day's marts together."""
+    params = {"day": day, "currency": inventory.currency}
+    with lake.staging() as stage:
+        for table in DAILY:
+            sql = DAY_SQL[table.name]
+            if table.name == "cost_by_tier_day":
+                requests = run(con, "SELECT count(*) FROM rc")[0][0]
+                if not quantiles_fit(con, requests):
+                    sql = TIER_DAY_BOUNDED_SQL
+            used = {k: v for k, v in params.items() if f"${k}" in sql}
+            rel = con.sql(f"SELECT * FROM ({sql}) ORDER BY {', '.join(table.order_by)}", params=used)
+            if rel.columns != list(table.columns):
+                raise AssertionError(f"{table.name}: SQL gives {rel.columns}, declared {list(table.columns)}")
+            tmp = stage.write(lake.mart_target(table.name, day),
+                              lambda path, rel=rel: rel.write_parquet(str(path), compression="zstd"))
+            out.rows[table.name] = run(con, f"SELECT count(*) FROM read_parquet({sql_string(tmp)})")[0][0]
+        stage.commit()
+    out.paths = {t.name: lake.mart_path(t.name, day) for t in DAILY}
+
+
 def build_day_marts(lake: Lake, day: date, inventory: Inventory, *, limits: DuckDBLimits | None = None) -> DayMarts:
     """Compute every daily table of `day` from the lake into `<lake>/marts/`, DuckDB within
     `limits`; the manifest is written last, so a build killed half way is seen as `missing`
-    (`marts_status`)."""
+    (`marts_status`). DuckDB reads local files: a lake on an object store has the day's
+    sources downloaded to a temporary folder first (`Lake.local_copies`), the same bytes."""
     sources = _day_sources(lake, day)
     if not sources["request_costs"]:
         raise MartError(f"{lake.partition_dir('request_costs', day)}: {day} is not attributed; "
@@ -183,33 +201,19 @@ def build_day_marts(lake: Lake, day: date, inventory: Inventory, *, limits: Duck
                         f"attribute the day again (`inferledger attribute --date {day}`)")
     built_from = _fingerprint(lake, day, inventory)
     out = DayMarts(day)
-    con = connect(limits=limits)
-    try:
-        _register_day(con, sources, inventory, day)
-        _register_power(con, lake.day_files("power_readings", day), inventory)
-        params = {"day": day, "currency": inventory.currency}
-        # Every table is written beside its file first; they replace the day's marts together,
-        # then the manifest (written last: a build killed half way is `missing`).
-        with staging() as stage:
-            for table in DAILY:
-                sql = DAY_SQL[table.name]
-                if table.name == "cost_by_tier_day":
-                    requests = run(con, "SELECT count(*) FROM rc")[0][0]
-                    if not quantiles_fit(con, requests):
-                        sql = TIER_DAY_BOUNDED_SQL
-                used = {k: v for k, v in params.items() if f"${k}" in sql}
-                rel = con.sql(f"SELECT * FROM ({sql}) ORDER BY {', '.join(table.order_by)}", params=used)
-                if rel.columns != list(table.columns):
-                    raise AssertionError(f"{table.name}: SQL gives {rel.columns}, declared {list(table.columns)}")
-                tmp = stage.write(lake.mart_path(table.name, day),
-                                  lambda path, rel=rel: rel.write_parquet(str(path), compression="zstd"))
-                out.rows[table.name] = run(con, f"SELECT count(*) FROM read_parquet({sql_string(tmp)})")[0][0]
-            for target in stage.commit():
-                out.paths[target.parent.parent.name] = target
-        write_text(lake.marts_manifest(day), json.dumps({"built_from": built_from, "marts": {
-            t.name: _stat(lake.mart_path(t.name, day)) for t in DAILY}}, indent=1))
-    finally:
-        con.close()
+    with tempfile.TemporaryDirectory(prefix="inferledger-marts-") as copies:
+        local = {name: lake.local_copies(files, Path(copies)) for name, files in sources.items()}
+        power = lake.local_copies(lake.day_files("power_readings", day), Path(copies))
+        con = connect(limits=limits)
+        try:
+            _register_day(con, local, inventory, day)
+            _register_power(con, power, inventory)
+            _write_marts(con, lake, day, inventory, out)
+        finally:
+            con.close()
+    # Written last: a build killed half way is `missing`.
+    lake.write_text(lake.marts_manifest(day), json.dumps({"built_from": built_from, "marts": {
+        t.name: lake.stamp(lake.mart_path(t.name, day)) for t in DAILY}}, indent=1))
     return out
 
 

@@ -39,7 +39,7 @@ def _files(lake: Lake, days: list[date]) -> dict[str, list[Path]]:
     for day in days:
         for mart in MARTS:
             path = lake.mart_path(mart, day)
-            if not path.is_file():
+            if not lake.exists(path):
                 raise PlanInputError(f"{path}: no {mart} for {day}; run `inferledger run --date {day}` first")
             files.setdefault(mart, []).append(path)
         for dataset in ("request_costs", "node_slots"):

@@ -13,6 +13,7 @@ without COMPLETE, is removed by the next publish). The last `keep` versions stay
 """
 
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from lake.files import fsync_dir, fsync_file, link_into_place, link_or_copy
-from lake.store import Lake
+from lake.files import fsync_dir, fsync_file, link_into_place
+from lake.store import Lake, object_store_scheme
 from settings import default
 from transforms.inventory import Inventory
 from warehouse import restatements
@@ -105,7 +106,8 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
     `limits` (default DuckDBLimits())."""
     started = time.perf_counter()
     report = progress or (lambda _msg: None)
-    lake, path = Lake(Path(lake_root).absolute()), Path(path).absolute()
+    lake = Lake(lake_root if object_store_scheme(lake_root) else Path(lake_root).absolute())
+    path = Path(path).absolute()
     if keep < 1:
         raise PublishError(f"keep={keep}: at least the published version is kept; use 1 or more")
     days = attributed_days(lake)
@@ -121,19 +123,21 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         out.rebuilt_days = _current_marts(lake, days, inventory, path, report, limits)
         vdir = out.version_dir
         (vdir / "request_costs").mkdir(parents=True)
-        for day in days:
-            link_or_copy(lake.partition_file("request_costs", day),
-                         vdir / "request_costs" / f"date={day.isoformat()}.parquet")
-        day_files = {t.name: [lake.mart_path(t.name, d) for d in days] for t in DAILY}
+        for day in days:  # the request detail beside the file, so the version needs nothing of the lake
+            lake.copy_out(lake.partition_file("request_costs", day),
+                          vdir / "request_costs" / f"date={day.isoformat()}.parquet")
         db = vdir / DB_NAME
         which = checks(max_age_days) if checks_to_run is None else checks_to_run
         report("restatements")
         history = restatements.history_dir(path)
         restated = restatements.pending(lake, history, days, inventory.currency, version, published_at)
-        out.tables, out.checks = build_version_file(db, vdir, day_files, days, inventory, version, published_at,
-                                                    report, which, limits=limits,
-                                                    frames={**restatements.history_tables(history, restated),
-                                                            **published_frames(lake.root)})
+        with tempfile.TemporaryDirectory(prefix="inferledger-publish-") as copies:  # DuckDB reads local files
+            day_files = {t.name: lake.local_copies([lake.mart_path(t.name, d) for d in days], Path(copies))
+                         for t in DAILY}
+            out.tables, out.checks = build_version_file(db, vdir, day_files, days, inventory, version, published_at,
+                                                        report, which, limits=limits,
+                                                        frames={**restatements.history_tables(history, restated),
+                                                                **published_frames(lake.root)})
         out.requests = out.tables["request_costs"]
         failed = failures(out.checks)
         if failed:
@@ -150,6 +154,7 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         out.restated_days = sorted(set(restated.restatements["date"].to_list()))
         remember_published(path, version, which, out.checks)
         out.pruned = prune(path, keep)
+        lake.collect_garbage()  # an object store's superseded objects, past their retention
     out.seconds = time.perf_counter() - started
     return out
 

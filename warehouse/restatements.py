@@ -64,19 +64,19 @@ def day_amounts(lake: Lake, day: date, currency: str, version: str) -> pl.DataFr
             .select(AMOUNTS.names()).sort("component", "measure").collect())
 
 
-def _file_row(day: date, dataset: str, path: Path, root: Path, known: dict[tuple, str]) -> dict:
+def _file_row(day: date, dataset: str, path: "Path | str", lake: Lake, known: dict[tuple, str]) -> dict:
     """A partition file read by `day`, with the SHA-256 of its bytes (taken from `known`, the
     previous record, while its size and modification time are unchanged: a re-ingest rewrites
     the same bytes, which must not read as a change)."""
-    st, rel = path.stat(), str(path.relative_to(root))
-    digest = known.get((rel, st.st_size, st.st_mtime_ns))
+    (size, mtime_ns, *_), rel = lake.stamp(path), lake.relative(path)
+    digest = known.get((rel, size, mtime_ns))
     if digest is None:
         h = hashlib.sha256()
-        with open(path, "rb") as f:
+        with lake.open_read(path) as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         digest = h.hexdigest()
-    return {"date": day, "dataset": dataset, "partition": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+    return {"date": day, "dataset": dataset, "partition": rel, "size": size, "mtime_ns": mtime_ns,
             "sha256": digest}
 
 
@@ -90,8 +90,8 @@ def day_inputs(lake: Lake, day: date, index: pl.DataFrame, registers: list[date]
     found = [(ds, f) for ds in ("requests", "power_readings", "market_prices") for f in lake.day_files(ds, day)]
     in_force = [d for d in registers if d <= day]
     found += [("assets", f) for f in (lake.day_files("assets", in_force[-1]) if in_force else [])]
-    found += [("cost_lines", Path(f)) for f in deliveries_touching(index, day, day)["file"]]
-    rows = [_file_row(day, ds, f, lake.root, known) for ds, f in found]
+    found += [("cost_lines", f) for f in deliveries_touching(index, day, day)["file"]]
+    rows = [_file_row(day, ds, f, lake, known) for ds, f in found]
     return pl.DataFrame(rows, schema=INPUTS).sort("dataset", "partition")
 
 
@@ -101,8 +101,8 @@ def _audit_files(lake: Lake, changed: pl.DataFrame) -> list[str]:
     for dataset, partition in changed.select("dataset", "partition").iter_rows():
         parts = Path(partition).parts
         site = parts[2].removeprefix("site=") if parts[2].startswith("site=") else FLEET
-        audit = lake.root / "ingest_audit" / parts[1] / f"site={site}" / f"{dataset}.parquet"
-        if audit.exists():
+        audit = lake.partition_file("ingest_audit", date.fromisoformat(parts[1].removeprefix("date=")), site, dataset)
+        if lake.exists(audit):
             read = pl.read_parquet(audit).filter((pl.col("dataset") == dataset) & (pl.col("status") != "ignored"))
             names.update(read["source_file"].to_list())
     return sorted(names)

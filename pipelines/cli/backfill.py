@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lake.files import write_text
 from lake.store import Lake
 from pipelines.cli.output import console
 from pipelines.cli.runs import prepare_or_exit, run_publish
@@ -81,8 +80,9 @@ def _midnight_sweep(days: list[date], settings: Settings, out: Console) -> list[
 def _todo(args, settings: Settings, state_file: Path, out: Console) -> tuple[list[date], set[str], list[date]]:
     """The days to run, those an earlier run of the range did, and those without a raw folder."""
     done: set[str] = set()
-    if state_file.exists() and not args.restart:
-        done = set(json.loads(state_file.read_text()).get("done", []))
+    lake = Lake(settings.lake)
+    if lake.exists(state_file) and not args.restart:
+        done = set(json.loads(lake.read_text(state_file)).get("done", []))
     first, last = args.date_from, args.date_to
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     missing = [d for d in days if not (settings.raw / d.isoformat()).is_dir()]
@@ -108,7 +108,8 @@ def cmd_backfill(args, settings: Settings) -> int:
     except RunFailed as e:
         out.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 2
-    state_file = Lake(settings.lake).backfill_state(first, last)
+    lake = Lake(settings.lake)
+    state_file = lake.backfill_state(first, last)
     todo, done, missing = _todo(args, settings, state_file, out)
     prepare_or_exit(settings, None, out, instance())  # inventory valid, sites registered, before any worker starts
     failed: list[tuple[date, str]] = []
@@ -122,8 +123,8 @@ def cmd_backfill(args, settings: Settings) -> int:
                 progress.console.print(f"[red]failed:[/red] {day} ({seconds:.1f} s): {escape(error)}", soft_wrap=True)
             else:
                 done.add(day.isoformat())
-                write_text(state_file, json.dumps({"from": first.isoformat(), "to": last.isoformat(),
-                                                   "done": sorted(done)}, indent=1))
+                lake.write_text(state_file, json.dumps({"from": first.isoformat(), "to": last.isoformat(),
+                                                        "done": sorted(done)}, indent=1))
                 progress.console.print(f"{day} done in {seconds:.1f} s")
             progress.advance(task)
     if args.parallel > 1:

@@ -121,7 +121,7 @@ def print_ingest_table(results: list[StepResult], lake: Path, out: Console | Non
         out.print(f"{n:,} file(s) not read (ingest_audit status unreadable or ignored), e.g.:")
         for name, why in sorted(not_read.items())[:10]:
             out.print(f"  {name}: {why}", markup=False, soft_wrap=True)
-    out.print(f"Lake: {lake.resolve()}")
+    out.print(f"Lake: {lake if isinstance(lake, str) else lake.resolve()}")
 
 
 def print_run_summary(outcomes, out: Console, title: str) -> None:

@@ -174,7 +174,8 @@ def _keep_and_publish(args, settings: Settings, made, who: PlanRun, per_pool: pl
     out = console()
     print_plan(plan_frames(made, who), per_pool, out, title=f"{who.kind} {who.run_id}")
     keep_plan(settings.lake, made, who)
-    out.print(f"plan kept in {settings.lake.resolve()}/plans (run_id {who.run_id})", markup=False)
+    where = settings.lake if isinstance(settings.lake, str) else settings.lake.resolve()  # str: an object store
+    out.print(f"plan kept in {where}/plans (run_id {who.run_id})", markup=False)
     if args.no_publish:
         out.print("not published (--no-publish): the next `inferledger publish` or nightly run publishes it",
                   markup=False)

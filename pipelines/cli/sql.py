@@ -39,7 +39,8 @@ class _Statements:
 
     def __init__(self, session: FinanceSession, args, settings: Settings, out: Console, err: Console):
         self.session, self.args, self.out, self.err = session, args, out, err
-        self.protected = session.protected_dirs() + [settings.lake, settings.raw]
+        lake = [settings.lake] if isinstance(settings.lake, Path) else []  # a local lake; not an object store's
+        self.protected = session.protected_dirs() + lake + [settings.raw]
 
     def __call__(self, sql: str) -> int:
         err = self.err

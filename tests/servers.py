@@ -1,0 +1,106 @@
+"""Servers the tests start on 127.0.0.1 and stop in their teardown (no network beyond the machine).
+
+`s3_store()`: moto in server mode (the `moto[server]` dev dependency), which speaks the S3 HTTP
+protocol as AWS, MinIO or Ceph do; a bucket of its own per use. The environment it gives
+(`S3Store.env`) is the standard AWS one every client here reads (PyArrow's S3FileSystem, Polars,
+boto3): a process started with it (a Celery worker, the CLI) finds the same store.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+START_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class S3Store:
+    endpoint: str  # http://127.0.0.1:PORT
+    bucket: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The AWS variables that point every client at this server (plain HTTP, test credentials)."""
+        return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true",
+                "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def uri(self, prefix: str = "lake") -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+    def fs(self) -> pafs.S3FileSystem:
+        return s3_filesystem(self.endpoint)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every key of the bucket under `prefix` (relative to the bucket), sorted."""
+        infos = self.fs().get_file_info(pafs.FileSelector(f"{self.bucket}/{prefix}".rstrip("/"), recursive=True,
+                                                          allow_not_found=True))
+        return sorted(i.path.removeprefix(f"{self.bucket}/") for i in infos if i.type == pafs.FileType.File)
+
+
+def s3_filesystem(endpoint: str) -> pafs.S3FileSystem:
+    return pafs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1",
+                             endpoint_override=endpoint, allow_bucket_creation=True)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto S3 server (`python -m moto.server`, its own process and session) on 127.0.0.1 at
+    a free port; its endpoint. Stopped on exit."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto server did not start on 127.0.0.1:{port} (exit {proc.poll()}); "
+                                       "install the dev dependencies: pip install -e .[dev]") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def new_bucket(endpoint: str) -> S3Store:
+    store = S3Store(endpoint, f"inferledger-{uuid.uuid4().hex[:12]}")
+    store.fs().create_dir(store.bucket)
+    return store
+
+
+@contextmanager
+def s3_store() -> Iterator[S3Store]:
+    """A moto server with one new bucket, and this process's environment pointing at it
+    (restored on exit)."""
+    with moto_server() as endpoint:
+        store = new_bucket(endpoint)
+        saved = {k: os.environ.get(k) for k in store.env}
+        os.environ.update(store.env)
+        try:
+            yield store
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
