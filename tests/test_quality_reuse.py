@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 from great_expectations.core.id_dict import IDDict
+from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,27 +70,41 @@ def as_json(results) -> dict:
 
 
 @pytest.mark.parametrize("suite", sorted(FIXTURES))
-def test_plain_ids_fast_equal_gx_as_shipped(suite, small_inventory, monkeypatch):
-    """Every failure drill of the suite, validated with the fast ids and with GX's own `to_id`:
-    field for field the same; `IDDict.to_id` is GX's again after the run."""
+def test_fast_ids_and_domain_objects_equal_gx_as_shipped(suite, small_inventory, monkeypatch):
+    """Every failure drill of the suite, validated with the fast ids and the Expectations built
+    once per configuration, and with GX's own `to_id` and `to_domain_obj`: field for field the
+    same; GX's methods are back after the run, and fewer Expectations were built."""
     ctx = SuiteContext(inventory=small_inventory, day=DAY)
     clean = FIXTURES[suite]()
     mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
                if m.schema == clean.schema]
     pdf = to_pandas(prepare(suite, pl.concat([clean, *mutated]).lazy(), ctx).collect())
     expectations = [c.expectation for c in SUITES[suite](ctx)]
-    calls = {"fast": 0}
-    fast_to_id = gx_private.fast_to_id
+    calls = {"fast": 0, "built": 0}
+    fast_to_id, build = gx_private.fast_to_id, gx_private.TO_DOMAIN_OBJ
 
     def counted(self, *a, **kw):
         calls["fast"] += 1
         return fast_to_id(self, *a, **kw)
 
+    def built(self):
+        calls["built"] += 1
+        return build(self)
+
     monkeypatch.setattr(gx_private, "fast_to_id", counted)
+    monkeypatch.setattr(gx_private, "TO_DOMAIN_OBJ", built)
     fast = _gx_validate(suite, expectations, pdf)
+    fast_built = calls["built"]
     assert calls["fast"] > 100 and IDDict.to_id is gx_private.TO_ID
-    monkeypatch.setattr(gx_private, "TO_ID", None)  # as shipped: GX's own to_id
+    assert ExpectationConfiguration.to_domain_obj is built  # GX's (here counted) method put back
+    monkeypatch.setattr(gx_private, "TO_ID", None)  # as shipped: GX's own to_id and to_domain_obj
+    monkeypatch.setattr(gx_private, "TO_DOMAIN_OBJ", None)
+    monkeypatch.setattr(ExpectationConfiguration, "to_domain_obj", built)
+    calls["built"] = 0
     shipped = _gx_validate(suite, expectations, pdf)
+    # Each expectation's Expectation is built once for its metrics and the GX's run (2 configurations:
+    # the suite's and GX's evaluated copy), against about 10 per expectation as shipped.
+    assert 0 < fast_built <= 2 * len(expectations) and fast_built * 3 < calls["built"]
     assert any(not r.success for r in shipped.values())
     assert as_json(fast) == as_json(shipped)
 

@@ -20,6 +20,12 @@ fails naming them, and when the installed version is not the checked series.
   walk returns them as they are, so the id is the md5 of `json.dumps` of the arguments
   themselves: the same string. Anything else goes to GX's own `to_id`. If `IDDict.to_id` goes or
   changes shape: GX as shipped, slower.
+- `domain_objects_built_once`: replaces `ExpectationConfiguration.to_domain_obj` while GX
+  validates. GX 1.24 turns the same configuration back into a new Expectation (a pydantic model,
+  then its configuration built anew) for every metric it asks of it: about 10 per expectation.
+  Built once per configuration and reused while the configuration's fields are the ones it was
+  built from (compared on each call, so a configuration GX changes gets a new one). If the method
+  goes or changes shape: GX as shipped, slower.
 - `release_batch`: clears the execution engine's batch cache (`batch_manager._batch_data_cache`,
   `_active_batch_data_id`) and `_metric_cache`, which would hold the last frame until the next
   one. If they go: more memory, same results.
@@ -39,6 +45,7 @@ from typing import Any
 import great_expectations.expectations as gxe
 from great_expectations.core.id_dict import IDDict
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 from great_expectations.execution_engine import pandas_execution_engine
 
 CHECKED_ON = "1.24.1"
@@ -140,6 +147,42 @@ def plain_ids_fast() -> Iterator[None]:
             IDDict.to_id = TO_ID
 
 
+TO_DOMAIN_OBJ = ExpectationConfiguration.__dict__.get("to_domain_obj")  # GX's own, put back after each validation
+_TO_DOMAIN_OBJ_LOCK = threading.Lock()
+
+
+def _fields(config) -> tuple:
+    """What `to_domain_obj` builds an Expectation from (GX 1.24.1), kwargs copied."""
+    return (config.type, dict(config.kwargs), config.id, config.meta, config.notes, config.rendered_content,
+            config.severity, config.description)
+
+
+@contextmanager
+def domain_objects_built_once() -> Iterator[None]:
+    """While GX validates, each expectation configuration's Expectation is built once and reused
+    while the configuration's fields are unchanged (module docstring). Results are held equal
+    with and without this by tests/test_quality_reuse.py."""
+    if not callable(TO_DOMAIN_OBJ):
+        yield
+        return
+    build = TO_DOMAIN_OBJ
+    built: dict[int, tuple[Any, tuple, Any]] = {}  # id -> (configuration, its fields, its Expectation)
+
+    def to_domain_obj(self):
+        fields = _fields(self)
+        hit = built.get(id(self))
+        if hit is None or hit[0] is not self or hit[1] != fields:
+            hit = built[id(self)] = (self, fields, build(self))
+        return hit[2]
+
+    with _TO_DOMAIN_OBJ_LOCK:
+        ExpectationConfiguration.to_domain_obj = to_domain_obj
+        try:
+            yield
+        finally:
+            ExpectationConfiguration.to_domain_obj = build
+
+
 def _engine(batch_definition):
     return getattr(batch_definition.data_asset.datasource, "_execution_engine", None)
 
@@ -169,6 +212,8 @@ def problems(batch_definition) -> list[str]:
         out.append("pandas_execution_engine.HASH_THRESHOLD is gone: batches are fingerprinted again (slower)")
     if not isinstance(CONFIGURATION, property) or CONFIGURATION.fget is None:
         out.append("Expectation.configuration is no longer a property: configurations are built on every read (slower)")
+    if not callable(TO_DOMAIN_OBJ):
+        out.append("ExpectationConfiguration.to_domain_obj is gone: Expectations are rebuilt per metric (slower)")
     if not callable(TO_ID):
         out.append("IDDict.to_id is gone: metric ids go through GX's JSON conversion again (slower)")
     engine = _engine(batch_definition)
