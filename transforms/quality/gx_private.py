@@ -12,6 +12,20 @@ fails naming them, and when the installed version is not the checked series.
 - `configurations_built_once`: replaces the `Expectation.configuration` property while GX
   validates (GX 1.24 rebuilds the configuration for each keyword it reads: 4,326 builds against
   510 on the requests suite). If the property goes or changes shape: GX as shipped, slower.
+- `plain_ids_fast`: replaces `IDDict.to_id` while GX validates. GX keys every metric it plans
+  (20,335 metric configurations on the demo day's suites) by an md5 of its keyword arguments
+  passed through `convert_to_json_serializable`, which walks each value through some twenty
+  type tests (a None through all of them, numpy's `issubdtype` included). For arguments that are
+  plain JSON already (str, int, bool, finite float, None, lists, tuples, dicts with str keys) that
+  walk returns them as they are, so the id is the md5 of `json.dumps` of the arguments
+  themselves: the same string. Anything else goes to GX's own `to_id`. If `IDDict.to_id` goes or
+  changes shape: GX as shipped, slower.
+- `domain_objects_built_once`: replaces `ExpectationConfiguration.to_domain_obj` while GX
+  validates. GX 1.24 turns the same configuration back into a new Expectation (a pydantic model,
+  then its configuration built anew) for every metric it asks of it: about 10 per expectation.
+  Built once per configuration and reused while the configuration's fields are the ones it was
+  built from (compared on each call, so a configuration GX changes gets a new one). If the method
+  goes or changes shape: GX as shipped, slower.
 - `release_batch`: clears the execution engine's batch cache (`batch_manager._batch_data_cache`,
   `_active_batch_data_id`) and `_metric_cache`, which would hold the last frame until the next
   one. If they go: more memory, same results.
@@ -19,6 +33,9 @@ fails naming them, and when the installed version is not the checked series.
   import fails: the quality suites do not load at all.
 """
 
+import hashlib
+import json
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +43,9 @@ from importlib.metadata import version
 from typing import Any
 
 import great_expectations.expectations as gxe
+from great_expectations.core.id_dict import IDDict
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 from great_expectations.execution_engine import pandas_execution_engine
 
 CHECKED_ON = "1.24.1"
@@ -81,6 +100,89 @@ def configurations_built_once() -> Iterator[None]:
             gxe.Expectation.configuration = shipped
 
 
+TO_ID = IDDict.__dict__.get("to_id")  # GX's own method, put back after each validation
+_TO_ID_LOCK = threading.Lock()
+_SCALARS = (str, int, bool, type(None))
+
+
+def is_plain(value: Any) -> bool:
+    """Whether `convert_to_json_serializable` returns `value` as JSON unchanged (so `json.dumps`
+    of it and of GX's conversion are the same string): exact str, int, bool, None, a finite
+    float, and lists, tuples and str-keyed dicts of those."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is float:
+        return not math.isnan(value)
+    if kind in (list, tuple):
+        return all(is_plain(v) for v in value)
+    if kind is dict:
+        return all(type(k) is str and is_plain(v) for k, v in value.items())
+    return False
+
+
+def fast_to_id(self, id_keys=None, id_ignore_keys=None):
+    """GX's `IDDict.to_id` (1.24.1), skipping `convert_to_json_serializable` for plain values."""
+    keys = set(self.keys() if id_keys is None else id_keys) - set(
+        self._id_ignore_keys if id_ignore_keys is None else id_ignore_keys)
+    if len(keys) < 2 or not all(is_plain(self[k]) for k in keys):
+        return TO_ID(self, id_keys, id_ignore_keys)
+    text = json.dumps({k: self[k] for k in keys}, sort_keys=True)
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+@contextmanager
+def plain_ids_fast() -> Iterator[None]:
+    """While GX validates, metric ids of plain keyword arguments skip GX's JSON conversion
+    (module docstring). Measured on the demo day's suites: see docs/data-quality.md. Results are
+    held equal with and without this by tests/test_quality_reuse.py."""
+    if not callable(TO_ID):
+        yield
+        return
+    with _TO_ID_LOCK:
+        IDDict.to_id = fast_to_id
+        try:
+            yield
+        finally:
+            IDDict.to_id = TO_ID
+
+
+TO_DOMAIN_OBJ = ExpectationConfiguration.__dict__.get("to_domain_obj")  # GX's own, put back after each validation
+_TO_DOMAIN_OBJ_LOCK = threading.Lock()
+
+
+def _fields(config) -> tuple:
+    """What `to_domain_obj` builds an Expectation from (GX 1.24.1), kwargs copied."""
+    return (config.type, dict(config.kwargs), config.id, config.meta, config.notes, config.rendered_content,
+            config.severity, config.description)
+
+
+@contextmanager
+def domain_objects_built_once() -> Iterator[None]:
+    """While GX validates, each expectation configuration's Expectation is built once and reused
+    while the configuration's fields are unchanged (module docstring). Results are held equal
+    with and without this by tests/test_quality_reuse.py."""
+    if not callable(TO_DOMAIN_OBJ):
+        yield
+        return
+    build = TO_DOMAIN_OBJ
+    built: dict[int, tuple[Any, tuple, Any]] = {}  # id -> (configuration, its fields, its Expectation)
+
+    def to_domain_obj(self):
+        fields = _fields(self)
+        hit = built.get(id(self))
+        if hit is None or hit[0] is not self or hit[1] != fields:
+            hit = built[id(self)] = (self, fields, build(self))
+        return hit[2]
+
+    with _TO_DOMAIN_OBJ_LOCK:
+        ExpectationConfiguration.to_domain_obj = to_domain_obj
+        try:
+            yield
+        finally:
+            ExpectationConfiguration.to_domain_obj = build
+
+
 def _engine(batch_definition):
     return getattr(batch_definition.data_asset.datasource, "_execution_engine", None)
 
@@ -110,6 +212,10 @@ def problems(batch_definition) -> list[str]:
         out.append("pandas_execution_engine.HASH_THRESHOLD is gone: batches are fingerprinted again (slower)")
     if not isinstance(CONFIGURATION, property) or CONFIGURATION.fget is None:
         out.append("Expectation.configuration is no longer a property: configurations are built on every read (slower)")
+    if not callable(TO_DOMAIN_OBJ):
+        out.append("ExpectationConfiguration.to_domain_obj is gone: Expectations are rebuilt per metric (slower)")
+    if not callable(TO_ID):
+        out.append("IDDict.to_id is gone: metric ids go through GX's JSON conversion again (slower)")
     engine = _engine(batch_definition)
     manager = getattr(engine, "batch_manager", None)
     if engine is None or manager is None:

@@ -153,7 +153,8 @@ def _gx_validate(suite: str, expectations: list, pdf: pd.DataFrame) -> dict[str,
     gx_suite = gx.ExpectationSuite(name=suite, expectations=expectations)
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": pdf})
     try:
-        with gx_private.configurations_built_once():
+        with (gx_private.configurations_built_once(), gx_private.plain_ids_fast(),
+              gx_private.domain_objects_built_once()):
             run = batch.validate(gx_suite,
                                  result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES})
     finally:
