@@ -27,14 +27,18 @@ demo-real: $(VENV)/.installed
 	$(VENV)/bin/inferledger demo --real --samples tests/data/real --real-data data/real
 
 ## The planner's backtest on a simulated fortnight (docs/planning.md, "Backtest"): DAYS days of the demo
-## fleet in data/plan-demo/, the first half trains the plan, the second half scores it.
+## fleet, PLAN_REQUESTS requests a day (its node count follows fleetsim's provisioning policy: the demo
+## day's 6 nodes up to 800,000), request logs zstd-compressed, in data/plan-demo/, backfilled two days at a
+## time; the first half trains the plan, the second half scores it.
 DAYS ?= 14
+PLAN_REQUESTS ?= 400000
 PLAN_DEMO := data/plan-demo
 PLAN_FIRST := 2026-11-01
 demo-plan: $(VENV)/.installed
-	$(PY) -m fleetsim --out $(PLAN_DEMO)/raw --date $(PLAN_FIRST) --days $(DAYS) --requests 20000
+	$(PY) -m fleetsim --out $(PLAN_DEMO)/raw --date $(PLAN_FIRST) --days $(DAYS) --requests $(PLAN_REQUESTS) \
+	  --compress zstd
 	$(VENV)/bin/inferledger backfill --from $(PLAN_FIRST) --to $$(date -d "$(PLAN_FIRST) + $$(( $(DAYS) - 1 )) days" +%F) \
-	  --raw $(PLAN_DEMO)/raw --lake $(PLAN_DEMO)/lake --warehouse $(PLAN_DEMO)/warehouse/inferledger.duckdb
+	  --parallel 2 --raw $(PLAN_DEMO)/raw --lake $(PLAN_DEMO)/lake --warehouse $(PLAN_DEMO)/warehouse/inferledger.duckdb
 	$(VENV)/bin/inferledger plan --raw $(PLAN_DEMO)/raw --lake $(PLAN_DEMO)/lake \
 	  --warehouse $(PLAN_DEMO)/warehouse/inferledger.duckdb \
 	  --train $(PLAN_FIRST)..$$(date -d "$(PLAN_FIRST) + $$(( $(DAYS) / 2 - 1 )) days" +%F) \

@@ -1,15 +1,27 @@
 """Every question of docs/finance-queries.md runs against the demo warehouse through the same
 path as `inferledger sql`, and its answer equals the one computed independently, with Polars,
-from the attributed Parquet files of the lake."""
+from the attributed Parquet files of the lake; the plan questions (14, 15) against a warehouse
+with a hand-computed plan and backtest."""
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from lake.inventory import load_inventory
+from lake.store import Lake
+from pipelines.cli.planning import backtest_run
+from tests.test_capacity_marts import DAY, INVENTORY, build
+from tests.test_planning_ledger import OPTIONS, _cli_plan
+from transforms.inventory import parse_inventory
+from transforms.planning.ledger import from_ledger
+from transforms.planning.options import parse_options
 from warehouse.access import execute, open_warehouse
+from warehouse.plan_inputs import ledger_frames
+from warehouse.plans import keep_plan
+from warehouse.publish import publish
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "finance-queries.md"
 QUESTIONS = {int(n): (title, sql) for n, title, sql in
@@ -195,3 +207,50 @@ def test_13_quarantine(demo):
     assert dict(zip(got["reason"], got["records"].cast(pl.Int64), strict=True)) == {
         "sensor_no_reading": 20, "exact_duplicate": 3, "sensor_not_supported": 3, "conflicting_duplicate": 2,
         "malformed_record": 1, "negative_value": 1}
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    """A warehouse with a plan and a backtest, both hand-computed (tests/test_planning_ledger.py's
+    hand day, 2026-03-10 10:00-11:00: pools prem and std): the day's plan made by `inferledger
+    plan`, and the backtest of that plan on a test window with 1.5 x its demand, kept in the lake,
+    then published (without the warehouse checks: the hand day's facts are built for the capacity
+    marts, not to conserve the ledger's sources)."""
+    home = tmp_path_factory.mktemp("finance-plan")
+    root, wh = home / "lake", home / "warehouse" / "inferledger.duckdb"
+    build(Lake(root), with_profiles=True)
+    assert _cli_plan(root, home, "--date", str(DAY), "--no-publish") == 0
+    train = from_ledger(ledger_frames(root, parse_inventory(INVENTORY), DAY, DAY), parse_options(OPTIONS, "o.yaml"))
+    test = replace(train, inputs=train.inputs.with_(
+        demand=train.inputs.demand.with_columns(pl.col("output_tokens_per_s") * 1.5)))
+    scored, who, _ = backtest_run(train, test, "backtest-hand")
+    keep_plan(root, scored, who)
+    publish(root, parse_inventory(INVENTORY), wh, checks_to_run=[])
+    con = open_warehouse(wh)
+    yield {"con": con, "tmp": home}
+    con.close()
+
+
+def test_14_plan_savings_per_query_by_tier(planned):
+    # tests/test_planning_ledger.py: today (the ledger's energy, calibrated exactly) prem 4.00, std 0.40; planned
+    # prem 2.95, std 0.232. Per 1,000 queries: premium 23,040 requests: 4.00 / 23.04 = 0.173611 now,
+    # 2.95 / 23.04 = 0.128038 planned, saves 1.05 / 23.04 = 0.0455729; standard 4,320: 0.40 / 4.32 = 0.0925926,
+    # 0.232 / 4.32 = 0.0537037, saves 0.168 / 4.32 = 0.0388889; ALL 27,360: 4.40 / 27.36 = 0.160819,
+    # 3.182 / 27.36 = 0.116301, saves 1.218 / 27.36 = 0.0445175. No pool-hour at capacity: objective risk 0.
+    got = answer(planned, 14)
+    assert got.select("tier", pl.col("requests").cast(pl.Int64), "now_per_1k_queries", "planned_per_1k_queries",
+                      "savings_per_1k_queries", "calibrated").rows() == [
+        ("premium", 23_040, *approx([4.0 / 23.04, 2.95 / 23.04, 1.05 / 23.04]), True),
+        ("standard", 4_320, *approx([0.4 / 4.32, 0.232 / 4.32, 0.168 / 4.32]), True),
+        ("ALL", 27_360, *approx([4.4 / 27.36, 3.182 / 27.36, 1.218 / 27.36]), True)]
+    assert got["objective_risk"].to_list()[:2] == [0.0, 0.0]
+    assert got["calibration"][0].startswith("calibrated") and got["window_start"][0].hour == 10
+
+
+def test_15_backtest_objective_misses(planned):
+    # The plan kept prem at 2 nodes (10:00) and 3 (11:00); the test window's 1.5 x demand needs 2.25 and 3.75
+    # node-equivalents: short 0.25 and 0.75. std: 0.75 of its 1 node at 10:00, no miss. The test window is not
+    # calibrated (its cost model, 5.032, is 14.4% above the ledger's 4.40: test_planning_ledger.py).
+    got = answer(planned, 15)
+    assert [(p, h.hour, n, *approx([b, s]), c) for p, h, n, b, s, c in got.rows()] == [
+        ("prem", 10, 2, *approx([2.25, 0.25]), False), ("prem", 11, 3, *approx([3.75, 0.75]), False)]

@@ -362,6 +362,8 @@ def test_complete_records_the_size_and_digest_of_every_file_of_the_version(kept_
         for f in files:
             want = recorded["files"][f.relative_to(vdir).as_posix()]
             assert (want["bytes"], want["sha256"]) == (f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest())
+        # The tables and columns the version was published with (what a rollback judges it by, not this release's).
+        assert recorded["tables"] == {t.name: list(t.columns) for t in TABLES}
     out = _rollback_cli(kept_versions["warehouse"], kept_versions["a"])
     assert out.returncode == 0 and not out.stderr, out.stdout + out.stderr
     assert current_version(kept_versions["warehouse"]) == kept_versions["a"]

@@ -5,7 +5,9 @@ whole version, verifying a version against it, rolling back to one, and pruning 
     versions/<version>/inferledger.duckdb
     versions/<version>/request_costs/date=D.parquet   hard links to the lake's files
     versions/<version>/COMPLETE         written last: the version is whole, with the size and
-                                        SHA-256 of each of its files (checked before a rollback)
+                                        SHA-256 of each of its files and the tables (and their
+                                        columns) its file was published with (checked before a
+                                        rollback)
 
 Publishers (and rollbacks) are serialized by a lock file beside `P` (`publish_lock`).
 """
@@ -28,6 +30,22 @@ DB_NAME = "inferledger.duckdb"
 COMPLETE = "COMPLETE"
 DEFAULT_KEEP = default("keep_versions")
 WAREHOUSE_FIX = "point the warehouse (--warehouse, $INFERLEDGER_WAREHOUSE) at a disk with room"
+
+# The tables of versions published before COMPLETE recorded them (`_required_tables`), frozen: the
+# 22 of the first warehouse (2026-11-29), then four additions, each made whole by one change and
+# merged in any order (parallel branches published 24, 25, 27 and 28 tables). A table added after
+# these is judged by the tables its own version records.
+FIRST_LAYOUT = frozenset({
+    "conservation_by_component", "cost_by_model_pool_day", "cost_by_tenant_day", "cost_by_tenant_month",
+    "cost_by_tier_day", "dim_calendar", "dim_models", "dim_nodes", "dim_pools", "dim_sites", "dim_tenants",
+    "dim_tiers", "energy_true_up", "idle_by_pool_day", "idle_by_pool_hour", "ingest_audit", "publication",
+    "quarantine_summary", "reconciliation", "request_costs", "site_energy_hour", "unattributed_costs"})
+LATER_ADDITIONS = (
+    frozenset({"restatements", "cost_by_tier_day_first_published"}),  # late bills, issue 16 (73b2120)
+    frozenset({"capacity_by_pool_hour", "overprovisioning_by_pool_day", "efficiency_by_model_pool_day"}),  # 5871a56
+    frozenset({"node_power_below_idle"}),  # node meters below idle (08b6d9c)
+    frozenset({"plan_runs", "plan_routing", "plan_nodes_by_pool_hour", "plan_summary"}),  # plans, issue 18 (8a8367a)
+)
 
 
 class PublishError(RuntimeError):
@@ -109,8 +127,30 @@ def _recorded(vdir: Path) -> dict[str, dict] | None:
         return None
 
 
+def _tables_in(db: Path) -> dict[str, list[str]]:
+    """The tables and views of the DuckDB file `db`, with their columns in order (opened read-only)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute("SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
+                           "WHERE NOT internal AND database_name = current_database() GROUP BY table_name").fetchall()
+    finally:
+        con.close()
+    return {name: list(cols) for name, cols in sorted(rows)}
+
+
+def _recorded_tables(vdir: Path) -> dict[str, list[str]] | None:
+    """The tables (and their columns) COMPLETE records the version was published with; None for a
+    version published before they were recorded."""
+    try:
+        tables = json.loads((vdir / COMPLETE).read_text())["tables"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return tables if isinstance(tables, dict) else None
+
+
 def write_complete(path: Path, vdir: Path, version: str) -> None:
-    """COMPLETE, the version's last file: its name and each file's size and SHA-256. A Parquet
+    """COMPLETE, the version's last file: its name, each file's size and SHA-256, and the tables
+    (with their columns) its DuckDB file holds, what a rollback judges it by. A Parquet
     file is the lake's (hard link): its digest is taken from an earlier version that recorded
     the same inode with the same size and modification time, not read again every night."""
     known: dict[tuple, str] = {}
@@ -125,7 +165,8 @@ def write_complete(path: Path, vdir: Path, version: str) -> None:
         digest = known.get((st.st_ino, st.st_size, st.st_mtime_ns)) if f.name != DB_NAME else None
         files[f.relative_to(vdir).as_posix()] = {"bytes": st.st_size, "sha256": digest or _sha256(f),
                                                  "mtime_ns": st.st_mtime_ns}
-    write_text(vdir / COMPLETE, json.dumps({"version": version, "files": files}, indent=1) + "\n", fix=WAREHOUSE_FIX)
+    record = {"version": version, "files": files, "tables": _tables_in(vdir / DB_NAME)}
+    write_text(vdir / COMPLETE, json.dumps(record, indent=1) + "\n", fix=WAREHOUSE_FIX)
 
 
 def _check_recorded_files(vdir: Path, version: str, recorded: dict[str, dict], fix: str) -> None:
@@ -146,12 +187,41 @@ def _check_recorded_files(vdir: Path, version: str, recorded: dict[str, dict], f
                                f"sha256 {want['sha256'][:12]}); {fix}")
 
 
+def _required_tables(version: str, recorded: dict[str, list[str]] | None, found: dict[str, list[str]]) -> list[str]:
+    """What the version's file lacks of what it was published with: a table of its COMPLETE's
+    record missing or with other columns; without a record (published before tables were
+    recorded), a table of the first layout, or of a later addition the file holds part of."""
+    if recorded is not None:
+        return [f"{t} (columns {found[t]}, published with {cols})" if t in found else t
+                for t, cols in sorted(recorded.items()) if found.get(t) != cols]
+    required = FIRST_LAYOUT.union(*(step for step in LATER_ADDITIONS if step & found.keys()))
+    return sorted(required - found.keys())
+
+
+def _open_check(db: Path, version: str, fix: str) -> tuple[dict[str, list[str]], list]:
+    """The file's tables and columns, and its publication table's version(s); PublishError when it
+    does not open as DuckDB."""
+    try:
+        found = _tables_in(db)
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            published = con.execute("SELECT version FROM publication").fetchall() if "publication" in found else []
+        finally:
+            con.close()
+    except duckdb.Error as e:
+        raise PublishError(f"{db}: does not open as a DuckDB file ({str(e).splitlines()[0]}); {fix}") from None
+    return found, published
+
+
 def verify_version(path: Path | str, version: str) -> str | None:
-    """Check a kept version before it is published again: every file COMPLETE records has the
-    recorded size and SHA-256 and no other Parquet file was added; the file opens read-only as
-    this version of the warehouse, with every table. Returns a warning for a version published
-    before digests were recorded (only the open is checked); raises PublishError naming the
-    file that fails."""
+    """Check a kept version before it is published again, against what it was published with:
+    every file COMPLETE records has the recorded size and SHA-256 and no other Parquet file was
+    added; the file opens read-only as this version of the warehouse, with every table (and its
+    columns) COMPLETE records, or, for a version published before tables were recorded, every
+    table that existed then (`FIRST_LAYOUT`, and each later addition whole once it has part of
+    it). Raises PublishError naming the file that fails. Returns a warning for a version
+    published before digests were recorded (only the open is checked), or without tables of this
+    release (added after it was published)."""
     path = Path(path)
     vdir = versions_dir(path) / version
     fix = ("not rolled back; the published warehouse is unchanged. Roll back to another kept version "
@@ -160,24 +230,21 @@ def verify_version(path: Path | str, version: str) -> str | None:
     if recorded is not None:
         _check_recorded_files(vdir, version, recorded, fix)
     db = vdir / DB_NAME
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-        try:
-            names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() UNION ALL "
-                                               "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-            missing = [t.name for t in TABLES if t.name not in names]
-            published = con.execute("SELECT version FROM publication").fetchall() if "publication" in names else []
-        finally:
-            con.close()
-    except duckdb.Error as e:
-        raise PublishError(f"{db}: does not open as a DuckDB file ({str(e).splitlines()[0]}); {fix}") from None
+    found, published = _open_check(db, version, fix)
+    missing = _required_tables(version, _recorded_tables(vdir), found)
     if missing or published != [(version,)]:
-        found = "missing " + ", ".join(missing) if missing else f"its publication table says {published}"
-        raise PublishError(f"{db}: not version {version} of the warehouse ({found}); {fix}")
+        what = "missing " + ", ".join(missing) if missing else f"its publication table says {published}"
+        raise PublishError(f"{db}: not version {version} of the warehouse as published ({what}); {fix}")
+    warnings = []
     if recorded is None:
-        return (f"version {version} was published before digests were recorded: only checked that {db} opens "
-                "as that version with every table")
-    return None
+        warnings.append(f"version {version} was published before digests were recorded: only checked that {db} "
+                        "opens as that version with every table")
+    later = [t.name for t in TABLES if t.name not in found]
+    if later:
+        warnings.append(f"version {version} was published before the tables {', '.join(later)} existed: it is "
+                        "published without them (queries and report sections reading them fail on it until the "
+                        "next publish)")
+    return "; ".join(warnings) or None
 
 
 @dataclass
