@@ -358,3 +358,32 @@ def test_dagster_storage_was_postgres_and_workers_kept_their_own_disks(hosts_nig
         assert not list((root / worker).rglob("*.db")), worker
     for name in ("warehouse", "store"):
         assert not (root / "host" / name).exists()  # the mount point stayed empty: each worker's own disk
+
+
+def test_the_deploy_instance_keeps_each_machine_s_paths_its_own(postgres_server, tmp_path, monkeypatch):
+    """deploy/dagster.yaml on the real server, without workers (runs wherever PostgreSQL does): the
+    settings a Celery worker receives with a step (the run's instance ref) name no path of the
+    planning machine, so a worker opening them with its own DAGSTER_HOME keeps its files there,
+    and sees the run the planning machine recorded, in Postgres."""
+    for k, v in postgres_server.dagster_env.items():
+        monkeypatch.setenv(k, v)
+    planner, worker = tmp_path / "planner", tmp_path / "worker"
+    for home in (planner, worker):
+        home.mkdir()
+    shutil.copy(INSTANCE, planner / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(planner))
+
+    @dg.asset
+    def one() -> None:
+        return None
+
+    with dg.DagsterInstance.get() as instance:
+        run_id = dg.materialize([one], instance=instance).run_id
+        ref = instance.get_ref()
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert str(planner) not in ref.local_artifact_storage_data.config_yaml  # `{env: DAGSTER_HOME}`, unresolved
+    assert ref.compute_logs_data.class_name == "NoOpComputeLogManager"
+    monkeypatch.setenv("DAGSTER_HOME", str(worker))
+    with dg.DagsterInstance.from_ref(ref) as on_worker:
+        assert on_worker.get_run_by_id(run_id).is_success
+        assert on_worker.storage_directory() == str(worker / "storage")
