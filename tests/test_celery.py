@@ -286,8 +286,11 @@ def celery_day(tmp_path_factory):
 
         started = time.perf_counter()
         with pytest.MonkeyPatch.context() as mp:
-            for k in ("DAGSTER_HOME", "INFERLEDGER_CELERY_BROKER", "INFERLEDGER_CELERY_BACKEND"):
-                mp.setenv(k, env[k])  # the run's own process plans the steps and talks to the broker
+            # The run's own process plans the steps, talks to the broker, and runs the publish
+            # (in-process: pipelines/defs/jobs/jobs.py), so it has the data paths too.
+            for k in ("DAGSTER_HOME", "INFERLEDGER_CELERY_BROKER", "INFERLEDGER_CELERY_BACKEND", "INFERLEDGER_RAW",
+                      "INFERLEDGER_LAKE", "INFERLEDGER_WAREHOUSE"):
+                mp.setenv(k, env[k])
             # One run after the other: runs planned from threads of one process can hang in
             # dagster-celery (seen here); a deployment starts each run in a process of its own.
             with _deadline(CELERY_DAY_TIMEOUT_S, logs):
