@@ -5,17 +5,18 @@ production instance file, deploy/dagster.yaml, as every process's instance.
 "Separate machines" on one box: each worker runs in a Linux mount namespace of its own (`unshare
 --mount`, root only; skipped otherwise) in which
 
-- every directory of the test but the lake is hidden under an empty tmpfs: the test's own
+- every directory of the test but `<root>/store` is hidden under an empty tmpfs: the test's own
   Dagster home and warehouse, the other worker's disk, the reference run, /dev/shm (where the
   PostgreSQL server keeps its data: the workers reach it, and Redis, over TCP only);
 - its own directory is mounted at one path, `<root>/host`, that every worker's settings name
   (DAGSTER_HOME, TMPDIR, the DuckDB spill directory, the cache, its working directory): the same
   configuration on every machine, a different disk behind it.
 
-What the workers still share is Redis (the broker), PostgreSQL (Dagster's storage) and the lake.
-The lake is the local directory `<root>/store` (raw drop and Parquet lake) until the object store
-lands (issue 20 items 1-3): it stands for the store, and is the only directory of the test the
-workers see.
+What the workers share is Redis (the broker), PostgreSQL (Dagster's storage) and the lake on a
+local S3 server (moto, tests/servers.py), reached over TCP, once the object-store lake is merged
+(until then the lake is `<root>/store/lake`); and the raw drop, `<root>/store/raw`, the one
+directory of the test they see (read-only by use: the raw drop on the store is not done,
+docs/deploy.md).
 
 One night: the three sites' ingest, the day's attribution with the worker that runs it killed
 mid-step (its Celery pool process, SIGKILL), the retry from the failure, then the publish (in the
@@ -23,6 +24,7 @@ run's own process: pipelines/defs/jobs/jobs.py). The marts are byte-identical to
 run of the same jobs on the same raw files, and so is every table of the published warehouse.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -49,7 +51,6 @@ from tests.test_celery import (
     WORKERS,
     _deadline,
     _free_port,
-    _marts_digest,
     _redis_server,
     _run_in_process,
     _stop,
@@ -57,6 +58,12 @@ from tests.test_celery import (
     _warehouse_tables,
 )
 from tests.test_pipeline_ingest import DAY, SITES
+from warehouse.tables import DAILY
+
+try:  # the lake on an object store (issue 20, items 1-3: lake/objects.py, tests/servers.py), once merged
+    from tests.servers import new_bucket
+except ImportError:
+    new_bucket = None
 
 pytestmark = pytest.mark.filterwarnings("ignore:Task name 'execute_plan' is already registered")
 
@@ -162,11 +169,17 @@ def _celery_run(name: str, key: str | None, reexecute_from: str | None = None,
                        if getattr(e.event_specific_data, "error", None)]}
 
 
+def store_lake(lake: Lake) -> bool:
+    """Whether `lake` has the object-store lake's reading API (else main's local-disk Lake)."""
+    return hasattr(lake, "open_read")
+
+
 def _visible(lake: Lake) -> dict:
     """What a reader of the lake sees of the day's attribution (its outputs, request_costs and the
     small frames) and of its marts."""
+    manifest = lake.marts_manifest(DAY)
     return {"attribution": sorted(name for name in OUTPUTS if lake.partition_files(name, DAY)),
-            "marts": lake.marts_manifest(DAY).exists()}
+            "marts": lake.exists(manifest) if store_lake(lake) else Path(manifest).exists()}
 
 
 def _unreadable(lake: Lake) -> list[str]:
@@ -175,10 +188,19 @@ def _unreadable(lake: Lake) -> list[str]:
     for name in OUTPUTS:
         for f in lake.partition_files(name, DAY):
             try:
-                pl.read_parquet(f)
+                pl.read_parquet(str(f))
             except Exception as e:  # any failure to read is what is looked for
                 bad.append(f"{f}: {e}")
     return bad
+
+
+def _lake_digest(lake: Lake) -> dict[str, str]:
+    """SHA-256 of each daily mart of DAY and of the day's request facts, wherever the lake is."""
+    def sha(path) -> str:
+        with lake.open_read(path) if store_lake(lake) else open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    return {**{t.name: sha(lake.mart_path(t.name, DAY)) for t in DAILY},
+            "request_costs": sha(lake.partition_file("request_costs", DAY))}
 
 
 def _kill_attribution(postgres, lake: Lake, processes: dict[str, subprocess.Popen], found: dict) -> None:
@@ -204,7 +226,7 @@ def _kill_attribution(postgres, lake: Lake, processes: dict[str, subprocess.Pope
 
 
 @pytest.fixture(scope="module")
-def hosts_night(tmp_path_factory, postgres_server):
+def hosts_night(request, tmp_path_factory, postgres_server):
     why_not = _can_isolate()
     if why_not:
         pytest.skip(why_not)
@@ -212,13 +234,17 @@ def hosts_night(tmp_path_factory, postgres_server):
     root = tmp_path_factory.mktemp("hosts")
     for d in ("test", "reference", "services", "host", "store"):
         (root / d).mkdir()
-    raw, lake = root / "store" / "raw", root / "store" / "lake"
+    raw = root / "store" / "raw"
+    # The lake on the local S3 server when the object-store lake is there; else a local directory
+    # beside the raw drop, the one directory the workers see.
+    store = new_bucket(request.getfixturevalue("_moto_endpoint")) if new_bucket else None
+    lake = store.uri("lake") if store else str(root / "store" / "lake")
     fleetsim.simulate(raw, DAY, requests=3_000, seed=5, invoices=True)
     host = root / "host"
     port = _free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("INFERLEDGER_", "PYTEST_", "DAGSTER_"))}
-    shared = {**postgres_server.dagster_env,
-              "INFERLEDGER_RAW": str(raw), "INFERLEDGER_LAKE": str(lake),
+    shared = {**postgres_server.dagster_env, **(store.env if store else {}),
+              "INFERLEDGER_RAW": str(raw), "INFERLEDGER_LAKE": lake,
               "INFERLEDGER_CELERY_BROKER": f"redis://127.0.0.1:{port}/0",
               "INFERLEDGER_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1",
               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -263,6 +289,7 @@ def hosts_night(tmp_path_factory, postgres_server):
             baseline = dg.DagsterInstance.ephemeral()
             register_sites(baseline, SITES)
             _run_in_process(raw, root / "reference" / "lake", root / "reference" / "inferledger.duckdb", baseline)
+            reference = _lake_digest(Lake(root / "reference" / "lake"))
             baseline_s = time.perf_counter() - started
 
             control = Celery("dagster", broker=shared["INFERLEDGER_CELERY_BROKER"])
@@ -287,6 +314,7 @@ def hosts_night(tmp_path_factory, postgres_server):
                 results.append(_celery_run("attribute_day", str(DAY), reexecute_from=results[-1]["run_id"]))
                 results.append(_celery_run("publish_warehouse", None))
             seconds = time.perf_counter() - started
+            on_store = _lake_digest(Lake(lake))
     finally:
         known = locals()
         (root / "services" / "night.json").write_text(json.dumps(
@@ -296,7 +324,8 @@ def hosts_night(tmp_path_factory, postgres_server):
             _stop(p)
         signal.signal(signal.SIGTERM, on_sigterm)
     return {"root": root, "results": results, "killed": killed, "after_kill": after_kill, "seconds": seconds,
-            "baseline_seconds": baseline_s, "logs": logs, "postgres": postgres_server}
+            "baseline_seconds": baseline_s, "logs": logs, "postgres": postgres_server, "store": store,
+            "reference": reference, "on_store": on_store}
 
 
 def test_the_night_succeeds_on_workers_with_no_shared_disk(hosts_night):
@@ -328,10 +357,10 @@ def test_a_worker_killed_mid_attribution_leaves_nothing_visible_and_the_retry_co
 
 
 def test_marts_are_byte_identical_to_the_in_process_run(hosts_night):
-    root = hosts_night["root"]
-    reference = _marts_digest(root / "reference" / "lake")
-    assert any(k.endswith(".parquet") for k in reference)
-    assert _marts_digest(root / "store" / "lake") == reference
+    """Every daily mart of the day and its request facts, read from the store, have the bytes of
+    the in-process run's on local disk."""
+    assert len(hosts_night["reference"]) == len(DAILY) + 1
+    assert hosts_night["on_store"] == hosts_night["reference"]
 
 
 def test_published_warehouse_matches_the_in_process_one(hosts_night):
@@ -356,8 +385,9 @@ def test_dagster_storage_was_postgres_and_workers_kept_their_own_disks(hosts_nig
         written = sorted(p.relative_to(home).parts[0] for p in home.rglob("*") if p.is_file())
         assert set(written) <= {"dagster.yaml", "dagster_celery"}, (worker, written)
         assert not list((root / worker).rglob("*.db")), worker
-    for name in ("warehouse", "store"):
-        assert not (root / "host" / name).exists()  # the mount point stayed empty: each worker's own disk
+    assert not list((root / "host").iterdir())  # the mount point stayed empty: each worker's own disk
+    if hosts_night["store"]:
+        assert not list((root / "store").glob("lake*"))  # the lake is on the store only
 
 
 def test_the_deploy_instance_keeps_each_machine_s_paths_its_own(postgres_server, tmp_path, monkeypatch):
