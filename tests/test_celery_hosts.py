@@ -13,9 +13,8 @@ production instance file, deploy/dagster.yaml, as every process's instance.
   configuration on every machine, a different disk behind it.
 
 What the workers share is Redis (the broker), PostgreSQL (Dagster's storage) and the lake on a
-local S3 server (moto, tests/servers.py), reached over TCP, once the object-store lake is merged
-(until then the lake is `<root>/store/lake`); and the raw drop, `<root>/store/raw`, the one
-directory of the test they see (read-only by use: the raw drop on the store is not done,
+local S3 server (moto, tests/servers.py), reached over TCP; and the raw drop, `<root>/store/raw`,
+the one directory of the test they see (read-only by use: the raw drop on the store is not done,
 docs/deploy.md).
 
 One night: the three sites' ingest, the day's attribution with the worker that runs it killed
@@ -46,6 +45,7 @@ from lake.store import Lake
 from pipelines.attribution import OUTPUTS
 from pipelines.partitions import register_sites
 from pipelines.runner import QUIET_RUN
+from tests.servers import new_bucket
 from tests.test_celery import (
     ROOT,
     WORKERS,
@@ -59,11 +59,6 @@ from tests.test_celery import (
 )
 from tests.test_pipeline_ingest import DAY, SITES
 from warehouse.tables import DAILY
-
-try:  # the lake on an object store (issue 20, items 1-3: lake/objects.py, tests/servers.py), once merged
-    from tests.servers import new_bucket
-except ImportError:
-    new_bucket = None
 
 pytestmark = pytest.mark.filterwarnings("ignore:Task name 'execute_plan' is already registered")
 
@@ -169,17 +164,11 @@ def _celery_run(name: str, key: str | None, reexecute_from: str | None = None,
                        if getattr(e.event_specific_data, "error", None)]}
 
 
-def store_lake(lake: Lake) -> bool:
-    """Whether `lake` has the object-store lake's reading API (else main's local-disk Lake)."""
-    return hasattr(lake, "open_read")
-
-
 def _visible(lake: Lake) -> dict:
     """What a reader of the lake sees of the day's attribution (its outputs, request_costs and the
     small frames) and of its marts."""
-    manifest = lake.marts_manifest(DAY)
     return {"attribution": sorted(name for name in OUTPUTS if lake.partition_files(name, DAY)),
-            "marts": lake.exists(manifest) if store_lake(lake) else Path(manifest).exists()}
+            "marts": lake.exists(lake.marts_manifest(DAY))}
 
 
 def _unreadable(lake: Lake) -> list[str]:
@@ -197,7 +186,7 @@ def _unreadable(lake: Lake) -> list[str]:
 def _lake_digest(lake: Lake) -> dict[str, str]:
     """SHA-256 of each daily mart of DAY and of the day's request facts, wherever the lake is."""
     def sha(path) -> str:
-        with lake.open_read(path) if store_lake(lake) else open(path, "rb") as f:
+        with lake.open_read(path) as f:
             return hashlib.sha256(f.read()).hexdigest()
     return {**{t.name: sha(lake.mart_path(t.name, DAY)) for t in DAILY},
             "request_costs": sha(lake.partition_file("request_costs", DAY))}
@@ -226,7 +215,7 @@ def _kill_attribution(postgres, lake: Lake, processes: dict[str, subprocess.Pope
 
 
 @pytest.fixture(scope="module")
-def hosts_night(request, tmp_path_factory, postgres_server):
+def hosts_night(tmp_path_factory, postgres_server, _moto_endpoint):
     why_not = _can_isolate()
     if why_not:
         pytest.skip(why_not)
@@ -235,15 +224,13 @@ def hosts_night(request, tmp_path_factory, postgres_server):
     for d in ("test", "reference", "services", "host", "store"):
         (root / d).mkdir()
     raw = root / "store" / "raw"
-    # The lake on the local S3 server when the object-store lake is there; else a local directory
-    # beside the raw drop, the one directory the workers see.
-    store = new_bucket(request.getfixturevalue("_moto_endpoint")) if new_bucket else None
-    lake = store.uri("lake") if store else str(root / "store" / "lake")
+    store = new_bucket(_moto_endpoint)  # the lake on the local S3 server
+    lake = store.uri("lake")
     fleetsim.simulate(raw, DAY, requests=3_000, seed=5, invoices=True)
     host = root / "host"
     port = _free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("INFERLEDGER_", "PYTEST_", "DAGSTER_"))}
-    shared = {**postgres_server.dagster_env, **(store.env if store else {}),
+    shared = {**postgres_server.dagster_env, **store.env,
               "INFERLEDGER_RAW": str(raw), "INFERLEDGER_LAKE": lake,
               "INFERLEDGER_CELERY_BROKER": f"redis://127.0.0.1:{port}/0",
               "INFERLEDGER_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1",
@@ -386,8 +373,7 @@ def test_dagster_storage_was_postgres_and_workers_kept_their_own_disks(hosts_nig
         assert set(written) <= {"dagster.yaml", "dagster_celery"}, (worker, written)
         assert not list((root / worker).rglob("*.db")), worker
     assert not list((root / "host").iterdir())  # the mount point stayed empty: each worker's own disk
-    if hosts_night["store"]:
-        assert not list((root / "store").glob("lake*"))  # the lake is on the store only
+    assert not list((root / "store").glob("lake*"))  # the lake is on the store only
 
 
 def test_the_deploy_instance_keeps_each_machine_s_paths_its_own(postgres_server, tmp_path, monkeypatch):
