@@ -166,6 +166,13 @@ DAGSTER_READS: tuple[Setting, ...] = (
     Setting("celery_backend", "INFERLEDGER_CELERY_BACKEND", None, "URL",
             "where Celery step results come back, e.g. `redis://redis:6379/1`",
             shown="none: needed by the Celery location only"),
+    # deploy/dagster.yaml's Postgres storage (`{env: ...}`), read where the instance is opened.
+    *(Setting(f"dagster_pg_{part}", f"DAGSTER_PG_{part.upper()}", None, unit,
+              f"the {what} of Dagster's run, event and schedule storage on PostgreSQL, in deploy/dagster.yaml "
+              "(docs/deploy.md)", shown="none: needed by deploy/dagster.yaml only")
+      for part, unit, what in (("host", "host name", "server"), ("port", "port", "server's port (5432)"),
+                               ("db", "name", "database"), ("user", "name", "user"),
+                               ("password", "secret", "user's password"))),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS + DAGSTER_READS}

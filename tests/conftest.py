@@ -13,6 +13,7 @@ from hypothesis import settings
 from lake.inventory import load_inventory
 from pipelines.adapters.dagster_private import forget_defs_state_storage
 from pipelines.cli import DEMO_DAY, main
+from tests.postgres import postgres_server  # noqa: F401  (a fixture: a real PostgreSQL server)
 from tests.servers import S3Store, moto_server, new_bucket
 from transforms.inventory import Inventory
 

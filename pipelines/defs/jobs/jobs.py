@@ -7,6 +7,12 @@ key, and the graph mixes day x site, day, and unpartitioned assets.
     publish_warehouse warehouse, report                       one run for every attributed day
 
 Each job carries its assets' checks; a failing blocking check stops the assets downstream of it.
+
+`publish_warehouse` runs its steps in the run's own process, whatever the code location's executor
+(Celery workers, Kubernetes step pods): the warehouse is one DuckDB file with its versions on one
+disk (one writer, the `warehouse` pool), and the report reads the file the publish has just
+written. On workers that share no disk, two steps on two machines would publish on one and look
+for the file on the other (docs/deploy.md, "Workers on separate machines").
 """
 
 import dagster as dg
@@ -24,4 +30,5 @@ attribute_day = dg.define_asset_job(
 
 publish_warehouse = dg.define_asset_job(
     "publish_warehouse", selection=dg.AssetSelection.assets("warehouse", "report"),
-    description="Publish every attributed day as a new version of the warehouse, after its checks; write the report.")
+    description="Publish every attributed day as a new version of the warehouse, after its checks; write the report.",
+    executor_def=dg.in_process_executor)
