@@ -155,7 +155,7 @@ def print_published(meta: dict, path: Path, out: Console, *, limits: DuckDBLimit
     sql = f"  .venv/bin/inferledger sql{sql_flags}"
     plain = {"markup": False, "soft_wrap": True}  # a path may hold [ ]; a long line stays one line to copy
     out.print(f'{sql} -c "SELECT tier, fully_loaded_cost_per_query FROM cost_by_tier_day"', **plain)
-    out.print(f"{sql}        # interactive; thirteen questions in docs/finance-queries.md", **plain)
+    out.print(f"{sql}        # interactive; fifteen questions in docs/finance-queries.md", **plain)
 
 
 def print_check_warnings(checks: list[dict], out: Console) -> None:
