@@ -81,11 +81,18 @@ def azurite():
         yield endpoint
 
 
+def _clear_azure_variables(monkeypatch) -> None:
+    """None of the Azure variables, and each restored after the test (also those the lake sets
+    from a connection string: set then deleted here, monkeypatch restores their absence)."""
+    for k in AZURE_VARS:
+        monkeypatch.setenv(k, "")
+        monkeypatch.delenv(k)
+
+
 @pytest.fixture
 def az_store(azurite, monkeypatch) -> AzureStore:
     """A new container, and this test's environment naming it by a connection string only."""
-    for k in AZURE_VARS:
-        monkeypatch.delenv(k, raising=False)
+    _clear_azure_variables(monkeypatch)
     store = new_container(azurite)
     for k, v in store.env.items():
         monkeypatch.setenv(k, v)
@@ -157,8 +164,7 @@ def test_a_writer_killed_before_its_manifest_on_azure_leaves_nothing_visible(az_
 def test_the_account_variables_alone_reach_azurite(azurite, monkeypatch, tmp_path):
     """AZURE_STORAGE_ACCOUNT_NAME, _KEY and _ENDPOINT, no connection string, no AZURE_ALLOW_HTTP:
     the same listings as a local lake, and Polars reads what was written (4 + 5 = 9)."""
-    for k in AZURE_VARS:
-        monkeypatch.delenv(k, raising=False)
+    _clear_azure_variables(monkeypatch)
     store = new_container(azurite)
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", AZURITE_ACCOUNT)
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY)
