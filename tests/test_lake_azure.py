@@ -4,6 +4,7 @@ writer killed before its manifest leaves nothing a reader sees, and both PyArrow
 manifests) and Polars (the Parquet) find the account from the standard Azure variables alone.
 The rules of `lake/object_stores.py` that need no server are tested first."""
 
+import base64
 import hashlib
 import os
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fleetsim
 from lake.object_stores import (AZURITE_ACCOUNT, AZURITE_ENDPOINT, AZURITE_KEY, StoreConfigError, _blob_authority,
@@ -22,6 +25,7 @@ from lake.objects import MANIFEST, TOKEN, ObjectLake
 from lake.store import Lake
 from pipelines.cli import main
 from tests.azurite import AzureStore, azurite_server, new_container
+from tests.conftest import examples
 from warehouse.tables import DAILY
 
 DAY = date(2026, 11, 24)
@@ -46,6 +50,21 @@ def test_a_connection_string_names_the_account_key_and_endpoint():
     assert _blob_authority(dev) == ("http", "127.0.0.1:10000")  # path-style: <authority>/<account>
     assert _blob_authority(azure_account({"AZURE_STORAGE_ACCOUNT_NAME": "acme"})) is None  # Azure's own hosts
     assert azure_account({"AZURE_STORAGE_ACCOUNT_NAME": "acme"}).key is None  # the default (managed) identity
+
+
+@settings(max_examples=examples(50), deadline=None)
+@given(name=st.from_regex(r"[a-z0-9]{3,24}", fullmatch=True), key=st.binary(min_size=1, max_size=64),
+       protocol=st.sampled_from(["http", "https"]),
+       suffix=st.sampled_from(["core.windows.net", "core.chinacloudapi.cn"]), order=st.permutations(range(4)))
+def test_any_portal_connection_string_gives_its_account_in_any_order(name, key, protocol, suffix, order):
+    """The four fields in any order, a base64 key whatever its `=` padding: the account, its key,
+    and the blob endpoint <protocol>://<name>.blob.<suffix> (PyArrow: authority .blob.<suffix>)."""
+    b64 = base64.b64encode(key).decode()
+    fields = [f"DefaultEndpointsProtocol={protocol}", f"AccountName={name}", f"AccountKey={b64}",
+              f"EndpointSuffix={suffix}"]
+    account = azure_account({"AZURE_STORAGE_CONNECTION_STRING": ";".join(fields[i] for i in order) + ";"})
+    assert (account.name, account.key, account.endpoint) == (name, b64, f"{protocol}://{name}.blob.{suffix}")
+    assert _blob_authority(account) == (protocol, f".blob.{suffix}")
 
 
 def test_what_cannot_reach_a_store_is_refused_naming_the_variable():
