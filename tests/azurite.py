@@ -28,7 +28,7 @@ from lake.object_stores import AZURITE_ACCOUNT, AZURITE_KEY
 from tests.servers import START_TIMEOUT_S, free_port
 
 AZURITE_VERSION = "3.37.0"
-INSTALL_TIMEOUT_S = 600
+INSTALL_TIMEOUT_S = 300  # about 70 s here; a registry out of reach fails sooner (the fetch options)
 
 
 def azurite_dir() -> Path:
@@ -53,9 +53,9 @@ def azurite_blob() -> Path:
             return launcher
         tmp = Path(tempfile.mkdtemp(prefix=".azurite-", dir=home.parent))
         try:
-            done = subprocess.run(["npm", "install", "--prefix", str(tmp), f"azurite@{AZURITE_VERSION}", "--no-audit",
-                                   "--no-fund", "--loglevel=error"], capture_output=True, text=True,
-                                  timeout=INSTALL_TIMEOUT_S, check=False)
+            npm = ["npm", "install", "--prefix", str(tmp), f"azurite@{AZURITE_VERSION}", "--no-audit", "--no-fund",
+                   "--loglevel=error", "--fetch-retries=2", "--fetch-timeout=60000"]
+            done = subprocess.run(npm, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False)
             if done.returncode != 0 or not (tmp / "node_modules" / ".bin" / "azurite-blob").exists():
                 pytest.skip(f"npm could not install azurite@{AZURITE_VERSION} (exit {done.returncode}): "
                             f"{done.stderr.strip()[-500:]}")
