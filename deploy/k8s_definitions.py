@@ -1,9 +1,11 @@
 """The code location for Kubernetes with one pod per step (`dagster-k8s`): the assets, checks,
 jobs and resources of `pipelines.definitions`, run by `k8s_job_executor`.
 
-Loaded by the user-code deployment of deploy/values.yaml (`dagster api grpc -f` this file). Each
-step pod gets the image, namespace, environment and volumes of the run (the run launcher's and the
-code location's settings), so the INFERLEDGER_* paths must name the shared volume (docs/deploy.md).
+Loaded by the user-code deployment of deploy/k8s/values.yaml (`dagster api grpc -f` this file).
+Each step pod gets the image, namespace, environment and volumes of the run (the run launcher's and
+the code location's settings): the settings ConfigMap (the lake on the object store, the raw drop
+and warehouse on the shared volume), the store's Secret, and an emptyDir of its own for scratch
+(TMPDIR), so steps share no disk but the raw drop (docs/deploy.md, "Kubernetes").
 Without this file, `-m pipelines.definitions` runs each run's steps inside its run pod.
 """
 

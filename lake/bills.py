@@ -27,6 +27,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from lake.object_stores import parquet_metadata
 from lake.store import Lake
 from transforms.contracts import COST_LINES, UTC_US
 
@@ -58,7 +59,7 @@ def bill_index(lake: Lake) -> pl.DataFrame:
     times."""
     rows = []
     for f in lake.all_files("cost_lines"):
-        meta = pq.ParquetFile(f).metadata
+        meta = parquet_metadata(f)
         first, last = _span(f, meta) if meta.num_rows else (None, None)
         delivered, site = lake.day_site(f)
         rows.append({"file": str(f), "delivered": delivered, "site": site, "first_at": first, "last_at": last,

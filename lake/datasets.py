@@ -8,8 +8,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
+from lake.object_stores import parquet_metadata
 from lake.store import Lake
 from transforms.quality.sources import PartitionSources
 
@@ -28,7 +28,7 @@ def read_files(files: list[Path], schema: pl.Schema) -> pl.LazyFrame:
 
 def rows_in(files: Iterable[Path]) -> int:
     """Row count from the Parquet footers (no data read)."""
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return sum(parquet_metadata(f).num_rows for f in files)
 
 
 def iter_batches(files: list[Path], schema: pl.Schema, batch_rows: int) -> Iterator[pl.DataFrame]:

@@ -1,5 +1,5 @@
 """The lake on an object store (`s3://bucket/prefix`: AWS S3, or MinIO, Ceph, moto... at
-`AWS_ENDPOINT_URL`): commits without rename.
+`AWS_ENDPOINT_URL`; `az://container/prefix`: Azure Blob Storage, Azurite): commits without rename.
 
 An object store has no atomic rename, so a partition's file is never written where readers look:
 
@@ -15,9 +15,10 @@ partition is written again and by `collect_garbage` (run at the end of each publ
 that resolved a manifest just before a rewrite keeps reading the object it was given.
 
 Reads and writes of Parquet go through Polars' native object-store support (credentials,
-region and endpoint from the standard AWS variables); listings, small JSON objects, uploads and
-downloads through PyArrow's `S3FileSystem` (the same variables). DuckDB reads local files only
-(its httpfs is not installable with DuckDB 2 here): `local_copies` downloads what it reads.
+region and endpoint from the store's standard variables); listings, small JSON objects, uploads and
+downloads through PyArrow's file system of the scheme (`lake.object_stores`, the same variables).
+DuckDB reads local files only (its httpfs is not installable with DuckDB 2 here): `local_copies`
+downloads what it reads.
 """
 
 import json
@@ -34,13 +35,13 @@ from pathlib import Path
 import polars as pl
 import pyarrow.fs as pafs
 
-from lake import files
+from lake import files, object_stores
 from lake.store import PARQUET_OPTIONS, Lake
 
 MANIFEST = ".manifest.json"
 TOKEN = re.compile(r"\.[0-9a-f]{32}\.parquet$")
 RETENTION_S = 24 * 3600
-STORE_FIX = "check the object store (its endpoint, bucket and credentials: AWS_* variables)"
+STORE_FIX = object_stores.FIX["s3"]  # the default; each lake says its own (`ObjectLake.fix`)
 
 
 def _matches(segments: list[str], patterns: list[str]) -> bool:
@@ -63,11 +64,12 @@ class ObjectLake(Lake):
     def __init__(self, root: str, *, retention_s: float = RETENTION_S, scratch: Path | None = None):
         self.root = str(root).rstrip("/")
         self.scheme, self.base = self.root.split("://", 1)
-        self.fs, _ = pafs.FileSystem.from_uri(self.root)
+        self.fs = object_stores.filesystem(self.root)  # the scheme's client, from its store's variables
+        self.fix = object_stores.FIX[self.scheme]
         bucket = self.base.split("/", 1)[0]
         if self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:  # else a lake that reads as empty
-            raise FileNotFoundError(f"lake {self.root}: the object store has no bucket {bucket}; create it, or "
-                                    "point INFERLEDGER_LAKE (--lake) and AWS_ENDPOINT_URL at the right store")
+            raise FileNotFoundError(f"lake {self.root}: the object store has no bucket (container) {bucket}; create "
+                                    f"it, or point INFERLEDGER_LAKE (--lake) at the right one ({self.fix})")
         self.retention_s = retention_s
         self.scratch_root = scratch or Path(tempfile.gettempdir()) / "inferledger-scratch"
 
@@ -167,7 +169,7 @@ class ObjectLake(Lake):
             return f.read().decode()
 
     def write_text(self, path, text: str) -> None:
-        with files.writing(path, STORE_FIX), self.fs.open_output_stream(self._key(path)) as f:
+        with files.writing(path, self.fix), self.fs.open_output_stream(self._key(path)) as f:
             f.write(text.encode())
 
     # --- writing: data first, manifest last ---------------------------------------------------------
@@ -206,7 +208,7 @@ class ObjectLake(Lake):
     def write(self, lf, dataset, day, site=None, name="part-0") -> str:
         """Stream `lf` into a new object of the partition, then commit it; returns its URI."""
         data = self._new_object(f"{self.partition_dir(dataset, day, site)}/{name}.parquet")
-        with files.writing(data, STORE_FIX):
+        with files.writing(data, self.fix):
             if isinstance(lf, pl.LazyFrame):
                 lf.sink_parquet(data, **PARQUET_OPTIONS)
             else:
@@ -216,7 +218,7 @@ class ObjectLake(Lake):
     def upload(self, local: Path, target: str) -> str:
         """A finished local file as the file `target` (new object, then manifest); returns its URI."""
         data = self._new_object(target)
-        with files.writing(data, STORE_FIX):
+        with files.writing(data, self.fix):
             pafs.copy_files(str(local), self._key(data), source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=self.fs)
         return self.commit(target, data)

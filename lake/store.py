@@ -38,12 +38,14 @@ PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "statistics": 
 
 # URI scheme -> the module and class of its lake, imported on first use (the CLI starts without
 # PyArrow's S3 client).
-OBJECT_STORES = {"s3": ("lake.objects", "ObjectLake")}
+OBJECT_STORES = {"s3": ("lake.objects", "ObjectLake"), "az": ("lake.objects", "ObjectLake")}
+# Schemes a library speaks but the lake refuses, and why (lake/object_stores.py, REFUSED).
+REFUSED_HINT = {"gs": "gs:// is not supported (untested here): reach GCS by its S3 API with s3:// (docs/deploy.md)"}
 URI = re.compile(r"^([a-z][a-z0-9+.-]*)://")
 
 
 def object_store_scheme(root: "Path | str") -> str | None:
-    """`s3` for `s3://bucket/prefix`; None for a local path."""
+    """`s3` for `s3://bucket/prefix` (`az` for `az://container/prefix`); None for a local path."""
     m = URI.match(str(root)) if isinstance(root, str) else None
     return m.group(1) if m else None
 
@@ -60,7 +62,8 @@ class Lake:
         if cls is Lake and scheme is not None:
             if scheme not in OBJECT_STORES:
                 raise ValueError(f"lake {root}: no object store speaks {scheme}:// here; use one of "
-                                 f"{', '.join(f'{s}://' for s in sorted(OBJECT_STORES))} or a local directory")
+                                 f"{', '.join(f'{s}://' for s in sorted(OBJECT_STORES))} or a local directory"
+                                 + (f"; {REFUSED_HINT[scheme]}" if scheme in REFUSED_HINT else ""))
             module, name = OBJECT_STORES[scheme]
             cls = getattr(importlib.import_module(module), name)
         return super().__new__(cls)

@@ -99,8 +99,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("raw", "INFERLEDGER_RAW", "data/raw", "path",
             "raw exports as delivered, `<raw>/<YYYY-MM-DD>/<site>/<family>/...` (docs/raw-formats.md)", Path),
     Setting("lake", "INFERLEDGER_LAKE", "data/lake", "path or URI",
-            "the Parquet lake: a directory, or `s3://bucket/prefix` on an object store (AWS_* variables; "
-            "docs/deploy.md)", lambda text: text.rstrip("/") if "://" in text else Path(text)),
+            "the Parquet lake: a directory, or `s3://bucket/prefix` (AWS_* variables) or `az://container/prefix` "
+            "(AZURE_STORAGE_* variables) on an object store (docs/deploy.md)",
+            lambda text: text.rstrip("/") if "://" in text else Path(text)),
     Setting("warehouse", "INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb", "path",
             "the published DuckDB file finance queries; its versions are kept beside it", Path),
     Setting("inventory", "INFERLEDGER_INVENTORY", None, "path", "the inventory YAML (docs/inventory.md)", Path,
