@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # dagster.yaml with absolute storage paths by the first command that needs it.
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo demo-real test lint test-deep setup defs ui clean docs bench bench-attribution bench-e2e bench-plan check-data demo-plan
+.PHONY: demo demo-real test lint test-deep test-stores setup defs ui clean docs bench bench-attribution bench-e2e bench-plan check-data demo-plan
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,7 +49,11 @@ demo-plan: $(VENV)/.installed
 ## (derandomized, no example database), each property test at its own budget. Without CI, the `dev`
 ## profile: the same budgets, random examples, failures replayed from .hypothesis/.
 test: lint
-	$(PY) -m pytest -n 2 --dist loadfile --durations=15
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15 -m "not azurite"
+
+## The lake on Azure Blob Storage against Azurite (npm install on first use, cached in ~/.cache/inferledger). Not part of `make test`.
+test-stores: $(VENV)/.installed
+	$(PY) -m pytest -m azurite tests/test_lake_azure.py
 
 ## Ruff and the import contract (pyproject.toml; the rooms and what each may import: docs/architecture.md).
 lint: $(VENV)/.installed

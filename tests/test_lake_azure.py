@@ -129,6 +129,7 @@ def _digests(lake: Lake) -> dict[str, str]:
     return out
 
 
+@pytest.mark.azurite
 def test_the_night_on_azurite_gives_the_local_disk_bytes(az_store, tmp_path):
     """A 400-request demo-fleet day (seed 7, invoices) run as `inferledger run` does, on local disk
     and on az://: the 16 daily marts and the facts byte-identical, the same files by the layout's
@@ -162,6 +163,7 @@ ObjectLake(sys.argv[1]).write(pl.DataFrame({"x": [10, 20, 30]}), "totals", date(
 """
 
 
+@pytest.mark.azurite
 def test_a_writer_killed_before_its_manifest_on_azure_leaves_nothing_visible(az_store, tmp_path):
     lake = Lake(az_store.uri())
     day = date(2030, 1, 1)
@@ -180,6 +182,7 @@ def test_a_writer_killed_before_its_manifest_on_azure_leaves_nothing_visible(az_
     assert [k for k in az_store.keys("lake/totals/") if TOKEN.search(k)] == [uri.split("/", 3)[3]]
 
 
+@pytest.mark.azurite
 def test_the_account_variables_alone_reach_azurite(azurite, monkeypatch, tmp_path):
     """AZURE_STORAGE_ACCOUNT_NAME, _KEY and _ENDPOINT, no connection string, no AZURE_ALLOW_HTTP:
     the same listings as a local lake, and Polars reads what was written (4 + 5 = 9)."""
@@ -201,6 +204,7 @@ def test_the_account_variables_alone_reach_azurite(azurite, monkeypatch, tmp_pat
     assert pl.read_parquet(az.partition_file("requests", d1, "west"))["x"].sum() == 9
 
 
+@pytest.mark.azurite
 def test_a_missing_container_is_an_error_not_an_empty_lake(az_store):
     with pytest.raises(FileNotFoundError, match="az://no-such-container/lake: the object store has no bucket "
                                                 r"\(container\) no-such-container.*AZURE_STORAGE_\* variables"):
