@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 
 import pipelines.ingest as ingest
 from lake import json_lines
-from lake.json_lines import _json_fields_whole_file, _json_fields_whole_files, extract_json_fields, scan_json_fields
+from lake.json_lines import (
+    _json_fields_whole_file,
+    _json_fields_whole_files,
+    extract_json_fields,
+    scan_json_fields,
+    scan_redfish_sensors,
+)
 from lake.readers import COMPRESSION_RATIO, UnreadableFile, line_count, scan_text_lines, text_bytes
 from tests.conftest import examples
 from transforms.ingest.requests import OTEL_FIELDS
@@ -316,3 +322,28 @@ def test_a_compressed_file_that_does_not_decompress_is_unreadable_and_the_group_
     assert sorted(unreadable) == sorted(p.relative_to(tmp_path).as_posix() for p in (bad, cut, plain))
     with pytest.raises(UnreadableFile, match="g/cut.jsonl"):
         scan_json_fields([cut], tmp_path, KEYS)
+
+
+def test_redfish_sensor_fields_of_many_batches_open_no_database_each(tmp_path, monkeypatch):
+    """The Redfish reader runs DuckDB once per batch of lines (the streaming engine cuts a file
+    into batches): each call takes a cursor of the process's database, where a database opened
+    per batch cost 24 ms of CPU (20 batches for a site-day's 14,400 readings: 0.65 CPU-s, 0.13-0.20
+    now). 3 files of 5,000 lines each: line i of a file is `{"Id": "TotalPower", "Reading": i, ...}`
+    except line 7, which is `[1]` (JSON, not an object: every field null, `_json_ok` false)."""
+    for f in range(3):
+        lines = [json.dumps({"Id": "TotalPower", "Reading": i, "ReadingUnits": "W",
+                             "ReadingTime": "2026-10-31T00:00:17+00:00"}) for i in range(1, 5001)]
+        lines[6] = "[1]"
+        write(tmp_path, f"redfish_n{f}_2026-10-31.jsonl", ("\n".join(lines) + "\n").encode())
+    json_lines._database()  # the process's database, opened once whatever the test order
+    opened = []
+    real_connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or real_connect(*a, **k))
+    got = scan_redfish_sensors(sorted(tmp_path.glob("*.jsonl")), tmp_path).collect(engine="streaming")
+    assert opened == []
+    # 3 x 5,000 rows; 3 x 4,999 are objects; readings 1..5000 but 7 of each file: sum 3 x (12,502,500 - 7).
+    assert got.height == 15_000
+    assert got["_json_ok"].sum() == 14_997
+    assert got.filter(pl.col("_source_row") == 7)["_id"].to_list() == [None] * 3
+    assert got["_reading"].cast(pl.Int64).sum() == 3 * (5000 * 5001 // 2 - 7) == 37_507_479
+    assert set(got["_units"].drop_nulls()) == {"W"}

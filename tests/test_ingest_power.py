@@ -505,3 +505,30 @@ def test_canonical_parquet_keeps_its_own_columns_and_checks_the_site(tmp_path):
          "`site_id` remote-plains disagrees with the inventory (meter m-h200-01/bmc is at site metro-east)")]
     assert rows.select("meter_id", "scope", "node_id", "ts", "power_w", "source").rows() == [
         ("m-h200-01/bmc", "node", "m-h200-01", utc(2026, 11, 28, 0, 0, 5), 5210.0, "canonical")]
+
+
+def test_dcgm_rows_come_in_file_and_line_order_without_a_sort(tmp_path):
+    """The DCGM parser keeps its input's order (its join with the GPU meters keeps the left order)
+    and is not sorted again: its rows must be those of the sort by file and line, in every case a
+    join could reorder. Three files named out of order on the disk; in each, 40 scrapes of GPU 0-7
+    of m-h200-01 (known meters) interleaved with GPU 9 (no such meter: `unknown_meter`) and a
+    host of another site (r-l40s-std-01/gpu0, a meter of remote-plains: `unknown_meter`), and
+    comment lines (not records). Rows: 3 files x 40 scrapes x (8 + 2) samples = 1,200; quarantined
+    3 x 40 x 2 = 240, each file's lines numbered from 1 with its 2 header lines first."""
+    for name in ("c.prom", "a.prom", "b.prom"):
+        lines = ["# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).", "# TYPE DCGM_FI_DEV_POWER_USAGE gauge"]
+        for k in range(40):
+            ms = T0 + k * 1000
+            lines += [dcgm("power", "9", "100", ms)] + [dcgm("power", str(g), f"{100 + g}.5", ms) for g in range(8)]
+            lines += [dcgm("power", "0", "90", ms, host="r-l40s-std-01")]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+    raw = scan_text_lines(sorted(tmp_path.glob("*.prom")), tmp_path)
+    parsed = parse_dcgm_prometheus(raw, INV, "metro-east").collect()
+    assert parsed.height == 3 * 40 * (8 + 2) == 1200
+    assert parsed.rows() == parsed.sort("_source_file", "_source_row", maintain_order=True).rows()
+    assert parsed["_source_file"].unique(maintain_order=True).to_list() == ["a.prom", "b.prom", "c.prom"]
+    assert parsed["_source_row"].head(3).to_list() == [3, 4, 5]  # 2 comment lines first
+    assert parsed.filter(pl.col("_reason") == "unknown_meter").height == 3 * 40 * 2 == 240
+    # the accepted power of one scrape: GPUs 0-7 read 100.5 + ... + 107.5 = 8 x 100.5 + 28 = 832 W
+    first = parsed.filter(pl.col("_reason").is_null() & (pl.col("_source_file") == "a.prom")).head(8)
+    assert first["power_w"].sum() == 832.0

@@ -255,6 +255,37 @@ def test_details_name_the_field_and_what_to_do(tmp_path):
     assert quarantine.filter(pl.col("source_row") == 2)["record_key"].item() == "r-2"
 
 
+def test_wrong_json_types_name_what_was_found_on_their_line_only(tmp_path):
+    """A value of the wrong JSON type is named in the message of its own line (the message is built
+    only where the check fails): a string, an object, an array, a boolean and numbers (a fraction;
+    a 33-digit integer, shown cut to its first 32 characters; NaN, which DuckDB's JSON dialect
+    reads, not finite) where the key wants another type. Line 1 is valid: accepted, no message.
+    The same messages as before the change (checked on the previous code)."""
+    _, quarantine, counts = ingest_jsonl(tmp_path, {"a.jsonl": [
+        line(**{"gen_ai.response.id": "r-1"}),
+        line(**{"gen_ai.response.id": "r-2", "gen_ai.usage.input_tokens": "1200"}),
+        line(**{"gen_ai.response.id": "r-3", "server.address": {"host": "m-h200-01"}}),
+        line(**{"gen_ai.response.id": "r-4", "inferledger.tier": ["premium"]}),
+        line(**{"gen_ai.response.id": "r-5", "inferledger.tenant.id": True}),
+        line(**{"gen_ai.response.id": "r-6", "gen_ai.usage.output_tokens": 300.5}),
+        line(**{"gen_ai.response.id": "r-7", "gen_ai.request.model": 123456789012345678901234567890123}),
+        line(**{"gen_ai.response.id": "r-8", "gen_ai.latency.time_in_queue": "0.01"}),
+        line(**{"gen_ai.response.id": "r-9"}).replace('"gen_ai.latency.e2e": 7.75', '"gen_ai.latency.e2e": NaN'),
+    ]})
+    assert counts.select("rows_read", "rows_accepted", "rows_quarantined").row(0) == (9, 1, 8)
+    assert [detail_of(quarantine, r) for r in range(2, 10)] == [
+        "`gen_ai.usage.input_tokens` must be a JSON integer, found a string; fix the exporter",
+        "`server.address` must be a JSON string, found an object; fix the exporter",
+        "`inferledger.tier` must be a JSON string, found an array; fix the exporter",
+        "`inferledger.tenant.id` must be a JSON string, found a boolean; fix the exporter",
+        "`gen_ai.usage.output_tokens` must be a JSON integer, found the number 300.5; fix the exporter",
+        "`gen_ai.request.model` must be a JSON string, found the number 12345678901234567890123456789012; "
+        "fix the exporter",
+        "`gen_ai.latency.time_in_queue` must be a finite JSON number, found a string; fix the exporter",
+        "`gen_ai.latency.e2e` must be a finite JSON number, found the number NaN; fix the exporter",
+    ]
+
+
 def test_conflicting_duplicate_id_quarantines_every_copy(tmp_path):
     rows, quarantine, counts = ingest_jsonl(tmp_path, {"a.jsonl": [
         line(), line(**{"gen_ai.response.id": "r-2"}), line(**{"gen_ai.usage.output_tokens": 301}),

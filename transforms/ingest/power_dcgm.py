@@ -88,7 +88,7 @@ def parse_dcgm_prometheus(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
             pl.col("_value").cast(pl.Float64, strict=False).alias("_v"),
             pl.col("_ts").cast(pl.Int64, strict=False).alias("_ms"),
         )
-        .join(gpu_meters, on="meter_id", how="left")
+        .join(gpu_meters, on="meter_id", how="left", maintain_order="left")
     )
     v, ms = pl.col("_v"), pl.col("_ms")
     power, energy = pl.col("_measure") == "power", pl.col("_measure") == "energy"
@@ -123,4 +123,4 @@ def parse_dcgm_prometheus(raw: pl.LazyFrame, inventory: Inventory, site_id: str)
         pl.lit(False).alias("counter_reset"),
         pl.lit("dcgm").alias("source"),
     )
-    return finish(parsed, measure=True)
+    return finish(parsed, measure=True, in_order=True)  # lines in file order, kept by every step above

@@ -58,11 +58,15 @@ def unjudged(lf: pl.LazyFrame) -> pl.LazyFrame:
     return lf.with_columns(pl.lit(None, pl.String).alias("_reason"), pl.lit(None, pl.String).alias("_detail"))
 
 
-def finish(lf: pl.LazyFrame, *, measure: bool = False) -> pl.LazyFrame:
+def finish(lf: pl.LazyFrame, *, measure: bool = False, in_order: bool = False) -> pl.LazyFrame:
     """The parsed frame: POWER_READINGS columns in order and type, the bookkeeping columns and,
-    for formats with one measure per record, `_measure`; in file and row order."""
-    return lf.select(
+    for formats with one measure per record, `_measure`; in file and row order. `in_order`: the
+    parser kept its input's order (`scan_text_lines`: files by name, then lines; joins with
+    `maintain_order="left"`), so the rows are in that order already and are not sorted again
+    (DCGM: the sort was 20% of the parse, 0.13 CPU-s per 230,000 samples)."""
+    parsed = lf.select(
         *(pl.col(c.name).cast(c.dtype) for c in POWER_READINGS.columns),
         "_source_file", pl.col("_source_row").cast(pl.Int64), "_reason", "_detail",
         *(["_measure"] if measure else []),
-    ).sort("_source_file", "_source_row")
+    )
+    return parsed if in_order else parsed.sort("_source_file", "_source_row")
