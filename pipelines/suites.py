@@ -5,7 +5,8 @@ A partition of more than `batch_rows` rows (default the setting `quality_batch_r
 $INFERLEDGER_QUALITY_BATCH_ROWS) is read and validated in batches of that many rows, with the
 results of validating it whole (`transforms.quality.batched`), so memory is bounded by the
 batch, not the partition (a slice of the lazy scan reads only the row groups it covers); one of
-up to WHOLE_ROWS rows is validated in one frame, anything larger through the batched path.
+up to WHOLE_ROWS rows is validated in one frame, anything larger through the batched path (read
+once, as one frame, when it fits one batch).
 
     python -m pipelines.suites LAKE DAY [--inventory FILE] [--suite S ...] [--json FILE] [--verbose]
 
@@ -59,8 +60,12 @@ def validate_files(suite: str, files: list[Path], ctx: SuiteContext, partition: 
     fit), where GX sees a few columns at a time and key uniqueness is judged in Polars."""
     batch_rows = batch_rows or BATCH_ROWS
     schema = _schema(suite)
-    if rows_in(files) <= min(batch_rows, WHOLE_ROWS):
+    rows = rows_in(files)
+    if rows <= min(batch_rows, WHOLE_ROWS):
         return validate_frame(suite, read_files(files, schema), ctx, partition=partition)
+    if rows <= batch_rows:  # one batch: read once, and the key uniqueness judged on it, not on a second read
+        frame = read_files(files, schema).collect()
+        return validate_batches(suite, frame.lazy(), iter([frame]), ctx, partition=partition)
     return validate_batches(suite, read_files(files, schema), iter_batches(files, schema, batch_rows), ctx,
                             partition=partition)
 

@@ -10,6 +10,7 @@ import great_expectations.expectations as gxe
 import polars as pl
 import pytest
 
+import pipelines.suites as suites_module
 from lake.store import Lake
 from pipelines.suites import run_suite_on_files, validate_partition
 from tests.test_quality_suites import (
@@ -217,3 +218,33 @@ def test_configurations_built_once_equal_gx_as_shipped(suite, small_inventory, m
     for name in shipped:
         pair = [json.dumps(r.to_json_dict(), default=str, sort_keys=True) for r in (fast[name], shipped[name])]
         assert pair[0] == pair[1], name
+
+
+@pytest.mark.parametrize("suite, site, build", [("requests", "metro-east", requests_with_defects),
+                                                ("power_readings", "cloud-use1", None)])
+def test_one_batch_read_once_equals_the_whole_partition(tmp_path, small_inventory, monkeypatch, suite, site, build):
+    """A partition larger than WHOLE_ROWS that fits one batch is read once: the batch is the frame
+    the key uniqueness and the conversion plan are judged on (no second read). Same SuiteResult as
+    validating it whole, and as in batches of 1,000 rows."""
+    lake = tmp_path / "lake"
+    if build is None:  # power readings: the nameplate join of `prepare`, a duplicated (meter_id, ts)
+        base = power_frame().with_columns(pl.lit(1, pl.Int16).alias("gpu_index"))
+        frame = tile(base, 2_500, "ts", step=timedelta(seconds=0.001))
+        frame = copy_key(defects(frame, {"power_w": ([7, 2100], 50_000.0)}), ["meter_id", "ts"], [(10, 2400)])
+    else:
+        frame = build()
+    write(lake, suite, frame, site, parts=2)
+    whole = validate_partition(lake, suite, DAY, small_inventory, site, batch_rows=WHOLE)  # WHOLE_ROWS: one frame
+    reads = []
+    read_files, iter_batches = suites_module.read_files, suites_module.iter_batches
+    monkeypatch.setattr(suites_module, "read_files", lambda *a: reads.append("scan") or read_files(*a))
+    monkeypatch.setattr(suites_module, "iter_batches", lambda *a: reads.append("batches") or iter_batches(*a))
+    monkeypatch.setattr(suites_module, "WHOLE_ROWS", 100)  # 2,500-3,500 rows: more than a whole frame, one batch
+    once = validate_partition(lake, suite, DAY, small_inventory, site, batch_rows=WHOLE)
+    assert reads == ["scan"]  # read once, as one frame (twice as batches: a scan and the batches)
+    same(once, whole)
+    same(validate_partition(lake, suite, DAY, small_inventory, site, batch_rows=BATCH), whole)
+    assert reads == ["scan", "scan", "batches"]
+    key = whole.result(f"{suite}.key.unique")
+    # requests: 3 pairs and a chain of copied ids (tests above): 6 rows; power: rows 10 and 2400.
+    assert (key.success, key.unexpected_count) == (False, 6 if suite == "requests" else 2)

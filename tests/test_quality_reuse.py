@@ -1,5 +1,6 @@
 """The quality suites' fixed cost cut without changing a result: GX's metric ids of plain keyword
-arguments skip its JSON conversion (`gx_private.plain_ids_fast`), and the process-wide GX
+arguments skip its JSON conversion (`gx_private.plain_ids_fast`), our engine takes an in-memory
+frame without measuring it (`gx_private.frames_taken_as_they_are`), and the process-wide GX
 context, datasource and batch definition are reused from one validation to the next. Real GX on
 real Parquet, against GX as shipped and against a fresh process."""
 
@@ -12,9 +13,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
+from great_expectations.core.batch_spec import RuntimeDataBatchSpec
 from great_expectations.core.id_dict import IDDict
+from great_expectations.execution_engine import pandas_execution_engine
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,7 +28,7 @@ from tests.conftest import examples
 from tests.test_quality_batches import BATCH, WHOLE, requests_with_defects, write
 from tests.test_quality_suites import DAY, DRILLS, FIXTURES
 from transforms.quality import gx_private
-from transforms.quality.runner import _gx_validate, to_pandas
+from transforms.quality.runner import _batch_definition, _gx_validate, to_pandas
 from transforms.quality.suites import SUITES, SuiteContext, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,3 +148,46 @@ def test_two_validations_in_one_process_equal_fresh_ones(tmp_path, small_invento
     fresh = subprocess.run([sys.executable, "-c", FRESH, str(lake), str(inventory), str(WHOLE), str(BATCH)],
                            cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert json.loads(fresh.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(here[:2], default=str))
+
+
+@pytest.mark.parametrize("suite", sorted(FIXTURES))
+def test_frames_taken_as_they_are_equal_gx_as_shipped(suite, small_inventory, monkeypatch):
+    """`gx_private.frames_taken_as_they_are` (our engine takes an in-memory frame without GX's
+    `memory_usage`, computed only to compare with a fingerprint threshold of 0) changes no result:
+    every failure drill of the suite, field for field against GX's own `get_batch_data_and_markers`;
+    pandas measured the frame twice per validation as shipped, never with it."""
+    ctx = SuiteContext(inventory=small_inventory, day=DAY)
+    clean = FIXTURES[suite]()
+    mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
+               if m.schema == clean.schema]
+    pdf = to_pandas(prepare(suite, pl.concat([clean, *mutated]).lazy(), ctx).collect())
+    expectations = [c.expectation for c in SUITES[suite](ctx)]
+    measured = {"n": 0}
+    memory_usage = pd.DataFrame.memory_usage
+
+    def counted(self, *a, **kw):
+        measured["n"] += 1
+        return memory_usage(self, *a, **kw)
+
+    monkeypatch.setattr(pd.DataFrame, "memory_usage", counted)
+    engine = gx_private._engine(_batch_definition())
+    assert "get_batch_data_and_markers" in vars(engine)  # ours, on this engine only
+    fast = _gx_validate(suite, expectations, pdf)
+    assert measured["n"] == 0
+    monkeypatch.delattr(engine, "get_batch_data_and_markers")  # as shipped: GX's method of the class
+    shipped = _gx_validate(suite, expectations, pdf)
+    assert measured["n"] == 2  # GX's get_batch_data_and_markers, twice per validation
+    assert any(not r.success for r in shipped.values())
+    assert as_json(fast) == as_json(shipped)
+
+
+def test_frames_taken_as_they_are_leave_anything_else_to_gx(monkeypatch):
+    """A fingerprint wanted (threshold above 0) or a batch spec other than an in-memory frame goes
+    to GX's own method: the fingerprint marker is there again."""
+    engine = gx_private._engine(_batch_definition())
+    frame = pd.DataFrame({"a": [1, 2, 3]})
+    data, markers = engine.get_batch_data_and_markers(RuntimeDataBatchSpec(batch_data=frame))
+    assert data.dataframe is frame and set(markers) == {"ge_load_time"}
+    monkeypatch.setattr(pandas_execution_engine, "HASH_THRESHOLD", 1e9)
+    data, markers = engine.get_batch_data_and_markers(RuntimeDataBatchSpec(batch_data=frame))
+    assert data.dataframe is frame and set(markers) == {"ge_load_time", "pandas_data_fingerprint"}

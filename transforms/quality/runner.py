@@ -86,8 +86,9 @@ class SuiteResult:
 def _batch_definition():
     context = gx.get_context(mode="ephemeral")
     gx_private.progress_bars_off(context)
-    return (context.data_sources.add_pandas("inferledger").add_dataframe_asset("frame")
-            .add_batch_definition_whole_dataframe("whole"))
+    datasource = context.data_sources.add_pandas("inferledger")
+    gx_private.frames_taken_as_they_are(datasource)
+    return datasource.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("whole")
 
 
 def _fits_ns(dates: pl.Series) -> bool:
