@@ -137,11 +137,15 @@ def build_version_file(db: Path, vdir: Path, day_files: dict[str, list[Path]], d
         cols = ", ".join(BY_NAME["request_costs"].columns)
         run(con, f"CREATE VIEW request_costs AS SELECT {cols} FROM read_parquet({sql_string(facts)})")
         report("comments")
+        # One transaction for the ~560 comments: each statement alone is a commit of the file (its
+        # write-ahead log), ~0.5 ms apiece; together, one.
+        run(con, "BEGIN TRANSACTION")
         for table in TABLES:
             _check_columns(con, table)
             _comment(con, table)
             if table.kind == "table":
                 rows[table.name] = run(con, f"SELECT count(*) FROM {table.name}")[0][0]
+        run(con, "COMMIT")
         rows["request_costs"] = run(con, "SELECT count(*) FROM request_costs")[0][0]
         report("checks")
         outcomes = run_checks(con, which) if which else []
