@@ -35,7 +35,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.fs as pafs
 
-from lake import files, object_stores
+from lake import commits, files, object_stores
 from lake.store import PARQUET_OPTIONS, Lake
 
 MANIFEST = ".manifest.json"
@@ -96,12 +96,25 @@ class ObjectLake(Lake):
         return self.fs.get_file_info(pafs.FileSelector(self._key(under), recursive=True, allow_not_found=True))
 
     def _resolve(self, manifest: str) -> str | None:
-        """The data object a manifest (URI) names; None when there is no manifest."""
+        """The data object a manifest (URI) names (through its group's commit record when it is a
+        pointer, `lake.commits`); None when there is no manifest."""
+        content = self.read_manifest(manifest)
+        return None if content is None else commits.resolve(self, manifest, content)
+
+    def read_manifest(self, manifest: str) -> dict | None:
         try:
             with self.fs.open_input_stream(self._key(manifest)) as f:
-                return f"{manifest.rpartition('/')[0]}/{json.loads(f.read())['file']}"
+                return json.loads(f.read())
         except FileNotFoundError:
             return None
+
+    def manifest_of(self, target: str) -> str:
+        """`<dir>/<name>.parquet` -> `<dir>/<name>.manifest.json`."""
+        d, name = self._split(target)
+        return f"{d}/{name}{MANIFEST}"
+
+    def target_of(self, manifest: str) -> str:
+        return manifest.removesuffix(MANIFEST) + ".parquet"
 
     # --- where things are (the layout of lake.store, through manifests) --------------------------
 
@@ -217,11 +230,15 @@ class ObjectLake(Lake):
 
     def upload(self, local: Path, target: str) -> str:
         """A finished local file as the file `target` (new object, then manifest); returns its URI."""
+        return self.commit(target, self.put_object(local, target))
+
+    def put_object(self, local: Path, target: str) -> str:
+        """A finished local file uploaded as a new object of the file `target`, not committed."""
         data = self._new_object(target)
         with files.writing(data, self.fix):
             pafs.copy_files(str(local), self._key(data), source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=self.fs)
-        return self.commit(target, data)
+        return data
 
     def adopt(self, path, dataset, day, site=None, name="part-0") -> str:
         """Upload a finished scratch file into its partition (then remove it); returns its URI."""
@@ -231,6 +248,18 @@ class ObjectLake(Lake):
 
     def _scratch_dir(self) -> Path:
         return self.scratch_root
+
+    # --- grouped commits (lake.commits: the pointers, then the group's record) -------------------
+
+    fix = STORE_FIX
+    new_object = _new_object
+
+    def batch(self, group: str):
+        return commits.batch(lambda: commits.ObjectBatch(self, group, PARQUET_OPTIONS))
+
+    def collect_beside(self, target: str, keep: str) -> None:
+        d, name = self._split(target)
+        self._collect(d, name, keep=keep)
 
     def staging(self):
         return _staging(self)
