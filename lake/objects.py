@@ -8,7 +8,9 @@ An object store has no atomic rename, so a partition's file is never written whe
 
 The manifest is written last, in one PUT (an object appears whole or not at all), and readers
 follow manifests only: `<partition>/<name>.parquet` exists for them when its manifest does, and is
-the data object it names. A writer killed before its manifest leaves an object no reader sees; a
+the data object it names (a manifest may instead point at a group's commit record, written after
+every object of the group: a day's eight attribution outputs change together, `lake.commits`).
+A writer killed before its manifest leaves an object no reader sees; a
 rerun writes a new object and its manifest replaces the old one, so nothing doubles. Superseded and
 orphaned data objects are deleted once older than `retention_s` (default a day), when their
 partition is written again and by `collect_garbage` (run at the end of each publish): a reader

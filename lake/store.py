@@ -6,6 +6,8 @@
     <lake>/marts/_manifest/date=YYYY-MM-DD.json                    what they were built from
     <lake>/_scratch/<pid>-<uuid>.parquet                           a run's spill files
     <lake>/_backfills/<first>_<last>.json                          a backfill's days done
+    <lake>/_commits/<group>.json                                   a grouped commit being applied
+                                                                   (a day's attribution: lake.commits)
     <lake>/plans/<table>/run=<run_id>.parquet                      the planner's kept runs (lake.plans)
 
 Every file is written atomically (`lake.files`): a reader sees the previous file or the new
