@@ -11,7 +11,7 @@ time) or the whole new one, never a mix.
 
 **Local disk** (`LocalBatch`): a redo journal. Each file is written to a temporary name beside
 its target (`lake.files.temp_beside`) and flushed; the commit point is the journal
-`<lake>/_commits/<group, '/' as '+'>.json`, written atomically, naming every (temporary, target)
+`<lake>/_commits/<group, '/' as '+'>+<time>-<uuid>.json`, written atomically, naming every (temporary, target)
 pair; then each temporary file is renamed over its target and the journal removed. A process
 killed before the journal leaves temporary files only (removed by the next write beside them);
 killed after it, the journal is rolled forward (`settle`) by the next process that reads or writes
@@ -29,6 +29,8 @@ version before the first grouped commit), else nothing.
 
 import json
 import os
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -50,7 +52,20 @@ def _sink(frame, path, options: dict) -> None:
 
 
 def journal_path(root: Path, group: str) -> Path:
-    return Path(root) / COMMITS / f"{group.replace('/', '+')}.json"
+    """A new journal of `group`: `<root>/_commits/<group, '/' as '+'>+<time ns>-<uuid>.json`
+    (one per commit, so two commits of a group at once never remove each other's; `settle`
+    applies them oldest first)."""
+    return Path(root) / COMMITS / f"{group.replace('/', '+')}+{time.time_ns():020d}-{uuid.uuid4().hex}.json"
+
+
+def pending(root: Path, group: str | None = None) -> list[Path]:
+    """The journals (of `group`, or all) not yet applied, oldest first."""
+    d, prefix = Path(root) / COMMITS, "" if group is None else f"{group.replace('/', '+')}+"
+    try:
+        names = [e.name for e in os.scandir(d) if e.name.endswith(".json") and e.name.startswith(prefix)]
+    except FileNotFoundError:
+        return []
+    return [d / n for n in sorted(names, key=lambda n: n.rsplit("+", 1)[1])]
 
 
 def _apply(root: Path, journal: Path) -> None:
@@ -71,14 +86,10 @@ def _apply(root: Path, journal: Path) -> None:
 
 
 def settle(root: Path) -> None:
-    """Roll forward every journal of `root` left by a process killed after its commit point."""
-    d = Path(root) / COMMITS
-    try:
-        pending = sorted(e.path for e in os.scandir(d) if e.name.endswith(".json"))
-    except FileNotFoundError:
-        return
-    for journal in pending:
-        _apply(Path(root), Path(journal))
+    """Roll forward every journal of `root` left by a process killed after its commit point (or
+    being applied by its writer now: applying twice is harmless), oldest first."""
+    for journal in pending(root):
+        _apply(Path(root), journal)
 
 
 class LocalBatch:

@@ -163,7 +163,9 @@ class ObjectLake(Lake):
         return self.fs.get_file_info(self._key(path)).type == pafs.FileType.File
 
     def has_partition(self, dataset, day) -> bool:
-        return any(i.path.endswith(MANIFEST) for i in self._listing(self.partition_dir(dataset, day)))
+        """A committed file in it (a pointer whose group never committed names nothing)."""
+        return any(i.path.endswith(MANIFEST) and self._resolve(self._uri(i.path))
+                   for i in self._listing(self.partition_dir(dataset, day)))
 
     def mtime_ns(self, path) -> int:
         return self.fs.get_file_info(self._key(path)).mtime_ns

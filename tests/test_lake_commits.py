@@ -17,8 +17,9 @@ import polars as pl
 import pytest
 
 import fleetsim
-from lake.commits import COMMITS, journal_path
-from lake.objects import TOKEN
+from lake import commits
+from lake.commits import COMMITS, pending
+from lake.objects import TOKEN, ObjectLake
 from lake.store import Lake
 from pipelines.attribution import OUTPUTS, day_commit
 from pipelines.cli import main
@@ -120,13 +121,13 @@ def test_on_local_disk_a_kill_before_the_commit_leaves_the_previous_run_and_afte
     # (request_costs, node_slots, pool_idle), before the journal: a reader sees the reference.
     _killed(lake, raw, "staged", 3, INFERLEDGER_WEIGHT="tokens")
     assert _seen(lake) == reference
-    assert not journal_path(lake.root, day_commit(DAY)).exists()
+    assert pending(lake.root) == []
     # Killed after the journal and three of its eight renames: the commit point was passed, so the
     # next reader rolls it forward and sees the whole new run (no output of the reference left).
     _killed(lake, raw, "applied", 3, INFERLEDGER_WEIGHT="tokens")
-    assert journal_path(lake.root, day_commit(DAY)).exists()
+    assert len(pending(lake.root, day_commit(DAY))) == 1
     tokens = _seen(lake)
-    assert not journal_path(lake.root, day_commit(DAY)).exists()
+    assert pending(lake.root) == []
     assert None not in tokens.values() and tokens["request_costs"] != reference["request_costs"]
     # ...the same bytes as that run uninterrupted; and the default weight's retry gives the reference back.
     monkeypatch.setenv("INFERLEDGER_WEIGHT", "tokens")
@@ -178,3 +179,65 @@ def test_an_ingest_partition_is_one_commit_too(day, tmp_path):
     assert {rel: lake.stamp(tmp_path / "lake" / rel) for rel in day["ingested"]} == before
     ingested = pl.read_parquet(day["lake"].day_files("requests", DAY))
     assert pl.read_parquet(lake.day_files("requests", DAY)).equals(ingested) and ingested.height > 0
+
+
+GROUP_KILLED = """
+import os, signal, sys
+from datetime import date
+import polars as pl
+from lake.objects import ObjectLake
+from lake.store import Lake
+put = ObjectLake.write_text
+ObjectLake.write_text = lambda self, path, text: (os.kill(os.getpid(), signal.SIGKILL) if "/_commits/" in str(path)
+                                                  else put(self, path, text))
+lake, day = Lake(sys.argv[1]), date(2030, 1, 1)
+with lake.batch("t/date=2030-01-01") as batch:
+    batch.write(pl.DataFrame({"x": [10, 20]}), "totals", day)
+    batch.write(pl.DataFrame({"y": [30]}), "node_slots", day)
+    batch.commit()
+"""
+
+
+def test_on_s3_pointers_without_their_record_name_nothing_or_the_file_they_replaced(s3_server):
+    """A group's pointers are written before its record: killed between the two, a reader sees
+    the group's previous state. First a file written alone (x = 1, 2, 3: sum 6); a grouped commit
+    of it and of node_slots killed before its record: x still sums to 6, node_slots is not there
+    (nor its partition); the same commit completed: x = 10 + 20 = 30, y = 30."""
+    lake, day = Lake(s3_server.uri()), date(2030, 1, 1)
+    lake.write(pl.DataFrame({"x": [1, 2, 3]}), "totals", day)
+    proc = subprocess.run([sys.executable, "-c", GROUP_KILLED, lake.root], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          cwd=ROOT, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert json.loads(lake.read_text(f"{lake.root}/totals/date=2030-01-01/part-0.manifest.json"))["commit"] == \
+        f"{COMMITS}/t/date=2030-01-01.json"  # the pointer was written...
+    assert pl.read_parquet(lake.partition_files("totals", day))["x"].sum() == 6  # ...and names the old file
+    assert lake.partition_files("node_slots", day) == [] and not lake.has_partition("node_slots", day)
+    with lake.batch("t/date=2030-01-01") as batch:
+        batch.write(pl.DataFrame({"x": [10, 20]}), "totals", day)
+        batch.write(pl.DataFrame({"y": [30]}), "node_slots", day)
+        x, y = batch.commit()
+    assert lake.partition_files("totals", day) == [x] and pl.read_parquet(x)["x"].sum() == 30
+    assert lake.partition_files("node_slots", day) == [y] and pl.read_parquet(y)["y"].sum() == 30
+    # Past the retention the garbage collection keeps what the record names: the superseded file
+    # (x = 1, 2, 3) and the killed commit's two orphans go.
+    assert len(ObjectLake(lake.root, retention_s=0).collect_garbage()) == 3
+    assert pl.read_parquet(lake.partition_files("totals", day))["x"].sum() == 30
+
+
+def test_on_local_disk_two_commits_of_one_group_keep_their_own_journals(tmp_path, monkeypatch):
+    """Journals are unique per commit: the later commit of a group wins whole (x = 4 + 5 = 9,
+    y = 6), applied after the earlier one (x = 1, y = 2) even when both are left to `settle`."""
+    lake, day = Lake(tmp_path), date(2030, 1, 1)
+    batches = []
+    for x, y in (([1], [2]), ([4, 5], [6])):
+        b = lake.batch("t/date=2030-01-01").__enter__()
+        b.write(pl.DataFrame({"x": x}), "totals", day)
+        b.write(pl.DataFrame({"y": y}), "node_slots", day)
+        batches.append(b)
+    monkeypatch.setattr(commits, "_apply", lambda root, journal: None)  # both as if killed after their journal
+    for b in batches:
+        b.commit()
+    monkeypatch.undo()
+    assert len(pending(tmp_path)) == 2
+    assert pl.read_parquet(lake.partition_files("totals", day))["x"].sum() == 9  # `_glob` settled both, in order
+    assert pl.read_parquet(lake.partition_file("node_slots", day))["y"].sum() == 6 and pending(tmp_path) == []
