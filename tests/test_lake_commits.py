@@ -8,11 +8,13 @@ named point of the production code (KILLER below), never by timing."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -241,3 +243,33 @@ def test_on_local_disk_two_commits_of_one_group_keep_their_own_journals(tmp_path
     assert len(pending(tmp_path)) == 2
     assert pl.read_parquet(lake.partition_files("totals", day))["x"].sum() == 9  # `_glob` settled both, in order
     assert pl.read_parquet(lake.partition_file("node_slots", day))["y"].sum() == 6 and pending(tmp_path) == []
+
+
+def test_publish_to_s3_uploads_a_self_contained_version_finance_can_query(day, s3_server, tmp_path, monkeypatch):
+    """`INFERLEDGER_PUBLISH_TO`: the published version is uploaded, then `CURRENT.json` names it.
+    Downloaded elsewhere, with the publisher's disk and the store gone, it answers: the requests
+    by tier of the day (batch 17 + premium 238 + standard 342 = 597, as the attribution printed
+    them) and the request detail, a table there (one row per fact of the lake)."""
+    lake, raw = day["lake"], day["raw"]
+    monkeypatch.setenv("INFERLEDGER_PUBLISH_TO", s3_server.uri("warehouse") + "/")
+    published = tmp_path / "publisher" / "inferledger.duckdb"
+    assert main(["publish", "--raw", str(raw), "--lake", str(lake.root), "--warehouse", str(published)]) == 0
+    fs = s3_server.fs()
+    with fs.open_input_stream(f"{s3_server.bucket}/warehouse/CURRENT.json") as f:
+        current = json.loads(f.read())
+    copy = tmp_path / "finance" / "inferledger.duckdb"
+    copy.parent.mkdir()
+    with fs.open_input_stream(f"{s3_server.bucket}/warehouse/{current['file']}") as f:
+        copy.write_bytes(f.read())
+    assert current["file"] == f"versions/{current['version']}/inferledger.duckdb"
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == current["sha256"]
+    facts = pl.read_parquet(lake.partition_file("request_costs", DAY)).height
+    shutil.rmtree(published.parent)
+    for k in s3_server.env:
+        monkeypatch.delenv(k)
+    with duckdb.connect(str(copy), read_only=True) as con:
+        assert con.execute("SELECT tier, sum(requests) FROM cost_by_tier_day GROUP BY tier ORDER BY tier").fetchall() \
+            == [("batch", 17), ("premium", 238), ("standard", 342)]
+        assert con.execute("SELECT count(*) FROM request_costs").fetchone()[0] == facts >= 597
+        assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'request_costs'"
+                           ).fetchone()[0] == "BASE TABLE"
