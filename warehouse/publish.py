@@ -9,7 +9,9 @@ history-wide tables, dimensions, the plans kept in the lake (`warehouse.plans`),
 `os.replace`. A reader holding `P` open keeps the inode it opened, so it sees the previous night
 until it reconnects; a publish killed at any point leaves `P` as it was (the half-built version,
 without COMPLETE, is removed by the next publish). The last `keep` versions stay for rollback
-(`inferledger publish --rollback VERSION`). Publishers are serialized by a lock file.
+(`inferledger publish --rollback VERSION`). Publishers are serialized by a lock file. With
+`publish_to` (an `s3://` URI) the new version is then uploaded there too, self-contained
+(`warehouse.remote`).
 """
 
 import shutil
