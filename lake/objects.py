@@ -255,7 +255,6 @@ class ObjectLake(Lake):
 
     # --- grouped commits (lake.commits: the pointers, then the group's record) -------------------
 
-    fix = STORE_FIX
     new_object = _new_object
 
     def batch(self, group: str):
