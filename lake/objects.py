@@ -8,7 +8,9 @@ An object store has no atomic rename, so a partition's file is never written whe
 
 The manifest is written last, in one PUT (an object appears whole or not at all), and readers
 follow manifests only: `<partition>/<name>.parquet` exists for them when its manifest does, and is
-the data object it names. A writer killed before its manifest leaves an object no reader sees; a
+the data object it names (a manifest may instead point at a group's commit record, written after
+every object of the group: a day's eight attribution outputs change together, `lake.commits`).
+A writer killed before its manifest leaves an object no reader sees; a
 rerun writes a new object and its manifest replaces the old one, so nothing doubles. Superseded and
 orphaned data objects are deleted once older than `retention_s` (default a day), when their
 partition is written again and by `collect_garbage` (run at the end of each publish): a reader
@@ -35,7 +37,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.fs as pafs
 
-from lake import files, object_stores
+from lake import commits, files, object_stores
 from lake.store import PARQUET_OPTIONS, Lake
 
 MANIFEST = ".manifest.json"
@@ -96,12 +98,25 @@ class ObjectLake(Lake):
         return self.fs.get_file_info(pafs.FileSelector(self._key(under), recursive=True, allow_not_found=True))
 
     def _resolve(self, manifest: str) -> str | None:
-        """The data object a manifest (URI) names; None when there is no manifest."""
+        """The data object a manifest (URI) names (through its group's commit record when it is a
+        pointer, `lake.commits`); None when there is no manifest."""
+        content = self.read_manifest(manifest)
+        return None if content is None else commits.resolve(self, manifest, content)
+
+    def read_manifest(self, manifest: str) -> dict | None:
         try:
             with self.fs.open_input_stream(self._key(manifest)) as f:
-                return f"{manifest.rpartition('/')[0]}/{json.loads(f.read())['file']}"
+                return json.loads(f.read())
         except FileNotFoundError:
             return None
+
+    def manifest_of(self, target: str) -> str:
+        """`<dir>/<name>.parquet` -> `<dir>/<name>.manifest.json`."""
+        d, name = self._split(target)
+        return f"{d}/{name}{MANIFEST}"
+
+    def target_of(self, manifest: str) -> str:
+        return manifest.removesuffix(MANIFEST) + ".parquet"
 
     # --- where things are (the layout of lake.store, through manifests) --------------------------
 
@@ -148,7 +163,9 @@ class ObjectLake(Lake):
         return self.fs.get_file_info(self._key(path)).type == pafs.FileType.File
 
     def has_partition(self, dataset, day) -> bool:
-        return any(i.path.endswith(MANIFEST) for i in self._listing(self.partition_dir(dataset, day)))
+        """A committed file in it (a pointer whose group never committed names nothing)."""
+        return any(i.path.endswith(MANIFEST) and self._resolve(self._uri(i.path))
+                   for i in self._listing(self.partition_dir(dataset, day)))
 
     def mtime_ns(self, path) -> int:
         return self.fs.get_file_info(self._key(path)).mtime_ns
@@ -217,11 +234,15 @@ class ObjectLake(Lake):
 
     def upload(self, local: Path, target: str) -> str:
         """A finished local file as the file `target` (new object, then manifest); returns its URI."""
+        return self.commit(target, self.put_object(local, target))
+
+    def put_object(self, local: Path, target: str) -> str:
+        """A finished local file uploaded as a new object of the file `target`, not committed."""
         data = self._new_object(target)
         with files.writing(data, self.fix):
             pafs.copy_files(str(local), self._key(data), source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=self.fs)
-        return self.commit(target, data)
+        return data
 
     def adopt(self, path, dataset, day, site=None, name="part-0") -> str:
         """Upload a finished scratch file into its partition (then remove it); returns its URI."""
@@ -231,6 +252,17 @@ class ObjectLake(Lake):
 
     def _scratch_dir(self) -> Path:
         return self.scratch_root
+
+    # --- grouped commits (lake.commits: the pointers, then the group's record) -------------------
+
+    new_object = _new_object
+
+    def batch(self, group: str):
+        return commits.batch(lambda: commits.ObjectBatch(self, group, PARQUET_OPTIONS))
+
+    def collect_beside(self, target: str, keep: str) -> None:
+        d, name = self._split(target)
+        self._collect(d, name, keep=keep)
 
     def staging(self):
         return _staging(self)

@@ -6,6 +6,8 @@
     <lake>/marts/_manifest/date=YYYY-MM-DD.json                    what they were built from
     <lake>/_scratch/<pid>-<uuid>.parquet                           a run's spill files
     <lake>/_backfills/<first>_<last>.json                          a backfill's days done
+    <lake>/_commits/<group>.json                                   a grouped commit being applied
+                                                                   (a day's attribution: lake.commits)
     <lake>/plans/<table>/run=<run_id>.parquet                      the planner's kept runs (lake.plans)
 
 Every file is written atomically (`lake.files`): a reader sees the previous file or the new
@@ -27,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 import polars as pl
 
-from lake import files
+from lake import commits, files
 from lake.files import process_alive
 
 FLEET = "_fleet"  # site value of fleet-wide partitions (the asset register's quarantine and audit)
@@ -93,7 +95,9 @@ class Lake:
         Path(path).unlink(missing_ok=True)
 
     def _glob(self, under: "Path | str", pattern: str) -> list[Path]:
-        """The files (or directories) under `under` whose relative path matches `pattern`, sorted."""
+        """The files (or directories) under `under` whose relative path matches `pattern`, sorted
+        (a grouped commit a killed process left half applied is finished first: `lake.commits`)."""
+        commits.settle(self.root)
         return sorted(Path(under).glob(pattern))
 
     def partition_dir(self, dataset: str, day: date, site: str | None = None) -> Path:
@@ -102,6 +106,7 @@ class Lake:
 
     def partition_file(self, dataset: str, day: date, site: str | None = None, name: str = "part-0") -> Path:
         """`<partition>/<name>.parquet`: the file `write` writes."""
+        commits.settle(self.root)
         return self.partition_dir(dataset, day, site) / f"{name}.parquet"
 
     def partition_files(self, dataset: str, day: date, site: str | None = None) -> list[Path]:
@@ -210,6 +215,12 @@ class Lake:
         visible together (`commit()`): `lake.files.staging`."""
         return files.staging()
 
+    def batch(self, group: str) -> AbstractContextManager["commits.LocalBatch"]:
+        """Files of several partitions (`write`, `adopt`, as the lake's) made visible together by
+        `commit()`, one commit of `group` (e.g. `attribution/date=D`): `lake.commits`."""
+        commits.settle(self.root)
+        return commits.batch(lambda: commits.LocalBatch(self, group, PARQUET_OPTIONS))
+
     def local_copies(self, paths: "list[Path | str]", into: Path) -> list[Path]:
         """Local files with the bytes and lake-relative paths of `paths` (DuckDB reads local files
         only): the files themselves here; downloaded under `into` from an object store."""
@@ -229,11 +240,13 @@ class Lake:
     def write(self, lf: pl.LazyFrame | pl.DataFrame, dataset: str, day: date, site: str | None = None,
               name: str = "part-0") -> Path:
         """Stream `lf` into `<partition>/<name>.parquet` atomically; returns the path."""
+        commits.settle(self.root)
         return files.write_parquet(self.partition_file(dataset, day, site, name), lf, **PARQUET_OPTIONS)
 
     def adopt(self, path: Path, dataset: str, day: date, site: str | None = None, name: str = "part-0") -> Path:
         """Move a finished Parquet file (written under `scratch()`, same file system) into its
         partition atomically; returns the new path."""
+        commits.settle(self.root)
         return files.move_into_place(path, self.partition_file(dataset, day, site, name))
 
     def scratch(self) -> Path:

@@ -1,5 +1,5 @@
 """One day of attribution against the lake: read the canonical inputs, run the transforms,
-check conservation, write the outputs atomically. Plain Python (no Dagster): the asset and
+check conservation, write the eight outputs as one commit. Plain Python (no Dagster): the asset and
 the CLI call `attribute_partition`.
 """
 
@@ -27,6 +27,11 @@ OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", 
 # zstd level of `request_costs` (the other outputs are small and keep the lake's default, 3):
 # at 10 M requests level 1 takes ~1.6 CPU-s less to write for a 1% larger file (916 vs 905 MiB).
 FACTS_ZSTD_LEVEL = 1
+
+
+def day_commit(day: date) -> str:
+    """The commit of a day's outputs (`Lake.batch`): `<lake>/_commits/attribution/date=D.json`."""
+    return f"attribution/date={day.isoformat()}"
 
 
 class ConservationError(RuntimeError):
@@ -123,11 +128,15 @@ def attribute_partition(day: date, lake: Lake, inventory: Inventory, *, slot_s: 
         n_requests = pl.scan_parquet(facts_file).select(pl.len()).collect().item()
         _check_conservation(day, frames)
         result = AttributionOutcome(day, requests=n_requests, totals=frames["totals"].to_dicts())
-        result.paths["request_costs"] = str(lake.adopt(facts_file, "request_costs", day))
+        # The eight outputs of the day are one commit: a reader sees all of the previous run's or
+        # all of this one's, whenever the process is killed (lake.commits).
+        with lake.batch(day_commit(day)) as batch:
+            batch.adopt(facts_file, "request_costs", day)
+            for name in small:
+                batch.write(frames[name], name, day)
+            result.paths = dict(zip(OUTPUTS, map(str, batch.commit()), strict=True))
     finally:
         facts_file.unlink(missing_ok=True)
-    for name in small:
-        result.paths[name] = str(lake.write(frames[name], name, day))
     result.unattributed = float(frames["unattributed"].filter(pl.col("currency") == inventory.currency)["amount"].sum())
     result.seconds = time.perf_counter() - started
     return result

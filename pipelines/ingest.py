@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from lake.commits import LocalBatch, ObjectBatch
 from lake.files import NoSpaceLeft, write_scratch
 from lake.raw import UNCLAIMED, RawListing, Reader, Source, listing_fingerprint, raw_listing
 from lake.readers import READ_ERRORS, prefetch, relative_name, text_bytes, unreadable_detail
@@ -170,8 +171,8 @@ def _key_ranges(counts: pl.DataFrame, limit: int) -> list[tuple]:
     return ranges
 
 
-def _write_accepted(lake: Lake, judged: pl.LazyFrame, contract: Contract, day: date, site: str | None,
-                    spill: Callable[[], Path]) -> Path:
+def _write_accepted(lake: LocalBatch | ObjectBatch, judged: pl.LazyFrame, contract: Contract, day: date,
+                    site: str | None, spill: Callable[[], Path]) -> Path:
     """The canonical partition file. A sorted dataset larger than SORT_RANGE_ROWS is sorted range
     by range of its first key column into scratch files (a key's rows all fall in one range),
     then streamed into the partition in range order: the same rows in the same order as one
@@ -224,11 +225,13 @@ def ingest_partition(dataset: str, day: date, site: str | None, raw_root: Path, 
                             ignored={**listing.ignored, **dict(unread), **listing.unclaimed})
         ignored = [(dataset, name, why) for name, why in [*listing.ignored.items(), *unread]] + \
                   [(UNCLAIMED, name, why) for name, why in listing.unclaimed.items()]
-        out.paths["canonical"] = str(_write_accepted(lake, judged, contract, day, part_site, spill))
-        out.paths["quarantine"] = str(lake.write(quarantined(judged, contract), "quarantine", day, qa_site,
-                                                 name=dataset))
-        out.paths["ingest_audit"] = str(lake.write(audit(judged, contract, files, ignored), "ingest_audit", day,
-                                                   qa_site, name=dataset))
+        # The partition's three files are one commit (lake.commits): never a new canonical file
+        # beside the audit of an earlier ingest.
+        with lake.batch(f"ingest/{dataset}/date={day.isoformat()}/site={qa_site}") as batch:
+            _write_accepted(batch, judged, contract, day, part_site, spill)
+            batch.write(quarantined(judged, contract), "quarantine", day, qa_site, name=dataset)
+            batch.write(audit(judged, contract, files, ignored), "ingest_audit", day, qa_site, name=dataset)
+            out.paths.update(zip(("canonical", "quarantine", "ingest_audit"), map(str, batch.commit()), strict=True))
         counts = judged.group_by("_reason").agg(pl.len()).collect()
     finally:
         for path in spilled:

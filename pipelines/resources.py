@@ -75,6 +75,7 @@ class Warehouse(dg.ConfigurableResource):
     and the morning report drawn from it."""
 
     path: str = Field(**_default("warehouse"))
+    publish_to: str = Field(**_default("publish_to"))
     keep: int = Field(**_default("keep_versions"))
     max_age_days: int = Field(**_default("max_age_days"))
     duckdb_memory_limit: str = Field(**_default("duckdb_memory_limit"))
@@ -106,7 +107,8 @@ def resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "lake": ParquetLake(root=path("lake"), quality_batch_rows=s.quality_batch_rows),
         "warehouse": Warehouse(path=path("warehouse"), keep=s.keep_versions, max_age_days=s.max_age_days,
                                duckdb_memory_limit=s.duckdb_memory_limit, duckdb_temp=path("duckdb_temp"),
-                               report_path=path("report"), cache_dir=path("cache_dir")),
+                               report_path=path("report"), cache_dir=path("cache_dir"),
+                               publish_to=path("publish_to")),
         "settings": AttributionSettings(slot_s=s.slot_s, weight=s.weight, gap_limit_s=s.gap_limit_s,
                                         morsel_rows=s.morsel_rows),
     }

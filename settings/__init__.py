@@ -48,6 +48,12 @@ def _seconds(example: int, *, zero: bool = False) -> Callable[[str], float]:
     return parse
 
 
+def _store_uri(text: str) -> str:
+    if not text.startswith("s3://") or len(text.rstrip("/")) <= len("s3://"):
+        raise ValueError("not an object store's URI; use s3://bucket/prefix (or leave it unset)")
+    return text.rstrip("/")
+
+
 def _weight(text: str) -> str:
     if text not in ("time", "tokens"):
         raise ValueError("write `time` (overlap seconds) or `tokens`")
@@ -104,6 +110,10 @@ SETTINGS: tuple[Setting, ...] = (
             lambda text: text.rstrip("/") if "://" in text else Path(text)),
     Setting("warehouse", "INFERLEDGER_WAREHOUSE", "data/warehouse/inferledger.duckdb", "path",
             "the published DuckDB file finance queries; its versions are kept beside it", Path),
+    Setting("publish_to", "INFERLEDGER_PUBLISH_TO", None, "URI",
+            "also upload each published version, self-contained (request detail included), to `s3://bucket/prefix`: "
+            "`versions/<version>/inferledger.duckdb`, then `CURRENT.json` naming it (docs/deploy.md)", _store_uri,
+            shown="none"),
     Setting("inventory", "INFERLEDGER_INVENTORY", None, "path", "the inventory YAML (docs/inventory.md)", Path,
             shown="`<raw>/inventory.yaml`"),
     Setting("report", "INFERLEDGER_REPORT", None, "path", "the morning report's HTML file (docs/report.md)", Path,
@@ -215,6 +225,7 @@ class Settings:
     raw: Path
     lake: Path | str  # str: an object store's URI
     warehouse: Path
+    publish_to: str | None  # an object store's URI
     inventory: Path | None
     report: Path | None
     export_dir: Path

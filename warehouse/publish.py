@@ -9,7 +9,9 @@ history-wide tables, dimensions, the plans kept in the lake (`warehouse.plans`),
 `os.replace`. A reader holding `P` open keeps the inode it opened, so it sees the previous night
 until it reconnects; a publish killed at any point leaves `P` as it was (the half-built version,
 without COMPLETE, is removed by the next publish). The last `keep` versions stay for rollback
-(`inferledger publish --rollback VERSION`). Publishers are serialized by a lock file.
+(`inferledger publish --rollback VERSION`). Publishers are serialized by a lock file. With
+`publish_to` (an `s3://` URI) the new version is then uploaded there too, self-contained
+(`warehouse.remote`).
 """
 
 import shutil
@@ -30,6 +32,7 @@ from warehouse.checks import CheckOutcome, WarehouseCheck, checks, describe, fai
 from warehouse.connection import DuckDBLimits
 from warehouse.marts import MartError, attributed_days, build_day_marts, marts_status
 from warehouse.plans import published_frames
+from warehouse.remote import upload_version
 from warehouse.tables import DAILY
 from warehouse.version_file import STORAGE_VERSION, build_version_file
 from warehouse.versions import (DB_NAME, DEFAULT_KEEP, PublishError, RollbackOutcome, complete_versions,
@@ -56,6 +59,7 @@ class PublishOutcome:
     requests: int = 0
     tables: dict[str, int] = field(default_factory=dict)
     pruned: list[str] = field(default_factory=list)
+    published_to: str | None = None  # the uploaded version's URI (`publish_to`)
     checks: list[CheckOutcome] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -94,7 +98,8 @@ def _new_version(vroot: Path) -> tuple[str, datetime]:
 
 def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, keep: int = DEFAULT_KEEP,
             max_age_days: int = default("max_age_days"), checks_to_run: list[WarehouseCheck] | None = None,
-            progress: Callable[[str], None] | None = None, limits: DuckDBLimits | None = None) -> PublishOutcome:
+            progress: Callable[[str], None] | None = None, limits: DuckDBLimits | None = None,
+            publish_to: str | None = None) -> PublishOutcome:
     """Publish every attributed day of the lake as a new version of the warehouse at `path`.
 
     Publishes only days whose marts were built from their current facts (`marts_status`;
@@ -103,7 +108,8 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
     versions. Raises WarehouseCheckError (nothing published) when an error-severity check
     fails (`checks_to_run`: all of `warehouse.checks.checks()` by default), PublishError when
     the lake has no attributed day or a day's marts are stale or missing. DuckDB works within
-    `limits` (default DuckDBLimits())."""
+    `limits` (default DuckDBLimits()). With `publish_to` (`s3://bucket/prefix`) the version, self-
+    contained, is then uploaded there too (`warehouse.remote`)."""
     started = time.perf_counter()
     report = progress or (lambda _msg: None)
     lake = Lake(lake_root if object_store_scheme(lake_root) else Path(lake_root).absolute())
@@ -155,6 +161,9 @@ def publish(lake_root: Path | str, inventory: Inventory, path: Path | str, *, ke
         remember_published(path, version, which, out.checks)
         out.pruned = prune(path, keep)
         lake.collect_garbage()  # an object store's superseded objects, past their retention
+        if publish_to:
+            report(f"upload to {publish_to}")
+            out.published_to = upload_version(out.version_dir / DB_NAME, version, publish_to)
     out.seconds = time.perf_counter() - started
     return out
 

@@ -89,7 +89,11 @@ def _code_version() -> str:
 
 
 def _comment(con, table: Table) -> None:
-    kind = "VIEW" if table.kind == "view" else "TABLE"
+    comment_table(con, table, kind="VIEW" if table.kind == "view" else "TABLE")
+
+
+def comment_table(con, table: Table, *, kind: str) -> None:
+    """`table`'s description and its columns' as DuckDB comments (`kind`: TABLE or VIEW)."""
     run(con, f"COMMENT ON {kind} {table.name} IS {sql_string(table.description)}")
     for col, text in table.columns.items():
         run(con, f"COMMENT ON COLUMN {table.name}.{col} IS {sql_string(text)}")

@@ -44,5 +44,6 @@ def cmd_publish(args, settings: Settings) -> int:
         return 0
     meta = run_publish(settings, out=out)
     out.print(f"published version {meta['version']}: {meta['days']} day(s) {meta['first_day']} .. {meta['last_day']}, "
-              f"{meta['dagster/row_count']:,} requests, {meta['seconds']:.1f} s -> {path.resolve()}")
+              f"{meta['dagster/row_count']:,} requests, {meta['seconds']:.1f} s -> {path.resolve()}"
+              + (f" and {meta['published_to']}" if meta.get("published_to") else ""), markup=False)
     return 0

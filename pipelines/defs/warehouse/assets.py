@@ -55,7 +55,8 @@ def warehouse(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLa
     versions kept for rollback. A version failing an error check is not published."""
     try:
         out = publish(lake.root, raw.inventory(), warehouse.path, keep=warehouse.keep,
-                      max_age_days=warehouse.max_age_days, progress=context.log.debug, limits=warehouse.limits())
+                      max_age_days=warehouse.max_age_days, progress=context.log.debug, limits=warehouse.limits(),
+                      publish_to=warehouse.publish_to or None)
     except WarehouseCheckError as e:
         for o in e.outcomes:
             yield _check_result(o)
@@ -67,6 +68,7 @@ def warehouse(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLa
         "dagster/row_count": out.requests,
         "version": out.version,
         "path": dg.MetadataValue.path(str(out.path)),
+        "published_to": out.published_to or "",
         "days": len(out.days),
         "first_day": out.days[0].isoformat(),
         "last_day": out.days[-1].isoformat(),
