@@ -21,6 +21,10 @@ region and endpoint from the store's standard variables); listings, small JSON o
 downloads through PyArrow's file system of the scheme (`lake.object_stores`, the same variables).
 DuckDB reads local files only (its httpfs is not installable with DuckDB 2 here): `local_copies`
 downloads what it reads.
+
+Data objects are immutable, so a worker keeps local copies of those it wrote or downloaded
+(`lake.object_cache`, under its scratch directory): a manifest (always read from the store)
+resolved to a cached object gives its local path, which every method here accepts as the object.
 """
 
 import json
@@ -38,6 +42,7 @@ import polars as pl
 import pyarrow.fs as pafs
 
 from lake import commits, files, object_stores
+from lake.object_cache import ObjectCache, cache_bytes
 from lake.store import PARQUET_OPTIONS, Lake
 
 MANIFEST = ".manifest.json"
@@ -74,6 +79,7 @@ class ObjectLake(Lake):
                                     f"it, or point INFERLEDGER_LAKE (--lake) at the right one ({self.fix})")
         self.retention_s = retention_s
         self.scratch_root = scratch or Path(tempfile.gettempdir()) / "inferledger-scratch"
+        self.cache = ObjectCache(self.scratch_root / "objects", cache_bytes())
 
     def __getnewargs__(self):
         return (self.root,)
@@ -81,7 +87,20 @@ class ObjectLake(Lake):
     # --- keys ----------------------------------------------------------------------------------
 
     def _key(self, uri: "str | Path") -> str:
+        """The object's key, of its URI or of its cached copy's path."""
+        cached = self.cache.key_of(uri)
+        if cached is not None:
+            return cached
         return str(uri).split("://", 1)[1] if "://" in str(uri) else str(uri)
+
+    def _as_uri(self, path: "str | Path") -> str:
+        return self._uri(self._key(path)) if "://" not in str(path) else str(path)
+
+    def _readable(self, uris: list[str]) -> list[str]:
+        """The objects as readers get them: all their cached copies' local paths when every one is
+        cached (a reader such as Polars takes local files or URIs, not both at once), else the URIs."""
+        local = [self.cache.get(self._key(u)) for u in uris]
+        return uris if None in local else [str(p) for p in local]
 
     def _uri(self, key: str) -> str:
         return f"{self.scheme}://{key}"
@@ -137,7 +156,7 @@ class ObjectLake(Lake):
         if want_dirs:
             return sorted(found)
         manifests = (logical.removesuffix(".parquet") + MANIFEST for logical in sorted(found))
-        return [data for m in manifests if (data := self._resolve(m))]
+        return self._readable([data for m in manifests if (data := self._resolve(m))])
 
     def partition_file(self, dataset, day, site=None, name="part-0") -> str:
         """The data object of `<partition>/<name>.parquet`; that logical URI when not committed."""
@@ -148,14 +167,15 @@ class ObjectLake(Lake):
 
     def _committed(self, target: str) -> str:
         d, name = self._split(target)
-        return self._resolve(f"{d}/{name}{MANIFEST}") or target
+        data = self._resolve(f"{d}/{name}{MANIFEST}")
+        return self._readable([data])[0] if data else target
 
     def day_site(self, path):
         return Lake.day_site(logical_name(str(path)))
 
     def remove(self, path) -> None:
         """Its manifest deleted: gone for readers; its object is collected after the retention."""
-        d, name = self._split(logical_name(str(path)))
+        d, name = self._split(logical_name(self._as_uri(path)))
         if self.exists(f"{d}/{name}{MANIFEST}"):
             self.fs.delete_file(self._key(f"{d}/{name}{MANIFEST}"))
 
@@ -176,7 +196,7 @@ class ObjectLake(Lake):
         return [info.size, info.mtime_ns, info.base_name]
 
     def relative(self, path) -> str:
-        return logical_name(str(path)).removeprefix(self.root + "/")
+        return logical_name(self._as_uri(path)).removeprefix(self.root + "/")
 
     def open_read(self, path):
         return self.fs.open_input_stream(self._key(path))
@@ -223,25 +243,32 @@ class ObjectLake(Lake):
         return [uri for d in dirs for uri in self._collect(self._uri(d), None)]
 
     def write(self, lf, dataset, day, site=None, name="part-0") -> str:
-        """Stream `lf` into a new object of the partition, then commit it; returns its URI."""
-        data = self._new_object(f"{self.partition_dir(dataset, day, site)}/{name}.parquet")
-        with files.writing(data, self.fix):
-            if isinstance(lf, pl.LazyFrame):
-                lf.sink_parquet(data, **PARQUET_OPTIONS)
-            else:
-                lf.write_parquet(data, **PARQUET_OPTIONS)
-        return self.commit(f"{self.partition_dir(dataset, day, site)}/{name}.parquet", data)
+        """Stream `lf` into a scratch file, then upload and commit it as a new object of the
+        partition (`adopt`, kept in the cache); returns its URI."""
+        tmp = self.scratch()
+        try:
+            with files.writing(tmp, self.fix):
+                if isinstance(lf, pl.LazyFrame):
+                    lf.sink_parquet(tmp, **PARQUET_OPTIONS)
+                else:
+                    lf.write_parquet(tmp, **PARQUET_OPTIONS)
+            return self.adopt(tmp, dataset, day, site, name)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def upload(self, local: Path, target: str) -> str:
-        """A finished local file as the file `target` (new object, then manifest); returns its URI."""
+        """A finished local file as the file `target` (new object, kept in the cache, then
+        manifest); returns its URI."""
         return self.commit(target, self.put_object(local, target))
 
     def put_object(self, local: Path, target: str) -> str:
-        """A finished local file uploaded as a new object of the file `target`, not committed."""
+        """A finished local file uploaded as a new object of the file `target` (kept in this
+        worker's cache), not committed."""
         data = self._new_object(target)
         with files.writing(data, self.fix):
             pafs.copy_files(str(local), self._key(data), source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=self.fs)
+        self.cache.put(self._key(data), Path(local))
         return data
 
     def adopt(self, path, dataset, day, site=None, name="part-0") -> str:
@@ -278,7 +305,15 @@ class ObjectLake(Lake):
         return out
 
     def copy_out(self, path, target: Path) -> None:
+        """`target` with the object's bytes: linked to its cached copy (downloaded into the cache
+        first when not there); downloaded straight to `target` with the cache off."""
         Path(target).parent.mkdir(parents=True, exist_ok=True)
+        if self.cache.enabled:
+            files.link_or_copy(self.cache.fetch(self._key(path), lambda tmp: self._download(path, tmp)), target)
+        else:
+            self._download(path, Path(target))
+
+    def _download(self, path, target: Path) -> None:
         pafs.copy_files(self._key(path), str(target), source_filesystem=self.fs,
                         destination_filesystem=pafs.LocalFileSystem())
 
