@@ -10,11 +10,11 @@ cache holds objects, never manifests, so a reader sees exactly the objects it wo
 Objects get in when this worker writes them (the local file it uploaded is linked or moved in) or
 downloads them for DuckDB (`ObjectLake.local_copies`, the publish's request detail); a reader given
 a cached object's local path (`ObjectLake` resolves a manifest to it) reads it from local disk.
-Each use touches the copy's modification time; past `max_bytes` (INFERLEDGER_OBJECT_CACHE_BYTES,
-default 8 GB) the least recently used copies go, except those used in the last `min_age_s` (a copy a
-reader was just given is not pulled from under it: the bound is exceeded rather than that). Several
-processes of one worker share the cache safely: a copy appears by an atomic rename, whole or not
-at all.
+Each use touches the copy's modification time; past `max_bytes` (`ObjectLake(..., cache_bytes=)`,
+default MAX_BYTES, 8 GB; 0 turns the cache off) the least recently used copies go, except those
+used in the last `min_age_s` (a copy a reader was just given is not pulled from under it: the bound
+is exceeded rather than that). Several processes of one worker share the cache safely: a copy
+appears by an atomic rename, whole or not at all.
 """
 
 import os
@@ -27,17 +27,6 @@ from lake import files
 
 MAX_BYTES = 8 * 10**9
 MIN_AGE_S = 600.0
-
-
-def cache_bytes() -> int:
-    """The cache's bound: INFERLEDGER_OBJECT_CACHE_BYTES (0 turns the cache off), else MAX_BYTES."""
-    text = os.environ.get("INFERLEDGER_OBJECT_CACHE_BYTES", "").strip()
-    if not text:
-        return MAX_BYTES
-    if not text.isdigit():
-        raise ValueError(f"INFERLEDGER_OBJECT_CACHE_BYTES={text!r}: a whole number of bytes (0 turns the object "
-                         "cache off), e.g. 8000000000")
-    return int(text)
 
 
 class ObjectCache:

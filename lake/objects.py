@@ -42,12 +42,16 @@ import polars as pl
 import pyarrow.fs as pafs
 
 from lake import commits, files, object_stores
-from lake.object_cache import ObjectCache, cache_bytes
+from lake.object_cache import MAX_BYTES, ObjectCache
 from lake.store import PARQUET_OPTIONS, Lake
 
 MANIFEST = ".manifest.json"
 TOKEN = re.compile(r"\.[0-9a-f]{32}\.parquet$")
 RETENTION_S = 24 * 3600
+# Asked of the store once per process: the buckets found, and each data object's size and time (an
+# object is never modified: its `FileInfo` stays true until it is collected, a retention later).
+_BUCKETS: set[str] = set()
+_OBJECT_INFO: dict[str, pafs.FileInfo] = {}
 STORE_FIX = object_stores.FIX["s3"]  # the default; each lake says its own (`ObjectLake.fix`)
 
 
@@ -68,18 +72,20 @@ def logical_name(path: str) -> str:
 class ObjectLake(Lake):
     """The lake under `root` (`s3://bucket/prefix`); paths are URIs (`str`)."""
 
-    def __init__(self, root: str, *, retention_s: float = RETENTION_S, scratch: Path | None = None):
+    def __init__(self, root: str, *, retention_s: float = RETENTION_S, scratch: Path | None = None,
+                 cache_bytes: int = MAX_BYTES):
         self.root = str(root).rstrip("/")
         self.scheme, self.base = self.root.split("://", 1)
         self.fs = object_stores.filesystem(self.root)  # the scheme's client, from its store's variables
         self.fix = object_stores.FIX[self.scheme]
         bucket = self.base.split("/", 1)[0]
-        if self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:  # else a lake that reads as empty
+        if bucket not in _BUCKETS and self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:  # else empty
             raise FileNotFoundError(f"lake {self.root}: the object store has no bucket (container) {bucket}; create "
                                     f"it, or point INFERLEDGER_LAKE (--lake) at the right one ({self.fix})")
+        _BUCKETS.add(bucket)
         self.retention_s = retention_s
         self.scratch_root = scratch or Path(tempfile.gettempdir()) / "inferledger-scratch"
-        self.cache = ObjectCache(self.scratch_root / "objects", cache_bytes())
+        self.cache = ObjectCache(self.scratch_root / "objects", cache_bytes)
 
     def __getnewargs__(self):
         return (self.root,)
@@ -115,6 +121,16 @@ class ObjectLake(Lake):
 
     def _listing(self, under: str) -> list[pafs.FileInfo]:
         return self.fs.get_file_info(pafs.FileSelector(self._key(under), recursive=True, allow_not_found=True))
+
+    def _info(self, path: "str | Path") -> pafs.FileInfo:
+        """The store's `FileInfo` of a file; of a data object, asked once per process."""
+        key = self._key(path)
+        info = _OBJECT_INFO.get(key)
+        if info is None:
+            info = self.fs.get_file_info(key)
+            if info.type == pafs.FileType.File and TOKEN.search(key):
+                _OBJECT_INFO[key] = info
+        return info
 
     def _resolve(self, manifest: str) -> str | None:
         """The data object a manifest (URI) names (through its group's commit record when it is a
@@ -180,7 +196,7 @@ class ObjectLake(Lake):
             self.fs.delete_file(self._key(f"{d}/{name}{MANIFEST}"))
 
     def exists(self, path) -> bool:
-        return self.fs.get_file_info(self._key(path)).type == pafs.FileType.File
+        return self._info(path).type == pafs.FileType.File
 
     def has_partition(self, dataset, day) -> bool:
         """A committed file in it (a pointer whose group never committed names nothing)."""
@@ -188,11 +204,11 @@ class ObjectLake(Lake):
                    for i in self._listing(self.partition_dir(dataset, day)))
 
     def mtime_ns(self, path) -> int:
-        return self.fs.get_file_info(self._key(path)).mtime_ns
+        return self._info(path).mtime_ns
 
     def stamp(self, path) -> list:
         """Size, modification time (the store's, to the second) and the object's unique name."""
-        info = self.fs.get_file_info(self._key(path))
+        info = self._info(path)
         return [info.size, info.mtime_ns, info.base_name]
 
     def relative(self, path) -> str:
@@ -219,7 +235,7 @@ class ObjectLake(Lake):
         """Make `data` (a written object) the file `target` (`<dir>/<name>.parquet`): its manifest,
         then the partition's superseded objects of that name older than the retention go."""
         d, name = self._split(target)
-        size = self.fs.get_file_info(self._key(data)).size
+        size = self._info(data).size
         self.write_text(f"{d}/{name}{MANIFEST}", json.dumps(
             {"file": data.rpartition("/")[2], "bytes": size, "committed_at": datetime.now(UTC).isoformat()}))
         self._collect(d, name, keep=data)

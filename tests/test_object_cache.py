@@ -8,9 +8,8 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
-import pytest
 
-from lake.object_cache import ObjectCache, cache_bytes
+from lake.object_cache import ObjectCache
 from lake.objects import ObjectLake
 
 
@@ -40,14 +39,6 @@ def test_copies_used_recently_stay_beyond_the_bound(tmp_path):
     cache.put("k/2", _file(tmp_path / "2", 100))  # 200 > 150, but both used in the last 600 s
     assert cache.get("k/1") and cache.get("k/2")
     assert ObjectCache(tmp_path / "objects", max_bytes=0).get("k/1") is None  # 0: the cache is off
-
-
-def test_the_bound_is_a_setting(monkeypatch):
-    monkeypatch.setenv("INFERLEDGER_OBJECT_CACHE_BYTES", "1000")
-    assert cache_bytes() == 1000
-    monkeypatch.setenv("INFERLEDGER_OBJECT_CACHE_BYTES", "8GB")
-    with pytest.raises(ValueError, match="INFERLEDGER_OBJECT_CACHE_BYTES='8GB': a whole number of bytes"):
-        cache_bytes()
 
 
 def test_readers_follow_the_manifests_not_the_cache(s3_server, tmp_path):
