@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from lake.inventory import inventory_path, load_inventory
+from lake.inventory import InventoryError, inventory_path, load_inventory
 from lake.raw_store import RawMirror, is_uri, mirrored
 from lake.store import Lake
 from settings import BY_NAME, Settings, default
@@ -52,7 +52,11 @@ class RawInputs(dg.ConfigurableResource):
 
     def inventory(self) -> Inventory:
         if self._inventory is None:
-            self._inventory = load_inventory(inventory_path(self.path, self.inventory_path))
+            path = inventory_path(self.path, self.inventory_path)
+            if is_uri(self.root) and not self.inventory_path and not path.is_file():
+                raise InventoryError(f"{self.root}/{path.name}: no inventory file in the raw drop on the object store; "
+                                     "upload it there or set INFERLEDGER_INVENTORY (and check the AWS_* variables)")
+            self._inventory = load_inventory(path)
         return self._inventory
 
     def days(self) -> list[date]:

@@ -7,10 +7,13 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow.fs as pafs
+import pytest
 
+from lake.inventory import InventoryError
 from lake.raw import UNCLAIMED_BY, raw_listing
 from lake.raw_store import RawMirror, delivered, mirrored
 from lake.readers import relative_name
+from pipelines.resources import RawInputs
 
 DAY = date(2030, 3, 4)
 
@@ -93,3 +96,9 @@ def test_each_ingest_lists_from_the_mirror_what_it_lists_from_local_disk(s3_serv
     # The fleet-wide ingest again: the sites' files mirrored since stay (it neither reads nor removes them).
     mirrored(uri, DAY, None, sites=sites, mirror=RawMirror(uri, scratch=tmp_path / "w"))
     assert (root / "2030-03-04/east/requests/n1.jsonl").read_text() == '{"a": 1}\n'
+
+
+def test_a_drop_without_its_inventory_is_named_by_its_uri(s3_server):
+    with pytest.raises(InventoryError, match=rf"{s3_server.uri('empty')}/inventory.yaml: no inventory file in the raw "
+                                             "drop on the object store; upload it there or set INFERLEDGER_INVENTORY"):
+        RawInputs(root=s3_server.uri("empty")).inventory()
