@@ -50,7 +50,7 @@ TOKEN = re.compile(r"\.[0-9a-f]{32}\.parquet$")
 RETENTION_S = 24 * 3600
 # Asked of the store once per process: the buckets found, and each data object's size and time (an
 # object is never modified: its `FileInfo` stays true until it is collected, a retention later).
-_BUCKETS: set[str] = set()
+_BUCKETS: set[tuple[str, str]] = set()
 _OBJECT_INFO: dict[str, pafs.FileInfo] = {}
 STORE_FIX = object_stores.FIX["s3"]  # the default; each lake says its own (`ObjectLake.fix`)
 
@@ -79,10 +79,11 @@ class ObjectLake(Lake):
         self.fs = object_stores.filesystem(self.root)  # the scheme's client, from its store's variables
         self.fix = object_stores.FIX[self.scheme]
         bucket = self.base.split("/", 1)[0]
-        if bucket not in _BUCKETS and self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:  # else empty
+        if (self.scheme, bucket) not in _BUCKETS and self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            # else a lake that reads as empty
             raise FileNotFoundError(f"lake {self.root}: the object store has no bucket (container) {bucket}; create "
                                     f"it, or point INFERLEDGER_LAKE (--lake) at the right one ({self.fix})")
-        _BUCKETS.add(bucket)
+        _BUCKETS.add((self.scheme, bucket))
         self.retention_s = retention_s
         self.scratch_root = scratch or Path(tempfile.gettempdir()) / "inferledger-scratch"
         self.cache = ObjectCache(self.scratch_root / "objects", cache_bytes)

@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 
 import pyarrow.fs as pafs
 
+from lake import object_stores
 from lake.inventory import NAME
 from lake.raw import PROFILES_SOURCE, SOURCES
 from lake.store import object_store_scheme
@@ -39,7 +40,7 @@ from transforms.contracts import CANONICAL
 
 PROFILES = PROFILES_SOURCE.folder
 
-STORE_FIX = "check the raw drop's URI (INFERLEDGER_RAW, --raw) and the object store's AWS_* variables"
+STORE_FIX = "check the raw drop's URI (INFERLEDGER_RAW, --raw) and the store's variables (AWS_*, AZURE_STORAGE_*)"
 
 
 class RawMirror:
@@ -47,8 +48,8 @@ class RawMirror:
 
     def __init__(self, uri: str, scratch: Path | None = None):
         self.uri = str(uri).rstrip("/")
-        self.fs, self.base = pafs.FileSystem.from_uri(self.uri)
-        self.base = self.base.rstrip("/")
+        self.fs = object_stores.filesystem(self.uri)  # the scheme's client, as the lake's (s3://, az://)
+        self.base = self.uri.split("://", 1)[1].rstrip("/")
         scratch = scratch or Path(tempfile.gettempdir()) / "inferledger-scratch"
         self.root = scratch / "raw" / hashlib.sha256(self.uri.encode()).hexdigest()[:16]
 
