@@ -13,9 +13,11 @@ The day is `marts_digest.py --bench`'s (fleetsim, seed 7, 2026-10-31, invoices),
 """
 
 import argparse
+import collections
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -63,6 +65,41 @@ def _server_pid() -> int:
     return int(Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()[0])
 
 
+REQUEST = re.compile(r'"(?:\x1b\[[\d;]*m)*(GET|PUT|POST|HEAD|DELETE) ([^ ?"]*)(\?[^ "]*)? HTTP')
+
+
+def _area(path: str, query: str) -> str:
+    """The lake's top folder a request is about (`request_costs`, `marts`, `_scratch`...)."""
+    key = path.split("/", 3)[3] if path.count("/") >= 3 else ""
+    if not key and "prefix=" in query:
+        key = query.split("prefix=", 1)[1].split("&", 1)[0].replace("%2F", "/").split("/", 1)[-1]
+    return key.split("/", 1)[0] or "(bucket)"
+
+
+def requests_in(log: Path, start: int) -> dict[str, collections.Counter]:
+    """The S3 requests in moto's log from byte `start`: by kind (GET, LIST, PUT...), and by kind
+    and lake folder."""
+    kinds, areas = collections.Counter(), collections.Counter()
+    with open(log, "rb") as f:
+        f.seek(start)
+        for line in f.read().decode(errors="replace").splitlines():
+            m = REQUEST.search(line)
+            if not m:
+                continue
+            method, path, query = m.group(1), m.group(2), m.group(3) or ""
+            kind = "LIST" if method == "GET" and ("list-type" in query or path.rstrip("/").count("/") <= 1) else method
+            kind = "PUT part" if method == "PUT" and "partNumber" in query else kind
+            kinds[kind] += 1
+            areas[f"{kind} {_area(path, query)}"] += 1
+    return {"kinds": kinds, "areas": areas}
+
+
+def _io_of(pid: int) -> tuple[int, int]:
+    """Bytes a process read and wrote through system calls (sockets included): /proc/PID/io."""
+    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(io["rchar"]), int(io["wchar"])
+
+
 def _run(raw: Path, lake: str, warehouse: Path, env: dict, cpu: list[float]) -> float:
     started, cpu0 = time.perf_counter(), _cpu_children()
     run = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--date", DAY.isoformat(), "--raw", str(raw),
@@ -81,7 +118,11 @@ def main() -> int:
     p.add_argument("--requests", type=float, default=1e6)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--json", type=Path, default=BENCH_DIR / "out" / "lake_store.json")
+    p.add_argument("--moto-cpus", help="pin the moto server to these CPUs (taskset -c, e.g. 1)")
     args = p.parse_args()
+    log = OUT / "moto.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(b"")
     n = int(args.requests)
     raw = OUT / f"raw-{n}"
     if not (raw / "DONE").exists():
@@ -92,29 +133,40 @@ def main() -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     times: dict[str, list[float]] = {"local": [], "s3": []}
     cpu: dict[str, list[float]] = {"local": [], "s3": [], "moto": []}
-    same = []
-    with moto_server() as endpoint:
+    same, counted = [], []
+    with moto_server(log, args.moto_cpus) as endpoint:
         server = _server_pid()
         for i in range(args.repeat):
             work = OUT / "work"
             shutil.rmtree(work, ignore_errors=True)
             store = new_bucket(endpoint)
+            (work / "tmp").mkdir(parents=True)  # each run a fresh worker: its scratch (and object cache) new
+            env["TMPDIR"] = str(work / "tmp")
             times["local"].append(_run(raw, str(work / "lake"), work / "local" / "w.duckdb", env, cpu["local"]))
-            moto0 = _cpu_of(server)
+            moto0, io0, log0 = _cpu_of(server), _io_of(server), log.stat().st_size
             times["s3"].append(_run(raw, store.uri(), work / "s3" / "w.duckdb", {**env, **store.env}, cpu["s3"]))
             cpu["moto"].append(_cpu_of(server) - moto0)
+            io1 = _io_of(server)
+            counted.append({**requests_in(log, log0), "bytes_to_store": io1[0] - io0[0],
+                            "bytes_from_store": io1[1] - io0[1]})
             os.environ.update(store.env)
             same.append(_digests(Lake(work / "lake")) == _digests(Lake(store.uri())))
             print(f"run {i + 1}: local {times['local'][-1]:.1f} s ({cpu['local'][-1]:.1f} s CPU), s3 "
                   f"{times['s3'][-1]:.1f} s ({cpu['s3'][-1]:.1f} s CPU, moto {cpu['moto'][-1]:.1f} s CPU), ratio "
                   f"{times['s3'][-1] / times['local'][-1]:.2f}, marts and facts identical: {same[-1]}")
+            c = counted[-1]
+            print(f"  S3 requests: {dict(sorted(c['kinds'].items()))}; to the store "
+                  f"{c['bytes_to_store'] / 1e6:.0f} MB, "
+                  f"from it {c['bytes_from_store'] / 1e6:.0f} MB")
+            print("  by folder: " + ", ".join(f"{k} {v}" for k, v in sorted(c["areas"].items())))
             shutil.rmtree(work, ignore_errors=True)
     best = {k: min(v) for k, v in times.items()}
     ratio = best["s3"] / best["local"]
     print(f"{n:,} requests: best local {best['local']:.1f} s, best s3 {best['s3']:.1f} s, ratio {ratio:.2f} "
           f"(goal <= 1.5: {'met' if ratio <= 1.5 else 'missed'})")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"requests": n, "times": times, "cpu": cpu, "ratio": ratio, "identical": same},
+    args.json.write_text(json.dumps({"requests": n, "times": times, "cpu": cpu, "ratio": ratio, "identical": same,
+                                    "s3_requests": counted},
                                     indent=2))
     return 0 if all(same) else 1
 

@@ -21,6 +21,10 @@ region and endpoint from the store's standard variables); listings, small JSON o
 downloads through PyArrow's file system of the scheme (`lake.object_stores`, the same variables).
 DuckDB reads local files only (its httpfs is not installable with DuckDB 2 here): `local_copies`
 downloads what it reads.
+
+Data objects are immutable, so a worker keeps local copies of those it wrote or downloaded
+(`lake.object_cache`, under its scratch directory): a manifest (always read from the store)
+resolved to a cached object gives its local path, which every method here accepts as the object.
 """
 
 import json
@@ -38,11 +42,16 @@ import polars as pl
 import pyarrow.fs as pafs
 
 from lake import commits, files, object_stores
+from lake.object_cache import MAX_BYTES, ObjectCache
 from lake.store import PARQUET_OPTIONS, Lake
 
 MANIFEST = ".manifest.json"
 TOKEN = re.compile(r"\.[0-9a-f]{32}\.parquet$")
 RETENTION_S = 24 * 3600
+# Asked of the store once per process: the buckets found, and each data object's size and time (an
+# object is never modified: its `FileInfo` stays true until it is collected, a retention later).
+_BUCKETS: set[tuple[str, str]] = set()
+_OBJECT_INFO: dict[str, pafs.FileInfo] = {}
 STORE_FIX = object_stores.FIX["s3"]  # the default; each lake says its own (`ObjectLake.fix`)
 
 
@@ -63,17 +72,21 @@ def logical_name(path: str) -> str:
 class ObjectLake(Lake):
     """The lake under `root` (`s3://bucket/prefix`); paths are URIs (`str`)."""
 
-    def __init__(self, root: str, *, retention_s: float = RETENTION_S, scratch: Path | None = None):
+    def __init__(self, root: str, *, retention_s: float = RETENTION_S, scratch: Path | None = None,
+                 cache_bytes: int = MAX_BYTES):
         self.root = str(root).rstrip("/")
         self.scheme, self.base = self.root.split("://", 1)
         self.fs = object_stores.filesystem(self.root)  # the scheme's client, from its store's variables
         self.fix = object_stores.FIX[self.scheme]
         bucket = self.base.split("/", 1)[0]
-        if self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:  # else a lake that reads as empty
+        if (self.scheme, bucket) not in _BUCKETS and self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            # else a lake that reads as empty
             raise FileNotFoundError(f"lake {self.root}: the object store has no bucket (container) {bucket}; create "
                                     f"it, or point INFERLEDGER_LAKE (--lake) at the right one ({self.fix})")
+        _BUCKETS.add((self.scheme, bucket))
         self.retention_s = retention_s
         self.scratch_root = scratch or Path(tempfile.gettempdir()) / "inferledger-scratch"
+        self.cache = ObjectCache(self.scratch_root / "objects", cache_bytes)
 
     def __getnewargs__(self):
         return (self.root,)
@@ -81,7 +94,20 @@ class ObjectLake(Lake):
     # --- keys ----------------------------------------------------------------------------------
 
     def _key(self, uri: "str | Path") -> str:
+        """The object's key, of its URI or of its cached copy's path."""
+        cached = self.cache.key_of(uri)
+        if cached is not None:
+            return cached
         return str(uri).split("://", 1)[1] if "://" in str(uri) else str(uri)
+
+    def _as_uri(self, path: "str | Path") -> str:
+        return self._uri(self._key(path)) if "://" not in str(path) else str(path)
+
+    def _readable(self, uris: list[str]) -> list[str]:
+        """The objects as readers get them: all their cached copies' local paths when every one is
+        cached (a reader such as Polars takes local files or URIs, not both at once), else the URIs."""
+        local = [self.cache.get(self._key(u)) for u in uris]
+        return uris if None in local else [str(p) for p in local]
 
     def _uri(self, key: str) -> str:
         return f"{self.scheme}://{key}"
@@ -96,6 +122,16 @@ class ObjectLake(Lake):
 
     def _listing(self, under: str) -> list[pafs.FileInfo]:
         return self.fs.get_file_info(pafs.FileSelector(self._key(under), recursive=True, allow_not_found=True))
+
+    def _info(self, path: "str | Path") -> pafs.FileInfo:
+        """The store's `FileInfo` of a file; of a data object, asked once per process."""
+        key = self._key(path)
+        info = _OBJECT_INFO.get(key)
+        if info is None:
+            info = self.fs.get_file_info(key)
+            if info.type == pafs.FileType.File and TOKEN.search(key):
+                _OBJECT_INFO[key] = info
+        return info
 
     def _resolve(self, manifest: str) -> str | None:
         """The data object a manifest (URI) names (through its group's commit record when it is a
@@ -137,7 +173,7 @@ class ObjectLake(Lake):
         if want_dirs:
             return sorted(found)
         manifests = (logical.removesuffix(".parquet") + MANIFEST for logical in sorted(found))
-        return [data for m in manifests if (data := self._resolve(m))]
+        return self._readable([data for m in manifests if (data := self._resolve(m))])
 
     def partition_file(self, dataset, day, site=None, name="part-0") -> str:
         """The data object of `<partition>/<name>.parquet`; that logical URI when not committed."""
@@ -148,19 +184,20 @@ class ObjectLake(Lake):
 
     def _committed(self, target: str) -> str:
         d, name = self._split(target)
-        return self._resolve(f"{d}/{name}{MANIFEST}") or target
+        data = self._resolve(f"{d}/{name}{MANIFEST}")
+        return self._readable([data])[0] if data else target
 
     def day_site(self, path):
         return Lake.day_site(logical_name(str(path)))
 
     def remove(self, path) -> None:
         """Its manifest deleted: gone for readers; its object is collected after the retention."""
-        d, name = self._split(logical_name(str(path)))
+        d, name = self._split(logical_name(self._as_uri(path)))
         if self.exists(f"{d}/{name}{MANIFEST}"):
             self.fs.delete_file(self._key(f"{d}/{name}{MANIFEST}"))
 
     def exists(self, path) -> bool:
-        return self.fs.get_file_info(self._key(path)).type == pafs.FileType.File
+        return self._info(path).type == pafs.FileType.File
 
     def has_partition(self, dataset, day) -> bool:
         """A committed file in it (a pointer whose group never committed names nothing)."""
@@ -168,15 +205,15 @@ class ObjectLake(Lake):
                    for i in self._listing(self.partition_dir(dataset, day)))
 
     def mtime_ns(self, path) -> int:
-        return self.fs.get_file_info(self._key(path)).mtime_ns
+        return self._info(path).mtime_ns
 
     def stamp(self, path) -> list:
         """Size, modification time (the store's, to the second) and the object's unique name."""
-        info = self.fs.get_file_info(self._key(path))
+        info = self._info(path)
         return [info.size, info.mtime_ns, info.base_name]
 
     def relative(self, path) -> str:
-        return logical_name(str(path)).removeprefix(self.root + "/")
+        return logical_name(self._as_uri(path)).removeprefix(self.root + "/")
 
     def open_read(self, path):
         return self.fs.open_input_stream(self._key(path))
@@ -199,7 +236,7 @@ class ObjectLake(Lake):
         """Make `data` (a written object) the file `target` (`<dir>/<name>.parquet`): its manifest,
         then the partition's superseded objects of that name older than the retention go."""
         d, name = self._split(target)
-        size = self.fs.get_file_info(self._key(data)).size
+        size = self._info(data).size
         self.write_text(f"{d}/{name}{MANIFEST}", json.dumps(
             {"file": data.rpartition("/")[2], "bytes": size, "committed_at": datetime.now(UTC).isoformat()}))
         self._collect(d, name, keep=data)
@@ -223,25 +260,32 @@ class ObjectLake(Lake):
         return [uri for d in dirs for uri in self._collect(self._uri(d), None)]
 
     def write(self, lf, dataset, day, site=None, name="part-0") -> str:
-        """Stream `lf` into a new object of the partition, then commit it; returns its URI."""
-        data = self._new_object(f"{self.partition_dir(dataset, day, site)}/{name}.parquet")
-        with files.writing(data, self.fix):
-            if isinstance(lf, pl.LazyFrame):
-                lf.sink_parquet(data, **PARQUET_OPTIONS)
-            else:
-                lf.write_parquet(data, **PARQUET_OPTIONS)
-        return self.commit(f"{self.partition_dir(dataset, day, site)}/{name}.parquet", data)
+        """Stream `lf` into a scratch file, then upload and commit it as a new object of the
+        partition (`adopt`, kept in the cache); returns its URI."""
+        tmp = self.scratch()
+        try:
+            with files.writing(tmp, self.fix):
+                if isinstance(lf, pl.LazyFrame):
+                    lf.sink_parquet(tmp, **PARQUET_OPTIONS)
+                else:
+                    lf.write_parquet(tmp, **PARQUET_OPTIONS)
+            return self.adopt(tmp, dataset, day, site, name)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def upload(self, local: Path, target: str) -> str:
-        """A finished local file as the file `target` (new object, then manifest); returns its URI."""
+        """A finished local file as the file `target` (new object, kept in the cache, then
+        manifest); returns its URI."""
         return self.commit(target, self.put_object(local, target))
 
     def put_object(self, local: Path, target: str) -> str:
-        """A finished local file uploaded as a new object of the file `target`, not committed."""
+        """A finished local file uploaded as a new object of the file `target` (kept in this
+        worker's cache), not committed."""
         data = self._new_object(target)
         with files.writing(data, self.fix):
             pafs.copy_files(str(local), self._key(data), source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=self.fs)
+        self.cache.put(self._key(data), Path(local))
         return data
 
     def adopt(self, path, dataset, day, site=None, name="part-0") -> str:
@@ -278,7 +322,15 @@ class ObjectLake(Lake):
         return out
 
     def copy_out(self, path, target: Path) -> None:
+        """`target` with the object's bytes: linked to its cached copy (downloaded into the cache
+        first when not there); downloaded straight to `target` with the cache off."""
         Path(target).parent.mkdir(parents=True, exist_ok=True)
+        if self.cache.enabled:
+            files.link_or_copy(self.cache.fetch(self._key(path), lambda tmp: self._download(path, tmp)), target)
+        else:
+            self._download(path, Path(target))
+
+    def _download(self, path, target: Path) -> None:
         pafs.copy_files(self._key(path), str(target), source_filesystem=self.fs,
                         destination_filesystem=pafs.LocalFileSystem())
 

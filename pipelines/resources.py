@@ -13,9 +13,11 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from lake.inventory import inventory_path, load_inventory
+from lake.inventory import InventoryError, inventory_path, load_inventory
+from lake.raw_store import RawMirror, is_uri, mirrored
 from lake.store import Lake
 from settings import BY_NAME, Settings, default
+from transforms.ingest.market_prices import market_price_files
 from transforms.inventory import Inventory
 from warehouse.connection import DuckDBLimits
 
@@ -37,15 +39,30 @@ class RawInputs(dg.ConfigurableResource):
 
     @property
     def path(self) -> Path:
-        return Path(self.root)
+        """The raw directory; for a drop on an object store, this worker's mirror of it (the
+        inventory only: `local` mirrors what an ingest reads)."""
+        return mirrored(self.root)
+
+    def local(self, day: date, site: str | None) -> Path:
+        """The raw directory holding what the ingest of `day` (and `site`) reads (`lake.raw_store`)."""
+        if not is_uri(self.root):
+            return Path(self.root)
+        inv = self.inventory()
+        return mirrored(self.root, day, site, sites=inv.site_ids, price_files=sorted(market_price_files(inv)))
 
     def inventory(self) -> Inventory:
         if self._inventory is None:
-            self._inventory = load_inventory(inventory_path(self.path, self.inventory_path))
+            path = inventory_path(self.path, self.inventory_path)
+            if is_uri(self.root) and not self.inventory_path and not path.is_file():
+                raise InventoryError(f"{self.root}/{path.name}: no inventory file in the raw drop on the object store; "
+                                     "upload it there or set INFERLEDGER_INVENTORY (and check the AWS_* variables)")
+            self._inventory = load_inventory(path)
         return self._inventory
 
     def days(self) -> list[date]:
         """Days that have a raw folder."""
+        if is_uri(self.root):
+            return RawMirror(self.root).days()
         return sorted(date.fromisoformat(p.name) for p in self.path.glob("????-??-??") if p.is_dir())
 
 

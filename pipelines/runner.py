@@ -21,6 +21,8 @@ from datetime import date, timedelta
 import dagster as dg
 
 from lake.raw import raw_files
+from lake.raw_store import delivered as raw_delivered
+from lake.raw_store import is_uri
 from lake.store import Lake
 from pipelines.ahead import marts_ahead
 from pipelines.adapters.dagster_private import defs_state_storage
@@ -196,8 +198,8 @@ def prepare(settings: Settings, day: date | None, inst: dg.DagsterInstance, *, d
     if day is not None:
         check_first_day(settings, day)
     inv = RawInputs(root=str(settings.raw), inventory_path=str(settings.inventory or "")).inventory()
-    if day is not None and delivered and not (settings.raw / day.isoformat()).is_dir():
-        raise RunFailed(f"no raw folder {settings.raw / day.isoformat()}: nothing delivered for {day}. "
+    if day is not None and delivered and not raw_delivered(settings.raw, day):
+        raise RunFailed(f"no raw folder {settings.raw}/{day.isoformat()}: nothing delivered for {day}. "
                         f"Simulate one with `inferledger simulate --date {day} --out {settings.raw}`.")
     register_sites(inst, inv.site_ids)
     return inv.site_ids
@@ -248,6 +250,8 @@ def expand_steps(steps: list[Step], settings: Settings, parallel: int) -> list[S
 
     def raw_bytes(step: Step) -> int:
         day, site = step[1].split("|")
+        if is_uri(settings.raw):  # on an object store: not mirrored yet, in the order given
+            return 0
         return sum(p.stat().st_size for _src, ps in raw_files(step[2][0], settings.raw, date.fromisoformat(day), site)
                    for p in ps)
 

@@ -102,8 +102,10 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     # Where things are.
-    Setting("raw", "INFERLEDGER_RAW", "data/raw", "path",
-            "raw exports as delivered, `<raw>/<YYYY-MM-DD>/<site>/<family>/...` (docs/raw-formats.md)", Path),
+    Setting("raw", "INFERLEDGER_RAW", "data/raw", "path or URI",
+            "raw exports as delivered, `<raw>/<YYYY-MM-DD>/<site>/<family>/...` (docs/raw-formats.md): a directory, "
+            "or `s3://bucket/prefix` (mirrored to each worker's scratch, docs/deploy.md)",
+            lambda text: text.rstrip("/") if "://" in text else Path(text)),
     Setting("lake", "INFERLEDGER_LAKE", "data/lake", "path or URI",
             "the Parquet lake: a directory, or `s3://bucket/prefix` (AWS_* variables) or `az://container/prefix` "
             "(AZURE_STORAGE_* variables) on an object store (docs/deploy.md)",

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow.fs as pafs
 
@@ -59,12 +60,16 @@ def s3_filesystem(endpoint: str) -> pafs.S3FileSystem:
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server(log: "Path | None" = None, cpus: str | None = None) -> Iterator[str]:
     """A moto S3 server (`python -m moto.server`, its own process and session) on 127.0.0.1 at
-    a free port; its endpoint. Stopped on exit."""
+    a free port; its endpoint. Stopped on exit. `log`: a file its request log (one line per HTTP
+    request: method, path and query, status) is appended to; `cpus`: pinned to these CPUs
+    (`taskset -c`, e.g. `1`)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen((["taskset", "-c", cpus] if cpus else []) + cmd, stdout=out, stderr=out,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -80,6 +85,8 @@ def moto_server() -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        if log is not None:
+            out.close()
 
 
 def new_bucket(endpoint: str) -> S3Store:

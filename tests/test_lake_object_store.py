@@ -6,11 +6,13 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.fs as pafs
 import pytest
 
 import fleetsim
@@ -91,6 +93,32 @@ def test_the_warehouse_published_from_s3_is_self_contained(nights, monkeypatch):
             assert con.execute(sql).fetchall() == ref.execute(sql).fetchall()
 
 
+def test_the_night_from_a_raw_drop_on_s3_gives_the_local_disk_bytes(nights, tmp_path, monkeypatch):
+    """`--raw s3://bucket/raw`: the raw day uploaded as delivered (request logs compressed as they
+    are), the night run from it into another S3 lake by a worker with its own scratch directory:
+    facts, marts, quarantine and ingest audit byte-identical to the night from local disk and
+    into a local lake (the audit and quarantine name files relative to the raw drop, as there)."""
+    store = nights["store"]
+    pafs.copy_files(str(nights["raw"]), f"{store.bucket}/raw", source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=store.fs())
+    worker = tmp_path / "worker"
+    worker.mkdir()
+    monkeypatch.setenv("TMPDIR", str(worker))
+    monkeypatch.setattr(tempfile, "tempdir", str(worker))
+    for k, v in store.env.items():
+        monkeypatch.setenv(k, v)
+    _night(store.uri("raw"), store.uri("lake-from-raw-on-s3"), tmp_path / "w.duckdb")
+    lake, local = Lake(store.uri("lake-from-raw-on-s3")), nights["local"]
+    assert _digests(lake) == nights["local_digests"]
+    for dataset in ("quarantine", "ingest_audit", "requests", "power_readings", "cost_lines"):
+        assert {lake.relative(p): _sha(lake, p) for p in lake.day_files(dataset, DAY)} == {
+            local.relative(p): _sha(local, p) for p in local.day_files(dataset, DAY)}, dataset
+    # The worker's mirror holds the delivered files, compressed as they are, under their names.
+    mirror = next((worker / "inferledger-scratch" / "raw").iterdir())
+    logs = sorted(nights["raw"].glob(f"{DAY.isoformat()}/*/requests/*"))
+    assert logs and all((mirror / p.relative_to(nights["raw"])).read_bytes() == p.read_bytes() for p in logs)
+
+
 def test_a_rerun_on_s3_replaces_and_collect_garbage_removes_the_superseded(nights):
     """Building the day's marts again writes new objects and moves the manifests to them: the
     same visible files and bytes, the old objects kept for the retention (a day), then collected."""
@@ -134,7 +162,9 @@ def test_a_writer_killed_before_its_manifest_leaves_nothing_visible(s3_server, t
     assert pl.read_parquet(lake.day_files("totals", day))["x"].to_list() == [1, 2, 3]
     # The rerun completes: 10 + 20 + 30 = 60, the bytes a local lake writes for the same frame.
     uri = lake.write(pl.DataFrame({"x": [10, 20, 30]}), "totals", day)
-    assert lake.day_files("totals", day) == [uri] and pl.read_parquet(uri)["x"].sum() == 60
+    # The committed object (its local copy in this worker's cache: `stamp` names the object).
+    assert [lake.stamp(p) for p in lake.day_files("totals", day)] == [lake.stamp(uri)]
+    assert pl.read_parquet(uri)["x"].sum() == 60
     local = Lake(tmp_path).write(pl.DataFrame({"x": [10, 20, 30]}), "totals", day)
     assert _sha(lake, uri) == hashlib.sha256(local.read_bytes()).hexdigest()
     # The orphan and the superseded object go once past the retention; the committed one stays.

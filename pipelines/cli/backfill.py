@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lake.raw_store import delivered as raw_delivered
 from lake.store import Lake
 from pipelines.cli.output import console
 from pipelines.cli.runs import prepare_or_exit, run_publish
@@ -85,7 +86,7 @@ def _todo(args, settings: Settings, state_file: Path, out: Console) -> tuple[lis
         done = set(json.loads(lake.read_text(state_file)).get("done", []))
     first, last = args.date_from, args.date_to
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    missing = [d for d in days if not (settings.raw / d.isoformat()).is_dir()]
+    missing = [d for d in days if not raw_delivered(settings.raw, d)]
     if missing:
         out.print(f"[yellow]skipped[/yellow] {len(missing)} day(s) with no raw folder: "
                   f"{', '.join(d.isoformat() for d in missing[:10])}{' ...' if len(missing) > 10 else ''}")

@@ -64,7 +64,8 @@ def _ingest_asset(dataset: str, *, per_site: bool, name: str | None = None) -> d
     )
     def ingest(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLake) -> dg.MaterializeResult:
         day, site = day_and_site(context) if per_site else (context.partition_key, None)
-        out = ingest_partition(dataset, date.fromisoformat(day), site, raw.path, lake.lake, raw.inventory())
+        out = ingest_partition(dataset, date.fromisoformat(day), site, raw.local(date.fromisoformat(day), site),
+                              lake.lake, raw.inventory())
         context.log.info(f"{dataset} {day} {site or ''}: read {out.rows_read}, accepted {out.rows_accepted}, "
                          f"quarantined {out.rows_quarantined} {out.by_reason}")
         return dg.MaterializeResult(metadata=outcome_metadata(out))
