@@ -52,7 +52,7 @@ HEAVY_FIRST = (
     "test_celery_hosts", "test_automation", "test_warehouse_publish", "test_late_bills", "test_crash_safety",
     "test_lake_object_store",
     "test_instance_and_inventory", "test_quality_cross_day", "test_pipeline_midnight", "test_quality_gate",
-    "test_celery", "test_sql_access_attacks", "test_demo_day_acceptance", "test_asset_register_in_force",
+    "test_sql_access_attacks", "test_demo_day_acceptance", "test_asset_register_in_force",
     "test_quality_sources", "test_check_data", "test_run_parallel", "test_backfill", "test_pipeline_ingest",
     "test_definitions", "test_import_trace", "test_quality_pipeline", "test_attribution_properties",
     "test_ingest_json_files", "test_settings", "test_demo_real", "test_planning_ledger", "test_first_day",
