@@ -4,7 +4,7 @@ files are hard links to the copy's lake, as in production). Each is refused, and
 system says nothing outside the export directory was written, replaced or deleted (digests of
 every file under the test's folder before and after) and nothing secret was read.
 
-Layout of one test's folder (`ledger`; built once per module, given back as built to each test):
+Layout of one test's folder (`ledger`):
 
     lake/  raw/  warehouse/      the copy; raw/ holds a request log with a secret prompt
     secret.txt                   a file no statement may read
@@ -38,44 +38,29 @@ INFERLEDGER = Path(sys.executable).parent / "inferledger"
 SECRET = "TOPSECRET-7d1f"
 
 
-@pytest.fixture(scope="module")
-def ledger_base(demo_warehouse, tmp_path_factory) -> tuple[Path, Path]:
-    """The test's folder (the layout above) built once per module at one path, and a pristine
-    copy of it beside (`cp -a`: hard links and modification times kept). The published file's
-    view names its version's files by absolute path, so each test gets its folder back at the
-    same path (`ledger`) rather than a copy elsewhere: a publish saved per test."""
-    top = tmp_path_factory.mktemp("ledger")
-    root, pristine = top / "root", top / "pristine"
-    lake = root / "lake"
-    shutil.copytree(demo_warehouse["lake"], lake)  # with modification times: the marts stay current
-    wh = root / "warehouse" / "inferledger.duckdb"
-    publish(lake, load_inventory(demo_warehouse["raw"] / "inventory.yaml"), wh)
-    requests = root / "raw" / str(demo_warehouse["day"]) / "site-a" / "requests"
-    requests.mkdir(parents=True)
-    (requests / "node-1.jsonl").write_text(f'{{"prompt": "{SECRET} prompt text", "output_tokens": 7}}\n')
-    (root / "secret.txt").write_text(f"{SECRET}\n")
-    (root / "keep").mkdir()
-    (root / "keep" / "keep.txt").write_text("keep me\n")
-    (root / "spill").mkdir()
-    (root / "home" / "finance" / "exports").mkdir(parents=True)
-    subprocess.run(["cp", "-a", str(root), str(pristine)], check=True)
-    return root, pristine
-
-
 @pytest.fixture
-def ledger(ledger_base, demo_warehouse):
-    root, pristine = ledger_base
-    shutil.rmtree(root)  # whatever the previous test's attack left
-    subprocess.run(["cp", "-a", str(pristine), str(root)], check=True)
-    (vdir,) = versions_dir(root / "warehouse" / "inferledger.duckdb").iterdir()
+def ledger(demo_warehouse, tmp_path):
+    lake = tmp_path / "lake"
+    shutil.copytree(demo_warehouse["lake"], lake)  # with modification times: the marts stay current
+    wh = tmp_path / "warehouse" / "inferledger.duckdb"
+    publish(lake, load_inventory(demo_warehouse["raw"] / "inventory.yaml"), wh)
+    (vdir,) = versions_dir(wh).iterdir()
     day = demo_warehouse["day"]
-    facts = root / "lake" / "request_costs" / f"date={day}" / "part-0.parquet"
+    facts = lake / "request_costs" / f"date={day}" / "part-0.parquet"
     published = vdir / "request_costs" / f"date={day}.parquet"
     assert published.stat().st_ino == facts.stat().st_ino  # the hard link the attacks aim at
-    home = root / "home" / "finance"
-    return {"root": root, "lake": root / "lake", "warehouse": root / "warehouse" / "inferledger.duckdb",
-            "version_dir": vdir, "facts": facts, "published": published, "home": home, "exports": home / "exports",
-            "raw": root / "raw", "shared_raw": demo_warehouse["raw"]}
+    requests = tmp_path / "raw" / str(day) / "site-a" / "requests"
+    requests.mkdir(parents=True)
+    (requests / "node-1.jsonl").write_text(f'{{"prompt": "{SECRET} prompt text", "output_tokens": 7}}\n')
+    (tmp_path / "secret.txt").write_text(f"{SECRET}\n")
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "keep.txt").write_text("keep me\n")
+    (tmp_path / "spill").mkdir()
+    home = tmp_path / "home" / "finance"
+    (home / "exports").mkdir(parents=True)
+    return {"root": tmp_path, "lake": lake, "warehouse": wh, "version_dir": vdir, "facts": facts,
+            "published": published, "home": home, "exports": home / "exports", "raw": tmp_path / "raw",
+            "shared_raw": demo_warehouse["raw"]}
 
 
 def env_for(ledger, **extra) -> dict:
