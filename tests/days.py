@@ -2,21 +2,25 @@
 tests/conftest.py) instead of once per module."""
 
 import json
+import os
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 import fleetsim
+from pipelines.definitions import defs as load_defs
 from pipelines.defs.ingest.assets import (asset_register, cost_lines, fx_rates, market_prices, performance_profiles,
                                           power_readings, requests)
 from pipelines.partitions import register_sites
-from pipelines.resources import ParquetLake, RawInputs, Warehouse
+from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
 from pipelines.runner import QUIET_RUN
 
 DAY = date(2026, 11, 24)
 SITES = ["metro-east", "remote-plains", "cloud-use1"]
 INGESTED_REQUESTS, INGESTED_SEED = 10_000, 11
+NIGHT_REQUESTS, NIGHT_SEED = 3_000, 5
 
 
 def materialize_day(raw: Path, lake: Path, instance: dg.DagsterInstance) -> list[dg.ExecuteInProcessResult]:
@@ -52,3 +56,35 @@ def build_ingested_day(folder: Path) -> None:
     (folder / "runs.json").write_text(json.dumps(runs, default=str))
     (folder / "summary.json").write_text(json.dumps({"records": summary.records,
                                                      "expected_quarantine": summary.expected_quarantine}))
+
+
+def day_runs() -> list[tuple[str, str | None]]:
+    """The night of DAY, one run after the other: the three sites' ingest, the attribution, the publish."""
+    return [*(("ingest_day_site", f"{DAY}|{site}") for site in SITES), ("attribute_day", str(DAY)),
+            ("publish_warehouse", None)]
+
+
+def run_in_process(raw: Path, lake: Path, warehouse: Path, instance: dg.DagsterInstance) -> None:
+    """The night's jobs (`day_runs`) with the in-process executor, on paths of their own."""
+    defs = load_defs()
+    resources = {"raw": RawInputs(root=str(raw)), "lake": ParquetLake(root=str(lake)),
+                 "warehouse": Warehouse(path=str(warehouse)), "settings": AttributionSettings()}
+    for name, key in day_runs():
+        res = defs.resolve_job_def(name).execute_in_process(partition_key=key, instance=instance, resources=resources,
+                                                           run_config=QUIET_RUN, raise_on_error=False)
+        assert res.success, f"in-process {name} {key} failed: {[e.message for e in res.get_step_failure_events()]}"
+
+
+def build_reference_night(folder: Path) -> None:
+    """`DAY` simulated (3,000 requests, seed 5, the month's invoices) into `folder/raw` and its
+    night run in-process on local disk into `folder/lake` and `folder/warehouse/inferledger.duckdb`:
+    the reference the same night elsewhere must equal, byte for byte (the lake on an object store,
+    tests/test_lake_object_store.py; on Celery workers, tests/test_celery_hosts.py). Read only:
+    copy it to change it."""
+    fleetsim.simulate(folder / "raw", DAY, requests=NIGHT_REQUESTS, seed=NIGHT_SEED, invoices=True)
+    instance = dg.DagsterInstance.ephemeral()
+    register_sites(instance, SITES)
+    with pytest.MonkeyPatch.context() as mp:  # the same night whichever test asks first, whatever it set
+        for k in [k for k in os.environ if k.startswith("INFERLEDGER_")]:
+            mp.delenv(k)
+        run_in_process(folder / "raw", folder / "lake", folder / "warehouse" / "inferledger.duckdb", instance)

@@ -18,7 +18,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+
+from tests.servers import free_port, install_debian_package, stop_session
 
 DEBIAN_BIN = Path("/usr/lib/postgresql")
 START_TIMEOUT_S = 30
@@ -67,16 +68,7 @@ def postgres_binaries() -> Path:
     """Debian's PostgreSQL binaries, installed with apt-get when missing and allowed; else skip."""
     if (found := _bin_dir()) is not None:
         return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"PostgreSQL missing ({DEBIAN_BIN}/<version>/bin) and cannot be installed here (needs root and "
-                    "apt-get): apt-get install -y postgresql")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]
-    if subprocess.run(install, env=env, capture_output=True, timeout=900, check=False).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600, check=False)
-        proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900, check=False)
-        if proc.returncode != 0:
-            pytest.skip(f"apt-get install -y postgresql failed: {proc.stderr.strip()[-500:]}")
+    install_debian_package("postgresql")  # or skip, saying why
     if (found := _bin_dir()) is None:
         pytest.skip(f"apt-get installed postgresql but no {DEBIAN_BIN}/<version>/bin/initdb was found")
     return found
@@ -96,28 +88,6 @@ def _as_server_user() -> tuple[list[str], int | None]:
         except KeyError:
             continue
     pytest.skip("running as root and neither the `postgres` nor the `nobody` user exists to own the cluster")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    # SIGINT is PostgreSQL's "fast shutdown"; SIGKILL if it does not come down.
-    for sig, wait_s in ((signal.SIGINT, 15), (signal.SIGKILL, 5)):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @contextmanager
@@ -143,7 +113,7 @@ def start_postgres(database: str = DATABASE) -> Iterator[PostgresServer]:
                               capture_output=True, text=True, timeout=120, check=False)
         if init.returncode != 0:
             pytest.fail(f"initdb failed ({' '.join(prefix) or 'current user'}): {init.stderr.strip()[-1500:]}")
-        port = _free_port()
+        port = free_port()
         with open(log, "wb") as out:
             # A session of its own: teardown stops the server and its children, nothing else.
             proc = subprocess.Popen(
@@ -169,7 +139,7 @@ def start_postgres(database: str = DATABASE) -> Iterator[PostgresServer]:
         yield server
     finally:
         if proc is not None:
-            _stop(proc)
+            stop_session(proc, signal.SIGINT)  # PostgreSQL's "fast shutdown"; SIGKILL if it does not come down
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -7,6 +7,7 @@ boto3): a process started with it (a Celery worker, the CLI) finds the same stor
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,8 +20,43 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
+import pytest
 
 START_TIMEOUT_S = 30
+
+
+def stop_session(proc: subprocess.Popen, first: int = signal.SIGTERM, wait_s: float = 15) -> None:
+    """Stop a process started in a session of its own (`start_new_session=True`) and every process
+    of that session, nothing else: `first` (SIGTERM; PostgreSQL's fast shutdown is SIGINT), then
+    SIGKILL if it is not down within `wait_s`."""
+    for sig, wait in ((first, wait_s), (signal.SIGKILL, 5)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def install_debian_package(package: str) -> None:
+    """`apt-get install` a Debian package a test needs and the machine lacks (the test machine is
+    root), `apt-get update` first if the install fails; skip the test, saying why, when that
+    cannot be done here."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip(f"{package} missing and cannot be installed here (needs root and apt-get): "
+                    f"apt-get install -y {package}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
+    if subprocess.run(install, env=env, capture_output=True, timeout=900, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600, check=False)
+        proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900, check=False)
+        if proc.returncode != 0:
+            pytest.skip(f"apt-get install -y {package} failed: {proc.stderr.strip()[-500:]}")
 
 
 def free_port() -> int:
@@ -83,8 +119,7 @@ def moto_server(log: "Path | None" = None, cpus: str | None = None) -> Iterator[
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_session(proc, wait_s=30)
         if log is not None:
             out.close()
 

@@ -26,6 +26,7 @@ from transforms.attribution.grid import SlotGrid
 from transforms.attribution.reconcile import conservation_failures
 from transforms.contracts import ASSETS, COST_LINES, POWER_READINGS, REQUESTS
 from lake.readers import scan_text_lines
+from tests.hand_days import hand_inventory, tier
 from tests.test_ingest_requests import DAY as REQ_DAY
 from tests.test_ingest_requests import detail_of, ingest, parse_otel_lines, reasons, record, write
 from transforms.inventory import InventoryError, parse_inventory
@@ -35,10 +36,7 @@ T0 = datetime(2026, 11, 24, tzinfo=UTC)
 OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", "unattributed", "reconciliation",
            "totals")
 
-HEAD = """
-version: 1
-currency: USD
-valid_from: 2026-01-01
+HEAD = hand_inventory("""
 sites:
   - {id: s1, kind: remote, cooling: air, design_pue: 1.25, timezone: UTC, tariff: flat}
   - {id: s2, kind: remote, cooling: air, design_pue: 1.25, timezone: UTC, tariff: flat}
@@ -46,17 +44,8 @@ pools:
   - {id: pool-a, site: s1, gpu_model: L40S, tiers: [standard]}
   - {id: pool-b, site: s1, gpu_model: L40S, tiers: [standard]}
   - {id: pool-c, site: s2, gpu_model: L40S, tiers: [standard]}
-tariffs:
-  - id: flat
-    kind: time_of_use
-    currency: USD
-    periods: [{name: all, start: "00:00", end: "24:00", price_per_kwh: 0.1}]
-tiers:
-  - {id: standard, ttft_p95_s: 2, e2e_p95_s: 60, price_per_m_input_tokens: 1, price_per_m_output_tokens: 2,
-     idle_policy: pro_rata}
-models:
-  - {id: m, params_b: 8}
-"""
+""", [tier("standard", 2, 60, 1, 2)],
+    {"m": 8})
 GPU = "gpus: 4, gpu_tdp_w: 200, idle_w: 400, nameplate_w: 2400"
 NODES = f"""
 nodes:

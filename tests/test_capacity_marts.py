@@ -34,6 +34,7 @@ import polars as pl
 import pytest
 
 from lake.store import Lake
+from tests.hand_days import hand_inventory, tier
 from tests.test_warehouse_marts import MONEY, write_day
 from transforms.contracts import PERFORMANCE_PROFILES
 from transforms.inventory import parse_inventory
@@ -44,10 +45,7 @@ from warehouse.report.page import _after_chart
 from warehouse.tables import BY_NAME
 
 DAY = date(2026, 3, 10)
-INVENTORY = """
-version: 1
-currency: USD
-valid_from: 2026-01-01
+INVENTORY = hand_inventory("""
 sites:
   - {id: metro-east, kind: metro, cooling: liquid, design_pue: 1.15, timezone: UTC, tariff: flat}
   - {id: remote-plains, kind: remote, cooling: air, design_pue: 1.45, timezone: UTC, tariff: flat}
@@ -61,20 +59,8 @@ nodes:
   - {id: p4, pool: prem, gpus: 8, gpu_tdp_w: 700, idle_w: 1400, nameplate_w: 10200}
   - {id: s1, pool: std, gpus: 4, gpu_tdp_w: 350, idle_w: 420, nameplate_w: 2400}
   - {id: s2, pool: std, gpus: 4, gpu_tdp_w: 350, idle_w: 420, nameplate_w: 2400}
-tariffs:
-  - id: flat
-    kind: time_of_use
-    currency: USD
-    periods: [{name: all, start: "00:00", end: "24:00", price_per_kwh: 0.1}]
-tiers:
-  - {id: premium, ttft_p95_s: 0.5, e2e_p95_s: 8, price_per_m_input_tokens: 3.0, price_per_m_output_tokens: 12.0,
-     idle_policy: pro_rata}
-  - {id: standard, ttft_p95_s: 2.0, e2e_p95_s: 30, price_per_m_input_tokens: 0.8, price_per_m_output_tokens: 3.2,
-     idle_policy: pro_rata}
-models:
-  - {id: llama-3.1-70b-instruct, params_b: 70}
-  - {id: qwen3-32b, params_b: 32}
-"""
+""", [tier("premium", 0.5, 8, 3.0, 12.0), tier("standard", 2.0, 30, 0.8, 3.2)],
+    {"llama-3.1-70b-instruct": 70, "qwen3-32b": 32})
 
 
 def at(h, m=0, s=0.0):

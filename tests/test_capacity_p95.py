@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from tests.test_planning_ledger import OPTIONS
 from tests.test_planning_buckets import lake  # noqa: F401  (the hand day's lake fixture)
 from tests.conftest import examples
+from tests.hand_days import hand_inventory, tier
 from transforms.capacity import day_capacity, profile_capacity
 from transforms.contracts import PERFORMANCE_PROFILES
 from transforms.inventory import parse_inventory
@@ -29,29 +30,15 @@ from tests.test_capacity_marts import DAY as HAND_DAY, INVENTORY as HAND_INVENTO
 from warehouse.plan_inputs import ledger_frames
 
 DAY = date(2026, 11, 24)
-INVENTORY = """
-version: 1
-currency: USD
-valid_from: 2026-01-01
+INVENTORY = hand_inventory("""
 sites:
   - {id: metro-east, kind: metro, cooling: liquid, design_pue: 1.15, timezone: UTC, tariff: flat}
 pools:
   - {id: premium-h200, site: metro-east, gpu_model: H200, tiers: [premium, fast], gpus_per_replica: 2}
 nodes:
   - {id: m-h200-01, pool: premium-h200, gpus: 8, gpu_tdp_w: 700, idle_w: 1400, nameplate_w: 10200}
-tariffs:
-  - id: flat
-    kind: time_of_use
-    currency: USD
-    periods: [{name: all, start: "00:00", end: "24:00", price_per_kwh: 0.1}]
-tiers:
-  - {id: premium, ttft_p95_s: 1.0, e2e_p95_s: 20, price_per_m_input_tokens: 1.2, price_per_m_output_tokens: 3.6,
-     idle_policy: pro_rata}
-  - {id: fast, ttft_p95_s: 0.2, e2e_p95_s: 20, price_per_m_input_tokens: 1.2, price_per_m_output_tokens: 3.6,
-     idle_policy: pro_rata}
-models:
-  - {id: llama-3.1-70b-instruct, params_b: 70}
-"""
+""", [tier("premium", 1.0, 20, 1.2, 3.6), tier("fast", 0.2, 20, 1.2, 3.6)],
+    {"llama-3.1-70b-instruct": 70})
 # fleetsim/profiles.csv's H200 rows of the 70B at 2 GPUs per replica (batch, tokens/s, W, ITL p95 ms)
 H200_70B = ((8, 336.5, 882.7, 23.76), (16, 618.0, 901.9, 25.70), (32, 1065.1, 897.1, 32.20),
             (64, 1798.6, 1000.8, 44.65), (128, 2777.0, 1091.9, 76.33))

@@ -21,6 +21,11 @@ One night: the three sites' ingest, the day's attribution with the worker that r
 mid-step (its Celery pool process, SIGKILL), the retry from the failure, then the publish (in the
 run's own process: pipelines/defs/jobs/jobs.py). The marts are byte-identical to an in-process
 run of the same jobs on the same raw files, and so is every table of the published warehouse.
+
+Where a worker cannot have a mount namespace (not root, or no `unshare`), the same night runs with
+each worker's settings naming its own directory but nothing hidden: workers sharing one disk.
+This night is the suite's one Celery night: tests/test_celery.py ran a second one (workers on one
+disk, SQLite storage) whose assertions are all made here (it was folded in on 2026-12-08).
 """
 
 import hashlib
@@ -37,27 +42,24 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-import redis
-from celery import Celery
 
-import fleetsim
 from lake.objects import TOKEN
 from lake.store import Lake
 from pipelines.attribution import OUTPUTS
 from pipelines.partitions import register_sites
 from pipelines.runner import QUIET_RUN
-from tests.servers import new_bucket
-from tests.test_celery import (
+from tests.celery_workers import (
     ROOT,
     WORKERS,
-    _deadline,
-    _free_port,
-    _redis_server,
-    _run_in_process,
-    _stop,
-    _wait_for,
-    _warehouse_tables,
+    alarm_after,
+    redis_binary,
+    start_redis,
+    wait_for_workers,
+    warehouse_tables,
 )
+from tests.conftest import built_once
+from tests.days import build_reference_night
+from tests.servers import free_port, new_bucket, stop_session
 from tests.test_pipeline_ingest import DAY, SITES
 from warehouse.tables import DAILY
 
@@ -68,15 +70,18 @@ INSTANCE = ROOT / "deploy" / "dagster.yaml"
 CELERY_NIGHT_TIMEOUT_S = 900
 # Mounts, then the worker, in the namespace `unshare --mount` gives the shell: hide every other
 # disk of the test, put this worker's own directory at the path every worker's settings name.
-ISOLATE = """set -e
-mount --make-rprivate /
-for d in $HIDE; do mount -t tmpfs -o size=64m,mode=0755 hidden "$d"; done
-mount --bind "$OWN" "$HOST_DIR"
-mkdir -p "$HOST_DIR/work" "$HOST_DIR/tmp" "$HOST_DIR/dagster_home"
+# Without a namespace (`_can_isolate`), only what follows the mounts (PREPARE), HOST_DIR naming the
+# worker's own directory.
+PREPARE = """mkdir -p "$HOST_DIR/work" "$HOST_DIR/tmp" "$HOST_DIR/dagster_home"
 cp "$INSTANCE" "$HOST_DIR/dagster_home/dagster.yaml"
 cd "$HOST_DIR/work"
 exec "$@"
 """
+ISOLATE = """set -e
+mount --make-rprivate /
+for d in $HIDE; do mount -t tmpfs -o size=64m,mode=0755 hidden "$d"; done
+mount --bind "$OWN" "$HOST_DIR"
+""" + PREPARE
 
 
 def _can_isolate() -> str | None:
@@ -90,18 +95,21 @@ def _can_isolate() -> str | None:
     return None
 
 
-def _start_worker(name: str, root: Path, env: dict, log: Path) -> subprocess.Popen:
+def _start_worker(name: str, root: Path, env: dict, log: Path, isolated: bool = True) -> subprocess.Popen:
     own = root / name
     own.mkdir()
     hide = [root / "test", root / "reference", root / "services", *(root / w for w in WORKERS), Path("/dev/shm")]
-    env = {**env, "OWN": str(own), "HOST_DIR": str(root / "host"), "INSTANCE": str(INSTANCE),
+    if not isolated:  # its settings name its own directory instead of the shared mount point
+        env = {k: v.replace(str(root / "host"), str(own)) for k, v in env.items()}
+    env = {**env, "OWN": str(own), "HOST_DIR": str(root / "host" if isolated else own), "INSTANCE": str(INSTANCE),
            "HIDE": " ".join(str(d) for d in hide)}
     worker = [str(Path(sys.executable).parent / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
               "-y", str(ROOT / "deploy" / "celery.yaml"), "-n", name, "--",
               "--concurrency=1", "--without-gossip", "--without-mingle"]
     with open(log, "wb") as out:
-        return subprocess.Popen(["unshare", "--mount", "sh", "-c", ISOLATE, "isolate", *worker], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        shell = ["unshare", "--mount", "sh", "-c", ISOLATE] if isolated else ["sh", "-c", "set -e\n" + PREPARE]
+        return subprocess.Popen([*shell, "isolate", *worker], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
 
 
 def _children(pid: int) -> list[int]:
@@ -198,6 +206,15 @@ def _written(store) -> list[str]:
     return [k for k in store.keys(f"lake/request_costs/date={DAY}/") if TOKEN.search(k)]
 
 
+def _manifest(lake: Lake) -> dict:
+    """The day's marts build manifest less what differs by nature between a disk and a store (file
+    times, object names): what it was built from (the inventory, each source's size, the columns)
+    and each mart's size."""
+    m = json.loads(lake.read_text(lake.marts_manifest(DAY)))
+    m["built_from"]["sources"] = {f: stamp[0] for f, stamp in m["built_from"]["sources"].items()}
+    return {**m, "marts": {name: stamp[0] for name, stamp in m["marts"].items()}}
+
+
 def _kill_attribution(postgres, store, processes: dict[str, subprocess.Popen], found: dict) -> None:
     """Watch the event log (Postgres) for the attribution step's start, then the store for the
     first object of the day's attribution (its facts, uploaded first, before the seven other
@@ -223,19 +240,16 @@ def _kill_attribution(postgres, store, processes: dict[str, subprocess.Popen], f
 
 @pytest.fixture(scope="module")
 def hosts_night(tmp_path_factory, postgres_server, _moto_endpoint):
-    why_not = _can_isolate()
-    if why_not:
-        pytest.skip(why_not)
-    redis_server = _redis_server()
+    why_not = _can_isolate()  # None: each worker on a disk of its own; else workers sharing one disk
+    redis_binary()  # or skip, saying why
     root = tmp_path_factory.mktemp("hosts")
     for d in ("test", "reference", "services", "host", "store"):
         (root / d).mkdir()
     raw = root / "store" / "raw"
     store = new_bucket(_moto_endpoint)  # the lake on the local S3 server
     lake = store.uri("lake")
-    fleetsim.simulate(raw, DAY, requests=3_000, seed=5, invoices=True)
     host = root / "host"
-    port = _free_port()
+    port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("INFERLEDGER_", "PYTEST_", "DAGSTER_"))}
     shared = {**postgres_server.dagster_env, **store.env,
               "INFERLEDGER_RAW": str(raw), "INFERLEDGER_LAKE": lake,
@@ -262,41 +276,25 @@ def hosts_night(tmp_path_factory, postgres_server, _moto_endpoint):
             # Dagster's schema in Postgres, and the site partitions, before any worker opens it.
             with dg.DagsterInstance.get() as instance:
                 register_sites(instance, SITES)
-            with open(logs[0], "wb") as out:
-                procs["redis"] = subprocess.Popen(
-                    [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                     "--dir", str(root / "services")], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            client = redis.Redis(host="127.0.0.1", port=port)
-
-            def redis_up() -> bool:
-                try:
-                    return client.ping()
-                except redis.ConnectionError:
-                    return False
-
-            _wait_for("redis-server", redis_up, list(procs.values()), logs[:1])
-            client.close()
+            procs["redis"] = start_redis(port, root / "services", logs[0])
             for worker, log in zip(WORKERS, logs[1:], strict=True):
-                procs[worker] = _start_worker(worker, root, worker_env, log)
+                procs[worker] = _start_worker(worker, root, worker_env, log, isolated=why_not is None)
 
+            # While the workers start: the same night in-process on local disk (3,000 requests, seed 5,
+            # tests/days.py), built once per session (tests/test_lake_object_store.py compares with it
+            # too); its raw files to the store, its lake and warehouse beside the test (hidden from the workers).
             started = time.perf_counter()
-            baseline = dg.DagsterInstance.ephemeral()
-            register_sites(baseline, SITES)
-            _run_in_process(raw, root / "reference" / "lake", root / "reference" / "inferledger.duckdb", baseline)
+            night = built_once(tmp_path_factory, "reference-night", build_reference_night)
+            shutil.copytree(night / "raw", raw)
+            shutil.copytree(night / "lake", root / "reference" / "lake")
+            shutil.copy2(night / "warehouse" / "inferledger.duckdb", root / "reference" / "inferledger.duckdb")
             reference = _lake_digest(Lake(root / "reference" / "lake"))
             baseline_s = time.perf_counter() - started
 
-            control = Celery("dagster", broker=shared["INFERLEDGER_CELERY_BROKER"])
-
-            def workers_up() -> bool:
-                answered = {name.split("@")[0] for reply in control.control.ping(timeout=0.5) for name in reply}
-                return answered >= set(WORKERS)
-
-            _wait_for("two Celery workers", workers_up, list(procs.values()), logs)
-            control.close()
+            wait_for_workers(shared["INFERLEDGER_CELERY_BROKER"], list(procs.values()), logs)
 
             started = time.perf_counter()
-            with _deadline(CELERY_NIGHT_TIMEOUT_S, logs):
+            with alarm_after(CELERY_NIGHT_TIMEOUT_S, logs):
                 results = [_celery_run("ingest_day_site", f"{DAY}|{site}") for site in SITES]
                 killed: dict = {}
                 watcher = threading.Thread(target=_kill_attribution, args=(postgres_server, store, procs, killed),
@@ -309,23 +307,27 @@ def hosts_night(tmp_path_factory, postgres_server, _moto_endpoint):
                 results.append(_celery_run("publish_warehouse", None))
             seconds = time.perf_counter() - started
             on_store = _lake_digest(Lake(lake))
+            manifests = {"reference": _manifest(Lake(root / "reference" / "lake")), "on_store": _manifest(Lake(lake))}
     finally:
         known = locals()
         (root / "services" / "night.json").write_text(json.dumps(
             {k: known.get(k) for k in ("results", "killed", "after_kill", "baseline_s", "seconds")},
             indent=1, default=str))
         for p in reversed(procs.values()):
-            _stop(p)
+            stop_session(p)
         signal.signal(signal.SIGTERM, on_sigterm)
     return {"root": root, "results": results, "killed": killed, "after_kill": after_kill, "seconds": seconds,
             "baseline_seconds": baseline_s, "logs": logs, "postgres": postgres_server, "store": store,
-            "reference": reference, "on_store": on_store}
+            "reference": reference, "on_store": on_store, "manifests": manifests}
 
 
 def test_the_night_succeeds_on_workers_with_no_shared_disk(hosts_night):
     ingest, killed_run, retry, publish = (hosts_night["results"][:3], *hosts_night["results"][3:])
     for r in [*ingest, retry, publish]:
         assert r["success"], f"{r['job']} {r['partition']}: {r['failures']}"
+        assert r["steps"], f"{r['job']} ran no step"
+    for r in [*ingest, retry]:  # each run's steps on the workers (folded from tests/test_celery.py)
+        assert r["hosts"], f"{r['job']} {r['partition']}: no step reported a Celery worker"
     assert {h for r in [*ingest, killed_run, retry] for h in r["hosts"]} == set(WORKERS)
     assert publish["hosts"] == []  # the publish ran in the run's own process, beside its warehouse
     print(f"\nin-process day: {hosts_night['baseline_seconds']:.1f} s; workers' night: "
@@ -355,12 +357,14 @@ def test_marts_are_byte_identical_to_the_in_process_run(hosts_night):
     the in-process run's on local disk."""
     assert len(hosts_night["reference"]) == len(DAILY) + 1
     assert hosts_night["on_store"] == hosts_night["reference"]
+    # Built from the same sources (names and sizes), written the same marts (folded from tests/test_celery.py).
+    assert hosts_night["manifests"]["on_store"] == hosts_night["manifests"]["reference"]
 
 
 def test_published_warehouse_matches_the_in_process_one(hosts_night):
     root = hosts_night["root"]
-    expected = _warehouse_tables(root / "reference" / "inferledger.duckdb")
-    got = _warehouse_tables(root / "test" / "warehouse" / "inferledger.duckdb")
+    expected = warehouse_tables(root / "reference" / "inferledger.duckdb")
+    got = warehouse_tables(root / "test" / "warehouse" / "inferledger.duckdb")
     assert sorted(got) == sorted(expected)
     for name, frame in expected.items():
         assert got[name].equals(frame), name

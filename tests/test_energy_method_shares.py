@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 from lake.store import Lake
+from tests.hand_days import hand_inventory, tier
 from transforms.attribution.day import DayInputs, day_outputs, finish_day, share_day
 from transforms.attribution.grid import SlotGrid
 from transforms.contracts import ASSETS, COST_LINES, POWER_READINGS, REQUESTS
@@ -34,10 +35,7 @@ OUTPUTS = ("request_costs", "node_slots", "pool_idle", "site_hours", "true_up", 
            "totals")
 SHARES = ("energy_measured_share", "energy_interpolated_share", "energy_estimated_share")
 
-INVENTORY = """
-version: 1
-currency: USD
-valid_from: 2026-01-01
+INVENTORY = hand_inventory("""
 sites:
   - {id: s1, kind: remote, cooling: air, design_pue: 1.25, timezone: UTC, tariff: flat}
 pools:
@@ -48,19 +46,8 @@ nodes:
   - {id: b1, pool: pool-b, gpus: 4, gpu_tdp_w: 350, idle_w: 500, nameplate_w: 2400}
 meters:
   - {id: a1/bmc, scope: node, site: s1, source: ipmi, node: a1, sensor: Chassis Power}
-tariffs:
-  - id: flat
-    kind: time_of_use
-    currency: USD
-    periods: [{name: all, start: "00:00", end: "24:00", price_per_kwh: 0.1}]
-tiers:
-  - {id: premium, ttft_p95_s: 1, e2e_p95_s: 60, price_per_m_input_tokens: 1, price_per_m_output_tokens: 2,
-     idle_policy: pro_rata}
-  - {id: standard, ttft_p95_s: 2, e2e_p95_s: 60, price_per_m_input_tokens: 1, price_per_m_output_tokens: 2,
-     idle_policy: pro_rata}
-models:
-  - {id: m, params_b: 8}
-"""
+""", [tier("premium", 1, 60, 1, 2), tier("standard", 2, 60, 1, 2)],
+    {"m": 8})
 
 
 def _requests() -> pl.DataFrame:

@@ -15,13 +15,14 @@ import polars as pl
 import pyarrow.fs as pafs
 import pytest
 
-import fleetsim
 from lake.inventory import load_inventory
 from lake.objects import MANIFEST, TOKEN, ObjectLake
 from lake.plans import plan_file, plan_files, write_plan_run
 from lake.store import Lake
 from pipelines.cli import main
 from settings import resolve
+from tests.conftest import built_once
+from tests.days import build_reference_night
 from tests.servers import new_bucket
 from warehouse.marts import build_day_marts, marts_status
 from warehouse.tables import DAILY
@@ -49,19 +50,21 @@ def _night(raw: Path, lake: str, warehouse: Path, *more: str) -> None:
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory, _moto_endpoint):
-    """A 1,000-request demo-fleet day (seed 7, invoices) run as `inferledger run` does, with the
-    lake on local disk, then with the lake on the S3 server (publishing each to a local file)."""
+    """A 3,000-request demo-fleet day (seed 5, invoices) run in-process with the lake on local disk
+    (tests/days.py: built once per session, tests/test_celery_hosts.py compares with it too; read
+    only here), then as `inferledger run` does with the lake on the S3 server, publishing to a
+    local file."""
+    night = built_once(tmp_path_factory, "reference-night", build_reference_night)
     root = tmp_path_factory.mktemp("s3-night")
-    raw = root / "raw"
-    fleetsim.simulate(raw, DAY, requests=1_000, seed=7, invoices=True)
+    raw = night / "raw"
     store = new_bucket(_moto_endpoint)
     with pytest.MonkeyPatch.context() as mp:
         for k, v in store.env.items():
             mp.setenv(k, v)
-        _night(raw, str(root / "lake"), root / "local" / "inferledger.duckdb")
         _night(raw, store.uri(), root / "s3" / "inferledger.duckdb")
-        local, s3 = Lake(root / "lake"), Lake(store.uri())
+        local, s3 = Lake(night / "lake"), Lake(store.uri())
         yield {"raw": raw, "root": root, "store": store, "local": local, "s3": s3,
+               "local_root": night / "lake", "local_warehouse": night / "warehouse" / "inferledger.duckdb",
                "local_digests": _digests(local), "s3_digests": _digests(s3)}
 
 
@@ -70,7 +73,7 @@ def test_the_night_on_s3_gives_the_local_disk_bytes(nights):
     assert nights["s3_digests"] == nights["local_digests"]
     assert len(nights["s3_digests"]) == len(DAILY) + 1
     # The same files, by the layout's names: every local Parquet file has its committed object.
-    local_root = nights["root"] / "lake"
+    local_root = nights["local_root"]
     local = sorted(p.relative_to(local_root).as_posix() for p in local_root.rglob("*.parquet")
                    if not p.relative_to(local_root).as_posix().startswith("_"))
     s3 = sorted(k.removeprefix("lake/").removesuffix(MANIFEST) + ".parquet"
@@ -85,7 +88,7 @@ def test_the_warehouse_published_from_s3_is_self_contained(nights, monkeypatch):
         monkeypatch.delenv(k, raising=False)
     facts = pl.read_parquet(nights["local"].partition_file("request_costs", DAY))
     db = nights["root"] / "s3" / "inferledger.duckdb"
-    local_db = nights["root"] / "local" / "inferledger.duckdb"
+    local_db = nights["local_warehouse"]
     with duckdb.connect(str(db), read_only=True) as con, duckdb.connect(str(local_db), read_only=True) as ref:
         assert con.execute("SELECT count(*) FROM request_costs").fetchone()[0] == facts.height
         for t in DAILY:

@@ -2,9 +2,7 @@
 rendered in a real headless Chromium (Debian's package) with every chart drawn and the headline
 figures equal to the marts."""
 
-import os
 import shutil
-import subprocess
 from dataclasses import asdict
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,6 +14,7 @@ from lake.inventory import load_inventory
 from pipelines.cli import main
 from pipelines.defs.report.assets import report as report_asset
 from pipelines.resources import Warehouse
+from tests.servers import install_debian_package
 from warehouse.access import open_warehouse
 from warehouse.checks import checks, published_outcomes, run_checks
 from warehouse.publish import publish
@@ -162,16 +161,7 @@ def chromium() -> Path:
     it and downloads no browser of its own."""
     pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: pip install -e '.[dev]'")
     if not CHROMIUM.exists():
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.skip("Chromium missing and cannot be installed here (needs root and apt-get): "
-                        "apt-get install -y chromium")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-        if subprocess.run(install, env=env, capture_output=True, timeout=900, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600, check=False)
-            proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900, check=False)
-            if proc.returncode != 0:
-                pytest.skip(f"apt-get install -y chromium failed: {proc.stderr.strip()[-500:]}")
+        install_debian_package("chromium")  # or skip, saying why
     return CHROMIUM
 
 

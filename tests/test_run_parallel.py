@@ -1,6 +1,7 @@
 """`inferledger run --parallel 2`: the day's ingest runs (one per site and dataset) go two at a
 time in worker processes, then attribution and publish run as before. The lake and the
-warehouse come out exactly as with one run at a time."""
+warehouse come out exactly as with one run at a time: the session's reference night of the same
+raw files, its jobs run one after the other in-process (tests/days.py)."""
 
 from datetime import date
 from pathlib import Path
@@ -8,21 +9,26 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import fleetsim
 from lake.raw import raw_files
 from pipelines.cli import main
 from pipelines.runner import day_steps, expand_steps
 from settings import defaults
+from tests.conftest import built_once
+from tests.days import build_reference_night
 from warehouse.access import open_warehouse
 
 DAY = date(2026, 11, 24)
 
 
 @pytest.fixture(scope="module")
-def raw(tmp_path_factory):
-    root = tmp_path_factory.mktemp("parallel") / "raw"
-    fleetsim.simulate(root, DAY, requests=2_000, seed=5, invoices=True)  # the size does not matter here
-    return root
+def night(tmp_path_factory) -> Path:
+    """The reference night (3,000 requests, seed 5, invoices; the size does not matter here), read only."""
+    return built_once(tmp_path_factory, "reference-night", build_reference_night)
+
+
+@pytest.fixture(scope="module")
+def raw(night) -> Path:
+    return night / "raw"
 
 
 def _lake_files(lake: Path) -> dict[str, bytes]:
@@ -45,20 +51,19 @@ def test_the_ingest_splits_into_one_run_per_site_and_dataset_largest_first(raw, 
     assert runs[9:] == steps[3:]
 
 
-def test_parallel_runs_give_the_same_lake_and_warehouse(raw, tmp_path, monkeypatch):
+def test_parallel_runs_give_the_same_lake_and_warehouse(night, raw, tmp_path, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    root = tmp_path / "2"
+    assert main(["run", "--date", DAY.isoformat(), "--raw", str(raw), "--lake", str(root / "lake"),
+                 "--warehouse", str(root / "warehouse" / "inferledger.duckdb"), "--parallel", "2"]) == 0
     out = {}
-    for parallel in ("1", "2"):
-        root = tmp_path / parallel
-        wh = root / "warehouse" / "inferledger.duckdb"
-        assert main(["run", "--date", DAY.isoformat(), "--raw", str(raw), "--lake", str(root / "lake"),
-                     "--warehouse", str(wh), "--parallel", parallel]) == 0
-        con = open_warehouse(wh)
+    for parallel, folder in (("1", night), ("2", root)):  # one run at a time: the reference night
+        con = open_warehouse(folder / "warehouse" / "inferledger.duckdb")
         try:
             marts = con.sql("SELECT * FROM cost_by_tier_day ORDER BY ALL").fetchall()
         finally:
             con.close()
-        out[parallel] = (_lake_files(root / "lake"), marts)
+        out[parallel] = (_lake_files(folder / "lake"), marts)
     files_1, marts_1 = out["1"]
     files_2, marts_2 = out["2"]
     assert any(name.startswith("requests/") for name in files_1)
