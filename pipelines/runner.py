@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -24,7 +23,6 @@ from lake.raw import raw_files
 from lake.raw_store import delivered as raw_delivered
 from lake.raw_store import is_uri
 from lake.store import Lake
-from pipelines.ahead import marts_ahead
 from pipelines.adapters.dagster_private import defs_state_storage
 from pipelines.instance import ensure_home
 from pipelines.location import code_location
@@ -138,9 +136,7 @@ def run_job(defs: dg.Definitions, name: str, partition: str | None, inst: dg.Dag
     # Loading definitions reads the "current" definitions-state storage, a context variable an
     # instance sets when entered and that can outlive it (an instance collected since): point
     # it at this run's instance while the job is resolved and run.
-    # A run that builds the marts computes them beside the facts' checks (pipelines/ahead.py).
-    ahead = marts_ahead() if name == "attribute_day" and (not assets or "cost_marts" in assets) else nullcontext()
-    with defs_state_storage(inst.defs_state_storage), ahead:
+    with defs_state_storage(inst.defs_state_storage):
         job = defs.resolve_job_def(name)
         result = job.execute_in_process(
             partition_key=partition, instance=inst, raise_on_error=False, run_config=QUIET_RUN,

@@ -16,7 +16,6 @@ the marts do not depend on the order DuckDB's threads add rows in: a rerun write
 
 import hashlib
 import json
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date
@@ -165,47 +164,33 @@ def _register_power(con: duckdb.DuckDBPyConnection, files: list[Path], inventory
     con.register("node_meters", meters.to_arrow())
 
 
-def _compute_marts(con: duckdb.DuckDBPyConnection, folder: Path, day: date, inventory: Inventory) -> dict[str, int]:
-    """Every daily table of `day` from the registered views into `<folder>/<table>.parquet`;
-    returns the rows of each."""
+def _write_marts(con: duckdb.DuckDBPyConnection, lake: Lake, day: date, inventory: Inventory, out: DayMarts) -> None:
+    """Every daily table of `day` from the registered views into the lake: each written first
+    (beside its file, or as a new object), then they replace the day's marts together."""
     params = {"day": day, "currency": inventory.currency}
-    rows = {}
-    for table in DAILY:
-        sql = DAY_SQL[table.name]
-        if table.name == "cost_by_tier_day":
-            requests = run(con, "SELECT count(*) FROM rc")[0][0]
-            if not quantiles_fit(con, requests):
-                sql = TIER_DAY_BOUNDED_SQL
-        used = {k: v for k, v in params.items() if f"${k}" in sql}
-        rel = con.sql(f"SELECT * FROM ({sql}) ORDER BY {', '.join(table.order_by)}", params=used)
-        if rel.columns != list(table.columns):
-            raise AssertionError(f"{table.name}: SQL gives {rel.columns}, declared {list(table.columns)}")
-        path = folder / f"{table.name}.parquet"
-        rel.write_parquet(str(path), compression="zstd")
-        rows[table.name] = run(con, f"SELECT count(*) FROM read_parquet({sql_string(path)})")[0][0]
-    return rows
+    with lake.staging() as stage:
+        for table in DAILY:
+            sql = DAY_SQL[table.name]
+            if table.name == "cost_by_tier_day":
+                requests = run(con, "SELECT count(*) FROM rc")[0][0]
+                if not quantiles_fit(con, requests):
+                    sql = TIER_DAY_BOUNDED_SQL
+            used = {k: v for k, v in params.items() if f"${k}" in sql}
+            rel = con.sql(f"SELECT * FROM ({sql}) ORDER BY {', '.join(table.order_by)}", params=used)
+            if rel.columns != list(table.columns):
+                raise AssertionError(f"{table.name}: SQL gives {rel.columns}, declared {list(table.columns)}")
+            tmp = stage.write(lake.mart_target(table.name, day),
+                              lambda path, rel=rel: rel.write_parquet(str(path), compression="zstd"))
+            out.rows[table.name] = run(con, f"SELECT count(*) FROM read_parquet({sql_string(tmp)})")[0][0]
+        stage.commit()
+    out.paths = {t.name: lake.mart_path(t.name, day) for t in DAILY}
 
 
-@dataclass
-class ComputedMarts:
-    """A day's marts computed (`compute_day_marts`) into a private folder, not yet in the lake
-    (`install_day_marts`), with the fingerprint of the files they were computed from."""
-
-    day: date
-    folder: Path
-    built_from: dict
-    rows: dict[str, int]
-
-    def discard(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def compute_day_marts(lake: Lake, day: date, inventory: Inventory, *,
-                      limits: DuckDBLimits | None = None) -> ComputedMarts:
-    """Every daily table of `day` computed by DuckDB (within `limits`) from the lake's files into
-    a private temporary folder; nothing of the lake changes. DuckDB reads local files: a lake on
-    an object store has the day's sources downloaded into that folder first
-    (`Lake.local_copies`), the same bytes. MartError when the day is not (fully) attributed."""
+def build_day_marts(lake: Lake, day: date, inventory: Inventory, *, limits: DuckDBLimits | None = None) -> DayMarts:
+    """Compute every daily table of `day` from the lake into `<lake>/marts/`, DuckDB within
+    `limits`; the manifest is written last, so a build killed half way is seen as `missing`
+    (`marts_status`). DuckDB reads local files: a lake on an object store has the day's
+    sources downloaded to a temporary folder first (`Lake.local_copies`), the same bytes."""
     sources = _day_sources(lake, day)
     if not sources["request_costs"]:
         raise MartError(f"{lake.partition_dir('request_costs', day)}: {day} is not attributed; "
@@ -215,56 +200,21 @@ def compute_day_marts(lake: Lake, day: date, inventory: Inventory, *,
         raise MartError(f"{day}: attribution outputs missing in {lake.root}: {', '.join(missing)}; "
                         f"attribute the day again (`inferledger attribute --date {day}`)")
     built_from = _fingerprint(lake, day, inventory)
-    folder = Path(tempfile.mkdtemp(prefix="inferledger-marts-"))
-    try:
-        copies = folder / "sources"
-        local = {name: lake.local_copies(files, copies) for name, files in sources.items()}
-        power = lake.local_copies(lake.day_files("power_readings", day), copies)
+    out = DayMarts(day)
+    with tempfile.TemporaryDirectory(prefix="inferledger-marts-") as copies:
+        local = {name: lake.local_copies(files, Path(copies)) for name, files in sources.items()}
+        power = lake.local_copies(lake.day_files("power_readings", day), Path(copies))
         con = connect(limits=limits)
         try:
             _register_day(con, local, inventory, day)
             _register_power(con, power, inventory)
-            rows = _compute_marts(con, folder, day, inventory)
+            _write_marts(con, lake, day, inventory, out)
         finally:
             con.close()
-        shutil.rmtree(copies, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return ComputedMarts(day, folder, built_from, rows)
-
-
-def marts_fingerprint(lake: Lake, day: date, inventory: Inventory) -> dict:
-    """What a day's marts are built from now (the manifest's `built_from`): a `ComputedMarts`
-    whose `built_from` differs was computed from other files and is not installed."""
-    return _fingerprint(lake, day, inventory)
-
-
-def install_day_marts(lake: Lake, computed: ComputedMarts) -> DayMarts:
-    """The computed tables into `<lake>/marts/`: each written first (beside its file, or as a new
-    object), then they replace the day's marts together; the manifest is written last, so an
-    install killed half way is seen as `missing` (`marts_status`)."""
-    day = computed.day
-    with lake.staging() as stage:
-        for table in DAILY:
-            src = computed.folder / f"{table.name}.parquet"
-            stage.write(lake.mart_target(table.name, day), lambda path, src=src: shutil.copyfile(src, path))
-        stage.commit()
-    lake.write_text(lake.marts_manifest(day), json.dumps({"built_from": computed.built_from, "marts": {
+    # Written last: a build killed half way is `missing`.
+    lake.write_text(lake.marts_manifest(day), json.dumps({"built_from": built_from, "marts": {
         t.name: lake.stamp(lake.mart_path(t.name, day)) for t in DAILY}}, indent=1))
-    return DayMarts(day, {t.name: lake.mart_path(t.name, day) for t in DAILY}, dict(computed.rows))
+    return out
 
 
-def build_day_marts(lake: Lake, day: date, inventory: Inventory, *, limits: DuckDBLimits | None = None) -> DayMarts:
-    """Compute every daily table of `day` from the lake into `<lake>/marts/`, DuckDB within
-    `limits` (`compute_day_marts`, then `install_day_marts`: the manifest last, so a build
-    killed half way is seen as `missing`)."""
-    computed = compute_day_marts(lake, day, inventory, limits=limits)
-    try:
-        return install_day_marts(lake, computed)
-    finally:
-        computed.discard()
-
-
-__all__ = ["ComputedMarts", "MartError", "attributed_days", "build_day_marts", "compute_day_marts", "install_day_marts",
-           "marts_are_current", "marts_fingerprint", "marts_status"]
+__all__ = ["MartError", "attributed_days", "build_day_marts", "marts_are_current", "marts_status"]

@@ -5,11 +5,10 @@ from datetime import date
 
 import dagster as dg
 
-from pipelines.ahead import start_marts
 from pipelines.attribution import attribute_partition
 from pipelines.midnight import in_flight_rows
 from pipelines.partitions import daily
-from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
+from pipelines.resources import AttributionSettings, ParquetLake, RawInputs
 
 # A day reads every site's inputs of that day (and, for bills and the register, what was
 # delivered up to it).
@@ -35,15 +34,12 @@ with warnings.catch_warnings():
                                                "its amount, to the cent (1e-9 relative for energy).")],
 )
 def request_costs(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLake,
-                  settings: AttributionSettings, warehouse: Warehouse):
+                  settings: AttributionSettings):
     """Per-request cost facts of the day, with idle, reconciliation and energy by site-hour
-    (docs/attribution.md). A day that does not conserve fails here and writes nothing. In a run
-    of the runner's, the day's marts are then computed beside the facts' checks
-    (`pipelines.ahead`), installed by `cost_marts` only once they passed."""
+    (docs/attribution.md). A day that does not conserve fails here and writes nothing."""
     day = date.fromisoformat(context.partition_key)
     out = attribute_partition(day, lake.lake, raw.inventory(), slot_s=settings.slot_s, weight=settings.weight,
                               gap_limit_s=settings.gap_limit_s, morsel_rows=settings.morsel_rows)
-    start_marts(lake.lake, day, raw.inventory(), warehouse.limits())
     money = {t["component"]: round(t["source_amount"], 2) for t in out.totals if t["unit"] != "J"}
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": out.requests,

@@ -4,11 +4,10 @@ from datetime import date
 
 import dagster as dg
 
-from pipelines.ahead import take_marts
 from pipelines.partitions import daily
 from pipelines.resources import ParquetLake, RawInputs, Warehouse
 from warehouse.checks import CheckOutcome, checks
-from warehouse.marts import MartError
+from warehouse.marts import MartError, build_day_marts
 from warehouse.publish import PublishError, WarehouseCheckError, publish
 
 WAREHOUSE_CHECKS = [dg.AssetCheckSpec(c.name, asset="warehouse", description=c.description,
@@ -31,10 +30,9 @@ def _check_result(o: CheckOutcome) -> dg.AssetCheckResult:
 def cost_marts(context: dg.AssetExecutionContext, raw: RawInputs, lake: ParquetLake,
                warehouse: Warehouse) -> dg.MaterializeResult:
     """The day's marts (cost by tier, tenant, model and pool; idle; site energy; reconciliation;
-    quarantine and audit) as Parquet under `<lake>/marts/`, from the attributed day (those computed
-    beside the facts' checks when they were: `pipelines.ahead`)."""
+    quarantine and audit) as Parquet under `<lake>/marts/`, from the attributed day."""
     day = date.fromisoformat(context.partition_key)
-    out = take_marts(lake.lake, day, raw.inventory(), limits=warehouse.limits())
+    out = build_day_marts(lake.lake, day, raw.inventory(), limits=warehouse.limits())
     return dg.MaterializeResult(metadata={
         "dagster/row_count": out.rows["cost_by_tier_day"],
         "rows_by_table": dg.MetadataValue.json(out.rows),
