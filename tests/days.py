@@ -1,6 +1,7 @@
 """Simulated days that several test modules read, built once per test session (`built_once` in
 tests/conftest.py) instead of once per module."""
 
+import hashlib
 import json
 import os
 from datetime import date
@@ -16,6 +17,7 @@ from pipelines.defs.ingest.assets import (asset_register, cost_lines, fx_rates, 
 from pipelines.partitions import register_sites
 from pipelines.resources import AttributionSettings, ParquetLake, RawInputs, Warehouse
 from pipelines.runner import QUIET_RUN
+from warehouse.tables import DAILY
 
 DAY = date(2026, 11, 24)
 SITES = ["metro-east", "remote-plains", "cloud-use1"]
@@ -88,3 +90,16 @@ def build_reference_night(folder: Path) -> None:
         for k in [k for k in os.environ if k.startswith("INFERLEDGER_")]:
             mp.delenv(k)
         run_in_process(folder / "raw", folder / "lake", folder / "warehouse" / "inferledger.duckdb", instance)
+
+
+def lake_sha(lake, path) -> str:
+    """SHA-256 of a lake file, read through the lake (local disk or an object store)."""
+    with lake.open_read(path) as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def day_digests(lake, day: date = DAY) -> dict[str, str]:
+    """SHA-256 of each daily mart of `day` and of the day's request facts."""
+    out = {t.name: lake_sha(lake, lake.mart_path(t.name, day)) for t in DAILY}
+    out["request_costs"] = lake_sha(lake, lake.partition_file("request_costs", day))
+    return out

@@ -26,6 +26,7 @@ from lake.store import Lake
 from pipelines.cli import main
 from tests.azurite import AzureStore, azurite_server, new_container
 from tests.conftest import examples
+from tests.days import day_digests, lake_sha
 from warehouse.tables import DAILY
 
 DAY = date(2026, 11, 24)
@@ -118,15 +119,6 @@ def az_store(azurite, monkeypatch) -> AzureStore:
     return store
 
 
-def _sha(lake: Lake, path) -> str:
-    with lake.open_read(path) as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def _digests(lake: Lake) -> dict[str, str]:
-    out = {t.name: _sha(lake, lake.mart_path(t.name, DAY)) for t in DAILY}
-    out["request_costs"] = _sha(lake, lake.partition_file("request_costs", DAY))
-    return out
 
 
 @pytest.mark.azurite
@@ -141,7 +133,7 @@ def test_the_night_on_azurite_gives_the_local_disk_bytes(az_store, tmp_path):
                      str(tmp_path / out / "inferledger.duckdb")]) == 0
     local, az = Lake(tmp_path / "lake"), Lake(az_store.uri())
     assert isinstance(az, ObjectLake) and az.scheme == "az"
-    assert _digests(az) == _digests(local) and len(_digests(az)) == len(DAILY) + 1
+    assert day_digests(az) == day_digests(local) and len(day_digests(az)) == len(DAILY) + 1
     local_files = sorted(p.relative_to(tmp_path / "lake").as_posix() for p in (tmp_path / "lake").rglob("*.parquet")
                          if not p.relative_to(tmp_path / "lake").as_posix().startswith("_"))
     assert sorted(k.removeprefix("lake/").removesuffix(MANIFEST) + ".parquet"
@@ -179,7 +171,7 @@ def test_a_writer_killed_before_its_manifest_on_azure_leaves_nothing_visible(az_
     assert pl.read_parquet(uri)["x"].sum() == 60
     assert parquet_metadata(uri).num_rows == 3  # the footer, through PyArrow's AzureFileSystem
     local = Lake(tmp_path).write(pl.DataFrame({"x": [10, 20, 30]}), "totals", day)
-    assert _sha(lake, uri) == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert lake_sha(lake, uri) == hashlib.sha256(local.read_bytes()).hexdigest()
     assert len(ObjectLake(lake.root, retention_s=0).collect_garbage()) == 2  # the orphan and the superseded
     assert [k for k in az_store.keys("lake/totals/") if TOKEN.search(k)] == [uri.split("/", 3)[3]]
 

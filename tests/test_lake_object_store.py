@@ -22,7 +22,7 @@ from lake.store import Lake
 from pipelines.cli import main
 from settings import resolve
 from tests.conftest import built_once
-from tests.days import build_reference_night
+from tests.days import build_reference_night, day_digests, lake_sha
 from tests.servers import new_bucket
 from warehouse.marts import build_day_marts, marts_status
 from warehouse.tables import DAILY
@@ -31,16 +31,6 @@ DAY = date(2026, 11, 24)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sha(lake: Lake, path) -> str:
-    with lake.open_read(path) as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def _digests(lake: Lake) -> dict[str, str]:
-    """SHA-256 of each daily mart of DAY and of the day's request facts."""
-    out = {t.name: _sha(lake, lake.mart_path(t.name, DAY)) for t in DAILY}
-    out["request_costs"] = _sha(lake, lake.partition_file("request_costs", DAY))
-    return out
 
 
 def _night(raw: Path, lake: str, warehouse: Path, *more: str) -> None:
@@ -65,7 +55,7 @@ def nights(tmp_path_factory, _moto_endpoint):
         local, s3 = Lake(night / "lake"), Lake(store.uri())
         yield {"raw": raw, "root": root, "store": store, "local": local, "s3": s3,
                "local_root": night / "lake", "local_warehouse": night / "warehouse" / "inferledger.duckdb",
-               "local_digests": _digests(local), "s3_digests": _digests(s3)}
+               "local_digests": day_digests(local), "s3_digests": day_digests(s3)}
 
 
 def test_the_night_on_s3_gives_the_local_disk_bytes(nights):
@@ -112,10 +102,10 @@ def test_the_night_from_a_raw_drop_on_s3_gives_the_local_disk_bytes(nights, tmp_
         monkeypatch.setenv(k, v)
     _night(store.uri("raw"), store.uri("lake-from-raw-on-s3"), tmp_path / "w.duckdb")
     lake, local = Lake(store.uri("lake-from-raw-on-s3")), nights["local"]
-    assert _digests(lake) == nights["local_digests"]
+    assert day_digests(lake) == nights["local_digests"]
     for dataset in ("quarantine", "ingest_audit", "requests", "power_readings", "cost_lines"):
-        assert {lake.relative(p): _sha(lake, p) for p in lake.day_files(dataset, DAY)} == {
-            local.relative(p): _sha(local, p) for p in local.day_files(dataset, DAY)}, dataset
+        assert {lake.relative(p): lake_sha(lake, p) for p in lake.day_files(dataset, DAY)} == {
+            local.relative(p): lake_sha(local, p) for p in local.day_files(dataset, DAY)}, dataset
     # The worker's mirror holds the delivered files, compressed as they are, under their names.
     mirror = next((worker / "inferledger-scratch" / "raw").iterdir())
     logs = sorted(nights["raw"].glob(f"{DAY.isoformat()}/*/requests/*"))
@@ -134,12 +124,12 @@ def test_a_rerun_on_s3_replaces_and_collect_garbage_removes_the_superseded(night
     after = {k for k in store.keys("lake/") if TOKEN.search(k)}
     assert [k for k in store.keys("lake/") if k.endswith(MANIFEST)] == manifests  # replaced, never doubled
     assert len(after - before) == len(DAILY) and before <= after  # one new object per mart, the old kept
-    assert _digests(s3) == nights["local_digests"] and marts_status(s3, DAY, inventory) == "current"
+    assert day_digests(s3) == nights["local_digests"] and marts_status(s3, DAY, inventory) == "current"
     assert ObjectLake(s3.root, retention_s=3600).collect_garbage() == []  # younger than the retention
     gone = ObjectLake(s3.root, retention_s=0).collect_garbage()
     assert len(gone) == len(DAILY) and {g.split("/", 3)[3] for g in gone} <= before  # the superseded only
     assert len({k for k in store.keys("lake/") if TOKEN.search(k)}) == len(manifests)
-    assert _digests(s3) == nights["local_digests"]
+    assert day_digests(s3) == nights["local_digests"]
 
 
 KILLED_WRITER = """
@@ -169,7 +159,7 @@ def test_a_writer_killed_before_its_manifest_leaves_nothing_visible(s3_server, t
     assert [lake.stamp(p) for p in lake.day_files("totals", day)] == [lake.stamp(uri)]
     assert pl.read_parquet(uri)["x"].sum() == 60
     local = Lake(tmp_path).write(pl.DataFrame({"x": [10, 20, 30]}), "totals", day)
-    assert _sha(lake, uri) == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert lake_sha(lake, uri) == hashlib.sha256(local.read_bytes()).hexdigest()
     # The orphan and the superseded object go once past the retention; the committed one stays.
     assert len(ObjectLake(lake.root, retention_s=0).collect_garbage()) == 2
     assert [k for k in s3_server.keys("lake/totals/") if TOKEN.search(k)] == [uri.split("/", 3)[3]]
