@@ -198,7 +198,7 @@ def test_next_group_is_read_ahead_while_this_one_is_parsed(raw_day, tmp_path, mo
 def test_prefetch_of_a_missing_file_does_nothing(tmp_path):
     """A file gone between the listing and its read-ahead: 0 bytes read ahead (its own read will
     say what happened), the thread ends, nothing is raised; no file, no thread. A file of 3 bytes
-    reads 3 (8 MiB chunks: one)."""
+    reads 3 (1 MiB chunks: one)."""
     thread = readers.prefetch([tmp_path / "gone.jsonl"])
     assert thread is not None
     thread.join(timeout=5)
@@ -207,3 +207,31 @@ def test_prefetch_of_a_missing_file_does_nothing(tmp_path):
     assert readers.read_ahead(tmp_path / "gone.jsonl") == 0
     (tmp_path / "three").write_bytes(b"abc")
     assert readers.read_ahead(tmp_path / "three") == 3
+
+
+def test_lines_counted_while_read_ahead_are_the_counts_of_the_file_read_again(tmp_path, monkeypatch):
+    """A plain file's lines are counted as it is read ahead, and `line_count` takes that count
+    (once) instead of reading the file again; a file changed after its read-ahead is counted anew.
+    Hand counts: b"a\\nb\\nc" is 3 lines (2 newlines + the last line without one), 5 bytes; a
+    file of 2,500,000 bytes ("x" * 9 + "\\n", 250,000 times: three 1 MiB chunks) is 250,000
+    lines; b"a\\nb\\nc\\nd\\n" (rewritten, 8 bytes) is 4 lines; an empty file 0."""
+    small, big, empty = tmp_path / "small.jsonl", tmp_path / "big.jsonl", tmp_path / "empty.jsonl"
+    small.write_bytes(b"a\nb\nc")
+    big.write_bytes(b"xxxxxxxxx\n" * 250_000)
+    empty.write_bytes(b"")
+    assert [readers.read_ahead(p) for p in (small, big, empty)] == [5, 2_500_000, 0]
+    reads: list[str] = []
+    real = readers._read_counting
+
+    def counting(f, buffer):
+        reads.append(Path(f.name).name)
+        return real(f, buffer)
+
+    monkeypatch.setattr(readers, "_read_counting", counting)
+    assert [readers.line_count(p) for p in (small, big, empty)] == [3, 250_000, 0]
+    assert reads == []  # every count was made during the read-ahead
+    assert readers.line_count(small) == 3 and reads == ["small.jsonl"]  # taken once, then read again
+    readers.read_ahead(small)  # counted 3 again, on the way
+    reads.clear()
+    small.write_bytes(b"a\nb\nc\nd\n")  # rewritten after its read-ahead: another size and time
+    assert readers.line_count(small) == 4 and reads == ["small.jsonl"]

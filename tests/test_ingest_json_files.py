@@ -200,6 +200,36 @@ def test_a_group_of_one_file_counts_its_lines_while_duckdb_reads_it(tmp_path, mo
     same(scan_json_fields([blank], tmp_path, KEYS).collect(), line_by_line(blank, tmp_path))
 
 
+def test_a_group_of_one_file_is_read_while_its_lines_are_counted_not_after(tmp_path, monkeypatch):
+    """The read of a one-file group does not wait for its line count (it did: the count was
+    awaited before the read began, so a 150-220 MB file was counted with DuckDB idle). The count
+    here finishes only once the read has begun (or gives up after 5 s): the read must begin first.
+    The file of GOOD x4 has 4 lines: 4 rows, numbered 1-4."""
+    reading = threading.Event()
+    seen: list[bool] = []
+    real_count, real_sql = json_lines._counted, json_lines._read_json_sql
+
+    def counting(path, root):
+        seen.append(reading.wait(timeout=5))  # True: DuckDB's read had begun while this counted
+        return real_count(path, root)
+
+    def read_sql(keys, **kwargs):
+        reading.set()
+        return real_sql(keys, **kwargs)
+
+    monkeypatch.setattr(json_lines, "_counted", counting)
+    monkeypatch.setattr(json_lines, "_read_json_sql", read_sql)
+    (tmp_path / "one").mkdir()
+    clean = write(tmp_path / "one", "clean.jsonl", "\n".join([GOOD] * 4).encode())
+    con = duckdb.connect()
+    try:
+        [fast] = _json_fields_whole_files(con, [clean], tmp_path, KEYS)
+    finally:
+        con.close()
+    assert seen == [True]
+    assert fast is not None and fast["_source_row"].to_list() == [1, 2, 3, 4]
+
+
 @settings(max_examples=examples(30), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(lines, max_size=6), min_size=2, max_size=5))
