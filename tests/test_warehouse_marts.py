@@ -281,9 +281,14 @@ def test_e2e_seconds_and_completed_on_day_by_hand():
         (datetime(2026, 10, 30, 22, tzinfo=UTC), datetime(2026, 11, 1, 0, 0, 0, 1, tzinfo=UTC), d),
         # completed before arrival by 1.5 s: -1.5
         (datetime(2026, 10, 31, 12, 0, 1, 500_000, tzinfo=UTC), datetime(2026, 10, 31, 12, tzinfo=UTC), d),
+        # before 1970 (negative epoch microseconds): the last microsecond of 1969-12-31 is on that day,
+        # 1970-01-01 00:00:00 is not; 0.000001 s and 0 s
+        (datetime(1969, 12, 31, 23, 59, 59, 999_998, tzinfo=UTC),
+         datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), date(1969, 12, 31)),
+        (datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC), date(1969, 12, 31)),
     ])
-    assert [r[0] for r in rows] == [1.25, 2.5, 1.5, 0.0, 86_400.0 + 7_200.000001, -1.5]
-    assert [r[2] for r in rows] == [True, False, False, True, False, True]
+    assert [r[0] for r in rows] == [1.25, 2.5, 1.5, 0.0, 86_400.0 + 7_200.000001, -1.5, 0.000001, 0.0]
+    assert [r[2] for r in rows] == [True, False, False, True, False, True, True, False]
     assert all(r[0] == r[1] and r[2] == r[3] for r in rows)
 
 
