@@ -281,9 +281,14 @@ def test_e2e_seconds_and_completed_on_day_by_hand():
         (datetime(2026, 10, 30, 22, tzinfo=UTC), datetime(2026, 11, 1, 0, 0, 0, 1, tzinfo=UTC), d),
         # completed before arrival by 1.5 s: -1.5
         (datetime(2026, 10, 31, 12, 0, 1, 500_000, tzinfo=UTC), datetime(2026, 10, 31, 12, tzinfo=UTC), d),
+        # before 1970 (negative epoch microseconds): the last microsecond of 1969-12-31 is on that day,
+        # 1970-01-01 00:00:00 is not; 0.000001 s and 0 s
+        (datetime(1969, 12, 31, 23, 59, 59, 999_998, tzinfo=UTC),
+         datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), date(1969, 12, 31)),
+        (datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC), date(1969, 12, 31)),
     ])
-    assert [r[0] for r in rows] == [1.25, 2.5, 1.5, 0.0, 86_400.0 + 7_200.000001, -1.5]
-    assert [r[2] for r in rows] == [True, False, False, True, False, True]
+    assert [r[0] for r in rows] == [1.25, 2.5, 1.5, 0.0, 86_400.0 + 7_200.000001, -1.5, 0.000001, 0.0]
+    assert [r[2] for r in rows] == [True, False, False, True, False, True, True, False]
     assert all(r[0] == r[1] and r[2] == r[3] for r in rows)
 
 
@@ -459,3 +464,49 @@ def test_published_tables_equal_the_marts_and_month_rolls_up(marts, small_invent
             (DAY, date(2026, 3, 1), "Tuesday", False, 31, True)]
     finally:
         con.close()
+
+
+def test_a_mart_added_by_a_release_rebuilds_the_days_built_before_it(marts, small_inventory):
+    # A day built before `requests_by_method_day` existed: its manifest names neither the table nor
+    # its columns, and the file is not there. Same facts: rebuilt by the publish, not refused as missing.
+    lake = marts["lake"]
+    m = lake.marts_manifest(DAY)
+    recorded = json.loads(m.read_text())
+    del recorded["marts"]["requests_by_method_day"], recorded["built_from"]["columns"]["requests_by_method_day"]
+    m.write_text(json.dumps(recorded))
+    lake.mart_path("requests_by_method_day", DAY).unlink()
+    assert marts_status(lake, DAY, small_inventory) == "columns_changed"
+    build_day_marts(lake, DAY, small_inventory)
+    assert marts_status(lake, DAY, small_inventory) == "current"
+
+
+def test_requests_by_method_day(marts):
+    # Every request of the small day is measured, weighted by time, and completed on the day.
+    # premium (reserved): r1 + r2; standard (pro_rata): r3 + r4 (r4 failed, still a request).
+    df = marts["requests_by_method_day"]
+    assert rows(df, "date", "energy_method", "weight", "idle_policy", "requests", "currency") == [
+        (DAY, "measured", "time", "pro_rata", 2, "USD"), (DAY, "measured", "time", "reserved", 2, "USD")]
+    assert rows(df, "energy_kwh", "fully_loaded_cost") == approx_rows([
+        # r3 36,000 + 7,200 J, r4 360 + 72 J; r3 0.05 + 0.15 + 0.05 direct + 0.05 idle, r4 0.01 + 0.04 + 0.01
+        (43632 / J, 0.30 + 0.06),
+        # r1 3,600 + 1,800 J, r2 7,200 + 3,600 J; r1 0.50 direct + 0.25 idle, r2 1.00 + 0.50
+        (16200 / J, 0.75 + 1.50)])
+
+
+def test_requests_by_method_day_counts_requests_on_their_completion_day(tmp_path, small_inventory):
+    # r2 is still running at midnight (its row of DAY completes on the next day) and r4's energy is
+    # estimated: r2's energy and cost count on DAY, the request does not; r4 has its own row.
+    lake = Lake(tmp_path / "lake")
+    write_day(lake)
+    facts = request_costs().with_columns(
+        pl.when(pl.col("request_id") == "r2").then(pl.lit(datetime(2026, 3, 11, 0, 0, 1, tzinfo=UTC)))
+        .otherwise(pl.col("completed_at")).alias("completed_at"),
+        pl.when(pl.col("request_id") == "r4").then(pl.lit("estimated")).otherwise(pl.col("energy_method"))
+        .alias("energy_method"))
+    lake.write(facts, "request_costs", DAY)
+    build_day_marts(lake, DAY, small_inventory)
+    df = pl.read_parquet(lake.mart_path("requests_by_method_day", DAY))
+    assert rows(df, "energy_method", "idle_policy", "requests", "energy_kwh", "fully_loaded_cost") == approx_rows([
+        ("estimated", "pro_rata", 1, 432 / J, 0.06),               # r4: 360 + 72 J; 0.05 + 0.01
+        ("measured", "pro_rata", 1, 43200 / J, 0.30),              # r3: 36,000 + 7,200 J; 0.25 + 0.05
+        ("measured", "reserved", 1, 16200 / J, 2.25)])             # r1 counted, r2 not; both rows' J and cost

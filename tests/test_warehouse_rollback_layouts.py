@@ -70,7 +70,7 @@ def build_version(wh: Path, version: str, tables, *, complete: str = "digests", 
 
 @pytest.fixture
 def published(tmp_path):
-    """A warehouse whose published version (20261207T220000Z) has this release's 32 tables."""
+    """A warehouse whose published version (20261207T220000Z) has this release's 33 tables."""
     wh = tmp_path / "warehouse" / DB_NAME
     vdir = build_version(wh, "20261207T220000Z", CURRENT, complete="tables")
     os.link(vdir / DB_NAME, wh)
@@ -91,7 +91,9 @@ def test_a_version_published_before_the_plan_tables_rolls_back_with_a_warning(pu
     out = _rollback_cli(wh, "20261207T200000Z")
     assert out.returncode == 0, out.stdout + out.stderr
     said = " ".join(out.stderr.split())
-    assert ("warning: version 20261207T200000Z was published before the tables " + ", ".join(PLAN_TABLES)
+    # requests_by_method_day came after the plan tables (the report's methods from the marts), before them in TABLES.
+    assert ("warning: version 20261207T200000Z was published before the tables "
+            + ", ".join(["requests_by_method_day", *PLAN_TABLES])
             + " existed: it is published without them") in said, said
     assert "digests" not in said  # its files were checked against their digests
     assert current_version(wh) == "20261207T200000Z"
@@ -101,19 +103,19 @@ def test_a_version_published_before_the_plan_tables_rolls_back_with_a_warning(pu
         assert con.execute("SELECT count(*) FROM request_costs").fetchall() == [(1,)]
     finally:
         con.close()
-    # And forward again to the version of this release: its 32 recorded tables are there, no warning.
+    # And forward again to the version of this release: its 33 recorded tables are there, no warning.
     out = _rollback_cli(wh, "20261207T220000Z")
     assert out.returncode == 0 and not out.stderr, out.stdout + out.stderr
     assert current_version(wh) == "20261207T220000Z"
 
 
 def test_a_version_of_the_first_layout_published_before_digests_rolls_back(published):
-    """22 tables, COMPLETE holding only the name: the open check and both warnings (10 tables later)."""
+    """22 tables, COMPLETE holding only the name: the open check and both warnings (11 tables later)."""
     build_version(published, "20261129T160000Z", FIRST_LAYOUT, complete="name")
     outcome = rollback(published, "20261129T160000Z")
     assert current_version(published) == "20261129T160000Z"
     later = sorted(CURRENT - FIRST_LAYOUT, key=[t.name for t in TABLES].index)
-    assert len(later) == 32 - 22 == 10
+    assert len(later) == 33 - 22 == 11
     assert outcome.warning.startswith("version 20261129T160000Z was published before digests were recorded")
     assert f"published before the tables {', '.join(later)} existed" in outcome.warning
 

@@ -248,6 +248,11 @@ DAY_SQL["node_power_below_idle"] = f"""
     FROM pw p JOIN node_meters m ON m.meter_id = p.meter_id
     WHERE p.power_w IS NOT NULL
     GROUP BY ALL HAVING count(*) FILTER (WHERE {_BELOW}) > 0"""
+# The report's methods tables (warehouse.report.figures.METHODS), from one scan of the day's facts here.
+DAY_SQL["requests_by_method_day"] = """
+    SELECT $day AS date, energy_method, weight, idle_policy, count(*) FILTER (WHERE done) AS requests,
+           xsum(energy_kwh) AS energy_kwh, xsum(fully_loaded_cost) AS fully_loaded_cost, $currency AS currency
+    FROM rc GROUP BY ALL"""
 _TIER_DAY = DAY_SQL["cost_by_tier_day"]
 DAY_SQL["cost_by_tier_day"] = _TIER_DAY.format(
     p95_cte="", p95_join="", ttft_p95="quantile_cont(ttft_s, 0.95) FILTER (WHERE status = 'ok')",

@@ -84,16 +84,17 @@ def attributed_days(lake: Lake) -> list[date]:
 
 def marts_status(lake: Lake, day: date, inventory: Inventory) -> str:
     """`current`; `inventory_changed` (same facts, other inventory); `columns_changed` (same
-    facts, but the marts' tables have other columns in this release); both are rebuilt from the
-    same facts by the publish; `stale` (the day's files changed since its marts were built); or
-    `missing` (never built, or a build killed half way)."""
+    facts, but the marts' tables have other columns, or a table was added, in this release); both
+    are rebuilt from the same facts by the publish; `stale` (the day's files changed since its marts
+    were built); or `missing` (never built, or a build killed half way)."""
     m = lake.marts_manifest(day)
     if not lake.exists(m):
         return "missing"
     try:
         recorded = json.loads(lake.read_text(m))
-        marts = {t.name: lake.mart_path(t.name, day) for t in DAILY}
-        if not all(lake.exists(p) and recorded["marts"].get(name) == lake.stamp(p) for name, p in marts.items()):
+        marts = {t.name: lake.mart_path(t.name, day) for t in DAILY if t.name in recorded["marts"]}
+        if not marts or not all(lake.exists(p) and recorded["marts"][name] == lake.stamp(p)
+                                for name, p in marts.items()):
             return "missing"
         now = _fingerprint(lake, day, inventory)
         if recorded["built_from"]["sources"] != now["sources"]:
@@ -101,7 +102,9 @@ def marts_status(lake: Lake, day: date, inventory: Inventory) -> str:
         built = recorded["built_from"]
         if built["inventory"] != now["inventory"]:
             return "inventory_changed"
-        return "current" if built.get("columns") == now["columns"] else "columns_changed"
+        # A table this release added is not in the manifest of a day built before it: its columns differ.
+        current = built.get("columns") == now["columns"] and len(marts) == len(DAILY)
+        return "current" if current else "columns_changed"
     except (KeyError, ValueError, OSError):
         return "missing"
 

@@ -6,7 +6,7 @@ file: `warehouse.dictionary`). The SQL that fills each table lives in `warehouse
 Money is in the reporting currency named by each row's `currency`; energy in kWh; times in UTC."""
 
 from transforms.attribution.facts import REQUEST_COSTS_SCHEMA
-from warehouse.quality_tables import NODE_POWER_BELOW_IDLE
+from warehouse.quality_tables import NODE_POWER_BELOW_IDLE, REQUESTS_BY_METHOD_DAY
 from warehouse.table import (Table, commented, energy_shares, with_capacity_tables, with_plan_tables,
                              with_restatement_tables)
 
@@ -332,7 +332,7 @@ TABLES: list[Table] = with_plan_tables(with_capacity_tables(with_restatement_tab
             "status_detail": "Why the file is unreadable or ignored, and what to do (null when read).",
         },
         ("date", "site_id", "dataset", "source_file"), daily=True, group="quality",
-    ), NODE_POWER_BELOW_IDLE,
+    ), NODE_POWER_BELOW_IDLE, REQUESTS_BY_METHOD_DAY,
     Table(
         "dim_sites", "Sites of the inventory.",
         {"site_id": "Site.", "kind": "metro, remote or cloud.", "cooling": "liquid, air or provider.",

@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 
 from transforms.attribution.prices import J_PER_KWH
-from warehouse.checks import COMPLETED_ON_DAY, CheckOutcome, published_outcomes, run_checks
+from warehouse.checks import CheckOutcome, published_outcomes, run_checks
 from warehouse.report.plan_section import read_plan_frames
 
 
@@ -238,22 +238,22 @@ QUERIES = {
 }
 
 # How each number was measured, over the window: a reader's measure of trust. Requests are counted on
-# their completion day (a request in flight at midnight has a fact row in each day it touches).
+# their completion day (a request in flight at midnight has a fact row in each day it touches); the
+# facts were counted and summed once per day by the marts (requests_by_method_day), not read here.
 METHODS = {
-    "energy_method": f"""
-        SELECT energy_method AS method, count(*) FILTER (WHERE {COMPLETED_ON_DAY}) AS requests,
-               sum(energy_kwh) AS energy_kwh,
+    "energy_method": """
+        SELECT energy_method AS method, sum(requests) AS requests, sum(energy_kwh) AS energy_kwh,
                sum(fully_loaded_cost) AS fully_loaded_cost
-        FROM request_costs WHERE date BETWEEN $lo AND $hi GROUP BY 1 ORDER BY requests DESC""",
+        FROM requests_by_method_day WHERE date BETWEEN $lo AND $hi GROUP BY 1 ORDER BY requests DESC""",
     "pue_method": """
         SELECT s.pue_method AS method, string_agg(DISTINCT s.site_id, ', ' ORDER BY s.site_id) AS sites,
                count(*) AS site_hours, sum(s.it_energy_kwh) AS it_energy_kwh,
                sum(s.facility_energy_kwh) AS facility_energy_kwh,
                count(*) FILTER (WHERE s.overhead_clamped) AS clamped_hours
         FROM site_energy_hour s WHERE s.date BETWEEN $lo AND $hi GROUP BY 1 ORDER BY site_hours DESC""",
-    "attribution": f"""
-        SELECT weight, idle_policy, count(*) FILTER (WHERE {COMPLETED_ON_DAY}) AS requests
-        FROM request_costs WHERE date BETWEEN $lo AND $hi GROUP BY ALL ORDER BY requests DESC""",
+    "attribution": """
+        SELECT weight, idle_policy, sum(requests) AS requests
+        FROM requests_by_method_day WHERE date BETWEEN $lo AND $hi GROUP BY ALL ORDER BY requests DESC""",
 }
 
 
