@@ -36,11 +36,20 @@ def exact_mean(expr: pl.Expr) -> pl.Expr:
 KEYS = ("node_id", "pool_id", "model")
 
 
+def key_values(facts: pl.LazyFrame) -> pl.LazyFrame:
+    """One row: the sorted distinct non-null values of each of KEYS, as lists (`encode_with`)."""
+    return facts.select(pl.col(k).drop_nulls().unique().sort().implode() for k in KEYS)
+
+
+def encode_with(facts: pl.LazyFrame, values: tuple) -> pl.LazyFrame:
+    """`facts` with KEYS as Enums of `values` (a row of `key_values`)."""
+    return facts.with_columns(pl.col(k).cast(pl.Enum(v)) for k, v in zip(KEYS, values, strict=True))
+
+
 def encode_keys(facts: pl.LazyFrame) -> pl.LazyFrame:
     """The facts with `node_id`, `pool_id` and `model` as Enums of their sorted values (one scan of those
     columns): joins and group-bys then hash integers, and sorts give the strings' order (`as_strings`)."""
-    values = facts.select(pl.col(k).drop_nulls().unique().sort().implode() for k in KEYS).collect().row(0)
-    return facts.with_columns(pl.col(k).cast(pl.Enum(v)) for k, v in zip(KEYS, values, strict=True))
+    return encode_with(facts, key_values(facts).collect().row(0))
 
 
 def as_strings(frame: pl.LazyFrame) -> pl.LazyFrame:
