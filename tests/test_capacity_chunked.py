@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import examples
+from transforms.capacity import chunked
 from transforms.capacity.chunked import chunked_inputs, node_groups
 from transforms.capacity.day import FACT_COLUMNS
 from transforms.capacity.learn import _bucket_stats
@@ -66,11 +67,22 @@ def _hand_day() -> pl.LazyFrame:
     return pl.LazyFrame(rows, schema=SCHEMA, orient="row")
 
 
-def test_a_p95_between_two_node_groups_by_hand():
+def _with_bins(shift: int, run):
+    """`run()` with the latency bins of `chunked._bin` `shift` bits coarse (60: a handful of bins, so the
+    p95's bins hold several values and the facts are read a second time)."""
+    kept, chunked.BIN_SHIFT = chunked.BIN_SHIFT, shift
+    try:
+        return run()
+    finally:
+        chunked.BIN_SHIFT = kept
+
+
+@pytest.mark.parametrize("shift", [chunked.BIN_SHIFT, 60])
+def test_a_p95_between_two_node_groups_by_hand(shift):
     facts = _hand_day()
     groups = node_groups(facts.group_by("node_id").len().collect(), 1)
     assert groups == [("n-a", "n-a"), ("n-b", "n-b")]  # one node a group: n-a's values, then n-b's
-    load, stats, pairs, tier, pool = chunked_inputs(facts, DAY, chunk_rows=1)
+    load, stats, pairs, tier, pool = _with_bins(shift, lambda: chunked_inputs(facts, DAY, chunk_rows=1))
     got = stats.collect().row(0, named=True)
     # Bucket 0 of (p, m): 20 node-minutes with a sample. E2E, 20 values 1..20 s, no null:
     #   float_idx = (20 - 1) x 0.95 = 18.05 -> ranks 18 and 19 (0-based): 19 s (n-a's) and 20 s (n-b's)
@@ -115,10 +127,10 @@ def _days(draw) -> pl.LazyFrame:
 
 
 @settings(max_examples=examples(40), deadline=None)
-@given(facts=_days(), chunk_rows=st.integers(1, 40))
-def test_node_groups_equal_the_single_pass(facts, chunk_rows):
+@given(facts=_days(), chunk_rows=st.integers(1, 40), shift=st.sampled_from([chunked.BIN_SHIFT, 50, 60]))
+def test_node_groups_equal_the_single_pass(facts, chunk_rows, shift):
     facts = facts.select(FACT_COLUMNS)
-    _, stats, _, tier, pool = chunked_inputs(facts, DAY, chunk_rows=chunk_rows)
+    _, stats, _, tier, pool = _with_bins(shift, lambda: chunked_inputs(facts, DAY, chunk_rows=chunk_rows))
     single_stats, single_tier, single_pool = _single_pass(facts)
     _equal_to_the_bit(_sorted(stats, BUCKET), _sorted(single_stats, BUCKET))
     _equal_to_the_bit(_sorted(tier, ["pool_id", "model", "tier"]), _sorted(single_tier, ["pool_id", "model", "tier"]))

@@ -27,6 +27,7 @@ CHUNK_ROWS = 2_000_000  # facts per node group: about 0.6 GB at the explode of t
 MINUTE_KEYS = ["pool_id", "model", "node_id", "minute"]
 BUCKET = ["pool_id", "model", "bucket"]
 LATENCIES = ("ttft_s", "e2e_s")
+BIN_SHIFT = 34  # of a double's 64 bits, the bin keeps the 30 highest (`_bin`)
 
 
 def node_groups(counts: pl.DataFrame, chunk_rows: int) -> list[tuple[str, str]]:
@@ -45,10 +46,11 @@ def _in_group(facts: pl.LazyFrame, first: str, last: str, with_nulls: bool) -> p
 
 
 def _bin(values: pl.Series) -> pl.Series:
-    """A bin of each (non-null) float, in the floats' order: its sign, exponent and 8 first mantissa
-    bits (256 bins an octave), -0.0 with 0.0."""
+    """A bin of each (non-null) float, in the floats' order: its sign, exponent and 18 first mantissa
+    bits (262,144 bins an octave: a latency in milliseconds below 262 s has a bin of its own), -0.0
+    with 0.0."""
     bits = (values.to_numpy() + 0.0).view(np.int64)
-    return pl.Series((bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))) >> 44, dtype=pl.Int64)
+    return pl.Series((bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))) >> BIN_SHIFT, dtype=pl.Int64)
 
 
 def _at_buckets(samples: pl.LazyFrame, minutes: pl.LazyFrame) -> pl.LazyFrame:
@@ -77,12 +79,15 @@ def _pass1(parts: list[pl.LazyFrame], day: date) -> tuple[pl.DataFrame, ...]:
         counts, *hists = pl.collect_all([
             at.lazy().group_by(*MINUTE_KEYS, "bucket").agg(pl.len().alias("n"),
                                                            *[pl.col(c).count().alias(f"n_{c}") for c in LATENCIES]),
-            *[_binned(at.lazy(), c).group_by(*BUCKET, "bin").agg(pl.len().alias("n")) for c in LATENCIES]])
+            *[_binned(at.lazy(), c).group_by(*BUCKET, "bin").agg(pl.len().alias("n"), pl.col("v").min().alias("v_min"),
+                                                                 pl.col("v").max().alias("v_max"))
+              for c in LATENCIES]])
         for into, frame in zip(got, [load, counts, pairs, tokens, *hists], strict=True):
             into.append(frame)
     load, counts, pairs, tokens, *hists = (pl.concat(f) for f in got)
     tokens = tokens.group_by("pool_id", "model", "tier", "output_tokens").agg(pl.col("n").sum())
-    hists = [h.group_by(*BUCKET, "bin").agg(pl.col("n").sum().cast(pl.Int64)) for h in hists]
+    hists = [h.group_by(*BUCKET, "bin").agg(pl.col("n").sum().cast(pl.Int64), pl.col("v_min").min(),
+                                            pl.col("v_max").max()) for h in hists]
     return load.sort(MINUTE_KEYS), counts, pairs.unique(), tokens, *hists
 
 
@@ -97,8 +102,9 @@ def _bucket_counts(load: pl.LazyFrame, counts: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _target_bins(hist: pl.LazyFrame, ranks: pl.LazyFrame) -> pl.LazyFrame:
-    """Per bucket: the bins holding its values of ranks `r_lo` and `r_hi` (`lo_bin`, `hi_bin`) and
-    `below`, how many of its values lie in lower bins."""
+    """Per bucket: the bins holding its values of ranks `r_lo` and `r_hi` (`lo_bin`, `hi_bin`),
+    `below`, how many of its values lie in lower bins, and `known`: both bins hold one distinct value
+    (their values are then the bins' own, without reading the facts again)."""
     end = pl.col("n").cum_sum().over(BUCKET)
     ranked = (hist.join(ranks.select(*BUCKET, "r_lo", "r_hi"), on=BUCKET).sort(*BUCKET, "bin")
               .with_columns(end.alias("end")).with_columns((pl.col("end") - pl.col("n")).alias("start")))
@@ -108,7 +114,9 @@ def _target_bins(hist: pl.LazyFrame, ranks: pl.LazyFrame) -> pl.LazyFrame:
 
     return ranked.group_by(BUCKET).agg(pl.col("bin").filter(holding("r_lo")).first().alias("lo_bin"),
                                        pl.col("bin").filter(holding("r_hi")).first().alias("hi_bin"),
-                                       pl.col("start").filter(holding("r_lo")).first().alias("below"))
+                                       pl.col("start").filter(holding("r_lo")).first().alias("below"),
+                                       (pl.col("v_min") == pl.col("v_max")).filter(holding("r_lo") | holding("r_hi"))
+                                       .all().alias("known"))
 
 
 def _values_in(parts: list[pl.LazyFrame], day: date, minutes: pl.DataFrame,
@@ -124,6 +132,23 @@ def _values_in(parts: list[pl.LazyFrame], day: date, minutes: pl.DataFrame,
         for c, frame in zip(LATENCIES, frames, strict=True):
             got[c].append(frame)
     return {c: pl.concat(got[c]) for c in LATENCIES}
+
+
+def _target_values(parts: list[pl.LazyFrame], day: date, minutes: pl.DataFrame, targets: dict[str, pl.DataFrame],
+                   hists: list[pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Per latency, the values (`v`, `n`) of each bucket's target bins: from the counts where each bin
+    holds one distinct value, else from a second pass over the facts (`_values_in`)."""
+    out = {}
+    for c, hist in zip(LATENCIES, hists, strict=True):
+        known = hist.join(targets[c].filter("known"), on=BUCKET).filter(
+            pl.col("bin").is_between(pl.col("lo_bin"), pl.col("hi_bin"))).select(*BUCKET, pl.col("v_min").alias("v"),
+                                                                                  pl.col("n").cast(pl.UInt32))
+        out[c] = known
+    unknown = {c: targets[c].filter(~pl.col("known")) for c in LATENCIES}
+    if any(t.height for t in unknown.values()):
+        second = _values_in(parts, day, minutes, unknown)
+        out = {c: pl.concat([out[c], second[c].group_by(BUCKET + ["v"]).agg(pl.len().alias("n"))]) for c in LATENCIES}
+    return out
 
 
 def chunked_inputs(facts: pl.LazyFrame, day: date, chunk_rows: int = CHUNK_ROWS,
@@ -142,8 +167,8 @@ def chunked_inputs(facts: pl.LazyFrame, day: date, chunk_rows: int = CHUNK_ROWS,
     ranks = {c: quantile_ranks(sampled.lazy().select(*BUCKET, pl.col(f"nn_{c}").alias("nn"),
                                                      pl.col(f"nc_{c}").alias("nc"))).collect() for c in LATENCIES}
     targets = {c: _target_bins(h.lazy(), ranks[c].lazy()).collect() for c, h in zip(LATENCIES, hists, strict=True)}
-    values = _values_in(parts, day, minutes, targets)
-    p95 = [linear_quantile(values[c].lazy().group_by(BUCKET + ["v"]).agg(pl.len().alias("n")),
+    values = _target_values(parts, day, minutes, targets, hists)
+    p95 = [linear_quantile(values[c].lazy(),
                            ranks[c].lazy().select(*BUCKET, "nn", "nc").join(targets[c].lazy().select(*BUCKET, "below"),
                                                                             on=BUCKET, how="left"),
                            BUCKET, f"{c[:-2]}_p95_s")
