@@ -5,9 +5,11 @@ from datetime import date
 
 import polars as pl
 
+from transforms.capacity.chunked import CHUNK_ROWS, chunked_inputs
 from transforms.capacity.efficiency import profile_efficiency
-from transforms.capacity.learn import capacity_at_objectives, learned_capacity, pool_model_capacity, profile_capacity
-from transforms.capacity.load import as_strings, encode_keys, exact_sum, latency_samples, node_minute_load
+from transforms.capacity.learn import (capacity_at_objectives, learned_from_buckets, pool_model_capacity,
+                                       profile_capacity)
+from transforms.capacity.load import as_strings, exact_sum
 from transforms.inventory import Inventory
 
 FACT_COLUMNS = ("node_id", "pool_id", "model", "tier", "status", "arrived_at", "completed_at", "ttft_s",
@@ -32,7 +34,7 @@ def capacity_pools(inventory: Inventory) -> pl.LazyFrame:
 
 
 def day_capacity(facts: pl.LazyFrame, profiles: pl.LazyFrame, inventory: Inventory,
-                 day: date) -> dict[str, pl.LazyFrame]:
+                 day: date, chunk_rows: int = CHUNK_ROWS) -> dict[str, pl.LazyFrame]:
     """The capacity figures of `day` from its request facts (columns FACT_COLUMNS) and the
     performance profiles (PERFORMANCE_PROFILES' columns), as lazy frames:
 
@@ -42,17 +44,11 @@ def day_capacity(facts: pl.LazyFrame, profiles: pl.LazyFrame, inventory: Invento
     - `load_hour`: per (pool_id, model, h = UTC hour 0-23): `output_tokens` decoded, `request_s`;
     - `pools`: `capacity_pools(inventory)`;
     - `efficiency`: per (pool_id, model), the observed batch and the profile's J per output token.
+
+    The facts are read about `chunk_rows` at a time, whole nodes (`chunked.chunked_inputs`).
     """
-    facts = encode_keys(facts)
-    done = pl.col("completed_at").dt.date() == day
-    ok = facts.filter(done, pl.col("status") == "ok")
-    p95 = pl.col("output_tokens").cast(pl.Float64).quantile(0.95, "linear")
-    # One scan of the facts feeds the five frames they give (collect_all shares it), held in memory.
-    load, samples, pairs, out_tier, out_pm = (frame.lazy() for frame in pl.collect_all([
-        node_minute_load(facts, day).sort("pool_id", "model", "node_id", "minute"), latency_samples(facts, day),
-        as_strings(facts.select("pool_id", "model", "tier").unique()),
-        as_strings(ok.group_by("pool_id", "model", "tier").agg(p95.alias("tier_p95"))),
-        as_strings(ok.group_by("pool_id", "model").agg(p95.alias("pool_p95")))]))
+    # A group of nodes at a time (transforms.capacity.chunked): memory bounded by the group, not the day.
+    load, stats, pairs, out_tier, out_pm = chunked_inputs(facts, day, chunk_rows)
     # The tier's 95th percentile of output tokens on the pool (its ok answers of the day); a tier
     # without one takes the pool's for the model (all its tiers' ok answers).
     output_p95 = (pairs.join(out_tier, on=["pool_id", "model", "tier"], how="left")
@@ -65,7 +61,7 @@ def day_capacity(facts: pl.LazyFrame, profiles: pl.LazyFrame, inventory: Invento
                           "e2e_p95_s": [t.e2e_p95_s for t in inventory.tiers]})
     objectives = pairs.select("pool_id", "tier").unique().join(tiers, on="tier").join(
         pools.select("pool_id", pl.col("capacity_min_samples").alias("min_samples")), on="pool_id")
-    learned = learned_capacity(load, samples, objectives)
+    learned = learned_from_buckets(stats, objectives)
     capacity = capacity_at_objectives(learned, profile_capacity(profiles, pools, objectives, output_p95), pairs)
     hourly = as_strings(load.group_by("pool_id", "model", (pl.col("minute") // 60).alias("h"))
                         .agg(exact_sum(pl.col("output_tokens_per_s") * 60).alias("output_tokens"),

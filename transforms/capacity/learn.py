@@ -66,10 +66,17 @@ def learned_capacity(load: pl.LazyFrame, samples: pl.LazyFrame, objectives: pl.L
     objectives with at least `min_samples` samples, and `telemetry_source` (`telemetry` when a
     higher bucket with enough samples missed, else `telemetry_lower_bound`).
     Pairs without such a bucket are absent."""
+    return learned_from_buckets(_bucket_stats(load, samples), objectives, min_samples)
+
+
+def learned_from_buckets(stats: pl.LazyFrame, objectives: pl.LazyFrame, min_samples: int = MIN_SAMPLES,
+                         ) -> pl.LazyFrame:
+    """`learned_capacity` from its per-bucket statistics (`pool_id, model, bucket, samples, tokens_s,
+    in_flight, ttft_p95_s, e2e_p95_s`: `_bucket_stats`, or `chunked.chunked_inputs` a node group at a time)."""
     objectives = objectives.rename({"ttft_p95_s": "ttft_obj", "e2e_p95_s": "e2e_obj"})
     if "min_samples" not in objectives.collect_schema():
         objectives = objectives.with_columns(pl.lit(min_samples).alias("min_samples"))
-    judged = _bucket_stats(load, samples).join(objectives, on="pool_id").filter(
+    judged = stats.join(objectives, on="pool_id").filter(
         pl.col("samples") >= pl.col("min_samples")).with_columns(
         ((pl.col("ttft_p95_s").is_null() | (pl.col("ttft_p95_s") <= pl.col("ttft_obj")))
          & (pl.col("e2e_p95_s") <= pl.col("e2e_obj"))).alias("meets"))

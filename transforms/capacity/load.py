@@ -19,6 +19,9 @@ import polars as pl
 import polars.selectors as cs
 
 MINUTE_US = 60_000_000
+# Divisions by a constant are written as the product by its reciprocal: what Polars computes for a column
+# of more than one row (`x / c` is `x * (1 / c)` there, but a true division on a single row, which would
+# make a node group of one node-minute or one sample differ in the last bit from the whole day).
 # Sums and means of floats are taken as DECIMAL (exact, so whatever order Polars' threads add the rows in,
 # a rerun gives the same bits), then cast back: 12 decimals of a token or a request.
 EXACT = pl.Decimal(38, 12)
@@ -36,11 +39,20 @@ def exact_mean(expr: pl.Expr) -> pl.Expr:
 KEYS = ("node_id", "pool_id", "model")
 
 
+def key_values(facts: pl.LazyFrame) -> pl.LazyFrame:
+    """One row: the sorted distinct non-null values of each of KEYS, as lists (`encode_with`)."""
+    return facts.select(pl.col(k).drop_nulls().unique().sort().implode() for k in KEYS)
+
+
+def encode_with(facts: pl.LazyFrame, values: tuple) -> pl.LazyFrame:
+    """`facts` with KEYS as Enums of `values` (a row of `key_values`)."""
+    return facts.with_columns(pl.col(k).cast(pl.Enum(v)) for k, v in zip(KEYS, values, strict=True))
+
+
 def encode_keys(facts: pl.LazyFrame) -> pl.LazyFrame:
     """The facts with `node_id`, `pool_id` and `model` as Enums of their sorted values (one scan of those
     columns): joins and group-bys then hash integers, and sorts give the strings' order (`as_strings`)."""
-    values = facts.select(pl.col(k).drop_nulls().unique().sort().implode() for k in KEYS).collect().row(0)
-    return facts.with_columns(pl.col(k).cast(pl.Enum(v)) for k, v in zip(KEYS, values, strict=True))
+    return encode_with(facts, key_values(facts).collect().row(0))
 
 
 def as_strings(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -97,8 +109,8 @@ def node_minute_load(facts: pl.LazyFrame, day: date) -> pl.LazyFrame:
             .group_by("pool_id", "model", "node_id", "minute")
             .agg(exact_sum(pl.col("_dec") * pl.col("rate")).alias("_tokens"), pl.col("_run").sum().alias("_run_us"))
             .select("pool_id", "model", "node_id", pl.col("minute").cast(pl.Int64),
-                    (pl.col("_tokens") / 60).alias("output_tokens_per_s"),
-                    (pl.col("_run_us").cast(pl.Float64) / MINUTE_US).alias("in_flight")))
+                    (pl.col("_tokens") * (1 / 60)).alias("output_tokens_per_s"),
+                    (pl.col("_run_us").cast(pl.Float64) * (1 / MINUTE_US)).alias("in_flight")))
 
 
 def latency_samples(facts: pl.LazyFrame, day: date) -> pl.LazyFrame:
@@ -108,4 +120,4 @@ def latency_samples(facts: pl.LazyFrame, day: date) -> pl.LazyFrame:
     return (facts.filter(pl.col("status") == "ok", _us("completed_at") < hi, _us("arrived_at") >= lo)
             .select("pool_id", "model", "node_id", ((_us("arrived_at") - lo) // MINUTE_US).alias("minute"),
                     "ttft_s",
-                    ((_us("completed_at") - _us("arrived_at")).cast(pl.Float64) / 1e6).alias("e2e_s")))
+                    ((_us("completed_at") - _us("arrived_at")).cast(pl.Float64) * (1 / 1e6)).alias("e2e_s")))
