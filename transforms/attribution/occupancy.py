@@ -191,15 +191,21 @@ def _union_events(spans: pl.LazyFrame, slot_s: int) -> pl.LazyFrame:
               .select((pl.col("s") // day).alias("_n"), pl.col("s") % day, pl.col("e") % day)
               .with_columns((pl.col("s") // slot_us).cast(pl.Int32).alias("a"),
                             ((pl.col("e") - 1) // slot_us).cast(pl.Int32).alias("b")))
-    multi = merged.filter(pl.col("a") < pl.col("b"))
+    # Each merged interval's events from one read of `merged` (`_ev`: 0 its first slot, and for an
+    # interval over several slots 1 its last slot, 2 after its first), not one read per kind: a
+    # concat of three selects planned the sort and the merge twice (the streaming engine cached
+    # only two of the three reads), half the stage's CPU at 10 M requests.
     first = pl.min_horizontal(pl.col("e"), (pl.col("a").cast(pl.Int64) + 1) * slot_us) - pl.col("s")
-    i64 = pl.Int64
-    return pl.concat([
-        merged.select("_n", pl.col("a").alias("slot"), first.alias("_u"), pl.lit(0, i64).alias("_k")),
-        multi.select("_n", pl.col("b").alias("slot"), (pl.col("e") - pl.col("b").cast(i64) * slot_us).alias("_u"),
-                     pl.lit(-1, i64).alias("_k")),
-        multi.select("_n", (pl.col("a") + 1).alias("slot"), pl.lit(0, i64).alias("_u"), pl.lit(1, i64).alias("_k")),
-    ]).group_by("_n", "slot").agg(pl.col("_u", "_k").sum())
+    ev, i64 = pl.col("_ev"), pl.Int64
+    return (merged.with_columns(pl.int_ranges(0, pl.when(pl.col("a") < pl.col("b")).then(3).otherwise(1),
+                                              dtype=pl.Int8).alias("_ev"))
+            .explode("_ev")
+            .select("_n", pl.when(ev == 0).then(pl.col("a")).when(ev == 1).then(pl.col("b")).otherwise(pl.col("a") + 1)
+                    .alias("slot"),
+                    pl.when(ev == 0).then(first).when(ev == 1).then(pl.col("e") - pl.col("b").cast(i64) * slot_us)
+                    .otherwise(0).alias("_u"),
+                    pl.when(ev == 0).then(0).when(ev == 1).then(-1).otherwise(1).cast(i64).alias("_k"))
+            .group_by("_n", "slot").agg(pl.col("_u", "_k").sum()))
 
 
 def slot_rates(segments: pl.LazyFrame, node_slots: pl.LazyFrame, components: list[str], grid: SlotGrid,
