@@ -11,6 +11,7 @@ from datetime import date
 import polars as pl
 
 from transforms.attribution.grid import COMPONENTS, fsum, materialize
+from transforms.attribution.occupancy import IDX
 from transforms.contracts import REQUESTS
 from transforms.inventory import Inventory
 
@@ -140,7 +141,7 @@ def _factor_lookup(factors: pl.LazyFrame | pl.DataFrame) -> list[pl.Expr]:
              .join(f, on=["pool_id", "tier"], how="left", maintain_order="left"))
     idx = (pl.col("pool_id").cast(pl.Enum(pools), strict=False).to_physical().cast(pl.Int64) * len(tiers)
            + pl.col("tier").cast(pl.Enum(tiers), strict=False).to_physical().cast(pl.Int64))
-    return [pl.lit(table[c]).gather(idx).alias(c) for c in ("per_direct", "per_request", "idle_policy")]
+    return [pl.lit(table[c]).gather(idx.cast(IDX)).alias(c) for c in ("per_direct", "per_request", "idle_policy")]
 
 
 def request_facts(per_request: pl.LazyFrame, factors: pl.LazyFrame, *, currency: str, weight: str,

@@ -32,6 +32,8 @@ Weight = Literal["time", "tokens"]
 WEIGHT_SCALE = 2.0 ** 20
 # Interior densities too, unscaled (their +d and -d must cancel exactly; a density is tokens per second).
 DECIMAL = pl.Decimal(38, 18)
+# Polars' row index type (UInt32, or UInt64 in its 64-bit build): the dtype of lookup positions.
+IDX = pl.get_index_type()
 
 
 def gpu_start() -> pl.Expr:
@@ -267,9 +269,13 @@ def segment_shares(segments: pl.LazyFrame, rates: pl.LazyFrame, components: list
              .with_columns(pl.when(empty).then(None).otherwise(pl.col("a")).alias("a"),
                            pl.when(empty).then(None).otherwise(pl.col("b")).alias("b"),
                            node_index(nodes).alias("_n"))
-             .with_columns((pl.col("_n") * n + pl.col("a")).alias("_ia"), (pl.col("_n") * n + pl.col("b")).alias("_ib"),
+             # Positions in Polars' own index type: a gather by Int64 converts and bounds-checks its
+             # indexes anew each time (40-odd gathers a segment).
+             .with_columns((pl.col("_n") * n + pl.col("a")).cast(IDX).alias("_ia"),
+                           (pl.col("_n") * n + pl.col("b")).cast(IDX).alias("_ib"),
                            # where the interior begins: a + 1 (b when the segment has one slot, unused then)
-                           (pl.col("_n") * n + pl.min_horizontal(pl.col("a") + 1, pl.col("b"))).alias("_ia1")))
+                           (pl.col("_n") * n + pl.min_horizontal(pl.col("a") + 1, pl.col("b"))).cast(IDX)
+                           .alias("_ia1")))
 
     def at(name: str, end: str) -> pl.Expr:
         return pl.lit(table[name]).gather(pl.col(f"_i{end}"))

@@ -12,7 +12,7 @@ from transforms.attribution.fx import day_rates, no_fx_rate, to_reporting
 from transforms.attribution.grid import SlotGrid, fsum, materialize
 from transforms.attribution.lines import (allocation_rows, conform, day_lines, line_day_rows, period_slots,
                                           unattributed_rows, whole_day)
-from transforms.attribution.occupancy import node_index
+from transforms.attribution.occupancy import IDX, node_index
 from transforms.contracts import UTC_US
 
 EGRESS_LINES = pl.Schema({"source": pl.String, "line_id": pl.String, "node_id": pl.String, "period_start": UTC_US,
@@ -214,7 +214,7 @@ class EgressRates:
         terms = []
         for j in range(self.k):
             def at(name: str, j: int = j) -> pl.Expr:
-                return pl.lit(self.table[name]).gather(base + j)
+                return pl.lit(self.table[name]).gather((base + j).cast(IDX))
             inside = (pl.col("completed_at") >= at("period_start")) & (pl.col("completed_at") < at("period_end"))
             terms.append(pl.when(inside).then(at("day_amount") * pl.col("response_bytes") / at("line_bytes"))
                          .cast(pl.Decimal(38, 18)))
