@@ -286,9 +286,12 @@ def segment_shares(segments: pl.LazyFrame, rates: pl.LazyFrame, components: list
     def weighted(x: pl.Expr) -> pl.Expr:
         return x if unit_density else pl.col("density") * x
 
+    # The rate at the first slot, read by both branches below, gathered once into a column: the
+    # streaming engine does not share a repeated subexpression, and gathered it twice.
+    spans = spans.with_columns(at(f"_q_{c}", "a").alias(f"_qa_{c}") for c in components)
     shares = [
-        weighted(pl.when(same).then((pl.col("e") - pl.col("s")) * at(f"_q_{c}", "a")).otherwise(
-            first * at(f"_q_{c}", "a") + last * at(f"_q_{c}", "b")
+        weighted(pl.when(same).then((pl.col("e") - pl.col("s")) * pl.col(f"_qa_{c}")).otherwise(
+            first * pl.col(f"_qa_{c}") + last * at(f"_q_{c}", "b")
             + slot_s * (at(f"_Q_{c}", "b") - at(f"_Q_{c}", "a1")))).fill_null(0.0).alias(c)
         for c in components
     ]
