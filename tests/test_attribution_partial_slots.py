@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import examples
 from transforms.attribution.grid import SlotGrid
-from transforms.attribution.occupancy import share_node_slots, slot_weights
+from transforms.attribution.occupancy import _union_events, share_node_slots, slot_weights
 
 DAY = date(2026, 11, 24)
 T0 = datetime(2026, 11, 24, tzinfo=UTC)
@@ -191,3 +191,19 @@ def test_occupied_seconds_merge_nested_touching_and_long_segments_node_by_node()
     assert out["occupied_s"].to_list() == [50.0, 60.0, 10.0, 0.0, 0.0, 5.0, 20.0, 60.0, 20.0, 0.0]
     assert out["weight"].to_list() == [65.0, 60.0, 10.0, 0.0, 0.0, 5.0, 20.0, 60.0, 20.0, 0.0]
     assert out["active"].to_list() == [4, 1, 1, 0, 0, 1, 1, 1, 1, 0]
+
+
+def test_union_events_one_row_per_slot_from_one_read_of_the_merged_intervals():
+    # `_union_events` on the node-slot example above, nodes as indexes (a = 0, b = 1), 60 s slots.
+    # Node 0 merges to one interval [10, 130) s over slots 0..2: slot 0 covers 60 - 10 = 50 s
+    # (`_u` 50,000,000 µs), slot 2 covers 130 - 120 = 10 s (`_u` 10,000,000, `_k` -1: the run of whole
+    # slots ends there), slot 1 is whole (`_u` 0, `_k` +1 after the first slot). Node 1: [0, 5) in
+    # slot 0 alone (5,000,000 µs); [100, 200) over slots 1..3: slot 1 120 - 100 = 20 s, slot 3
+    # 200 - 180 = 20 s (`_k` -1), slot 2 `_k` +1. One row per (node, slot) an interval touches.
+    spans = pl.LazyFrame([(0, 10.0, 40.0), (0, 30.0, 50.0), (0, 15.0, 20.0), (0, 50.0, 60.0), (0, 60.0, 130.0),
+                          (1, 0.0, 5.0), (1, 100.0, 200.0)],
+                         schema={"_n": pl.Int64, "s": pl.Float64, "e": pl.Float64}, orient="row")
+    out = _union_events(spans, 60).sort("_n", "slot").collect()
+    assert out.rows() == [(0, 0, 50_000_000, 0), (0, 1, 0, 1), (0, 2, 10_000_000, -1),
+                          (1, 0, 5_000_000, 0), (1, 1, 20_000_000, 0), (1, 2, 0, 1), (1, 3, 20_000_000, -1)]
+    assert out.schema == pl.Schema({"_n": pl.Int64, "slot": pl.Int32, "_u": pl.Int64, "_k": pl.Int64})

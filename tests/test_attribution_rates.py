@@ -66,8 +66,8 @@ def egress_costs(egress_lines: pl.DataFrame | pl.LazyFrame, reqs: pl.LazyFrame,
                  grid: SlotGrid = GRID) -> tuple[dict[str, float], pl.DataFrame]:
     """Each request's egress cost and the unattributed egress lines, as `day.share_day` computes
     them (`egress_by_response_bytes`)."""
-    cost, unattributed = egress_by_response_bytes(egress_lines.lazy(), reqs, grid)
-    return dict(reqs.select("request_id", cost).collect().iter_rows()), unattributed.collect()
+    add_cost, unattributed = egress_by_response_bytes(egress_lines.lazy(), reqs, grid)
+    return dict(add_cost(reqs).select("request_id", "egress_cost").collect().iter_rows()), unattributed.collect()
 
 
 def depreciation(day: date, *rows: dict) -> pl.DataFrame:

@@ -159,8 +159,8 @@ def share_day(inputs: DayInputs, inventory: Inventory, grid: SlotGrid, *, weight
     (node_out,) = materialize(node_out.drop(METHOD_FLAGS)
                               .with_columns(grid.slot_start(pl.col("slot")).alias("slot_start")))
     # 7. Egress: every request takes response_bytes x amount / line_bytes of its lines in its own row.
-    egress_cost, eg_unatt = egress_by_response_bytes(egress_lines, inputs.requests, grid)
-    per_request = per_request.with_columns(egress_cost)
+    add_egress_cost, eg_unatt = egress_by_response_bytes(egress_lines, inputs.requests, grid)
+    per_request = add_egress_cost(per_request)
 
     # 10. Reconciliation per source line (the totals against the facts come in `finish_day`).
     reconciliation = pl.concat([

@@ -11,6 +11,7 @@ from datetime import date
 import polars as pl
 
 from transforms.attribution.grid import COMPONENTS, fsum, materialize
+from transforms.attribution.occupancy import IDX
 from transforms.contracts import REQUESTS
 from transforms.inventory import Inventory
 
@@ -125,22 +126,26 @@ def idle_by_policy(per_request: pl.LazyFrame, pool_idle_amounts: pl.LazyFrame,
     return factors, pool_idle.sort("pool_id")
 
 
-def _factor_lookup(factors: pl.LazyFrame | pl.DataFrame) -> list[pl.Expr]:
+def _factor_lookup(factors: pl.LazyFrame | pl.DataFrame) -> tuple[pl.Expr, list[pl.Expr]]:
     """`per_direct, per_request, idle_policy` of each request's (pool_id, tier) in `factors`,
     null when it has none: looked up by position (the pools and tiers as Enum indexes, a dense
     pools x tiers table), the same as a left join on the two strings without hashing them per
-    request."""
+    request. Returns `(position, lookups)`: the lookups read the position from a column
+    `_factor_at`, made once beforehand (in one expression the streaming engine made it, two Enum
+    casts of the request's strings, anew for each of the three gathers)."""
     f = factors.lazy().select("pool_id", "tier", "per_direct", "per_request", "idle_policy").collect()
     pools = sorted(f["pool_id"].drop_nulls().unique().to_list())
     tiers = sorted(f["tier"].drop_nulls().unique().to_list())
     if not pools or not tiers:
-        return [pl.lit(None, pl.Float64).alias("per_direct"), pl.lit(None, pl.Float64).alias("per_request"),
-                pl.lit(None, pl.String).alias("idle_policy")]
+        return pl.lit(None, IDX), [pl.lit(None, pl.Float64).alias("per_direct"),
+                                   pl.lit(None, pl.Float64).alias("per_request"),
+                                   pl.lit(None, pl.String).alias("idle_policy")]
     table = (pl.DataFrame({"pool_id": pools}).join(pl.DataFrame({"tier": tiers}), how="cross").sort("pool_id", "tier")
              .join(f, on=["pool_id", "tier"], how="left", maintain_order="left"))
     idx = (pl.col("pool_id").cast(pl.Enum(pools), strict=False).to_physical().cast(pl.Int64) * len(tiers)
            + pl.col("tier").cast(pl.Enum(tiers), strict=False).to_physical().cast(pl.Int64))
-    return [pl.lit(table[c]).gather(idx).alias(c) for c in ("per_direct", "per_request", "idle_policy")]
+    return idx.cast(IDX), [pl.lit(table[c]).gather(pl.col("_factor_at")).alias(c)
+                           for c in ("per_direct", "per_request", "idle_policy")]
 
 
 def request_facts(per_request: pl.LazyFrame, factors: pl.LazyFrame, *, currency: str, weight: str,
@@ -152,10 +157,11 @@ def request_facts(per_request: pl.LazyFrame, factors: pl.LazyFrame, *, currency:
     in flight at midnight has a row in each day it touches), by default its completion day."""
     money = [*COMPONENTS, "egress_cost"]
     on_day = pl.lit(day, pl.Date) if day is not None else pl.col("completed_at").dt.date()
+    factor_at, lookups = _factor_lookup(factors)
     facts = (
         per_request
-        .with_columns(pl.col("egress_cost").fill_null(0.0), on_day.alias("date"))
-        .with_columns(pl.sum_horizontal(money).alias("direct_cost"), *_factor_lookup(factors))
+        .with_columns(pl.col("egress_cost").fill_null(0.0), on_day.alias("date"), factor_at.alias("_factor_at"))
+        .with_columns(pl.sum_horizontal(money).alias("direct_cost"), *lookups)
         .with_columns((pl.col("direct_cost") * pl.col("per_direct").fill_null(0.0)
                        + pl.col("per_request").fill_null(0.0)).alias("idle_share"),
                       pl.col("idle_policy").fill_null("none"))

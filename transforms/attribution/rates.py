@@ -6,13 +6,15 @@ frames of `lines`): for every line of its `line_days`, its allocations + its una
 (`egress_by_response_bytes`: its request shares + its unattributed rows = `day_amount`).
 """
 
+from collections.abc import Callable
+
 import polars as pl
 
 from transforms.attribution.fx import day_rates, no_fx_rate, to_reporting
 from transforms.attribution.grid import SlotGrid, fsum, materialize
 from transforms.attribution.lines import (allocation_rows, conform, day_lines, line_day_rows, period_slots,
                                           unattributed_rows, whole_day)
-from transforms.attribution.occupancy import node_index
+from transforms.attribution.occupancy import IDX, node_index
 from transforms.contracts import UTC_US
 
 EGRESS_LINES = pl.Schema({"source": pl.String, "line_id": pl.String, "node_id": pl.String, "period_start": UTC_US,
@@ -129,14 +131,14 @@ def cloud_allocations(
 
 
 def egress_by_response_bytes(egress_lines: pl.LazyFrame, requests: pl.LazyFrame,
-                             grid: SlotGrid) -> tuple[pl.Expr, pl.LazyFrame]:
-    """Egress lines to requests by response bytes: `(egress_cost, unattributed)`.
+                             grid: SlotGrid) -> tuple[Callable[[pl.LazyFrame], pl.LazyFrame], pl.LazyFrame]:
+    """Egress lines to requests by response bytes: `(add_egress_cost, unattributed)`.
 
     `egress_lines`: `cloud_allocations`' fourth frame. Each line's `day_amount` goes to the
     requests of its node completed in its [period_start, period_end), by `response_bytes`: a
     request takes `day_amount x response_bytes / line_bytes` of every such line, `line_bytes`
     the bytes of the line's requests (`egress_line_bytes`, one pass over the requests of the
-    egress lines' nodes). `egress_cost` is that sum as an expression over a frame of requests
+    egress lines' nodes). `add_egress_cost` adds that sum, `egress_cost`, to a frame of requests
     (`node_id, completed_at, response_bytes`), reporting currency, 0 for a request of unknown
     size or of no line (`EgressRates`: computed in the request's own row, no join). `unattributed`:
     the lines no request takes a share of (`no_requests_with_bytes`, or `resource_not_a_serving_node`
@@ -145,7 +147,7 @@ def egress_by_response_bytes(egress_lines: pl.LazyFrame, requests: pl.LazyFrame,
     (line_bytes,) = materialize(egress_line_bytes(egress_lines, requests.filter(pl.col("node_id").is_in(egress_nodes))))
     rates = EgressRates(egress_lines.collect(), line_bytes.collect(), grid)
     (unattributed,) = materialize(egress_unattributed(egress_lines, line_bytes))
-    return rates.cost(), unattributed
+    return rates.add, unattributed
 
 
 def _egress_hours(egress_lines: pl.LazyFrame) -> pl.LazyFrame:
@@ -175,6 +177,10 @@ def egress_line_bytes(egress_lines: pl.LazyFrame, requests: pl.LazyFrame) -> pl.
     )
 
 
+# Hours of `EgressRates`' table per node: the day's 24 and one empty row before and after.
+HOURS = 26
+
+
 class EgressRates:
     """Egress lines by rate: each request takes `day_amount x response_bytes / line_bytes` of
     every line of its node whose window holds its completion, in its own row: no row per
@@ -197,24 +203,41 @@ class EgressRates:
                  .collect())
         self.nodes = sorted(hours["node_id"].unique().to_list())
         self.k = int(hours["j"].max()) + 1 if hours.height else 0
-        n = len(self.nodes) * 24 * self.k
-        hours = hours.with_columns((node_index(self.nodes) * (24 * self.k) + pl.col("h") * self.k + pl.col("j"))
-                                   .alias("_i"))
+        # HOURS rows a node: the day's 24 at h + 1, and an empty one on each side for the hours
+        # before and after the day (a request completed then finds no line: nulls, as if no node).
+        n = len(self.nodes) * HOURS * self.k
+        hours = hours.with_columns((node_index(self.nodes) * (HOURS * self.k) + (pl.col("h") + 1) * self.k
+                                    + pl.col("j")).alias("_i"))
         self.table = (pl.DataFrame({"_i": pl.int_range(0, n, dtype=pl.Int64, eager=True)})
                       .join(hours.select("_i", "period_start", "period_end", "day_amount", "line_bytes"), on="_i",
                             how="left", maintain_order="left"))
 
-    def cost(self) -> pl.Expr:
-        """`egress_cost` of a request frame (`node_id, completed_at, response_bytes`): the sum of
-        its lines' shares, exact (as `fsum` over the matched lines), 0 when none matches."""
+    def add(self, requests: pl.LazyFrame) -> pl.LazyFrame:
+        """`requests` (`node_id, completed_at, response_bytes`, ...) with `egress_cost`: the sum
+        of its lines' shares, exact (as `fsum` over the matched lines), 0 when none matches. The
+        position of a request's node-hour is a column of its own, made once: in an expression
+        the streaming engine computes each of the k x 4 gathers' positions anew (the node cast
+        to its index each time, in each of the two passes over the requests)."""
+        if not self.k:
+            return requests.with_columns(self.cost())
+        h = (pl.col("completed_at") - pl.lit(self.grid.start, UTC_US)).dt.total_microseconds() // 3_600_000_000
+        # Off the day, the empty hour rows.
+        base = node_index(self.nodes) * (HOURS * self.k) + (h.clip(-1, 24) + 1) * self.k
+        return (requests.with_columns(base.cast(IDX).alias("_egress_at")).with_columns(self.cost(pl.col("_egress_at")))
+                .drop("_egress_at"))
+
+    def cost(self, base: pl.Expr | None = None) -> pl.Expr:
+        """`egress_cost` (`add`) as one expression over a request frame; `base` the position of
+        the request's node-hour in the table (default: computed here)."""
         if not self.k:
             return pl.lit(0.0).alias("egress_cost")
-        h = (pl.col("completed_at") - pl.lit(self.grid.start, UTC_US)).dt.total_microseconds() // 3_600_000_000
-        base = pl.when(h.is_between(0, 23)).then(node_index(self.nodes) * (24 * self.k) + h * self.k)
+        if base is None:
+            h = (pl.col("completed_at") - pl.lit(self.grid.start, UTC_US)).dt.total_microseconds() // 3_600_000_000
+            base = (node_index(self.nodes) * (HOURS * self.k) + (h.clip(-1, 24) + 1) * self.k).cast(IDX)
         terms = []
         for j in range(self.k):
             def at(name: str, j: int = j) -> pl.Expr:
-                return pl.lit(self.table[name]).gather(base + j)
+                return pl.lit(self.table[name]).gather(base + j if j else base)
             inside = (pl.col("completed_at") >= at("period_start")) & (pl.col("completed_at") < at("period_end"))
             terms.append(pl.when(inside).then(at("day_amount") * pl.col("response_bytes") / at("line_bytes"))
                          .cast(pl.Decimal(38, 18)))
