@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import great_expectations.expectations as gxe
+import pandas as pd
 import polars as pl
 import pytest
 
@@ -25,7 +26,14 @@ from tests.test_quality_suites import (
     set_row,
 )
 from transforms.quality import gx_private
-from transforms.quality.runner import _gx_validate, _own_columns, gx_validate_by_columns, to_pandas
+from transforms.quality.runner import (
+    _NULLABLE,
+    _arrow_to_pandas,
+    _gx_validate,
+    _own_columns,
+    gx_validate_by_columns,
+    to_pandas,
+)
 from transforms.quality.suites import SUITES, SuiteContext, prepare
 
 BATCH = 1_000
@@ -293,3 +301,23 @@ def test_key_uniqueness_in_hash_partitions_equals_the_whole_partition(tmp_path, 
     key = whole.result("requests.key.unique")
     assert (key.success, key.unexpected_count) == (False, 6)
     assert key.examples == [ids[i] for i in (3, 999, 1000, 2100, 2200)]
+
+
+@pytest.mark.parametrize("suite", sorted(FIXTURES))
+def test_pandas_from_arrow_chunks_equals_polars_to_pandas(suite, small_inventory):
+    """`runner._arrow_to_pandas` (pyarrow's `to_pandas` of the frame's Arrow chunks as they are)
+    gives the frame Polars's `to_pandas` gives (it rechunks first): same dtypes, same values, on
+    every failure drill of the suite (nulls, bad values) in a frame of several chunks, plain and
+    with the nullable dtypes; and a Categorical column goes through Polars."""
+    ctx = SuiteContext(inventory=small_inventory, day=DAY)
+    clean = FIXTURES[suite]()
+    mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
+               if m.schema == clean.schema]
+    frame = prepare(suite, pl.concat([clean, *mutated, clean], rechunk=False).lazy(), ctx).collect()
+    assert max(frame[c].n_chunks() for c in frame.columns) > 1
+    for kwargs in ({}, {"types_mapper": _NULLABLE.get}):
+        ours, polars = _arrow_to_pandas(frame, **kwargs), frame.to_pandas(**kwargs)
+        assert ours.dtypes.equals(polars.dtypes)
+        pd.testing.assert_frame_equal(ours, polars, check_exact=True)
+    categorical = frame.head(3).with_columns(pl.lit("x", pl.Categorical).alias("cat"))
+    pd.testing.assert_frame_equal(_arrow_to_pandas(categorical), categorical.to_pandas(), check_exact=True)
