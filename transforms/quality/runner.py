@@ -228,8 +228,14 @@ def gx_validate_by_columns(suite: str, expectations: list, frame: pl.DataFrame,
         groups.setdefault(cols if cols is not None and set(cols) <= set(frame.columns) else None, []).append(e)
     out: dict[str, Any] = {}
     for cols, group in groups.items():
-        out.update(_gx_validate(suite, group, convert(frame if cols is None else frame.select(cols))))
+        out.update(_gx_validate(suite, group, convert(frame if cols is None else _columns(frame, cols))))
     return out
+
+
+def _columns(frame: pl.DataFrame, cols: tuple[str, ...]) -> pl.DataFrame:
+    """`frame.select(cols)` as the columns are: an eager `select` may rechunk them first (on the
+    power readings after `prepare`'s join, 12 chunks: 10-23 ms a column of 612,096 rows)."""
+    return pl.DataFrame([frame.get_column(c) for c in cols])
 
 
 def _expectation_result(c: Check, r) -> ExpectationResult:
