@@ -116,9 +116,11 @@ def _clashing_hashes(hashed: pl.LazyFrame, rows: int) -> pl.DataFrame:
     """The `__hash` values held by more than one row of `hashed`. Up to PARTITION_KEYS rows, one
     streaming group-by; beyond, the hashes are spilled (8 bytes a row, a temporary folder) in
     K = rows / PARTITION_KEYS partitions on `__hash % K`, and each is grouped alone: equal keys
-    share a hash, hence a partition, so memory follows PARTITION_KEYS, not the partition's rows."""
+    share a hash, hence a partition, so memory follows PARTITION_KEYS, not the partition's rows.
+    A Polars without `PartitionBy` (its partitioned sinks are marked unstable) groups in one pass:
+    more memory, the same result."""
     parts = -(-rows // PARTITION_KEYS)
-    if parts <= 1:
+    if parts <= 1 or not hasattr(pl, "PartitionBy"):
         return (hashed.group_by("__hash").agg(pl.len().alias("__n")).filter(pl.col("__n") > 1).select("__hash")
                 .collect(engine="streaming"))
     with tempfile.TemporaryDirectory(prefix="inferledger-quality-") as spill:
