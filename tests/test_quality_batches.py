@@ -7,10 +7,12 @@ import json
 from datetime import timedelta
 
 import great_expectations.expectations as gxe
+import pandas as pd
 import polars as pl
 import pytest
 
 import pipelines.suites as suites_module
+import transforms.quality.batched as batched
 from lake.store import Lake
 from pipelines.suites import run_suite_on_files, validate_partition
 from tests.test_quality_suites import (
@@ -24,7 +26,14 @@ from tests.test_quality_suites import (
     set_row,
 )
 from transforms.quality import gx_private
-from transforms.quality.runner import _gx_validate, _own_columns, gx_validate_by_columns, to_pandas
+from transforms.quality.runner import (
+    _NULLABLE,
+    _arrow_to_pandas,
+    _gx_validate,
+    _own_columns,
+    gx_validate_by_columns,
+    to_pandas,
+)
 from transforms.quality.suites import SUITES, SuiteContext, prepare
 
 BATCH = 1_000
@@ -248,3 +257,67 @@ def test_one_batch_read_once_equals_the_whole_partition(tmp_path, small_inventor
     key = whole.result(f"{suite}.key.unique")
     # requests: 3 pairs and a chain of copied ids (tests above): 6 rows; power: rows 10 and 2400.
     assert (key.success, key.unexpected_count) == (False, 6 if suite == "requests" else 2)
+
+
+def test_duplicates_found_across_hash_partitions(monkeypatch):
+    """Past PARTITION_KEYS rows the key hashes are grouped one hash partition at a time (spilled,
+    `__hash % K`): duplicates in different partitions are all found, counted and shown in file
+    order. 8 rows, PARTITION_KEYS 2: K = ceil(8 / 2) = 4 partitions. Keys a (rows 0, 2), b (rows
+    1, 4, 5): 2 + 3 = 5 duplicated rows; c (row 3) once; the two nulls (rows 6, 7) are not
+    compared (GX ignores missing values). Examples: the rows 0, 1, 2, 4, 5 -> a, b, a, b, b."""
+    monkeypatch.setattr(batched, "PARTITION_KEYS", 2)
+    frame = pl.LazyFrame({"request_id": ["a", "b", "a", "c", "b", "b", None, None]})
+    exp = gxe.ExpectColumnValuesToBeUnique(column="request_id")
+    hashes = frame.select(pl.struct(["request_id"]).hash()).collect().to_series()
+    assert len({hashes[0] % 4, hashes[1] % 4}) == 2  # a and b fall in different partitions
+    count, first = batched.duplicates(frame, exp)
+    assert (count, first["request_id"].to_list()) == (5, ["a", "b", "a", "b", "b"])
+    monkeypatch.setattr(batched, "PARTITION_KEYS", 100)  # one group-by in memory: the same answer
+    assert batched.duplicates(frame, exp)[0] == 5
+
+
+@pytest.mark.parametrize("partition_keys", [500, 10**9])
+def test_key_uniqueness_in_hash_partitions_equals_the_whole_partition(tmp_path, small_inventory, monkeypatch,
+                                                                      partition_keys):
+    """The requests with defects (3,500 rows) in batches of 1,000 with the key hashes grouped in
+    ceil(3,500 / 500) = 7 spilled partitions, or in one: the SuiteResult GX gives on the whole
+    partition. Duplicated ids: the pairs (999, 1000), (2100, 2200), (3, 3498): 6 rows; examples
+    the ids of rows 3, 999, 1000, 2100, 2200 (file order), as GX formats them."""
+    lake = tmp_path / "lake"
+    frame = requests_with_defects()
+    write(lake, "requests", frame, "metro-east", parts=2)
+    whole = validate_partition(lake, "requests", DAY, small_inventory, "metro-east", batch_rows=WHOLE)
+    monkeypatch.setattr(batched, "PARTITION_KEYS", partition_keys)
+    spilled = []
+    sink = pl.LazyFrame.sink_ipc
+    monkeypatch.setattr(pl.LazyFrame, "sink_ipc",
+                        lambda self, path, **kw: spilled.append(path) or sink(self, path, **kw))
+    same(validate_partition(lake, "requests", DAY, small_inventory, "metro-east", batch_rows=BATCH), whole)
+    assert len(spilled) == (partition_keys == 500)
+    ids = frame["request_id"]
+    dup_parts = {h % 7 for h in pl.Series([ids[3], ids[999], ids[2100]]).to_frame("request_id")
+                 .select(pl.struct(["request_id"]).hash()).to_series()}
+    assert len(dup_parts) >= 2  # the three duplicated ids are not all in one partition
+    key = whole.result("requests.key.unique")
+    assert (key.success, key.unexpected_count) == (False, 6)
+    assert key.examples == [ids[i] for i in (3, 999, 1000, 2100, 2200)]
+
+
+@pytest.mark.parametrize("suite", sorted(FIXTURES))
+def test_pandas_from_arrow_chunks_equals_polars_to_pandas(suite, small_inventory):
+    """`runner._arrow_to_pandas` (pyarrow's `to_pandas` of the frame's Arrow chunks as they are)
+    gives the frame Polars's `to_pandas` gives (it rechunks first): same dtypes, same values, on
+    every failure drill of the suite (nulls, bad values) in a frame of several chunks, plain and
+    with the nullable dtypes; and a Categorical column goes through Polars."""
+    ctx = SuiteContext(inventory=small_inventory, day=DAY)
+    clean = FIXTURES[suite]()
+    mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
+               if m.schema == clean.schema]
+    frame = prepare(suite, pl.concat([clean, *mutated, clean], rechunk=False).lazy(), ctx).collect()
+    assert max(frame[c].n_chunks() for c in frame.columns) > 1
+    for kwargs in ({}, {"types_mapper": _NULLABLE.get}):
+        ours, polars = _arrow_to_pandas(frame, **kwargs), frame.to_pandas(**kwargs)
+        assert ours.dtypes.equals(polars.dtypes)
+        pd.testing.assert_frame_equal(ours, polars, check_exact=True)
+    categorical = frame.head(3).with_columns(pl.lit("x", pl.Categorical).alias("cat"))
+    pd.testing.assert_frame_equal(_arrow_to_pandas(categorical), categorical.to_pandas(), check_exact=True)

@@ -23,9 +23,11 @@ alone is computed over the whole partition, exactly:
 A suite holding any other kind of expectation is validated whole (`validate_frame`).
 """
 
+import tempfile
 import time
 from collections.abc import Iterable
 from functools import partial
+from pathlib import Path
 
 import great_expectations.expectations as gxe
 import pandas as pd
@@ -53,6 +55,8 @@ FIRST_BATCH = (gxe.ExpectTableColumnsToMatchSet, gxe.ExpectColumnValuesToBeOfTyp
 ROW_COUNT = (gxe.ExpectTableRowCountToBeBetween,)
 UNIQUE = (gxe.ExpectColumnValuesToBeUnique, gxe.ExpectCompoundColumnsToBeUnique)
 _ROW = "__quality_row"
+# Keys grouped at once by the uniqueness check (`_clashing_hashes`): about 0.2 GB of Polars's group-by.
+PARTITION_KEYS = 2_000_000
 
 
 def _mostly(exp) -> float:
@@ -108,18 +112,37 @@ def _considered(whole: pl.LazyFrame, exp) -> pl.LazyFrame:
     return lf
 
 
+def _clashing_hashes(hashed: pl.LazyFrame, rows: int) -> pl.DataFrame:
+    """The `__hash` values held by more than one row of `hashed`. Up to PARTITION_KEYS rows, one
+    streaming group-by; beyond, the hashes are spilled (8 bytes a row, a temporary folder) in
+    K = rows / PARTITION_KEYS partitions on `__hash % K`, and each is grouped alone: equal keys
+    share a hash, hence a partition, so memory follows PARTITION_KEYS, not the partition's rows.
+    A Polars without `PartitionBy` (its partitioned sinks are marked unstable) groups in one pass:
+    more memory, the same result."""
+    parts = -(-rows // PARTITION_KEYS)
+    if parts <= 1 or not hasattr(pl, "PartitionBy"):
+        return (hashed.group_by("__hash").agg(pl.len().alias("__n")).filter(pl.col("__n") > 1).select("__hash")
+                .collect(engine="streaming"))
+    with tempfile.TemporaryDirectory(prefix="inferledger-quality-") as spill:
+        (hashed.select("__hash", (pl.col("__hash") % parts).alias("__part"))
+         .sink_ipc(pl.PartitionBy(spill, key="__part", include_key=False)))
+        found = [pl.scan_ipc(sorted(d.glob("*.ipc"))).group_by("__hash").agg(pl.len().alias("__n"))
+                 .filter(pl.col("__n") > 1).select("__hash").collect(engine="streaming")
+                 for d in sorted(Path(spill).iterdir()) if any(d.glob("*.ipc"))]
+    return pl.concat(found) if found else pl.DataFrame(schema={"__hash": pl.UInt64})
+
+
 def duplicates(whole: pl.LazyFrame, exp) -> tuple[int, pl.DataFrame]:
     """(rows whose key occurs more than once, the first EXAMPLES of them in file order).
 
-    A streaming group-by on a 64-bit hash of the key finds the candidate rows (each key's rows
-    share a hash); the exact group-by on the key then runs on those candidates alone, so hash
-    collisions cost time, never correctness, and memory follows the duplicated rows, not the
-    partition's keys."""
+    A 64-bit hash of the key finds the candidate rows (each key's rows share a hash), grouped in
+    bounded hash partitions (`_clashing_hashes`); the exact group-by on the key then runs on
+    those candidates alone, so hash collisions cost time, never correctness, and memory follows
+    the duplicated rows and PARTITION_KEYS, not the partition's keys."""
     key = _key(exp)
     rows = _considered(whole, exp)
     hashed = rows.with_columns(pl.struct(key).hash().alias("__hash"))
-    clash = (hashed.group_by("__hash").agg(pl.len().alias("__n")).filter(pl.col("__n") > 1).select("__hash")
-             .collect(engine="streaming"))
+    clash = _clashing_hashes(hashed, whole.select(pl.len()).collect().item())
     if clash.height == 0:
         return 0, whole.select(key).clear().collect()
     cand = hashed.join(clash.lazy(), on="__hash", how="semi").drop("__hash").collect(engine="streaming")
