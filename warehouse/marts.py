@@ -12,6 +12,7 @@ prices, objectives) only needs the marts rebuilt from the same facts: the publis
 
 Sums of money and energy are exact (`xsum`: a DECIMAL(38,18) sum, cast back to DOUBLE), so
 the marts do not depend on the order DuckDB's threads add rows in: a rerun writes the same bytes.
+The tables over the request facts add up exact partial sums of one scan (`_register_partials`).
 """
 
 import hashlib
