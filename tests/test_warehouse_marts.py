@@ -559,8 +559,8 @@ def test_partial_sums_equal_xsum_over_the_facts(small_inventory, tmp_path_factor
     build_day_marts(lake, DAY, small_inventory)
     con = connect()
     try:
-        direct = run(con, f"SELECT xsum(idle_share) FROM read_parquet('{lake.partition_files('request_costs', DAY)[0]}')"
-                          " WHERE tier = 'premium'")[0][0]
+        facts = lake.partition_files("request_costs", DAY)[0]
+        direct = run(con, f"SELECT xsum(idle_share) FROM read_parquet('{facts}') WHERE tier = 'premium'")[0][0]
     finally:
         con.close()
     tier = pl.read_parquet(lake.mart_path("cost_by_tier_day", DAY)).filter(pl.col("tier") == "premium")
