@@ -510,3 +510,58 @@ def test_requests_by_method_day_counts_requests_on_their_completion_day(tmp_path
         ("estimated", "pro_rata", 1, 432 / J, 0.06),               # r4: 360 + 72 J; 0.05 + 0.01
         ("measured", "pro_rata", 1, 43200 / J, 0.30),              # r3: 36,000 + 7,200 J; 0.25 + 0.05
         ("measured", "reserved", 1, 16200 / J, 2.25)])             # r1 counted, r2 not; both rows' J and cost
+
+
+def _premium_day_with_idle_shares(lake: Lake, shares: list[tuple[str, float]]) -> pl.DataFrame:
+    """The hand-made day, its premium requests replaced by one per (tenant, idle share) of `shares`,
+    each a copy of r1 (a partial sum of `rcp` per tenant); the facts written."""
+    base = request_costs()
+    premium = base.filter(pl.col("request_id") == "r1")
+    extra = pl.concat([premium.with_columns(pl.lit(f"p{i}").alias("request_id"), pl.lit(t).alias("tenant_id"),
+                                            pl.lit(s).alias("idle_share"))
+                       for i, (t, s) in enumerate(shares)])
+    facts = pl.concat([base.filter(pl.col("tier") != "premium"), extra])
+    write_day(lake)
+    lake.write(facts, "request_costs", DAY)
+    return facts
+
+
+def test_sums_over_partial_sums_are_the_exact_sums_of_the_facts(small_inventory, tmp_path):
+    """The tier and tenant tables add up `rcp`'s exact partial sums (one per tenant): t-0's requests
+    have idle shares 0.1 and 0.2, t-1's 0.3. The premium tier's idle cost is the exact sum
+    0.1 + 0.2 + 0.3 = 0.6, rounded once to the double 0.6, as `xsum` over the facts gives; a partial
+    rounded to a double first (0.1 + 0.2 = 0.30000000000000004) would make it
+    0.30000000000000004 + 0.3 = 0.6000000000000001. t-0's own idle cost: 0.3 exactly, not
+    0.30000000000000004."""
+    assert 0.1 + 0.2 == 0.30000000000000004 and (0.1 + 0.2) + 0.3 == 0.6000000000000001
+    lake = Lake(tmp_path / "lake")
+    _premium_day_with_idle_shares(lake, [("t-0", 0.1), ("t-0", 0.2), ("t-1", 0.3)])
+    build_day_marts(lake, DAY, small_inventory)
+    tier = pl.read_parquet(lake.mart_path("cost_by_tier_day", DAY)).filter(pl.col("tier") == "premium")
+    assert tier["idle_cost"].to_list() == [0.6] and tier["requests"].to_list() == [3]
+    # Each premium request: r1's money (0.10 + 0.02 + 0.30 + 0.0 + 0.08 = 0.5 direct) and its 500 output
+    # tokens; 3 ok requests of 0.4 s to first token and 4 s end to end.
+    assert tier["ok_requests"].to_list() == [3] and tier["output_tokens"].to_list() == [1500]
+    assert tier["ttft_p95_s"].to_list() == [0.4] and tier["e2e_p95_s"].to_list() == [4.0]
+    tenants = pl.read_parquet(lake.mart_path("cost_by_tenant_day", DAY)).filter(pl.col("tier") == "premium")
+    assert rows(tenants.sort("tenant_id"), "tenant_id", "idle_cost", "requests") == [("t-0", 0.3, 2), ("t-1", 0.3, 1)]
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["t-a", "t-b", "t-c"]),
+                          st.floats(0, 1e6, allow_nan=False, allow_infinity=False)
+                          | st.sampled_from([0.1, 0.2, 0.3, 1e-9])), min_size=1, max_size=8))
+def test_partial_sums_equal_xsum_over_the_facts(small_inventory, tmp_path_factory, shares):
+    """Whatever the amounts, the premium tier's idle cost (a sum of per-tenant partial sums) is the
+    bits of `xsum` over the facts themselves."""
+    lake = Lake(tmp_path_factory.mktemp("partials") / "lake")
+    _premium_day_with_idle_shares(lake, shares)
+    build_day_marts(lake, DAY, small_inventory)
+    con = connect()
+    try:
+        facts = lake.partition_files("request_costs", DAY)[0]
+        direct = run(con, f"SELECT xsum(idle_share) FROM read_parquet('{facts}') WHERE tier = 'premium'")[0][0]
+    finally:
+        con.close()
+    tier = pl.read_parquet(lake.mart_path("cost_by_tier_day", DAY)).filter(pl.col("tier") == "premium")
+    assert tier["idle_cost"].to_list() == [direct]

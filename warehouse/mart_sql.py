@@ -58,9 +58,9 @@ E2E_S = (f"(CAST(({_E2E_US} // 86400000000) * 86400 AS DOUBLE) "
 # running count exceeds the rank, interpolated as DuckDB's source writes it, lo * (1 - d) + hi * d
 # with d = rn - floor(rn). Its binary here computes that with a fused multiply-add, which SQL
 # cannot: one value in several differs in its last bit. It is not the path of every day because
-# its own scan costs more than `quantile_cont` inside the tier aggregate: at 10 M requests the
-# table took 3.2 s instead of 2.2 s. tests/test_warehouse_marts.py holds the two equal (to the last
-# bit) on generated latencies.
+# its scan costs more than `quantile_cont`'s: at 10 M requests the tier table took 3.2 s instead of
+# 2.2 s (when `quantile_cont` rode on the tier aggregate's scan). tests/test_warehouse_marts.py
+# holds the two equal (to the last bit) on generated latencies.
 TIER_P95_SQL = f"""
     WITH h AS (
         SELECT tier, ttft_s AS t, {E2E_S} AS e, count(*) AS c
@@ -80,15 +80,55 @@ TIER_P95_SQL = f"""
     FROM q GROUP BY tier"""
 
 
+# `tier_p95`: each tier's 95th-percentile latencies and its ok requests within the tier's objectives
+# (`tiers`), from one narrow scan of the ok requests: by `quantile_cont` on a day small enough for it
+# (`quantiles_fit`), else from TIER_P95_SQL's histogram (the attainment counted by a scan of its own).
+# A tier without an ok request has no row: null percentiles and attainment in the tier table.
+_OK_REQUESTS = (f"(SELECT tier, ttft_s, {E2E_S} AS e2e_s FROM rc WHERE status = 'ok') r "
+                "LEFT JOIN tiers t ON t.tier = r.tier")
+_MET = ("count(*) FILTER (WHERE ttft_s <= t.ttft_p95_s) AS n_ttft_met, "
+        "count(*) FILTER (WHERE e2e_s <= t.e2e_p95_s) AS n_e2e_met")
+TIER_P95_IN_MEMORY_SQL = f"""
+    SELECT r.tier, quantile_cont(ttft_s, 0.95) AS ttft_p95_s, quantile_cont(e2e_s, 0.95) AS e2e_p95_s, {_MET}
+    FROM {_OK_REQUESTS} GROUP BY r.tier"""
+TIER_P95_BOUNDED_SQL = f"""
+    SELECT a.tier, p.ttft_p95_s, p.e2e_p95_s, a.n_ttft_met, a.n_e2e_met
+    FROM (SELECT r.tier, {_MET} FROM {_OK_REQUESTS} GROUP BY r.tier) a
+    LEFT JOIN ({TIER_P95_SQL}) p ON p.tier IS NOT DISTINCT FROM a.tier"""
+
+# Columns of the request facts the marts sum exactly (`xsum`).
+_EXACT = ("it_energy_j", "overhead_energy_j", "estimated_energy_j", "interpolated_energy_j", "energy_kwh",
+          "energy_cost", "demand_cost", "amortization_cost", "cloud_cost", "fixed_cost", "egress_cost",
+          "direct_cost", "idle_share", "fully_loaded_cost")
+# One scan of the day's facts into `rcp`, the partial sums at the finest grain the tables over the
+# facts group by (tier, tenant, model, pool, site, energy method, weight, idle policy: ~560 rows at
+# 10 M requests): the money and energy as exact DECIMAL(38, 18) sums, which `xsum` adds up again
+# exactly (decimal addition is associative: the same value, so the same bytes, as `xsum` over the
+# facts), the tokens as integer sums, the counts.
+# Instead of each table scanning the facts and casting every value to a decimal on its own.
+RC_PARTIALS_SQL = f"""
+    SELECT tier, tenant_id, model, pool_id, site_id, energy_method, weight, idle_policy,
+        count(*) AS n_rows, count(*) FILTER (WHERE done) AS n_done, count(*) FILTER (WHERE status = 'ok') AS n_ok,
+        sum(input_tokens) AS input_tokens, sum(cached_input_tokens) AS cached_input_tokens,
+        sum(output_tokens) AS output_tokens, sum(input_tokens) FILTER (WHERE status = 'ok') AS ok_input_tokens,
+        sum(output_tokens) FILTER (WHERE status = 'ok') AS ok_output_tokens,
+        {", ".join(f"sum(CAST({c} AS DECIMAL(38, 18))) AS {c}" for c in _EXACT)}
+    FROM rc GROUP BY tier, tenant_id, model, pool_id, site_id, energy_method, weight, idle_policy"""
+
+
+def _n(count: str) -> str:
+    """A count of `rcp`'s summed back to BIGINT (a sum of BIGINT is a HUGEINT), as `count(*)` is."""
+    return f"CAST(sum({count}) AS BIGINT)"
+
+
 # The SQL of each daily table, over the views of `ATTRIBUTED`, `quarantine`, `audit`, and the
-# inventory's `tiers` and `pools`; `$day` and `$currency` are bound as parameters.
+# inventory's `tiers` and `pools`, and the temp tables `build_day_marts` fills first: `rcp` (RC_PARTIALS_SQL)
+# and `tier_p95` (TIER_P95_IN_MEMORY_SQL or TIER_P95_BOUNDED_SQL); `$day` and `$currency` are bound as parameters.
 DAY_SQL = {
     "cost_by_tier_day": f"""
-        WITH r AS (
-            SELECT *, {E2E_S} AS e2e_s FROM rc){{p95_cte}}
         SELECT $day AS date, r.tier,
-            count(*) FILTER (WHERE done) AS requests,
-            count(*) FILTER (WHERE status = 'ok') AS ok_requests,
+            {_n('n_done')} AS requests,
+            {_n('n_ok')} AS ok_requests,
             CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
             CAST(sum(cached_input_tokens) AS BIGINT) AS cached_input_tokens,
             CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
@@ -101,47 +141,48 @@ DAY_SQL = {
             xsum(fixed_cost) AS fixed_cost, xsum(egress_cost) AS egress_cost,
             xsum(direct_cost) AS direct_cost, xsum(idle_share) AS idle_cost,
             xsum(fully_loaded_cost) AS fully_loaded_cost,
-            xsum(direct_cost) / nullif(count(*) FILTER (WHERE done), 0) AS direct_cost_per_query,
-            xsum(fully_loaded_cost) / nullif(count(*) FILTER (WHERE done), 0) AS fully_loaded_cost_per_query,
+            xsum(direct_cost) / nullif({_n('n_done')}, 0) AS direct_cost_per_query,
+            xsum(fully_loaded_cost) / nullif({_n('n_done')}, 0) AS fully_loaded_cost_per_query,
             xsum(fully_loaded_cost) * 1e6 / nullif(sum(input_tokens) + sum(output_tokens), 0)
                 AS fully_loaded_cost_per_m_tokens,
             xsum(fully_loaded_cost) * 1e6 / nullif(sum(output_tokens), 0) AS fully_loaded_cost_per_m_output_tokens,
-            {{ttft_p95}} AS ttft_p95_s,
+            any_value(p.ttft_p95_s) AS ttft_p95_s,
             any_value(t.ttft_p95_s) AS ttft_objective_s,
-            {_ok_share('ttft_s <= t.ttft_p95_s')} AS ttft_attainment,
-            {{e2e_p95}} AS e2e_p95_s,
+            any_value(p.n_ttft_met) / nullif({_n('n_ok')}, 0) AS ttft_attainment,
+            any_value(p.e2e_p95_s) AS e2e_p95_s,
             any_value(t.e2e_p95_s) AS e2e_objective_s,
-            {_ok_share('e2e_s <= t.e2e_p95_s')} AS e2e_attainment,
-            {{ttft_p95}} <= any_value(t.ttft_p95_s) AND {{e2e_p95}} <= any_value(t.e2e_p95_s) AS objectives_met,
-            (sum(input_tokens) FILTER (WHERE status = 'ok') * any_value(t.price_per_m_input_tokens)
-             + sum(output_tokens) FILTER (WHERE status = 'ok') * any_value(t.price_per_m_output_tokens)) / 1e6
+            any_value(p.n_e2e_met) / nullif({_n('n_ok')}, 0) AS e2e_attainment,
+            any_value(p.ttft_p95_s) <= any_value(t.ttft_p95_s) AND any_value(p.e2e_p95_s) <= any_value(t.e2e_p95_s)
+                AS objectives_met,
+            (sum(ok_input_tokens) * any_value(t.price_per_m_input_tokens)
+             + sum(ok_output_tokens) * any_value(t.price_per_m_output_tokens)) / 1e6
                 AS revenue,
             revenue - xsum(fully_loaded_cost) AS gross_margin,
             (revenue - xsum(fully_loaded_cost)) / nullif(revenue, 0) AS gross_margin_pct,
             $currency AS currency
-        FROM r LEFT JOIN tiers t ON t.tier = r.tier{{p95_join}}
+        FROM rcp r LEFT JOIN tiers t ON t.tier = r.tier LEFT JOIN tier_p95 p ON p.tier IS NOT DISTINCT FROM r.tier
         GROUP BY r.tier""",
     "cost_by_tenant_day": f"""
         SELECT $day AS date, rc.tenant_id, rc.tier,
-            count(*) FILTER (WHERE done) AS requests,
+            {_n('n_done')} AS requests,
             CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
             CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
             (xsum(it_energy_j) + xsum(overhead_energy_j)) / {J_PER_KWH} AS energy_kwh,
             {_RC_SHARES},
             xsum(direct_cost) AS direct_cost, xsum(idle_share) AS idle_cost,
             xsum(fully_loaded_cost) AS fully_loaded_cost,
-            coalesce((sum(input_tokens) FILTER (WHERE status = 'ok') * any_value(t.price_per_m_input_tokens)
-             + sum(output_tokens) FILTER (WHERE status = 'ok') * any_value(t.price_per_m_output_tokens)) / 1e6, 0)
+            coalesce((sum(ok_input_tokens) * any_value(t.price_per_m_input_tokens)
+             + sum(ok_output_tokens) * any_value(t.price_per_m_output_tokens)) / 1e6, 0)
                 AS revenue,
             $currency AS currency
-        FROM rc LEFT JOIN tiers t ON t.tier = rc.tier
+        FROM rcp rc LEFT JOIN tiers t ON t.tier = rc.tier
         GROUP BY rc.tenant_id, rc.tier""",
     "cost_by_model_pool_day": f"""
         WITH util AS (
             SELECT pool_id, count(*) FILTER (WHERE occupied) / count(*) AS pool_utilization FROM ns GROUP BY pool_id)
         SELECT $day AS date, rc.model, rc.pool_id, any_value(rc.site_id) AS site_id,
             any_value(p.gpu_model) AS gpu_model,
-            count(*) FILTER (WHERE done) AS requests,
+            {_n('n_done')} AS requests,
             CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
             CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
             xsum(it_energy_j) / {J_PER_KWH} AS it_energy_kwh,
@@ -155,7 +196,7 @@ DAY_SQL = {
                 AS fully_loaded_cost_per_m_tokens,
             any_value(util.pool_utilization) AS pool_utilization,
             $currency AS currency
-        FROM rc LEFT JOIN pools p ON p.pool_id = rc.pool_id LEFT JOIN util ON util.pool_id = rc.pool_id
+        FROM rcp rc LEFT JOIN pools p ON p.pool_id = rc.pool_id LEFT JOIN util ON util.pool_id = rc.pool_id
         GROUP BY rc.model, rc.pool_id""",
     "idle_by_pool_hour": f"""
         SELECT $day AS date, date_trunc('hour', slot_start) AS hour, pool_id, any_value(site_id) AS site_id,
@@ -248,18 +289,10 @@ DAY_SQL["node_power_below_idle"] = f"""
     FROM pw p JOIN node_meters m ON m.meter_id = p.meter_id
     WHERE p.power_w IS NOT NULL
     GROUP BY ALL HAVING count(*) FILTER (WHERE {_BELOW}) > 0"""
-# The report's methods tables (warehouse.report.figures.METHODS), from one scan of the day's facts here.
-DAY_SQL["requests_by_method_day"] = """
-    SELECT $day AS date, energy_method, weight, idle_policy, count(*) FILTER (WHERE done) AS requests,
+# The report's methods tables (warehouse.report.figures.METHODS), from the day's partial sums (`rcp`).
+DAY_SQL["requests_by_method_day"] = f"""
+    SELECT $day AS date, energy_method, weight, idle_policy, {_n('n_done')} AS requests,
            xsum(energy_kwh) AS energy_kwh, xsum(fully_loaded_cost) AS fully_loaded_cost, $currency AS currency
-    FROM rc GROUP BY ALL"""
-_TIER_DAY = DAY_SQL["cost_by_tier_day"]
-DAY_SQL["cost_by_tier_day"] = _TIER_DAY.format(
-    p95_cte="", p95_join="", ttft_p95="quantile_cont(ttft_s, 0.95) FILTER (WHERE status = 'ok')",
-    e2e_p95="quantile_cont(e2e_s, 0.95) FILTER (WHERE status = 'ok')")
-# The tier table of a day too large for `quantile_cont` (see TIER_P95_SQL).
-TIER_DAY_BOUNDED_SQL = _TIER_DAY.format(
-    p95_cte=f", p AS ({TIER_P95_SQL})", p95_join=" LEFT JOIN p ON p.tier = r.tier",
-    ttft_p95="any_value(p.ttft_p95_s)", e2e_p95="any_value(p.e2e_p95_s)")
+    FROM rcp GROUP BY ALL"""
 DAY_SQL.update(CAPACITY_SQL)  # capacity_by_pool_hour, overprovisioning_by_pool_day, efficiency_by_model_pool_day
 assert set(DAY_SQL) == {t.name for t in DAILY}, "every daily table has its SQL"

@@ -12,6 +12,7 @@ prices, objectives) only needs the marts rebuilt from the same facts: the publis
 
 Sums of money and energy are exact (`xsum`: a DECIMAL(38,18) sum, cast back to DOUBLE), so
 the marts do not depend on the order DuckDB's threads add rows in: a rerun writes the same bytes.
+The tables over the request facts add up exact partial sums of one scan (`_register_partials`).
 """
 
 import hashlib
@@ -30,7 +31,7 @@ from transforms.inventory import Inventory
 from warehouse.capacity import register_capacity
 from warehouse.checks import COMPLETED_ON_DAY
 from warehouse.connection import DuckDBLimits, connect, memory_limit_bytes, run, sql_list, sql_string
-from warehouse.mart_sql import ATTRIBUTED, DAY_SQL, TIER_DAY_BOUNDED_SQL
+from warehouse.mart_sql import ATTRIBUTED, DAY_SQL, RC_PARTIALS_SQL, TIER_P95_BOUNDED_SQL, TIER_P95_IN_MEMORY_SQL
 from warehouse.tables import DAILY
 
 
@@ -167,17 +168,24 @@ def _register_power(con: duckdb.DuckDBPyConnection, files: list[Path], inventory
     con.register("node_meters", meters.to_arrow())
 
 
+def _register_partials(con: duckdb.DuckDBPyConnection) -> None:
+    """The temp tables the tables over the request facts read: `rcp`, the day's exact partial sums
+    (one scan of the facts), and `tier_p95`, each tier's 95th-percentile latencies and objectives'
+    attainment (a second, narrow scan), by `quantile_cont` or, on a day too large for it, from a histogram."""
+    run(con, f"CREATE OR REPLACE TEMP TABLE rcp AS {RC_PARTIALS_SQL}")
+    requests = run(con, "SELECT coalesce(sum(n_rows), 0) FROM rcp")[0][0]
+    p95 = TIER_P95_IN_MEMORY_SQL if quantiles_fit(con, requests) else TIER_P95_BOUNDED_SQL
+    run(con, f"CREATE OR REPLACE TEMP TABLE tier_p95 AS {p95}")
+
+
 def _write_marts(con: duckdb.DuckDBPyConnection, lake: Lake, day: date, inventory: Inventory, out: DayMarts) -> None:
     """Every daily table of `day` from the registered views into the lake: each written first
     (beside its file, or as a new object), then they replace the day's marts together."""
     params = {"day": day, "currency": inventory.currency}
+    _register_partials(con)
     with lake.staging() as stage:
         for table in DAILY:
             sql = DAY_SQL[table.name]
-            if table.name == "cost_by_tier_day":
-                requests = run(con, "SELECT count(*) FROM rc")[0][0]
-                if not quantiles_fit(con, requests):
-                    sql = TIER_DAY_BOUNDED_SQL
             used = {k: v for k, v in params.items() if f"${k}" in sql}
             rel = con.sql(f"SELECT * FROM ({sql}) ORDER BY {', '.join(table.order_by)}", params=used)
             if rel.columns != list(table.columns):
