@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import examples
@@ -139,6 +139,9 @@ def test_node_groups_equal_the_single_pass(facts, chunk_rows, shift):
 
 @settings(max_examples=examples(60), deadline=None)
 @given(groups=st.lists(st.lists(_latency, min_size=1, max_size=40), min_size=1, max_size=6))
+# Polars 2.1 counts the two nulls in the position: (2.95 - 2) * 0.25 = 0.23750000000000004; Polars 2.2
+# drops them: 0.95 * 0.25 = 0.2375 (quantile.NULLS_IN_RANK follows the installed release).
+@example(groups=[[None, None, 0.0, 0.25]])
 def test_linear_quantile_from_counts_is_polars_own(groups):
     frame = pl.DataFrame([(g, v) for g, values in enumerate(groups) for v in values], schema=["g", "v"],
                          orient="row", schema_overrides={"g": pl.Int64, "v": pl.Float64})
