@@ -17,9 +17,9 @@ from lake.store import Lake
 from pipelines.suites import run_suite_on_files, validate_partition
 from tests.test_quality_suites import (
     DAY,
-    DRILLS,
     FIXTURES,
     assets_frame,
+    drilled,
     power_frame,
     request_costs_frame,
     requests_frame,
@@ -176,9 +176,7 @@ def test_a_few_columns_at_a_time_equal_the_whole_frame(suite, small_inventory):
     """GX given a batch a few columns at a time (`gx_validate_by_columns`) reports what it reports
     on the whole frame, field for field: on one frame holding every failure drill of the suite."""
     ctx = SuiteContext(inventory=small_inventory, day=DAY)
-    clean = FIXTURES[suite]()
-    mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
-               if m.schema == clean.schema]  # drills that drop or retype a column stand apart
+    clean, mutated = drilled(suite)  # drills that drop or retype a column stand apart
     frame = prepare(suite, pl.concat([clean, *mutated]).lazy(), ctx).collect()
     expectations = [c.expectation for c in SUITES[suite](ctx)]
     whole = _gx_validate(suite, expectations, to_pandas(frame))
@@ -202,9 +200,7 @@ def test_configurations_built_once_equal_gx_as_shipped(suite, small_inventory, m
     validation, not on every read) changes no result: every failure drill of the suite, validated
     with it and with GX's own property, field for field."""
     ctx = SuiteContext(inventory=small_inventory, day=DAY)
-    clean = FIXTURES[suite]()
-    mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
-               if m.schema == clean.schema]
+    clean, mutated = drilled(suite)
     pdf = to_pandas(prepare(suite, pl.concat([clean, *mutated]).lazy(), ctx).collect())
     expectations = [c.expectation for c in SUITES[suite](ctx)]
     original = gxe.Expectation.configuration
@@ -310,9 +306,7 @@ def test_pandas_from_arrow_chunks_equals_polars_to_pandas(suite, small_inventory
     every failure drill of the suite (nulls, bad values) in a frame of several chunks, plain and
     with the nullable dtypes; and a Categorical column goes through Polars."""
     ctx = SuiteContext(inventory=small_inventory, day=DAY)
-    clean = FIXTURES[suite]()
-    mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
-               if m.schema == clean.schema]
+    clean, mutated = drilled(suite)
     frame = prepare(suite, pl.concat([clean, *mutated, clean], rechunk=False).lazy(), ctx).collect()
     assert max(frame[c].n_chunks() for c in frame.columns) > 1
     for kwargs in ({}, {"types_mapper": _NULLABLE.get}):

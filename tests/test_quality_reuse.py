@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from pipelines.suites import validate_partition
 from tests.conftest import examples
 from tests.test_quality_batches import BATCH, WHOLE, requests_with_defects, write
-from tests.test_quality_suites import DAY, DRILLS, FIXTURES
+from tests.test_quality_suites import DAY, FIXTURES, drilled
 from transforms.quality import gx_private
 from transforms.quality.runner import _batch_definition, _gx_validate, to_pandas
 from transforms.quality.suites import SUITES, SuiteContext, prepare
@@ -79,9 +79,7 @@ def test_fast_ids_and_domain_objects_equal_gx_as_shipped(suite, small_inventory,
     once per configuration, and with GX's own `to_id` and `to_domain_obj`: field for field the
     same; GX's methods are back after the run, and fewer Expectations were built."""
     ctx = SuiteContext(inventory=small_inventory, day=DAY)
-    clean = FIXTURES[suite]()
-    mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
-               if m.schema == clean.schema]
+    clean, mutated = drilled(suite)
     pdf = to_pandas(prepare(suite, pl.concat([clean, *mutated]).lazy(), ctx).collect())
     expectations = [c.expectation for c in SUITES[suite](ctx)]
     calls = {"fast": 0, "built": 0}
@@ -157,9 +155,7 @@ def test_frames_taken_as_they_are_equal_gx_as_shipped(suite, small_inventory, mo
     every failure drill of the suite, field for field against GX's own `get_batch_data_and_markers`;
     pandas measured the frame twice per validation as shipped, never with it."""
     ctx = SuiteContext(inventory=small_inventory, day=DAY)
-    clean = FIXTURES[suite]()
-    mutated = [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
-               if m.schema == clean.schema]
+    clean, mutated = drilled(suite)
     pdf = to_pandas(prepare(suite, pl.concat([clean, *mutated]).lazy(), ctx).collect())
     expectations = [c.expectation for c in SUITES[suite](ctx)]
     measured = {"n": 0}

@@ -253,6 +253,14 @@ DRILLS = {
 }
 
 
+def drilled(suite: str) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """The suite's clean fixture and each of its failure drills (DRILLS) that keeps its schema (the
+    drills that drop or retype a column stand apart)."""
+    clean = FIXTURES[suite]()
+    return clean, [m for m in (mutate(FIXTURES[suite]()) for s, mutate, _ in DRILLS.values() if s == suite)
+                   if m.schema == clean.schema]
+
+
 @pytest.mark.parametrize("suite", sorted(FIXTURES))
 def test_clean_fixture_passes_every_expectation(suite, small_inventory):
     res = run(suite, FIXTURES[suite](), small_inventory)
