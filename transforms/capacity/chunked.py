@@ -5,13 +5,15 @@ The request facts are read in node groups of about `chunk_rows` facts (contiguou
 node names: the facts files are written node by node, so a range's filter skips the other row
 groups). Pass 1, per group: the per node-minute load (`node_minute_load`: small, nodes x 1,440 rows),
 the latency samples counted per node-minute (rows, non-null TTFT, non-null E2E), the served (pool,
-model, tier) and a count per distinct output-token figure of the ok answers. The load and counts
-of every group give each bucket (pool, model, load bucket) its samples, mean load and how many
-latency values it has, so the rank of its p95 (`quantile.quantile_ranks`). Pass 2, per group: the
-latency samples again, at their node-minute's bucket, of which each bucket keeps only the values that
-can still be among its `top` largest (a running threshold), trimmed to the `top` largest when they
-pile up. The p95 from those (`quantile.linear_quantile`) has the bits of Polars' own over every
-sample; the output tokens' from their counts.
+model, tier), a count per distinct output-token figure of the ok answers, and per latency a count
+per (bucket, bin) (`_bin`: the float's sign, exponent and 18 first mantissa bits) with the bin's least
+and greatest value. The load and counts of every group give each bucket (pool, model, load bucket)
+its samples, mean load and how many latency values it has, so the rank of its p95
+(`quantile.quantile_ranks`) and the bins holding the two values at that rank (`_target_bins`). Where
+each of those bins holds one distinct value, the value is the bin's own; otherwise pass 2 reads the
+groups' latency samples again and keeps only the values in those bins (`_values_in`). The p95 from
+them (`quantile.linear_quantile`) has the bits of Polars' own over every sample; the output tokens'
+comes from their counts.
 """
 
 from datetime import date

@@ -29,14 +29,12 @@ NULLS_IN_RANK = _nulls_in_rank()
 
 
 def quantile_ranks(stats: pl.LazyFrame, q: float = P95) -> pl.LazyFrame:
-    """`stats` (`nn`, `nc` per group) with `fidx`, `r_lo`, `r_hi` (module docstring) and `top`, the
-    number of largest values the quantile needs (`nn - r_lo`)."""
+    """`stats` (`nn`, `nc` per group) with `fidx`, `r_lo`, `r_hi` (module docstring)."""
     off = pl.col("nc") if NULLS_IN_RANK else pl.lit(0, pl.Int64)
     fidx = (pl.col("nn").cast(pl.Float64) - 1.0) * q + off.cast(pl.Float64)
     return stats.with_columns(fidx.alias("fidx")).with_columns(
         (pl.col("fidx").floor().cast(pl.Int64) - off).alias("r_lo"),
-        (pl.col("fidx").ceil().cast(pl.Int64) - off).alias("r_hi")).with_columns(
-        (pl.col("nn") - pl.col("r_lo")).alias("top"))
+        (pl.col("fidx").ceil().cast(pl.Int64) - off).alias("r_hi"))
 
 
 def linear_quantile(values: pl.LazyFrame, stats: pl.LazyFrame, keys: list[str], name: str,
