@@ -260,5 +260,11 @@ class Lake:
                 old.unlink(missing_ok=True)
         return d / f"{os.getpid()}-{uuid.uuid4().hex}.parquet"
 
+    def scratch_folder(self) -> Path:
+        """The lake's scratch folder (created), for a step's own temporary folders (removed by it)."""
+        d = self._scratch_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
     def _scratch_dir(self) -> Path:
         return self.root / "_scratch"

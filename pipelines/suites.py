@@ -77,7 +77,8 @@ def validate_partition(lake_root: Path, suite: str, day: date, inventory: Invent
     lake = Lake(lake_root)
     d = lake.partition_dir(suite, day, site)
     files = lake.partition_files(suite, day, site)
-    ctx = SuiteContext(inventory=inventory, day=day, previous_rows=previous_rows(lake, suite, day, site))
+    ctx = SuiteContext(inventory=inventory, day=day, previous_rows=previous_rows(lake, suite, day, site),
+                       spill_dir=lake.scratch_folder())
     label = lake.relative(d) + ("" if files else " (no file)")
     return validate_files(suite, files, ctx, label, batch_rows)
 

@@ -288,8 +288,14 @@ def test_key_uniqueness_in_hash_partitions_equals_the_whole_partition(tmp_path, 
     sink = pl.LazyFrame.sink_ipc
     monkeypatch.setattr(pl.LazyFrame, "sink_ipc",
                         lambda self, path, **kw: spilled.append(path) or sink(self, path, **kw))
+    folders = []  # the spill's temporary folder: in the lake's scratch, removed after
+    temporary = batched.tempfile.TemporaryDirectory
+    monkeypatch.setattr(batched.tempfile, "TemporaryDirectory",
+                        lambda **kw: folders.append(kw["dir"]) or temporary(**kw))
     same(validate_partition(lake, "requests", DAY, small_inventory, "metro-east", batch_rows=BATCH), whole)
     assert len(spilled) == (partition_keys == 500)
+    assert folders == ([lake / "_scratch"] if partition_keys == 500 else [])
+    assert not list((lake / "_scratch").glob("inferledger-quality-*"))
     ids = frame["request_id"]
     dup_parts = {h % 7 for h in pl.Series([ids[3], ids[999], ids[2100]]).to_frame("request_id")
                  .select(pl.struct(["request_id"]).hash()).to_series()}

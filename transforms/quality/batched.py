@@ -112,9 +112,10 @@ def _considered(whole: pl.LazyFrame, exp) -> pl.LazyFrame:
     return lf
 
 
-def _clashing_hashes(hashed: pl.LazyFrame, rows: int) -> pl.DataFrame:
+def _clashing_hashes(hashed: pl.LazyFrame, rows: int, spill_dir: Path | None = None) -> pl.DataFrame:
     """The `__hash` values held by more than one row of `hashed`. Up to PARTITION_KEYS rows, one
-    streaming group-by; beyond, the hashes are spilled (8 bytes a row, a temporary folder) in
+    streaming group-by; beyond, the hashes are spilled (8 bytes a row, a temporary folder in
+    `spill_dir`, the system's when None) in
     K = rows / PARTITION_KEYS partitions on `__hash % K`, and each is grouped alone: equal keys
     share a hash, hence a partition, so memory follows PARTITION_KEYS, not the partition's rows.
     A Polars without `PartitionBy` (its partitioned sinks are marked unstable) groups in one pass:
@@ -123,7 +124,7 @@ def _clashing_hashes(hashed: pl.LazyFrame, rows: int) -> pl.DataFrame:
     if parts <= 1 or not hasattr(pl, "PartitionBy"):
         return (hashed.group_by("__hash").agg(pl.len().alias("__n")).filter(pl.col("__n") > 1).select("__hash")
                 .collect(engine="streaming"))
-    with tempfile.TemporaryDirectory(prefix="inferledger-quality-") as spill:
+    with tempfile.TemporaryDirectory(prefix="inferledger-quality-", dir=spill_dir) as spill:
         (hashed.select("__hash", (pl.col("__hash") % parts).alias("__part"))
          .sink_ipc(pl.PartitionBy(spill, key="__part", include_key=False)))
         found = [pl.scan_ipc(sorted(d.glob("*.ipc"))).group_by("__hash").agg(pl.len().alias("__n"))
@@ -132,7 +133,7 @@ def _clashing_hashes(hashed: pl.LazyFrame, rows: int) -> pl.DataFrame:
     return pl.concat(found) if found else pl.DataFrame(schema={"__hash": pl.UInt64})
 
 
-def duplicates(whole: pl.LazyFrame, exp) -> tuple[int, pl.DataFrame]:
+def duplicates(whole: pl.LazyFrame, exp, spill_dir: Path | None = None) -> tuple[int, pl.DataFrame]:
     """(rows whose key occurs more than once, the first EXAMPLES of them in file order).
 
     A 64-bit hash of the key finds the candidate rows (each key's rows share a hash), grouped in
@@ -142,7 +143,7 @@ def duplicates(whole: pl.LazyFrame, exp) -> tuple[int, pl.DataFrame]:
     key = _key(exp)
     rows = _considered(whole, exp)
     hashed = rows.with_columns(pl.struct(key).hash().alias("__hash"))
-    clash = _clashing_hashes(hashed, whole.select(pl.len()).collect().item())
+    clash = _clashing_hashes(hashed, whole.select(pl.len()).collect().item(), spill_dir)
     if clash.height == 0:
         return 0, whole.select(key).clear().collect()
     cand = hashed.join(clash.lazy(), on="__hash", how="semi").drop("__hash").collect(engine="streaming")
@@ -189,7 +190,7 @@ def validate_batches(suite: str, whole: pl.LazyFrame, batches: Iterable[pl.DataF
     unique_first: list[Check] = []  # judged on the first batch: no duplicate anywhere
     for c in checks:
         if isinstance(c.expectation, UNIQUE) and set(_key(c.expectation)) <= set(schema.names()):
-            count, first = duplicates(prepared, c.expectation)
+            count, first = duplicates(prepared, c.expectation, ctx.spill_dir)
             if count == 0:
                 unique_first.append(c)
                 continue

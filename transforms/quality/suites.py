@@ -12,6 +12,7 @@ with the partition's day): `prepare(suite, frame, ctx)` adds those reference col
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC as UTC_ZONE, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Literal
 
 import great_expectations.expectations as gxe
@@ -58,13 +59,14 @@ class Check:
 
 @dataclass(frozen=True)
 class SuiteContext:
-    """What a suite's parameters depend on. `day`: the partition's UTC day; `previous_rows`: rows
-    of the same partition the day before (None when there is none); `inventory`: allowed ids,
-    nameplates and the reporting currency (None only to list the checks)."""
+    """What a suite's parameters depend on. `day`: the partition's UTC day; `previous_rows`: rows of the same
+    partition the day before (None when there is none); `inventory`: allowed ids, nameplates and the reporting
+    currency (None only to list the checks); `spill_dir`: where a large key check spills (None: system temp)."""
 
     inventory: Inventory | None = None
     day: date | None = None
     previous_rows: int | None = None
+    spill_dir: Path | None = None
 
     def ids(self, kind: str) -> list[str]:
         inv = self.inventory
